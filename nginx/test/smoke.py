@@ -1,0 +1,524 @@
+#!/usr/bin/env python3
+"""Run the nginx/ configuration for real, against stand-ins, on loopback only.
+
+    nginx/test/smoke.py --nginx PATH --mode compose   # nginx/nginx.conf, needs nginx >= 1.27.3
+    nginx/test/smoke.py --nginx PATH --mode native    # the shared files in a native config
+
+Nothing here needs tokengate or Docker: each replica is a stand-in that answers
+/authenticate the way SPEC.md §2 says (`Bearer good` -> 200 + X-User-Id, no header ->
+401 realm only, any other token -> 401 invalid_token, `Bearer outage` -> 503 as when
+Redis is down) and records what nginx sent it. The replicas listen on 127.0.0.2 and
+127.0.0.3, one port, the way compose replicas share port 8080 on different addresses.
+
+compose mode runs nginx/nginx.conf itself, with only its addresses rewritten (each
+rewrite must match, so the file cannot drift away from this test): Docker's DNS
+becomes a stub DNS server here whose answer for `jwt` the test changes, which shows
+that nginx keeps finding replicas as they are scaled up and down.
+native mode writes a config like a loopback cluster would (static upstream with two
+replicas, a Python app upstream that reports the exact headers it got) and includes
+the shared files by absolute path.
+
+Prints one line per check and ends with "N passed, N failed"; exits 1 on any failure.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import socketserver
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+NGINX_DIR = Path(__file__).resolve().parent.parent
+USER_ID = "42"
+SESSION_ID = "5b0c6c1e-6a4f-4d43-9a43-3f1f2b8f0c11"
+REALM = 'Bearer realm="tokengate"'
+
+
+# --- stand-ins --------------------------------------------------------------------
+
+
+class TrackingServer(ThreadingHTTPServer):
+    """An HTTP/1.1 keep-alive server that counts and can sever its connections."""
+
+    daemon_threads = True
+
+    def __init__(self, addr, handler, name):
+        self.name = name
+        self.accepted = 0
+        self.open = set()
+        self.auth_log = []  # what nginx sent to /authenticate
+        self.app_log = []  # what nginx sent to the app
+        self.lock = threading.Lock()
+        super().__init__(addr, handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def kill(self):
+        """Die like a stopped container: no listener, every connection reset."""
+        self.shutdown()
+        self.server_close()
+        with self.lock:
+            for conn in list(self.open):
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def setup(self):
+        super().setup()
+        with self.server.lock:
+            self.server.accepted += 1
+            self.server.open.add(self.connection)
+
+    def finish(self):
+        with self.server.lock:
+            self.server.open.discard(self.connection)
+        super().finish()
+
+    def body(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def answer(self, status, body, headers=()):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-Replica", self.server.name)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def handle_any(self):
+        raise NotImplementedError
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = (
+        lambda self: self.handle_any()
+    )
+
+
+class TokengateStandIn(Handler):
+    def handle_any(self):
+        body = self.body()
+        path = self.path.split("?")[0]
+        if path == "/authenticate":
+            with self.server.lock:
+                self.server.auth_log.append(
+                    {"method": self.command, "headers": self.headers.items(), "body": body}
+                )
+            auth = self.headers.get("Authorization")
+            if auth is None:
+                return self.answer(401, {"error": "invalid_request"}, [("WWW-Authenticate", REALM)])
+            if auth == "Bearer good":
+                return self.answer(
+                    200,
+                    {"sub": USER_ID, "sid": SESSION_ID},
+                    [("X-User-Id", USER_ID), ("X-Session-Id", SESSION_ID)],
+                )
+            if auth == "Bearer outage":
+                return self.answer(503, {"error": "temporarily_unavailable"})
+            return self.answer(
+                401,
+                {"error": "invalid_token"},
+                [("WWW-Authenticate", REALM + ', error="invalid_token"')],
+            )
+        if path == "/ping" and self.command == "GET":
+            return self.answer(200, b"pong")
+        if path == "/health" and self.command == "GET":
+            return self.answer(200, {"status": "ok", "store": "ok"})
+        if path in ("/login", "/refresh", "/logout") and self.command == "POST":
+            return self.answer(200, {"endpoint": path, "replica": self.server.name})
+        return self.answer(404, {"error": "not_found"})
+
+
+class AppStandIn(Handler):
+    """The protected app of native mode: reports every header line it received."""
+
+    def handle_any(self):
+        self.body()
+        with self.server.lock:
+            self.server.app_log.append(self.headers.items())
+        self.answer(200, {"headers": self.headers.items()})
+
+
+class DnsStub(socketserver.BaseRequestHandler):
+    """Answers A queries for `jwt` with the server's current address list."""
+
+    def handle(self):
+        query, sock = self.request
+        ident, _flags, qdcount = struct.unpack("!HHH", query[:6])
+        pos, labels = 12, []
+        while query[pos]:
+            labels.append(query[pos + 1 : pos + 1 + query[pos]].decode().lower())
+            pos += 1 + query[pos]
+        qtype = struct.unpack("!H", query[pos + 1 : pos + 3])[0]
+        question = query[12 : pos + 5]
+        known = ".".join(labels) == "jwt"
+        answers = list(self.server.addresses) if known and qtype == 1 else []
+        flags = 0x8180 if known else 0x8183  # response, RD+RA; NXDOMAIN if unknown
+        out = struct.pack("!HHHHHH", ident, flags, qdcount, len(answers), 0, 0) + question
+        for address in answers:
+            out += struct.pack("!HHHLH", 0xC00C, 1, 1, 1, 4) + socket.inet_aton(address)
+        sock.sendto(out, self.client_address)
+
+
+def start_dns():
+    server = socketserver.ThreadingUDPServer(("127.0.0.1", 0), DnsStub)
+    server.daemon_threads = True
+    server.addresses = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- nginx --------------------------------------------------------------------------
+
+
+class Nginx:
+    def __init__(self, binary, workdir, conf):
+        self.workdir = workdir
+        self.proc = subprocess.Popen(
+            [binary, "-p", f"{workdir}/", "-c", str(conf), "-g", f"daemon off; pid {workdir}/nginx.pid;"],
+            stdout=subprocess.DEVNULL,
+            stderr=open(workdir / "stderr.log", "wb"),
+        )
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    def log_tail(self):
+        out = []
+        for name in ("stderr.log", "error.log"):
+            path = self.workdir / name
+            if path.exists():
+                out += path.read_text(errors="replace").splitlines()[-15:]
+        return "\n".join(out)
+
+
+def request(port, method, path, headers=None, body=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.getheaders(), resp.read()
+    finally:
+        conn.close()
+
+
+def header_values(headers, name):
+    return [v for k, v in headers if k.lower() == name.lower()]
+
+
+def wait_until(what, predicate, seconds=8.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+
+
+# --- checks -------------------------------------------------------------------------
+
+
+class Report:
+    def __init__(self):
+        self.passed = self.failed = 0
+
+    def check(self, name, fn):
+        try:
+            fn()
+        except Exception as exc:  # a failed check must not stop the others
+            self.failed += 1
+            print(f"FAIL {name}: {exc}")
+        else:
+            self.passed += 1
+            print(f"ok   {name}")
+
+
+def expect(cond, message):
+    if not cond:
+        raise AssertionError(message)
+
+
+def expect_json_error(status, headers, body, want_status, want_error):
+    expect(status == want_status, f"status {status}, want {want_status}: {body[:200]!r}")
+    ctype = header_values(headers, "Content-Type")
+    expect(ctype and ctype[0].startswith("application/json"), f"Content-Type {ctype}")
+    doc = json.loads(body)
+    expect(doc.get("error") == want_error and doc.get("error_description"), f"body {doc}")
+
+
+def common_checks(r, port, replicas, app_check):
+    """What every deployment must do, whatever finds the replicas."""
+    a = replicas[0]
+
+    def ping():
+        status, headers, body = request(port, "GET", "/ping")
+        expect((status, body) == (200, b"pong"), f"{status} {body!r}")
+        expect(header_values(headers, "X-Replica"), "not answered by a replica")
+
+    def api_posts():
+        for path in ("/login", "/refresh", "/logout"):
+            status, _, body = request(port, "POST", path, {"Content-Type": "application/json"}, b"{}")
+            expect(status == 200 and json.loads(body)["endpoint"] == path, f"{path}: {status} {body!r}")
+        status, _, body = request(port, "GET", "/health")
+        expect(status == 200 and json.loads(body)["store"] == "ok", f"/health: {status} {body!r}")
+
+    def not_exposed():
+        for path in ("/authenticate", "/_tokengate/authenticate", "/login/x", "/nope"):
+            status, headers, body = request(port, "GET", path)
+            expect_json_error(status, headers, body, 404, "not_found")
+
+    def authorized():
+        spoof = {"Authorization": "Bearer good", "X-User-Id": "admin", "X-Session-Id": "evil"}
+        before = sum(len(x.auth_log) for x in replicas)
+        status, headers, body = request(port, "GET", "/app/orders?id=7", spoof)
+        expect(status == 200, f"status {status}: {body[:200]!r}")
+        app_check(json.loads(body))
+        expect(sum(len(x.auth_log) for x in replicas) == before + 1, "not exactly one check per request")
+
+    def subrequest_shape():
+        status, _, body = request(
+            port, "POST", "/app/upload?x=1",
+            {"Authorization": "Bearer good", "Content-Type": "application/json"}, b'{"big": "body"}',
+        )
+        expect(status == 200, f"status {status}: {body[:200]!r}")
+        sent = [e for x in replicas for e in x.auth_log][-1]
+        got = {k.lower(): v for k, v in sent["headers"]}
+        expect(sent["method"] == "POST", f"method {sent['method']} (nginx forwards the client's)")
+        expect(sent["body"] == b"" and got.get("content-length") in (None, "0"), "request body reached /authenticate")
+        expect(got.get("x-original-uri") == "/app/upload?x=1", f"X-Original-URI {got.get('x-original-uri')}")
+        expect(got.get("x-original-method") == "POST", f"X-Original-Method {got.get('x-original-method')}")
+        expect(got.get("authorization") == "Bearer good", "Authorization not forwarded")
+
+    def missing_token():
+        status, headers, body = request(port, "GET", "/app/x")
+        expect_json_error(status, headers, body, 401, "unauthorized")
+        expect(header_values(headers, "WWW-Authenticate") == [REALM], f"{header_values(headers, 'WWW-Authenticate')}")
+
+    def invalid_token():
+        status, headers, body = request(port, "GET", "/app/x", {"Authorization": "Bearer forged"})
+        expect_json_error(status, headers, body, 401, "unauthorized")
+        want = [REALM + ', error="invalid_token"']
+        expect(header_values(headers, "WWW-Authenticate") == want, f"{header_values(headers, 'WWW-Authenticate')}")
+
+    def store_down():
+        status, headers, body = request(port, "DELETE", "/app/x", {"Authorization": "Bearer outage"})
+        expect_json_error(status, headers, body, 503, "temporarily_unavailable")
+        expect(header_values(headers, "Retry-After"), "no Retry-After")
+
+    def keepalive():
+        before = sum(x.accepted for x in replicas)
+        for _ in range(30):
+            request(port, "GET", "/ping")
+            request(port, "GET", "/app/k", {"Authorization": "Bearer good"})
+        opened = sum(x.accepted for x in replicas) - before
+        expect(opened <= 8, f"{opened} new upstream connections for 60 requests")
+
+    r.check("GET /ping is proxied to a replica", ping)
+    r.check("POST /login /refresh /logout and GET /health are proxied", api_posts)
+    r.check("/authenticate, the internal location and other paths answer JSON 404", not_exposed)
+    r.check("valid token: app reached once, identity from tokengate, spoofed headers replaced", authorized)
+    r.check("auth subrequest: client's method, no body, X-Original-URI/-Method", subrequest_shape)
+    r.check("no token: JSON 401 with WWW-Authenticate realm only", missing_token)
+    r.check("bad token: JSON 401 with tokengate's error=\"invalid_token\"", invalid_token)
+    r.check("tokengate 503 (Redis down): JSON 503, app not reached", store_down)
+    r.check("upstream connections are kept alive", keepalive)
+    _ = a
+
+
+def spread(port, n=20):
+    seen = set()
+    for _ in range(n):
+        status, headers, body = request(port, "POST", "/login", {"Content-Type": "application/json"}, b"{}")
+        expect(status == 200, f"POST /login: {status} {body[:200]!r}")
+        seen.update(header_values(headers, "X-Replica"))
+    return seen
+
+
+def all_down_checks(r, port):
+    def api():
+        status, headers, body = request(port, "POST", "/login", {"Content-Type": "application/json"}, b"{}")
+        expect_json_error(status, headers, body, 503, "temporarily_unavailable")
+
+    def gate():
+        status, headers, body = request(port, "GET", "/app/x", {"Authorization": "Bearer good"})
+        expect_json_error(status, headers, body, 503, "temporarily_unavailable")
+
+    r.check("no replica reachable: API answers JSON 503", api)
+    r.check("no replica reachable: protected app answers JSON 503 (fail closed)", gate)
+
+
+# --- modes --------------------------------------------------------------------------
+
+
+def rewrite(text, old, new, count):
+    found = text.count(old)
+    if found != count:
+        raise SystemExit(f"nginx.conf changed: expected {count}x {old!r}, found {found} (update nginx/test/smoke.py)")
+    return text.replace(old, new)
+
+
+def compose_mode(r, binary, work):
+    a = TrackingServer(("127.0.0.2", 0), TokengateStandIn, "a")
+    port = a.server_address[1]
+    b = TrackingServer(("127.0.0.3", port), TokengateStandIn, "b")
+    dns = start_dns()
+    dns.addresses = ["127.0.0.2"]
+    front, app_port = free_port(), free_port()
+
+    for name in ("tokengate.locations.conf", "tokengate.protect.conf"):
+        shutil.copy(NGINX_DIR / name, work / name)
+    text = (NGINX_DIR / "nginx.conf").read_text()
+    text = rewrite(text, "listen 4000;", f"listen 127.0.0.1:{front};", 1)
+    text = rewrite(text, "resolver 127.0.0.11 valid=5s", f"resolver 127.0.0.1:{dns.server_address[1]} valid=1s", 1)
+    text = rewrite(text, "server jwt:8080 resolve", f"server jwt:{port} resolve", 1)
+    text = rewrite(text, "127.0.0.1:8081", f"127.0.0.1:{app_port}", 2)
+    text = rewrite(text, "access_log /dev/stdout", f"access_log {work}/access.log", 1)
+    text = rewrite(text, "error_log stderr warn;", f"error_log {work}/error.log warn;", 1)
+    (work / "nginx.conf").write_text(text)
+
+    nginx = Nginx(binary, work, work / "nginx.conf")
+    try:
+        wait_until("nginx to resolve jwt and answer /ping", lambda: request(front, "GET", "/ping")[0] == 200)
+
+        def demo_app(doc):
+            expect(doc == {"app": "demo", "user_id": USER_ID, "session_id": SESSION_ID}, f"app saw {doc}")
+
+        common_checks(r, front, [a, b], demo_app)
+
+        def scale_up():
+            expect(spread(front) == {"a"}, "traffic before b was in DNS")
+            dns.addresses = ["127.0.0.2", "127.0.0.3"]
+            wait_until("b to get traffic", lambda: "b" in spread(front, 4))
+            expect(spread(front) == {"a", "b"}, "not both replicas")
+
+        def scale_down():
+            a.kill()  # still in DNS: the window before nginx re-resolves
+            expect(spread(front) == {"b"}, "a request failed instead of moving to b")
+            dns.addresses = ["127.0.0.3"]
+            time.sleep(2.5)
+            expect(spread(front) == {"b"}, "after re-resolution")
+
+        r.check("scale up: a replica added to DNS gets traffic without reload", scale_up)
+        r.check("scale down: a killed replica's requests (POST too) are retried on another", scale_down)
+        b.kill()
+        all_down_checks(r, front)
+    finally:
+        nginx.stop()
+        dns.shutdown()
+    return nginx
+
+
+def native_mode(r, binary, work):
+    a = TrackingServer(("127.0.0.2", 0), TokengateStandIn, "a")
+    port = a.server_address[1]
+    b = TrackingServer(("127.0.0.3", port), TokengateStandIn, "b")
+    app = TrackingServer(("127.0.0.1", 0), AppStandIn, "app")
+    front = free_port()
+    (work / "nginx.conf").write_text(f"""
+worker_processes 2;
+error_log {work}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log {work}/access.log;
+    upstream tokengate {{
+        server 127.0.0.2:{port} max_fails=1 fail_timeout=5s;
+        server 127.0.0.3:{port} max_fails=1 fail_timeout=5s;
+        keepalive 16;
+    }}
+    upstream app {{
+        server 127.0.0.1:{app.server_address[1]};
+        keepalive 4;
+    }}
+    server {{
+        listen 127.0.0.1:{front};
+        include {NGINX_DIR}/tokengate.locations.conf;
+        location /app/ {{
+            include {NGINX_DIR}/tokengate.protect.conf;
+            proxy_pass http://app;
+        }}
+        location / {{
+            default_type application/json;
+            return 404 '{{"error":"not_found","error_description":"no such endpoint"}}';
+        }}
+    }}
+}}
+""")
+    nginx = Nginx(binary, work, work / "nginx.conf")
+    try:
+        wait_until("nginx to answer /ping", lambda: request(front, "GET", "/ping")[0] == 200)
+
+        def app_headers(doc):
+            got = [(k.lower(), v) for k, v in doc["headers"]]
+            for name, want in (("x-user-id", USER_ID), ("x-session-id", SESSION_ID)):
+                values = [v for k, v in got if k == name]
+                expect(values == [want], f"app got {name}: {values}")
+
+        common_checks(r, front, [a, b], app_headers)
+
+        def failover():
+            expect(spread(front) == {"a", "b"}, "not both replicas")
+            a.kill()
+            expect(spread(front) == {"b"}, "a request failed instead of moving to b")
+
+        r.check("a killed replica's requests (POST too) are retried on another", failover)
+        b.kill()
+        all_down_checks(r, front)
+    finally:
+        nginx.stop()
+    return nginx
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--nginx", default="nginx", help="nginx binary")
+    parser.add_argument("--mode", choices=("compose", "native"), required=True)
+    args = parser.parse_args()
+    binary = shutil.which(args.nginx) or args.nginx
+
+    r = Report()
+    work = Path(tempfile.mkdtemp(prefix="tokengate-nginx-"))
+    try:
+        nginx = (compose_mode if args.mode == "compose" else native_mode)(r, binary, work)
+        if r.failed:
+            print("nginx log tail:\n" + nginx.log_tail())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"{r.passed} passed, {r.failed} failed")
+    return 1 if r.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

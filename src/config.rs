@@ -1,0 +1,540 @@
+//! Typed settings, loaded once at start-up (SPEC §1).
+//!
+//! Sources, later ones winning: built-in defaults → the YAML file (`config.yml`
+//! or `--config PATH`) → `TOKENGATE__SECTION__KEY` environment variables.
+//! [`Settings::load`] also resolves `*_file` indirections and validates every
+//! value, so the rest of the crate never sees a half-valid configuration: an
+//! error names the offending key in one line and start-up stops.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// The file read when no `--config` is given; missing is fine.
+pub const DEFAULT_CONFIG_FILE: &str = "config.yml";
+
+/// Shortest accepted HS256 key (RFC 7518 §3.2: at least the hash size).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub logging: LoggingSettings,
+    pub cache: CacheSettings,
+    pub auth: AuthSettings,
+    pub login: LoginSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    /// How long a SIGTERM waits for in-flight requests before exiting anyway.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 8080,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogMode {
+    #[default]
+    Text,
+    Json,
+}
+
+impl<'de> Deserialize<'de> for LogMode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err(serde::de::Error::custom(format!(
+                "must be text or json, got {text:?}"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingSettings {
+    pub mode: LogMode,
+    pub level: String,
+}
+
+impl Default for LoggingSettings {
+    fn default() -> Self {
+        Self {
+            mode: LogMode::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Redis URL; empty selects the embedded in-memory store.
+    pub url: Secret,
+    /// File holding the Redis password (Docker secrets); overrides the URL's.
+    pub password_file: Option<PathBuf>,
+    /// Most pooled Redis connections per replica.
+    pub pool_size: usize,
+    /// Deadline for one store operation, pool wait included.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            url: Secret::default(),
+            password_file: None,
+            pool_size: 32,
+            timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub secret: Secret,
+    pub secret_file: Option<PathBuf>,
+    #[serde(deserialize_with = "duration")]
+    pub access_lifetime: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub refresh_lifetime: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub auto_logout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub refresh_grace: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub leeway: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            issuer: "tokengate".into(),
+            audience: "tokengate".into(),
+            secret: Secret::default(),
+            secret_file: None,
+            access_lifetime: Duration::from_secs(15 * 60),
+            refresh_lifetime: Duration::from_secs(720 * 3600),
+            auto_logout: Duration::from_secs(24 * 3600),
+            refresh_grace: Duration::from_secs(10),
+            leeway: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginSettings {
+    pub clients: Vec<LoginClient>,
+}
+
+/// A trusted caller of `/login`, authenticated by HTTP Basic.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginClient {
+    pub id: String,
+    /// argon2id PHC string from `tokengate hash-secret`.
+    pub secret_hash: String,
+}
+
+/// A configuration value that must never reach a log line.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "[redacted]" })
+    }
+}
+
+/// Why the configuration was refused: the key and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {key}: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads defaults, the file and the process environment, then resolves and
+    /// validates. An explicitly given file must exist; the default one may not.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(path, config::Environment::with_prefix("TOKENGATE"))
+    }
+
+    /// [`Settings::load`] with the environment as a parameter, so tests never
+    /// touch process-wide variables.
+    pub fn load_from(
+        path: Option<&Path>,
+        environment: config::Environment,
+    ) -> Result<Self, ConfigError> {
+        let file = match path {
+            Some(path) => config::File::from(path).required(true),
+            None => config::File::with_name(DEFAULT_CONFIG_FILE).required(false),
+        };
+        let key = path.map_or(DEFAULT_CONFIG_FILE.into(), |p| p.display().to_string());
+        let settings: Settings = config::Config::builder()
+            .add_source(file.format(config::FileFormat::Yaml))
+            // No `try_parsing`: it would turn a digits-only secret into a float.
+            // Numbers still deserialize from strings where a number is expected.
+            .add_source(environment.separator("__"))
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|e| from_config_error(&key, e))?;
+        settings.resolved()
+    }
+
+    /// Reads `*_file` indirections into their values, then validates.
+    pub fn resolved(mut self) -> Result<Self, ConfigError> {
+        if let Some(path) = &self.auth.secret_file {
+            if !self.auth.secret.is_empty() {
+                return Err(ConfigError::new(
+                    "auth.secret_file",
+                    "set either auth.secret or auth.secret_file, not both",
+                ));
+            }
+            self.auth.secret = Secret(read_secret_file("auth.secret_file", path)?);
+        }
+        if let Some(path) = &self.cache.password_file {
+            let password = read_secret_file("cache.password_file", path)?;
+            self.cache.url = Secret(with_redis_password(self.cache.url.expose(), &password)?);
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Checks what serde cannot: lengths, combinations, parsable strings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        tracing_subscriber::EnvFilter::try_new(&self.logging.level).map_err(|e| {
+            ConfigError::new("logging.level", format!("not a tracing filter: {e}"))
+        })?;
+        if !self.cache.url.is_empty() {
+            deadpool_redis::redis::Client::open(self.cache.url.expose()).map_err(|_| {
+                ConfigError::new(
+                    "cache.url",
+                    "not a Redis URL (expected redis://[:password@]host:port[/db])",
+                )
+            })?;
+        }
+        if self.cache.pool_size == 0 {
+            return Err(ConfigError::new("cache.pool_size", "must be at least 1"));
+        }
+        positive("cache.timeout", self.cache.timeout)?;
+        non_empty("auth.issuer", &self.auth.issuer)?;
+        non_empty("auth.audience", &self.auth.audience)?;
+        let secret_len = self.auth.secret.expose().len();
+        if secret_len == 0 && self.uses_redis() {
+            return Err(ConfigError::new(
+                "auth.secret",
+                "required with cache.url: every replica must sign and verify with the same key \
+                 (set auth.secret or auth.secret_file)",
+            ));
+        }
+        if secret_len != 0 && secret_len < MIN_SECRET_BYTES {
+            return Err(ConfigError::new(
+                "auth.secret",
+                format!("must be at least {MIN_SECRET_BYTES} bytes, got {secret_len}"),
+            ));
+        }
+        positive("auth.access_lifetime", self.auth.access_lifetime)?;
+        positive("auth.refresh_lifetime", self.auth.refresh_lifetime)?;
+        positive("auth.auto_logout", self.auth.auto_logout)?;
+        for (i, client) in self.login.clients.iter().enumerate() {
+            let key = format!("login.clients[{i}]");
+            if client.id.is_empty() || client.id.contains(':') {
+                return Err(ConfigError::new(
+                    format!("{key}.id"),
+                    "must be non-empty and contain no ':' (HTTP Basic splits there)",
+                ));
+            }
+            if self.login.clients[..i].iter().any(|c| c.id == client.id) {
+                return Err(ConfigError::new(
+                    format!("{key}.id"),
+                    format!("duplicate client id {:?}", client.id),
+                ));
+            }
+            crate::clients::parse_secret_hash(&client.secret_hash)
+                .map_err(|message| ConfigError::new(format!("{key}.secret_hash"), message))?;
+        }
+        Ok(())
+    }
+
+    pub fn uses_redis(&self) -> bool {
+        !self.cache.url.is_empty()
+    }
+}
+
+fn positive(key: &str, value: Duration) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        return Err(ConfigError::new(key, "must be longer than 0s"));
+    }
+    Ok(())
+}
+
+fn non_empty(key: &str, value: &str) -> Result<(), ConfigError> {
+    if value.is_empty() {
+        return Err(ConfigError::new(key, "must not be empty"));
+    }
+    Ok(())
+}
+
+/// Reads a Docker-secrets style file: its content minus one trailing newline.
+fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
+    let mut content = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))?;
+    if content.ends_with('\n') {
+        content.pop();
+        if content.ends_with('\r') {
+            content.pop();
+        }
+    }
+    Ok(content)
+}
+
+/// Puts `password` into the user-info part of a Redis URL.
+fn with_redis_password(url: &str, password: &str) -> Result<String, ConfigError> {
+    let rest = url.strip_prefix("redis://").ok_or_else(|| {
+        ConfigError::new(
+            "cache.password_file",
+            "needs cache.url to be a redis:// URL",
+        )
+    })?;
+    // Drop any user-info already in the URL; the file wins.
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let encoded: String = password
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    Ok(format!("redis://:{encoded}@{host}"))
+}
+
+/// Turns the `config` crate's errors into one line that names the key.
+fn from_config_error(file: &str, error: config::ConfigError) -> ConfigError {
+    let key = match &error {
+        config::ConfigError::Type { key: Some(key), .. }
+        | config::ConfigError::At { key: Some(key), .. }
+        | config::ConfigError::NotFound(key) => key.clone(),
+        _ => file.to_string(),
+    };
+    // The crate appends " for key `a.b` in <origin>"; the key is said first.
+    let text = error.to_string().replace('\n', " ");
+    let message = text.split(" for key `").next().unwrap_or_default();
+    ConfigError::new(key, message)
+}
+
+/// Deserializes human durations such as `15m`, `720h`, `90s`, `500ms`.
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not a duration like 15m, 720h, 90s or 500ms ({e})"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("tokengate-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.yml");
+        std::fs::write(&path, yaml).unwrap();
+        let vars: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let result = Settings::load_from(
+            Some(&path),
+            config::Environment::with_prefix("TOKENGATE").source(Some(vars)),
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        result
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let s = load("", &[]).unwrap();
+        assert_eq!(s.server.host, "0.0.0.0");
+        assert_eq!(s.server.port, 8080);
+        assert_eq!(s.logging.mode, LogMode::Text);
+        assert_eq!(s.logging.level, "info");
+        assert!(s.cache.url.is_empty());
+        assert_eq!(s.auth.issuer, "tokengate");
+        assert_eq!(s.auth.audience, "tokengate");
+        assert!(s.auth.secret.is_empty());
+        assert_eq!(s.auth.access_lifetime, Duration::from_secs(900));
+        assert_eq!(s.auth.refresh_lifetime, Duration::from_secs(720 * 3600));
+        assert_eq!(s.auth.auto_logout, Duration::from_secs(86400));
+        assert_eq!(s.auth.refresh_grace, Duration::from_secs(10));
+        assert_eq!(s.auth.leeway, Duration::from_secs(5));
+        assert!(s.login.clients.is_empty());
+    }
+
+    #[test]
+    fn checked_in_config_file_holds_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_FILE);
+        let empty = config::Environment::with_prefix("TOKENGATE").source(Some(HashMap::new()));
+        let s = Settings::load_from(Some(&path), empty).unwrap();
+        let d = Settings::default();
+        assert_eq!(s.server.port, d.server.port);
+        assert_eq!(s.auth.refresh_grace, d.auth.refresh_grace);
+        assert_eq!(s.auth.auto_logout, d.auth.auto_logout);
+        assert_eq!(s.cache.pool_size, d.cache.pool_size);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let s = load(
+            "server:\n  port: 7000\nauth:\n  access_lifetime: 1m\n",
+            &[
+                ("TOKENGATE__SERVER__PORT", "9000"),
+                ("TOKENGATE__AUTH__REFRESH_GRACE", "0s"),
+                ("TOKENGATE__LOGGING__MODE", "json"),
+                ("TOKENGATE__CACHE__URL", "redis://127.0.0.1:6379/0"),
+                ("TOKENGATE__AUTH__SECRET", SECRET),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.server.port, 9000);
+        assert_eq!(s.auth.access_lifetime, Duration::from_secs(60));
+        assert_eq!(s.auth.refresh_grace, Duration::ZERO);
+        assert_eq!(s.logging.mode, LogMode::Json);
+        assert!(s.uses_redis());
+    }
+
+    #[test]
+    fn numeric_secret_from_the_environment_stays_a_string() {
+        let digits = "12345678901234567890123456789012345";
+        let s = load("", &[("TOKENGATE__AUTH__SECRET", digits)]).unwrap();
+        assert_eq!(s.auth.secret.expose(), digits);
+    }
+
+    fn error_key(yaml: &str, env: &[(&str, &str)]) -> String {
+        let e = load(yaml, env).unwrap_err();
+        assert!(!e.to_string().contains('\n'), "one line: {e}");
+        e.key
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        assert_eq!(error_key("logging:\n  mode: xml\n", &[]), "logging.mode");
+        assert_eq!(error_key("logging:\n  level: 'a=b=c'\n", &[]), "logging.level");
+        assert_eq!(
+            error_key("auth:\n  access_lifetime: soon\n", &[]),
+            "auth.access_lifetime"
+        );
+        assert_eq!(error_key("auth:\n  secret: short\n", &[]), "auth.secret");
+        assert_eq!(error_key("cache:\n  url: 'http://x'\n", &[]), "cache.url");
+        assert_eq!(
+            error_key("", &[("TOKENGATE__SERVER__PORT", "99999")]),
+            "server.port"
+        );
+        assert_eq!(error_key("auth:\n  leeway: 5\n", &[]), "auth.leeway");
+    }
+
+    #[test]
+    fn redis_without_a_secret_is_refused() {
+        let e = load("cache:\n  url: redis://127.0.0.1:6379\n", &[]).unwrap_err();
+        assert_eq!(e.key, "auth.secret");
+        assert!(e.message.contains("every replica"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let e = load("auth:\n  secrett: x\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("secrett"), "{e}");
+    }
+
+    #[test]
+    fn login_clients_are_checked() {
+        let bad_hash = "login:\n  clients:\n    - id: web\n      secret_hash: plain\n";
+        assert_eq!(error_key(bad_hash, &[]), "login.clients[0].secret_hash");
+        let colon = format!(
+            "login:\n  clients:\n    - id: 'a:b'\n      secret_hash: '{}'\n",
+            crate::clients::hash_secret(b"s").unwrap()
+        );
+        assert_eq!(error_key(&colon, &[]), "login.clients[0].id");
+    }
+
+    #[test]
+    fn secret_files_are_read_without_their_newline() {
+        let dir = std::env::temp_dir().join(format!("tokengate-secret-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("jwt");
+        let password = dir.join("redis");
+        std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+        std::fs::write(&password, "p@ss word\n").unwrap();
+        let yaml = format!(
+            "cache:\n  url: redis://user:old@127.0.0.1:6379/2\n  password_file: {}\nauth:\n  secret_file: {}\n",
+            password.display(),
+            secret.display()
+        );
+        let s = load(&yaml, &[]).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(s.auth.secret.expose(), SECRET);
+        assert_eq!(s.cache.url.expose(), "redis://:p%40ss%20word@127.0.0.1:6379/2");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let mut s = Settings::default();
+        s.auth.secret = Secret::new(SECRET);
+        assert!(!format!("{s:?}").contains(SECRET));
+    }
+}

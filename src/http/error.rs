@@ -1,0 +1,155 @@
+//! The one mapping from errors to the SPEC's answers: status, JSON body
+//! `{"error", "error_description"}` and the headers that go with them.
+
+use http::header::{ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, StatusCode};
+
+use super::{Response, json_response};
+use crate::clients::ClientError;
+use crate::session::SessionError;
+use crate::store::StoreError;
+use crate::tokens::Rejection;
+
+/// The largest request body we read (SPEC §2).
+pub const BODY_LIMIT: usize = 16 * 1024;
+
+const BEARER_CHALLENGE: &str = r#"Bearer realm="tokengate""#;
+const INVALID_TOKEN_CHALLENGE: &str = r#"Bearer realm="tokengate", error="invalid_token""#;
+const BASIC_CHALLENGE: &str = r#"Basic realm="tokengate", charset="UTF-8""#;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("no access token given")]
+    MissingToken,
+    #[error("access token refused: {0}")]
+    InvalidToken(Rejection),
+    #[error("refresh token refused")]
+    InvalidGrant,
+    #[error("rotated refresh token reused; session ended")]
+    RefreshReuse,
+    #[error("client authentication failed: {0}")]
+    InvalidClient(ClientError),
+    #[error("no such endpoint")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed(&'static str),
+    #[error("request body larger than {BODY_LIMIT} bytes")]
+    PayloadTooLarge,
+    #[error("content type must be application/json")]
+    UnsupportedMediaType,
+    #[error(transparent)]
+    Unavailable(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<SessionError> for ApiError {
+    fn from(error: SessionError) -> Self {
+        match error {
+            SessionError::InvalidToken(rejection) => Self::InvalidToken(rejection),
+            SessionError::InvalidGrant => Self::InvalidGrant,
+            SessionError::RefreshReuse => Self::RefreshReuse,
+            SessionError::Store(e) => Self::Unavailable(e),
+            SessionError::Signing(e) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::MissingToken
+            | Self::InvalidToken(_)
+            | Self::InvalidGrant
+            | Self::RefreshReuse
+            | Self::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `error` code of the JSON body (RFC 6749 §5.2 / RFC 6750 §3.1
+    /// names where one exists).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::MissingToken | Self::InvalidToken(_) => "invalid_token",
+            Self::InvalidGrant | Self::RefreshReuse => "invalid_grant",
+            Self::InvalidClient(_) => "invalid_client",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Unavailable(_) => "temporarily_unavailable",
+            Self::Internal(_) => "server_error",
+        }
+    }
+
+    /// What the caller is told. Deliberately vague about why a token was
+    /// refused (that goes to the log), precise about what to fix in a request.
+    fn description(&self) -> String {
+        match self {
+            Self::InvalidToken(_) => "the access token is invalid, expired or revoked".into(),
+            Self::InvalidGrant => "the refresh token is invalid, expired or revoked".into(),
+            Self::InvalidClient(_) => "client authentication failed".into(),
+            Self::Unavailable(_) => "the session store is unavailable; try again".into(),
+            Self::Internal(_) => "internal error".into(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Auth failures are worth a warning; outages an error; the rest debug.
+    pub fn log(&self, method: &http::Method, path: &str) {
+        match self {
+            Self::InvalidToken(r) => {
+                tracing::warn!(%method, path, reason = r.label(), "access token refused");
+            }
+            Self::InvalidGrant => tracing::warn!(%method, path, "refresh token refused"),
+            Self::RefreshReuse => tracing::warn!(%method, path, "refresh token reuse"),
+            Self::InvalidClient(e) => {
+                tracing::warn!(%method, path, reason = %e, "client authentication failed");
+            }
+            Self::Unavailable(e) => tracing::error!(%method, path, error = %e, "failing closed"),
+            Self::Internal(e) => tracing::error!(%method, path, error = %e, "internal error"),
+            other => tracing::debug!(%method, path, error = %other, "bad request"),
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "error": self.code(),
+            "error_description": self.description(),
+        });
+        let mut response = json_response(self.status(), &body);
+        let headers = response.headers_mut();
+        match self {
+            Self::MissingToken => {
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(BEARER_CHALLENGE));
+            }
+            Self::InvalidToken(_) => {
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static(INVALID_TOKEN_CHALLENGE),
+                );
+            }
+            Self::InvalidClient(_) => {
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(BASIC_CHALLENGE));
+            }
+            Self::MethodNotAllowed(allow) => {
+                headers.insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            Self::Unavailable(_) => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,29 @@
+//! tokengate: a horizontally scaled, stateless JWT session service for NGINX
+//! `auth_request`. Every replica is identical; all session state lives in
+//! Redis, so a logout, refresh or idle timeout on one replica holds on all.
+//!
+//! # Layout
+//! - [`config`] — settings from defaults, `config.yml` and `TOKENGATE__*`.
+//! - [`telemetry`] — tracing subscriber (text or JSON).
+//! - [`app`] — everything built once at start-up and shared by requests.
+//! - [`server`] — accept loop, connections, graceful shutdown.
+//! - [`http`] — routing, one module per endpoint, the error → response map.
+//! - [`session`] — the rules: login, rotation with grace, logout, authenticate.
+//! - [`tokens`] — access JWTs and opaque refresh tokens.
+//! - [`clients`] — trusted `/login` callers (argon2id + HTTP Basic).
+//! - [`store`] — the atomic session operations, on Redis or in memory.
+//! - [`cli`] and [`ops`] — command line and its non-serving subcommands.
+//!
+//! Data flows one way: request → `http` → `session` → `store`.
+
+pub mod app;
+pub mod cli;
+pub mod clients;
+pub mod config;
+pub mod http;
+pub mod ops;
+pub mod server;
+pub mod session;
+pub mod store;
+pub mod telemetry;
+pub mod tokens;

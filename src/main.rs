@@ -1,0 +1,93 @@
+//! `tokengate`: parse arguments, load configuration, start logging, serve.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tokengate::cli::{self, Command};
+use tokengate::config::Settings;
+use tokengate::{app::App, ops, server, telemetry};
+
+fn main() -> ExitCode {
+    let command = match cli::parse(std::env::args().skip(1)) {
+        Ok(command) => command,
+        Err(e) => {
+            eprintln!("tokengate: {e}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command {
+        Command::Help => {
+            println!("{}", cli::USAGE);
+            Ok(())
+        }
+        Command::Version => {
+            println!("tokengate {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::HashSecret => ops::hash_secret_from(std::io::stdin().lock()).map(|hash| {
+            println!("{hash}");
+        }),
+        Command::Healthcheck { config } => Settings::load(config.as_deref())
+            .map_err(|e| e.to_string())
+            .and_then(|settings| runtime()?.block_on(ops::healthcheck(&settings))),
+        Command::Serve { config } => Settings::load(config.as_deref())
+            .map_err(|e| e.to_string())
+            .and_then(|settings| runtime()?.block_on(serve(settings))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tokengate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+async fn serve(settings: Settings) -> Result<(), String> {
+    telemetry::init(&settings.logging);
+    let app = App::build(&settings).map_err(|e| e.to_string())?;
+    let address = (settings.server.host.as_str(), settings.server.port);
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+        format!(
+            "server.host/server.port: cannot listen on {}:{}: {e}",
+            address.0, address.1
+        )
+    })?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(address = %local, store = app.sessions.store().kind(), "tokengate listening");
+    server::run(
+        listener,
+        Arc::new(app),
+        shutdown_signal(),
+        settings.server.shutdown_timeout,
+    )
+    .await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM (orchestrators) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = terminate => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}

@@ -1,0 +1,86 @@
+//! The subcommands that do not serve: `hash-secret` and `healthcheck`.
+
+use std::io::BufRead;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::config::Settings;
+
+/// Reads one line from `input` (the trailing newline is not part of the
+/// secret) and returns its argon2id hash.
+pub fn hash_secret_from(input: impl BufRead) -> Result<String, String> {
+    let line = input
+        .lines()
+        .next()
+        .ok_or("no secret on standard input")?
+        .map_err(|e| format!("cannot read standard input: {e}"))?;
+    let secret = line.strip_suffix('\r').unwrap_or(&line);
+    if secret.is_empty() {
+        return Err("the secret is empty".into());
+    }
+    crate::clients::hash_secret(secret.as_bytes()).map_err(|e| e.to_string())
+}
+
+/// `GET /ping` on the replica this configuration describes, via loopback
+/// when it listens on every address. For container health checks: the
+/// runtime image needs no curl.
+pub async fn healthcheck(settings: &Settings) -> Result<(), String> {
+    let host: IpAddr = match settings.server.host.parse() {
+        Ok(IpAddr::V4(ip)) if ip.is_unspecified() => Ipv4Addr::LOCALHOST.into(),
+        Ok(IpAddr::V6(ip)) if ip.is_unspecified() => Ipv6Addr::LOCALHOST.into(),
+        Ok(ip) => ip,
+        Err(_) => Ipv4Addr::LOCALHOST.into(),
+    };
+    let address = (host, settings.server.port);
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .map_err(|e| format!("cannot connect to {host}:{}: {e}", address.1))?;
+        stream
+            .write_all(b"GET /ping HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut reply = Vec::new();
+        stream
+            .read_to_end(&mut reply)
+            .await
+            .map_err(|e| e.to_string())?;
+        if reply.starts_with(b"HTTP/1.1 200 ") {
+            Ok(())
+        } else {
+            let line = reply.split(|&b| b == b'\r').next().unwrap_or_default();
+            Err(format!("unhealthy: {}", String::from_utf8_lossy(line)))
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(3), probe)
+        .await
+        .map_err(|_| "no answer within 3s".to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_secret_reads_one_line_without_its_newline() {
+        let hash = hash_secret_from(&b"s3cret\nignored\n"[..]).unwrap();
+        let parsed = crate::clients::parse_secret_hash(&hash).unwrap();
+        use argon2::PasswordVerifier;
+        assert!(
+            argon2::Argon2::default()
+                .verify_password(b"s3cret", &parsed)
+                .is_ok()
+        );
+        assert!(hash_secret_from(&b"\n"[..]).is_err());
+        assert!(hash_secret_from(&b""[..]).is_err());
+        let crlf = hash_secret_from(&b"s3cret\r\n"[..]).unwrap();
+        let parsed = crate::clients::parse_secret_hash(&crlf).unwrap();
+        assert!(
+            argon2::Argon2::default()
+                .verify_password(b"s3cret", &parsed)
+                .is_ok()
+        );
+    }
+}

@@ -1,0 +1,273 @@
+//! The embedded store: sessions in this process's memory.
+//!
+//! For `cargo run` and single-replica development only — another replica
+//! cannot see these sessions. It implements exactly the rules of the Redis
+//! scripts (see `scripts/*.lua`), so one behaviour suite runs against both.
+//! Expiry is lazy (checked on access) plus a sweep at most once a minute, so
+//! abandoned sessions do not accumulate.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use uuid::Uuid;
+
+use super::{Millis, NewSession, Rotation, RotationOutcome, SessionStore, StoreError, Timing};
+use crate::tokens::SecretHash;
+
+const SWEEP_EVERY: Millis = 60_000;
+
+#[derive(Debug, Clone)]
+struct Record {
+    sub: String,
+    access_jti: Uuid,
+    refresh_hash: SecretHash,
+    generation: u32,
+    rotated_at: Millis,
+    ends_at: Millis,
+    expires_at: Millis,
+}
+
+#[derive(Default)]
+struct Sessions {
+    by_sid: HashMap<Uuid, Record>,
+    next_sweep: Millis,
+}
+
+/// Cheap to clone; clones share the same sessions (as replicas share Redis).
+#[derive(Clone)]
+pub struct MemoryStore {
+    timing: Timing,
+    sessions: Arc<Mutex<Sessions>>,
+}
+
+impl MemoryStore {
+    pub fn new(timing: Timing) -> Self {
+        Self {
+            timing,
+            sessions: Arc::default(),
+        }
+    }
+
+    /// Number of sessions held, expired ones included until swept.
+    pub fn len(&self) -> usize {
+        self.lock().by_sid.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Sessions> {
+        // A panic while holding the lock cannot leave a record half-written
+        // (each update is a single assignment), so poisoning is ignored.
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Sessions {
+    /// The live record of `sid`, dropping it if it has expired.
+    fn live(&mut self, sid: Uuid, now: Millis) -> Option<&mut Record> {
+        if self.by_sid.get(&sid).is_some_and(|r| r.expires_at <= now) {
+            self.by_sid.remove(&sid);
+        }
+        self.by_sid.get_mut(&sid)
+    }
+}
+
+impl SessionStore for MemoryStore {
+    async fn create(&self, s: &NewSession) -> Result<(), StoreError> {
+        let ends_at = s.now + self.timing.refresh_lifetime;
+        let mut sessions = self.lock();
+        if s.now >= sessions.next_sweep {
+            sessions.by_sid.retain(|_, r| r.expires_at > s.now);
+            sessions.next_sweep = s.now + SWEEP_EVERY;
+        }
+        sessions.by_sid.insert(
+            s.sid,
+            Record {
+                sub: s.sub.clone(),
+                access_jti: s.access_jti,
+                refresh_hash: s.refresh_hash,
+                generation: 0,
+                rotated_at: 0,
+                ends_at,
+                expires_at: s.now + self.timing.ttl(ends_at, s.now),
+            },
+        );
+        Ok(())
+    }
+
+    async fn authenticate(&self, sid: Uuid, jti: Uuid, now: Millis) -> Result<bool, StoreError> {
+        let mut sessions = self.lock();
+        let Some(record) = sessions.live(sid, now) else {
+            return Ok(false);
+        };
+        if record.access_jti != jti {
+            return Ok(false);
+        }
+        record.expires_at = now + self.timing.ttl(record.ends_at, now);
+        Ok(true)
+    }
+
+    async fn rotate(&self, r: &Rotation) -> Result<RotationOutcome, StoreError> {
+        let timing = self.timing;
+        let mut sessions = self.lock();
+        let Some(record) = sessions.live(r.sid, r.now) else {
+            return Ok(RotationOutcome::Unknown);
+        };
+        let outcome = if r.presented_generation == record.generation {
+            if record.refresh_hash != r.presented_hash {
+                return Ok(RotationOutcome::Unknown);
+            }
+            record.generation += 1;
+            record.refresh_hash = r.successor_hash;
+            record.access_jti = r.successor_jti;
+            record.rotated_at = r.now;
+            record.ends_at = r.now + timing.refresh_lifetime;
+            record.expires_at = r.now + timing.ttl(record.ends_at, r.now);
+            RotationOutcome::Rotated {
+                sub: record.sub.clone(),
+            }
+        } else if r.presented_generation + 1 == record.generation
+            && r.now < record.rotated_at + timing.grace
+        {
+            record.expires_at = r.now + timing.ttl(record.ends_at, r.now);
+            RotationOutcome::Replayed {
+                sub: record.sub.clone(),
+                access_jti: record.access_jti,
+                rotated_at: record.rotated_at,
+            }
+        } else if r.presented_generation < record.generation {
+            sessions.by_sid.remove(&r.sid);
+            RotationOutcome::Reused
+        } else {
+            RotationOutcome::Unknown
+        };
+        Ok(outcome)
+    }
+
+    async fn end(&self, sid: Uuid) -> Result<(), StoreError> {
+        self.lock().by_sid.remove(&sid);
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: Millis = 1_800_000_000_000;
+    const TIMING: Timing = Timing {
+        idle: 60_000,
+        refresh_lifetime: 3_600_000,
+        grace: 10_000,
+    };
+
+    async fn new_session(store: &MemoryStore, now: Millis) -> (Uuid, Uuid) {
+        let (sid, jti) = (Uuid::new_v4(), Uuid::new_v4());
+        let session = NewSession {
+            sid,
+            sub: "7".into(),
+            access_jti: jti,
+            refresh_hash: [1; 16],
+            now,
+        };
+        store.create(&session).await.unwrap();
+        (sid, jti)
+    }
+
+    fn rotation(sid: Uuid, generation: u32, presented: u8, now: Millis) -> Rotation {
+        Rotation {
+            sid,
+            presented_generation: generation,
+            presented_hash: [presented; 16],
+            successor_hash: [presented + 1; 16],
+            successor_jti: Uuid::new_v4(),
+            now,
+        }
+    }
+
+    #[tokio::test]
+    async fn idle_sessions_expire_and_activity_extends_them() {
+        let store = MemoryStore::new(TIMING);
+        let (sid, jti) = new_session(&store, T0).await;
+        assert!(store.authenticate(sid, jti, T0 + 59_000).await.unwrap());
+        assert!(
+            store.authenticate(sid, jti, T0 + 118_000).await.unwrap(),
+            "activity restarted the clock"
+        );
+        assert!(!store.authenticate(sid, jti, T0 + 178_000).await.unwrap());
+        assert!(store.is_empty(), "an expired session is dropped");
+    }
+
+    #[tokio::test]
+    async fn refresh_lifetime_caps_the_session() {
+        let store = MemoryStore::new(Timing {
+            refresh_lifetime: 90_000,
+            ..TIMING
+        });
+        let (sid, jti) = new_session(&store, T0).await;
+        assert!(store.authenticate(sid, jti, T0 + 50_000).await.unwrap());
+        assert!(store.authenticate(sid, jti, T0 + 89_000).await.unwrap());
+        assert!(
+            !store.authenticate(sid, jti, T0 + 90_000).await.unwrap(),
+            "refresh lifetime is over"
+        );
+    }
+
+    #[tokio::test]
+    async fn only_the_current_access_token_authenticates() {
+        let store = MemoryStore::new(TIMING);
+        let (sid, jti) = new_session(&store, T0).await;
+        assert!(!store.authenticate(sid, Uuid::new_v4(), T0).await.unwrap());
+        assert!(!store.authenticate(Uuid::new_v4(), jti, T0).await.unwrap());
+        store.end(sid).await.unwrap();
+        assert!(!store.authenticate(sid, jti, T0).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn rotation_replay_and_reuse() {
+        let store = MemoryStore::new(TIMING);
+        let (sid, _) = new_session(&store, T0).await;
+
+        let first = rotation(sid, 0, 1, T0 + 1000);
+        let outcome = store.rotate(&first).await.unwrap();
+        assert!(matches!(outcome, RotationOutcome::Rotated { .. }));
+        let replay = store.rotate(&rotation(sid, 0, 1, T0 + 10_999)).await.unwrap();
+        assert_eq!(
+            replay,
+            RotationOutcome::Replayed {
+                sub: "7".into(),
+                access_jti: first.successor_jti,
+                rotated_at: T0 + 1000,
+            }
+        );
+        let late = store.rotate(&rotation(sid, 0, 1, T0 + 11_000)).await.unwrap();
+        assert_eq!(late, RotationOutcome::Reused);
+        let after = store.rotate(&rotation(sid, 1, 2, T0 + 12_000)).await.unwrap();
+        assert_eq!(after, RotationOutcome::Unknown, "the session is gone");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_hash_for_the_current_generation_changes_nothing() {
+        let store = MemoryStore::new(TIMING);
+        let (sid, _) = new_session(&store, T0).await;
+        let wrong = store.rotate(&rotation(sid, 0, 9, T0)).await.unwrap();
+        assert_eq!(wrong, RotationOutcome::Unknown);
+        let right = store.rotate(&rotation(sid, 0, 1, T0)).await.unwrap();
+        assert!(matches!(right, RotationOutcome::Rotated { .. }));
+    }
+
+    #[tokio::test]
+    async fn sweep_drops_abandoned_sessions() {
+        let store = MemoryStore::new(TIMING);
+        new_session(&store, T0).await;
+        assert_eq!(store.len(), 1);
+        new_session(&store, T0 + 10 * TIMING.idle).await;
+        assert_eq!(store.len(), 1, "only the new session is left");
+    }
+}

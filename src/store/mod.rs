@@ -1,0 +1,183 @@
+//! Where sessions live (SPEC §3): the [`SessionStore`] trait and its two
+//! implementations, [`redis::RedisStore`] (shared by every replica) and
+//! [`memory::MemoryStore`] (one process, for development).
+//!
+//! Every trait method is one atomic decision — one Lua script, one round
+//! trip on Redis — so concurrent requests on any number of replicas can never
+//! interleave halfway through an update. The caller passes "now"; the store
+//! never reads the clock, which keeps the rules testable and identical in both
+//! implementations.
+//!
+//! A session record holds: `sub`, the `jti` of the one access token that is
+//! current, a hash of the current refresh secret, the rotation `generation`,
+//! the time of the last rotation and the absolute end of the refresh lifetime.
+//! Its time-to-live is `min(auto_logout, end - now)`, restarted on activity, so
+//! the store forgets a session by itself when its clients walk away.
+
+pub mod memory;
+pub mod redis;
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::tokens::SecretHash;
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = u64;
+
+/// Timing rules shared by every operation, fixed at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Inactivity after which a session ends (`auth.auto_logout`).
+    pub idle: Millis,
+    /// Lifetime of each refresh token (`auth.refresh_lifetime`).
+    pub refresh_lifetime: Millis,
+    /// How long a rotated token is answered with its successor.
+    pub grace: Millis,
+}
+
+impl Timing {
+    pub fn new(idle: Duration, refresh_lifetime: Duration, grace: Duration) -> Self {
+        Self {
+            idle: millis(idle),
+            refresh_lifetime: millis(refresh_lifetime),
+            grace: millis(grace),
+        }
+    }
+
+    /// Time to live of a session that ends at `ends_at`, seen at `now`.
+    pub fn ttl(&self, ends_at: Millis, now: Millis) -> Millis {
+        self.idle.min(ends_at.saturating_sub(now))
+    }
+}
+
+fn millis(d: Duration) -> Millis {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A session about to be created by `/login`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    pub sid: Uuid,
+    pub sub: String,
+    pub access_jti: Uuid,
+    pub refresh_hash: SecretHash,
+    pub now: Millis,
+}
+
+/// A presented refresh token and the successor that replaces it if it is
+/// the current one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    pub sid: Uuid,
+    pub presented_generation: u32,
+    pub presented_hash: SecretHash,
+    pub successor_hash: SecretHash,
+    pub successor_jti: Uuid,
+    pub now: Millis,
+}
+
+/// The store's verdict on a [`Rotation`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotationOutcome {
+    /// The presented token was current: the successor is now current.
+    Rotated { sub: String },
+    /// The presented token was rotated moments ago and its successor is still
+    /// unused: answer with that same successor (its access token has
+    /// `access_jti` and was issued at `rotated_at`).
+    Replayed {
+        sub: String,
+        access_jti: Uuid,
+        rotated_at: Millis,
+    },
+    /// A rotated token came back outside the grace window: the session is
+    /// ended (RFC 9700 §4.14.2).
+    Reused,
+    /// No live session knows this token.
+    Unknown,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("session store did not answer in time")]
+    Timeout,
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    #[error("session store answered something unexpected: {0}")]
+    Protocol(String),
+}
+
+/// The atomic operations the session rules are built from.
+#[cfg_attr(test, mockall::automock)]
+#[allow(async_fn_in_trait)] // used through concrete types, whose futures are Send
+pub trait SessionStore {
+    /// Stores a new session (`/login`).
+    async fn create(&self, session: &NewSession) -> Result<(), StoreError>;
+
+    /// True if `jti` is the session's current access token; if so, restarts
+    /// its idle clock (`/authenticate`).
+    async fn authenticate(&self, sid: Uuid, jti: Uuid, now: Millis) -> Result<bool, StoreError>;
+
+    /// Rotates, replays or ends the session, atomically (`/refresh`).
+    async fn rotate(&self, rotation: &Rotation) -> Result<RotationOutcome, StoreError>;
+
+    /// Ends the session; ending an unknown one is not an error (`/logout`).
+    async fn end(&self, sid: Uuid) -> Result<(), StoreError>;
+
+    /// Is the store reachable (`/health`)?
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The store chosen at start-up. An enum rather than `dyn`: the trait has
+/// `async fn`s, and static dispatch costs nothing on the hot path.
+pub enum Store {
+    Redis(redis::RedisStore),
+    Memory(memory::MemoryStore),
+}
+
+impl Store {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Redis(_) => "redis",
+            Self::Memory(_) => "memory",
+        }
+    }
+}
+
+impl SessionStore for Store {
+    async fn create(&self, session: &NewSession) -> Result<(), StoreError> {
+        match self {
+            Self::Redis(s) => s.create(session).await,
+            Self::Memory(s) => s.create(session).await,
+        }
+    }
+
+    async fn authenticate(&self, sid: Uuid, jti: Uuid, now: Millis) -> Result<bool, StoreError> {
+        match self {
+            Self::Redis(s) => s.authenticate(sid, jti, now).await,
+            Self::Memory(s) => s.authenticate(sid, jti, now).await,
+        }
+    }
+
+    async fn rotate(&self, rotation: &Rotation) -> Result<RotationOutcome, StoreError> {
+        match self {
+            Self::Redis(s) => s.rotate(rotation).await,
+            Self::Memory(s) => s.rotate(rotation).await,
+        }
+    }
+
+    async fn end(&self, sid: Uuid) -> Result<(), StoreError> {
+        match self {
+            Self::Redis(s) => s.end(sid).await,
+            Self::Memory(s) => s.end(sid).await,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Redis(s) => s.ping().await,
+            Self::Memory(s) => s.ping().await,
+        }
+    }
+}

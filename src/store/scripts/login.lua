@@ -1,0 +1,6 @@
+-- Creates a session (see store/mod.rs for the record).
+-- KEYS[1] session key
+-- ARGV: sub, access jti (16 bytes), refresh hash (16 bytes), end (ms), ttl (ms)
+redis.call('HSET', KEYS[1], 's', ARGV[1], 'a', ARGV[2], 'r', ARGV[3], 'g', 0, 'e', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
