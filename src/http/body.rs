@@ -15,10 +15,11 @@ use super::error::{ApiError, BODY_LIMIT};
 /// An absent `Content-Type` is taken as JSON.
 pub async fn read(request: Request<impl RequestBody>) -> Result<Bytes, ApiError> {
     let headers = request.headers();
-    if let Some(value) = headers.get(CONTENT_TYPE) {
-        if !is_json(value.as_bytes()) {
-            return Err(ApiError::UnsupportedMediaType);
-        }
+    if headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|value| !is_json(value.as_bytes()))
+    {
+        return Err(ApiError::UnsupportedMediaType);
     }
     let declared = headers
         .get(CONTENT_LENGTH)
@@ -27,7 +28,10 @@ pub async fn read(request: Request<impl RequestBody>) -> Result<Bytes, ApiError>
     if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
         return Err(ApiError::PayloadTooLarge);
     }
-    match Limited::new(request.into_body(), BODY_LIMIT).collect().await {
+    match Limited::new(request.into_body(), BODY_LIMIT)
+        .collect()
+        .await
+    {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge),
         Err(e) => Err(ApiError::InvalidRequest(format!(
@@ -36,12 +40,21 @@ pub async fn read(request: Request<impl RequestBody>) -> Result<Bytes, ApiError>
     }
 }
 
-/// Parses a JSON body into `T`.
+/// Parses a JSON object body into `T`. Only an object: serde would also
+/// read a struct from an array (`[1]`), which no client means.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::InvalidRequest(
-            "the request body is empty; a JSON object is expected".into(),
-        ));
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => {
+            return Err(ApiError::InvalidRequest(
+                "the request body is empty; a JSON object is expected".into(),
+            ));
+        }
+        Some(b'{') => {}
+        Some(_) => {
+            return Err(ApiError::InvalidRequest(
+                "the request body must be a JSON object".into(),
+            ));
+        }
     }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::InvalidRequest(format!("malformed request body: {e}")))
@@ -57,8 +70,7 @@ fn is_json(content_type: &[u8]) -> bool {
         return false;
     };
     kind.eq_ignore_ascii_case("application")
-        && (subtype.eq_ignore_ascii_case("json")
-            || subtype.to_ascii_lowercase().ends_with("+json"))
+        && (subtype.eq_ignore_ascii_case("json") || subtype.to_ascii_lowercase().ends_with("+json"))
 }
 
 #[cfg(test)]
