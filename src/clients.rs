@@ -30,8 +30,9 @@ pub fn hash_secret(secret: &[u8]) -> Result<String, argon2::password_hash::Error
 
 /// Parses a configured hash, accepting argon2id only.
 pub fn parse_secret_hash(text: &str) -> Result<PasswordHash, String> {
-    let hash = PasswordHash::new(text)
-        .map_err(|e| format!("not a PHC hash string ({e}); make one with `tokengate hash-secret`"))?;
+    let hash = PasswordHash::new(text).map_err(|e| {
+        format!("not a PHC hash string ({e}); make one with `tokengate hash-secret`")
+    })?;
     if hash.algorithm != argon2::ARGON2ID_IDENT {
         return Err(format!(
             "algorithm {} is not argon2id; make one with `tokengate hash-secret`",
@@ -86,11 +87,15 @@ impl LoginClients {
         let dummy = if clients.is_empty() {
             None
         } else {
-            Some(Argon2::default().hash_password(&random).map_err(|e| e.to_string())?)
+            Some(
+                Argon2::default()
+                    .hash_password(&random)
+                    .map_err(|e| e.to_string())?,
+            )
         };
         rand::fill(&mut random);
-        let cache_key = <Hmac<Sha256> as KeyInit>::new_from_slice(&random)
-            .map_err(|e| e.to_string())?;
+        let cache_key =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&random).map_err(|e| e.to_string())?;
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Ok(Self {
             clients,
@@ -199,7 +204,8 @@ mod tests {
             Err(ClientError::Rejected)
         );
         assert_eq!(
-            c.authenticate(Some(&basic("ghost", "s3cret:with:colons"))).await,
+            c.authenticate(Some(&basic("ghost", "s3cret:with:colons")))
+                .await,
             Err(ClientError::Rejected)
         );
         assert_eq!(c.authenticate(None).await, Err(ClientError::Missing));
@@ -207,7 +213,12 @@ mod tests {
             c.authenticate(Some(b"Bearer abc")).await,
             Err(ClientError::Missing)
         );
-        for bad in [&b"Basic"[..], b"Basic !!!", b"Basic bm9jb2xvbg==", b"\xff\xfe"] {
+        for bad in [
+            &b"Basic"[..],
+            b"Basic !!!",
+            b"Basic bm9jb2xvbg==",
+            b"\xff\xfe",
+        ] {
             assert_eq!(c.authenticate(Some(bad)).await, Err(ClientError::Malformed));
         }
     }
@@ -219,7 +230,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            c.authenticate(Some(&basic("web", "s3cret:with:colon"))).await,
+            c.authenticate(Some(&basic("web", "s3cret:with:colon")))
+                .await,
             Err(ClientError::Rejected)
         );
     }

@@ -180,7 +180,11 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "[redacted]" })
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "[redacted]"
+        })
     }
 }
 
@@ -251,9 +255,8 @@ impl Settings {
 
     /// Checks what serde cannot: lengths, combinations, parsable strings.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        tracing_subscriber::EnvFilter::try_new(&self.logging.level).map_err(|e| {
-            ConfigError::new("logging.level", format!("not a tracing filter: {e}"))
-        })?;
+        tracing_subscriber::EnvFilter::try_new(&self.logging.level)
+            .map_err(|e| ConfigError::new("logging.level", format!("not a tracing filter: {e}")))?;
         if !self.cache.url.is_empty() {
             deadpool_redis::redis::Client::open(self.cache.url.expose()).map_err(|_| {
                 ConfigError::new(
@@ -474,7 +477,10 @@ mod tests {
     #[test]
     fn invalid_values_name_their_key() {
         assert_eq!(error_key("logging:\n  mode: xml\n", &[]), "logging.mode");
-        assert_eq!(error_key("logging:\n  level: 'a=b=c'\n", &[]), "logging.level");
+        assert_eq!(
+            error_key("logging:\n  level: 'a=b=c'\n", &[]),
+            "logging.level"
+        );
         assert_eq!(
             error_key("auth:\n  access_lifetime: soon\n", &[]),
             "auth.access_lifetime"
@@ -528,7 +534,10 @@ mod tests {
         let s = load(&yaml, &[]).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(s.auth.secret.expose(), SECRET);
-        assert_eq!(s.cache.url.expose(), "redis://:p%40ss%20word@127.0.0.1:6379/2");
+        assert_eq!(
+            s.cache.url.expose(),
+            "redis://:p%40ss%20word@127.0.0.1:6379/2"
+        );
     }
 
     #[test]

@@ -69,7 +69,10 @@ pub async fn run(
 
     drop(listener);
     tracing::info!("shutting down: no longer accepting, draining in-flight requests");
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(?drain, "drain timed out; exiting with requests in flight");
     }
 }

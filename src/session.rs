@@ -99,9 +99,9 @@ impl<S: SessionStore> Sessions<S> {
         };
         match self.store.rotate(&rotation).await? {
             RotationOutcome::Rotated { sub } => {
-                let access = self
-                    .access
-                    .sign(&sub, token.sid, rotation.successor_jti, secs(now))?;
+                let access =
+                    self.access
+                        .sign(&sub, token.sid, rotation.successor_jti, secs(now))?;
                 Ok(self.pair(access.token, &successor, now, now))
             }
             RotationOutcome::Replayed {
@@ -350,11 +350,7 @@ mod tests {
                     && r.now == NOW + 5
             })
             .times(1)
-            .returning(|_| {
-                Ok(RotationOutcome::Rotated {
-                    sub: "7".into(),
-                })
-            });
+            .returning(|_| Ok(RotationOutcome::Rotated { sub: "7".into() }));
         let s = sessions(store);
         let next = s.refresh(&pair.refresh, NOW + 5).await.unwrap();
         assert_eq!(next.refresh, refresh_tokens().encode(&successor));

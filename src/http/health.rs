@@ -1,9 +1,9 @@
 //! `GET /health`: readiness. Says which component fails, so an orchestrator
 //! (and a human) can tell "this replica is fine, Redis is not".
 
+use http::HeaderValue;
 use http::StatusCode;
 use http::header::RETRY_AFTER;
-use http::HeaderValue;
 use serde_json::json;
 
 use super::{Response, json_response};

@@ -3,7 +3,7 @@
 use http::{Request, StatusCode};
 use serde::Deserialize;
 
-use super::{RequestBody, ApiError, Response, body, json_response, now, token_pair::TokenPairBody};
+use super::{ApiError, RequestBody, Response, body, json_response, now, token_pair::TokenPairBody};
 use crate::app::App;
 
 /// Longest accepted user id; it travels in every token and header.

@@ -5,7 +5,7 @@ use http::{Request, StatusCode};
 use serde_json::json;
 
 use super::refresh::RefreshRequest;
-use super::{RequestBody, ApiError, Response, bearer_token, body, json_response, now};
+use super::{ApiError, RequestBody, Response, bearer_token, body, json_response, now};
 use crate::app::App;
 use crate::session::SessionError;
 use crate::tokens::Rejection;

@@ -237,7 +237,10 @@ mod tests {
         let first = rotation(sid, 0, 1, T0 + 1000);
         let outcome = store.rotate(&first).await.unwrap();
         assert!(matches!(outcome, RotationOutcome::Rotated { .. }));
-        let replay = store.rotate(&rotation(sid, 0, 1, T0 + 10_999)).await.unwrap();
+        let replay = store
+            .rotate(&rotation(sid, 0, 1, T0 + 10_999))
+            .await
+            .unwrap();
         assert_eq!(
             replay,
             RotationOutcome::Replayed {
@@ -246,9 +249,15 @@ mod tests {
                 rotated_at: T0 + 1000,
             }
         );
-        let late = store.rotate(&rotation(sid, 0, 1, T0 + 11_000)).await.unwrap();
+        let late = store
+            .rotate(&rotation(sid, 0, 1, T0 + 11_000))
+            .await
+            .unwrap();
         assert_eq!(late, RotationOutcome::Reused);
-        let after = store.rotate(&rotation(sid, 1, 2, T0 + 12_000)).await.unwrap();
+        let after = store
+            .rotate(&rotation(sid, 1, 2, T0 + 12_000))
+            .await
+            .unwrap();
         assert_eq!(after, RotationOutcome::Unknown, "the session is gone");
     }
 

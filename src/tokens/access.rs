@@ -250,7 +250,10 @@ mod tests {
     fn alg_none_and_other_algorithms_are_refused() {
         let s = signed();
         let payload = B64.encode(serde_json::to_vec(&claims_json(&s)).unwrap());
-        let none = format!("{}.{payload}.", B64.encode(br#"{"alg":"none","typ":"at+jwt"}"#));
+        let none = format!(
+            "{}.{payload}.",
+            B64.encode(br#"{"alg":"none","typ":"at+jwt"}"#)
+        );
         assert!(tokens().verify(&none, NOW).is_err());
         let hs512 = forge(
             &serde_json::json!({"alg": "HS512", "typ": "at+jwt"}),

@@ -222,7 +222,13 @@ mod tests {
     fn garbage_and_jwts_are_refused() {
         let t = tokens();
         let jwt_like = format!("{}.{}.{}", "a".repeat(30), "b".repeat(30), "c".repeat(29));
-        for garbage in ["", "x", &"A".repeat(ENCODED_LEN), &jwt_like, &"é".repeat(46)] {
+        for garbage in [
+            "",
+            "x",
+            &"A".repeat(ENCODED_LEN),
+            &jwt_like,
+            &"é".repeat(46),
+        ] {
             assert_eq!(t.decode(garbage), None);
         }
     }

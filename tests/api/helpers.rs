@@ -1,0 +1,300 @@
+//! Start replicas in-process on port 0, over a real `redis-server` or a
+//! shared in-memory store, and talk to them like a client would.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::Full;
+use serde_json::{Value, json};
+use tokengate::app::App;
+use tokengate::config::{Secret, Settings};
+use tokengate::store::memory::MemoryStore;
+use tokengate::store::redis::RedisStore;
+use tokengate::store::{Store, Timing};
+use tokio::sync::oneshot;
+
+use crate::support::client::{self, Reply, json_body, request};
+use crate::support::redis::RedisServer;
+
+/// The shared HS256 key of test clusters (≥ 32 bytes).
+pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Redis,
+    Memory,
+}
+
+/// Replicas sharing one store, as in production.
+pub struct Cluster {
+    pub redis: Option<RedisServer>,
+    pub replicas: Vec<Replica>,
+    pub settings: Settings,
+    memory: MemoryStore,
+    timing: Timing,
+}
+
+pub struct Replica {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Cluster {
+    pub async fn start(backend: Backend, replicas: usize) -> Self {
+        Self::start_with(backend, replicas, |_| {}).await
+    }
+
+    /// `configure` adjusts the settings every replica gets.
+    pub async fn start_with(
+        backend: Backend,
+        replicas: usize,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Self {
+        let redis = (backend == Backend::Redis).then(RedisServer::start);
+        let mut settings = Settings::default();
+        settings.auth.secret = Secret::new(SECRET);
+        if let Some(redis) = &redis {
+            settings.cache.url = Secret::new(redis.url());
+        }
+        configure(&mut settings);
+        let settings = settings.resolved().expect("valid test settings");
+
+        let timing = Timing::new(
+            settings.auth.auto_logout,
+            settings.auth.refresh_lifetime,
+            settings.auth.refresh_grace,
+        );
+        let mut cluster = Self {
+            redis,
+            replicas: Vec::new(),
+            memory: MemoryStore::new(timing),
+            timing,
+            settings,
+        };
+        for _ in 0..replicas {
+            cluster.add_replica().await;
+        }
+        cluster
+    }
+
+    /// Starts one more replica on the cluster's store.
+    pub async fn add_replica(&mut self) -> &Replica {
+        let store = match &self.redis {
+            Some(_) => Store::Redis(
+                RedisStore::new(
+                    self.settings.cache.url.expose(),
+                    self.settings.cache.pool_size,
+                    self.settings.cache.timeout,
+                    self.timing,
+                )
+                .expect("redis store"),
+            ),
+            None => Store::Memory(self.memory.clone()),
+        };
+        let replica = Replica::spawn(&self.settings, store).await;
+        self.replicas.push(replica);
+        &self.replicas[self.replicas.len() - 1]
+    }
+
+    pub fn a(&self) -> &Replica {
+        &self.replicas[0]
+    }
+
+    pub fn b(&self) -> &Replica {
+        &self.replicas[1 % self.replicas.len()]
+    }
+
+    pub fn redis(&self) -> &RedisServer {
+        self.redis.as_ref().expect("a Redis-backed cluster")
+    }
+
+    pub fn redis_mut(&mut self) -> &mut RedisServer {
+        self.redis.as_mut().expect("a Redis-backed cluster")
+    }
+}
+
+impl Replica {
+    pub async fn spawn(settings: &Settings, store: Store) -> Self {
+        let app = App::with_store(settings, store).expect("build app");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(tokengate::server::run(
+            listener,
+            Arc::new(app),
+            async {
+                let _ = rx.await;
+            },
+            Duration::from_secs(5),
+        ));
+        Self {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops accepting and drains, like SIGTERM does.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+
+    pub async fn send(&self, request: Request<Full<Bytes>>) -> Reply {
+        client::send(self.addr, request).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(request(Method::GET, path).body(Full::default()).unwrap())
+            .await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
+        self.send(
+            request(Method::POST, path)
+                .header("content-type", "application/json")
+                .body(json_body(body))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Logs in as `user_id` and returns the pair; asserts success.
+    pub async fn login(&self, user_id: Value) -> Pair {
+        let reply = self
+            .post_json("/login", &json!({ "user_id": user_id }))
+            .await;
+        assert_eq!(reply.status, 200, "login: {:?}", reply.body);
+        Pair::from_reply(&reply)
+    }
+
+    pub async fn refresh(&self, refresh: &str) -> Reply {
+        self.post_json("/refresh", &json!({ "refresh": refresh }))
+            .await
+    }
+
+    pub async fn authenticate(&self, access: &str) -> Reply {
+        self.authenticate_with(Method::GET, access).await
+    }
+
+    pub async fn authenticate_with(&self, method: Method, access: &str) -> Reply {
+        self.send(
+            request(method, "/authenticate")
+                .header("authorization", format!("Bearer {access}"))
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn logout(&self, access: &str) -> Reply {
+        self.send(
+            request(Method::POST, "/logout")
+                .header("authorization", format!("Bearer {access}"))
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// True when `access` passes `/authenticate`; panics on anything but 200/401.
+    pub async fn accepts(&self, access: &str) -> bool {
+        let reply = self.authenticate(access).await;
+        match reply.status.as_u16() {
+            200 => true,
+            401 => false,
+            other => panic!("authenticate answered {other}: {:?}", reply.body),
+        }
+    }
+}
+
+/// A token pair as `/login` and `/refresh` return it.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    pub access: String,
+    pub refresh: String,
+    pub session_id: String,
+    pub json: Value,
+}
+
+impl Pair {
+    pub fn from_reply(reply: &Reply) -> Self {
+        let json = reply.json();
+        let field = |name: &str| {
+            json[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {name} in {json}"))
+                .to_owned()
+        };
+        Self {
+            access: field("access"),
+            refresh: field("refresh"),
+            session_id: field("session_id"),
+            json: json.clone(),
+        }
+    }
+
+    /// The claims of the access token (signature checked with [`SECRET`]).
+    pub fn claims(&self) -> Value {
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.set_audience(&["tokengate"]);
+        jsonwebtoken::decode::<Value>(
+            &self.access,
+            &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()),
+            &validation,
+        )
+        .expect("our own access token")
+        .claims
+    }
+}
+
+/// Polls `check` until it holds or `within` has passed; returns whether it held.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Runs each listed scenario `async fn name(backend: Backend)` against both
+/// stores, as `redis::name` and `memory::name`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Redis).await
+                }
+            )*
+        }
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Memory).await
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,13 @@
+//! Integration tests: real servers on loopback, several replicas where the
+//! SPEC talks about replicas. One binary, one module per SPEC topic.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod helpers;
+
+mod endpoints;
+mod faults;
+mod forgery;
+mod process;
+mod sessions;

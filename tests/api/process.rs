@@ -1,0 +1,422 @@
+//! The real binary as a process: start-up with the checked-in config,
+//! configuration errors, `hash-secret`, `healthcheck`, login clients,
+//! logging, and the SIGTERM drain.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use http::Method;
+use http_body_util::Full;
+use serde_json::{Value, json};
+
+use crate::helpers::{Pair, SECRET, eventually};
+use crate::support::client::{self, Reply, json_body, request};
+use crate::support::ports::free_port;
+use crate::support::redis::RedisServer;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
+
+/// A `tokengate` process started from the repository root (so it reads the
+/// checked-in `config.yml`), its output captured in a file.
+struct Process {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Process {
+    fn start(env: &[(&str, &str)]) -> Self {
+        Self::start_with(&[], env)
+    }
+
+    fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("tokengate-{}.log", uuid::Uuid::new_v4()));
+        let out = std::fs::File::create(&log).unwrap();
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("TOKENGATE__SERVER__HOST", "127.0.0.1")
+            .env("TOKENGATE__SERVER__PORT", port.to_string())
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        let child = command.spawn().expect("start tokengate");
+        Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            log,
+        }
+    }
+
+    async fn ready(&mut self) {
+        let addr = self.addr;
+        let up = eventually(Duration::from_secs(10), || async move {
+            client::try_send(
+                addr,
+                request(Method::GET, "/ping").body(Full::default()).unwrap(),
+            )
+            .await
+            .is_ok_and(|r| r.status == 200)
+        })
+        .await;
+        assert!(up, "tokengate did not come up: {}", self.output());
+    }
+
+    async fn send(&self, request: http::Request<Full<bytes::Bytes>>) -> Reply {
+        client::send(self.addr, request).await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send(
+            request(Method::POST, path)
+                .header("content-type", "application/json")
+                .body(json_body(body))
+                .unwrap(),
+        )
+        .await
+    }
+
+    fn terminate(&mut self) -> ExitStatus {
+        signal("-TERM", self.child.id());
+        wait_for_exit(&mut self.child, Duration::from_secs(10))
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn signal(which: &str, pid: u32) {
+    let status = Command::new("kill")
+        .args([which, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_for_exit(child: &mut Child, within: Duration) -> ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "process did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs the binary to completion with `env` and optional stdin.
+fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> (ExitStatus, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checked_in_config_runs_with_no_redis_and_no_secret() {
+    let mut p = Process::start(&[]);
+    p.ready().await;
+
+    let login = p.post("/login", &json!({"user_id": 1})).await;
+    assert_eq!(login.status, 200);
+    let pair = Pair::from_reply(&login);
+    let auth = p
+        .send(
+            request(Method::GET, "/authenticate")
+                .header("authorization", format!("Bearer {}", pair.access))
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(auth.status, 200);
+    assert_eq!(auth.header("x-user-id"), Some("1"));
+    let refreshed = p.post("/refresh", &json!({"refresh": pair.refresh})).await;
+    assert_eq!(refreshed.status, 200);
+    let next = Pair::from_reply(&refreshed);
+    let logout = p
+        .send(
+            request(Method::POST, "/logout")
+                .header("authorization", format!("Bearer {}", next.access))
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(logout.status, 200);
+
+    assert!(p.terminate().success());
+    let log = p.output();
+    assert!(log.contains("cache.url is empty"), "store warning: {log}");
+    assert!(log.contains("auth.secret is empty"), "key warning: {log}");
+    assert!(
+        log.contains("login.clients is empty"),
+        "open login warning: {log}"
+    );
+}
+
+#[test]
+fn invalid_configuration_stops_start_up_with_one_line() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("TOKENGATE__LOGGING__MODE", "xml")], "logging.mode"),
+        (&[("TOKENGATE__AUTH__SECRET", "too-short")], "auth.secret"),
+        (
+            &[("TOKENGATE__AUTH__ACCESS_LIFETIME", "fortnight")],
+            "auth.access_lifetime",
+        ),
+        (
+            &[("TOKENGATE__AUTH__REFRESH_GRACE", "-1s")],
+            "auth.refresh_grace",
+        ),
+        (&[("TOKENGATE__SERVER__PORT", "http")], "server.port"),
+        (
+            &[
+                ("TOKENGATE__CACHE__URL", "postgres://x"),
+                ("TOKENGATE__AUTH__SECRET", SECRET),
+            ],
+            "cache.url",
+        ),
+        (
+            &[("TOKENGATE__CACHE__URL", "redis://127.0.0.1:1/0")],
+            "auth.secret",
+        ),
+        (
+            &[("TOKENGATE__AUTH__SECRET_FILE", "/nonexistent/secret")],
+            "auth.secret_file",
+        ),
+    ];
+    for (env, key) in cases {
+        let (status, stdout, stderr) = run(&[], env, None);
+        assert!(!status.success(), "{key}: started anyway");
+        assert_eq!(status.code(), Some(1), "{key}");
+        assert_eq!(stderr.lines().count(), 1, "{key}: {stderr}");
+        assert!(stderr.contains(key), "{key} not named: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+    }
+    let (status, _, stderr) = run(&["--config", "missing.yml"], &[], None);
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("missing.yml"), "{stderr}");
+    let (status, _, stderr) = run(&["--frobnicate"], &[], None);
+    assert_eq!(status.code(), Some(2));
+    assert!(stderr.contains("usage"), "{stderr}");
+}
+
+#[test]
+fn redis_requires_a_shared_secret() {
+    let (status, _, stderr) = run(
+        &[],
+        &[("TOKENGATE__CACHE__URL", "redis://127.0.0.1:6379/0")],
+        None,
+    );
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains("auth.secret") && stderr.contains("every replica"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_and_exits_zero() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut p = Process::start(&[
+        ("TOKENGATE__CACHE__URL", &url),
+        ("TOKENGATE__AUTH__SECRET", SECRET),
+    ]);
+    p.ready().await;
+
+    // A request in flight: headers and half the body sent.
+    let body = br#"{"user_id": "in-flight"}"#;
+    let mut stream = TcpStream::connect(p.addr).unwrap();
+    write!(
+        stream,
+        "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(&body[..10]).unwrap();
+    stream.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(100)); // let the server read the headers
+
+    signal("-TERM", p.child.id());
+    let addr = p.addr;
+    let closed = eventually(Duration::from_secs(5), || async move {
+        TcpStream::connect(addr).is_err()
+    })
+    .await;
+    assert!(closed, "still accepting after SIGTERM");
+    assert!(
+        p.child.try_wait().unwrap().is_none(),
+        "exited with a request in flight"
+    );
+
+    stream.write_all(&body[10..]).unwrap();
+    let mut reply = String::new();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    assert!(reply.contains("\"access\""), "{reply}");
+
+    let status = wait_for_exit(&mut p.child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        redis.keys("tg:s:*").len(),
+        1,
+        "the in-flight login completed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_clients_authenticate_with_basic_and_hashed_secrets() {
+    let (status, hash, stderr) = run(&["hash-secret"], &[], Some("s3cret-value\n"));
+    assert!(status.success(), "{stderr}");
+    let hash = hash.trim();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains("s3cret-value"));
+
+    let dir = std::env::temp_dir().join(format!("tokengate-clients-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.yml");
+    std::fs::write(
+        &config,
+        format!("login:\n  clients:\n    - id: web\n      secret_hash: '{hash}'\n"),
+    )
+    .unwrap();
+    let mut p = Process::start_with(&["--config", config.to_str().unwrap()], &[]);
+    p.ready().await;
+
+    let basic = |id: &str, secret: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+        )
+    };
+    let attempt = |authorization: Option<String>| {
+        let mut builder =
+            request(Method::POST, "/login").header("content-type", "application/json");
+        if let Some(value) = authorization {
+            builder = builder.header("authorization", value);
+        }
+        builder.body(json_body(&json!({"user_id": 9}))).unwrap()
+    };
+    for authorization in [
+        None,
+        Some(basic("web", "wrong")),
+        Some(basic("ghost", "s3cret-value")),
+    ] {
+        let reply = p.send(attempt(authorization.clone())).await;
+        assert_eq!(reply.status, 401, "{authorization:?}");
+        assert_eq!(reply.error(), "invalid_client");
+        assert!(
+            reply
+                .header("www-authenticate")
+                .unwrap()
+                .starts_with("Basic")
+        );
+    }
+    for _ in 0..2 {
+        let ok = p.send(attempt(Some(basic("web", "s3cret-value")))).await;
+        assert_eq!(ok.status, 200);
+    }
+    assert!(!p.output().contains("login.clients is empty"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_never_contain_tokens_or_secrets() {
+    let mut p = Process::start(&[
+        ("TOKENGATE__LOGGING__MODE", "json"),
+        ("TOKENGATE__LOGGING__LEVEL", "debug"),
+        ("TOKENGATE__AUTH__SECRET", SECRET),
+    ]);
+    p.ready().await;
+    let pair = Pair::from_reply(&p.post("/login", &json!({"user_id": "dave"})).await);
+    let next = Pair::from_reply(&p.post("/refresh", &json!({"refresh": pair.refresh})).await);
+    let stale = p
+        .send(
+            request(Method::GET, "/authenticate")
+                .header("authorization", format!("Bearer {}", pair.access))
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(stale.status, 401);
+    let reuse = p
+        .post("/refresh", &json!({"refresh": "garbage-token"}))
+        .await;
+    assert_eq!(reuse.status, 401);
+    assert!(p.terminate().success());
+
+    let log = p.output();
+    let secrets = [
+        &pair.access,
+        &pair.refresh,
+        &next.access,
+        &next.refresh,
+        SECRET,
+        "garbage-token",
+    ];
+    for secret in secrets {
+        assert!(!log.contains(secret), "log leaks {secret}");
+    }
+    let mut warned = false;
+    for line in log.lines() {
+        let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if entry["level"] == "WARN" && entry["message"] == "access token refused" {
+            assert_eq!(entry["reason"], "revoked");
+            warned = true;
+        }
+    }
+    assert!(warned, "an auth failure is a warning: {log}");
+    assert!(
+        log.contains("\"status\":200"),
+        "requests are logged at debug"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_subcommand_reports_the_replica() {
+    let mut p = Process::start(&[]);
+    p.ready().await;
+    let port = p.addr.port().to_string();
+    let env = [("TOKENGATE__SERVER__PORT", port.as_str())];
+    let (status, _, stderr) = run(&["healthcheck"], &env, None);
+    assert!(status.success(), "{stderr}");
+    assert!(p.terminate().success());
+    let (status, _, stderr) = run(&["healthcheck"], &env, None);
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+}

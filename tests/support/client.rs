@@ -1,0 +1,85 @@
+//! A minimal HTTP/1.1 client for tests: one connection per request, so each
+//! request may land on whichever replica the test picks.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Body;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `error` code of a SPEC error body.
+    pub fn error(&self) -> String {
+        let json = self.json();
+        assert!(
+            json["error_description"].is_string(),
+            "error body without error_description: {json}"
+        );
+        json["error"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// Sends one request and reads the whole reply; panics if the server does
+/// not answer within 10 s.
+pub async fn send<B>(addr: SocketAddr, request: Request<B>) -> Reply
+where
+    B: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+{
+    tokio::time::timeout(Duration::from_secs(10), try_send(addr, request))
+        .await
+        .expect("no reply within 10s")
+        .expect("request failed")
+}
+
+pub async fn try_send<B>(addr: SocketAddr, mut request: Request<B>) -> Result<Reply, BoxError>
+where
+    B: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+{
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    if !request.headers().contains_key(http::header::HOST) {
+        request
+            .headers_mut()
+            .insert(http::header::HOST, addr.to_string().parse()?);
+    }
+    let response = sender.send_request(request).await?;
+    let (parts, body) = response.into_parts();
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await?.to_bytes(),
+    })
+}
+
+/// A request builder with the usual defaults.
+pub fn request(method: Method, path: &str) -> http::request::Builder {
+    Request::builder().method(method).uri(path)
+}
+
+pub fn json_body(value: &Value) -> Full<Bytes> {
+    Full::new(Bytes::from(serde_json::to_vec(value).unwrap()))
+}

@@ -1,0 +1,7 @@
+//! Test support shared by the test binaries (and the native cluster tools):
+//! real servers on free loopback ports, and a minimal HTTP client.
+#![allow(dead_code)] // each binary uses its own subset
+
+pub mod client;
+pub mod ports;
+pub mod redis;
