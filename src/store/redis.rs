@@ -7,22 +7,65 @@
 //! keep the hash in Redis's compact listpack encoding.
 //!
 //! Scripts run with `EVALSHA`; `redis::Script` reloads them after `NOSCRIPT`,
-//! so a restarted Redis needs nothing from us. Every operation has one
-//! deadline covering pool wait and command; a connection that failed or timed
-//! out is dropped rather than returned to the pool, and deadpool checks idle
-//! ones with `PING` before reuse — so after an outage replicas recover by
-//! themselves.
+//! so a restarted Redis needs nothing from us.
+//!
+//! Connections come from a deadpool pool with our own [`Connections`]
+//! manager: deadpool-redis's manager sends `UNWATCH`+`PING` every time a
+//! connection leaves the pool, which would double the round trips of every
+//! request. Ours checks nothing on the way out; instead, a connection that
+//! fails is dropped, never returned. A dropped connection usually means Redis
+//! went away, so the idle ones are dropped too and a request that is safe to
+//! repeat is retried once on a fresh connection — after a Redis restart,
+//! replicas recover by themselves without failing a request. Every operation
+//! has one deadline covering pool wait, connecting and the command.
 
 use std::future::Future;
 use std::time::Duration;
 
-use deadpool_redis::redis::{self, FromRedisValue, Script, Value};
-use deadpool_redis::{Config, Connection, Pool, PoolConfig, Runtime, Timeouts};
+use deadpool::managed::{self, Metrics, Object, PoolConfig, QueueMode, RecycleResult, Timeouts};
+use deadpool_redis::redis::aio::MultiplexedConnection;
+use deadpool_redis::redis::{
+    self, AsyncConnectionConfig, Client, FromRedisValue, RedisError, Script, Value,
+};
 use uuid::Uuid;
 
 use super::{Millis, NewSession, Rotation, RotationOutcome, SessionStore, StoreError, Timing};
 
 const KEY_PREFIX: &str = "tg:s:";
+
+/// Creates multiplexed connections; recycling is free (see the module doc).
+pub struct Connections {
+    client: Client,
+    config: AsyncConnectionConfig,
+}
+
+impl managed::Manager for Connections {
+    type Type = MultiplexedConnection;
+    type Error = RedisError;
+
+    async fn create(&self) -> Result<MultiplexedConnection, RedisError> {
+        self.client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
+    }
+
+    async fn recycle(
+        &self,
+        _: &mut MultiplexedConnection,
+        _: &Metrics,
+    ) -> RecycleResult<RedisError> {
+        Ok(())
+    }
+}
+
+type Pool = managed::Pool<Connections>;
+
+/// Whether an operation may run twice without changing its outcome.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    Safe,
+    Unsafe,
+}
 
 pub struct RedisStore {
     pool: Pool,
@@ -42,16 +85,22 @@ impl RedisStore {
         timeout: Duration,
         timing: Timing,
     ) -> Result<Self, StoreError> {
-        let mut config = Config::from_url(url);
+        let client = Client::open(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
         let mut pool = PoolConfig::new(pool_size);
         pool.timeouts = Timeouts {
             wait: Some(timeout),
             create: Some(timeout),
-            recycle: Some(timeout),
+            recycle: None,
         };
-        config.pool = Some(pool);
-        let pool = config
-            .create_pool(Some(Runtime::Tokio1))
+        // Reuse the most recently used connection: fewer sockets at low load.
+        pool.queue_mode = QueueMode::Lifo;
+        let pool = Pool::builder(Connections { client, config })
+            .config(pool)
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Self {
             pool,
@@ -64,28 +113,40 @@ impl RedisStore {
     }
 
     /// Runs `op` on a pooled connection within the deadline.
-    async fn with_connection<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    async fn with_connection<T, F, Fut>(&self, repeat: Repeat, op: F) -> Result<T, StoreError>
     where
-        F: FnOnce(Connection) -> Fut,
-        Fut: Future<Output = (Connection, redis::RedisResult<T>)>,
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let attempt = async {
-            let conn = self
-                .pool
-                .get()
-                .await
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-            let (conn, result) = op(conn).await;
-            match result {
-                Ok(value) => Ok(value),
-                Err(e) => {
-                    // Never hand a connection in an unknown state to the next request.
-                    drop(Connection::take(conn));
-                    Err(StoreError::Unavailable(e.to_string()))
+        let attempts = async {
+            let mut retried = false;
+            loop {
+                let conn = self
+                    .pool
+                    .get()
+                    .await
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                let reused = Object::metrics(&conn).recycle_count > 0;
+                // Multiplexed connections are cheap handles to one socket.
+                match op((*conn).clone()).await {
+                    Ok(value) => return Ok(value),
+                    Err(e) => {
+                        // Never hand a connection in an unknown state to the next request.
+                        drop(Object::take(conn));
+                        let dropped = e.is_connection_dropped() || e.is_unrecoverable_error();
+                        if dropped {
+                            self.pool.retain(|_, _| false);
+                        }
+                        if dropped && reused && repeat == Repeat::Safe && !retried {
+                            retried = true;
+                            continue;
+                        }
+                        return Err(StoreError::Unavailable(e.to_string()));
+                    }
                 }
             }
         };
-        tokio::time::timeout(self.timeout, attempt)
+        tokio::time::timeout(self.timeout, attempts)
             .await
             .map_err(|_| StoreError::Timeout)?
     }
@@ -93,17 +154,18 @@ impl RedisStore {
     /// Invokes a script with one key and the given arguments.
     async fn eval<T: FromRedisValue>(
         &self,
+        repeat: Repeat,
         script: &Script,
         sid: Uuid,
-        args: Vec<Vec<u8>>,
+        args: &[Vec<u8>],
     ) -> Result<T, StoreError> {
         let mut invocation = script.key(session_key(sid));
         for arg in args {
-            invocation.arg(arg);
+            invocation.arg(arg.as_slice());
         }
-        self.with_connection(|mut conn| async move {
-            let result = invocation.invoke_async(&mut conn).await;
-            (conn, result)
+        let invocation = &invocation;
+        self.with_connection(repeat, |mut conn| async move {
+            invocation.invoke_async(&mut conn).await
         })
         .await
     }
@@ -130,13 +192,16 @@ impl SessionStore for RedisStore {
             num(ends_at),
             num(self.timing.ttl(ends_at, s.now)),
         ];
-        let _: i64 = self.eval(&self.login, s.sid, args).await?;
+        // A repeat rewrites the same fields of the same new session.
+        let _: i64 = self.eval(Repeat::Safe, &self.login, s.sid, &args).await?;
         Ok(())
     }
 
     async fn authenticate(&self, sid: Uuid, jti: Uuid, now: Millis) -> Result<bool, StoreError> {
         let args = vec![jti.as_bytes().to_vec(), num(now), num(self.timing.idle)];
-        let current: i64 = self.eval(&self.authenticate, sid, args).await?;
+        let current: i64 = self
+            .eval(Repeat::Safe, &self.authenticate, sid, &args)
+            .await?;
         Ok(current == 1)
     }
 
@@ -151,27 +216,32 @@ impl SessionStore for RedisStore {
             num(self.timing.idle),
             num(self.timing.refresh_lifetime),
         ];
-        let reply: Vec<Value> = self.eval(&self.rotate, r.sid, args).await?;
+        // Repeating a rotation that did run is answered as a retry — the same
+        // successor — if the repeat is sure to land inside the grace window.
+        let repeat = if Duration::from_millis(self.timing.grace) > self.timeout {
+            Repeat::Safe
+        } else {
+            Repeat::Unsafe
+        };
+        let reply: Vec<Value> = self.eval(repeat, &self.rotate, r.sid, &args).await?;
         parse_rotation(&reply)
     }
 
     async fn end(&self, sid: Uuid) -> Result<(), StoreError> {
-        let key = session_key(sid);
-        self.with_connection(|mut conn| async move {
-            let result = redis::cmd("DEL")
+        let key = &session_key(sid);
+        self.with_connection(Repeat::Safe, |mut conn| async move {
+            redis::cmd("DEL")
                 .arg(key)
                 .query_async::<i64>(&mut conn)
-                .await;
-            (conn, result)
+                .await
         })
         .await?;
         Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.with_connection(|mut conn| async move {
-            let result = redis::cmd("PING").query_async::<String>(&mut conn).await;
-            (conn, result)
+        self.with_connection(Repeat::Safe, |mut conn| async move {
+            redis::cmd("PING").query_async::<String>(&mut conn).await
         })
         .await?;
         Ok(())

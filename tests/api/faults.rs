@@ -143,3 +143,20 @@ fn signal(which: &str, pid: &str) {
         .expect("run kill");
     assert!(status.success(), "kill {which} {pid}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_request_after_a_redis_restart_succeeds() {
+    let mut c = Cluster::start(Backend::Redis, 2).await;
+    // Warm both pools so they hold connections to the old server.
+    for replica in &c.replicas {
+        let pair = replica.login(json!(1)).await;
+        assert!(replica.accepts(&pair.access).await);
+    }
+    c.redis_mut().restart();
+    for replica in &c.replicas {
+        let reply = replica.post_json("/login", &json!({"user_id": 2})).await;
+        assert_eq!(reply.status, 200, "stale pooled connection leaked an error");
+        let pair = crate::helpers::Pair::from_reply(&reply);
+        assert!(replica.accepts(&pair.access).await);
+    }
+}

@@ -10,4 +10,5 @@ mod endpoints;
 mod faults;
 mod forgery;
 mod process;
+mod redis_costs;
 mod sessions;
