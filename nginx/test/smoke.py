@@ -5,10 +5,11 @@
     nginx/test/smoke.py --nginx PATH --mode native    # the shared files in a native config
 
 Nothing here needs tokengate or Docker: each replica is a stand-in that answers
-/authenticate the way SPEC.md §2 says (`Bearer good` -> 200 + X-User-Id, no header ->
-401 realm only, any other token -> 401 invalid_token, `Bearer outage` -> 503 as when
-Redis is down) and records what nginx sent it. The replicas listen on 127.0.0.2 and
-127.0.0.3, one port, the way compose replicas share port 8080 on different addresses.
+/authenticate the way SPEC.md §2 and §6 say (`Bearer good` -> 200 + X-User-Id, no
+header -> 401 realm only, `Bearer narrow` -> 403 insufficient_scope, `Bearer outage`
+-> 503 as when Redis is down, any other token -> 401 invalid_token) and records what
+nginx sent it. The replicas listen on 127.0.0.2 and 127.0.0.3, one port, the way
+compose replicas share port 8080 on different addresses.
 
 compose mode runs nginx/nginx.conf itself, with only its addresses rewritten (each
 rewrite must match, so the file cannot drift away from this test): Docker's DNS
@@ -25,7 +26,6 @@ import argparse
 import http.client
 import itertools
 import json
-import os
 import shutil
 import signal
 import socket
@@ -43,6 +43,7 @@ NGINX_DIR = Path(__file__).resolve().parent.parent
 USER_ID = "42"
 SESSION_ID = "5b0c6c1e-6a4f-4d43-9a43-3f1f2b8f0c11"
 REALM = 'Bearer realm="tokengate"'
+INSUFFICIENT = 'Bearer error="insufficient_scope", scope="admin"'
 ARRIVAL = itertools.count()  # orders requests across replicas
 
 
@@ -59,7 +60,6 @@ class TrackingServer(ThreadingHTTPServer):
         self.accepted = 0
         self.open = set()
         self.auth_log = []  # what nginx sent to /authenticate
-        self.app_log = []  # what nginx sent to the app
         self.lock = threading.Lock()
         super().__init__(addr, handler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -137,6 +137,8 @@ class TokengateStandIn(Handler):
                 )
             if auth == "Bearer outage":
                 return self.answer(503, {"error": "temporarily_unavailable"})
+            if auth == "Bearer narrow":
+                return self.answer(403, {"error": "insufficient_scope"}, [("WWW-Authenticate", INSUFFICIENT)])
             return self.answer(
                 401,
                 {"error": "invalid_token"},
@@ -156,8 +158,6 @@ class AppStandIn(Handler):
 
     def handle_any(self):
         self.body()
-        with self.server.lock:
-            self.server.app_log.append(self.headers.items())
         self.answer(200, {"headers": self.headers.items()})
 
 
@@ -334,6 +334,11 @@ def common_checks(r, port, replicas, app_check):
         want = [REALM + ', error="invalid_token"']
         expect(header_values(headers, "WWW-Authenticate") == want, f"{header_values(headers, 'WWW-Authenticate')}")
 
+    def forbidden():
+        status, headers, body = request(port, "GET", "/app/x", {"Authorization": "Bearer narrow"})
+        expect_json_error(status, headers, body, 403, "forbidden")
+        expect(header_values(headers, "WWW-Authenticate") == [INSUFFICIENT], f"{header_values(headers, 'WWW-Authenticate')}")
+
     def store_down():
         status, headers, body = request(port, "DELETE", "/app/x", {"Authorization": "Bearer outage"})
         expect_json_error(status, headers, body, 503, "temporarily_unavailable")
@@ -354,6 +359,7 @@ def common_checks(r, port, replicas, app_check):
     r.check("auth subrequest: HEAD, no body, X-Original-URI/-Method, Authorization", subrequest_shape)
     r.check("no token: JSON 401 with WWW-Authenticate realm only", missing_token)
     r.check("bad token: JSON 401 with tokengate's error=\"invalid_token\"", invalid_token)
+    r.check("tokengate 403: JSON 403 with tokengate's WWW-Authenticate", forbidden)
     r.check("tokengate 503 (Redis down): JSON 503, app not reached", store_down)
     r.check("upstream connections are kept alive", keepalive)
 
