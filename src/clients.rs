@@ -1,5 +1,6 @@
-//! Trusted callers of `/login` (`login.clients`), authenticated by HTTP Basic
-//! against argon2id hashes.
+//! Client authentication by id and secret against argon2id hashes: trusted
+//! callers of `/login` (`login.clients`, HTTP Basic) and OAuth clients
+//! (`oauth.clients`, HTTP Basic or form fields).
 //!
 //! argon2id costs tens of milliseconds by design, far too much for every
 //! login. After a secret verifies once, we remember an HMAC of it (under a key
@@ -19,8 +20,6 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
-
-use crate::config::LoginClient;
 
 /// Hashes a client secret for `login.clients[].secret_hash` (argon2id, PHC
 /// string, random salt).
@@ -61,7 +60,7 @@ struct Client {
     accepted: Mutex<Option<[u8; 32]>>,
 }
 
-pub struct LoginClients {
+pub struct ClientSecrets {
     clients: Vec<Client>,
     /// Verified against when the id is unknown; `None` for open login.
     dummy: Option<PasswordHash>,
@@ -69,15 +68,15 @@ pub struct LoginClients {
     verifications: Arc<Semaphore>,
 }
 
-impl LoginClients {
-    /// `clients` must have passed [`crate::config::Settings::validate`].
-    pub fn new(clients: &[LoginClient]) -> Result<Self, String> {
+impl ClientSecrets {
+    /// `(id, secret_hash)` pairs that passed [`crate::config::Settings::validate`].
+    pub fn new<'a>(clients: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, String> {
         let clients = clients
-            .iter()
-            .map(|c| {
+            .into_iter()
+            .map(|(id, hash)| {
                 Ok(Client {
-                    id: c.id.clone(),
-                    hash: parse_secret_hash(&c.secret_hash)?,
+                    id: id.to_owned(),
+                    hash: parse_secret_hash(hash)?,
                     accepted: Mutex::new(None),
                 })
             })
@@ -105,14 +104,19 @@ impl LoginClients {
         })
     }
 
-    /// Open login: nobody configured, anyone may call `/login`.
-    pub fn is_open(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.clients.is_empty()
     }
 
-    /// Checks an `Authorization` header value; returns the client id.
-    pub async fn authenticate(&self, authorization: Option<&[u8]>) -> Result<&str, ClientError> {
+    /// Checks an `Authorization: Basic` header value (RFC 7617); returns the
+    /// client id.
+    pub async fn verify_basic(&self, authorization: Option<&[u8]>) -> Result<&str, ClientError> {
         let (id, secret) = parse_basic(authorization.ok_or(ClientError::Missing)?)?;
+        self.verify(&id, secret).await
+    }
+
+    /// Checks an id and secret; returns the client id.
+    pub async fn verify(&self, id: &str, secret: Vec<u8>) -> Result<&str, ClientError> {
         let client = self.clients.iter().find(|c| c.id == id);
         let mac = self.mac(&secret);
         if let Some(client) = client {
@@ -153,8 +157,9 @@ impl LoginClients {
     }
 }
 
-/// Splits `Basic base64(id:secret)` (RFC 7617).
-fn parse_basic(header: &[u8]) -> Result<(String, Vec<u8>), ClientError> {
+/// Splits `Basic base64(id:secret)` (RFC 7617). `Missing` when the header
+/// uses another scheme.
+pub fn parse_basic(header: &[u8]) -> Result<(String, Vec<u8>), ClientError> {
     let text = std::str::from_utf8(header).map_err(|_| ClientError::Malformed)?;
     let (scheme, encoded) = text.trim().split_once(' ').ok_or(ClientError::Malformed)?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -179,38 +184,35 @@ mod tests {
         format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))).into_bytes()
     }
 
-    fn clients() -> LoginClients {
-        LoginClients::new(&[LoginClient {
-            id: "web".into(),
-            secret_hash: hash_secret(b"s3cret:with:colons").unwrap(),
-        }])
-        .unwrap()
+    fn clients() -> ClientSecrets {
+        let hash = hash_secret(b"s3cret:with:colons").unwrap();
+        ClientSecrets::new([("web", hash.as_str())]).unwrap()
     }
 
     #[tokio::test]
     async fn the_right_secret_passes_and_is_remembered() {
         let c = clients();
         let header = basic("web", "s3cret:with:colons");
-        assert_eq!(c.authenticate(Some(&header)).await, Ok("web"));
+        assert_eq!(c.verify_basic(Some(&header)).await, Ok("web"));
         assert!(c.clients[0].accepted.lock().unwrap().is_some());
-        assert_eq!(c.authenticate(Some(&header)).await, Ok("web"));
+        assert_eq!(c.verify_basic(Some(&header)).await, Ok("web"));
     }
 
     #[tokio::test]
     async fn wrong_secret_unknown_id_and_bad_headers_fail() {
         let c = clients();
         assert_eq!(
-            c.authenticate(Some(&basic("web", "nope"))).await,
+            c.verify_basic(Some(&basic("web", "nope"))).await,
             Err(ClientError::Rejected)
         );
         assert_eq!(
-            c.authenticate(Some(&basic("ghost", "s3cret:with:colons")))
+            c.verify_basic(Some(&basic("ghost", "s3cret:with:colons")))
                 .await,
             Err(ClientError::Rejected)
         );
-        assert_eq!(c.authenticate(None).await, Err(ClientError::Missing));
+        assert_eq!(c.verify_basic(None).await, Err(ClientError::Missing));
         assert_eq!(
-            c.authenticate(Some(b"Bearer abc")).await,
+            c.verify_basic(Some(b"Bearer abc")).await,
             Err(ClientError::Missing)
         );
         for bad in [
@@ -219,18 +221,18 @@ mod tests {
             b"Basic bm9jb2xvbg==",
             b"\xff\xfe",
         ] {
-            assert_eq!(c.authenticate(Some(bad)).await, Err(ClientError::Malformed));
+            assert_eq!(c.verify_basic(Some(bad)).await, Err(ClientError::Malformed));
         }
     }
 
     #[tokio::test]
     async fn a_remembered_secret_does_not_open_the_door_to_others() {
         let c = clients();
-        c.authenticate(Some(&basic("web", "s3cret:with:colons")))
+        c.verify_basic(Some(&basic("web", "s3cret:with:colons")))
             .await
             .unwrap();
         assert_eq!(
-            c.authenticate(Some(&basic("web", "s3cret:with:colon")))
+            c.verify_basic(Some(&basic("web", "s3cret:with:colon")))
                 .await,
             Err(ClientError::Rejected)
         );

@@ -26,6 +26,7 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub auth: AuthSettings,
     pub login: LoginSettings,
+    pub oauth: OAuthSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -126,6 +127,67 @@ pub struct AuthSettings {
     pub refresh_grace: Duration,
     #[serde(deserialize_with = "duration")]
     pub leeway: Duration,
+    /// Signing algorithm; asymmetric ones take their keys from `signing_keys`.
+    pub algorithm: SigningAlgorithm,
+    /// Asymmetric keys: the first signs, all verify (matched by `kid`).
+    pub signing_keys: Vec<SigningKeySettings>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SigningAlgorithm {
+    #[default]
+    HS256,
+    EdDSA,
+    ES256,
+    RS256,
+}
+
+impl SigningAlgorithm {
+    pub const ALL: [Self; 4] = [Self::HS256, Self::EdDSA, Self::ES256, Self::RS256];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::HS256 => "HS256",
+            Self::EdDSA => "EdDSA",
+            Self::ES256 => "ES256",
+            Self::RS256 => "RS256",
+        }
+    }
+
+    pub fn is_symmetric(self) -> bool {
+        self == Self::HS256
+    }
+}
+
+impl std::str::FromStr for SigningAlgorithm {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name() == text)
+            .ok_or_else(|| format!("must be one of HS256, EdDSA, ES256, RS256, got {text:?}"))
+    }
+}
+
+impl<'de> Deserialize<'de> for SigningAlgorithm {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// One asymmetric signing key (`auth.signing_keys[]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeySettings {
+    pub kid: String,
+    pub algorithm: SigningAlgorithm,
+    pub private_key_file: PathBuf,
+    /// The file's content, read by [`Settings::resolved`].
+    #[serde(skip)]
+    pub private_key_pem: Secret,
 }
 
 impl Default for AuthSettings {
@@ -140,6 +202,8 @@ impl Default for AuthSettings {
             auto_logout: Duration::from_secs(24 * 3600),
             refresh_grace: Duration::from_secs(10),
             leeway: Duration::from_secs(5),
+            algorithm: SigningAlgorithm::HS256,
+            signing_keys: Vec::new(),
         }
     }
 }
@@ -157,6 +221,33 @@ pub struct LoginClient {
     pub id: String,
     /// argon2id PHC string from `tokengate hash-secret`.
     pub secret_hash: String,
+}
+
+/// Machine clients of the OAuth 2.0 endpoints (SPEC §6).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OAuthSettings {
+    pub clients: Vec<OAuthClient>,
+    /// Public base URL for discovery metadata, e.g. `https://auth.example.com`;
+    /// empty = taken from each request's `Host` and `X-Forwarded-Proto`.
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthClient {
+    pub id: String,
+    /// argon2id PHC string from `tokengate hash-secret`.
+    pub secret_hash: String,
+    /// The most this client may ask for.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Issue a refresh token with `client_credentials`.
+    #[serde(default)]
+    pub refresh_tokens: bool,
+    /// Token requests per minute, counted across replicas; 0 = unlimited.
+    #[serde(default)]
+    pub rate_limit: u32,
 }
 
 /// A configuration value that must never reach a log line.
@@ -245,6 +336,10 @@ impl Settings {
             }
             self.auth.secret = Secret(read_secret_file("auth.secret_file", path)?);
         }
+        for (i, key) in self.auth.signing_keys.iter_mut().enumerate() {
+            let name = format!("auth.signing_keys[{i}].private_key_file");
+            key.private_key_pem = Secret(read_secret_file(&name, &key.private_key_file)?);
+        }
         if let Some(path) = &self.cache.password_file {
             let password = read_secret_file("cache.password_file", path)?;
             self.cache.url = Secret(with_redis_password(self.cache.url.expose(), &password)?);
@@ -288,22 +383,78 @@ impl Settings {
         positive("auth.access_lifetime", self.auth.access_lifetime)?;
         positive("auth.refresh_lifetime", self.auth.refresh_lifetime)?;
         positive("auth.auto_logout", self.auth.auto_logout)?;
-        for (i, client) in self.login.clients.iter().enumerate() {
-            let key = format!("login.clients[{i}]");
-            if client.id.is_empty() || client.id.contains(':') {
+        self.validate_keys()?;
+        let login = self.login.clients.iter().map(|c| (&c.id, &c.secret_hash));
+        validate_clients("login.clients", login)?;
+        let oauth = self.oauth.clients.iter().map(|c| (&c.id, &c.secret_hash));
+        validate_clients("oauth.clients", oauth)?;
+        for (i, client) in self.oauth.clients.iter().enumerate() {
+            if let Some(bad) = client
+                .scopes
+                .iter()
+                .find(|s| !crate::oauth::is_scope_token(s))
+            {
                 return Err(ConfigError::new(
-                    format!("{key}.id"),
-                    "must be non-empty and contain no ':' (HTTP Basic splits there)",
+                    format!("oauth.clients[{i}].scopes"),
+                    format!(
+                        "{bad:?} is not a scope (printable ASCII, no space, quote or backslash)"
+                    ),
                 ));
             }
-            if self.login.clients[..i].iter().any(|c| c.id == client.id) {
+        }
+        let url = &self.oauth.public_url;
+        let is_http = url.starts_with("http://") || url.starts_with("https://");
+        if !url.is_empty() && !is_http {
+            return Err(ConfigError::new(
+                "oauth.public_url",
+                "must start with http:// or https://",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_keys(&self) -> Result<(), ConfigError> {
+        let auth = &self.auth;
+        if auth.algorithm.is_symmetric() {
+            if !auth.signing_keys.is_empty() {
                 return Err(ConfigError::new(
-                    format!("{key}.id"),
-                    format!("duplicate client id {:?}", client.id),
+                    "auth.signing_keys",
+                    "only used with an asymmetric auth.algorithm (EdDSA, ES256, RS256)",
                 ));
             }
-            crate::clients::parse_secret_hash(&client.secret_hash)
-                .map_err(|message| ConfigError::new(format!("{key}.secret_hash"), message))?;
+            return Ok(());
+        }
+        let Some(first) = auth.signing_keys.first() else {
+            return Err(ConfigError::new(
+                "auth.signing_keys",
+                format!("{} needs at least one key", auth.algorithm.name()),
+            ));
+        };
+        if first.algorithm != auth.algorithm {
+            return Err(ConfigError::new(
+                "auth.signing_keys[0].algorithm",
+                format!(
+                    "the first key signs, so it must be auth.algorithm ({})",
+                    auth.algorithm.name()
+                ),
+            ));
+        }
+        for (i, key) in auth.signing_keys.iter().enumerate() {
+            let at = format!("auth.signing_keys[{i}]");
+            if key.kid.is_empty() || auth.signing_keys[..i].iter().any(|k| k.kid == key.kid) {
+                return Err(ConfigError::new(
+                    format!("{at}.kid"),
+                    "must be non-empty and unique",
+                ));
+            }
+            if key.algorithm.is_symmetric() {
+                return Err(ConfigError::new(
+                    format!("{at}.algorithm"),
+                    "signing keys are asymmetric: EdDSA, ES256 or RS256",
+                ));
+            }
+            crate::tokens::keys::parse_private_key(key.algorithm, key.private_key_pem.expose())
+                .map_err(|e| ConfigError::new(format!("{at}.private_key_file"), e))?;
         }
         Ok(())
     }
@@ -311,6 +462,32 @@ impl Settings {
     pub fn uses_redis(&self) -> bool {
         !self.cache.url.is_empty()
     }
+}
+
+/// Client ids are unique, Basic-safe, and each hash is an argon2id PHC string.
+fn validate_clients<'a>(
+    section: &str,
+    clients: impl Iterator<Item = (&'a String, &'a String)>,
+) -> Result<(), ConfigError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, (id, hash)) in clients.enumerate() {
+        let key = format!("{section}[{i}]");
+        if id.is_empty() || id.contains(':') {
+            return Err(ConfigError::new(
+                format!("{key}.id"),
+                "must be non-empty and contain no ':' (HTTP Basic splits there)",
+            ));
+        }
+        if !seen.insert(id) {
+            return Err(ConfigError::new(
+                format!("{key}.id"),
+                format!("duplicate client id {id:?}"),
+            ));
+        }
+        crate::clients::parse_secret_hash(hash)
+            .map_err(|message| ConfigError::new(format!("{key}.secret_hash"), message))?;
+    }
+    Ok(())
 }
 
 fn positive(key: &str, value: Duration) -> Result<(), ConfigError> {

@@ -9,8 +9,10 @@
 //! - [`server`] — accept loop, connections, graceful shutdown.
 //! - [`http`] — routing, one module per endpoint, the error → response map.
 //! - [`session`] — the rules: login, rotation with grace, logout, authenticate.
-//! - [`tokens`] — access JWTs and opaque refresh tokens.
-//! - [`clients`] — trusted `/login` callers (argon2id + HTTP Basic).
+//! - [`tokens`] — signing keys, access JWTs and opaque refresh tokens.
+//! - [`clients`] — client authentication (argon2id + HTTP Basic or form).
+//! - [`oauth`] — OAuth 2.0 client policies and scopes.
+//! - [`metrics`] — Prometheus counters and histograms.
 //! - [`store`] — the atomic session operations, on Redis or in memory.
 //! - [`cli`] and [`ops`] — command line and its non-serving subcommands.
 //!
@@ -21,6 +23,8 @@ pub mod cli;
 pub mod clients;
 pub mod config;
 pub mod http;
+pub mod metrics;
+pub mod oauth;
 pub mod ops;
 pub mod server;
 pub mod session;

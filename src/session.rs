@@ -1,5 +1,6 @@
-//! The session rules (SPEC §2–3): login, refresh rotation with a grace
-//! window and reuse detection, logout, authenticate.
+//! The session rules (SPEC §2–3, §6): login and client-credentials
+//! sessions, refresh rotation with a grace window and reuse detection, logout
+//! and revocation, authenticate and introspection, per-client rate limits.
 //!
 //! This layer owns the tokens and asks the [`SessionStore`] for one atomic
 //! decision per request. It knows nothing of HTTP; callers pass "now" so every
@@ -7,10 +8,16 @@
 
 use uuid::Uuid;
 
-use crate::store::{Millis, NewSession, Rotation, RotationOutcome, SessionStore, StoreError};
-use crate::tokens::{AccessClaims, AccessTokens, RefreshToken, RefreshTokens, Rejection};
+use crate::store::{
+    Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome, SessionStore,
+    StoreError, Subject,
+};
+use crate::tokens::{AccessClaims, AccessTokens, Grant, RefreshToken, RefreshTokens, Rejection};
 
-/// A freshly issued (or re-issued) token pair, in the `/login` answer shape.
+/// Length of a rate-limit window.
+const RATE_WINDOW: Millis = 60_000;
+
+/// A freshly issued (or re-issued) token pair.
 #[derive(Debug, Clone)]
 pub struct TokenPair {
     pub access: String,
@@ -18,6 +25,14 @@ pub struct TokenPair {
     pub expires_in: u64,
     pub refresh_expires_in: u64,
     pub session_id: Uuid,
+    pub scope: Option<String>,
+}
+
+/// What token introspection (RFC 7662) knows about a live token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Introspection {
+    Access(AccessClaims),
+    Refresh { sid: Uuid, state: RefreshState },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +43,12 @@ pub enum SessionError {
     InvalidGrant,
     #[error("rotated refresh token reused; session ended")]
     RefreshReuse,
+    #[error("{0}")]
+    InvalidScope(String),
+    #[error("the token was not issued to this client")]
+    NotOwner,
+    #[error("rate limit reached; retry in {0}s")]
+    RateLimited(u64),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("could not sign a token: {0}")]
@@ -62,25 +83,79 @@ impl<S: SessionStore> Sessions<S> {
 
     /// Starts a new session for `sub`; other sessions of the user live on.
     pub async fn login(&self, sub: &str, now: Millis) -> Result<TokenPair, SessionError> {
+        let subject = Subject {
+            sub: sub.into(),
+            ..Subject::default()
+        };
+        self.start(subject, self.refresh_lifetime, now).await
+    }
+
+    /// Starts a session for an OAuth client (`client_credentials`): `sub` is
+    /// the client. Without refresh tokens the session lives exactly as long
+    /// as its access token; its refresh token is then never shown to anyone.
+    pub async fn client_credentials(
+        &self,
+        client: &str,
+        scope: Option<String>,
+        refresh_tokens: bool,
+        now: Millis,
+    ) -> Result<TokenPair, SessionError> {
+        let subject = Subject {
+            sub: client.into(),
+            client: Some(client.into()),
+            scope,
+        };
+        let lifetime = if refresh_tokens {
+            self.refresh_lifetime
+        } else {
+            self.access.lifetime_secs() * 1000
+        };
+        self.start(subject, lifetime, now).await
+    }
+
+    async fn start(
+        &self,
+        subject: Subject,
+        lifetime: Millis,
+        now: Millis,
+    ) -> Result<TokenPair, SessionError> {
         let sid = Uuid::new_v4();
         let refresh = RefreshToken::first(sid);
-        let access = self.access.sign(sub, sid, Uuid::new_v4(), secs(now))?;
+        let access = self.access.sign(
+            &subject.sub,
+            sid,
+            Uuid::new_v4(),
+            secs(now),
+            grant(&subject, None),
+        )?;
+        let scope = subject.scope.clone();
         self.store
             .create(&NewSession {
                 sid,
-                sub: sub.into(),
+                subject,
                 access_jti: access.claims.jti,
                 refresh_hash: refresh.secret_hash(),
+                lifetime,
                 now,
             })
             .await?;
-        Ok(self.pair(access.token, &refresh, now, now))
+        Ok(self.pair(access.token, &refresh, scope, now, now, lifetime))
     }
 
     /// Exchanges a refresh token for its successor pair (RFC 9700 §4.14.2):
     /// the first use rotates; a retry within the grace window gets the very
     /// same successor; any other reuse of a rotated token ends the session.
-    pub async fn refresh(&self, presented: &str, now: Millis) -> Result<TokenPair, SessionError> {
+    ///
+    /// `client` is the authenticated OAuth client (`None` on `/refresh`):
+    /// only its own sessions rotate. `narrow` asks for fewer scopes than the
+    /// session holds (RFC 6749 §6).
+    pub async fn refresh(
+        &self,
+        presented: &str,
+        client: Option<&str>,
+        narrow: Option<&[String]>,
+        now: Millis,
+    ) -> Result<TokenPair, SessionError> {
         let token = self
             .refresh
             .decode(presented)
@@ -91,36 +166,37 @@ impl<S: SessionStore> Sessions<S> {
             .ok_or(SessionError::InvalidGrant)?;
         let rotation = Rotation {
             sid: token.sid,
+            client: client.map(str::to_owned),
             presented_generation: token.generation,
             presented_hash: token.secret_hash(),
             successor_hash: successor.secret_hash(),
             successor_jti: Uuid::new_v4(),
             now,
         };
-        match self.store.rotate(&rotation).await? {
-            RotationOutcome::Rotated { sub } => {
-                let access =
-                    self.access
-                        .sign(&sub, token.sid, rotation.successor_jti, secs(now))?;
-                Ok(self.pair(access.token, &successor, now, now))
-            }
+        let (subject, jti, issued_at) = match self.store.rotate(&rotation).await? {
+            RotationOutcome::Rotated { subject } => (subject, rotation.successor_jti, now),
             RotationOutcome::Replayed {
-                sub,
+                subject,
                 access_jti,
                 rotated_at,
-            } => {
-                let access = self
-                    .access
-                    .sign(&sub, token.sid, access_jti, secs(rotated_at))?;
-                Ok(self.pair(access.token, &successor, rotated_at, now))
-            }
+            } => (subject, access_jti, rotated_at),
             RotationOutcome::Reused => {
                 tracing::warn!(sid = %token.sid, generation = token.generation,
                     "rotated refresh token presented again; session ended");
-                Err(SessionError::RefreshReuse)
+                return Err(SessionError::RefreshReuse);
             }
-            RotationOutcome::Unknown => Err(SessionError::InvalidGrant),
-        }
+            RotationOutcome::Unknown => return Err(SessionError::InvalidGrant),
+        };
+        let scope = narrowed(subject.scope.as_deref(), narrow)?;
+        let access = self.access.sign(
+            &subject.sub,
+            token.sid,
+            jti,
+            secs(issued_at),
+            grant(&subject, scope.as_deref()),
+        )?;
+        let lifetime = self.refresh_lifetime;
+        Ok(self.pair(access.token, &successor, scope, issued_at, now, lifetime))
     }
 
     /// Ends the session of a correctly signed, unexpired access token — even
@@ -144,6 +220,27 @@ impl<S: SessionStore> Sessions<S> {
         Ok(())
     }
 
+    /// Revocation for an OAuth client (RFC 7009): ends the session of an
+    /// access or refresh token issued to `client`. A token that is invalid,
+    /// expired or already ended needs nothing and is not an error.
+    pub async fn revoke(&self, token: &str, client: &str, now: Millis) -> Result<(), SessionError> {
+        let sid = if let Some(refresh) = self.refresh.decode(token) {
+            refresh.sid
+        } else {
+            match self.access.verify(token, secs(now)) {
+                Ok(claims) if claims.client_id.as_deref() != Some(client) => {
+                    return Err(SessionError::NotOwner);
+                }
+                Ok(claims) => claims.sid,
+                Err(_) => return Ok(()),
+            }
+        };
+        match self.store.revoke(sid, client).await? {
+            Revocation::Ended | Revocation::Unknown => Ok(()),
+            Revocation::NotOwner => Err(SessionError::NotOwner),
+        }
+    }
+
     /// Verifies the token locally, then asks the store — one round trip —
     /// whether it is its session's current token, restarting the idle clock.
     pub async fn authenticate(
@@ -162,23 +259,94 @@ impl<S: SessionStore> Sessions<S> {
         }
     }
 
+    /// What a live token is (RFC 7662); `None` for anything else. An access
+    /// token is checked exactly as `/authenticate` does (and counts as use);
+    /// a refresh token must be its session's current one.
+    pub async fn introspect(
+        &self,
+        token: &str,
+        now: Millis,
+    ) -> Result<Option<Introspection>, SessionError> {
+        if let Some(refresh) = self.refresh.decode(token) {
+            let state = self
+                .store
+                .inspect_refresh(refresh.sid, refresh.generation, refresh.secret_hash(), now)
+                .await?;
+            return Ok(state.map(|state| Introspection::Refresh {
+                sid: refresh.sid,
+                state,
+            }));
+        }
+        match self.authenticate(token, now).await {
+            Ok(claims) => Ok(Some(Introspection::Access(claims))),
+            Err(SessionError::InvalidToken(_)) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Counts a token request of `client` against its per-minute `limit`,
+    /// shared by every replica through the store.
+    pub async fn count_request(
+        &self,
+        client: &str,
+        limit: u32,
+        now: Millis,
+    ) -> Result<(), SessionError> {
+        if limit == 0 {
+            return Ok(());
+        }
+        match self
+            .store
+            .count_request(client, limit, RATE_WINDOW, now)
+            .await?
+        {
+            None => Ok(()),
+            Some(left) => Err(SessionError::RateLimited(left.div_ceil(1000).max(1))),
+        }
+    }
+
     fn pair(
         &self,
         access: String,
         refresh: &RefreshToken,
+        scope: Option<String>,
         issued_at: Millis,
         now: Millis,
+        lifetime: Millis,
     ) -> TokenPair {
         let access_expires = secs(issued_at) + self.access.lifetime_secs();
-        let refresh_expires = issued_at + self.refresh_lifetime;
         TokenPair {
             access,
             refresh: self.refresh.encode(refresh),
             expires_in: access_expires.saturating_sub(secs(now)),
-            refresh_expires_in: secs(refresh_expires.saturating_sub(now)),
+            refresh_expires_in: secs((issued_at + lifetime).saturating_sub(now)),
             session_id: refresh.sid,
+            scope,
         }
     }
+}
+
+/// The claims an access token of `subject` carries; `scope` overrides the
+/// session's (when narrowed).
+fn grant<'a>(subject: &'a Subject, scope: Option<&'a str>) -> Grant<'a> {
+    Grant {
+        scope: scope.or(subject.scope.as_deref()),
+        client_id: subject.client.as_deref(),
+    }
+}
+
+/// The session's scope, or the part of it `narrow` asks for.
+fn narrowed(held: Option<&str>, narrow: Option<&[String]>) -> Result<Option<String>, SessionError> {
+    let Some(asked) = narrow else {
+        return Ok(held.map(str::to_owned));
+    };
+    let held: Vec<&str> = held.unwrap_or("").split(' ').collect();
+    if let Some(extra) = asked.iter().find(|s| !held.contains(&s.as_str())) {
+        return Err(SessionError::InvalidScope(format!(
+            "scope {extra:?} was not granted to this session"
+        )));
+    }
+    Ok((!asked.is_empty()).then(|| asked.join(" ")))
 }
 
 fn secs(ms: Millis) -> u64 {
@@ -189,6 +357,7 @@ fn secs(ms: Millis) -> u64 {
 mod tests {
     use super::*;
     use crate::store::MockSessionStore;
+    use crate::tokens::keys::Keys;
     use mockall::predicate::{always, eq};
 
     const NOW: Millis = 1_800_000_000_000;
@@ -197,10 +366,17 @@ mod tests {
     fn sessions(store: MockSessionStore) -> Sessions<MockSessionStore> {
         Sessions::new(
             store,
-            AccessTokens::new(KEY, "tokengate", "tokengate", 900, 5),
+            AccessTokens::new(Keys::hmac(KEY), "tokengate", "tokengate", 900, 5),
             RefreshTokens::new(KEY),
             3_600_000,
         )
+    }
+
+    fn user(sub: &str) -> Subject {
+        Subject {
+            sub: sub.into(),
+            ..Subject::default()
+        }
     }
 
     fn refresh_tokens() -> RefreshTokens {
@@ -231,7 +407,11 @@ mod tests {
         let stored = stored.lock().unwrap().clone().unwrap();
         let claims = s.access.verify(&pair.access, NOW / 1000).unwrap();
         let refresh = refresh_tokens().decode(&pair.refresh).unwrap();
-        assert_eq!((claims.sub.as_str(), stored.sub.as_str()), ("7", "7"));
+        assert_eq!(
+            (claims.sub.as_str(), stored.subject.sub.as_str()),
+            ("7", "7")
+        );
+        assert_eq!(stored.lifetime, 3_600_000);
         assert_eq!(claims.sid, pair.session_id);
         assert_eq!(stored.sid, pair.session_id);
         assert_eq!(stored.access_jti, claims.jti);
@@ -245,7 +425,7 @@ mod tests {
         let mut store = MockSessionStore::new();
         store
             .expect_create()
-            .withf(|n| n.sub == "alice" && n.now == NOW)
+            .withf(|n| n.subject.sub == "alice" && n.subject.client.is_none() && n.now == NOW)
             .times(1)
             .returning(|_| Ok(()));
         sessions(store).login("alice", NOW).await.unwrap();
@@ -275,7 +455,7 @@ mod tests {
     #[tokio::test]
     async fn authenticate_asks_the_store_about_the_token_it_verified() {
         let pair = logged_in().await;
-        let claims = AccessTokens::new(KEY, "tokengate", "tokengate", 900, 5)
+        let claims = AccessTokens::new(Keys::hmac(KEY), "tokengate", "tokengate", 900, 5)
             .verify(&pair.access, NOW / 1000)
             .unwrap();
         let mut store = MockSessionStore::new();
@@ -318,7 +498,7 @@ mod tests {
             Err(SessionError::InvalidToken(Rejection::Malformed))
         ));
         assert!(matches!(
-            s.refresh(&pair.access, NOW).await,
+            s.refresh(&pair.access, None, None, NOW).await,
             Err(SessionError::InvalidGrant)
         ));
         assert!(matches!(
@@ -348,11 +528,12 @@ mod tests {
                     && r.presented_hash == p_hash
                     && r.successor_hash == s_hash
                     && r.now == NOW + 5
+                    && r.client.is_none()
             })
             .times(1)
-            .returning(|_| Ok(RotationOutcome::Rotated { sub: "7".into() }));
+            .returning(|_| Ok(RotationOutcome::Rotated { subject: user("7") }));
         let s = sessions(store);
-        let next = s.refresh(&pair.refresh, NOW + 5).await.unwrap();
+        let next = s.refresh(&pair.refresh, None, None, NOW + 5).await.unwrap();
         assert_eq!(next.refresh, refresh_tokens().encode(&successor));
         assert_eq!(next.session_id, pair.session_id);
         let claims = s.access.verify(&next.access, NOW / 1000).unwrap();
@@ -372,18 +553,24 @@ mod tests {
             if std::mem::take(&mut first) {
                 // The first request rotated and stored its jti...
                 assert_ne!(r.successor_jti, jti);
-                Ok(RotationOutcome::Rotated { sub: "7".into() })
+                Ok(RotationOutcome::Rotated { subject: user("7") })
             } else {
                 Ok(RotationOutcome::Replayed {
-                    sub: "7".into(),
+                    subject: user("7"),
                     access_jti: jti,
                     rotated_at,
                 })
             }
         });
         let s = sessions(store);
-        let _ = s.refresh(&pair.refresh, rotated_at).await.unwrap();
-        let replay = s.refresh(&pair.refresh, rotated_at + 3_000).await.unwrap();
+        let _ = s
+            .refresh(&pair.refresh, None, None, rotated_at)
+            .await
+            .unwrap();
+        let replay = s
+            .refresh(&pair.refresh, None, None, rotated_at + 3_000)
+            .await
+            .unwrap();
         let claims = s.access.verify(&replay.access, NOW / 1000).unwrap();
         assert_eq!(claims.jti, jti);
         assert_eq!(claims.iat, rotated_at / 1000);
@@ -391,7 +578,13 @@ mod tests {
         assert_eq!(
             replay.access,
             s.access
-                .sign("7", pair.session_id, jti, rotated_at / 1000)
+                .sign(
+                    "7",
+                    pair.session_id,
+                    jti,
+                    rotated_at / 1000,
+                    Grant::default()
+                )
                 .unwrap()
                 .token
         );
@@ -409,7 +602,9 @@ mod tests {
                 .expect_rotate()
                 .with(always())
                 .return_once(move |_| Ok(outcome));
-            let got = sessions(store).refresh(&pair.refresh, NOW).await;
+            let got = sessions(store)
+                .refresh(&pair.refresh, None, None, NOW)
+                .await;
             match got {
                 Err(SessionError::RefreshReuse) => assert!(reuse),
                 Err(SessionError::InvalidGrant) => assert!(!reuse),
@@ -430,5 +625,123 @@ mod tests {
         let s = sessions(store);
         s.logout_with_access(&pair.access, NOW).await.unwrap();
         s.logout_with_refresh(&pair.refresh).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn client_credentials_sessions_carry_client_and_scope() {
+        let mut store = MockSessionStore::new();
+        store
+            .expect_create()
+            .withf(|n| {
+                n.subject.client.as_deref() == Some("billing")
+                    && n.subject.scope.as_deref() == Some("read")
+                    && n.lifetime == 900_000
+            })
+            .times(1)
+            .returning(|_| Ok(()));
+        let s = sessions(store);
+        let pair = s
+            .client_credentials("billing", Some("read".into()), false, NOW)
+            .await
+            .unwrap();
+        let claims = s.access.verify(&pair.access, NOW / 1000).unwrap();
+        assert_eq!(claims.sub, "billing");
+        assert_eq!(claims.client_id.as_deref(), Some("billing"));
+        assert_eq!(claims.scope.as_deref(), Some("read"));
+        assert_eq!(pair.scope.as_deref(), Some("read"));
+    }
+
+    #[tokio::test]
+    async fn refresh_can_narrow_but_not_widen_the_scope() {
+        let pair = logged_in().await;
+        let subject = Subject {
+            sub: "billing".into(),
+            client: Some("billing".into()),
+            scope: Some("read write".into()),
+        };
+        let mut store = MockSessionStore::new();
+        store
+            .expect_rotate()
+            .withf(|r| r.client.as_deref() == Some("billing"))
+            .returning(move |_| {
+                Ok(RotationOutcome::Rotated {
+                    subject: subject.clone(),
+                })
+            });
+        let s = sessions(store);
+        let narrow = ["read".to_owned()];
+        let next = s
+            .refresh(&pair.refresh, Some("billing"), Some(&narrow), NOW)
+            .await
+            .unwrap();
+        assert_eq!(next.scope.as_deref(), Some("read"));
+        let claims = s.access.verify(&next.access, NOW / 1000).unwrap();
+        assert_eq!(claims.scope.as_deref(), Some("read"));
+        let wider = ["admin".to_owned()];
+        let refused = s
+            .refresh(&pair.refresh, Some("billing"), Some(&wider), NOW)
+            .await;
+        assert!(matches!(refused, Err(SessionError::InvalidScope(_))));
+    }
+
+    #[tokio::test]
+    async fn revoke_checks_the_owner_and_ignores_dead_tokens() {
+        let mut store = MockSessionStore::new();
+        store.expect_create().returning(|_| Ok(()));
+        store
+            .expect_revoke()
+            .with(always(), eq("billing"))
+            .returning(|_, _| Ok(Revocation::Ended));
+        let s = sessions(store);
+        let mine = s
+            .client_credentials("billing", None, true, NOW)
+            .await
+            .unwrap();
+        s.revoke(&mine.access, "billing", NOW).await.unwrap();
+        s.revoke(&mine.refresh, "billing", NOW).await.unwrap();
+        s.revoke("garbage", "billing", NOW).await.unwrap();
+        let theirs = s.login("7", NOW).await.unwrap();
+        assert!(matches!(
+            s.revoke(&theirs.access, "billing", NOW).await,
+            Err(SessionError::NotOwner)
+        ));
+    }
+
+    #[tokio::test]
+    async fn introspection_reports_live_tokens_only() {
+        let pair = logged_in().await;
+        let mut store = MockSessionStore::new();
+        store.expect_authenticate().return_once(|_, _, _| Ok(true));
+        store.expect_inspect_refresh().return_once(|_, _, _, _| {
+            Ok(Some(RefreshState {
+                subject: user("7"),
+                ends_at: NOW + 1000,
+            }))
+        });
+        let s = sessions(store);
+        assert!(matches!(
+            s.introspect(&pair.access, NOW).await.unwrap(),
+            Some(Introspection::Access(c)) if c.sub == "7"
+        ));
+        assert!(matches!(
+            s.introspect(&pair.refresh, NOW).await.unwrap(),
+            Some(Introspection::Refresh { sid, .. }) if sid == pair.session_id
+        ));
+        assert_eq!(s.introspect("garbage", NOW).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn rate_limits_answer_with_seconds_to_wait() {
+        let mut store = MockSessionStore::new();
+        store
+            .expect_count_request()
+            .with(eq("billing"), eq(10), eq(60_000), eq(NOW))
+            .returning(|_, _, _, _| Ok(Some(1_500)));
+        let s = sessions(store);
+        assert!(matches!(
+            s.count_request("billing", 10, NOW).await,
+            Err(SessionError::RateLimited(2))
+        ));
+        s.count_request("billing", 0, NOW).await.unwrap();
     }
 }

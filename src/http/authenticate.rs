@@ -1,25 +1,42 @@
 //! `/authenticate` (any method): the nginx `auth_request` target. Local JWT
 //! verification, then one store round trip; identity goes back in headers.
+//! `?scope=a+b` also requires those scopes (`403 insufficient_scope`).
 
-use http::{HeaderMap, HeaderValue, StatusCode};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, StatusCode};
+use http_body_util::Full;
 use serde_json::json;
 
 use super::{ApiError, Response, bearer_token, json_response, now};
 use crate::app::App;
+use crate::oauth::parse_scope;
 use crate::tokens::Rejection;
 
-pub async fn handle(app: &App, headers: &HeaderMap) -> Result<Response, ApiError> {
-    let token = bearer_token(headers)?.ok_or(ApiError::MissingToken)?;
+pub async fn handle<B>(app: &App, request: &Request<B>) -> Result<Response, ApiError> {
+    let required = required_scopes(request.uri().query())?;
+    let token = bearer_token(request.headers())?.ok_or(ApiError::MissingToken)?;
     let claims = app.sessions.authenticate(token, now()).await?;
-    // `sub` is printable by construction at login, but a token signed with
-    // our key elsewhere might not be: refuse rather than fail.
-    let user = HeaderValue::from_bytes(claims.sub.as_bytes())
-        .map_err(|_| ApiError::InvalidToken(Rejection::Malformed))?;
-    let session = HeaderValue::try_from(claims.sid.to_string())
-        .map_err(|_| ApiError::InvalidToken(Rejection::Malformed))?;
-    let mut response = json_response(
-        StatusCode::OK,
-        &json!({
+    if let Some(missing) = required
+        .iter()
+        .find(|s| !claims.scopes().any(|held| held == *s))
+    {
+        tracing::debug!(missing, "scope required at the gate");
+        return Err(ApiError::InsufficientScope(required.join(" ")));
+    }
+    // `sub` is printable by construction, but a token signed with our key
+    // elsewhere might not be: refuse rather than fail.
+    let malformed = |_| ApiError::InvalidToken(Rejection::Malformed);
+    let user = HeaderValue::from_bytes(claims.sub.as_bytes()).map_err(malformed)?;
+    let session = HeaderValue::try_from(claims.sid.to_string()).map_err(malformed)?;
+    let scope = HeaderValue::from_str(claims.scope.as_deref().unwrap_or("")).map_err(malformed)?;
+
+    let mut response = if request.method() == Method::HEAD {
+        // nginx checks with HEAD: the body would be thrown away unread.
+        let mut empty = json_response(StatusCode::OK, &());
+        *empty.body_mut() = Full::new(Bytes::new());
+        empty
+    } else {
+        let mut body = json!({
             "sub": claims.sub,
             "sid": claims.sid,
             "jti": claims.jti,
@@ -27,10 +44,51 @@ pub async fn handle(app: &App, headers: &HeaderMap) -> Result<Response, ApiError
             "exp": claims.exp,
             "iss": claims.iss,
             "aud": claims.aud,
-        }),
-    );
+        });
+        if let Some(scope) = &claims.scope {
+            body["scope"] = scope.as_str().into();
+        }
+        if let Some(client) = &claims.client_id {
+            body["client_id"] = client.as_str().into();
+        }
+        json_response(StatusCode::OK, &body)
+    };
     let out = response.headers_mut();
     out.insert("x-user-id", user);
     out.insert("x-session-id", session);
+    out.insert("x-scope", scope);
     Ok(response)
+}
+
+/// Every `scope` parameter of the query, split on spaces (`+` in a query).
+fn required_scopes(query: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let Some(query) = query else {
+        return Ok(Vec::new());
+    };
+    let mut required = Vec::new();
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        if key == "scope" {
+            for scope in parse_scope(&value).map_err(ApiError::InvalidRequest)? {
+                if !required.contains(&scope) {
+                    required.push(scope);
+                }
+            }
+        }
+    }
+    Ok(required)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_come_from_every_scope_parameter() {
+        assert!(required_scopes(None).unwrap().is_empty());
+        assert_eq!(
+            required_scopes(Some("scope=read+write&x=1&scope=admin%20read")).unwrap(),
+            ["read", "write", "admin"]
+        );
+        assert!(required_scopes(Some("scope=%22bad%22")).is_err());
+    }
 }

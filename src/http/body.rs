@@ -1,6 +1,7 @@
-//! Reading JSON request bodies safely: content type first, then a hard size
-//! cap (by `Content-Length` before reading, and while reading for chunked
+//! Reading request bodies safely: content type first, then a hard size cap
+//! (by `Content-Length` before reading, and while reading for chunked
 //! bodies), then strict parsing with a message that says what is wrong.
+//! JSON for our own endpoints; form-encoded or JSON parameters for OAuth.
 
 use bytes::Bytes;
 use http::Request;
@@ -14,14 +15,76 @@ use super::error::{ApiError, BODY_LIMIT};
 /// Reads the whole body, refusing non-JSON types and oversized bodies.
 /// An absent `Content-Type` is taken as JSON.
 pub async fn read(request: Request<impl RequestBody>) -> Result<Bytes, ApiError> {
-    let headers = request.headers();
-    if headers
+    if request
+        .headers()
         .get(CONTENT_TYPE)
         .is_some_and(|value| !is_json(value.as_bytes()))
     {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let declared = headers
+    read_limited(request).await
+}
+
+/// Parameters of an OAuth request: `application/x-www-form-urlencoded`
+/// (RFC 6749; also taken when no `Content-Type` is given) or a JSON object
+/// of strings with the same names.
+pub struct Params {
+    pairs: Vec<(String, String)>,
+    pub is_json: bool,
+}
+
+impl Params {
+    /// The value of `name`. Empty values count as absent and repeating a
+    /// parameter is an error (RFC 6749 §3.1).
+    pub fn get(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        let mut values = self
+            .pairs
+            .iter()
+            .filter(|(key, value)| key == name && !value.is_empty());
+        let first = values.next().map(|(_, value)| value.as_str());
+        if values.next().is_some() {
+            return Err(ApiError::InvalidRequest(format!(
+                "parameter {name} is given more than once"
+            )));
+        }
+        Ok(first)
+    }
+
+    pub fn require(&self, name: &str) -> Result<&str, ApiError> {
+        self.get(name)?
+            .ok_or_else(|| ApiError::InvalidRequest(format!("parameter {name} is required")))
+    }
+}
+
+pub async fn read_params(request: Request<impl RequestBody>) -> Result<Params, ApiError> {
+    let is_json = match request.headers().get(CONTENT_TYPE) {
+        None => false,
+        Some(value) if is_json(value.as_bytes()) => true,
+        Some(value) if is_form(value.as_bytes()) => false,
+        Some(_) => return Err(ApiError::UnsupportedMediaType),
+    };
+    let bytes = read_limited(request).await?;
+    let pairs = if is_json {
+        let object: serde_json::Map<String, serde_json::Value> = parse(&bytes)?;
+        object
+            .into_iter()
+            .map(|(key, value)| match value {
+                serde_json::Value::String(text) => Ok((key, text)),
+                serde_json::Value::Null => Ok((key, String::new())),
+                _ => Err(ApiError::InvalidRequest(format!(
+                    "parameter {key} must be a string"
+                ))),
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        form_urlencoded::parse(&bytes).into_owned().collect()
+    };
+    Ok(Params { pairs, is_json })
+}
+
+async fn read_limited(request: Request<impl RequestBody>) -> Result<Bytes, ApiError> {
+    let declared = request
+        .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
@@ -62,15 +125,22 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 /// `application/json`, `application/<anything>+json`, with any parameters.
 fn is_json(content_type: &[u8]) -> bool {
-    let Ok(text) = std::str::from_utf8(content_type) else {
-        return false;
-    };
+    application_subtype(content_type).is_some_and(|subtype| {
+        subtype.eq_ignore_ascii_case("json") || subtype.to_ascii_lowercase().ends_with("+json")
+    })
+}
+
+fn is_form(content_type: &[u8]) -> bool {
+    application_subtype(content_type)
+        .is_some_and(|subtype| subtype.eq_ignore_ascii_case("x-www-form-urlencoded"))
+}
+
+/// The subtype of an `application/…` media type, parameters dropped.
+fn application_subtype(content_type: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(content_type).ok()?;
     let essence = text.split(';').next().unwrap_or("").trim();
-    let Some((kind, subtype)) = essence.split_once('/') else {
-        return false;
-    };
-    kind.eq_ignore_ascii_case("application")
-        && (subtype.eq_ignore_ascii_case("json") || subtype.to_ascii_lowercase().ends_with("+json"))
+    let (kind, subtype) = essence.split_once('/')?;
+    kind.eq_ignore_ascii_case("application").then_some(subtype)
 }
 
 #[cfg(test)]
@@ -95,5 +165,27 @@ mod tests {
         ] {
             assert!(!is_json(bad.as_bytes()), "{bad}");
         }
+        assert!(is_form(b"application/x-www-form-urlencoded; charset=UTF-8"));
+        assert!(!is_form(b"multipart/form-data"));
+    }
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        Params {
+            pairs: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            is_json: false,
+        }
+    }
+
+    #[test]
+    fn params_treat_empty_as_absent_and_refuse_repeats() {
+        let p = params(&[("a", "1"), ("b", ""), ("c", "x"), ("c", "y")]);
+        assert_eq!(p.get("a").unwrap(), Some("1"));
+        assert_eq!(p.get("b").unwrap(), None);
+        assert_eq!(p.get("z").unwrap(), None);
+        assert!(p.get("c").is_err());
+        assert!(p.require("b").is_err());
     }
 }

@@ -17,6 +17,30 @@ const BEARER_CHALLENGE: &str = r#"Bearer realm="tokengate""#;
 const INVALID_TOKEN_CHALLENGE: &str = r#"Bearer realm="tokengate", error="invalid_token""#;
 const BASIC_CHALLENGE: &str = r#"Basic realm="tokengate", charset="UTF-8""#;
 
+/// RFC 6749 §5.2 (and RFC 7009 §2.2.1) error codes of the OAuth endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidScope,
+}
+
+impl OAuthCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -31,6 +55,15 @@ pub enum ApiError {
     RefreshReuse,
     #[error("client authentication failed: {0}")]
     InvalidClient(ClientError),
+    #[error("the token lacks a required scope (needs {0:?})")]
+    InsufficientScope(String),
+    #[error("{description}")]
+    OAuth {
+        code: OAuthCode,
+        description: String,
+    },
+    #[error("rate limit reached; retry in {0}s")]
+    RateLimited(u64),
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed")]
@@ -47,10 +80,20 @@ pub enum ApiError {
 
 impl From<SessionError> for ApiError {
     fn from(error: SessionError) -> Self {
+        let description = error.to_string();
         match error {
             SessionError::InvalidToken(rejection) => Self::InvalidToken(rejection),
             SessionError::InvalidGrant => Self::InvalidGrant,
             SessionError::RefreshReuse => Self::RefreshReuse,
+            SessionError::InvalidScope(_) => Self::OAuth {
+                code: OAuthCode::InvalidScope,
+                description,
+            },
+            SessionError::NotOwner => Self::OAuth {
+                code: OAuthCode::UnauthorizedClient,
+                description,
+            },
+            SessionError::RateLimited(seconds) => Self::RateLimited(seconds),
             SessionError::Store(e) => Self::Unavailable(e),
             SessionError::Signing(e) => Self::Internal(e.to_string()),
         }
@@ -66,6 +109,13 @@ impl ApiError {
             | Self::InvalidGrant
             | Self::RefreshReuse
             | Self::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+            Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            Self::OAuth {
+                code: OAuthCode::InvalidClient,
+                ..
+            } => StatusCode::UNAUTHORIZED,
+            Self::OAuth { .. } => StatusCode::BAD_REQUEST,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -83,6 +133,9 @@ impl ApiError {
             Self::MissingToken | Self::InvalidToken(_) => "invalid_token",
             Self::InvalidGrant | Self::RefreshReuse => "invalid_grant",
             Self::InvalidClient(_) => "invalid_client",
+            Self::InsufficientScope(_) => "insufficient_scope",
+            Self::OAuth { code, .. } => code.as_str(),
+            Self::RateLimited(_) => "rate_limited",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
@@ -105,6 +158,23 @@ impl ApiError {
         }
     }
 
+    /// A short label for the authentication-failure metric, if this is one.
+    pub fn auth_failure(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::MissingToken => "missing_token",
+            Self::InvalidToken(r) => r.label(),
+            Self::InvalidGrant => "invalid_grant",
+            Self::RefreshReuse => "refresh_reuse",
+            Self::InvalidClient(_)
+            | Self::OAuth {
+                code: OAuthCode::InvalidClient,
+                ..
+            } => "invalid_client",
+            Self::InsufficientScope(_) => "insufficient_scope",
+            _ => return None,
+        })
+    }
+
     /// Auth failures are worth a warning; outages an error; the rest debug.
     pub fn log(&self, method: &http::Method, path: &str) {
         match self {
@@ -116,6 +186,13 @@ impl ApiError {
             Self::InvalidClient(e) => {
                 tracing::warn!(%method, path, reason = %e, "client authentication failed");
             }
+            Self::InsufficientScope(needed) => {
+                tracing::warn!(%method, path, needed, "access token lacks a scope");
+            }
+            Self::OAuth { code, description } => {
+                tracing::warn!(%method, path, error = code.as_str(), description, "oauth request refused");
+            }
+            Self::RateLimited(_) => tracing::warn!(%method, path, "client rate limited"),
             Self::Unavailable(e) => tracing::error!(%method, path, error = %e, "failing closed"),
             Self::Internal(e) => tracing::error!(%method, path, error = %e, "internal error"),
             other => tracing::debug!(%method, path, error = %other, "bad request"),
@@ -139,8 +216,24 @@ impl ApiError {
                     HeaderValue::from_static(INVALID_TOKEN_CHALLENGE),
                 );
             }
-            Self::InvalidClient(_) => {
+            Self::InvalidClient(_)
+            | Self::OAuth {
+                code: OAuthCode::InvalidClient,
+                ..
+            } => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(BASIC_CHALLENGE));
+            }
+            Self::InsufficientScope(scope) => {
+                let challenge = format!(
+                    r#"Bearer realm="tokengate", error="insufficient_scope", scope="{scope}""#
+                );
+                // Scopes are validated tokens (no quotes or controls); never fails.
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    headers.insert(WWW_AUTHENTICATE, value);
+                }
+            }
+            Self::RateLimited(seconds) => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
             }
             Self::MethodNotAllowed(allow) => {
                 headers.insert(ALLOW, HeaderValue::from_static(allow));

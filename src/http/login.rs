@@ -40,13 +40,13 @@ impl<'de> Deserialize<'de> for UserId {
 }
 
 pub async fn handle(app: &App, request: Request<impl RequestBody>) -> Result<Response, ApiError> {
-    if !app.login_clients.is_open() {
+    if !app.login_clients.is_empty() {
         let authorization = request
             .headers()
             .get(http::header::AUTHORIZATION)
             .map(|v| v.as_bytes());
         app.login_clients
-            .authenticate(authorization)
+            .verify_basic(authorization)
             .await
             .map_err(ApiError::InvalidClient)?;
     }

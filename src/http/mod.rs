@@ -11,6 +11,7 @@ pub mod error;
 mod health;
 mod login;
 mod logout;
+mod oauth;
 mod refresh;
 mod token_pair;
 
@@ -43,58 +44,147 @@ pub async fn handle(app: &App, request: Request<impl RequestBody>) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let response = match route(app, request).await {
+    let (route, result) = route(app, request).await;
+    let response = match result {
         Ok(response) => response,
         Err(error) => {
             error.log(&method, &path);
+            if let Some(reason) = error.auth_failure() {
+                app.metrics.auth_failure(reason);
+            }
+            if matches!(error, ApiError::Unavailable(_)) {
+                app.metrics.store_error();
+            }
             error.into_response()
         }
     };
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    app.metrics.observe(route, status, elapsed.as_secs_f64());
     tracing::debug!(
         %method,
         path,
-        status = response.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
+        status,
+        micros = elapsed.as_micros() as u64,
         "request"
     );
     response
 }
 
-async fn route(app: &App, request: Request<impl RequestBody>) -> Result<Response, ApiError> {
-    let method = request.method();
-    match request.uri().path() {
-        "/ping" => {
-            allow(method, &[Method::GET, Method::HEAD], GET_HEAD)?;
-            Ok(text_response(StatusCode::OK, "pong"))
+/// The endpoints, one per path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Ping,
+    Health,
+    Metrics,
+    Login,
+    Refresh,
+    Logout,
+    Authenticate,
+    Token,
+    Introspect,
+    Revoke,
+    Verify,
+    Jwks,
+    Metadata,
+}
+
+impl Route {
+    fn from_path(path: &str) -> Option<Self> {
+        Some(match path {
+            "/ping" => Self::Ping,
+            "/health" => Self::Health,
+            "/metrics" => Self::Metrics,
+            "/login" => Self::Login,
+            "/refresh" => Self::Refresh,
+            "/logout" => Self::Logout,
+            "/authenticate" => Self::Authenticate,
+            "/oauth/token" | "/token" => Self::Token,
+            "/oauth/introspect" => Self::Introspect,
+            "/oauth/revoke" => Self::Revoke,
+            "/oauth/verify" => Self::Verify,
+            "/.well-known/jwks.json" => Self::Jwks,
+            "/.well-known/oauth-authorization-server" => Self::Metadata,
+            _ => return None,
+        })
+    }
+
+    /// A fixed label for metrics.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Ping => "/ping",
+            Self::Health => "/health",
+            Self::Metrics => "/metrics",
+            Self::Login => "/login",
+            Self::Refresh => "/refresh",
+            Self::Logout => "/logout",
+            Self::Authenticate => "/authenticate",
+            Self::Token => "/oauth/token",
+            Self::Introspect => "/oauth/introspect",
+            Self::Revoke => "/oauth/revoke",
+            Self::Verify => "/oauth/verify",
+            Self::Jwks => "/.well-known/jwks.json",
+            Self::Metadata => "/.well-known/oauth-authorization-server",
         }
-        "/health" => {
-            allow(method, &[Method::GET, Method::HEAD], GET_HEAD)?;
-            Ok(health::handle(app).await)
+    }
+
+    /// The methods answered, as the `Allow` header says them; `None`: all.
+    fn allow(self) -> Option<&'static str> {
+        match self {
+            Self::Authenticate => None, // nginx's auth_request forwards the client's method
+            Self::Ping | Self::Health | Self::Metrics | Self::Jwks | Self::Metadata => {
+                Some(GET_HEAD)
+            }
+            _ => Some(POST),
         }
-        "/login" => {
-            allow(method, &[Method::POST], POST)?;
-            login::handle(app, request).await
+    }
+
+    fn allows(self, method: &Method) -> bool {
+        match self.allow() {
+            None => true,
+            Some(GET_HEAD) => method == Method::GET || method == Method::HEAD,
+            Some(_) => method == Method::POST,
         }
-        "/refresh" => {
-            allow(method, &[Method::POST], POST)?;
-            refresh::handle(app, request).await
-        }
-        "/logout" => {
-            allow(method, &[Method::POST], POST)?;
-            logout::handle(app, request).await
-        }
-        // nginx's auth_request forwards the client's method: answer them all.
-        "/authenticate" => authenticate::handle(app, request.headers()).await,
-        _ => Err(ApiError::NotFound),
     }
 }
 
-fn allow(method: &Method, allowed: &[Method], header: &'static str) -> Result<(), ApiError> {
-    if allowed.contains(method) {
-        Ok(())
-    } else {
-        Err(ApiError::MethodNotAllowed(header))
+/// Dispatches on the path, then the method. Returns the route's metric
+/// label with the answer.
+async fn route(
+    app: &App,
+    request: Request<impl RequestBody>,
+) -> (&'static str, Result<Response, ApiError>) {
+    let Some(route) = Route::from_path(request.uri().path()) else {
+        return ("other", Err(ApiError::NotFound));
+    };
+    if !route.allows(request.method()) {
+        let allow = route.allow().unwrap_or(GET_HEAD);
+        return (route.name(), Err(ApiError::MethodNotAllowed(allow)));
     }
+    let result = match route {
+        Route::Ping => Ok(text_response(StatusCode::OK, "text/plain", "pong".into())),
+        Route::Health => Ok(health::handle(app).await),
+        Route::Metrics => Ok(text_response(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            app.metrics.render(app.sessions.store()).into(),
+        )),
+        Route::Login => login::handle(app, request).await,
+        Route::Refresh => refresh::handle(app, request).await,
+        Route::Logout => logout::handle(app, request).await,
+        Route::Authenticate => authenticate::handle(app, &request).await,
+        Route::Token => oauth::token(app, request).await,
+        Route::Introspect => oauth::introspect(app, request).await,
+        Route::Revoke => oauth::revoke(app, request).await,
+        Route::Verify => oauth::verify(app, request).await,
+        Route::Jwks => Ok(public_json(app.jwks.clone())),
+        Route::Metadata => {
+            let base = public_base(app, request.headers());
+            let metadata = serde_json::Value::Object(oauth::metadata(app, &base));
+            Ok(public_json(Bytes::from(metadata.to_string())))
+        }
+    };
+    (route.name(), result)
 }
 
 /// The bearer token of the `Authorization` header, if it carries one.
@@ -136,13 +226,51 @@ pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> Respon
     response
 }
 
-fn text_response(status: StatusCode, body: &'static str) -> Response {
-    let mut response = http::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+fn text_response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response {
+    let mut response = http::Response::new(Full::new(body));
     *response.status_mut() = status;
     response
         .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
+}
+
+/// Public, cacheable JSON (keys and metadata): clients may keep it a while.
+fn public_json(body: Bytes) -> Response {
+    let mut response = text_response(StatusCode::OK, "application/json", body);
+    response.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    response
+}
+
+/// The base URL clients reach us at: `oauth.public_url`, else the request's
+/// `X-Forwarded-Proto`/`X-Forwarded-Host` (set by the proxy) or `Host`.
+fn public_base(app: &App, headers: &HeaderMap) -> String {
+    if !app.public_url.is_empty() {
+        return app.public_url.clone();
+    }
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let scheme = match header("x-forwarded-proto") {
+        Some("https") => "https",
+        _ => "http",
+    };
+    let host = header("x-forwarded-host")
+        .or_else(|| header("host"))
+        .filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}")
 }
 
 /// Wall-clock time for the session rules, which never read the clock.

@@ -13,6 +13,6 @@ pub(super) struct RefreshRequest {
 
 pub async fn handle(app: &App, request: Request<impl RequestBody>) -> Result<Response, ApiError> {
     let RefreshRequest { refresh } = body::parse(&body::read(request).await?)?;
-    let pair = app.sessions.refresh(&refresh, now()).await?;
+    let pair = app.sessions.refresh(&refresh, None, None, now()).await?;
     Ok(json_response(StatusCode::OK, &TokenPairBody::from(pair)))
 }

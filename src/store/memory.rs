@@ -11,14 +11,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use uuid::Uuid;
 
-use super::{Millis, NewSession, Rotation, RotationOutcome, SessionStore, StoreError, Timing};
+use super::{
+    Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome, SessionStore,
+    StoreError, Subject, Timing,
+};
 use crate::tokens::SecretHash;
 
 const SWEEP_EVERY: Millis = 60_000;
 
 #[derive(Debug, Clone)]
 struct Record {
-    sub: String,
+    subject: Subject,
     access_jti: Uuid,
     refresh_hash: SecretHash,
     generation: u32,
@@ -30,6 +33,8 @@ struct Record {
 #[derive(Default)]
 struct Sessions {
     by_sid: HashMap<Uuid, Record>,
+    /// Rate-limit windows: key → (count, window end).
+    counters: HashMap<String, (u32, Millis)>,
     next_sweep: Millis,
 }
 
@@ -76,16 +81,17 @@ impl Sessions {
 
 impl SessionStore for MemoryStore {
     async fn create(&self, s: &NewSession) -> Result<(), StoreError> {
-        let ends_at = s.now + self.timing.refresh_lifetime;
+        let ends_at = s.now + s.lifetime;
         let mut sessions = self.lock();
         if s.now >= sessions.next_sweep {
             sessions.by_sid.retain(|_, r| r.expires_at > s.now);
+            sessions.counters.retain(|_, (_, end)| *end > s.now);
             sessions.next_sweep = s.now + SWEEP_EVERY;
         }
         sessions.by_sid.insert(
             s.sid,
             Record {
-                sub: s.sub.clone(),
+                subject: s.subject.clone(),
                 access_jti: s.access_jti,
                 refresh_hash: s.refresh_hash,
                 generation: 0,
@@ -115,6 +121,9 @@ impl SessionStore for MemoryStore {
         let Some(record) = sessions.live(r.sid, r.now) else {
             return Ok(RotationOutcome::Unknown);
         };
+        if record.subject.client != r.client {
+            return Ok(RotationOutcome::Unknown);
+        }
         let outcome = if r.presented_generation == record.generation {
             if record.refresh_hash != r.presented_hash {
                 return Ok(RotationOutcome::Unknown);
@@ -126,14 +135,14 @@ impl SessionStore for MemoryStore {
             record.ends_at = r.now + timing.refresh_lifetime;
             record.expires_at = r.now + timing.ttl(record.ends_at, r.now);
             RotationOutcome::Rotated {
-                sub: record.sub.clone(),
+                subject: record.subject.clone(),
             }
         } else if r.presented_generation + 1 == record.generation
             && r.now < record.rotated_at + timing.grace
         {
             record.expires_at = r.now + timing.ttl(record.ends_at, r.now);
             RotationOutcome::Replayed {
-                sub: record.sub.clone(),
+                subject: record.subject.clone(),
                 access_jti: record.access_jti,
                 rotated_at: record.rotated_at,
             }
@@ -149,6 +158,54 @@ impl SessionStore for MemoryStore {
     async fn end(&self, sid: Uuid) -> Result<(), StoreError> {
         self.lock().by_sid.remove(&sid);
         Ok(())
+    }
+
+    async fn revoke(&self, sid: Uuid, client: &str) -> Result<Revocation, StoreError> {
+        let mut sessions = self.lock();
+        let Some(record) = sessions.by_sid.get(&sid) else {
+            return Ok(Revocation::Unknown);
+        };
+        if record.subject.client.as_deref() != Some(client) {
+            return Ok(Revocation::NotOwner);
+        }
+        sessions.by_sid.remove(&sid);
+        Ok(Revocation::Ended)
+    }
+
+    async fn inspect_refresh(
+        &self,
+        sid: Uuid,
+        generation: u32,
+        hash: SecretHash,
+        now: Millis,
+    ) -> Result<Option<RefreshState>, StoreError> {
+        let mut sessions = self.lock();
+        Ok(sessions
+            .live(sid, now)
+            .filter(|r| r.generation == generation && r.refresh_hash == hash)
+            .map(|r| RefreshState {
+                subject: r.subject.clone(),
+                ends_at: r.ends_at,
+            }))
+    }
+
+    async fn count_request(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Millis,
+        now: Millis,
+    ) -> Result<Option<Millis>, StoreError> {
+        let mut sessions = self.lock();
+        let (count, ends) = sessions
+            .counters
+            .entry(key.to_owned())
+            .or_insert((0, now + window));
+        if *ends <= now {
+            (*count, *ends) = (0, now + window);
+        }
+        *count = count.saturating_add(1);
+        Ok((*count > limit).then(|| *ends - now))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -171,9 +228,13 @@ mod tests {
         let (sid, jti) = (Uuid::new_v4(), Uuid::new_v4());
         let session = NewSession {
             sid,
-            sub: "7".into(),
+            subject: Subject {
+                sub: "7".into(),
+                ..Subject::default()
+            },
             access_jti: jti,
             refresh_hash: [1; 16],
+            lifetime: TIMING.refresh_lifetime,
             now,
         };
         store.create(&session).await.unwrap();
@@ -183,6 +244,7 @@ mod tests {
     fn rotation(sid: Uuid, generation: u32, presented: u8, now: Millis) -> Rotation {
         Rotation {
             sid,
+            client: None,
             presented_generation: generation,
             presented_hash: [presented; 16],
             successor_hash: [presented + 1; 16],
@@ -206,11 +268,17 @@ mod tests {
 
     #[tokio::test]
     async fn refresh_lifetime_caps_the_session() {
-        let store = MemoryStore::new(Timing {
-            refresh_lifetime: 90_000,
-            ..TIMING
-        });
-        let (sid, jti) = new_session(&store, T0).await;
+        let store = MemoryStore::new(TIMING);
+        let (sid, jti) = (Uuid::new_v4(), Uuid::new_v4());
+        let session = NewSession {
+            sid,
+            subject: Subject::default(),
+            access_jti: jti,
+            refresh_hash: [1; 16],
+            lifetime: 90_000,
+            now: T0,
+        };
+        store.create(&session).await.unwrap();
         assert!(store.authenticate(sid, jti, T0 + 50_000).await.unwrap());
         assert!(store.authenticate(sid, jti, T0 + 89_000).await.unwrap());
         assert!(
@@ -244,7 +312,10 @@ mod tests {
         assert_eq!(
             replay,
             RotationOutcome::Replayed {
-                sub: "7".into(),
+                subject: Subject {
+                    sub: "7".into(),
+                    ..Subject::default()
+                },
                 access_jti: first.successor_jti,
                 rotated_at: T0 + 1000,
             }
@@ -269,6 +340,84 @@ mod tests {
         assert_eq!(wrong, RotationOutcome::Unknown);
         let right = store.rotate(&rotation(sid, 0, 1, T0)).await.unwrap();
         assert!(matches!(right, RotationOutcome::Rotated { .. }));
+    }
+
+    #[tokio::test]
+    async fn only_the_owning_client_rotates_or_revokes() {
+        let store = MemoryStore::new(TIMING);
+        let (sid, _) = new_session(&store, T0).await;
+        let mut as_client = rotation(sid, 0, 1, T0);
+        as_client.client = Some("billing".into());
+        assert_eq!(
+            store.rotate(&as_client).await.unwrap(),
+            RotationOutcome::Unknown
+        );
+        assert_eq!(
+            store.revoke(sid, "billing").await.unwrap(),
+            Revocation::NotOwner
+        );
+        assert_eq!(
+            store.revoke(Uuid::new_v4(), "billing").await.unwrap(),
+            Revocation::Unknown
+        );
+        let first_party = store.rotate(&rotation(sid, 0, 1, T0)).await.unwrap();
+        assert!(matches!(first_party, RotationOutcome::Rotated { .. }));
+    }
+
+    #[tokio::test]
+    async fn inspecting_a_refresh_token_sees_only_the_current_one() {
+        let store = MemoryStore::new(TIMING);
+        let (sid, _) = new_session(&store, T0).await;
+        let live = store.inspect_refresh(sid, 0, [1; 16], T0).await.unwrap();
+        assert_eq!(live.unwrap().ends_at, T0 + TIMING.refresh_lifetime);
+        assert!(
+            store
+                .inspect_refresh(sid, 0, [2; 16], T0)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        store.rotate(&rotation(sid, 0, 1, T0)).await.unwrap();
+        assert!(
+            store
+                .inspect_refresh(sid, 0, [1; 16], T0)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .inspect_refresh(sid, 1, [2; 16], T0)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn rate_windows_count_and_reset() {
+        let store = MemoryStore::new(TIMING);
+        for _ in 0..3 {
+            assert_eq!(store.count_request("c", 3, 60_000, T0).await.unwrap(), None);
+        }
+        assert_eq!(
+            store
+                .count_request("c", 3, 60_000, T0 + 1_000)
+                .await
+                .unwrap(),
+            Some(59_000)
+        );
+        assert_eq!(
+            store.count_request("other", 3, 60_000, T0).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .count_request("c", 3, 60_000, T0 + 60_000)
+                .await
+                .unwrap(),
+            None
+        );
     }
 
     #[tokio::test]

@@ -8,9 +8,10 @@
 //! never reads the clock, which keeps the rules testable and identical in both
 //! implementations.
 //!
-//! A session record holds: `sub`, the `jti` of the one access token that is
-//! current, a hash of the current refresh secret, the rotation `generation`,
-//! the time of the last rotation and the absolute end of the refresh lifetime.
+//! A session record holds its [`Subject`] (`sub`, the OAuth client if any,
+//! the granted scope), the `jti` of the one access token that is current, a
+//! hash of the current refresh secret, the rotation `generation`, the time of
+//! the last rotation and the absolute end of the refresh lifetime.
 //! Its time-to-live is `min(auto_logout, end - now)`, restarted on activity, so
 //! the store forgets a session by itself when its clients walk away.
 
@@ -56,13 +57,25 @@ fn millis(d: Duration) -> Millis {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A session about to be created by `/login`.
+/// Who a session belongs to and what it may do; fixed at creation.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Subject {
+    pub sub: String,
+    /// The OAuth client it was issued to; `None` for `/login` sessions.
+    pub client: Option<String>,
+    /// Granted scopes, space-separated.
+    pub scope: Option<String>,
+}
+
+/// A session about to be created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSession {
     pub sid: Uuid,
-    pub sub: String,
+    pub subject: Subject,
     pub access_jti: Uuid,
     pub refresh_hash: SecretHash,
+    /// How long the session may live at most (its refresh lifetime).
+    pub lifetime: Millis,
     pub now: Millis,
 }
 
@@ -71,6 +84,8 @@ pub struct NewSession {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rotation {
     pub sid: Uuid,
+    /// Only sessions of this client rotate (`None`: `/login` sessions).
+    pub client: Option<String>,
     pub presented_generation: u32,
     pub presented_hash: SecretHash,
     pub successor_hash: SecretHash,
@@ -82,20 +97,36 @@ pub struct Rotation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotationOutcome {
     /// The presented token was current: the successor is now current.
-    Rotated { sub: String },
+    Rotated { subject: Subject },
     /// The presented token was rotated moments ago and its successor is still
     /// unused: answer with that same successor (its access token has
     /// `access_jti` and was issued at `rotated_at`).
     Replayed {
-        sub: String,
+        subject: Subject,
         access_jti: Uuid,
         rotated_at: Millis,
     },
     /// A rotated token came back outside the grace window: the session is
     /// ended (RFC 9700 §4.14.2).
     Reused,
-    /// No live session knows this token.
+    /// No live session of this client knows this token.
     Unknown,
+}
+
+/// A live refresh token, as introspection reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshState {
+    pub subject: Subject,
+    pub ends_at: Millis,
+}
+
+/// The store's verdict on ending a session for an OAuth client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    Ended,
+    Unknown,
+    /// The session belongs to someone else and was left alone.
+    NotOwner,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,12 +156,36 @@ pub trait SessionStore {
     /// Ends the session; ending an unknown one is not an error (`/logout`).
     async fn end(&self, sid: Uuid) -> Result<(), StoreError>;
 
+    /// Ends the session only if it was issued to `client` (RFC 7009).
+    async fn revoke(&self, sid: Uuid, client: &str) -> Result<Revocation, StoreError>;
+
+    /// The session behind a refresh token, if the token is its current one;
+    /// changes nothing (token introspection).
+    async fn inspect_refresh(
+        &self,
+        sid: Uuid,
+        generation: u32,
+        hash: SecretHash,
+        now: Millis,
+    ) -> Result<Option<RefreshState>, StoreError>;
+
+    /// Counts one request against `key`'s fixed window of `window` ms; past
+    /// `limit`, returns how long until the window ends.
+    async fn count_request(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Millis,
+        now: Millis,
+    ) -> Result<Option<Millis>, StoreError>;
+
     /// Is the store reachable (`/health`)?
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
 /// The store chosen at start-up. An enum rather than `dyn`: the trait has
 /// `async fn`s, and static dispatch costs nothing on the hot path.
+#[allow(clippy::large_enum_variant)] // one per replica; boxing would only add a hop
 pub enum Store {
     Redis(redis::RedisStore),
     Memory(memory::MemoryStore),
@@ -171,6 +226,39 @@ impl SessionStore for Store {
         match self {
             Self::Redis(s) => s.end(sid).await,
             Self::Memory(s) => s.end(sid).await,
+        }
+    }
+
+    async fn revoke(&self, sid: Uuid, client: &str) -> Result<Revocation, StoreError> {
+        match self {
+            Self::Redis(s) => s.revoke(sid, client).await,
+            Self::Memory(s) => s.revoke(sid, client).await,
+        }
+    }
+
+    async fn inspect_refresh(
+        &self,
+        sid: Uuid,
+        generation: u32,
+        hash: SecretHash,
+        now: Millis,
+    ) -> Result<Option<RefreshState>, StoreError> {
+        match self {
+            Self::Redis(s) => s.inspect_refresh(sid, generation, hash, now).await,
+            Self::Memory(s) => s.inspect_refresh(sid, generation, hash, now).await,
+        }
+    }
+
+    async fn count_request(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Millis,
+        now: Millis,
+    ) -> Result<Option<Millis>, StoreError> {
+        match self {
+            Self::Redis(s) => s.count_request(key, limit, window, now).await,
+            Self::Memory(s) => s.count_request(key, limit, window, now).await,
         }
     }
 

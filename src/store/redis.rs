@@ -3,8 +3,9 @@
 //!
 //! Key `tg:s:<sid>`; fields `s` sub, `a` current access jti (16 raw bytes),
 //! `r` refresh-secret hash (16 raw bytes), `g` generation, `t` last rotation
-//! (ms), `e` end of the refresh lifetime (ms). Short field names and raw bytes
-//! keep the hash in Redis's compact listpack encoding.
+//! (ms), `e` end of the refresh lifetime (ms), and for OAuth clients `c`
+//! client id and `p` scope. Short field names and raw bytes keep the hash in
+//! Redis's compact listpack encoding. Rate-limit windows are `tg:rl:<client>`.
 //!
 //! Scripts run with `EVALSHA`; `redis::Script` reloads them after `NOSCRIPT`,
 //! so a restarted Redis needs nothing from us.
@@ -29,9 +30,14 @@ use deadpool_redis::redis::{
 };
 use uuid::Uuid;
 
-use super::{Millis, NewSession, Rotation, RotationOutcome, SessionStore, StoreError, Timing};
+use super::{
+    Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome, SessionStore,
+    StoreError, Subject, Timing,
+};
+use crate::tokens::SecretHash;
 
 const KEY_PREFIX: &str = "tg:s:";
+const RATE_PREFIX: &str = "tg:rl:";
 
 /// Creates multiplexed connections; recycling is free (see the module doc).
 pub struct Connections {
@@ -74,6 +80,9 @@ pub struct RedisStore {
     login: Script,
     authenticate: Script,
     rotate: Script,
+    revoke: Script,
+    inspect: Script,
+    count: Script,
 }
 
 impl RedisStore {
@@ -109,7 +118,15 @@ impl RedisStore {
             login: Script::new(include_str!("scripts/login.lua")),
             authenticate: Script::new(include_str!("scripts/authenticate.lua")),
             rotate: Script::new(include_str!("scripts/rotate.lua")),
+            revoke: Script::new(include_str!("scripts/revoke.lua")),
+            inspect: Script::new(include_str!("scripts/inspect.lua")),
+            count: Script::new(include_str!("scripts/count.lua")),
         })
+    }
+
+    /// Connections open, idle and waited for, for `/metrics`.
+    pub fn pool_status(&self) -> deadpool::Status {
+        self.pool.status()
     }
 
     /// Runs `op` on a pooled connection within the deadline.
@@ -156,10 +173,10 @@ impl RedisStore {
         &self,
         repeat: Repeat,
         script: &Script,
-        sid: Uuid,
+        key: String,
         args: &[Vec<u8>],
     ) -> Result<T, StoreError> {
-        let mut invocation = script.key(session_key(sid));
+        let mut invocation = script.key(key);
         for arg in args {
             invocation.arg(arg.as_slice());
         }
@@ -182,31 +199,39 @@ fn num(n: u64) -> Vec<u8> {
     n.to_string().into_bytes()
 }
 
+fn text(value: Option<&str>) -> Vec<u8> {
+    value.unwrap_or_default().as_bytes().to_vec()
+}
+
 impl SessionStore for RedisStore {
     async fn create(&self, s: &NewSession) -> Result<(), StoreError> {
-        let ends_at = s.now + self.timing.refresh_lifetime;
-        let args = vec![
-            s.sub.as_bytes().to_vec(),
+        let ends_at = s.now + s.lifetime;
+        let args = [
+            s.subject.sub.as_bytes().to_vec(),
             s.access_jti.as_bytes().to_vec(),
             s.refresh_hash.to_vec(),
             num(ends_at),
             num(self.timing.ttl(ends_at, s.now)),
+            text(s.subject.client.as_deref()),
+            text(s.subject.scope.as_deref()),
         ];
         // A repeat rewrites the same fields of the same new session.
-        let _: i64 = self.eval(Repeat::Safe, &self.login, s.sid, &args).await?;
+        let key = session_key(s.sid);
+        let _: i64 = self.eval(Repeat::Safe, &self.login, key, &args).await?;
         Ok(())
     }
 
     async fn authenticate(&self, sid: Uuid, jti: Uuid, now: Millis) -> Result<bool, StoreError> {
-        let args = vec![jti.as_bytes().to_vec(), num(now), num(self.timing.idle)];
+        let args = [jti.as_bytes().to_vec(), num(now), num(self.timing.idle)];
+        let key = session_key(sid);
         let current: i64 = self
-            .eval(Repeat::Safe, &self.authenticate, sid, &args)
+            .eval(Repeat::Safe, &self.authenticate, key, &args)
             .await?;
         Ok(current == 1)
     }
 
     async fn rotate(&self, r: &Rotation) -> Result<RotationOutcome, StoreError> {
-        let args = vec![
+        let args = [
             num(u64::from(r.presented_generation)),
             r.presented_hash.to_vec(),
             r.successor_hash.to_vec(),
@@ -215,6 +240,7 @@ impl SessionStore for RedisStore {
             num(self.timing.grace),
             num(self.timing.idle),
             num(self.timing.refresh_lifetime),
+            text(r.client.as_deref()),
         ];
         // Repeating a rotation that did run is answered as a retry — the same
         // successor — if the repeat is sure to land inside the grace window.
@@ -223,7 +249,8 @@ impl SessionStore for RedisStore {
         } else {
             Repeat::Unsafe
         };
-        let reply: Vec<Value> = self.eval(repeat, &self.rotate, r.sid, &args).await?;
+        let key = session_key(r.sid);
+        let reply: Vec<Value> = self.eval(repeat, &self.rotate, key, &args).await?;
         parse_rotation(&reply)
     }
 
@@ -239,6 +266,51 @@ impl SessionStore for RedisStore {
         Ok(())
     }
 
+    async fn revoke(&self, sid: Uuid, client: &str) -> Result<Revocation, StoreError> {
+        let args = [client.as_bytes().to_vec()];
+        let key = session_key(sid);
+        let code: i64 = self.eval(Repeat::Safe, &self.revoke, key, &args).await?;
+        Ok(match code {
+            1 => Revocation::Ended,
+            2 => Revocation::NotOwner,
+            _ => Revocation::Unknown,
+        })
+    }
+
+    async fn inspect_refresh(
+        &self,
+        sid: Uuid,
+        generation: u32,
+        hash: SecretHash,
+        now: Millis,
+    ) -> Result<Option<RefreshState>, StoreError> {
+        let args = [num(u64::from(generation)), hash.to_vec(), num(now)];
+        let key = session_key(sid);
+        let reply: Vec<Value> = self.eval(Repeat::Safe, &self.inspect, key, &args).await?;
+        let reply = Reply(&reply);
+        if reply.code()? == 0 {
+            return Ok(None);
+        }
+        Ok(Some(RefreshState {
+            subject: reply.subject(1)?,
+            ends_at: reply.get(4)?,
+        }))
+    }
+
+    async fn count_request(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Millis,
+        _now: Millis,
+    ) -> Result<Option<Millis>, StoreError> {
+        let args = [num(u64::from(limit)), num(window)];
+        let key = format!("{RATE_PREFIX}{key}");
+        // Counting twice would charge the client for our failure.
+        let left: i64 = self.eval(Repeat::Unsafe, &self.count, key, &args).await?;
+        Ok(u64::try_from(left).ok())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.with_connection(Repeat::Safe, |mut conn| async move {
             redis::cmd("PING").query_async::<String>(&mut conn).await
@@ -248,38 +320,49 @@ impl SessionStore for RedisStore {
     }
 }
 
+/// A script's array reply, read field by field.
+struct Reply<'a>(&'a [Value]);
+
+impl Reply<'_> {
+    fn get<T: FromRedisValue>(&self, i: usize) -> Result<T, StoreError> {
+        self.0
+            .get(i)
+            .and_then(|v| T::from_redis_value_ref(v).ok())
+            .ok_or_else(|| StoreError::Protocol(format!("script replied {:?}", self.0)))
+    }
+
+    fn code(&self) -> Result<i64, StoreError> {
+        self.get(0)
+    }
+
+    /// `sub, client, scope` from position `at`; empty strings mean none.
+    fn subject(&self, at: usize) -> Result<Subject, StoreError> {
+        let optional = |s: String| (!s.is_empty()).then_some(s);
+        Ok(Subject {
+            sub: self.get(at)?,
+            client: optional(self.get(at + 1)?),
+            scope: optional(self.get(at + 2)?),
+        })
+    }
+}
+
 fn parse_rotation(reply: &[Value]) -> Result<RotationOutcome, StoreError> {
-    let bad = || StoreError::Protocol(format!("rotate script replied {reply:?}"));
-    let code: i64 = reply
-        .first()
-        .and_then(|v| i64::from_redis_value_ref(v).ok())
-        .ok_or_else(bad)?;
-    let sub = || {
-        reply
-            .get(1)
-            .and_then(|v| String::from_redis_value_ref(v).ok())
-            .ok_or_else(bad)
-    };
-    Ok(match code {
+    let reply = Reply(reply);
+    Ok(match reply.code()? {
         0 => RotationOutcome::Unknown,
-        1 => RotationOutcome::Rotated { sub: sub()? },
+        1 => RotationOutcome::Rotated {
+            subject: reply.subject(1)?,
+        },
         2 => {
-            let jti = reply
-                .get(2)
-                .and_then(|v| Vec::<u8>::from_redis_value_ref(v).ok())
-                .and_then(|bytes| Uuid::from_slice(&bytes).ok())
-                .ok_or_else(bad)?;
-            let rotated_at = reply
-                .get(3)
-                .and_then(|v| u64::from_redis_value_ref(v).ok())
-                .ok_or_else(bad)?;
+            let jti: Vec<u8> = reply.get(4)?;
             RotationOutcome::Replayed {
-                sub: sub()?,
-                access_jti: jti,
-                rotated_at,
+                subject: reply.subject(1)?,
+                access_jti: Uuid::from_slice(&jti)
+                    .map_err(|_| StoreError::Protocol("stored jti is not 16 bytes".into()))?,
+                rotated_at: reply.get(5)?,
             }
         }
         3 => RotationOutcome::Reused,
-        _ => return Err(bad()),
+        other => return Err(StoreError::Protocol(format!("rotate replied {other}"))),
     })
 }

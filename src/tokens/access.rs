@@ -1,14 +1,17 @@
 //! Access tokens: compact JWS (RFC 9068 profile) signed and verified locally.
 //!
-//! Keys, header and [`Validation`] are built once; per request we only sign or
-//! verify. Verification pins the algorithm, requires `iss`, `aud`, `exp`, and
-//! checks the `typ` header so no other JWT signed with the same key (an ID
-//! token, another service's token) ever passes as one of ours.
+//! Keys, headers and one [`Validation`] per verifying key are built once; per
+//! request we only sign or verify. Verification picks the key by `kid` and
+//! pins that key's algorithm (so `alg` in the token chooses nothing), requires
+//! `iss`, `aud`, `exp`, and checks the `typ` header so no other JWT signed with
+//! the same key (an ID token, another service's token) passes as one of ours.
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use super::keys::Keys;
 
 /// The `typ` header value of our access tokens (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
@@ -23,6 +26,26 @@ pub struct AccessClaims {
     pub exp: u64,
     pub jti: Uuid,
     pub sid: Uuid,
+    /// Granted scopes, space-separated (OAuth clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The OAuth client the token was issued to (RFC 9068 §2.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+impl AccessClaims {
+    /// The granted scopes, one by one.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.as_deref().unwrap_or("").split_ascii_whitespace()
+    }
+}
+
+/// What goes into a token besides the standard claims.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Grant<'a> {
+    pub scope: Option<&'a str>,
+    pub client_id: Option<&'a str>,
 }
 
 /// Why an access token was refused; logged, never shown to the caller in
@@ -66,12 +89,17 @@ impl Rejection {
     }
 }
 
-/// Signs and verifies access tokens with one HS256 key.
+struct Verifier {
+    kid: String,
+    key: DecodingKey,
+    validation: Validation,
+}
+
+/// Signs with the first key, verifies with any (see [`Keys`]).
 pub struct AccessTokens {
     encoding: EncodingKey,
-    decoding: DecodingKey,
     header: Header,
-    validation: Validation,
+    verifiers: Vec<Verifier>,
     issuer: String,
     audience: String,
     lifetime_secs: u64,
@@ -87,28 +115,39 @@ pub struct SignedAccess {
 
 impl AccessTokens {
     pub fn new(
-        secret: &[u8],
+        keys: Keys,
         issuer: &str,
         audience: &str,
         lifetime_secs: u64,
         leeway_secs: u64,
     ) -> Self {
-        let mut header = Header::new(Algorithm::HS256);
+        let mut header = Header::new(keys.signing_algorithm);
         header.typ = Some(ACCESS_TOKEN_TYPE.into());
+        header.kid = Some(keys.signing_kid.clone());
 
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        // Time is checked by `verify` against the caller's clock, so the
-        // rules stay testable without sleeping.
-        validation.validate_exp = false;
+        let verifiers = keys
+            .verifying
+            .into_iter()
+            .map(|k| {
+                let mut validation = Validation::new(k.algorithm);
+                validation.set_issuer(&[issuer]);
+                validation.set_audience(&[audience]);
+                validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+                // Time is checked by `verify` against the caller's clock, so
+                // the rules stay testable without sleeping.
+                validation.validate_exp = false;
+                Verifier {
+                    kid: k.kid,
+                    key: k.key,
+                    validation,
+                }
+            })
+            .collect();
 
         Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            encoding: keys.signing,
             header,
-            validation,
+            verifiers,
             issuer: issuer.into(),
             audience: audience.into(),
             lifetime_secs,
@@ -128,6 +167,7 @@ impl AccessTokens {
         sid: Uuid,
         jti: Uuid,
         iat: u64,
+        grant: Grant<'_>,
     ) -> Result<SignedAccess, jsonwebtoken::errors::Error> {
         let claims = AccessClaims {
             iss: self.issuer.clone(),
@@ -137,6 +177,8 @@ impl AccessTokens {
             exp: iat + self.lifetime_secs,
             jti,
             sid,
+            scope: grant.scope.map(str::to_owned),
+            client_id: grant.client_id.map(str::to_owned),
         };
         let token = jsonwebtoken::encode(&self.header, &claims, &self.encoding)?;
         Ok(SignedAccess { token, claims })
@@ -145,7 +187,15 @@ impl AccessTokens {
     /// Verifies signature, algorithm, `typ`, issuer, audience and time at
     /// `now` (seconds). Says nothing about whether the session still lives.
     pub fn verify(&self, token: &str, now: u64) -> Result<AccessClaims, Rejection> {
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
+        let header = jsonwebtoken::decode_header(token).map_err(|e| rejection(e.kind()))?;
+        let verifier = match header.kid.as_deref() {
+            Some(kid) => self.verifiers.iter().find(|v| v.kid == kid),
+            // Tokens always carry a kid; without one, only a lone key can apply.
+            None if self.verifiers.len() == 1 => self.verifiers.first(),
+            None => None,
+        }
+        .ok_or(Rejection::Signature)?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &verifier.key, &verifier.validation)
             .map_err(|e| rejection(e.kind()))?;
         let typ_ok = data.header.typ.as_deref().is_some_and(|typ| {
             typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE)
@@ -182,18 +232,23 @@ mod tests {
     use super::*;
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use jsonwebtoken::Algorithm;
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
     const NOW: u64 = 1_800_000_000;
 
     fn tokens() -> AccessTokens {
-        AccessTokens::new(SECRET, "tokengate", "tokengate", 900, 5)
+        AccessTokens::new(Keys::hmac(SECRET), "tokengate", "tokengate", 900, 5)
     }
 
     fn signed() -> SignedAccess {
         tokens()
-            .sign("42", Uuid::new_v4(), Uuid::new_v4(), NOW)
+            .sign("42", Uuid::new_v4(), Uuid::new_v4(), NOW, Grant::default())
             .unwrap()
+    }
+
+    fn kid() -> String {
+        Keys::hmac(SECRET).signing_kid
     }
 
     /// Re-signs arbitrary header and claims JSON with our key.
@@ -214,6 +269,41 @@ mod tests {
         let header = jsonwebtoken::decode_header(&s.token).unwrap();
         assert_eq!(header.typ.as_deref(), Some("at+jwt"));
         assert_eq!(header.alg, Algorithm::HS256);
+        assert_eq!(header.kid, Some(kid()));
+        let json = claims_json(&s);
+        assert!(json.get("scope").is_none() && json.get("client_id").is_none());
+    }
+
+    #[test]
+    fn scope_and_client_id_are_signed_in() {
+        let grant = Grant {
+            scope: Some("read write"),
+            client_id: Some("billing"),
+        };
+        let s = tokens()
+            .sign("billing", Uuid::new_v4(), Uuid::new_v4(), NOW, grant)
+            .unwrap();
+        let claims = tokens().verify(&s.token, NOW).unwrap();
+        assert_eq!(claims.scopes().collect::<Vec<_>>(), ["read", "write"]);
+        assert_eq!(claims.client_id.as_deref(), Some("billing"));
+    }
+
+    #[test]
+    fn unknown_kid_is_refused_and_a_missing_one_tolerated_with_one_key() {
+        let s = signed();
+        let claims = claims_json(&s);
+        let other = forge(
+            &serde_json::json!({"alg": "HS256", "typ": "at+jwt", "kid": "nope"}),
+            &claims,
+            SECRET,
+        );
+        assert_eq!(tokens().verify(&other, NOW), Err(Rejection::Signature));
+        let bare = forge(
+            &serde_json::json!({"alg": "HS256", "typ": "at+jwt"}),
+            &claims,
+            SECRET,
+        );
+        assert!(tokens().verify(&bare, NOW).is_ok());
     }
 
     #[test]
@@ -221,8 +311,8 @@ mod tests {
         let t = tokens();
         let (sid, jti) = (Uuid::new_v4(), Uuid::new_v4());
         assert_eq!(
-            t.sign("u", sid, jti, NOW).unwrap().token,
-            t.sign("u", sid, jti, NOW).unwrap().token
+            t.sign("u", sid, jti, NOW, Grant::default()).unwrap().token,
+            t.sign("u", sid, jti, NOW, Grant::default()).unwrap().token
         );
     }
 

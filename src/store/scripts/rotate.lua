@@ -3,13 +3,14 @@
 -- (its MAC), so a presented generation is genuine.
 -- KEYS[1] session key
 -- ARGV: presented generation, presented hash, successor hash,
---       successor jti, now (ms), grace (ms), idle (ms), refresh lifetime (ms)
--- Returns {1, sub}                      rotated: the successor is current
---         {2, sub, jti, rotated_at}     replayed: answer the same successor
---         {3}                           reused: the session is ended
---         {0}                           unknown
-local v = redis.call('HMGET', KEYS[1], 'g', 'r', 'a', 't', 'e', 's')
-if not v[1] then
+--       successor jti, now (ms), grace (ms), idle (ms), refresh lifetime (ms),
+--       client ('' = a /login session)
+-- Returns {1, sub, client, scope}                   rotated: the successor is current
+--         {2, sub, client, scope, jti, rotated_at}  replayed: answer the same successor
+--         {3}                                       reused: the session is ended
+--         {0}                                       unknown
+local v = redis.call('HMGET', KEYS[1], 'g', 'r', 'a', 't', 'e', 's', 'c', 'p')
+if not v[1] or (v[7] or '') ~= ARGV[9] then
   return {0}
 end
 local now = tonumber(ARGV[5])
@@ -17,6 +18,7 @@ local idle = tonumber(ARGV[7])
 local generation = tonumber(v[1])
 local presented = tonumber(ARGV[1])
 local ends = tonumber(v[5])
+local client, scope = v[7] or '', v[8] or ''
 if ends <= now then
   redis.call('DEL', KEYS[1])
   return {0}
@@ -29,11 +31,11 @@ if presented == generation then
   redis.call('HSET', KEYS[1], 'g', generation + 1, 'r', ARGV[3], 'a', ARGV[4],
     't', ARGV[5], 'e', now + lifetime)
   redis.call('PEXPIRE', KEYS[1], math.min(idle, lifetime))
-  return {1, v[6]}
+  return {1, v[6], client, scope}
 end
 if presented == generation - 1 and now < tonumber(v[4]) + tonumber(ARGV[6]) then
   redis.call('PEXPIRE', KEYS[1], math.min(idle, ends - now))
-  return {2, v[6], v[3], tonumber(v[4])}
+  return {2, v[6], client, scope, v[3], tonumber(v[4])}
 end
 if presented < generation then
   redis.call('DEL', KEYS[1])

@@ -1,0 +1,151 @@
+//! Prometheus metrics (`GET /metrics`, text format): requests by route and
+//! status, latency histograms by route, authentication failures by reason,
+//! store errors and Redis pool usage.
+//!
+//! One registry per [`crate::app::App`] (no globals), so in-process test
+//! replicas count apart. Label sets are small fixed strings and numbers: the
+//! hot path pays a read lock and a hash lookup, no allocation.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::store::Store;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: LatencyFamily,
+    auth_failures: Family<ReasonLabels, Counter>,
+    store_errors: Counter,
+    pool_size: Gauge,
+    pool_idle: Gauge,
+    pool_waiting: Gauge,
+    pool_max: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs … ~1.6 s: the fast path lives in the first buckets, outages in the last.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+impl Metrics {
+    pub fn new(store: &Store) -> Self {
+        let mut registry = Registry::with_prefix("tokengate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
+        let auth_failures = Family::<ReasonLabels, Counter>::default();
+        let store_errors = Counter::default();
+        registry.register(
+            "http_requests",
+            "Requests answered, by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer a request, by route",
+            latency.clone(),
+        );
+        registry.register(
+            "auth_failures",
+            "Refused tokens and client credentials, by reason",
+            auth_failures.clone(),
+        );
+        registry.register(
+            "store_errors",
+            "Requests that failed because the session store did not answer",
+            store_errors.clone(),
+        );
+        let (pool_size, pool_idle, pool_waiting, pool_max) = Default::default();
+        if matches!(store, Store::Redis(_)) {
+            let pool = registry.sub_registry_with_prefix("redis_pool");
+            pool.register(
+                "connections",
+                "Open Redis connections",
+                Clone::clone(&pool_size),
+            );
+            pool.register(
+                "idle",
+                "Redis connections not in use",
+                Clone::clone(&pool_idle),
+            );
+            pool.register(
+                "waiting",
+                "Requests waiting for a connection",
+                Clone::clone(&pool_waiting),
+            );
+            pool.register(
+                "max",
+                "Most Redis connections allowed",
+                Clone::clone(&pool_max),
+            );
+        }
+        Self {
+            registry,
+            requests,
+            latency,
+            auth_failures,
+            store_errors,
+            pool_size,
+            pool_idle,
+            pool_waiting,
+            pool_max,
+        }
+    }
+
+    pub fn observe(&self, route: &'static str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels { route, status })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels { route })
+            .observe(seconds);
+    }
+
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn store_error(&self) {
+        self.store_errors.inc();
+    }
+
+    /// The text exposition, with pool gauges read now.
+    pub fn render(&self, store: &Store) -> String {
+        if let Store::Redis(redis) = store {
+            let status = redis.pool_status();
+            let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+            self.pool_size.set(gauge(status.size));
+            self.pool_idle.set(gauge(status.available));
+            self.pool_waiting.set(gauge(status.waiting));
+            self.pool_max.set(gauge(status.max_size));
+        }
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
