@@ -3,10 +3,13 @@
 
 use std::path::PathBuf;
 
+use crate::config::SigningAlgorithm;
+
 pub const USAGE: &str = "\
 usage: tokengate [--config PATH]              run the service
        tokengate hash-secret                  read a client secret on stdin, print its argon2id hash
        tokengate healthcheck [--config PATH]  exit 0 if this host's replica answers GET /ping
+       tokengate gen-key --algorithm ALG      print a new PKCS#8 PEM signing key (EdDSA, ES256, RS256)
        tokengate --help | --version
 
 Configuration: config.yml in the working directory (or --config PATH), then
@@ -17,6 +20,7 @@ pub enum Command {
     Serve { config: Option<PathBuf> },
     HashSecret,
     Healthcheck { config: Option<PathBuf> },
+    GenKey { algorithm: SigningAlgorithm },
     Help,
     Version,
 }
@@ -26,8 +30,15 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
     let mut args = args.into_iter();
     let mut subcommand = None;
     let mut config = None;
+    let mut algorithm = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--algorithm" => {
+                algorithm = Some(args.next().ok_or("--algorithm needs a value")?);
+            }
+            _ if arg.starts_with("--algorithm=") => {
+                algorithm = Some(arg["--algorithm=".len()..].to_owned());
+            }
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
             "-c" | "--config" => {
@@ -37,14 +48,24 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             _ if arg.starts_with("--config=") => {
                 config = Some(PathBuf::from(&arg["--config=".len()..]));
             }
-            "hash-secret" | "healthcheck" if subcommand.is_none() => subcommand = Some(arg),
+            "hash-secret" | "healthcheck" | "gen-key" if subcommand.is_none() => {
+                subcommand = Some(arg);
+            }
             _ => return Err(format!("unexpected argument {arg:?}")),
         }
     }
+    if algorithm.is_some() != (subcommand.as_deref() == Some("gen-key")) {
+        return Err("gen-key needs --algorithm, and only gen-key takes it".into());
+    }
     Ok(match subcommand.as_deref() {
         None => Command::Serve { config },
-        Some("hash-secret") if config.is_none() => Command::HashSecret,
-        Some("hash-secret") => return Err("hash-secret takes no --config".into()),
+        Some("hash-secret" | "gen-key") if config.is_some() => {
+            return Err("only the service and healthcheck take --config".into());
+        }
+        Some("hash-secret") => Command::HashSecret,
+        Some("gen-key") => Command::GenKey {
+            algorithm: algorithm.unwrap_or_default().parse()?,
+        },
         _ => Command::Healthcheck { config },
     })
 }
@@ -77,5 +98,14 @@ mod tests {
         assert!(p(&["--config"]).is_err());
         assert!(p(&["serve-forever"]).is_err());
         assert!(p(&["hash-secret", "hash-secret"]).is_err());
+        assert_eq!(
+            p(&["gen-key", "--algorithm", "EdDSA"]),
+            Ok(Command::GenKey {
+                algorithm: SigningAlgorithm::EdDSA
+            })
+        );
+        assert!(p(&["gen-key"]).is_err());
+        assert!(p(&["gen-key", "--algorithm=HS512"]).is_err());
+        assert!(p(&["--algorithm", "EdDSA"]).is_err());
     }
 }

@@ -723,4 +723,79 @@ mod tests {
         s.auth.secret = Secret::new(SECRET);
         assert!(!format!("{s:?}").contains(SECRET));
     }
+
+    #[test]
+    fn signing_keys_are_checked() {
+        let dir = std::env::temp_dir().join(format!("tokengate-keys-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem = dir.join("ed.pem");
+        let ed = crate::tokens::keys::generate_private_key(SigningAlgorithm::EdDSA).unwrap();
+        std::fs::write(&pem, ed).unwrap();
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(&garbage, "nope").unwrap();
+        let keys = |algorithm: &str, first: &str, file: &Path| {
+            format!(
+                "auth:\n  algorithm: {algorithm}\n  signing_keys:\n    - kid: k1\n      algorithm: {first}\n      private_key_file: {}\n",
+                file.display()
+            )
+        };
+        let ok = load(&keys("EdDSA", "EdDSA", &pem), &[]).unwrap();
+        assert!(
+            ok.auth.signing_keys[0]
+                .private_key_pem
+                .expose()
+                .contains("PRIVATE KEY")
+        );
+        assert!(
+            !format!("{ok:?}").contains("PRIVATE KEY"),
+            "keys are redacted"
+        );
+        assert_eq!(
+            error_key(&keys("ES256", "EdDSA", &pem), &[]),
+            "auth.signing_keys[0].algorithm"
+        );
+        assert_eq!(
+            error_key(&keys("EdDSA", "EdDSA", &garbage), &[]),
+            "auth.signing_keys[0].private_key_file"
+        );
+        assert_eq!(
+            error_key(&keys("EdDSA", "EdDSA", &dir.join("missing.pem")), &[]),
+            "auth.signing_keys[0].private_key_file"
+        );
+        assert_eq!(
+            error_key(&keys("HS256", "EdDSA", &pem), &[]),
+            "auth.signing_keys"
+        );
+        assert_eq!(
+            error_key("auth:\n  algorithm: EdDSA\n", &[]),
+            "auth.signing_keys"
+        );
+        assert_eq!(
+            error_key("auth:\n  algorithm: HS512\n", &[]),
+            "auth.algorithm"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn oauth_clients_are_checked() {
+        let hash = crate::clients::hash_secret(b"s").unwrap();
+        let client = |scopes: &str| {
+            format!(
+                "oauth:\n  clients:\n    - id: billing\n      secret_hash: '{hash}'\n      scopes: {scopes}\n      rate_limit: 600\n"
+            )
+        };
+        let s = load(&client("[read, write]"), &[]).unwrap();
+        assert_eq!(s.oauth.clients[0].scopes, ["read", "write"]);
+        assert_eq!(s.oauth.clients[0].rate_limit, 600);
+        assert!(!s.oauth.clients[0].refresh_tokens);
+        assert_eq!(
+            error_key(&client("['two words']"), &[]),
+            "oauth.clients[0].scopes"
+        );
+        assert_eq!(
+            error_key("oauth:\n  public_url: auth.example.com\n", &[]),
+            "oauth.public_url"
+        );
+    }
 }

@@ -27,6 +27,9 @@ fn main() -> ExitCode {
         Command::HashSecret => ops::hash_secret_from(std::io::stdin().lock()).map(|hash| {
             println!("{hash}");
         }),
+        Command::GenKey { algorithm } => {
+            tokengate::tokens::keys::generate_private_key(algorithm).map(|pem| print!("{pem}"))
+        }
         Command::Healthcheck { config } => Settings::load(config.as_deref())
             .map_err(|e| e.to_string())
             .and_then(|settings| runtime()?.block_on(ops::healthcheck(&settings))),

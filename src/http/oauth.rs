@@ -56,6 +56,12 @@ pub async fn token(app: &App, request: Request<impl RequestBody>) -> Result<Resp
                 .await?;
             (pair, client.refresh_tokens)
         }
+        "refresh_token" if !client.refresh_tokens => {
+            return Err(oauth(
+                OAuthCode::UnauthorizedClient,
+                "this client is not configured for refresh tokens",
+            ));
+        }
         "refresh_token" => {
             let presented = params.require("refresh_token")?;
             let narrow = params

@@ -82,9 +82,27 @@ impl Cluster {
         cluster
     }
 
+    /// Starts one more replica on the cluster's store, with its settings
+    /// changed by `configure` (a replica that got a new configuration).
+    pub async fn add_replica_with(&mut self, configure: impl FnOnce(&mut Settings)) -> &Replica {
+        let mut settings = self.settings.clone();
+        configure(&mut settings);
+        let settings = settings.resolved().expect("valid replica settings");
+        let replica = Replica::spawn(&settings, self.new_store()).await;
+        self.replicas.push(replica);
+        &self.replicas[self.replicas.len() - 1]
+    }
+
     /// Starts one more replica on the cluster's store.
     pub async fn add_replica(&mut self) -> &Replica {
-        let store = match &self.redis {
+        let replica = Replica::spawn(&self.settings, self.new_store()).await;
+        self.replicas.push(replica);
+        &self.replicas[self.replicas.len() - 1]
+    }
+
+    /// A store handle on the cluster's sessions (own pool for Redis).
+    fn new_store(&self) -> Store {
+        match &self.redis {
             Some(_) => Store::Redis(
                 RedisStore::new(
                     self.settings.cache.url.expose(),
@@ -95,10 +113,7 @@ impl Cluster {
                 .expect("redis store"),
             ),
             None => Store::Memory(self.memory.clone()),
-        };
-        let replica = Replica::spawn(&self.settings, store).await;
-        self.replicas.push(replica);
-        &self.replicas[self.replicas.len() - 1]
+        }
     }
 
     pub fn a(&self) -> &Replica {

@@ -9,6 +9,8 @@ mod helpers;
 mod endpoints;
 mod faults;
 mod forgery;
+mod keys;
+mod oauth;
 mod process;
 mod redis_costs;
 mod sessions;
