@@ -1,0 +1,1073 @@
+#!/usr/bin/env python3
+"""tokengate's benchmark: the service against this machine's own ceilings, in one run.
+
+Run it through `scripts/bench` (installs wrk, builds the binary). What it does:
+
+1. starts a native cluster on loopback (redis-server, 1 tokengate replica,
+   nginx with the real nginx/*.conf files) -- `scripts/cluster up` once that tool
+   is in git, else the built-in start-up below, which writes the same
+   cluster.json;
+2. runs every case with wrk, each after a short warm-up, in one run so the
+   ratios compare numbers taken minutes apart on the same machine:
+     ping, authenticate (direct), nginx_trivial_auth, nginx_tokengate_auth,
+     login, refresh (pre-made pool, successors chained), logout (pre-made pool);
+   then a second cluster with 3 replicas for nginx_tokengate_auth_3r;
+3. measures costs: Redis round trips and commands per operation (INFO deltas
+   over a sequential run, and commandstats over each load run), Redis memory
+   per live session (INFO used_memory around creating --sessions sessions, and
+   MEMORY USAGE of one key), each replica's peak RSS (VmHWM);
+4. prints a table, the ratios and the targets, writes target/bench/report.json
+   (and report.txt), and exits non-zero if any request failed (non-2xx, socket
+   errors): a benchmark never fails because the machine is slow.
+
+Only Python's standard library: Redis is spoken to over a socket (RESP), HTTP
+with http.client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WRK_DIR = ROOT / "benches" / "wrk"
+NGINX_CONF_DIR = ROOT / "nginx"
+USER_HZ = os.sysconf("SC_CLK_TCK")
+
+# Targets from issue 5. `kind`: what the value is compared with.
+TARGETS = [
+    ("authenticate / ping", "ratio_authenticate_ping", ">=", 0.70),
+    ("nginx_tokengate_auth / nginx_trivial_auth", "ratio_nginx", ">=", 0.90),
+    ("Redis round trips per authenticate", "authenticate_round_trips", "==", 1),
+    ("login req/s (2 cores)", "login_rps", ">=", 5000),
+    ("refresh req/s (2 cores)", "refresh_rps", ">=", 5000),
+    ("Redis bytes per session", "bytes_per_session", "<=", 300),
+    ("replica peak RSS under load, MB", "replica_rss_mb", "<=", 30),
+]
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+class BenchError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------
+# Small clients
+# --------------------------------------------------------------------------
+
+
+class Redis:
+    """A minimal RESP client: enough for INFO, CONFIG, MEMORY and FLUSHALL."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.buf = b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def cmd(self, *args):
+        out = [f"*{len(args)}\r\n".encode()]
+        for a in args:
+            b = a if isinstance(a, bytes) else str(a).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+        self.sock.sendall(b"".join(out))
+        return self._reply()
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise BenchError("redis closed the connection")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n: int) -> bytes:
+        while len(self.buf) < n + 2:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise BenchError("redis closed the connection")
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n + 2 :]
+        return data
+
+    def _reply(self):
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise BenchError(f"redis: {rest.decode()}")
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else self._exact(n)
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._reply() for _ in range(n)]
+        raise BenchError(f"redis: unexpected reply {line!r}")
+
+    def info(self, section: str) -> dict[str, str]:
+        text = self.cmd("INFO", section).decode()
+        out = {}
+        for line in text.splitlines():
+            if ":" in line and not line.startswith("#"):
+                k, v = line.split(":", 1)
+                out[k] = v
+        return out
+
+    def commandstats(self) -> dict[str, int]:
+        calls = {}
+        for k, v in self.info("commandstats").items():
+            m = re.search(r"calls=(\d+)", v)
+            if k.startswith("cmdstat_") and m:
+                calls[k[len("cmdstat_") :]] = int(m.group(1))
+        return calls
+
+
+def http_request(port: int, method: str, path: str, headers=None, body=None, conn=None):
+    """One request; returns (status, body, connection) so callers can keep it alive."""
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    data = json.dumps(body).encode() if body is not None else None
+    hdrs = dict(headers or {})
+    if data is not None:
+        hdrs["Content-Type"] = "application/json"
+    conn.request(method, path, body=data, headers=hdrs)
+    resp = conn.getresponse()
+    return resp.status, resp.read(), conn
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(port: int, path: str, proc: subprocess.Popen | None, within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise BenchError(f"process {proc.args[0]} exited with {proc.returncode} on start")
+        try:
+            status, _, conn = http_request(port, "GET", path)
+            conn.close()
+            if status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise BenchError(f"nothing answered 200 on 127.0.0.1:{port}{path} within {within}s")
+
+
+# --------------------------------------------------------------------------
+# The cluster: scripts/cluster when it is in git, else a built-in equivalent
+# --------------------------------------------------------------------------
+
+
+def cluster_script_usable() -> bool:
+    script = ROOT / "scripts" / "cluster"
+    if not os.access(script, os.X_OK):
+        return False
+    tracked = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "--error-unmatch", "scripts/cluster"],
+        capture_output=True,
+    )
+    return tracked.returncode == 0
+
+
+class Cluster:
+    """redis-server + N replicas + nginx, described by a cluster.json state.
+
+    `mode` "script" runs `scripts/cluster up/down --dir DIR`; "builtin" starts
+    the same topology itself (the same nginx config shape as
+    tests/support/nginx.rs) and writes the same state fields the bench reads.
+    """
+
+    def __init__(self, mode: str, directory: Path, replicas: int, binary: Path, nginx_workers: str):
+        self.mode = mode
+        self.dir = directory
+        self.replicas = replicas
+        self.binary = binary
+        self.nginx_workers = nginx_workers
+        self.procs: list[subprocess.Popen] = []
+        self.state: dict = {}
+
+    # -- lifecycle --
+
+    def up(self) -> dict:
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True)
+        if self.mode == "script":
+            cmd = [
+                str(ROOT / "scripts" / "cluster"), "up", "--dir", str(self.dir),
+                "--replicas", str(self.replicas), "--binary", str(self.binary),
+                "--no-access-log", "--log-level", "warn",
+            ]
+            if self.nginx_workers != "auto":
+                cmd += ["--nginx-workers", self.nginx_workers]
+            run = subprocess.run(cmd, capture_output=True, text=True)
+            if run.returncode != 0:
+                raise BenchError(f"scripts/cluster up failed:\n{run.stdout}{run.stderr}")
+            self.state = json.loads((self.dir / "cluster.json").read_text())
+        else:
+            self.state = self._builtin_up()
+        return self.state
+
+    def down(self) -> None:
+        if self.mode == "script":
+            subprocess.run(
+                [str(ROOT / "scripts" / "cluster"), "down", "--dir", str(self.dir)],
+                capture_output=True,
+            )
+            return
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+
+    # -- built-in start-up --
+
+    def _spawn(self, args, log_name, env=None) -> subprocess.Popen:
+        log_file = open(self.dir / log_name, "wb")
+        proc = subprocess.Popen(
+            args, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, cwd=self.dir,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def _builtin_up(self) -> dict:
+        secret = os.urandom(24).hex()
+        redis_port = free_port()
+        redis = self._spawn(
+            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no"],
+            "redis.log",
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                r = Redis(redis_port)
+                r.cmd("PING")
+                r.close()
+                break
+            except (OSError, BenchError):
+                if redis.poll() is not None or time.monotonic() > deadline:
+                    raise BenchError("redis-server did not start")
+                time.sleep(0.05)
+        redis_url = f"redis://127.0.0.1:{redis_port}/0"
+
+        replicas = []
+        for i in range(self.replicas):
+            port = free_port()
+            env = dict(os.environ)
+            env.update({
+                "TOKENGATE__SERVER__HOST": "127.0.0.1",
+                "TOKENGATE__SERVER__PORT": str(port),
+                "TOKENGATE__CACHE__URL": redis_url,
+                "TOKENGATE__AUTH__SECRET": secret,
+                "TOKENGATE__LOGGING__LEVEL": "warn",
+            })
+            proc = self._spawn([str(self.binary)], f"replica-{i}.log", env=env)
+            wait_http(port, "/ping", proc)
+            replicas.append({"index": i, "port": port, "url": f"http://127.0.0.1:{port}",
+                             "pid": proc.pid})
+
+        nginx_dir = self.dir / "nginx"
+        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (nginx_dir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
+        front, app = free_port(), free_port()
+        conf = nginx_dir / "nginx.conf"
+        conf.write_text(render_nginx(nginx_dir, [r["port"] for r in replicas], front, app,
+                                     self.nginx_workers))
+        nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
+        nginx = self._spawn([nginx_bin, "-p", str(nginx_dir), "-c", str(conf),
+                             "-e", str(nginx_dir / "error.log")], "nginx.log")
+        wait_http(front, "/ping", nginx)
+        wait_http(app, "/", nginx)
+        return {
+            "version": 1,
+            "dir": str(self.dir),
+            "url": f"http://127.0.0.1:{front}",
+            "nginx": {"port": front, "app_port": app, "pid": nginx.pid},
+            "redis": {"port": redis_port, "url": redis_url, "pid": redis.pid},
+            "replicas": replicas,
+            "binary": str(self.binary),
+            "secret": secret,
+            "paths": {"protected": "/app/", "trivial": "/trivial/"},
+        }
+
+
+def render_nginx(prefix: Path, upstreams: list[int], front: int, app: int, workers: str) -> str:
+    """The native config the cluster tool writes (tests/support/nginx.rs): the
+    real shared files, /app/ behind tokengate, /trivial/ behind `return 204`."""
+    servers = "".join(
+        f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;\n" for p in upstreams
+    )
+    return f"""# Generated by benches/bench.py (built-in cluster; same shape as tests/support/nginx.rs).
+daemon off;
+worker_processes {workers};
+worker_rlimit_nofile 16384;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+
+events {{
+    worker_connections 4096;
+}}
+
+http {{
+    server_tokens off;
+    default_type application/json;
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    fastcgi_temp_path {prefix}/tmp/fastcgi;
+    uwsgi_temp_path {prefix}/tmp/uwsgi;
+    scgi_temp_path {prefix}/tmp/scgi;
+    access_log off;
+
+    upstream tokengate {{
+{servers}        keepalive 64;
+        keepalive_timeout 5s;
+    }}
+
+    upstream app {{
+        server 127.0.0.1:{app};
+        keepalive 64;
+        keepalive_timeout 5s;
+    }}
+
+    server {{
+        listen 127.0.0.1:{front} backlog=4096;
+        keepalive_requests 100000;
+
+        include {NGINX_CONF_DIR}/tokengate.locations.conf;
+
+        location /app/ {{
+            include {NGINX_CONF_DIR}/tokengate.protect.conf;
+            proxy_pass http://app;
+        }}
+
+        location /trivial/ {{
+            auth_request /_trivial_auth;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://app;
+        }}
+        location = /_trivial_auth {{
+            internal;
+            return 204;
+        }}
+    }}
+
+    server {{
+        listen 127.0.0.1:{app} backlog=4096;
+        access_log off;
+        keepalive_requests 100000;
+        location / {{
+            return 200 '{{"app":"echo"}}\\n';
+        }}
+    }}
+}}
+"""
+
+
+# --------------------------------------------------------------------------
+# CPU accounting: which process used how much of the two cores in a case
+# --------------------------------------------------------------------------
+
+
+def proc_ticks(pid: int) -> int:
+    """utime + stime of pid and all its descendants (nginx workers), in ticks."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        total += proc_ticks(int(child))
+    return total
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy ticks of every core, of which interrupt + softirq ticks). Loopback
+    TCP is mostly processed in softirq context, charged to no process."""
+    with open("/proc/stat") as f:
+        parts = f.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in parts[:8])
+    return user + nice + system + irq + softirq + steal, irq + softirq
+
+
+class CpuMeter:
+    def __init__(self, groups: dict[str, list[int]]):
+        self.groups = groups
+
+    def snapshot(self):
+        return (
+            {name: sum(proc_ticks(p) for p in pids) for name, pids in self.groups.items()},
+            machine_ticks(),
+            time.monotonic(),
+        )
+
+    @staticmethod
+    def cores(before, after, wrk_ticks: int) -> dict[str, float]:
+        """Cores used during the case, per process group; `kernel` is interrupt
+        and softirq time (loopback networking), `other` is everything else on
+        the machine (other processes: a noisy neighbour shows up here)."""
+        groups_b, (busy_b, irq_b), t_b = before
+        groups_a, (busy_a, irq_a), t_a = after
+        secs = max(t_a - t_b, 1e-6)
+        out = {n: (groups_a[n] - groups_b[n]) / USER_HZ / secs for n in groups_a}
+        out["wrk"] = wrk_ticks / USER_HZ / secs
+        out["kernel"] = (irq_a - irq_b) / USER_HZ / secs
+        ours = sum(out.values())
+        out["other"] = max((busy_a - busy_b) / USER_HZ / secs - ours, 0.0)
+        return {k: round(v, 2) for k, v in out.items()}
+
+
+# --------------------------------------------------------------------------
+# wrk
+# --------------------------------------------------------------------------
+
+
+def run_wrk(url: str, script: str, duration: float, threads: int, connections: int,
+            headers=(), args=(), timeout_s: int = 30, stop_file: Path | None = None,
+            stop_count: int = 0):
+    """Runs wrk; returns (result dict from common.lua's done(), wrk CPU ticks).
+
+    With `stop_file`, wrk is interrupted (SIGINT: it then reports and exits)
+    once every thread has written its `<stop_file>.<tid>.done` marker."""
+    # wrk takes whole seconds.
+    duration = max(1, round(duration))
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s",
+           "--timeout", f"{timeout_s}s", "-s", str(WRK_DIR / script)]
+    for h in headers:
+        cmd += ["-H", h]
+    cmd.append(url)
+    if args:
+        cmd += ["--", *[str(a) for a in args]]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if stop_file is not None:
+        deadline = time.monotonic() + duration
+        while proc.poll() is None and time.monotonic() < deadline:
+            done = sum(1 for t in range(threads) if Path(f"{stop_file}.{t}.done").exists())
+            if done >= stop_count:
+                proc.send_signal(signal.SIGINT)
+                break
+            time.sleep(0.05)
+    out_b, err_b = proc.communicate(timeout=duration + 60)
+    # Popen has reaped the child; its CPU is in our children's rusage.
+    out, err = out_b.decode(errors="replace"), err_b.decode(errors="replace")
+    line = next((l for l in out.splitlines() if l.startswith("WRK_JSON ")), None)
+    if proc.returncode not in (0, None) or line is None:
+        raise BenchError(f"wrk failed ({proc.returncode}): {' '.join(cmd)}\n{out}\n{err}")
+    return json.loads(line[len("WRK_JSON "):])
+
+
+def children_ticks() -> int:
+    r = os.times()
+    return round((r.children_user + r.children_system) * USER_HZ)
+
+
+# --------------------------------------------------------------------------
+# The benchmark
+# --------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, opts):
+        self.o = opts
+        self.out_dir: Path = opts.out
+        self.work = self.out_dir / "run"
+        self.results: list[dict] = []
+        self.costs: dict = {}
+        self.memory: dict = {}
+        self.rss: dict = {}
+        self.failures: list[str] = []
+        self.notes: list[str] = []
+        self.cluster: Cluster | None = None
+
+    # -- helpers --
+
+    def redis(self) -> Redis:
+        return Redis(self.state["redis"]["port"])
+
+    def replica_port(self, i: int = 0) -> int:
+        return self.state["replicas"][i]["port"]
+
+    def login(self, port: int, user: int = 1) -> dict:
+        status, body, conn = http_request(port, "POST", "/login", body={"user_id": user})
+        conn.close()
+        if status != 200:
+            raise BenchError(f"/login answered {status}: {body[:200]!r}")
+        return json.loads(body)
+
+    def meter(self) -> CpuMeter:
+        groups = {
+            "tokengate": [r["pid"] for r in self.state["replicas"] if r.get("pid")],
+            "redis": [self.state["redis"]["pid"]] if self.state["redis"].get("pid") else [],
+            "nginx": [self.state["nginx"]["pid"]] if self.state["nginx"].get("pid") else [],
+        }
+        return CpuMeter(groups)
+
+    def start_cluster(self, replicas: int, name: str) -> None:
+        mode = self.o.cluster
+        if mode == "auto":
+            mode = "script" if cluster_script_usable() else "builtin"
+        log(f"starting cluster '{name}': redis + {replicas} replica(s) + nginx ({mode})")
+        self.cluster = Cluster(mode, self.work / name, replicas, self.o.binary, self.o.nginx_workers)
+        self.state = self.cluster.up()
+        self.cluster_mode = mode
+
+    def stop_cluster(self) -> None:
+        if self.cluster:
+            self.cluster.down()
+            self.cluster = None
+
+    # -- one measured case --
+
+    def measure(self, name: str, url: str, script: str, headers=(), args=(),
+                redis_ops: bool = False, check=None, warmup: bool = True) -> dict:
+        o = self.o
+        if check is not None:
+            check()
+        if warmup and o.warmup > 0:
+            warm = run_wrk(url, script, o.warmup, o.threads, o.connections, headers, args)
+            self._check_errors(f"{name} (warm-up)", warm)
+        r = self.redis()
+        stats_before = r.commandstats() if redis_ops else None
+        meter = self.meter()
+        before, wrk_before = meter.snapshot(), children_ticks()
+        res = run_wrk(url, script, o.duration, o.threads, o.connections, headers, args)
+        after, wrk_after = meter.snapshot(), children_ticks()
+        cpu = CpuMeter.cores(before, after, wrk_after - wrk_before)
+        row = {
+            "case": name,
+            "rps": res["requests"] / (res["duration_us"] / 1e6),
+            "requests": res["requests"],
+            "duration_s": res["duration_us"] / 1e6,
+            "latency_ms": {k: v / 1000 for k, v in res["latency_us"].items()},
+            "errors": res["errors"],
+            "non2xx": max(res["errors"]["status"], res["counters"]["non2xx"]),
+            "socket_errors": sum(v for k, v in res["errors"].items() if k != "status"),
+            "counters": res["counters"],
+            "cpu_cores": cpu,
+        }
+        if redis_ops:
+            stats_after = r.commandstats()
+            row["redis_calls_per_request"] = {
+                cmd: round((stats_after.get(cmd, 0) - stats_before.get(cmd, 0)) / max(res["requests"], 1), 3)
+                for cmd in stats_after
+                if stats_after.get(cmd, 0) - stats_before.get(cmd, 0) > 0
+                and cmd not in ("info",)
+            }
+        r.close()
+        self._check_errors(name, res)
+        self.results.append(row)
+        log(f"{name:24} {row['rps']:>10.0f} req/s  p99 {row['latency_ms']['p99']:.2f} ms  "
+            f"non-2xx {row['non2xx']}  cpu {cpu}")
+        return row
+
+    def _check_errors(self, name: str, res: dict) -> None:
+        non2xx = max(res["errors"]["status"], res["counters"]["non2xx"])
+        sock = sum(v for k, v in res["errors"].items() if k != "status")
+        if non2xx or sock:
+            self.failures.append(f"{name}: {non2xx} non-2xx answers, socket errors {res['errors']}")
+
+    # -- token pools --
+
+    def make_sessions(self, port: int, count: int, prefix: Path) -> Path:
+        """Creates `count` sessions through /login; returns a file of
+        "<access> <refresh>" lines (only sessions whose answer was captured)."""
+        threads = self.o.threads
+        per_thread = -(-count // threads)
+        for t in range(threads):
+            for suffix in ("", ".done"):
+                Path(f"{prefix}.{t}{suffix}").unlink(missing_ok=True)
+        res = run_wrk(f"http://127.0.0.1:{port}/login", "mkpool.lua", 600, threads,
+                      self.o.connections, args=(prefix, per_thread),
+                      stop_file=prefix, stop_count=threads)
+        self._check_errors("session pool (login)", res)
+        pool = Path(f"{prefix}.all")
+        with pool.open("w") as out:
+            for t in range(threads):
+                out.write(Path(f"{prefix}.{t}").read_text())
+        lines = sum(1 for _ in pool.open())
+        if lines < count:
+            raise BenchError(f"made {lines} of {count} sessions")
+        return pool
+
+    # -- cost figures --
+
+    def sequential_costs(self, port: int, pool: Path, n: int) -> dict:
+        """Round trips and commands per operation, from INFO deltas around `n`
+        sequential requests on one kept-alive connection. Sequential, so every
+        Redis round trip is one read and one write on Redis's side."""
+        tokens = [l.split() for l in pool.read_text().split("\n") if l]
+        if len(tokens) < n + 3:
+            raise BenchError("session pool too small for the cost measurement")
+        access = tokens[0][0]
+        refresh_chain = [tokens[1][1]]
+        # One more than measured: the warm-up takes the first.
+        logout_tokens = [t[0] for t in tokens[2 : 3 + n]]
+
+        def run(op):
+            # Warm-up: the first call of each script loads it (NOSCRIPT, then
+            # SCRIPT LOAD) and may open a pooled connection; not measured.
+            status, body, c = op(n, None)
+            c.close()
+            if status != 200:
+                raise BenchError(f"cost run warm-up: answer {status}: {body[:200]!r}")
+            r = self.redis()
+            # Two INFO calls bracket the run; measure what one bracket costs.
+            s0, w0 = r.commandstats(), int(r.info("stats")["total_writes_processed"])
+            conn = None
+            for i in range(n):
+                status, body, conn = op(i, conn)
+                if status != 200:
+                    raise BenchError(f"cost run: answer {status}: {body[:200]!r}")
+            s1, w1 = r.commandstats(), int(r.info("stats")["total_writes_processed"])
+            r.close()
+            if conn:
+                conn.close()
+            # Each INFO is one more write; two of them sit between w0 and w1.
+            writes = w1 - w0 - 2
+            calls = {c: (s1.get(c, 0) - s0.get(c, 0)) for c in s1}
+            calls.pop("info", None)
+            per_op = {c: round(v / n, 2) for c, v in sorted(calls.items()) if v > 0}
+            return {"round_trips": round(writes / n, 2), "commands": per_op}
+
+        def authenticate(i, conn):
+            return http_request(port, "GET", "/authenticate",
+                                {"Authorization": f"Bearer {access}"}, conn=conn)
+
+        def login(i, conn):
+            return http_request(port, "POST", "/login", body={"user_id": 7}, conn=conn)
+
+        def refresh(i, conn):
+            status, body, conn = http_request(port, "POST", "/refresh",
+                                              body={"refresh": refresh_chain[-1]}, conn=conn)
+            if status == 200:
+                refresh_chain.append(json.loads(body)["refresh"])
+            return status, body, conn
+
+        def logout(i, conn):
+            return http_request(port, "POST", "/logout",
+                                {"Authorization": f"Bearer {logout_tokens[i]}"}, conn=conn)
+
+        return {name: run(op) for name, op in
+                (("authenticate", authenticate), ("login", login),
+                 ("refresh", refresh), ("logout", logout))}
+
+    def session_memory(self, port: int, count: int) -> tuple[dict, Path]:
+        r = self.redis()
+        r.cmd("FLUSHALL")
+        r.cmd("MEMORY", "PURGE")
+        time.sleep(0.2)
+        before = int(r.info("memory")["used_memory"])
+        keys_before = r.cmd("DBSIZE")
+        pool = self.make_sessions(port, count, self.work / "sessions")
+        time.sleep(0.2)
+        after = int(r.info("memory")["used_memory"])
+        keys = r.cmd("DBSIZE") - keys_before
+        first = pool.read_text().split("\n", 1)[0].split()
+        sid = json.loads(
+            __import__("base64").urlsafe_b64decode(first[0].split(".")[1] + "==")
+        )["sid"]
+        key = f"tg:s:{sid}"
+        usage = r.cmd("MEMORY", "USAGE", key, "SAMPLES", "0")
+        encoding = r.cmd("OBJECT", "ENCODING", key)
+        fields = r.cmd("HLEN", key)
+        cfg = dict(zip(*[iter(r.cmd("CONFIG", "GET", "hash-max-listpack-*"))] * 2))
+        r.close()
+        mem = {
+            "sessions": keys,
+            "used_memory_before": before,
+            "used_memory_after": after,
+            "bytes_per_session": round((after - before) / max(keys, 1), 1),
+            "memory_usage_one_key": usage,
+            "encoding_one_key": encoding.decode() if isinstance(encoding, bytes) else encoding,
+            "fields_one_key": fields,
+            "redis_config": {k.decode(): v.decode() for k, v in cfg.items()},
+        }
+        log(f"memory: {mem['bytes_per_session']} B/session over {keys} sessions; "
+            f"MEMORY USAGE of one key {usage} B ({mem['encoding_one_key']}, {fields} fields)")
+        return mem, pool
+
+    def peak_rss(self) -> dict:
+        out = {}
+        for rep in self.state["replicas"]:
+            status = Path(f"/proc/{rep['pid']}/status").read_text()
+            hwm = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))
+            rss = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))
+            out[f"replica-{rep['index']}"] = {"vm_hwm_kb": hwm, "vm_rss_kb": rss}
+        return out
+
+    # -- the run --
+
+    def run(self) -> int:
+        o = self.o
+        if self.work.exists():
+            shutil.rmtree(self.work)
+        self.work.mkdir(parents=True)
+        started = time.time()
+        try:
+            self.run_cases()
+        finally:
+            self.stop_cluster()
+        report = self.report(time.time() - started)
+        (self.out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        text = render_text(report)
+        (self.out_dir / "report.txt").write_text(text)
+        print(text)
+        if self.failures:
+            print("\n" + "!" * 72)
+            print("BENCHMARK FAILED: requests did not all succeed (every answer must be 2xx):")
+            for f in self.failures:
+                print(f"  - {f}")
+            print("!" * 72)
+            return 1
+        return 0
+
+    def run_cases(self) -> None:
+        o = self.o
+        self.start_cluster(1, "cluster-1")
+        port = self.replica_port(0)
+        nginx = self.state["nginx"]["port"]
+        paths = self.state["paths"]
+        direct = f"http://127.0.0.1:{port}"
+        front = f"http://127.0.0.1:{nginx}"
+        token = self.login(port)["access"]
+        bearer = f"Authorization: Bearer {token}"
+
+        def expect_2xx(p, path, method="GET", headers=None):
+            def check():
+                status, body, conn = http_request(p, method, path, headers)
+                conn.close()
+                if not 200 <= status < 300:
+                    raise BenchError(f"{method} {path} on :{p} answered {status}: {body[:200]!r}")
+            return check
+
+        auth_hdr = {"Authorization": f"Bearer {token}"}
+        sel = set(o.cases.split(",")) if o.cases else None
+
+        def want(name):
+            return sel is None or name in sel
+
+        if want("ping"):
+            self.measure("ping", f"{direct}/ping", "get.lua", check=expect_2xx(port, "/ping"))
+        if want("authenticate"):
+            self.measure("authenticate", f"{direct}/authenticate", "get.lua", [bearer],
+                         redis_ops=True, check=expect_2xx(port, "/authenticate", headers=auth_hdr))
+        if want("nginx_trivial_auth"):
+            self.measure("nginx_trivial_auth", f"{front}{paths['trivial']}", "get.lua", [bearer],
+                         check=expect_2xx(nginx, paths["trivial"], headers=auth_hdr))
+        if want("nginx_tokengate_auth"):
+            self.measure("nginx_tokengate_auth", f"{front}{paths['protected']}", "get.lua", [bearer],
+                         redis_ops=True,
+                         check=expect_2xx(nginx, paths["protected"], headers=auth_hdr))
+        if want("login"):
+            self.measure("login", f"{direct}/login", "login.lua", redis_ops=True)
+
+        # Sessions for memory, the costs and the pools: a clean Redis first.
+        self.memory, pool = self.session_memory(port, o.sessions)
+        # The first cost_ops + 3 sessions are for the cost figures (their
+        # tokens get rotated and logged out); the rest is the refresh pool.
+        lines = pool.read_text().splitlines(keepends=True)
+        cost_pool, refresh_pool = self.work / "cost.pool", self.work / "refresh.pool"
+        cost_pool.write_text("".join(lines[: o.cost_ops + 3]))
+        refresh_pool.write_text("".join(lines[o.cost_ops + 3 :]))
+        self.costs = self.sequential_costs(port, cost_pool, o.cost_ops)
+        for op, c in self.costs.items():
+            log(f"cost {op}: {c['round_trips']} round trip(s), commands {c['commands']}")
+
+        if want("refresh"):
+            # The pool's refresh tokens; successors are chained (refresh.lua).
+            self.measure("refresh", f"{direct}/refresh", "refresh.lua",
+                         args=(refresh_pool, o.threads), redis_ops=True)
+        if want("logout"):
+            # Fresh sessions, enough for the whole run at the speed authenticate
+            # had (a logout costs about the same); if it still runs out,
+            # logout.lua starts over (idempotent) and the report says so.
+            auth_rps = next((r["rps"] for r in self.results if r["case"] == "authenticate"), 0)
+            need = int(max(auth_rps, 1000) * o.duration * 1.3)
+            need = max(1000, min(need, o.max_logout_pool))
+            logout_pool = self.make_sessions(port, need, self.work / "logout")
+            self.measure("logout", f"{direct}/logout", "logout.lua",
+                         args=(logout_pool, o.threads), redis_ops=True, warmup=False)
+            row = self.results[-1]
+            if row["counters"]["repeated"]:
+                self.notes.append(
+                    f"logout: pool of {need} sessions ran out; {row['counters']['repeated']} of "
+                    f"{row['requests']} logouts were of already ended sessions (200, same path)")
+        self.rss = self.peak_rss()
+        self.stop_cluster()
+        self.note_noise()
+
+        if want("nginx_tokengate_auth_3r") and o.replicas3:
+            self.start_cluster(3, "cluster-3")
+            port3 = self.replica_port(0)
+            nginx3 = self.state["nginx"]["port"]
+            token3 = self.login(port3)["access"]
+            hdr3 = {"Authorization": f"Bearer {token3}"}
+            self.measure("nginx_tokengate_auth_3r",
+                         f"http://127.0.0.1:{nginx3}{self.state['paths']['protected']}",
+                         "get.lua", [f"Authorization: Bearer {token3}"], redis_ops=True,
+                         check=expect_2xx(nginx3, self.state["paths"]["protected"], headers=hdr3))
+            for k, v in self.peak_rss().items():
+                self.rss[f"3r-{k}"] = v
+            self.stop_cluster()
+            self.note_noise(only="nginx_tokengate_auth_3r")
+
+    def note_noise(self, only: str | None = None) -> None:
+        """Other processes eat into the two cores: say so next to the numbers."""
+        for r in self.results:
+            if only and r["case"] != only:
+                continue
+            other = r["cpu_cores"].get("other", 0)
+            if other >= 0.2:
+                self.notes.append(
+                    f"{r['case']}: other processes used {other:.2f} of the cores during the "
+                    f"case; its numbers are low by roughly that share")
+
+    # -- report --
+
+    def report(self, elapsed: float) -> dict:
+        by = {r["case"]: r for r in self.results}
+
+        def ratio(a, b):
+            if a in by and b in by and by[b]["rps"] > 0:
+                return round(by[a]["rps"] / by[b]["rps"], 3)
+            return None
+
+        ratios = {
+            "authenticate / ping": ratio("authenticate", "ping"),
+            "nginx_tokengate_auth / nginx_trivial_auth": ratio("nginx_tokengate_auth", "nginx_trivial_auth"),
+        }
+        rss_mb = max((v["vm_hwm_kb"] for v in self.rss.values()), default=None)
+        values = {
+            "ratio_authenticate_ping": ratios["authenticate / ping"],
+            "ratio_nginx": ratios["nginx_tokengate_auth / nginx_trivial_auth"],
+            "authenticate_round_trips": self.costs.get("authenticate", {}).get("round_trips"),
+            "login_rps": round(by["login"]["rps"]) if "login" in by else None,
+            "refresh_rps": round(by["refresh"]["rps"]) if "refresh" in by else None,
+            "bytes_per_session": self.memory.get("bytes_per_session"),
+            "replica_rss_mb": round(rss_mb / 1024, 1) if rss_mb else None,
+        }
+        targets = []
+        for label, key, op, goal in TARGETS:
+            v = values[key]
+            met = None
+            if v is not None:
+                met = {">=": v >= goal, "<=": v <= goal, "==": v == goal}[op]
+            targets.append({"target": f"{label} {op} {goal}", "value": v, "met": met})
+        return {
+            "ok": not self.failures,
+            "failures": self.failures,
+            "notes": self.notes,
+            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "elapsed_s": round(elapsed, 1),
+            "machine": machine_info(),
+            "settings": {
+                "duration_s": self.o.duration,
+                "warmup_s": self.o.warmup,
+                "wrk_threads": self.o.threads,
+                "wrk_connections": self.o.connections,
+                "nginx_workers": self.o.nginx_workers,
+                "sessions": self.o.sessions,
+                "binary": str(self.o.binary),
+                "profile": self.o.profile,
+                "cluster": getattr(self, "cluster_mode", None),
+                "smoke": self.o.smoke,
+            },
+            "cases": self.results,
+            "ratios": ratios,
+            "redis_costs": self.costs,
+            "redis_memory": self.memory,
+            "replica_rss": self.rss,
+            "targets": targets,
+        }
+
+
+def machine_info() -> dict:
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kb = 0
+    for line in open("/proc/meminfo"):
+        if line.startswith("MemTotal:"):
+            mem_kb = int(line.split()[1])
+
+    def version(cmd):
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=5)
+            return (p.stdout + p.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return None
+
+    commit = version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "os": version(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
+        "redis": version(["redis-server", "--version"]),
+        "nginx": version([shutil.which("nginx") or "/usr/sbin/nginx", "-v"]),
+        "wrk": version(["wrk", "--version"]),
+        "commit": commit,
+    }
+
+
+def render_text(rep: dict) -> str:
+    s = rep["settings"]
+    m = rep["machine"]
+    lines = [
+        f"tokengate benchmark  {rep['when']}  commit {m['commit']}  ({'smoke' if s['smoke'] else 'full'} run, "
+        f"{s['profile']} build)",
+        f"machine: {m['cores']} cores, {m['cpu']}, {m['memory_gb']} GB, {m['os']}",
+        f"load: wrk -t{s['wrk_threads']} -c{s['wrk_connections']}, {s['duration_s']:g}s per case "
+        f"after {s['warmup_s']:g}s warm-up; nginx worker_processes {s['nginx_workers']}; "
+        f"everything on loopback, sharing the cores",
+        "",
+        f"{'case':24} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} {'non-2xx':>7}"
+        f"   cores: tokengate redis nginx wrk kernel other",
+    ]
+    for r in rep["cases"]:
+        lat, c = r["latency_ms"], r["cpu_cores"]
+        bad = r["non2xx"] + r["socket_errors"]
+        lines.append(
+            f"{r['case']:24} {r['rps']:>9.0f} {lat['p50']:>7.2f} {lat['p99']:>7.2f} {lat['p999']:>8.2f} "
+            f"{bad:>7}{' !!' if bad else '   '}        "
+            f"{c.get('tokengate', 0):>9.2f} {c.get('redis', 0):>5.2f} {c.get('nginx', 0):>5.2f} "
+            f"{c.get('wrk', 0):>3.2f} {c.get('kernel', 0):>6.2f} {c.get('other', 0):>5.2f}"
+        )
+    lines.append("")
+    costs = rep["redis_costs"]
+    if costs:
+        lines.append("Redis per operation (sequential run, INFO deltas):")
+        for op, cst in costs.items():
+            cmds = ", ".join(f"{k} {v:g}" for k, v in cst["commands"].items())
+            lines.append(f"  {op:13} {cst['round_trips']:g} round trip(s); commands: {cmds}")
+    mem = rep["redis_memory"]
+    if mem:
+        lines.append(
+            f"Redis memory: {mem['bytes_per_session']:g} B per live session "
+            f"({mem['sessions']} sessions, used_memory {mem['used_memory_before']} -> "
+            f"{mem['used_memory_after']}); MEMORY USAGE of one session key: "
+            f"{mem['memory_usage_one_key']} B ({mem['encoding_one_key']}, {mem['fields_one_key']} fields)")
+    if rep["replica_rss"]:
+        rss = ", ".join(f"{k} {v['vm_hwm_kb'] / 1024:.1f} MB" for k, v in rep["replica_rss"].items())
+        lines.append(f"Replica peak RSS (VmHWM): {rss}")
+    for n in rep["notes"]:
+        lines.append(f"note: {n}")
+    lines.append("")
+    lines.append("Targets:")
+    for t in rep["targets"]:
+        mark = {True: "met", False: "NOT met", None: "not measured"}[t["met"]]
+        lines.append(f"  {t['target']:52} {str(t['value']):>10}  {mark}")
+    lines.append("")
+    lines.append("Ratios:")
+    for k, v in rep["ratios"].items():
+        lines.append(f"  {k:45} {v if v is not None else 'n/a'}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_duration(text: str) -> float:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)?", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a duration: {text} (e.g. 10s, 500ms, 1m)")
+    n, unit = float(m.group(1)), m.group(2) or "s"
+    return n / 1000 if unit == "ms" else n * 60 if unit == "m" else n
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=parse_duration, default=None,
+                   help="measured time per case, whole seconds (default 10s; smoke: 1s)")
+    p.add_argument("--warmup", type=parse_duration, default=None,
+                   help="warm-up before each case, whole seconds (default 2s; smoke: none)")
+    p.add_argument("--smoke", action="store_true",
+                   help="a few seconds in all, for CI: same cases, short runs, few sessions")
+    p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    p.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    p.add_argument("--sessions", type=int, default=None,
+                   help="sessions made for the memory figure (default 100000; smoke: 2000)")
+    p.add_argument("--cost-ops", type=int, default=200,
+                   help="sequential requests per operation for the Redis cost figures")
+    p.add_argument("--nginx-workers", default="auto", help="nginx worker_processes (default auto)")
+    p.add_argument("--cases", default="", help="comma-separated subset of cases (default: all)")
+    p.add_argument("--no-3-replicas", dest="replicas3", action="store_false",
+                   help="skip the 3-replica cluster")
+    p.add_argument("--max-logout-pool", type=int, default=2_000_000)
+    p.add_argument("--cluster", choices=("auto", "script", "builtin"), default="auto",
+                   help="who starts the cluster: scripts/cluster (auto: when it is in git) "
+                        "or this file")
+    p.add_argument("--binary", type=Path, required=True)
+    p.add_argument("--profile", default="release")
+    p.add_argument("--out", type=Path, default=ROOT / "target" / "bench")
+    o = p.parse_args()
+    o.duration = o.duration if o.duration is not None else (1.0 if o.smoke else 10.0)
+    o.warmup = o.warmup if o.warmup is not None else (0 if o.smoke else 2.0)
+    o.sessions = o.sessions if o.sessions is not None else (2000 if o.smoke else 100_000)
+    if o.smoke:
+        # Few connections: a debug build on a busy CI machine must not hit
+        # wrk's request timeout (a timeout counts as a failed request).
+        o.connections = min(o.connections, 16)
+        o.cost_ops = min(o.cost_ops, 50)
+        o.max_logout_pool = min(o.max_logout_pool, 5000)
+    o.out.mkdir(parents=True, exist_ok=True)
+    o.binary = o.binary.resolve()
+
+    bench = Bench(o)
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        return bench.run()
+    except BenchError as e:
+        print(f"\nBENCHMARK BROKEN: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
