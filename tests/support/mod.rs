@@ -3,5 +3,9 @@
 #![allow(dead_code)] // each binary uses its own subset
 
 pub mod client;
+pub mod cluster;
+pub mod load;
+pub mod nginx;
 pub mod ports;
+pub mod procs;
 pub mod redis;

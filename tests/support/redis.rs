@@ -58,6 +58,12 @@ impl RedisServer {
         }
     }
 
+    /// Leaves the server running when this handle is dropped (for a cluster
+    /// that outlives its starter, `scripts/cluster up`); returns its pid.
+    pub fn detach(mut self) -> Option<u32> {
+        self.child.take().map(|child| child.id())
+    }
+
     /// Starts it again on the same port, empty (no persistence).
     pub fn restart(&mut self) {
         self.kill();

@@ -1,0 +1,685 @@
+//! A native tokengate cluster on loopback: one `redis-server`, N `tokengate`
+//! replicas (the real binary, as processes) and nginx in front of them with the
+//! shared `nginx/*.conf` files (see [`super::nginx`]). Every port is a free
+//! loopback port; every process is stopped when the [`Cluster`] is dropped
+//! (also when a test panics), unless it was [`Cluster::detach`]ed.
+//!
+//! One implementation for the e2e tests (`tests/e2e`), for humans and scripts
+//! (`examples/cluster.rs`, wrapped by `scripts/cluster`) and for the benchmark:
+//!
+//! ```ignore
+//! let mut cluster = Cluster::start(ClusterOptions::new(env!("CARGO_BIN_EXE_tokengate")).replicas(3))?;
+//! cluster.url();                 // "http://127.0.0.1:<nginx port>"
+//! cluster.kill_replica(1);       // SIGKILL; terminate_replica = SIGTERM + wait
+//! cluster.restart_replica(1)?;   // same port, so nginx finds it again
+//! cluster.kill_redis(); cluster.restart_redis();   // same port, empty
+//! ```
+//!
+//! A detached cluster is described by `<dir>/cluster.json` ([`ClusterState`])
+//! and `<dir>/cluster.env` (the same as shell variables), and stopped with
+//! [`ClusterState::stop`] (`scripts/cluster down --dir DIR`).
+
+use std::fs::{File, OpenOptions};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::nginx::{Nginx, NginxOptions, find_nginx};
+use super::ports::free_port;
+use super::procs;
+use super::redis::RedisServer;
+
+/// The protected echo app and the trivial-auth ceiling, behind nginx.
+pub const PROTECTED_PATH: &str = "/app/";
+pub const TRIVIAL_PATH: &str = "/trivial/";
+
+/// How long a replica may take to answer `/ping` after it was started.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Number of tokengate replicas (≥ 1).
+    pub replicas: usize,
+    /// The tokengate binary (tests: `env!("CARGO_BIN_EXE_tokengate")`).
+    pub binary: PathBuf,
+    /// nginx to run; `None` = [`find_nginx`].
+    pub nginx_binary: Option<PathBuf>,
+    pub nginx: NginxOptions,
+    /// Extra environment for every replica, e.g.
+    /// `("TOKENGATE__AUTH__AUTO_LOGOUT", "1s")`. Applied last, so it can override
+    /// anything the cluster sets.
+    pub env: Vec<(String, String)>,
+    /// `TOKENGATE__LOGGING__LEVEL` of the replicas.
+    pub log_level: String,
+    /// Where the logs, the nginx prefix and the state files go. `None` = a fresh
+    /// directory under the system temp dir, removed on drop (kept, and its path
+    /// printed, if the thread is panicking).
+    pub dir: Option<PathBuf>,
+    /// The shared HS256 key; `None` = a random one for this cluster.
+    pub secret: Option<String>,
+}
+
+impl ClusterOptions {
+    pub fn new(binary: impl Into<PathBuf>) -> Self {
+        Self {
+            replicas: 3,
+            binary: binary.into(),
+            nginx_binary: None,
+            nginx: NginxOptions::default(),
+            env: Vec::new(),
+            log_level: "info".to_owned(),
+            dir: None,
+            secret: None,
+        }
+    }
+
+    pub fn replicas(mut self, n: usize) -> Self {
+        self.replicas = n;
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// One tokengate process.
+struct Replica {
+    index: usize,
+    port: u16,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct Cluster {
+    options: ClusterOptions,
+    dir: PathBuf,
+    remove_dir: bool,
+    secret: String,
+    nginx: Option<Nginx>,
+    replicas: Vec<Replica>,
+    redis: Option<RedisServer>,
+}
+
+impl Cluster {
+    /// Starts Redis, the replicas and nginx; returns once each replica answers
+    /// `/ping` and nginx answers `/health` (through a replica, from Redis).
+    pub fn start(options: ClusterOptions) -> Result<Self, String> {
+        if options.replicas == 0 {
+            return Err("a cluster needs at least one replica".to_owned());
+        }
+        if !options.binary.is_file() {
+            return Err(format!(
+                "tokengate binary {} not found (build it first)",
+                options.binary.display()
+            ));
+        }
+        let nginx_binary = match options.nginx_binary.clone().or_else(find_nginx) {
+            Some(path) => path,
+            None => {
+                return Err(
+                    "nginx not found (looked at $TOKENGATE_NGINX, /usr/sbin/nginx, PATH); \
+                            `apt-get install nginx` (scripts/test does)"
+                        .to_owned(),
+                );
+            }
+        };
+        let (dir, remove_dir) = match &options.dir {
+            Some(dir) => (absolute(dir)?, false),
+            None => (
+                std::env::temp_dir().join(format!("tokengate-cluster-{}", uuid::Uuid::new_v4())),
+                true,
+            ),
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let secret = options.secret.clone().unwrap_or_else(|| {
+            format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            )
+        });
+
+        let mut cluster = Self {
+            options,
+            dir,
+            remove_dir,
+            secret,
+            nginx: None,
+            replicas: Vec::new(),
+            redis: None,
+        };
+        // From here on, Drop cleans up whatever was started if a step fails.
+        cluster.redis = Some(RedisServer::start());
+        for index in 0..cluster.options.replicas {
+            let log = cluster.dir.join(format!("replica-{index}.log"));
+            cluster.replicas.push(Replica {
+                index,
+                port: 0,
+                log,
+                child: None,
+            });
+        }
+        for index in 0..cluster.replicas.len() {
+            cluster.spawn_replica(index, None)?;
+        }
+        let ports: Vec<u16> = cluster.replicas.iter().map(|r| r.port).collect();
+        let nginx = Nginx::start(
+            &nginx_binary,
+            &cluster.dir.join("nginx"),
+            &ports,
+            &cluster.options.nginx,
+        )?;
+        let front = nginx.front_addr();
+        cluster.nginx = Some(nginx);
+        let through = procs::poll_until(READY_TIMEOUT, || {
+            // /health: nginx → a replica → Redis, the whole chain.
+            procs::http_status(front, "/health", Duration::from_secs(2)) == Some(200)
+        });
+        if !through {
+            return Err(format!(
+                "nginx does not reach the replicas: {}",
+                cluster.nginx().error_log().trim()
+            ));
+        }
+        Ok(cluster)
+    }
+
+    /// Starts replica `index` (on `port`, or on a free port) and waits until it
+    /// answers `/ping`.
+    fn spawn_replica(&mut self, index: usize, port: Option<u16>) -> Result<(), String> {
+        let redis_url = self.redis().url();
+        let fixed = port.is_some();
+        let tries = if fixed { 50 } else { 5 };
+        let mut last_error = String::new();
+        for _ in 0..tries {
+            let port = port.unwrap_or_else(free_port);
+            let log_path = self.replicas[index].log.clone();
+            let log = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .map_err(|e| format!("open {}: {e}", log_path.display()))?;
+            let err = log
+                .try_clone()
+                .map_err(|e| format!("open {}: {e}", log_path.display()))?;
+            let mut command = Command::new(&self.options.binary);
+            command
+                // No config.yml there: built-in defaults + the environment below.
+                .current_dir(&self.dir)
+                .env("TOKENGATE__SERVER__HOST", "127.0.0.1")
+                .env("TOKENGATE__SERVER__PORT", port.to_string())
+                .env("TOKENGATE__CACHE__URL", &redis_url)
+                .env("TOKENGATE__AUTH__SECRET", &self.secret)
+                .env("TOKENGATE__LOGGING__LEVEL", &self.options.log_level)
+                .envs(self.options.env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(err);
+            let mut child = command
+                .spawn()
+                .map_err(|e| format!("cannot start {}: {e}", self.options.binary.display()))?;
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let mut exited = None;
+            let ready = procs::poll_until(READY_TIMEOUT, || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    exited = Some(status);
+                    return true;
+                }
+                procs::http_status(addr, "/ping", Duration::from_secs(1)) == Some(200)
+            });
+            let replica = &mut self.replicas[index];
+            if ready && exited.is_none() {
+                replica.port = port;
+                replica.child = Some(child);
+                return Ok(());
+            }
+            if exited.is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+            last_error = format!(
+                "replica {index} on port {port} did not start ({}): {}",
+                exited.map_or_else(|| "no answer to /ping".to_owned(), |s| s.to_string()),
+                output.lines().last().unwrap_or_default()
+            );
+            if !output.contains("cannot listen") {
+                break;
+            }
+            if fixed {
+                // Its own port: wait for whoever holds it to let go.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Err(last_error)
+    }
+
+    // --- where things are ----------------------------------------------------
+
+    /// The public URL: nginx, `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    /// nginx's public address.
+    pub fn addr(&self) -> SocketAddr {
+        self.nginx().front_addr()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    pub fn nginx(&self) -> &Nginx {
+        self.nginx.as_ref().expect("nginx is running")
+    }
+
+    pub fn replica_count(&self) -> usize {
+        self.replicas.len()
+    }
+
+    pub fn replica_port(&self, index: usize) -> u16 {
+        self.replicas[index].port
+    }
+
+    pub fn replica_addr(&self, index: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.replicas[index].port))
+    }
+
+    pub fn replica_addrs(&self) -> Vec<SocketAddr> {
+        (0..self.replicas.len())
+            .map(|i| self.replica_addr(i))
+            .collect()
+    }
+
+    /// The pid of replica `index`, `None` once it was stopped or killed.
+    pub fn replica_pid(&self, index: usize) -> Option<u32> {
+        self.replicas[index].child.as_ref().map(Child::id)
+    }
+
+    /// Whether replica `index` is still running (not exited by itself).
+    pub fn replica_running(&mut self, index: usize) -> bool {
+        match self.replicas[index].child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// What replica `index` logged so far (all its runs).
+    pub fn replica_log(&self, index: usize) -> String {
+        std::fs::read_to_string(&self.replicas[index].log).unwrap_or_default()
+    }
+
+    pub fn redis(&self) -> &RedisServer {
+        self.redis.as_ref().expect("redis is running")
+    }
+
+    // --- faults --------------------------------------------------------------
+
+    /// SIGKILL replica `index` (a crash: no drain) and reap it.
+    pub fn kill_replica(&mut self, index: usize) {
+        if let Some(mut child) = self.replicas[index].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends `signal` (e.g. `"TERM"`) to replica `index` without waiting.
+    pub fn signal_replica(&self, index: usize, signal: &str) -> Result<(), String> {
+        let pid = self
+            .replica_pid(index)
+            .ok_or_else(|| format!("replica {index} is not running"))?;
+        procs::signal(i64::from(pid), signal)
+    }
+
+    /// Waits up to `within` for replica `index` to exit; its exit status, or
+    /// `None` if it is still running (it then stays in the cluster).
+    pub fn wait_replica(&mut self, index: usize, within: Duration) -> Option<ExitStatus> {
+        let replica = &mut self.replicas[index];
+        let status = procs::wait_child(replica.child.as_mut()?, within)?;
+        replica.child = None;
+        Some(status)
+    }
+
+    /// SIGTERM replica `index` (it stops accepting, drains, exits) and waits for
+    /// it to exit (up to 20 s).
+    pub fn terminate_replica(&mut self, index: usize) -> Result<ExitStatus, String> {
+        self.signal_replica(index, "TERM")?;
+        self.wait_replica(index, Duration::from_secs(20))
+            .ok_or_else(|| format!("replica {index} did not exit within 20 s of SIGTERM"))
+    }
+
+    /// Starts replica `index` again on its port (killing it first if it still
+    /// runs), so nginx's upstream finds it without a reload.
+    pub fn restart_replica(&mut self, index: usize) -> Result<(), String> {
+        self.kill_replica(index);
+        let port = self.replicas[index].port;
+        self.spawn_replica(index, Some(port))
+    }
+
+    /// SIGKILL Redis (a crash). Requests fail closed until [`Self::restart_redis`].
+    pub fn kill_redis(&mut self) {
+        if let Some(redis) = self.redis.as_mut() {
+            redis.kill();
+        }
+    }
+
+    /// Starts Redis again on the same port, empty (no persistence: every
+    /// session is gone). Panics if it cannot.
+    pub fn restart_redis(&mut self) {
+        if let Some(redis) = self.redis.as_mut() {
+            redis.restart();
+        }
+    }
+
+    // --- state, stop, detach -------------------------------------------------
+
+    /// The cluster as `cluster.json` describes it.
+    pub fn state(&self) -> ClusterState {
+        let nginx = self.nginx();
+        let prefix = nginx.prefix();
+        let redis = self.redis();
+        ClusterState {
+            version: 1,
+            dir: self.dir.clone(),
+            url: self.url(),
+            nginx: NginxState {
+                port: nginx.front_port(),
+                app_port: nginx.app_port(),
+                pid: nginx.pid(),
+                start_time: nginx.pid().and_then(procs::start_time),
+                binary: nginx.binary().to_path_buf(),
+                prefix: prefix.to_path_buf(),
+                conf: prefix.join("nginx.conf"),
+                access_log: self
+                    .options
+                    .nginx
+                    .access_log
+                    .then(|| prefix.join("access.log")),
+                error_log: prefix.join("error.log"),
+            },
+            redis: RedisState {
+                port: redis.port(),
+                url: redis.url(),
+                pid: redis.pid(),
+                start_time: redis.pid().and_then(procs::start_time),
+            },
+            replicas: self
+                .replicas
+                .iter()
+                .map(|r| {
+                    let pid = r.child.as_ref().map(Child::id);
+                    ReplicaState {
+                        index: r.index,
+                        port: r.port,
+                        url: format!("http://127.0.0.1:{}", r.port),
+                        pid,
+                        start_time: pid.and_then(procs::start_time),
+                        log: r.log.clone(),
+                    }
+                })
+                .collect(),
+            binary: self.options.binary.clone(),
+            secret: self.secret.clone(),
+            paths: Paths {
+                protected: PROTECTED_PATH.to_owned(),
+                trivial: TRIVIAL_PATH.to_owned(),
+            },
+        }
+    }
+
+    /// Stops everything in order: nginx (no new requests), then each replica
+    /// with SIGTERM (drain), then Redis. Returns the replicas' exit statuses.
+    pub fn stop(mut self) -> Vec<Option<ExitStatus>> {
+        if let Some(mut nginx) = self.nginx.take() {
+            nginx.stop();
+        }
+        for index in 0..self.replicas.len() {
+            let _ = self.signal_replica(index, "TERM");
+        }
+        let statuses = (0..self.replicas.len())
+            .map(|index| {
+                let status = self.wait_replica(index, Duration::from_secs(20));
+                self.kill_replica(index);
+                status
+            })
+            .collect();
+        self.redis = None;
+        statuses
+    }
+
+    /// Leaves every process running and returns their description, also written
+    /// to `<dir>/cluster.json` and `<dir>/cluster.env`. The directory is kept.
+    pub fn detach(mut self) -> Result<ClusterState, String> {
+        let state = self.state();
+        state.write()?;
+        self.remove_dir = false;
+        for replica in &mut self.replicas {
+            // Dropping a Child neither kills nor waits for it.
+            drop(replica.child.take());
+        }
+        if let Some(nginx) = self.nginx.take() {
+            nginx.detach();
+        }
+        if let Some(redis) = self.redis.take() {
+            redis.detach();
+        }
+        Ok(state)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // nginx first (it stops its workers), then the replicas, then Redis.
+        self.nginx = None;
+        for index in 0..self.replicas.len() {
+            self.kill_replica(index);
+        }
+        self.redis = None;
+        if self.remove_dir {
+            if std::thread::panicking() {
+                eprintln!("cluster logs kept in {}", self.dir.display());
+            } else {
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
+        }
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, String> {
+    std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+// --- the state file ------------------------------------------------------------
+
+/// `<dir>/cluster.json`: everything another program needs to use or stop a
+/// detached cluster. Stable interface (version 1); fields may be added.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub version: u32,
+    pub dir: PathBuf,
+    /// nginx's public URL, `http://127.0.0.1:<nginx.port>`.
+    pub url: String,
+    pub nginx: NginxState,
+    pub redis: RedisState,
+    pub replicas: Vec<ReplicaState>,
+    /// The tokengate binary the replicas run.
+    pub binary: PathBuf,
+    /// The replicas' shared HS256 key (a throwaway made for this cluster).
+    pub secret: String,
+    pub paths: Paths,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NginxState {
+    pub port: u16,
+    /// The echo app (an nginx server block; also reachable directly).
+    pub app_port: u16,
+    /// The master process.
+    pub pid: Option<u32>,
+    /// `/proc/<pid>/stat` start time: guards against signalling a reused pid.
+    pub start_time: Option<u64>,
+    pub binary: PathBuf,
+    pub prefix: PathBuf,
+    pub conf: PathBuf,
+    pub access_log: Option<PathBuf>,
+    pub error_log: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RedisState {
+    pub port: u16,
+    pub url: String,
+    pub pid: Option<u32>,
+    pub start_time: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaState {
+    pub index: usize,
+    pub port: u16,
+    /// The replica itself, bypassing nginx.
+    pub url: String,
+    pub pid: Option<u32>,
+    pub start_time: Option<u64>,
+    pub log: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Paths {
+    /// Behind tokengate's auth_request: `GET {url}{protected}anything`.
+    pub protected: String,
+    /// Behind an auth_request that always says yes (the ceiling).
+    pub trivial: String,
+}
+
+impl ClusterState {
+    pub const FILE: &str = "cluster.json";
+    pub const ENV_FILE: &str = "cluster.env";
+
+    /// Reads `<dir>/cluster.json`; `Ok(None)` if there is none.
+    pub fn load(dir: &Path) -> Result<Option<Self>, String> {
+        let path = dir.join(Self::FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("read {}: {e}", path.display())),
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Writes `<dir>/cluster.json` and `<dir>/cluster.env`.
+    pub fn write(&self) -> Result<(), String> {
+        let json = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
+        write_file(&self.dir.join(Self::FILE), &(json + "\n"))?;
+        write_file(&self.dir.join(Self::ENV_FILE), &self.env_file())
+    }
+
+    /// The state as shell variables (`. DIR/cluster.env`).
+    pub fn env_file(&self) -> String {
+        let join = |items: Vec<String>| items.join(" ");
+        let pid = |p: Option<u32>| p.map(|p| p.to_string()).unwrap_or_default();
+        let vars = [
+            ("TG_DIR", self.dir.display().to_string()),
+            ("TG_URL", self.url.clone()),
+            ("TG_NGINX_PORT", self.nginx.port.to_string()),
+            ("TG_NGINX_PID", pid(self.nginx.pid)),
+            ("TG_APP_PORT", self.nginx.app_port.to_string()),
+            ("TG_REDIS_PORT", self.redis.port.to_string()),
+            ("TG_REDIS_URL", self.redis.url.clone()),
+            ("TG_REDIS_PID", pid(self.redis.pid)),
+            ("TG_REPLICAS", self.replicas.len().to_string()),
+            (
+                "TG_REPLICA_PORTS",
+                join(self.replicas.iter().map(|r| r.port.to_string()).collect()),
+            ),
+            (
+                "TG_REPLICA_PIDS",
+                join(self.replicas.iter().map(|r| pid(r.pid)).collect()),
+            ),
+            ("TG_BINARY", self.binary.display().to_string()),
+            ("TG_SECRET", self.secret.clone()),
+            ("TG_PROTECTED_PATH", self.paths.protected.clone()),
+            ("TG_TRIVIAL_PATH", self.paths.trivial.clone()),
+        ];
+        let mut out = String::from("# tokengate native cluster; written by `scripts/cluster up`\n");
+        for (name, value) in vars {
+            out.push_str(&format!("{name}='{}'\n", value.replace('\'', r"'\''")));
+        }
+        out
+    }
+
+    /// Stops every process listed (nginx, then the replicas with SIGTERM, then
+    /// Redis), each only if its pid still names the process that was started
+    /// (same start time). Bounded: SIGKILL after a grace period. Removes the
+    /// state files; keeps the logs. Returns what it did, a line per process.
+    pub fn stop(&self) -> Vec<String> {
+        let mut report = Vec::new();
+        let mut stop = |name: String, pid: Option<u32>, start: Option<u64>, grace: Duration| {
+            let Some(pid) = pid else {
+                report.push(format!("{name}: not running"));
+                return;
+            };
+            if start.is_none() || procs::start_time(pid) != start || !procs::alive(pid) {
+                report.push(format!("{name} (pid {pid}): already gone"));
+                return;
+            }
+            let children = procs::children(pid);
+            let _ = procs::signal(i64::from(pid), "TERM");
+            if procs::wait_gone(pid, grace) {
+                report.push(format!("{name} (pid {pid}): stopped"));
+            } else {
+                let _ = procs::signal(i64::from(pid), "KILL");
+                for child in children {
+                    let _ = procs::signal(i64::from(child), "KILL");
+                }
+                procs::wait_gone(pid, Duration::from_secs(2));
+                report.push(format!(
+                    "{name} (pid {pid}): killed (no exit within {grace:?})"
+                ));
+            }
+        };
+        stop(
+            "nginx".to_owned(),
+            self.nginx.pid,
+            self.nginx.start_time,
+            Duration::from_secs(5),
+        );
+        for r in &self.replicas {
+            stop(
+                format!("replica {} (port {})", r.index, r.port),
+                r.pid,
+                r.start_time,
+                Duration::from_secs(20),
+            );
+        }
+        stop(
+            "redis".to_owned(),
+            self.redis.pid,
+            self.redis.start_time,
+            Duration::from_secs(5),
+        );
+        let _ = std::fs::remove_file(self.dir.join(Self::FILE));
+        let _ = std::fs::remove_file(self.dir.join(Self::ENV_FILE));
+        report
+    }
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    File::create(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| format!("write {}: {e}", path.display()))
+}

@@ -1,0 +1,413 @@
+//! A real nginx in front of tokengate replicas on loopback: the shared
+//! `nginx/tokengate.locations.conf` and `nginx/tokengate.protect.conf` included
+//! from a generated native config (nginx/README.md), in a private prefix
+//! directory, plus an echo app and a trivial-auth ceiling in the same nginx.
+//!
+//! What the generated config serves on `127.0.0.1:<front>`:
+//!   * the public API (`/login /refresh /logout /ping /health`), from
+//!     tokengate.locations.conf, proxied to `upstream tokengate`;
+//!   * `/app/` — protected by tokengate.protect.conf, proxied to the echo app,
+//!     which answers `{"app":"echo","method":..,"user_id":..,"session_id":..}`
+//!     with the `X-User-Id` / `X-Session-Id` it received;
+//!   * `/trivial/` — the same echo app behind `auth_request` to a location that
+//!     only does `return 204`: the ceiling of any external auth service (for the
+//!     benchmark's `nginx_trivial_auth` case);
+//!   * everything else: JSON 404.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::ports::free_port;
+use super::procs;
+
+/// The nginx to run: `$TOKENGATE_NGINX`, else Debian's `/usr/sbin/nginx` (not on
+/// a normal user's PATH), else `nginx` on PATH.
+pub fn find_nginx() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("TOKENGATE_NGINX") {
+        return Some(PathBuf::from(path));
+    }
+    let debian = Path::new("/usr/sbin/nginx");
+    if debian.is_file() {
+        return Some(debian.to_path_buf());
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("nginx"))
+            .find(|path| path.is_file())
+    })
+}
+
+/// Where the shared files are: `$TOKENGATE_NGINX_CONF_DIR` (to try a variant),
+/// else the repository's `nginx/` directory, as compiled in.
+pub fn shared_conf_dir() -> PathBuf {
+    std::env::var_os("TOKENGATE_NGINX_CONF_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("nginx"))
+}
+
+/// How to generate the native config.
+#[derive(Debug, Clone)]
+pub struct NginxOptions {
+    /// Where `tokengate.locations.conf` and `tokengate.protect.conf` are.
+    pub conf_dir: PathBuf,
+    /// `worker_processes`: `None` = `auto` (one per core).
+    pub workers: Option<usize>,
+    /// Write `<prefix>/access.log` (tab-separated, auth subrequests included;
+    /// see [`AccessLine`]). Off for benchmarks.
+    pub access_log: bool,
+    /// The public port; `None` = a free one.
+    pub front_port: Option<u16>,
+}
+
+impl Default for NginxOptions {
+    fn default() -> Self {
+        Self {
+            conf_dir: shared_conf_dir(),
+            workers: None,
+            access_log: true,
+            front_port: None,
+        }
+    }
+}
+
+/// A running nginx (master + workers, in their own process group).
+pub struct Nginx {
+    binary: PathBuf,
+    prefix: PathBuf,
+    front_port: u16,
+    app_port: u16,
+    child: Option<Child>,
+}
+
+impl Nginx {
+    /// Writes `<prefix>/nginx.conf` for `upstreams` (the replica ports) and
+    /// starts nginx; returns once it answers on the front port and the echo app
+    /// answers. Retries on fresh ports if one was taken meanwhile.
+    pub fn start(
+        binary: &Path,
+        prefix: &Path,
+        upstreams: &[u16],
+        options: &NginxOptions,
+    ) -> Result<Self, String> {
+        std::fs::create_dir_all(prefix.join("tmp"))
+            .map_err(|e| format!("create {}: {e}", prefix.display()))?;
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let front_port = options.front_port.unwrap_or_else(free_port);
+            let app_port = free_port();
+            let conf = render(prefix, upstreams, front_port, app_port, options);
+            let conf_path = prefix.join("nginx.conf");
+            std::fs::write(&conf_path, conf)
+                .map_err(|e| format!("write {}: {e}", conf_path.display()))?;
+            let mut nginx = Self {
+                binary: binary.to_path_buf(),
+                prefix: prefix.to_path_buf(),
+                front_port,
+                app_port,
+                child: None,
+            };
+            match nginx.spawn() {
+                Ok(()) => return Ok(nginx),
+                Err(e) if options.front_port.is_none() && e.contains("Address already in use") => {
+                    last_error = e;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error)
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let stderr = std::fs::File::create(self.prefix.join("stderr.log"))
+            .map_err(|e| format!("create nginx stderr.log: {e}"))?;
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("-p")
+            .arg(format!("{}/", self.prefix.display()))
+            .arg("-c")
+            .arg(self.prefix.join("nginx.conf"))
+            // Errors before the config is read (nginx >= 1.19.5).
+            .arg("-e")
+            .arg(self.prefix.join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        // Same process group as its starter: a Ctrl-C that kills `cargo test`
+        // (no Drop runs then) stops nginx too.
+        let child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
+        self.child = Some(child);
+
+        let front = self.front_addr();
+        let app = SocketAddr::from(([127, 0, 0, 1], self.app_port));
+        let ready = procs::poll_until(Duration::from_secs(10), || {
+            if self.exited() {
+                return true;
+            }
+            procs::http_status(front, "/_cluster_ready", Duration::from_millis(500)).is_some()
+                && procs::http_status(app, "/", Duration::from_millis(500)) == Some(200)
+        });
+        if self.exited() || !ready {
+            let log = self.error_log();
+            self.stop();
+            return Err(format!("nginx did not start: {}", log.trim()));
+        }
+        Ok(())
+    }
+
+    fn exited(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => !matches!(child.try_wait(), Ok(None)),
+            None => true,
+        }
+    }
+
+    pub fn front_port(&self) -> u16 {
+        self.front_port
+    }
+
+    pub fn front_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.front_port))
+    }
+
+    pub fn app_port(&self) -> u16 {
+        self.app_port
+    }
+
+    pub fn prefix(&self) -> &Path {
+        &self.prefix
+    }
+
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// What nginx wrote to its error log (and stderr) so far.
+    pub fn error_log(&self) -> String {
+        let read = |name: &str| std::fs::read_to_string(self.prefix.join(name)).unwrap_or_default();
+        format!("{}{}", read("stderr.log"), read("error.log"))
+    }
+
+    /// The access log so far, parsed (empty if the access log is off).
+    pub fn access_log(&self) -> Vec<AccessLine> {
+        std::fs::read_to_string(self.prefix.join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(AccessLine::parse)
+            .collect()
+    }
+
+    /// Fast shutdown (SIGTERM: the master stops its workers and exits), bounded;
+    /// SIGKILL to the workers and the master as a last resort.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id();
+            let _ = procs::signal(i64::from(pid), "TERM");
+            if procs::wait_child(&mut child, Duration::from_secs(5)).is_none() {
+                procs::kill_with_children(pid);
+                let _ = child.wait();
+            }
+        }
+    }
+
+    /// Leaves nginx running (for `cluster up`); returns its pid.
+    pub fn detach(mut self) -> Option<u32> {
+        self.child.take().map(|child| child.id())
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One line of the generated access log: a client request, or (with
+/// `log_subrequest on`) an auth subrequest to `/_tokengate/authenticate`.
+#[derive(Debug, Clone)]
+pub struct AccessLine {
+    /// Seconds since the epoch, with milliseconds.
+    pub msec: f64,
+    pub status: u16,
+    pub method: String,
+    pub uri: String,
+    /// Every upstream nginx tried for this request, in order (`host:port`);
+    /// more than one means nginx retried on another server.
+    pub upstreams: Vec<String>,
+    /// Their statuses, in the same order (`502` for a try that failed).
+    pub upstream_statuses: Vec<String>,
+}
+
+impl AccessLine {
+    fn parse(line: &str) -> Option<Self> {
+        let mut f = line.split('\t');
+        let msec = f.next()?.parse().ok()?;
+        let status = f.next()?.parse().ok()?;
+        let method = f.next()?.to_owned();
+        let uri = f.next()?.to_owned();
+        // "a, b" for retries, "a : b" across internal redirects; "-" for none.
+        let split = |s: &str| -> Vec<String> {
+            s.replace(" : ", ", ")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && *s != "-")
+                .map(str::to_owned)
+                .collect()
+        };
+        let upstreams = split(f.next()?);
+        let upstream_statuses = split(f.next().unwrap_or(""));
+        Some(Self {
+            msec,
+            status,
+            method,
+            uri,
+            upstreams,
+            upstream_statuses,
+        })
+    }
+
+    /// The port of every upstream tried.
+    pub fn upstream_ports(&self) -> Vec<u16> {
+        self.upstreams
+            .iter()
+            .filter_map(|a| a.rsplit(':').next()?.parse().ok())
+            .collect()
+    }
+
+    pub fn is_auth_check(&self) -> bool {
+        self.uri == "/_tokengate/authenticate"
+    }
+}
+
+/// The native nginx.conf. Includes the shared files by absolute path.
+pub fn render(
+    prefix: &Path,
+    upstreams: &[u16],
+    front_port: u16,
+    app_port: u16,
+    options: &NginxOptions,
+) -> String {
+    let p = prefix.display();
+    let dir = options.conf_dir.display();
+    let workers = options
+        .workers
+        .map_or_else(|| "auto".to_owned(), |n| n.to_string());
+    let mut servers = String::new();
+    for port in upstreams {
+        // max_fails=1 fail_timeout=2s: one failed try takes a dead replica out of
+        // rotation (per worker) for 2 s; then it is tried again, so a restarted
+        // replica gets traffic within ~2 s. Every failed try is retried on
+        // another replica (proxy_next_upstream in tokengate.locations.conf).
+        let _ = writeln!(
+            servers,
+            "        server 127.0.0.1:{port} max_fails=1 fail_timeout=2s;"
+        );
+    }
+    let access_log = if options.access_log {
+        format!(
+            "log_format cluster '$msec\\t$status\\t$request_method\\t$uri\\t$upstream_addr\\t$upstream_status';\n    \
+             access_log {p}/access.log cluster;\n    \
+             log_subrequest on;"
+        )
+    } else {
+        "access_log off;".to_owned()
+    };
+    format!(
+        r#"# Generated by tests/support/nginx.rs for a native tokengate cluster on loopback.
+# The shared files come from {dir}; see nginx/README.md.
+daemon off;
+worker_processes {workers};
+worker_rlimit_nofile 16384;
+pid {p}/nginx.pid;
+error_log {p}/error.log warn;
+
+events {{
+    worker_connections 4096;
+}}
+
+http {{
+    server_tokens off;
+    default_type application/json;
+    client_body_temp_path {p}/tmp/body;
+    proxy_temp_path {p}/tmp/proxy;
+    fastcgi_temp_path {p}/tmp/fastcgi;
+    uwsgi_temp_path {p}/tmp/uwsgi;
+    scgi_temp_path {p}/tmp/scgi;
+    {access_log}
+
+    upstream tokengate {{
+{servers}        # Under tokengate's 10 s idle limit, as in nginx/nginx.conf.
+        keepalive 64;
+        keepalive_timeout 5s;
+    }}
+
+    upstream app {{
+        server 127.0.0.1:{app_port};
+        keepalive 64;
+        keepalive_timeout 5s;
+    }}
+
+    server {{
+        listen 127.0.0.1:{front_port} backlog=4096;
+        # Load generators keep their connections; don't make them reconnect.
+        keepalive_requests 100000;
+
+        include {dir}/tokengate.locations.conf;
+
+        location /app/ {{
+            include {dir}/tokengate.protect.conf;
+            proxy_pass http://app;
+        }}
+
+        # The ceiling of any external auth service: auth_request to a location
+        # that says yes at once, then the same app.
+        location /trivial/ {{
+            auth_request /_trivial_auth;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://app;
+        }}
+        location = /_trivial_auth {{
+            internal;
+            return 204;
+        }}
+
+        location / {{
+            return 404 '{{"error":"not_found","error_description":"no such endpoint"}}\n';
+        }}
+    }}
+
+    # The protected app: echoes what nginx told it. Only JSON-safe values are
+    # echoed as they are.
+    map $http_x_user_id $echo_user_id {{
+        ""                        "";
+        "~^[-A-Za-z0-9._@:+=/]+$" $http_x_user_id;
+        default                   "(not shown: not JSON-safe)";
+    }}
+    map $http_x_session_id $echo_session_id {{
+        ""                 "";
+        "~^[-A-Za-z0-9]+$" $http_x_session_id;
+        default            "(not shown: not JSON-safe)";
+    }}
+
+    server {{
+        listen 127.0.0.1:{app_port} backlog=4096;
+        access_log off;
+        keepalive_requests 100000;
+
+        location / {{
+            return 200 '{{"app":"echo","method":"$request_method","user_id":"$echo_user_id","session_id":"$echo_session_id"}}\n';
+        }}
+    }}
+}}
+"#
+    )
+}
