@@ -1,0 +1,190 @@
+//! What clients and the protected app see through nginx, with three replicas.
+
+use std::time::{Duration, Instant};
+
+use http::Method;
+use http_body_util::Full;
+
+use crate::support::client::{self, request};
+use crate::{
+    EXCLUSIVE, app, assert_app_saw, assert_invalid_token, authenticate_at, login, logout, options,
+    refresh, start, through_every_replica,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_gets_the_identity_for_get_post_put_and_spoofing_is_replaced() {
+    let _shared = EXCLUSIVE.read().await;
+    let cluster = start(options());
+    let addr = cluster.addr();
+
+    let pair = login(addr, "alice").await;
+    for method in [Method::GET, Method::POST, Method::PUT] {
+        // A client that claims to be someone else is told who it is.
+        let reply = app(
+            addr,
+            method.clone(),
+            Some(&pair.access),
+            &[("x-user-id", "admin"), ("x-session-id", "forged")],
+        )
+        .await;
+        assert_app_saw(&reply, &method, &pair);
+    }
+
+    // Every replica answers checks for this token (nginx spreads them).
+    let seen = through_every_replica(&cluster, &pair.access, 200).await;
+    assert_eq!(seen.len(), 3, "{seen:?}");
+
+    // No token: nginx's JSON 401 with tokengate's challenge; the app is not reached.
+    let reply = app(addr, Method::POST, None, &[("x-user-id", "admin")]).await;
+    assert_eq!(reply.status, 401, "{reply:?}");
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some(r#"Bearer realm="tokengate""#)
+    );
+    assert_eq!(reply.error(), "unauthorized");
+    // A garbage token: refused the same way, whatever the method.
+    let reply = app(addr, Method::PUT, Some("not.a.token"), &[]).await;
+    assert_invalid_token(&reply);
+
+    // /authenticate itself is not public.
+    let reply = client::send(
+        addr,
+        request(Method::GET, "/authenticate")
+            .header("authorization", format!("Bearer {}", pair.access))
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, 404, "{reply:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_through_nginx_ends_the_session_on_every_replica() {
+    let _shared = EXCLUSIVE.read().await;
+    let cluster = start(options());
+    let addr = cluster.addr();
+
+    let pair = login(addr, "bob").await;
+    let other = login(addr, "bob").await; // another session of the same user
+    assert_app_saw(
+        &app(addr, Method::GET, Some(&pair.access), &[]).await,
+        &Method::GET,
+        &pair,
+    );
+
+    let reply = logout(addr, &pair.access).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+
+    // The very next protected request is refused, with a JSON 401.
+    assert_invalid_token(&app(addr, Method::GET, Some(&pair.access), &[]).await);
+    // ... whichever replica nginx asks,
+    through_every_replica(&cluster, &pair.access, 401).await;
+    // ... and at each replica directly.
+    for replica in cluster.replica_addrs() {
+        let reply = authenticate_at(replica, &pair.access).await;
+        assert_eq!(reply.status, 401, "replica {replica}: {reply:?}");
+    }
+    // The refresh token died with it; the user's other session did not.
+    assert_eq!(refresh(addr, &pair.refresh).await.status, 401);
+    assert_app_saw(
+        &app(addr, Method::PUT, Some(&other.access), &[]).await,
+        &Method::PUT,
+        &other,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_rotation_is_seen_by_every_replica() {
+    let _shared = EXCLUSIVE.read().await;
+    let cluster = start(options());
+    let addr = cluster.addr();
+
+    let old = login(addr, "carol").await;
+    // Every replica has accepted the old token.
+    through_every_replica(&cluster, &old.access, 200).await;
+
+    let reply = refresh(addr, &old.refresh).await;
+    let new = crate::Pair::from_reply("carol", &reply);
+    assert_eq!(new.session_id, old.session_id);
+    assert_ne!(new.access, old.access);
+    assert_ne!(new.refresh, old.refresh);
+
+    // A retry of the old refresh token at any replica (within the grace window)
+    // gets the one successor nginx's replica minted: the rotation state is shared.
+    for replica in cluster.replica_addrs() {
+        let retry = refresh(replica, &old.refresh).await;
+        assert_eq!(retry.status, 200, "replica {replica}: {retry:?}");
+        assert_eq!(
+            retry.json()["refresh"],
+            new.refresh.as_str(),
+            "replica {replica} minted a second successor"
+        );
+    }
+
+    // The old access token is refused through nginx whichever replica answers,
+    through_every_replica(&cluster, &old.access, 401).await;
+    // the new one is accepted the same way,
+    through_every_replica(&cluster, &new.access, 200).await;
+    // and each replica says so directly.
+    for replica in cluster.replica_addrs() {
+        assert_eq!(authenticate_at(replica, &old.access).await.status, 401);
+        let reply = authenticate_at(replica, &new.access).await;
+        assert_eq!(reply.status, 200, "replica {replica}: {reply:?}");
+        assert_eq!(reply.header("x-user-id"), Some("carol"));
+    }
+    assert_app_saw(
+        &app(addr, Method::POST, Some(&new.access), &[]).await,
+        &Method::POST,
+        &new,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_logout_through_nginx() {
+    const IDLE: Duration = Duration::from_secs(1);
+    let _shared = EXCLUSIVE.read().await;
+    let cluster = start(options().env("TOKENGATE__AUTH__AUTO_LOGOUT", "1s"));
+    let addr = cluster.addr();
+
+    let pair = login(addr, "dave").await;
+    let key = format!("tg:s:{}", pair.session_id);
+    let ttl = cluster.redis().pttl(&key);
+    assert!(
+        0 < ttl && ttl <= 1000,
+        "session key {key}: PTTL {ttl}, want ≤ 1 s"
+    );
+
+    // Activity keeps the session alive past auto_logout: a request every 250 ms
+    // for 1.5 s, each check on whichever replica nginx picks.
+    let active_since = Instant::now();
+    let mut last_activity = Instant::now();
+    while active_since.elapsed() < IDLE * 3 / 2 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_app_saw(
+            &app(addr, Method::GET, Some(&pair.access), &[]).await,
+            &Method::GET,
+            &pair,
+        );
+        last_activity = Instant::now();
+    }
+
+    // Idle: watch Redis (not the service: every check would count as activity)
+    // until the session is gone.
+    let gone = crate::eventually(Duration::from_secs(5), || async {
+        cluster.redis().pttl(&key) == -2
+    })
+    .await;
+    assert!(gone, "the session outlived auto_logout");
+    let idle = last_activity.elapsed();
+    assert!(
+        idle >= IDLE - Duration::from_millis(100),
+        "ended after only {idle:?} idle"
+    );
+
+    // Logged out everywhere: through nginx, at each replica, and no refresh.
+    assert_invalid_token(&app(addr, Method::GET, Some(&pair.access), &[]).await);
+    for replica in cluster.replica_addrs() {
+        assert_eq!(authenticate_at(replica, &pair.access).await.status, 401);
+    }
+    assert_eq!(refresh(addr, &pair.refresh).await.status, 401);
+}
