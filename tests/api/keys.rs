@@ -14,17 +14,17 @@ use tokengate::tokens::keys::generate_private_key;
 use crate::helpers::{Backend, Cluster, Pair};
 
 /// PEM files in a temporary directory, removed on drop.
-struct KeyDir(PathBuf);
+pub struct KeyDir(PathBuf);
 
 impl KeyDir {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("tokengate-keys-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
     }
 
     /// Writes a new key made by `tokengate gen-key`'s code.
-    fn generate(&self, kid: &str, algorithm: SigningAlgorithm) -> SigningKeySettings {
+    pub fn generate(&self, kid: &str, algorithm: SigningAlgorithm) -> SigningKeySettings {
         let path = self.0.join(format!("{kid}.pem"));
         std::fs::write(&path, generate_private_key(algorithm).unwrap()).unwrap();
         key(kid, algorithm, &path)
@@ -46,7 +46,7 @@ fn key(kid: &str, algorithm: SigningAlgorithm, path: &Path) -> SigningKeySetting
     }
 }
 
-fn use_keys(keys: Vec<SigningKeySettings>) -> impl FnOnce(&mut Settings) {
+pub fn use_keys(keys: Vec<SigningKeySettings>) -> impl FnOnce(&mut Settings) {
     move |s: &mut Settings| {
         s.auth.algorithm = keys[0].algorithm;
         s.auth.signing_keys = keys;

@@ -9,6 +9,7 @@ mod helpers;
 mod endpoints;
 mod faults;
 mod forgery;
+mod interop;
 mod keys;
 mod oauth;
 mod process;

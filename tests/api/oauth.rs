@@ -30,11 +30,11 @@ on_both_stores!(
 );
 
 const BILLING: (&str, &str) = ("billing", "billing secret:+/ü");
-const WORKER: (&str, &str) = ("worker", "worker-secret");
+pub const WORKER: (&str, &str) = ("worker", "worker-secret");
 const LIMITED: (&str, &str) = ("limited", "limited-secret");
 
 /// Argon2 hashes are slow on purpose: make them once per test binary.
-fn clients() -> &'static [OAuthClient] {
+pub fn clients() -> &'static [OAuthClient] {
     static CLIENTS: OnceLock<Vec<OAuthClient>> = OnceLock::new();
     CLIENTS.get_or_init(|| {
         let client =
@@ -53,7 +53,7 @@ fn clients() -> &'static [OAuthClient] {
     })
 }
 
-fn with_clients(settings: &mut Settings) {
+pub fn with_clients(settings: &mut Settings) {
     settings.oauth.clients = clients().to_vec();
 }
 
