@@ -109,7 +109,9 @@ pub struct Cluster {
 impl Cluster {
     /// Starts Redis, the replicas and nginx; returns once each replica answers
     /// `/ping` and nginx answers `/health` (through a replica, from Redis).
-    pub fn start(options: ClusterOptions) -> Result<Self, String> {
+    pub fn start(mut options: ClusterOptions) -> Result<Self, String> {
+        // The replicas run in the cluster's directory: no relative paths.
+        options.binary = absolute(&options.binary)?;
         if options.replicas == 0 {
             return Err("a cluster needs at least one replica".to_owned());
         }
@@ -120,7 +122,7 @@ impl Cluster {
             ));
         }
         let nginx_binary = match options.nginx_binary.clone().or_else(find_nginx) {
-            Some(path) => path,
+            Some(path) => absolute(&path)?,
             None => {
                 return Err(
                     "nginx not found (looked at $TOKENGATE_NGINX, /usr/sbin/nginx, PATH); \
