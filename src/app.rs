@@ -62,9 +62,14 @@ impl App {
         let auth = &settings.auth;
         // The secret keys refresh tokens always, and signs access tokens with HS256.
         let secret = if auth.secret.is_empty() {
+            let which = if auth.algorithm.is_symmetric() {
+                "tokens"
+            } else {
+                "refresh tokens"
+            };
             tracing::warn!(
                 "auth.secret is empty: using a random key made at start-up; \
-                 tokens die with this process and no other replica accepts them"
+                 {which} die with this process and no other replica accepts them"
             );
             let mut key = vec![0u8; 32];
             rand::fill(&mut key[..]);
