@@ -218,11 +218,15 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     // Serializing our own plain structs cannot fail; fall back to `{}` anyway.
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut response = http::Response::new(Full::new(Bytes::from(bytes)));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    json_bytes_response(status, Bytes::from(bytes))
+}
+
+/// [`json_response`] for a body that is already JSON text.
+pub(crate) fn json_bytes_response(status: StatusCode, body: Bytes) -> Response {
+    let mut response = text_response(status, "application/json", body);
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
