@@ -544,7 +544,20 @@ class Bench:
             mode = "script" if cluster_script_usable() else "builtin"
         log(f"starting cluster '{name}': redis + {replicas} replica(s) + nginx ({mode})")
         self.cluster = Cluster(mode, self.work / name, replicas, self.o.binary, self.o.nginx_workers)
-        self.state = self.cluster.up()
+        try:
+            self.state = self.cluster.up()
+        except BenchError as e:
+            if self.o.cluster != "auto" or mode != "script":
+                raise
+            # E.g. the working tree does not build right now: the built-in
+            # start-up runs the same topology. Said in the report.
+            log(f"scripts/cluster failed, using the built-in start-up: {e}")
+            self.notes.append(f"scripts/cluster failed ({str(e).splitlines()[0]}); "
+                              "the built-in start-up ran the same topology")
+            mode = "builtin"
+            self.cluster = Cluster(mode, self.work / name, replicas, self.o.binary,
+                                   self.o.nginx_workers)
+            self.state = self.cluster.up()
         self.cluster_mode = mode
 
     def stop_cluster(self) -> None:
