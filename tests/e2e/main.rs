@@ -35,9 +35,13 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
 /// others for reading: a fault test never shares the 2 cores with another test.
 pub static EXCLUSIVE: RwLock<()> = RwLock::const_new(());
 
-/// Three replicas, like the SPEC's smallest interesting deployment.
+/// Three replicas, like the SPEC's smallest interesting deployment, and two
+/// nginx workers (each keeps its own view of which replica is down) on any
+/// machine.
 pub fn options() -> ClusterOptions {
-    ClusterOptions::new(BIN).replicas(3)
+    let mut options = ClusterOptions::new(BIN).replicas(3);
+    options.nginx.workers = Some(2);
+    options
 }
 
 /// Starts a cluster (blocking work, off the async workers' hands).
