@@ -199,7 +199,9 @@ class Cluster:
     tests/support/nginx.rs) and writes the same state fields the bench reads.
     """
 
-    def __init__(self, mode: str, directory: Path, replicas: int, binary: Path, nginx_workers: str):
+    def __init__(self, mode: str, directory: Path, replicas: int, binary: Path, nginx_workers: str,
+                 env: list[str] = ()):
+        self.env = list(env)
         self.mode = mode
         self.dir = directory
         self.replicas = replicas
@@ -222,6 +224,8 @@ class Cluster:
             ]
             if self.nginx_workers != "auto":
                 cmd += ["--nginx-workers", self.nginx_workers]
+            for pair in self.env:
+                cmd += ["--env", pair]
             run = subprocess.run(cmd, capture_output=True, text=True)
             if run.returncode != 0:
                 raise BenchError(f"scripts/cluster up failed:\n{run.stdout}{run.stderr}")
@@ -291,6 +295,7 @@ class Cluster:
                 "TOKENGATE__AUTH__SECRET": secret,
                 "TOKENGATE__LOGGING__LEVEL": "warn",
             })
+            env.update(pair.split("=", 1) for pair in self.env)
             proc = self._spawn([str(self.binary)], f"replica-{i}.log", env=env)
             wait_http(port, "/ping", proc)
             replicas.append({"index": i, "port": port, "url": f"http://127.0.0.1:{port}",
@@ -543,7 +548,8 @@ class Bench:
         if mode == "auto":
             mode = "script" if cluster_script_usable() else "builtin"
         log(f"starting cluster '{name}': redis + {replicas} replica(s) + nginx ({mode})")
-        self.cluster = Cluster(mode, self.work / name, replicas, self.o.binary, self.o.nginx_workers)
+        self.cluster = Cluster(mode, self.work / name, replicas, self.o.binary, self.o.nginx_workers,
+                               self.o.env)
         try:
             self.state = self.cluster.up()
         except BenchError as e:
@@ -556,7 +562,7 @@ class Bench:
                               "the built-in start-up ran the same topology")
             mode = "builtin"
             self.cluster = Cluster(mode, self.work / name, replicas, self.o.binary,
-                                   self.o.nginx_workers)
+                                   self.o.nginx_workers, self.o.env)
             self.state = self.cluster.up()
         self.cluster_mode = mode
 
@@ -582,9 +588,10 @@ class Bench:
         res = run_wrk(url, script, o.duration, o.threads, o.connections, headers, args)
         after, wrk_after = meter.snapshot(), children_ticks()
         cpu = CpuMeter.cores(before, after, wrk_after - wrk_before)
+        rps = res["requests"] / (res["duration_us"] / 1e6)
         row = {
             "case": name,
-            "rps": res["requests"] / (res["duration_us"] / 1e6),
+            "rps": rps,
             "requests": res["requests"],
             "duration_s": res["duration_us"] / 1e6,
             "latency_ms": {k: v / 1000 for k, v in res["latency_us"].items()},
@@ -593,6 +600,12 @@ class Bench:
             "socket_errors": sum(v for k, v in res["errors"].items() if k != "status"),
             "counters": res["counters"],
             "cpu_cores": cpu,
+            # What a request costs each process, whatever else the machine did:
+            # steadier across runs on a busy machine than req/s.
+            "cpu_us_per_request": {
+                k: round(cpu[k] * 1e6 / rps, 2) if rps else None
+                for k in ("tokengate", "redis", "nginx", "wrk")
+            },
         }
         if redis_ops:
             stats_after = r.commandstats()
@@ -915,6 +928,7 @@ class Bench:
                 "wrk_threads": self.o.threads,
                 "wrk_connections": self.o.connections,
                 "nginx_workers": self.o.nginx_workers,
+                "replica_env": self.o.env,
                 "sessions": self.o.sessions,
                 "binary": str(self.o.binary),
                 "profile": self.o.profile,
@@ -989,6 +1003,12 @@ def render_text(rep: dict) -> str:
             f"{c.get('wrk', 0):>3.2f} {c.get('kernel', 0):>6.2f} {c.get('other', 0):>5.2f}"
         )
     lines.append("")
+    lines.append("CPU per request, µs (cores used / req/s; steadier than req/s when the machine is busy):")
+    lines.append(f"  {'case':24} {'tokengate':>9} {'redis':>6} {'nginx':>6} {'wrk':>5}")
+    for r in rep["cases"]:
+        u = r["cpu_us_per_request"]
+        lines.append(f"  {r['case']:24} {u['tokengate']:>9.1f} {u['redis']:>6.1f} {u['nginx']:>6.1f} {u['wrk']:>5.1f}")
+    lines.append("")
     costs = rep["redis_costs"]
     if costs:
         lines.append("Redis per operation (sequential run, INFO deltas):")
@@ -1043,6 +1063,9 @@ def main() -> int:
     p.add_argument("--cost-ops", type=int, default=200,
                    help="sequential requests per operation for the Redis cost figures")
     p.add_argument("--nginx-workers", default="auto", help="nginx worker_processes (default auto)")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for every replica, repeatable (experiments: "
+                        "TOKIO_WORKER_THREADS=1, TOKENGATE__CACHE__POOL_SIZE=8)")
     p.add_argument("--cases", default="", help="comma-separated subset of cases (default: all)")
     p.add_argument("--no-3-replicas", dest="replicas3", action="store_false",
                    help="skip the 3-replica cluster")
