@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -44,6 +45,12 @@ USER_ID = "42"
 SESSION_ID = "5b0c6c1e-6a4f-4d43-9a43-3f1f2b8f0c11"
 REALM = 'Bearer realm="tokengate"'
 INSUFFICIENT = 'Bearer error="insufficient_scope", scope="admin"'
+# What the public API location must pass through (SPEC §2, §6).
+API_POSTS = ("/login", "/refresh", "/logout", "/token", "/oauth/token", "/oauth/introspect",
+             "/oauth/revoke", "/oauth/verify")
+API_GETS = ("/ping", "/health", "/.well-known/jwks.json", "/.well-known/oauth-authorization-server")
+# The scopes each stand-in token carries (X-Scope), for the scope-at-the-gate checks.
+TOKEN_SCOPES = {"Bearer good": "read", "Bearer admin": "admin read"}
 ARRIVAL = itertools.count()  # orders requests across replicas
 
 
@@ -124,16 +131,28 @@ class TokengateStandIn(Handler):
         if path == "/authenticate":
             with self.server.lock:
                 self.server.auth_log.append(
-                    {"seq": next(ARRIVAL), "method": self.command, "headers": self.headers.items(), "body": body}
+                    {
+                        "seq": next(ARRIVAL),
+                        "method": self.command,
+                        "path": self.path,
+                        "headers": self.headers.items(),
+                        "body": body,
+                    }
                 )
             auth = self.headers.get("Authorization")
             if auth is None:
                 return self.answer(401, {"error": "invalid_request"}, [("WWW-Authenticate", REALM)])
-            if auth == "Bearer good":
+            if auth in TOKEN_SCOPES:
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                required = " ".join(query.get("scope", [])).split()
+                held = TOKEN_SCOPES[auth].split()
+                if any(scope not in held for scope in required):
+                    challenge = f'Bearer error="insufficient_scope", scope="{" ".join(required)}"'
+                    return self.answer(403, {"error": "insufficient_scope"}, [("WWW-Authenticate", challenge)])
                 return self.answer(
                     200,
                     {"sub": USER_ID, "sid": SESSION_ID},
-                    [("X-User-Id", USER_ID), ("X-Session-Id", SESSION_ID)],
+                    [("X-User-Id", USER_ID), ("X-Session-Id", SESSION_ID), ("X-Scope", TOKEN_SCOPES[auth])],
                 )
             if auth == "Bearer outage":
                 return self.answer(503, {"error": "temporarily_unavailable"})
@@ -148,8 +167,11 @@ class TokengateStandIn(Handler):
             return self.answer(200, b"pong")
         if path == "/health" and self.command == "GET":
             return self.answer(200, {"status": "ok", "store": "ok"})
-        if path in ("/login", "/refresh", "/logout") and self.command == "POST":
+        if path in API_POSTS and self.command == "POST":
             return self.answer(200, {"endpoint": path, "replica": self.server.name})
+        if path in API_GETS and self.command == "GET":
+            host = self.headers.get("X-Forwarded-Host")
+            return self.answer(200, {"endpoint": path, "forwarded_host": host})
         return self.answer(404, {"error": "not_found"})
 
 
@@ -288,21 +310,26 @@ def common_checks(r, port, replicas, app_check):
         expect(header_values(headers, "X-Replica"), "not answered by a replica")
 
     def api_posts():
-        for path in ("/login", "/refresh", "/logout"):
+        for path in API_POSTS:
             status, _, body = request(port, "POST", path, {"Content-Type": "application/json"}, b"{}")
             expect(status == 200 and json.loads(body)["endpoint"] == path, f"{path}: {status} {body!r}")
+        for path in API_GETS[2:]:
+            status, _, body = request(port, "GET", path, {"Host": "auth.example.com:4000"})
+            doc = json.loads(body)
+            expect(status == 200 and doc["endpoint"] == path, f"{path}: {status} {body!r}")
+            expect(doc["forwarded_host"] == "auth.example.com:4000", f"{path}: forwarded {doc}")
         status, _, body = request(port, "GET", "/health")
         expect(status == 200 and json.loads(body)["store"] == "ok", f"/health: {status} {body!r}")
 
     def not_exposed():
-        for path in ("/authenticate", "/login/x", "/nope"):
+        for path in ("/authenticate", "/metrics", "/login/x", "/oauth/tokens", "/nope"):
             status, headers, body = request(port, "GET", path)
             expect_json_error(status, headers, body, 404, "not_found")
         status, _, _ = request(port, "GET", "/_tokengate/authenticate", {"Authorization": "Bearer good"})
         expect(status == 404, f"internal location answered {status}")
 
     def authorized():
-        spoof = {"Authorization": "Bearer good", "X-User-Id": "admin", "X-Session-Id": "evil"}
+        spoof = {"Authorization": "Bearer good", "X-User-Id": "admin", "X-Session-Id": "evil", "X-Scope": "admin"}
         before = sum(len(x.auth_log) for x in replicas)
         status, headers, body = request(port, "GET", "/app/orders?id=7", spoof)
         expect(status == 200, f"status {status}: {body[:200]!r}")
@@ -339,6 +366,22 @@ def common_checks(r, port, replicas, app_check):
         expect_json_error(status, headers, body, 403, "forbidden")
         expect(header_values(headers, "WWW-Authenticate") == [INSUFFICIENT], f"{header_values(headers, 'WWW-Authenticate')}")
 
+    def last_check():
+        return max((e for x in replicas for e in x.auth_log), key=lambda e: e["seq"])
+
+    def scoped():
+        status, _, body = request(port, "GET", "/app/orders", {"Authorization": "Bearer good"})
+        expect(status == 200, f"unscoped location: {status} {body[:200]!r}")
+        expect(last_check()["path"] == "/authenticate?scope=", f"unscoped check sent {last_check()['path']}")
+        status, headers, body = request(port, "GET", "/app/admin/users", {"Authorization": "Bearer good"})
+        expect_json_error(status, headers, body, 403, "forbidden")
+        expect(last_check()["path"] == "/authenticate?scope=admin", f"scoped check sent {last_check()['path']}")
+        want = ['Bearer error="insufficient_scope", scope="admin"']
+        expect(header_values(headers, "WWW-Authenticate") == want, f"{header_values(headers, 'WWW-Authenticate')}")
+        status, _, body = request(port, "GET", "/app/admin/users", {"Authorization": "Bearer admin"})
+        expect(status == 200, f"admin token: {status} {body[:200]!r}")
+        app_check(json.loads(body), scope="admin read")
+
     def store_down():
         status, headers, body = request(port, "DELETE", "/app/x", {"Authorization": "Bearer outage"})
         expect_json_error(status, headers, body, 503, "temporarily_unavailable")
@@ -353,13 +396,14 @@ def common_checks(r, port, replicas, app_check):
         expect(opened <= 8, f"{opened} new upstream connections for 60 requests")
 
     r.check("GET /ping is proxied to a replica", ping)
-    r.check("POST /login /refresh /logout and GET /health are proxied", api_posts)
-    r.check("/authenticate and the internal auth location are not reachable (404)", not_exposed)
+    r.check("the public API (login, refresh, logout, health, OAuth, discovery) is proxied", api_posts)
+    r.check("/authenticate, /metrics and the internal auth location are not reachable (404)", not_exposed)
     r.check("valid token: app reached once, identity from tokengate, spoofed headers replaced", authorized)
     r.check("auth subrequest: HEAD, no body, X-Original-URI/-Method, Authorization", subrequest_shape)
     r.check("no token: JSON 401 with WWW-Authenticate realm only", missing_token)
     r.check("bad token: JSON 401 with tokengate's error=\"invalid_token\"", invalid_token)
     r.check("tokengate 403: JSON 403 with tokengate's WWW-Authenticate", forbidden)
+    r.check("scopes at the gate: $tokengate_scope is required, X-Scope reaches the app", scoped)
     r.check("tokengate 503 (Redis down): JSON 503, app not reached", store_down)
     r.check("upstream connections are kept alive", keepalive)
 
@@ -421,7 +465,8 @@ def compose_mode(r, binary, work):
     try:
         wait_until("nginx to resolve jwt and answer /ping", lambda: request(front, "GET", "/ping")[0] == 200)
 
-        def demo_app(doc):
+        def demo_app(doc, scope="read"):
+            # The demo app echoes the identity only; X-Scope is checked in native mode.
             expect(doc == {"app": "demo", "user_id": USER_ID, "session_id": SESSION_ID}, f"app saw {doc}")
 
         common_checks(r, front, [a, b], demo_app)
@@ -476,6 +521,11 @@ http {{
             include {NGINX_DIR}/tokengate.protect.conf;
             proxy_pass http://app;
         }}
+        location /app/admin/ {{
+            set $tokengate_scope "admin";
+            include {NGINX_DIR}/tokengate.protect.conf;
+            proxy_pass http://app;
+        }}
         location / {{
             default_type application/json;
             return 404 '{{"error":"not_found","error_description":"no such endpoint"}}';
@@ -487,9 +537,9 @@ http {{
     try:
         wait_until("nginx to answer /ping", lambda: request(front, "GET", "/ping")[0] == 200)
 
-        def app_headers(doc):
+        def app_headers(doc, scope="read"):
             got = [(k.lower(), v) for k, v in doc["headers"]]
-            for name, want in (("x-user-id", USER_ID), ("x-session-id", SESSION_ID)):
+            for name, want in (("x-user-id", USER_ID), ("x-session-id", SESSION_ID), ("x-scope", scope)):
                 values = [v for k, v in got if k == name]
                 expect(values == [want], f"app got {name}: {values}")
 

@@ -188,3 +188,66 @@ async fn auto_logout_through_nginx() {
     }
     assert_eq!(refresh(addr, &pair.refresh).await.status, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_clients_and_scopes_at_the_gate_through_nginx() {
+    use base64::Engine;
+    let _shared = EXCLUSIVE.read().await;
+    let hash = tokengate::clients::hash_secret(b"ops-secret").expect("hash");
+    let config = format!(
+        "oauth:\n  clients:\n    - id: ops\n      secret_hash: '{hash}'\n      scopes: [admin, read]\n"
+    );
+    let cluster = start(options().config(&config));
+    let addr = cluster.addr();
+    let get = |path: &str, token: Option<&str>| {
+        let mut builder = request(Method::GET, path);
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        client::send(addr, builder.body(Full::default()).unwrap())
+    };
+
+    // The token endpoint and discovery are public, with URLs clients can use.
+    let basic = base64::engine::general_purpose::STANDARD.encode("ops:ops-secret");
+    let reply = client::send(
+        addr,
+        request(Method::POST, "/oauth/token")
+            .header("authorization", format!("Basic {basic}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(bytes::Bytes::from_static(
+                b"grant_type=client_credentials&scope=admin",
+            )))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let admin = reply.json()["access_token"].as_str().unwrap().to_owned();
+    let meta = get("/.well-known/oauth-authorization-server", None)
+        .await
+        .json();
+    assert_eq!(meta["token_endpoint"], format!("http://{addr}/oauth/token"));
+    assert_eq!(get("/.well-known/jwks.json", None).await.status, 200);
+    assert_eq!(
+        get("/metrics", None).await.status,
+        404,
+        "metrics stay private"
+    );
+
+    // The scoped location: the admin token passes and the app sees its scope...
+    let reply = get("/app/admin/users", Some(&admin)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let echo = reply.json();
+    assert_eq!(echo["user_id"], "ops");
+    assert_eq!(echo["scope"], "admin");
+    // ...a user session without the scope gets a clean 403...
+    let user = login(addr, "bob").await;
+    let reply = get("/app/admin/users", Some(&user.access)).await;
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some(r#"Bearer realm="tokengate", error="insufficient_scope", scope="admin""#)
+    );
+    assert_eq!(reply.error(), "forbidden");
+    // ...and the unscoped location needs no scope.
+    assert_eq!(get("/app/orders", Some(&user.access)).await.status, 200);
+}

@@ -155,6 +155,7 @@ pub fn assert_app_saw(reply: &Reply, method: &Method, pair: &Pair) {
             "method": method.as_str(),
             "user_id": pair.user,
             "session_id": pair.session_id,
+            "scope": "",
         }),
         "what the app saw"
     );

@@ -61,6 +61,9 @@ pub struct ClusterOptions {
     pub dir: Option<PathBuf>,
     /// The shared HS256 key; `None` = a random one for this cluster.
     pub secret: Option<String>,
+    /// A `config.yml` for every replica (they run in the cluster directory);
+    /// `None` = built-in defaults and the environment only.
+    pub config: Option<String>,
 }
 
 impl ClusterOptions {
@@ -74,6 +77,7 @@ impl ClusterOptions {
             log_level: "info".to_owned(),
             dir: None,
             secret: None,
+            config: None,
         }
     }
 
@@ -84,6 +88,12 @@ impl ClusterOptions {
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Settings the environment cannot express (lists such as `oauth.clients`).
+    pub fn config(mut self, yaml: &str) -> Self {
+        self.config = Some(yaml.to_owned());
         self
     }
 }
@@ -139,6 +149,10 @@ impl Cluster {
             ),
         };
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        if let Some(yaml) = &options.config {
+            let path = dir.join("config.yml");
+            std::fs::write(&path, yaml).map_err(|e| format!("write {}: {e}", path.display()))?;
+        }
         let secret = options.secret.clone().unwrap_or_else(|| {
             format!(
                 "{}{}",
@@ -212,7 +226,8 @@ impl Cluster {
                 .map_err(|e| format!("open {}: {e}", log_path.display()))?;
             let mut command = Command::new(&self.options.binary);
             command
-                // No config.yml there: built-in defaults + the environment below.
+                // config.yml there only from ClusterOptions::config; else built-in
+                // defaults + the environment below.
                 .current_dir(&self.dir)
                 .env("TOKENGATE__SERVER__HOST", "127.0.0.1")
                 .env("TOKENGATE__SERVER__PORT", port.to_string())

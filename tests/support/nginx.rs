@@ -7,7 +7,7 @@
 //!   * the public API (`/login /refresh /logout /ping /health`), from
 //!     tokengate.locations.conf, proxied to `upstream tokengate`;
 //!   * `/app/` — protected by tokengate.protect.conf, proxied to the echo app,
-//!     which answers `{"app":"echo","method":..,"user_id":..,"session_id":..}`
+//!     which answers `{"app":"echo","method":..,"user_id":..,"session_id":..,"scope":..}`
 //!     with the `X-User-Id` / `X-Session-Id` it received;
 //!   * `/trivial/` — the same echo app behind `auth_request` to a location that
 //!     only does `return 204`: the ceiling of any external auth service (for the
@@ -367,6 +367,13 @@ http {{
             proxy_pass http://app;
         }}
 
+        # The same app, for tokens with the "admin" scope only (SPEC §6).
+        location /app/admin/ {{
+            set $tokengate_scope "admin";
+            include {dir}/tokengate.protect.conf;
+            proxy_pass http://app;
+        }}
+
         # The ceiling of any external auth service: auth_request to a location
         # that says yes at once, then the same app.
         location /trivial/ {{
@@ -397,6 +404,11 @@ http {{
         "~^[-A-Za-z0-9]+$" $http_x_session_id;
         default            "(not shown: not JSON-safe)";
     }}
+    map $http_x_scope $echo_scope {{
+        ""                      "";
+        "~^[-A-Za-z0-9._:/ ]+$" $http_x_scope;
+        default                 "(not shown: not JSON-safe)";
+    }}
 
     server {{
         listen 127.0.0.1:{app_port} backlog=4096;
@@ -404,7 +416,7 @@ http {{
         keepalive_requests 100000;
 
         location / {{
-            return 200 '{{"app":"echo","method":"$request_method","user_id":"$echo_user_id","session_id":"$echo_session_id"}}\n';
+            return 200 '{{"app":"echo","method":"$request_method","user_id":"$echo_user_id","session_id":"$echo_session_id","scope":"$echo_scope"}}\n';
         }}
     }}
 }}
