@@ -200,40 +200,35 @@ impl Store {
     }
 }
 
+/// Forwards one call to whichever store this is.
+macro_rules! dispatch {
+    ($store:expr, $s:ident => $call:expr) => {
+        match $store {
+            Store::Redis($s) => $call.await,
+            Store::Memory($s) => $call.await,
+        }
+    };
+}
+
 impl SessionStore for Store {
     async fn create(&self, session: &NewSession) -> Result<(), StoreError> {
-        match self {
-            Self::Redis(s) => s.create(session).await,
-            Self::Memory(s) => s.create(session).await,
-        }
+        dispatch!(self, s => s.create(session))
     }
 
     async fn authenticate(&self, sid: Uuid, jti: Uuid, now: Millis) -> Result<bool, StoreError> {
-        match self {
-            Self::Redis(s) => s.authenticate(sid, jti, now).await,
-            Self::Memory(s) => s.authenticate(sid, jti, now).await,
-        }
+        dispatch!(self, s => s.authenticate(sid, jti, now))
     }
 
     async fn rotate(&self, rotation: &Rotation) -> Result<RotationOutcome, StoreError> {
-        match self {
-            Self::Redis(s) => s.rotate(rotation).await,
-            Self::Memory(s) => s.rotate(rotation).await,
-        }
+        dispatch!(self, s => s.rotate(rotation))
     }
 
     async fn end(&self, sid: Uuid) -> Result<(), StoreError> {
-        match self {
-            Self::Redis(s) => s.end(sid).await,
-            Self::Memory(s) => s.end(sid).await,
-        }
+        dispatch!(self, s => s.end(sid))
     }
 
     async fn revoke(&self, sid: Uuid, client: &str) -> Result<Revocation, StoreError> {
-        match self {
-            Self::Redis(s) => s.revoke(sid, client).await,
-            Self::Memory(s) => s.revoke(sid, client).await,
-        }
+        dispatch!(self, s => s.revoke(sid, client))
     }
 
     async fn inspect_refresh(
@@ -243,10 +238,7 @@ impl SessionStore for Store {
         hash: SecretHash,
         now: Millis,
     ) -> Result<Option<RefreshState>, StoreError> {
-        match self {
-            Self::Redis(s) => s.inspect_refresh(sid, generation, hash, now).await,
-            Self::Memory(s) => s.inspect_refresh(sid, generation, hash, now).await,
-        }
+        dispatch!(self, s => s.inspect_refresh(sid, generation, hash, now))
     }
 
     async fn count_request(
@@ -256,16 +248,10 @@ impl SessionStore for Store {
         window: Millis,
         now: Millis,
     ) -> Result<Option<Millis>, StoreError> {
-        match self {
-            Self::Redis(s) => s.count_request(key, limit, window, now).await,
-            Self::Memory(s) => s.count_request(key, limit, window, now).await,
-        }
+        dispatch!(self, s => s.count_request(key, limit, window, now))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        match self {
-            Self::Redis(s) => s.ping().await,
-            Self::Memory(s) => s.ping().await,
-        }
+        dispatch!(self, s => s.ping())
     }
 }

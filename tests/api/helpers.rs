@@ -17,7 +17,7 @@ use tokengate::store::redis::RedisStore;
 use tokengate::store::{Store, Timing};
 use tokio::sync::oneshot;
 
-use crate::support::client::{self, Reply, json_body, request};
+use crate::support::client::{self, Reply};
 use crate::support::redis::RedisServer;
 
 /// The shared HS256 key of test clusters (≥ 32 bytes).
@@ -169,18 +169,11 @@ impl Replica {
     }
 
     pub async fn get(&self, path: &str) -> Reply {
-        self.send(request(Method::GET, path).body(Full::default()).unwrap())
-            .await
+        client::get(self.addr, path).await
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
-        self.send(
-            request(Method::POST, path)
-                .header("content-type", "application/json")
-                .body(json_body(body))
-                .unwrap(),
-        )
-        .await
+        client::post_json(self.addr, path, body).await
     }
 
     /// Logs in as `user_id` and returns the pair; asserts success.
@@ -202,23 +195,11 @@ impl Replica {
     }
 
     pub async fn authenticate_with(&self, method: Method, access: &str) -> Reply {
-        self.send(
-            request(method, "/authenticate")
-                .header("authorization", format!("Bearer {access}"))
-                .body(Full::default())
-                .unwrap(),
-        )
-        .await
+        client::with_bearer(self.addr, method, "/authenticate", access).await
     }
 
     pub async fn logout(&self, access: &str) -> Reply {
-        self.send(
-            request(Method::POST, "/logout")
-                .header("authorization", format!("Bearer {access}"))
-                .body(Full::default())
-                .unwrap(),
-        )
-        .await
+        client::with_bearer(self.addr, Method::POST, "/logout", access).await
     }
 
     /// True when `access` passes `/authenticate`; panics on anything but 200/401.

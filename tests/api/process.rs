@@ -74,13 +74,11 @@ impl Process {
     }
 
     async fn post(&self, path: &str, body: &Value) -> Reply {
-        self.send(
-            request(Method::POST, path)
-                .header("content-type", "application/json")
-                .body(json_body(body))
-                .unwrap(),
-        )
-        .await
+        client::post_json(self.addr, path, body).await
+    }
+
+    async fn bearer(&self, method: Method, path: &str, token: &str) -> Reply {
+        client::with_bearer(self.addr, method, path, token).await
     }
 
     fn terminate(&mut self) -> ExitStatus {
@@ -152,27 +150,13 @@ async fn checked_in_config_runs_with_no_redis_and_no_secret() {
     let login = p.post("/login", &json!({"user_id": 1})).await;
     assert_eq!(login.status, 200);
     let pair = Pair::from_reply(&login);
-    let auth = p
-        .send(
-            request(Method::GET, "/authenticate")
-                .header("authorization", format!("Bearer {}", pair.access))
-                .body(Full::default())
-                .unwrap(),
-        )
-        .await;
+    let auth = p.bearer(Method::GET, "/authenticate", &pair.access).await;
     assert_eq!(auth.status, 200);
     assert_eq!(auth.header("x-user-id"), Some("1"));
     let refreshed = p.post("/refresh", &json!({"refresh": pair.refresh})).await;
     assert_eq!(refreshed.status, 200);
     let next = Pair::from_reply(&refreshed);
-    let logout = p
-        .send(
-            request(Method::POST, "/logout")
-                .header("authorization", format!("Bearer {}", next.access))
-                .body(Full::default())
-                .unwrap(),
-        )
-        .await;
+    let logout = p.bearer(Method::POST, "/logout", &next.access).await;
     assert_eq!(logout.status, 200);
 
     assert!(p.terminate().success());
@@ -365,14 +349,7 @@ async fn json_logs_never_contain_tokens_or_secrets() {
     p.ready().await;
     let pair = Pair::from_reply(&p.post("/login", &json!({"user_id": "dave"})).await);
     let next = Pair::from_reply(&p.post("/refresh", &json!({"refresh": pair.refresh})).await);
-    let stale = p
-        .send(
-            request(Method::GET, "/authenticate")
-                .header("authorization", format!("Bearer {}", pair.access))
-                .body(Full::default())
-                .unwrap(),
-        )
-        .await;
+    let stale = p.bearer(Method::GET, "/authenticate", &pair.access).await;
     assert_eq!(stale.status, 401);
     let reuse = p
         .post("/refresh", &json!({"refresh": "garbage-token"}))

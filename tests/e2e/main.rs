@@ -22,10 +22,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Method;
 use http_body_util::Full;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::RwLock;
 
-use support::client::{self, Reply, json_body, request};
+use support::client::{self, Reply, request};
 use support::cluster::{Cluster, ClusterOptions};
 
 /// The binary under test, built by `cargo test`.
@@ -77,16 +77,7 @@ impl Pair {
     }
 }
 
-pub async fn post_json(addr: SocketAddr, path: &str, body: &Value) -> Reply {
-    client::send(
-        addr,
-        request(Method::POST, path)
-            .header("content-type", "application/json")
-            .body(json_body(body))
-            .unwrap(),
-    )
-    .await
-}
+pub use crate::support::client::post_json;
 
 /// `POST /login` through nginx (or at a replica); asserts success.
 pub async fn login(addr: SocketAddr, user: &str) -> Pair {
@@ -99,14 +90,7 @@ pub async fn refresh(addr: SocketAddr, refresh: &str) -> Reply {
 }
 
 pub async fn logout(addr: SocketAddr, access: &str) -> Reply {
-    client::send(
-        addr,
-        request(Method::POST, "/logout")
-            .header("authorization", format!("Bearer {access}"))
-            .body(Full::default())
-            .unwrap(),
-    )
-    .await
+    client::with_bearer(addr, Method::POST, "/logout", access).await
 }
 
 /// A request to the protected echo app behind nginx.
@@ -134,14 +118,7 @@ pub async fn app(
 
 /// `GET /authenticate` at one replica, bypassing nginx.
 pub async fn authenticate_at(replica: SocketAddr, access: &str) -> Reply {
-    client::send(
-        replica,
-        request(Method::GET, "/authenticate")
-            .header("authorization", format!("Bearer {access}"))
-            .body(Full::default())
-            .unwrap(),
-    )
-    .await
+    client::with_bearer(replica, Method::GET, "/authenticate", access).await
 }
 
 /// The app answered, and saw exactly this identity and method.

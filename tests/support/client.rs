@@ -83,3 +83,30 @@ pub fn request(method: Method, path: &str) -> http::request::Builder {
 pub fn json_body(value: &Value) -> Full<Bytes> {
     Full::new(Bytes::from(serde_json::to_vec(value).unwrap()))
 }
+
+/// `GET path` at `addr`.
+pub async fn get(addr: SocketAddr, path: &str) -> Reply {
+    send(
+        addr,
+        request(Method::GET, path).body(Full::default()).unwrap(),
+    )
+    .await
+}
+
+/// `POST path` with a JSON body.
+pub async fn post_json(addr: SocketAddr, path: &str, body: &Value) -> Reply {
+    let request = request(Method::POST, path)
+        .header("content-type", "application/json")
+        .body(json_body(body))
+        .unwrap();
+    send(addr, request).await
+}
+
+/// `method path` with `Authorization: Bearer token` and no body.
+pub async fn with_bearer(addr: SocketAddr, method: Method, path: &str, token: &str) -> Reply {
+    let request = request(method, path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::default())
+        .unwrap();
+    send(addr, request).await
+}
