@@ -92,7 +92,8 @@ pub struct CacheSettings {
     pub url: Secret,
     /// File holding the Redis password (Docker secrets); overrides the URL's.
     pub password_file: Option<PathBuf>,
-    /// Most pooled Redis connections per replica.
+    /// Most Redis connections per replica. Concurrent requests share
+    /// (pipeline over) one multiplexed connection, so few are ever opened.
     pub pool_size: usize,
     /// Deadline for one store operation, pool wait included.
     #[serde(deserialize_with = "duration")]
