@@ -187,16 +187,29 @@ impl AccessTokens {
     /// Verifies signature, algorithm, `typ`, issuer, audience and time at
     /// `now` (seconds). Says nothing about whether the session still lives.
     pub fn verify(&self, token: &str, now: u64) -> Result<AccessClaims, Rejection> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| rejection(e.kind()))?;
-        let verifier = match header.kid.as_deref() {
-            Some(kid) => self.verifiers.iter().find(|v| v.kid == kid),
-            // Tokens always carry a kid; without one, only a lone key can apply.
-            None if self.verifiers.len() == 1 => self.verifiers.first(),
-            None => None,
-        }
-        .ok_or(Rejection::Signature)?;
+        let verifier = match self.verifiers.as_slice() {
+            // One key (the usual case): no need to read the header twice; the
+            // kid is checked below, after the signature.
+            [only] => only,
+            many => {
+                let header = jsonwebtoken::decode_header(token).map_err(|e| rejection(e.kind()))?;
+                // Tokens always carry a kid; with several keys it must name one.
+                let kid = header.kid.ok_or(Rejection::Signature)?;
+                many.iter()
+                    .find(|v| v.kid == kid)
+                    .ok_or(Rejection::Signature)?
+            }
+        };
         let data = jsonwebtoken::decode::<AccessClaims>(token, &verifier.key, &verifier.validation)
             .map_err(|e| rejection(e.kind()))?;
+        if data
+            .header
+            .kid
+            .as_deref()
+            .is_some_and(|kid| kid != verifier.kid)
+        {
+            return Err(Rejection::Signature);
+        }
         let typ_ok = data.header.typ.as_deref().is_some_and(|typ| {
             typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE)
                 || typ.eq_ignore_ascii_case("application/at+jwt")
