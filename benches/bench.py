@@ -4,9 +4,7 @@
 Run it through `scripts/bench` (installs wrk, builds the binary). What it does:
 
 1. starts a native cluster on loopback (redis-server, 1 tokengate replica,
-   nginx with the real nginx/*.conf files) -- `scripts/cluster up` once that tool
-   is in git, else the built-in start-up below, which writes the same
-   cluster.json;
+   nginx with the real nginx/*.conf files) with `scripts/cluster up`;
 2. runs every case with wrk, each after a short warm-up, in one run so the
    ratios compare numbers taken minutes apart on the same machine:
      ping, authenticate (direct), nginx_trivial_auth, nginx_tokengate_auth,
@@ -178,227 +176,47 @@ def wait_http(port: int, path: str, proc: subprocess.Popen | None, within: float
 
 
 # --------------------------------------------------------------------------
-# The cluster: scripts/cluster when it is in git, else a built-in equivalent
+# The cluster: scripts/cluster, the same native topology the e2e tests use
 # --------------------------------------------------------------------------
 
 
-def cluster_script_usable() -> bool:
-    script = ROOT / "scripts" / "cluster"
-    if not os.access(script, os.X_OK):
-        return False
-    tracked = subprocess.run(
-        ["git", "-C", str(ROOT), "ls-files", "--error-unmatch", "scripts/cluster"],
-        capture_output=True,
-    )
-    return tracked.returncode == 0
-
-
 class Cluster:
-    """redis-server + N replicas + nginx, described by a cluster.json state.
+    """redis-server + N replicas + nginx, started and stopped by
+    `scripts/cluster up/down --dir DIR`, described by its cluster.json."""
 
-    `mode` "script" runs `scripts/cluster up/down --dir DIR`; "builtin" starts
-    the same topology itself (the same nginx config shape as
-    tests/support/nginx.rs) and writes the same state fields the bench reads.
-    """
-
-    def __init__(self, mode: str, directory: Path, replicas: int, binary: Path, nginx_workers: str,
+    def __init__(self, directory: Path, replicas: int, binary: Path, nginx_workers: str,
                  env: list[str] = ()):
         self.env = list(env)
-        self.mode = mode
         self.dir = directory
         self.replicas = replicas
         self.binary = binary
         self.nginx_workers = nginx_workers
-        self.procs: list[subprocess.Popen] = []
         self.state: dict = {}
-
-    # -- lifecycle --
 
     def up(self) -> dict:
         if self.dir.exists():
             shutil.rmtree(self.dir)
         self.dir.mkdir(parents=True)
-        if self.mode == "script":
-            cmd = [
-                str(ROOT / "scripts" / "cluster"), "up", "--dir", str(self.dir),
-                "--replicas", str(self.replicas), "--binary", str(self.binary),
-                "--no-access-log", "--log-level", "warn",
-            ]
-            if self.nginx_workers != "auto":
-                cmd += ["--nginx-workers", self.nginx_workers]
-            for pair in self.env:
-                cmd += ["--env", pair]
-            run = subprocess.run(cmd, capture_output=True, text=True)
-            if run.returncode != 0:
-                raise BenchError(f"scripts/cluster up failed:\n{run.stdout}{run.stderr}")
-            self.state = json.loads((self.dir / "cluster.json").read_text())
-        else:
-            self.state = self._builtin_up()
+        cmd = [
+            str(ROOT / "scripts" / "cluster"), "up", "--dir", str(self.dir),
+            "--replicas", str(self.replicas), "--binary", str(self.binary),
+            "--no-access-log", "--log-level", "warn",
+        ]
+        if self.nginx_workers != "auto":
+            cmd += ["--nginx-workers", self.nginx_workers]
+        for pair in self.env:
+            cmd += ["--env", pair]
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        if run.returncode != 0:
+            raise BenchError(f"scripts/cluster up failed:\n{run.stdout}{run.stderr}")
+        self.state = json.loads((self.dir / "cluster.json").read_text())
         return self.state
 
     def down(self) -> None:
-        if self.mode == "script":
-            subprocess.run(
-                [str(ROOT / "scripts" / "cluster"), "down", "--dir", str(self.dir)],
-                capture_output=True,
-            )
-            return
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in reversed(self.procs):
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.procs.clear()
-
-    # -- built-in start-up --
-
-    def _spawn(self, args, log_name, env=None) -> subprocess.Popen:
-        log_file = open(self.dir / log_name, "wb")
-        proc = subprocess.Popen(
-            args, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, cwd=self.dir,
+        subprocess.run(
+            [str(ROOT / "scripts" / "cluster"), "down", "--dir", str(self.dir)],
+            capture_output=True,
         )
-        self.procs.append(proc)
-        return proc
-
-    def _builtin_up(self) -> dict:
-        secret = os.urandom(24).hex()
-        redis_port = free_port()
-        redis = self._spawn(
-            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no"],
-            "redis.log",
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                r = Redis(redis_port)
-                r.cmd("PING")
-                r.close()
-                break
-            except (OSError, BenchError):
-                if redis.poll() is not None or time.monotonic() > deadline:
-                    raise BenchError("redis-server did not start")
-                time.sleep(0.05)
-        redis_url = f"redis://127.0.0.1:{redis_port}/0"
-
-        replicas = []
-        for i in range(self.replicas):
-            port = free_port()
-            env = dict(os.environ)
-            env.update({
-                "TOKENGATE__SERVER__HOST": "127.0.0.1",
-                "TOKENGATE__SERVER__PORT": str(port),
-                "TOKENGATE__CACHE__URL": redis_url,
-                "TOKENGATE__AUTH__SECRET": secret,
-                "TOKENGATE__LOGGING__LEVEL": "warn",
-            })
-            env.update(pair.split("=", 1) for pair in self.env)
-            proc = self._spawn([str(self.binary)], f"replica-{i}.log", env=env)
-            wait_http(port, "/ping", proc)
-            replicas.append({"index": i, "port": port, "url": f"http://127.0.0.1:{port}",
-                             "pid": proc.pid})
-
-        nginx_dir = self.dir / "nginx"
-        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            (nginx_dir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
-        front, app = free_port(), free_port()
-        conf = nginx_dir / "nginx.conf"
-        conf.write_text(render_nginx(nginx_dir, [r["port"] for r in replicas], front, app,
-                                     self.nginx_workers))
-        nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
-        nginx = self._spawn([nginx_bin, "-p", str(nginx_dir), "-c", str(conf),
-                             "-e", str(nginx_dir / "error.log")], "nginx.log")
-        wait_http(front, "/ping", nginx)
-        wait_http(app, "/", nginx)
-        return {
-            "version": 1,
-            "dir": str(self.dir),
-            "url": f"http://127.0.0.1:{front}",
-            "nginx": {"port": front, "app_port": app, "pid": nginx.pid},
-            "redis": {"port": redis_port, "url": redis_url, "pid": redis.pid},
-            "replicas": replicas,
-            "binary": str(self.binary),
-            "secret": secret,
-            "paths": {"protected": "/app/", "trivial": "/trivial/"},
-        }
-
-
-def render_nginx(prefix: Path, upstreams: list[int], front: int, app: int, workers: str) -> str:
-    """The native config the cluster tool writes (tests/support/nginx.rs): the
-    real shared files, /app/ behind tokengate, /trivial/ behind `return 204`."""
-    servers = "".join(
-        f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;\n" for p in upstreams
-    )
-    return f"""# Generated by benches/bench.py (built-in cluster; same shape as tests/support/nginx.rs).
-daemon off;
-worker_processes {workers};
-worker_rlimit_nofile 16384;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-
-events {{
-    worker_connections 4096;
-}}
-
-http {{
-    server_tokens off;
-    default_type application/json;
-    client_body_temp_path {prefix}/tmp/body;
-    proxy_temp_path {prefix}/tmp/proxy;
-    fastcgi_temp_path {prefix}/tmp/fastcgi;
-    uwsgi_temp_path {prefix}/tmp/uwsgi;
-    scgi_temp_path {prefix}/tmp/scgi;
-    access_log off;
-
-    upstream tokengate {{
-{servers}        keepalive 64;
-        keepalive_timeout 5s;
-    }}
-
-    upstream app {{
-        server 127.0.0.1:{app};
-        keepalive 64;
-        keepalive_timeout 5s;
-    }}
-
-    server {{
-        listen 127.0.0.1:{front} backlog=4096;
-        keepalive_requests 100000;
-
-        include {NGINX_CONF_DIR}/tokengate.locations.conf;
-
-        location /app/ {{
-            include {NGINX_CONF_DIR}/tokengate.protect.conf;
-            proxy_pass http://app;
-        }}
-
-        location /trivial/ {{
-            auth_request /_trivial_auth;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_pass http://app;
-        }}
-        location = /_trivial_auth {{
-            internal;
-            return 204;
-        }}
-    }}
-
-    server {{
-        listen 127.0.0.1:{app} backlog=4096;
-        access_log off;
-        keepalive_requests 100000;
-        location / {{
-            return 200 '{{"app":"echo"}}\\n';
-        }}
-    }}
-}}
-"""
 
 
 class UpstreamCeiling:
@@ -628,27 +446,10 @@ class Bench:
         return CpuMeter(groups)
 
     def start_cluster(self, replicas: int, name: str) -> None:
-        mode = self.o.cluster
-        if mode == "auto":
-            mode = "script" if cluster_script_usable() else "builtin"
-        log(f"starting cluster '{name}': redis + {replicas} replica(s) + nginx ({mode})")
-        self.cluster = Cluster(mode, self.work / name, replicas, self.o.binary, self.o.nginx_workers,
+        log(f"starting cluster '{name}': redis + {replicas} replica(s) + nginx (scripts/cluster)")
+        self.cluster = Cluster(self.work / name, replicas, self.o.binary, self.o.nginx_workers,
                                self.o.env)
-        try:
-            self.state = self.cluster.up()
-        except BenchError as e:
-            if self.o.cluster != "auto" or mode != "script":
-                raise
-            # E.g. the working tree does not build right now: the built-in
-            # start-up runs the same topology. Said in the report.
-            log(f"scripts/cluster failed, using the built-in start-up: {e}")
-            self.notes.append(f"scripts/cluster failed ({str(e).splitlines()[0]}); "
-                              "the built-in start-up ran the same topology")
-            mode = "builtin"
-            self.cluster = Cluster(mode, self.work / name, replicas, self.o.binary,
-                                   self.o.nginx_workers, self.o.env)
-            self.state = self.cluster.up()
-        self.cluster_mode = mode
+        self.state = self.cluster.up()
 
     def stop_cluster(self) -> None:
         if self.cluster:
@@ -844,7 +645,6 @@ class Bench:
     # -- the run --
 
     def run(self) -> int:
-        o = self.o
         if self.work.exists():
             shutil.rmtree(self.work)
         self.work.mkdir(parents=True)
@@ -1032,7 +832,6 @@ class Bench:
                 "sessions": self.o.sessions,
                 "binary": str(self.o.binary),
                 "profile": self.o.profile,
-                "cluster": getattr(self, "cluster_mode", None),
                 "smoke": self.o.smoke,
             },
             "cases": self.results,
@@ -1170,9 +969,6 @@ def main() -> int:
     p.add_argument("--no-3-replicas", dest="replicas3", action="store_false",
                    help="skip the 3-replica cluster")
     p.add_argument("--max-logout-pool", type=int, default=2_000_000)
-    p.add_argument("--cluster", choices=("auto", "script", "builtin"), default="auto",
-                   help="who starts the cluster: scripts/cluster (auto: when it is in git) "
-                        "or this file")
     p.add_argument("--binary", type=Path, required=True)
     p.add_argument("--profile", default="release")
     p.add_argument("--out", type=Path, default=ROOT / "target" / "bench")
