@@ -224,18 +224,11 @@ pub struct Pair {
 
 impl Pair {
     pub fn from_reply(reply: &Reply) -> Self {
-        let json = reply.json();
-        let field = |name: &str| {
-            json[name]
-                .as_str()
-                .unwrap_or_else(|| panic!("no {name} in {json}"))
-                .to_owned()
-        };
         Self {
-            access: field("access"),
-            refresh: field("refresh"),
-            session_id: field("session_id"),
-            json: json.clone(),
+            access: reply.field("access"),
+            refresh: reply.field("refresh"),
+            session_id: reply.field("session_id"),
+            json: reply.json(),
         }
     }
 

@@ -61,18 +61,11 @@ pub struct Pair {
 impl Pair {
     pub fn from_reply(user: &str, reply: &Reply) -> Self {
         assert_eq!(reply.status, 200, "expected a token pair: {reply:?}");
-        let json = reply.json();
-        let field = |name: &str| {
-            json[name]
-                .as_str()
-                .unwrap_or_else(|| panic!("no {name} in {json}"))
-                .to_owned()
-        };
         Self {
             user: user.to_owned(),
-            access: field("access"),
-            refresh: field("refresh"),
-            session_id: field("session_id"),
+            access: reply.field("access"),
+            refresh: reply.field("refresh"),
+            session_id: reply.field("session_id"),
         }
     }
 }

@@ -30,6 +30,15 @@ impl Reply {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// A string field of the JSON body; panics if it is missing.
+    pub fn field(&self, name: &str) -> String {
+        let json = self.json();
+        json[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} in {json}"))
+            .to_owned()
+    }
+
     /// The `error` code of a SPEC error body.
     pub fn error(&self) -> String {
         let json = self.json();
