@@ -86,6 +86,10 @@ async fn login_answers_the_spec_shape(backend: Backend) {
     let header = jsonwebtoken::decode_header(&pair.access).unwrap();
     assert_eq!(header.typ.as_deref(), Some("at+jwt"));
     assert_eq!(header.alg, jsonwebtoken::Algorithm::HS256);
+    assert!(
+        header.kid.is_some_and(|kid| !kid.is_empty()),
+        "tokens carry kid"
+    );
     let claims = pair.claims();
     for claim in ["iss", "aud", "sub", "iat", "exp", "jti", "sid"] {
         assert!(!claims[claim].is_null(), "claim {claim} in {claims}");
@@ -229,6 +233,19 @@ async fn logout_refuses_bad_credentials(backend: Backend) {
     let pair = c.a().login(json!(1)).await;
     let tampered = format!("{}x", pair.access);
     assert_eq!(c.a().logout(&tampered).await.status, 401);
+    // Correctly signed, of this very session, but expired (past the leeway).
+    let mut claims = pair.claims();
+    claims["exp"] = json!(jsonwebtoken::get_current_timestamp() - 60);
+    let header = jsonwebtoken::decode_header(&pair.access).unwrap();
+    let expired = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(crate::helpers::SECRET.as_bytes()),
+    )
+    .unwrap();
+    let reply = c.a().logout(&expired).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.error(), "invalid_token");
     assert_eq!(c.a().logout("not.a.jwt").await.status, 401);
     let forged_refresh = c
         .a()

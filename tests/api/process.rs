@@ -34,13 +34,18 @@ impl Process {
     }
 
     fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_in(env!("CARGO_MANIFEST_DIR").as_ref(), args, env)
+    }
+
+    /// Starts the binary in `dir` (where it looks for `config.yml`).
+    fn start_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("tokengate-{}.log", uuid::Uuid::new_v4()));
         let out = std::fs::File::create(&log).unwrap();
         let mut command = Command::new(BIN);
         command
             .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(dir)
             .env("TOKENGATE__SERVER__HOST", "127.0.0.1")
             .env("TOKENGATE__SERVER__PORT", port.to_string())
             .envs(env.iter().copied())
@@ -396,4 +401,21 @@ async fn healthcheck_subcommand_reports_the_replica() {
     let (status, _, stderr) = run(&["healthcheck"], &env, None);
     assert_eq!(status.code(), Some(1));
     assert!(stderr.contains("cannot connect"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_config_file_means_built_in_defaults() {
+    let empty = std::env::temp_dir().join(format!("tokengate-empty-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let mut p = Process::start_in(&empty, &[], &[]);
+    p.ready().await;
+    let login = p.post("/login", &json!({"user_id": 3})).await;
+    assert_eq!(login.status, 200);
+    assert_eq!(
+        login.json()["expires_in"],
+        900,
+        "the default access lifetime"
+    );
+    assert!(p.terminate().success());
+    std::fs::remove_dir_all(&empty).unwrap();
 }
