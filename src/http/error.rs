@@ -17,11 +17,10 @@ const BEARER_CHALLENGE: &str = r#"Bearer realm="tokengate""#;
 const INVALID_TOKEN_CHALLENGE: &str = r#"Bearer realm="tokengate", error="invalid_token""#;
 const BASIC_CHALLENGE: &str = r#"Basic realm="tokengate", charset="UTF-8""#;
 
-/// RFC 6749 §5.2 (and RFC 7009 §2.2.1) error codes of the OAuth endpoints.
+/// RFC 6749 §5.2 error codes of the OAuth endpoints that have no variant of
+/// their own in [`ApiError`] (`invalid_request` and `invalid_client` do).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OAuthCode {
-    InvalidRequest,
-    InvalidClient,
     InvalidGrant,
     UnauthorizedClient,
     UnsupportedGrantType,
@@ -31,8 +30,6 @@ pub enum OAuthCode {
 impl OAuthCode {
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::InvalidRequest => "invalid_request",
-            Self::InvalidClient => "invalid_client",
             Self::InvalidGrant => "invalid_grant",
             Self::UnauthorizedClient => "unauthorized_client",
             Self::UnsupportedGrantType => "unsupported_grant_type",
@@ -110,10 +107,6 @@ impl ApiError {
             | Self::RefreshReuse
             | Self::InvalidClient(_) => StatusCode::UNAUTHORIZED,
             Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
-            Self::OAuth {
-                code: OAuthCode::InvalidClient,
-                ..
-            } => StatusCode::UNAUTHORIZED,
             Self::OAuth { .. } => StatusCode::BAD_REQUEST,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -165,11 +158,7 @@ impl ApiError {
             Self::InvalidToken(r) => r.label(),
             Self::InvalidGrant => "invalid_grant",
             Self::RefreshReuse => "refresh_reuse",
-            Self::InvalidClient(_)
-            | Self::OAuth {
-                code: OAuthCode::InvalidClient,
-                ..
-            } => "invalid_client",
+            Self::InvalidClient(_) => "invalid_client",
             Self::InsufficientScope(_) => "insufficient_scope",
             _ => return None,
         })
@@ -216,11 +205,7 @@ impl ApiError {
                     HeaderValue::from_static(INVALID_TOKEN_CHALLENGE),
                 );
             }
-            Self::InvalidClient(_)
-            | Self::OAuth {
-                code: OAuthCode::InvalidClient,
-                ..
-            } => {
+            Self::InvalidClient(_) => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(BASIC_CHALLENGE));
             }
             Self::InsufficientScope(scope) => {

@@ -39,9 +39,8 @@ pub async fn token(app: &App, request: Request<impl RequestBody>) -> Result<Resp
         Some(grant_type) => grant_type,
         None if params.is_json => "client_credentials",
         None => {
-            return Err(oauth(
-                OAuthCode::InvalidRequest,
-                "parameter grant_type is required",
+            return Err(ApiError::InvalidRequest(
+                "parameter grant_type is required".into(),
             ));
         }
     };
