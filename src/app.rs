@@ -36,7 +36,7 @@ impl App {
     /// Builds the app with the store the settings ask for: Redis when
     /// `cache.url` is set, else the embedded in-memory store.
     pub fn build(settings: &Settings) -> Result<Self, BuildError> {
-        let timing = timing(settings);
+        let timing = Timing::from_auth(&settings.auth);
         let store = if settings.uses_redis() {
             let redis = RedisStore::new(
                 settings.cache.url.expose(),
@@ -102,7 +102,8 @@ impl App {
             );
         }
         let metrics = Metrics::new(&store);
-        let sessions = Sessions::new(store, access, refresh, timing(settings).refresh_lifetime);
+        let refresh_lifetime = Timing::from_auth(auth).refresh_lifetime;
+        let sessions = Sessions::new(store, access, refresh, refresh_lifetime);
         Ok(Self {
             sessions,
             login_clients,
@@ -113,12 +114,4 @@ impl App {
             metrics,
         })
     }
-}
-
-fn timing(settings: &Settings) -> Timing {
-    Timing::new(
-        settings.auth.auto_logout,
-        settings.auth.refresh_lifetime,
-        settings.auth.refresh_grace,
-    )
 }

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::config::AuthSettings;
 use crate::tokens::SecretHash;
 
 /// Milliseconds since the Unix epoch.
@@ -39,11 +40,12 @@ pub struct Timing {
 }
 
 impl Timing {
-    pub fn new(idle: Duration, refresh_lifetime: Duration, grace: Duration) -> Self {
+    /// `auth.auto_logout`, `auth.refresh_lifetime` and `auth.refresh_grace`.
+    pub fn from_auth(auth: &AuthSettings) -> Self {
         Self {
-            idle: millis(idle),
-            refresh_lifetime: millis(refresh_lifetime),
-            grace: millis(grace),
+            idle: millis(auth.auto_logout),
+            refresh_lifetime: millis(auth.refresh_lifetime),
+            grace: millis(auth.refresh_grace),
         }
     }
 

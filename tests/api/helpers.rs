@@ -64,11 +64,7 @@ impl Cluster {
         configure(&mut settings);
         let settings = settings.resolved().expect("valid test settings");
 
-        let timing = Timing::new(
-            settings.auth.auto_logout,
-            settings.auth.refresh_lifetime,
-            settings.auth.refresh_grace,
-        );
+        let timing = Timing::from_auth(&settings.auth);
         let mut cluster = Self {
             redis,
             replicas: Vec::new(),
