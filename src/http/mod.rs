@@ -43,12 +43,14 @@ const POST: &str = "POST";
 pub async fn handle(app: &App, request: Request<impl RequestBody>) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    // For logging; a Uri clone shares its bytes instead of copying the path.
+    let uri = request.uri().clone();
+    let path = uri.path();
     let (route, result) = route(app, request).await;
     let response = match result {
         Ok(response) => response,
         Err(error) => {
-            error.log(&method, &path);
+            error.log(&method, path);
             if let Some(reason) = error.auth_failure() {
                 app.metrics.auth_failure(reason);
             }
