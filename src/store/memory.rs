@@ -124,9 +124,18 @@ impl SessionStore for MemoryStore {
         if record.subject.client != r.client {
             return Ok(RotationOutcome::Unknown);
         }
+        let granted = |record: &Record| {
+            let held = record.subject.scope.as_deref().unwrap_or("");
+            r.narrow
+                .iter()
+                .all(|asked| held.split(' ').any(|s| s == asked))
+        };
         let outcome = if r.presented_generation == record.generation {
             if record.refresh_hash != r.presented_hash {
                 return Ok(RotationOutcome::Unknown);
+            }
+            if !granted(record) {
+                return Ok(RotationOutcome::NotGranted);
             }
             record.generation += 1;
             record.refresh_hash = r.successor_hash;
@@ -140,6 +149,9 @@ impl SessionStore for MemoryStore {
         } else if r.presented_generation + 1 == record.generation
             && r.now < record.rotated_at + timing.grace
         {
+            if !granted(record) {
+                return Ok(RotationOutcome::NotGranted);
+            }
             record.expires_at = r.now + timing.ttl(record.ends_at, r.now);
             RotationOutcome::Replayed {
                 subject: record.subject.clone(),
@@ -245,6 +257,7 @@ mod tests {
         Rotation {
             sid,
             client: None,
+            narrow: Vec::new(),
             presented_generation: generation,
             presented_hash: [presented; 16],
             successor_hash: [presented + 1; 16],

@@ -92,6 +92,9 @@ pub struct Rotation {
     pub presented_hash: SecretHash,
     pub successor_hash: SecretHash,
     pub successor_jti: Uuid,
+    /// Scopes the successor should carry, if fewer than the session's;
+    /// each must have been granted to the session.
+    pub narrow: Vec<String>,
     pub now: Millis,
 }
 
@@ -111,6 +114,9 @@ pub enum RotationOutcome {
     /// A rotated token came back outside the grace window: the session is
     /// ended (RFC 9700 §4.14.2).
     Reused,
+    /// `narrow` asked for a scope the session was never granted; nothing
+    /// changed, so the token stays usable.
+    NotGranted,
     /// No live session of this client knows this token.
     Unknown,
 }

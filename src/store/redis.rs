@@ -271,6 +271,7 @@ impl SessionStore for RedisStore {
             num(self.timing.idle),
             num(self.timing.refresh_lifetime),
             text(r.client.as_deref()),
+            r.narrow.join(" ").into_bytes(),
         ];
         // Repeating a rotation that did run is answered as a retry — the same
         // successor — if the repeat is sure to land inside the grace window.
@@ -393,6 +394,7 @@ fn parse_rotation(reply: &[Value]) -> Result<RotationOutcome, StoreError> {
             }
         }
         3 => RotationOutcome::Reused,
+        4 => RotationOutcome::NotGranted,
         other => return Err(StoreError::Protocol(format!("rotate replied {other}"))),
     })
 }

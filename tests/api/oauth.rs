@@ -19,6 +19,7 @@ on_both_stores!(
     scope_is_down_scoped_against_the_client,
     refresh_token_grant_rotates_like_refresh,
     refresh_tokens_stay_with_their_client,
+    a_refused_scope_request_rotates_nothing,
     every_token_endpoint_error,
     rate_limit_is_shared_by_replicas,
     introspection_tells_the_truth_on_every_replica,
@@ -719,4 +720,61 @@ async fn metrics_count_requests_and_failures(backend: Backend) {
         assert!(value("tokengate_redis_pool_connections ") >= 1.0);
     }
     assert!(text.contains("tokengate_store_errors_total 0"), "{text}");
+}
+
+async fn a_refused_scope_request_rotates_nothing(backend: Backend) {
+    // Strict rotation: had the refused request rotated, the retry would be theft.
+    let c = Cluster::start_with(backend, 2, |s| {
+        with_clients(s);
+        s.auth.refresh_grace = std::time::Duration::ZERO;
+    })
+    .await;
+    let issued = client_token(c.a(), WORKER).await;
+    let r0 = issued["refresh_token"].as_str().unwrap();
+    let wider = token(
+        c.b(),
+        Auth::Basic(WORKER),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", r0),
+            ("scope", "jobs admin"),
+        ],
+    )
+    .await;
+    oauth_error(&wider, 400, "invalid_scope");
+    // Allowed for the client, but more than this session was granted.
+    let narrow_session = token(
+        c.a(),
+        Auth::Basic(WORKER),
+        &[("grant_type", "client_credentials"), ("scope", "jobs")],
+    )
+    .await
+    .json();
+    let granted = narrow_session["refresh_token"].as_str().unwrap();
+    let more = token(
+        c.b(),
+        Auth::Basic(WORKER),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", granted),
+            ("scope", "jobs read"),
+        ],
+    )
+    .await;
+    oauth_error(&more, 400, "invalid_scope");
+    let kept = token(
+        c.a(),
+        Auth::Basic(WORKER),
+        &[("grant_type", "refresh_token"), ("refresh_token", granted)],
+    )
+    .await;
+    assert_eq!(kept.status, 200, "{:?}", kept.body);
+    assert_eq!(kept.json()["scope"], "jobs");
+    let again = token(
+        c.a(),
+        Auth::Basic(WORKER),
+        &[("grant_type", "refresh_token"), ("refresh_token", r0)],
+    )
+    .await;
+    assert_eq!(again.status, 200, "{:?}", again.body);
 }
