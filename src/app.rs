@@ -4,16 +4,21 @@
 
 use bytes::Bytes;
 
-use crate::clients::ClientSecrets;
+use std::sync::Arc;
+
+use crate::clients::{Attempt, ClientError, ClientSecrets, Credential};
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::oauth::OAuthClients;
+use crate::oauth::{ClientPolicy, OAuthClients};
+use crate::proxies::TrustedProxies;
 use crate::session::Sessions;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::{Store, Timing};
+use crate::throttle::Throttle;
 use crate::tokens::keys::Keys;
 use crate::tokens::{AccessTokens, RefreshTokens};
+use crate::verifier::Verifier;
 
 pub struct App {
     pub sessions: Sessions<Store>,
@@ -25,6 +30,8 @@ pub struct App {
     pub issuer: String,
     /// `oauth.public_url`; empty = from the request.
     pub public_url: String,
+    /// Whose `X-Forwarded-For` tells the client's address.
+    pub trusted_proxies: TrustedProxies,
     pub metrics: Metrics,
 }
 
@@ -88,30 +95,78 @@ impl App {
             auth.leeway.as_secs(),
         );
         let refresh = RefreshTokens::new(&secret);
-        let login = &settings.login.clients;
-        let login_clients = ClientSecrets::new(
-            login
-                .iter()
-                .map(|c| (c.id.as_str(), c.secret_hash.as_str())),
-        )
-        .map_err(BuildError)?;
+        let limits = &settings.throttle;
+        let verifier = Arc::new(Verifier::per_core(limits.hash_queue, limits.hash_wait));
+        let throttle = Throttle {
+            max_failures: limits.max_failures,
+            window: crate::store::millis(limits.window),
+        };
+        let login = settings.login.clients.iter().map(|c| {
+            let credential = match &c.secret_file {
+                Some(_) => Credential::Secret(c.secret.expose().as_bytes()),
+                None => Credential::Hash(&c.secret_hash),
+            };
+            (c.id.as_str(), credential)
+        });
+        let login_clients = ClientSecrets::new("login", login, verifier.clone(), throttle)
+            .map_err(|e| BuildError(format!("login.clients: {e}")))?;
         if login_clients.is_empty() {
             tracing::warn!(
                 "login.clients is empty: /login is open to anyone who can reach it; \
                  configure trusted clients before exposing it"
             );
         }
+        let oauth = &settings.oauth.clients;
+        let oauth_secrets = ClientSecrets::new(
+            "oauth",
+            OAuthClients::credentials(oauth),
+            verifier,
+            throttle,
+        )
+        .map_err(|e| BuildError(format!("oauth.clients: {e}")))?;
+        let trusted_proxies = TrustedProxies::parse(&settings.server.trusted_proxies)
+            .map_err(|e| BuildError(format!("server.trusted_proxies: {e}")))?;
         let metrics = Metrics::new(&store);
-        let refresh_lifetime = Timing::from_auth(auth).refresh_lifetime;
-        let sessions = Sessions::new(store, access, refresh, refresh_lifetime);
+        let sessions = Sessions::new(store, access, refresh, Timing::from_auth(auth));
         Ok(Self {
             sessions,
             login_clients,
-            oauth_clients: OAuthClients::new(&settings.oauth.clients).map_err(BuildError)?,
+            oauth_clients: OAuthClients::new(oauth, oauth_secrets),
             jwks: Bytes::from(jwks),
             issuer: auth.issuer.clone(),
             public_url: settings.oauth.public_url.trim_end_matches('/').to_owned(),
+            trusted_proxies,
             metrics,
         })
+    }
+}
+
+impl App {
+    /// Checks the HTTP Basic credentials of a `/login` caller.
+    pub async fn authenticate_login_client(
+        &self,
+        authorization: Option<&[u8]>,
+        attempt: Attempt,
+    ) -> Result<&str, ClientError> {
+        let store = self.sessions.store();
+        self.login_clients
+            .verify_basic(store, authorization, attempt)
+            .await
+    }
+
+    /// Checks an OAuth client's id and secret; returns what it may do.
+    pub async fn authenticate_oauth_client(
+        &self,
+        id: &str,
+        secret: Vec<u8>,
+        attempt: Attempt,
+    ) -> Result<&ClientPolicy, ClientError> {
+        let store = self.sessions.store();
+        let id = self
+            .oauth_clients
+            .secrets
+            .verify(store, id, secret, attempt)
+            .await?;
+        self.oauth_clients.policy(id).ok_or(ClientError::Rejected)
     }
 }

@@ -27,6 +27,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub login: LoginSettings,
     pub oauth: OAuthSettings,
+    pub throttle: ThrottleSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -37,6 +38,9 @@ pub struct ServerSettings {
     /// How long a SIGTERM waits for in-flight requests before exiting anyway.
     #[serde(deserialize_with = "duration")]
     pub shutdown_timeout: Duration,
+    /// Proxies (addresses or `address/prefix`) whose `X-Forwarded-For` is
+    /// believed when telling where a request comes from.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -45,6 +49,7 @@ impl Default for ServerSettings {
             host: "0.0.0.0".into(),
             port: 8080,
             shutdown_timeout: Duration::from_secs(10),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -128,6 +133,9 @@ pub struct AuthSettings {
     pub refresh_grace: Duration,
     #[serde(deserialize_with = "duration")]
     pub leeway: Duration,
+    /// Absolute session lifetime from login; rotation never extends it.
+    #[serde(deserialize_with = "duration")]
+    pub max_session: Duration,
     /// Signing algorithm; asymmetric ones take their keys from `signing_keys`.
     pub algorithm: SigningAlgorithm,
     /// Asymmetric keys: the first signs, all verify (matched by `kid`).
@@ -203,6 +211,7 @@ impl Default for AuthSettings {
             auto_logout: Duration::from_secs(24 * 3600),
             refresh_grace: Duration::from_secs(10),
             leeway: Duration::from_secs(5),
+            max_session: Duration::from_secs(720 * 3600),
             algorithm: SigningAlgorithm::HS256,
             signing_keys: Vec::new(),
         }
@@ -213,15 +222,23 @@ impl Default for AuthSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct LoginSettings {
     pub clients: Vec<LoginClient>,
+    /// Allow `/login` without client credentials on a Redis cluster (only
+    /// behind a network that already authenticates its callers).
+    pub open: bool,
 }
 
 /// A trusted caller of `/login`, authenticated by HTTP Basic.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LoginClient {
     pub id: String,
     /// argon2id PHC string from `tokengate hash-secret`.
     pub secret_hash: String,
+    /// Or a file holding the secret itself (Docker secrets), hashed at start.
+    pub secret_file: Option<PathBuf>,
+    /// The file's content, read by [`Settings::resolved`].
+    #[serde(skip)]
+    pub secret: Secret,
 }
 
 /// Machine clients of the OAuth 2.0 endpoints (SPEC §6).
@@ -249,6 +266,33 @@ pub struct OAuthClient {
     /// Token requests per minute, counted across replicas; 0 = unlimited.
     #[serde(default)]
     pub rate_limit: u32,
+}
+
+/// Limits against floods of bad credentials (see `throttle.rs`, `verifier.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThrottleSettings {
+    /// Failed credential checks per client id and per address within
+    /// `window` before `429`; 0 = no limit.
+    pub max_failures: u32,
+    #[serde(deserialize_with = "duration")]
+    pub window: Duration,
+    /// argon2 verifications that may wait for a core; beyond, `503` at once.
+    pub hash_queue: usize,
+    /// Longest wait for a core; then `503` with `Retry-After`.
+    #[serde(deserialize_with = "duration")]
+    pub hash_wait: Duration,
+}
+
+impl Default for ThrottleSettings {
+    fn default() -> Self {
+        Self {
+            max_failures: 10,
+            window: Duration::from_secs(5 * 60),
+            hash_queue: 64,
+            hash_wait: Duration::from_secs(1),
+        }
+    }
 }
 
 /// A configuration value that must never reach a log line.
@@ -341,6 +385,22 @@ impl Settings {
             let name = format!("auth.signing_keys[{i}].private_key_file");
             key.private_key_pem = Secret(read_secret_file(&name, &key.private_key_file)?);
         }
+        for (i, client) in self.login.clients.iter_mut().enumerate() {
+            let Some(path) = &client.secret_file else {
+                continue;
+            };
+            let key = format!("login.clients[{i}].secret_file");
+            if !client.secret_hash.is_empty() {
+                return Err(ConfigError::new(
+                    key,
+                    "set secret_hash or secret_file, not both",
+                ));
+            }
+            client.secret = Secret(read_secret_file(&key, path)?);
+            if client.secret.is_empty() {
+                return Err(ConfigError::new(key, "the file is empty"));
+            }
+        }
         if let Some(path) = &self.cache.password_file {
             let password = read_secret_file("cache.password_file", path)?;
             self.cache.url = Secret(with_redis_password(self.cache.url.expose(), &password)?);
@@ -384,10 +444,35 @@ impl Settings {
         positive("auth.access_lifetime", self.auth.access_lifetime)?;
         positive("auth.refresh_lifetime", self.auth.refresh_lifetime)?;
         positive("auth.auto_logout", self.auth.auto_logout)?;
+        positive("throttle.window", self.throttle.window)?;
+        positive("throttle.hash_wait", self.throttle.hash_wait)?;
+        if self.auth.max_session < self.auth.access_lifetime {
+            return Err(ConfigError::new(
+                "auth.max_session",
+                "must be at least auth.access_lifetime: no access token may outlive its session",
+            ));
+        }
         self.validate_keys()?;
-        let login = self.login.clients.iter().map(|c| (&c.id, &c.secret_hash));
+        if self.uses_redis() && self.login.clients.is_empty() && !self.login.open {
+            return Err(ConfigError::new(
+                "login.clients",
+                "required with cache.url: without trusted clients anyone who reaches /login \
+                 gets a session as any user (set login.clients, or login.open: true behind a \
+                 network that already authenticates callers)",
+            ));
+        }
+        // A client given by secret_file gets its hash at start-up (clients.rs).
+        let login = self
+            .login
+            .clients
+            .iter()
+            .map(|c| (&c.id, c.secret_file.is_none().then_some(&c.secret_hash)));
         validate_clients("login.clients", login)?;
-        let oauth = self.oauth.clients.iter().map(|c| (&c.id, &c.secret_hash));
+        let oauth = self
+            .oauth
+            .clients
+            .iter()
+            .map(|c| (&c.id, Some(&c.secret_hash)));
         validate_clients("oauth.clients", oauth)?;
         for (i, client) in self.oauth.clients.iter().enumerate() {
             if let Some(bad) = client
@@ -465,10 +550,11 @@ impl Settings {
     }
 }
 
-/// Client ids are unique, Basic-safe, and each hash is an argon2id PHC string.
+/// Client ids are unique, Basic-safe, and each hash given is an argon2id
+/// PHC string.
 fn validate_clients<'a>(
     section: &str,
-    clients: impl Iterator<Item = (&'a String, &'a String)>,
+    clients: impl Iterator<Item = (&'a String, Option<&'a String>)>,
 ) -> Result<(), ConfigError> {
     let mut seen = std::collections::HashSet::new();
     for (i, (id, hash)) in clients.enumerate() {
@@ -485,8 +571,10 @@ fn validate_clients<'a>(
                 format!("duplicate client id {id:?}"),
             ));
         }
-        crate::clients::parse_secret_hash(hash)
-            .map_err(|message| ConfigError::new(format!("{key}.secret_hash"), message))?;
+        if let Some(hash) = hash {
+            crate::clients::parse_secret_hash(hash)
+                .map_err(|message| ConfigError::new(format!("{key}.secret_hash"), message))?;
+        }
     }
     Ok(())
 }
@@ -629,6 +717,7 @@ mod tests {
                 ("TOKENGATE__LOGGING__MODE", "json"),
                 ("TOKENGATE__CACHE__URL", "redis://127.0.0.1:6379/0"),
                 ("TOKENGATE__AUTH__SECRET", SECRET),
+                ("TOKENGATE__LOGIN__OPEN", "true"),
             ],
         )
         .unwrap();
@@ -680,6 +769,57 @@ mod tests {
     }
 
     #[test]
+    fn redis_without_login_clients_needs_login_open() {
+        let redis = [
+            ("TOKENGATE__CACHE__URL", "redis://127.0.0.1:6379"),
+            ("TOKENGATE__AUTH__SECRET", SECRET),
+        ];
+        let e = load("", &redis).unwrap_err();
+        assert_eq!(e.key, "login.clients");
+        assert!(e.message.contains("login.open"), "{e}");
+        let open = load("login:\n  open: true\n", &redis).unwrap();
+        assert!(open.login.open && open.login.clients.is_empty());
+        let hash = crate::clients::hash_secret(b"s").unwrap();
+        let with_client =
+            format!("login:\n  clients:\n    - id: web\n      secret_hash: '{hash}'\n");
+        assert!(!load(&with_client, &redis).unwrap().login.open);
+        assert!(load("", &[]).is_ok(), "the embedded store may stay open");
+    }
+
+    #[test]
+    fn login_clients_may_read_their_secret_from_a_file() {
+        let dir = std::env::temp_dir().join(format!("tokengate-login-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("login_client_secret");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let yaml = |extra: &str| {
+            format!(
+                "login:\n  clients:\n    - id: web\n      secret_file: {}\n{extra}",
+                file.display()
+            )
+        };
+        let s = load(&yaml(""), &[]).unwrap();
+        assert_eq!(s.login.clients[0].secret.expose(), "s3cret");
+        assert!(!format!("{s:?}").contains("s3cret"), "redacted");
+        let both = yaml("      secret_hash: x\n");
+        assert_eq!(error_key(&both, &[]), "login.clients[0].secret_file");
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(error_key(&yaml(""), &[]), "login.clients[0].secret_file");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn max_session_defaults_and_bounds() {
+        let s = load("", &[]).unwrap();
+        assert_eq!(s.auth.max_session, Duration::from_secs(720 * 3600));
+        assert_eq!(s.throttle.max_failures, 10);
+        assert_eq!(s.throttle.window, Duration::from_secs(300));
+        let short = "auth:\n  max_session: 1m\n  access_lifetime: 15m\n";
+        assert_eq!(error_key(short, &[]), "auth.max_session");
+        assert!(load("auth:\n  max_session: 15m\n", &[]).is_ok());
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let e = load("auth:\n  secrett: x\n", &[]).unwrap_err();
         assert!(e.to_string().contains("secrett"), "{e}");
@@ -705,7 +845,7 @@ mod tests {
         std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
         std::fs::write(&password, "p@ss word\n").unwrap();
         let yaml = format!(
-            "cache:\n  url: redis://user:old@127.0.0.1:6379/2\n  password_file: {}\nauth:\n  secret_file: {}\n",
+            "cache:\n  url: redis://user:old@127.0.0.1:6379/2\n  password_file: {}\nauth:\n  secret_file: {}\nlogin:\n  open: true\n",
             password.display(),
             secret.display()
         );

@@ -11,6 +11,9 @@
 //! - [`session`] — the rules: login, rotation with grace, logout, authenticate.
 //! - [`tokens`] — signing keys, access JWTs and opaque refresh tokens.
 //! - [`clients`] — client authentication (argon2id + HTTP Basic or form).
+//! - [`throttle`] — failed credential checks counted per id and address.
+//! - [`verifier`] — the bounded pool every argon2 verification runs in.
+//! - [`proxies`] — the client's address behind trusted proxies.
 //! - [`oauth`] — OAuth 2.0 client policies and scopes.
 //! - [`metrics`] — Prometheus counters and histograms.
 //! - [`store`] — the atomic session operations, on Redis or in memory.
@@ -26,8 +29,11 @@ pub mod http;
 pub mod metrics;
 pub mod oauth;
 pub mod ops;
+pub mod proxies;
 pub mod server;
 pub mod session;
 pub mod store;
 pub mod telemetry;
+pub mod throttle;
 pub mod tokens;
+pub mod verifier;

@@ -1,7 +1,7 @@
 //! OAuth 2.0 machine clients (SPEC §6): who may ask for which scopes,
 //! whether they get refresh tokens, how often they may ask.
 
-use crate::clients::ClientSecrets;
+use crate::clients::{ClientSecrets, Credential};
 use crate::config::OAuthClient;
 
 /// What one configured client is allowed.
@@ -20,12 +20,8 @@ pub struct OAuthClients {
 }
 
 impl OAuthClients {
-    pub fn new(clients: &[OAuthClient]) -> Result<Self, String> {
-        let secrets = ClientSecrets::new(
-            clients
-                .iter()
-                .map(|c| (c.id.as_str(), c.secret_hash.as_str())),
-        )?;
+    /// `secrets` is built with `clients` (see [`OAuthClients::credentials`]).
+    pub fn new(clients: &[OAuthClient], secrets: ClientSecrets) -> Self {
         let policies = clients
             .iter()
             .map(|c| ClientPolicy {
@@ -35,7 +31,14 @@ impl OAuthClients {
                 rate_limit: c.rate_limit,
             })
             .collect();
-        Ok(Self { secrets, policies })
+        Self { secrets, policies }
+    }
+
+    /// What [`ClientSecrets`] needs of each client.
+    pub fn credentials(clients: &[OAuthClient]) -> impl Iterator<Item = (&str, Credential<'_>)> {
+        clients
+            .iter()
+            .map(|c| (c.id.as_str(), Credential::Hash(&c.secret_hash)))
     }
 
     pub fn policy(&self, id: &str) -> Option<&ClientPolicy> {

@@ -15,6 +15,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::app::App;
+use crate::proxies::Peer;
 
 /// A client that sends no complete header block within this is dropped.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,10 +39,10 @@ pub async fn run(
     tokio::pin!(shutdown);
 
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Matched explicitly: a disabled select arm would stop
                     // accepting for good after the first error.
@@ -54,7 +55,9 @@ pub async fn run(
         // Small responses; don't let Nagle hold them back.
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service = service_fn(move |request| {
+        let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            // Where the request comes from, for throttling (see `proxies`).
+            request.extensions_mut().insert(Peer(peer));
             let app = app.clone();
             async move { Ok::<_, std::convert::Infallible>(crate::http::handle(&app, request).await) }
         });

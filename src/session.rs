@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::store::{
     Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome, SessionStore,
-    StoreError, Subject,
+    StoreError, Subject, Timing,
 };
 use crate::tokens::{AccessClaims, AccessTokens, Grant, RefreshToken, RefreshTokens, Rejection};
 
@@ -59,21 +59,16 @@ pub struct Sessions<S> {
     store: S,
     access: AccessTokens,
     refresh: RefreshTokens,
-    refresh_lifetime: Millis,
+    timing: Timing,
 }
 
 impl<S: SessionStore> Sessions<S> {
-    pub fn new(
-        store: S,
-        access: AccessTokens,
-        refresh: RefreshTokens,
-        refresh_lifetime: Millis,
-    ) -> Self {
+    pub fn new(store: S, access: AccessTokens, refresh: RefreshTokens, timing: Timing) -> Self {
         Self {
             store,
             access,
             refresh,
-            refresh_lifetime,
+            timing,
         }
     }
 
@@ -87,7 +82,7 @@ impl<S: SessionStore> Sessions<S> {
             sub: sub.into(),
             ..Subject::default()
         };
-        self.start(subject, self.refresh_lifetime, now).await
+        self.start(subject, self.timing.refresh_lifetime, now).await
     }
 
     /// Starts a session for an OAuth client (`client_credentials`): `sub` is
@@ -106,7 +101,7 @@ impl<S: SessionStore> Sessions<S> {
             scope,
         };
         let lifetime = if refresh_tokens {
-            self.refresh_lifetime
+            self.timing.refresh_lifetime
         } else {
             self.access.lifetime_secs() * 1000
         };
@@ -126,20 +121,27 @@ impl<S: SessionStore> Sessions<S> {
             sid,
             Uuid::new_v4(),
             secs(now),
-            grant(&subject, None),
+            Grant {
+                scope: subject.scope.as_deref(),
+                client_id: subject.client.as_deref(),
+            },
         )?;
         let scope = subject.scope.clone();
+        // No refresh token, first or rotated, outlives the session itself.
+        let max_ends_at = now + self.timing.max_session;
+        let ends_at = (now + lifetime).min(max_ends_at);
         self.store
             .create(&NewSession {
                 sid,
                 subject,
                 access_jti: access.claims.jti,
                 refresh_hash: refresh.secret_hash(),
-                lifetime,
+                ends_at,
+                max_ends_at,
                 now,
             })
             .await?;
-        Ok(self.pair(access.token, &refresh, scope, now, now, lifetime))
+        Ok(self.pair(access.token, &refresh, scope, now, now, ends_at))
     }
 
     /// Exchanges a refresh token for its successor pair (RFC 9700 §4.14.2):
@@ -174,13 +176,10 @@ impl<S: SessionStore> Sessions<S> {
             narrow: narrow.unwrap_or_default().to_vec(),
             now,
         };
-        let (subject, jti, issued_at) = match self.store.rotate(&rotation).await? {
-            RotationOutcome::Rotated { subject } => (subject, rotation.successor_jti, now),
-            RotationOutcome::Replayed {
-                subject,
-                access_jti,
-                rotated_at,
-            } => (subject, access_jti, rotated_at),
+        // A retry within the grace window gets the successor exactly as first
+        // issued — same jti, scope and issue time, so the same access token.
+        let issued = match self.store.rotate(&rotation).await? {
+            RotationOutcome::Rotated(issued) | RotationOutcome::Replayed(issued) => issued,
             RotationOutcome::Reused => {
                 tracing::warn!(sid = %token.sid, generation = token.generation,
                     "rotated refresh token presented again; session ended");
@@ -193,21 +192,24 @@ impl<S: SessionStore> Sessions<S> {
             }
             RotationOutcome::Unknown => return Err(SessionError::InvalidGrant),
         };
-        // The store checked that every scope asked for is held.
-        let scope = match narrow {
-            Some(asked) if !asked.is_empty() => Some(asked.join(" ")),
-            Some(_) => None,
-            None => subject.scope.clone(),
-        };
         let access = self.access.sign(
-            &subject.sub,
+            &issued.subject.sub,
             token.sid,
-            jti,
-            secs(issued_at),
-            grant(&subject, scope.as_deref()),
+            issued.access_jti,
+            secs(issued.issued_at),
+            Grant {
+                scope: issued.scope.as_deref(),
+                client_id: issued.subject.client.as_deref(),
+            },
         )?;
-        let lifetime = self.refresh_lifetime;
-        Ok(self.pair(access.token, &successor, scope, issued_at, now, lifetime))
+        Ok(self.pair(
+            access.token,
+            &successor,
+            issued.scope,
+            issued.issued_at,
+            now,
+            issued.ends_at,
+        ))
     }
 
     /// Ends the session of a correctly signed, unexpired access token — even
@@ -316,6 +318,8 @@ impl<S: SessionStore> Sessions<S> {
         }
     }
 
+    /// The answer for an access token issued at `issued_at` and a refresh
+    /// token that expires at `ends_at`.
     fn pair(
         &self,
         access: String,
@@ -323,26 +327,17 @@ impl<S: SessionStore> Sessions<S> {
         scope: Option<String>,
         issued_at: Millis,
         now: Millis,
-        lifetime: Millis,
+        ends_at: Millis,
     ) -> TokenPair {
         let access_expires = secs(issued_at) + self.access.lifetime_secs();
         TokenPair {
             access,
             refresh: self.refresh.encode(refresh),
             expires_in: access_expires.saturating_sub(secs(now)),
-            refresh_expires_in: secs((issued_at + lifetime).saturating_sub(now)),
+            refresh_expires_in: secs(ends_at.saturating_sub(now)),
             session_id: refresh.sid,
             scope,
         }
-    }
-}
-
-/// The claims an access token of `subject` carries; `scope` overrides the
-/// session's (when narrowed).
-fn grant<'a>(subject: &'a Subject, scope: Option<&'a str>) -> Grant<'a> {
-    Grant {
-        scope: scope.or(subject.scope.as_deref()),
-        client_id: subject.client.as_deref(),
     }
 }
 
@@ -353,7 +348,7 @@ fn secs(ms: Millis) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MockSessionStore;
+    use crate::store::{MockSessionStore, Successor};
     use crate::tokens::keys::Keys;
     use mockall::predicate::{always, eq};
 
@@ -365,8 +360,26 @@ mod tests {
             store,
             AccessTokens::new(Keys::hmac(KEY), "tokengate", "tokengate", 900, 5),
             RefreshTokens::new(KEY),
-            3_600_000,
+            TIMING,
         )
+    }
+
+    const TIMING: Timing = Timing {
+        idle: 600_000,
+        refresh_lifetime: 3_600_000,
+        grace: 10_000,
+        max_session: 7_200_000,
+    };
+
+    /// A successor as a store reports it.
+    fn issued(subject: Subject, jti: Uuid, at: Millis) -> Successor {
+        Successor {
+            scope: subject.scope.clone(),
+            subject,
+            access_jti: jti,
+            issued_at: at,
+            ends_at: at + TIMING.refresh_lifetime,
+        }
     }
 
     fn user(sub: &str) -> Subject {
@@ -408,7 +421,8 @@ mod tests {
             (claims.sub.as_str(), stored.subject.sub.as_str()),
             ("7", "7")
         );
-        assert_eq!(stored.lifetime, 3_600_000);
+        assert_eq!(stored.ends_at, NOW + 3_600_000);
+        assert_eq!(stored.max_ends_at, NOW + 7_200_000);
         assert_eq!(claims.sid, pair.session_id);
         assert_eq!(stored.sid, pair.session_id);
         assert_eq!(stored.access_jti, claims.jti);
@@ -528,7 +542,13 @@ mod tests {
                     && r.client.is_none()
             })
             .times(1)
-            .returning(|_| Ok(RotationOutcome::Rotated { subject: user("7") }));
+            .returning(|r| {
+                Ok(RotationOutcome::Rotated(issued(
+                    user("7"),
+                    r.successor_jti,
+                    r.now,
+                )))
+            });
         let s = sessions(store);
         let next = s.refresh(&pair.refresh, None, None, NOW + 5).await.unwrap();
         assert_eq!(next.refresh, refresh_tokens().encode(&successor));
@@ -550,13 +570,17 @@ mod tests {
             if std::mem::take(&mut first) {
                 // The first request rotated and stored its jti...
                 assert_ne!(r.successor_jti, jti);
-                Ok(RotationOutcome::Rotated { subject: user("7") })
+                Ok(RotationOutcome::Rotated(issued(
+                    user("7"),
+                    r.successor_jti,
+                    r.now,
+                )))
             } else {
-                Ok(RotationOutcome::Replayed {
-                    subject: user("7"),
-                    access_jti: jti,
+                Ok(RotationOutcome::Replayed(issued(
+                    user("7"),
+                    jti,
                     rotated_at,
-                })
+                )))
             }
         });
         let s = sessions(store);
@@ -632,7 +656,7 @@ mod tests {
             .withf(|n| {
                 n.subject.client.as_deref() == Some("billing")
                     && n.subject.scope.as_deref() == Some("read")
-                    && n.lifetime == 900_000
+                    && n.ends_at == NOW + 900_000
             })
             .times(1)
             .returning(|_| Ok(()));
@@ -661,11 +685,13 @@ mod tests {
             .expect_rotate()
             .withf(|r| r.client.as_deref() == Some("billing"))
             .returning(move |r| {
-                // The store refuses scopes the session does not hold.
+                // The store refuses scopes the session does not hold, and
+                // says which scope the successor carries.
                 Ok(if r.narrow.iter().all(|s| s == "read" || s == "write") {
-                    RotationOutcome::Rotated {
-                        subject: subject.clone(),
-                    }
+                    RotationOutcome::Rotated(Successor {
+                        scope: Some(r.narrow.join(" ")),
+                        ..issued(subject.clone(), r.successor_jti, r.now)
+                    })
                 } else {
                     RotationOutcome::NotGranted
                 })

@@ -9,6 +9,7 @@ use crate::clients::ClientError;
 use crate::session::SessionError;
 use crate::store::StoreError;
 use crate::tokens::Rejection;
+use crate::verifier::VerifyError;
 
 /// The largest request body we read (SPEC §2).
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -61,6 +62,10 @@ pub enum ApiError {
     },
     #[error("rate limit reached; retry in {0}s")]
     RateLimited(u64),
+    #[error("too many failed attempts from this client or address; retry in {0}s")]
+    TooManyAttempts(u64),
+    #[error("too many credential checks waiting; try again")]
+    Busy,
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed")]
@@ -73,6 +78,18 @@ pub enum ApiError {
     Unavailable(#[from] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<ClientError> for ApiError {
+    fn from(error: ClientError) -> Self {
+        match error {
+            ClientError::Throttled(seconds) => Self::TooManyAttempts(seconds),
+            ClientError::Busy(VerifyError::Busy) => Self::Busy,
+            ClientError::Busy(VerifyError::Internal) => Self::Internal(error.to_string()),
+            ClientError::Store(e) => Self::Unavailable(e),
+            other => Self::InvalidClient(other),
+        }
+    }
 }
 
 impl From<SessionError> for ApiError {
@@ -108,12 +125,12 @@ impl ApiError {
             | Self::InvalidClient(_) => StatusCode::UNAUTHORIZED,
             Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Self::OAuth { .. } => StatusCode::BAD_REQUEST,
-            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited(_) | Self::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -129,11 +146,12 @@ impl ApiError {
             Self::InsufficientScope(_) => "insufficient_scope",
             Self::OAuth { code, .. } => code.as_str(),
             Self::RateLimited(_) => "rate_limited",
+            Self::TooManyAttempts(_) => "too_many_attempts",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::Unavailable(_) => "temporarily_unavailable",
+            Self::Unavailable(_) | Self::Busy => "temporarily_unavailable",
             Self::Internal(_) => "server_error",
         }
     }
@@ -159,6 +177,7 @@ impl ApiError {
             Self::InvalidGrant => "invalid_grant",
             Self::RefreshReuse => "refresh_reuse",
             Self::InvalidClient(_) => "invalid_client",
+            Self::TooManyAttempts(_) => "throttled",
             Self::InsufficientScope(_) => "insufficient_scope",
             _ => return None,
         })
@@ -182,6 +201,10 @@ impl ApiError {
                 tracing::warn!(%method, path, error = code.as_str(), description, "oauth request refused");
             }
             Self::RateLimited(_) => tracing::warn!(%method, path, "client rate limited"),
+            Self::TooManyAttempts(_) => {
+                tracing::warn!(%method, path, "credential checks throttled after failures");
+            }
+            Self::Busy => tracing::warn!(%method, path, "credential check queue full"),
             Self::Unavailable(e) => tracing::error!(%method, path, error = %e, "failing closed"),
             Self::Internal(e) => tracing::error!(%method, path, error = %e, "internal error"),
             other => tracing::debug!(%method, path, error = %other, "bad request"),
@@ -217,13 +240,13 @@ impl ApiError {
                     headers.insert(WWW_AUTHENTICATE, value);
                 }
             }
-            Self::RateLimited(seconds) => {
+            Self::RateLimited(seconds) | Self::TooManyAttempts(seconds) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
             }
             Self::MethodNotAllowed(allow) => {
                 headers.insert(ALLOW, HeaderValue::from_static(allow));
             }
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::Busy => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

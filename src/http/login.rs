@@ -3,7 +3,9 @@
 use http::{Request, StatusCode};
 use serde::Deserialize;
 
-use super::{ApiError, RequestBody, Response, body, json_response, now, token_pair::TokenPairBody};
+use super::{
+    ApiError, RequestBody, Response, attempt, body, json_response, now, token_pair::TokenPairBody,
+};
 use crate::app::App;
 
 /// Longest accepted user id; it travels in every token and header.
@@ -45,10 +47,8 @@ pub async fn handle(app: &App, request: Request<impl RequestBody>) -> Result<Res
             .headers()
             .get(http::header::AUTHORIZATION)
             .map(|v| v.as_bytes());
-        app.login_clients
-            .verify_basic(authorization)
-            .await
-            .map_err(ApiError::InvalidClient)?;
+        app.authenticate_login_client(authorization, attempt(app, &request))
+            .await?;
     }
     let LoginRequest {
         user_id: UserId(sub),

@@ -15,6 +15,7 @@ mod oauth;
 mod refresh;
 mod token_pair;
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -25,6 +26,8 @@ use hyper::body::Body;
 use serde::Serialize;
 
 use crate::app::App;
+use crate::clients::Attempt;
+use crate::proxies::Peer;
 use crate::store::Millis;
 pub use error::ApiError;
 
@@ -278,6 +281,24 @@ fn public_base(app: &App, headers: &HeaderMap) -> String {
         .unwrap_or("localhost");
     format!("{scheme}://{host}")
 }
+
+/// Where a credential check comes from: the client's address (the peer, or
+/// what a trusted proxy says) and the time.
+fn attempt<B>(app: &App, request: &Request<B>) -> Attempt {
+    let peer = request
+        .extensions()
+        .get::<Peer>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |peer| peer.0.ip());
+    let forwarded = request.headers().get_all(X_FORWARDED_FOR);
+    Attempt {
+        addr: app
+            .trusted_proxies
+            .client(peer, forwarded.iter().map(HeaderValue::as_bytes)),
+        now: now(),
+    }
+}
+
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
 /// Wall-clock time for the session rules, which never read the clock.
 fn now() -> Millis {

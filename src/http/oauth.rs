@@ -11,9 +11,9 @@ use serde_json::{Map, Value, json};
 
 use super::body::{self, Params};
 use super::error::OAuthCode;
-use super::{ApiError, RequestBody, Response, json_response, now};
+use super::{ApiError, RequestBody, Response, attempt, json_response, now};
 use crate::app::App;
-use crate::clients::{ClientError, parse_basic};
+use crate::clients::{Attempt, ClientError, parse_basic};
 use crate::oauth::{ClientPolicy, parse_scope};
 use crate::session::{Introspection, SessionError, TokenPair};
 
@@ -27,8 +27,9 @@ fn oauth(code: OAuthCode, description: impl Into<String>) -> ApiError {
 /// `POST /oauth/token` (and `/token`).
 pub async fn token(app: &App, request: Request<impl RequestBody>) -> Result<Response, ApiError> {
     let authorization = request.headers().get(AUTHORIZATION).cloned();
+    let attempt = attempt(app, &request);
     let params = body::read_params(request).await?;
-    let client = authenticate_client(app, authorization.as_ref(), &params).await?;
+    let client = authenticate_client(app, authorization.as_ref(), &params, attempt).await?;
     let now = now();
     app.sessions
         .count_request(&client.id, client.rate_limit, now)
@@ -119,8 +120,9 @@ pub async fn introspect(
     request: Request<impl RequestBody>,
 ) -> Result<Response, ApiError> {
     let authorization = request.headers().get(AUTHORIZATION).cloned();
+    let attempt = attempt(app, &request);
     let params = body::read_params(request).await?;
-    authenticate_client(app, authorization.as_ref(), &params).await?;
+    authenticate_client(app, authorization.as_ref(), &params, attempt).await?;
     let token = params.require("token")?;
     let issuer = &app.issuer;
     let body = match app.sessions.introspect(token, now()).await? {
@@ -167,8 +169,9 @@ fn optional(body: &mut Value, key: &str, value: Option<String>) {
 /// `POST /oauth/revoke` (RFC 7009): `200` whether or not the token was live.
 pub async fn revoke(app: &App, request: Request<impl RequestBody>) -> Result<Response, ApiError> {
     let authorization = request.headers().get(AUTHORIZATION).cloned();
+    let attempt = attempt(app, &request);
     let params = body::read_params(request).await?;
-    let client = authenticate_client(app, authorization.as_ref(), &params).await?;
+    let client = authenticate_client(app, authorization.as_ref(), &params, attempt).await?;
     let token = params.require("token")?;
     // token_type_hint only speeds up a search; both kinds are recognised anyway.
     app.sessions.revoke(token, &client.id, now()).await?;
@@ -201,6 +204,7 @@ async fn authenticate_client<'a>(
     app: &'a App,
     authorization: Option<&HeaderValue>,
     params: &Params,
+    attempt: Attempt,
 ) -> Result<&'a ClientPolicy, ApiError> {
     let basic = match authorization.map(|value| parse_basic(value.as_bytes())) {
         None | Some(Err(ClientError::Missing)) => None,
@@ -233,15 +237,7 @@ async fn authenticate_client<'a>(
         }
         (None, None) => return Err(ApiError::InvalidClient(ClientError::Missing)),
     };
-    let id = app
-        .oauth_clients
-        .secrets
-        .verify(&id, secret)
-        .await
-        .map_err(ApiError::InvalidClient)?;
-    app.oauth_clients
-        .policy(id)
-        .ok_or(ApiError::InvalidClient(ClientError::Rejected))
+    Ok(app.authenticate_oauth_client(&id, secret, attempt).await?)
 }
 
 /// `application/x-www-form-urlencoded` decoding of one value (`+` is a space).

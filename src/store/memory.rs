@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use uuid::Uuid;
 
+use super::rotation::{self, Current, Verdict};
 use super::{
     Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome, SessionStore,
-    StoreError, Subject, Timing,
+    StoreError, Subject, Successor, Timing,
 };
 use crate::tokens::SecretHash;
 
@@ -23,11 +24,40 @@ const SWEEP_EVERY: Millis = 60_000;
 struct Record {
     subject: Subject,
     access_jti: Uuid,
+    /// Scope of the current access token (set by rotation).
+    access_scope: Option<String>,
     refresh_hash: SecretHash,
     generation: u32,
     rotated_at: Millis,
     ends_at: Millis,
+    max_ends_at: Millis,
     expires_at: Millis,
+}
+
+impl Record {
+    fn current(&self) -> Current<'_> {
+        Current {
+            generation: self.generation,
+            refresh_hash: self.refresh_hash,
+            rotated_at: self.rotated_at,
+            ends_at: self.ends_at,
+            max_ends_at: self.max_ends_at,
+            client: self.subject.client.as_deref(),
+            scope: self.subject.scope.as_deref(),
+            successor_scope: self.access_scope.as_deref(),
+        }
+    }
+
+    /// The current access token and refresh lifetime, as rotation issued them.
+    fn successor(&self) -> Successor {
+        Successor {
+            subject: self.subject.clone(),
+            scope: self.access_scope.clone(),
+            access_jti: self.access_jti,
+            issued_at: self.rotated_at,
+            ends_at: self.ends_at,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -35,6 +65,8 @@ struct Sessions {
     by_sid: HashMap<Uuid, Record>,
     /// Rate-limit windows: key → (count, window end).
     counters: HashMap<String, (u32, Millis)>,
+    /// Failed credential checks: key → (count, counter end).
+    failures: HashMap<String, (u32, Millis)>,
     next_sweep: Millis,
 }
 
@@ -81,11 +113,11 @@ impl Sessions {
 
 impl SessionStore for MemoryStore {
     async fn create(&self, s: &NewSession) -> Result<(), StoreError> {
-        let ends_at = s.now + s.lifetime;
         let mut sessions = self.lock();
         if s.now >= sessions.next_sweep {
             sessions.by_sid.retain(|_, r| r.expires_at > s.now);
             sessions.counters.retain(|_, (_, end)| *end > s.now);
+            sessions.failures.retain(|_, (_, end)| *end > s.now);
             sessions.next_sweep = s.now + SWEEP_EVERY;
         }
         sessions.by_sid.insert(
@@ -93,11 +125,13 @@ impl SessionStore for MemoryStore {
             Record {
                 subject: s.subject.clone(),
                 access_jti: s.access_jti,
+                access_scope: s.subject.scope.clone(),
                 refresh_hash: s.refresh_hash,
                 generation: 0,
                 rotated_at: 0,
-                ends_at,
-                expires_at: s.now + self.timing.ttl(ends_at, s.now),
+                ends_at: s.ends_at,
+                max_ends_at: s.max_ends_at,
+                expires_at: s.now + self.timing.ttl(s.ends_at, s.now),
             },
         );
         Ok(())
@@ -121,50 +155,32 @@ impl SessionStore for MemoryStore {
         let Some(record) = sessions.live(r.sid, r.now) else {
             return Ok(RotationOutcome::Unknown);
         };
-        if record.subject.client != r.client {
-            return Ok(RotationOutcome::Unknown);
-        }
-        let granted = |record: &Record| {
-            let held = record.subject.scope.as_deref().unwrap_or("");
-            r.narrow
-                .iter()
-                .all(|asked| held.split(' ').any(|s| s == asked))
-        };
-        let outcome = if r.presented_generation == record.generation {
-            if record.refresh_hash != r.presented_hash {
-                return Ok(RotationOutcome::Unknown);
+        Ok(match rotation::decide(&record.current(), r, &timing) {
+            Verdict::Rotate { scope, ends_at } => {
+                record.generation += 1;
+                record.refresh_hash = r.successor_hash;
+                record.access_jti = r.successor_jti;
+                record.access_scope = scope;
+                record.rotated_at = r.now;
+                record.ends_at = ends_at;
+                record.expires_at = r.now + timing.ttl(ends_at, r.now);
+                RotationOutcome::Rotated(record.successor())
             }
-            if !granted(record) {
-                return Ok(RotationOutcome::NotGranted);
+            Verdict::Replay => {
+                record.expires_at = r.now + timing.ttl(record.ends_at, r.now);
+                RotationOutcome::Replayed(record.successor())
             }
-            record.generation += 1;
-            record.refresh_hash = r.successor_hash;
-            record.access_jti = r.successor_jti;
-            record.rotated_at = r.now;
-            record.ends_at = r.now + timing.refresh_lifetime;
-            record.expires_at = r.now + timing.ttl(record.ends_at, r.now);
-            RotationOutcome::Rotated {
-                subject: record.subject.clone(),
+            Verdict::Reuse => {
+                sessions.by_sid.remove(&r.sid);
+                RotationOutcome::Reused
             }
-        } else if r.presented_generation + 1 == record.generation
-            && r.now < record.rotated_at + timing.grace
-        {
-            if !granted(record) {
-                return Ok(RotationOutcome::NotGranted);
+            Verdict::Expired => {
+                sessions.by_sid.remove(&r.sid);
+                RotationOutcome::Unknown
             }
-            record.expires_at = r.now + timing.ttl(record.ends_at, r.now);
-            RotationOutcome::Replayed {
-                subject: record.subject.clone(),
-                access_jti: record.access_jti,
-                rotated_at: record.rotated_at,
-            }
-        } else if r.presented_generation < record.generation {
-            sessions.by_sid.remove(&r.sid);
-            RotationOutcome::Reused
-        } else {
-            RotationOutcome::Unknown
-        };
-        Ok(outcome)
+            Verdict::NotGranted => RotationOutcome::NotGranted,
+            Verdict::Unknown => RotationOutcome::Unknown,
+        })
     }
 
     async fn end(&self, sid: Uuid) -> Result<(), StoreError> {
@@ -220,6 +236,42 @@ impl SessionStore for MemoryStore {
         Ok((*count > limit).then(|| *ends - now))
     }
 
+    async fn failures_over(
+        &self,
+        keys: &[String],
+        limit: u32,
+        now: Millis,
+    ) -> Result<Option<Millis>, StoreError> {
+        let sessions = self.lock();
+        Ok(keys
+            .iter()
+            .filter_map(|key| sessions.failures.get(key))
+            .filter(|(count, end)| *count >= limit && *end > now)
+            .map(|(_, end)| end - now)
+            .max())
+    }
+
+    async fn record_failure(
+        &self,
+        keys: &[String],
+        limit: u32,
+        window: Millis,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let mut sessions = self.lock();
+        for key in keys {
+            let (count, end) = sessions.failures.entry(key.clone()).or_insert((0, 0));
+            if *end <= now {
+                *count = 0;
+            }
+            *count = count.saturating_add(1);
+            if *count == 1 || *count >= limit {
+                *end = now + window;
+            }
+        }
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -234,6 +286,7 @@ mod tests {
         idle: 60_000,
         refresh_lifetime: 3_600_000,
         grace: 10_000,
+        max_session: 7_200_000,
     };
 
     async fn new_session(store: &MemoryStore, now: Millis) -> (Uuid, Uuid) {
@@ -246,7 +299,8 @@ mod tests {
             },
             access_jti: jti,
             refresh_hash: [1; 16],
-            lifetime: TIMING.refresh_lifetime,
+            ends_at: now + TIMING.refresh_lifetime,
+            max_ends_at: now + TIMING.max_session,
             now,
         };
         store.create(&session).await.unwrap();
@@ -288,7 +342,8 @@ mod tests {
             subject: Subject::default(),
             access_jti: jti,
             refresh_hash: [1; 16],
-            lifetime: 90_000,
+            ends_at: T0 + 90_000,
+            max_ends_at: T0 + 90_000,
             now: T0,
         };
         store.create(&session).await.unwrap();
@@ -317,22 +372,23 @@ mod tests {
 
         let first = rotation(sid, 0, 1, T0 + 1000);
         let outcome = store.rotate(&first).await.unwrap();
-        assert!(matches!(outcome, RotationOutcome::Rotated { .. }));
+        assert!(matches!(outcome, RotationOutcome::Rotated(_)));
         let replay = store
             .rotate(&rotation(sid, 0, 1, T0 + 10_999))
             .await
             .unwrap();
-        assert_eq!(
-            replay,
-            RotationOutcome::Replayed {
-                subject: Subject {
-                    sub: "7".into(),
-                    ..Subject::default()
-                },
-                access_jti: first.successor_jti,
-                rotated_at: T0 + 1000,
-            }
-        );
+        let issued = Successor {
+            subject: Subject {
+                sub: "7".into(),
+                ..Subject::default()
+            },
+            scope: None,
+            access_jti: first.successor_jti,
+            issued_at: T0 + 1000,
+            ends_at: T0 + 1000 + TIMING.refresh_lifetime,
+        };
+        assert_eq!(outcome, RotationOutcome::Rotated(issued.clone()));
+        assert_eq!(replay, RotationOutcome::Replayed(issued));
         let late = store
             .rotate(&rotation(sid, 0, 1, T0 + 11_000))
             .await
@@ -352,7 +408,7 @@ mod tests {
         let wrong = store.rotate(&rotation(sid, 0, 9, T0)).await.unwrap();
         assert_eq!(wrong, RotationOutcome::Unknown);
         let right = store.rotate(&rotation(sid, 0, 1, T0)).await.unwrap();
-        assert!(matches!(right, RotationOutcome::Rotated { .. }));
+        assert!(matches!(right, RotationOutcome::Rotated(_)));
     }
 
     #[tokio::test]
@@ -374,7 +430,7 @@ mod tests {
             Revocation::Unknown
         );
         let first_party = store.rotate(&rotation(sid, 0, 1, T0)).await.unwrap();
-        assert!(matches!(first_party, RotationOutcome::Rotated { .. }));
+        assert!(matches!(first_party, RotationOutcome::Rotated(_)));
     }
 
     #[tokio::test]
@@ -431,6 +487,81 @@ mod tests {
                 .unwrap(),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn rotation_never_outlives_max_session() {
+        let store = MemoryStore::new(TIMING);
+        let (sid, _) = new_session(&store, T0).await;
+        // Rotate every 50 s, always active and before the refresh token expires.
+        let mut now = T0;
+        let mut generation = 0;
+        let ends = loop {
+            now += 50_000;
+            let r = rotation(sid, generation, generation as u8 + 1, now);
+            match store.rotate(&r).await.unwrap() {
+                RotationOutcome::Rotated(successor) => {
+                    assert!(successor.ends_at <= T0 + TIMING.max_session);
+                    generation += 1;
+                    if successor.ends_at == T0 + TIMING.max_session {
+                        break successor.ends_at;
+                    }
+                }
+                other => panic!("rotation {generation} at {now}: {other:?}"),
+            }
+        };
+        assert_eq!(ends, T0 + TIMING.max_session);
+        let at_end = rotation(sid, generation, generation as u8 + 1, ends);
+        assert_eq!(
+            store.rotate(&at_end).await.unwrap(),
+            RotationOutcome::Unknown,
+            "the session is over at max_session, however often it rotated"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_grace_retry_returns_the_narrowed_successor() {
+        let store = MemoryStore::new(TIMING);
+        let sid = Uuid::new_v4();
+        let session = NewSession {
+            sid,
+            subject: Subject {
+                sub: "billing".into(),
+                client: Some("billing".into()),
+                scope: Some("read write".into()),
+            },
+            access_jti: Uuid::new_v4(),
+            refresh_hash: [1; 16],
+            ends_at: T0 + TIMING.refresh_lifetime,
+            max_ends_at: T0 + TIMING.max_session,
+            now: T0,
+        };
+        store.create(&session).await.unwrap();
+        let with = |narrow: &[&str], now| Rotation {
+            client: Some("billing".into()),
+            narrow: narrow.iter().map(|s| (*s).to_owned()).collect(),
+            ..rotation(sid, 0, 1, now)
+        };
+        let RotationOutcome::Rotated(first) = store.rotate(&with(&["read"], T0)).await.unwrap()
+        else {
+            panic!("the first use rotates");
+        };
+        assert_eq!(first.scope.as_deref(), Some("read"));
+        assert_eq!(
+            store
+                .rotate(&with(&["read", "write"], T0 + 1))
+                .await
+                .unwrap(),
+            RotationOutcome::NotGranted,
+            "a retry cannot widen the successor"
+        );
+        for narrow in [&[][..], &["read"]] {
+            assert_eq!(
+                store.rotate(&with(narrow, T0 + 2)).await.unwrap(),
+                RotationOutcome::Replayed(first.clone()),
+                "a retry gets exactly the successor"
+            );
+        }
     }
 
     #[tokio::test]

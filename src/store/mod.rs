@@ -9,14 +9,17 @@
 //! implementations.
 //!
 //! A session record holds its [`Subject`] (`sub`, the OAuth client if any,
-//! the granted scope), the `jti` of the one access token that is current, a
-//! hash of the current refresh secret, the rotation `generation`, the time of
-//! the last rotation and the absolute end of the refresh lifetime.
-//! Its time-to-live is `min(auto_logout, end - now)`, restarted on activity, so
-//! the store forgets a session by itself when its clients walk away.
+//! the granted scope), the `jti` and scope of the one access token that is
+//! current, a hash of the current refresh secret, the rotation `generation`,
+//! the time of the last rotation, the end of the current refresh token's
+//! lifetime and the session's absolute end (`auth.max_session` after login,
+//! which no rotation moves). Its time-to-live is `min(auto_logout, end - now)`,
+//! restarted on activity, so the store forgets a session by itself when its
+//! clients walk away.
 
 pub mod memory;
 pub mod redis;
+pub mod rotation;
 
 use std::time::Duration;
 
@@ -37,15 +40,19 @@ pub struct Timing {
     pub refresh_lifetime: Millis,
     /// How long a rotated token is answered with its successor.
     pub grace: Millis,
+    /// Absolute lifetime of a session from login (`auth.max_session`).
+    pub max_session: Millis,
 }
 
 impl Timing {
-    /// `auth.auto_logout`, `auth.refresh_lifetime` and `auth.refresh_grace`.
+    /// `auth.auto_logout`, `auth.refresh_lifetime`, `auth.refresh_grace` and
+    /// `auth.max_session`.
     pub fn from_auth(auth: &AuthSettings) -> Self {
         Self {
             idle: millis(auth.auto_logout),
             refresh_lifetime: millis(auth.refresh_lifetime),
             grace: millis(auth.refresh_grace),
+            max_session: millis(auth.max_session),
         }
     }
 
@@ -55,7 +62,8 @@ impl Timing {
     }
 }
 
-fn millis(d: Duration) -> Millis {
+/// A duration in whole milliseconds (saturating).
+pub fn millis(d: Duration) -> Millis {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -76,8 +84,11 @@ pub struct NewSession {
     pub subject: Subject,
     pub access_jti: Uuid,
     pub refresh_hash: SecretHash,
-    /// How long the session may live at most (its refresh lifetime).
-    pub lifetime: Millis,
+    /// When the first refresh token expires.
+    pub ends_at: Millis,
+    /// When the session ends whatever happens (`auth.max_session`); no
+    /// rotation extends a refresh token past it.
+    pub max_ends_at: Millis,
     pub now: Millis,
 }
 
@@ -92,30 +103,39 @@ pub struct Rotation {
     pub presented_hash: SecretHash,
     pub successor_hash: SecretHash,
     pub successor_jti: Uuid,
-    /// Scopes the successor should carry, if fewer than the session's;
-    /// each must have been granted to the session.
+    /// Scopes asked for (RFC 6749 §6); empty: none named. A first use may
+    /// narrow to any scopes granted to the session; a retry within the grace
+    /// window may name only scopes of the successor it gets back.
     pub narrow: Vec<String>,
     pub now: Millis,
+}
+
+/// The successor pair a rotation answers with: everything needed to sign
+/// its access token again, byte for byte, on a retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Successor {
+    pub subject: Subject,
+    /// The scope its access token carries (the session's, or narrower).
+    pub scope: Option<String>,
+    pub access_jti: Uuid,
+    pub issued_at: Millis,
+    /// When its refresh token expires.
+    pub ends_at: Millis,
 }
 
 /// The store's verdict on a [`Rotation`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotationOutcome {
     /// The presented token was current: the successor is now current.
-    Rotated { subject: Subject },
+    Rotated(Successor),
     /// The presented token was rotated moments ago and its successor is still
-    /// unused: answer with that same successor (its access token has
-    /// `access_jti` and was issued at `rotated_at`).
-    Replayed {
-        subject: Subject,
-        access_jti: Uuid,
-        rotated_at: Millis,
-    },
+    /// unused: answer with that very successor, as first issued.
+    Replayed(Successor),
     /// A rotated token came back outside the grace window: the session is
     /// ended (RFC 9700 §4.14.2).
     Reused,
-    /// `narrow` asked for a scope the session was never granted; nothing
-    /// changed, so the token stays usable.
+    /// `narrow` asked for a scope the session (or, on a retry, the successor)
+    /// was never granted; nothing changed, so the token stays usable.
     NotGranted,
     /// No live session of this client knows this token.
     Unknown,
@@ -187,6 +207,25 @@ pub trait SessionStore {
         now: Millis,
     ) -> Result<Option<Millis>, StoreError>;
 
+    /// If any of the failure counters `keys` has reached `limit`, how long
+    /// until it may try again (checked before any argon2 work).
+    async fn failures_over(
+        &self,
+        keys: &[String],
+        limit: u32,
+        now: Millis,
+    ) -> Result<Option<Millis>, StoreError>;
+
+    /// Counts one failed credential check on each of `keys` (see
+    /// [`crate::throttle`] for the window rule).
+    async fn record_failure(
+        &self,
+        keys: &[String],
+        limit: u32,
+        window: Millis,
+        now: Millis,
+    ) -> Result<(), StoreError>;
+
     /// Is the store reachable (`/health`)?
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -257,6 +296,25 @@ impl SessionStore for Store {
         now: Millis,
     ) -> Result<Option<Millis>, StoreError> {
         dispatch!(self, s => s.count_request(key, limit, window, now))
+    }
+
+    async fn failures_over(
+        &self,
+        keys: &[String],
+        limit: u32,
+        now: Millis,
+    ) -> Result<Option<Millis>, StoreError> {
+        dispatch!(self, s => s.failures_over(keys, limit, now))
+    }
+
+    async fn record_failure(
+        &self,
+        keys: &[String],
+        limit: u32,
+        window: Millis,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.record_failure(keys, limit, window, now))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

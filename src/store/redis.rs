@@ -3,9 +3,12 @@
 //!
 //! Key `tg:s:<sid>`; fields `s` sub, `a` current access jti (16 raw bytes),
 //! `r` refresh-secret hash (16 raw bytes), `g` generation, `t` last rotation
-//! (ms), `e` end of the refresh lifetime (ms), and for OAuth clients `c`
-//! client id and `p` scope. Short field names and raw bytes keep the hash in
-//! Redis's compact listpack encoding. Rate-limit windows are `tg:rl:<client>`.
+//! (ms), `e` end of the refresh lifetime (ms), `m` the session's absolute end
+//! (ms), `q` the current access token's scope (after a rotation), and for
+//! OAuth clients `c` client id and `p` granted scope. Short field names and raw bytes keep the hash in
+//! Redis's compact listpack encoding. Rate-limit windows are `tg:rl:<client>`,
+//! failed credential checks `tg:fail:<kind>:a:<address>` and
+//! `tg:fail:<kind>:c:<client>`.
 //!
 //! Scripts run with `EVALSHA`; `redis::Script` reloads them after `NOSCRIPT`,
 //! so a restarted Redis needs nothing from us.
@@ -33,12 +36,13 @@ use uuid::Uuid;
 
 use super::{
     Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome, SessionStore,
-    StoreError, Subject, Timing,
+    StoreError, Subject, Successor, Timing,
 };
 use crate::tokens::SecretHash;
 
 const KEY_PREFIX: &str = "tg:s:";
 const RATE_PREFIX: &str = "tg:rl:";
+const FAILURE_PREFIX: &str = "tg:fail:";
 
 /// Creates multiplexed connections; recycling is free (see the module doc).
 pub struct Connections {
@@ -84,6 +88,8 @@ pub struct RedisStore {
     revoke: Script,
     inspect: Script,
     count: Script,
+    failures: Script,
+    fail: Script,
 }
 
 impl RedisStore {
@@ -124,6 +130,8 @@ impl RedisStore {
             revoke: Script::new(include_str!("scripts/revoke.lua")),
             inspect: Script::new(include_str!("scripts/inspect.lua")),
             count: Script::new(include_str!("scripts/count.lua")),
+            failures: Script::new(include_str!("scripts/failures.lua")),
+            fail: Script::new(include_str!("scripts/fail.lua")),
         })
     }
 
@@ -198,7 +206,21 @@ impl RedisStore {
         key: String,
         args: &[Vec<u8>],
     ) -> Result<T, StoreError> {
-        let mut invocation = script.key(key);
+        self.eval_keys(repeat, script, &[key], args).await
+    }
+
+    /// Invokes a script with the given keys and arguments.
+    async fn eval_keys<T: FromRedisValue>(
+        &self,
+        repeat: Repeat,
+        script: &Script,
+        keys: &[String],
+        args: &[Vec<u8>],
+    ) -> Result<T, StoreError> {
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(key.as_str());
+        }
         for arg in args {
             invocation.arg(arg.as_slice());
         }
@@ -225,6 +247,12 @@ pub fn session_key(sid: Uuid) -> String {
     key
 }
 
+fn failure_keys(keys: &[String]) -> Vec<String> {
+    keys.iter()
+        .map(|k| format!("{FAILURE_PREFIX}{k}"))
+        .collect()
+}
+
 fn num(n: u64) -> Vec<u8> {
     n.to_string().into_bytes()
 }
@@ -235,15 +263,15 @@ fn text(value: Option<&str>) -> Vec<u8> {
 
 impl SessionStore for RedisStore {
     async fn create(&self, s: &NewSession) -> Result<(), StoreError> {
-        let ends_at = s.now + s.lifetime;
         let args = [
             s.subject.sub.as_bytes().to_vec(),
             s.access_jti.as_bytes().to_vec(),
             s.refresh_hash.to_vec(),
-            num(ends_at),
-            num(self.timing.ttl(ends_at, s.now)),
+            num(s.ends_at),
+            num(self.timing.ttl(s.ends_at, s.now)),
             text(s.subject.client.as_deref()),
             text(s.subject.scope.as_deref()),
+            num(s.max_ends_at),
         ];
         // A repeat rewrites the same fields of the same new session.
         let key = session_key(s.sid);
@@ -282,7 +310,7 @@ impl SessionStore for RedisStore {
         };
         let key = session_key(r.sid);
         let reply: Vec<Value> = self.eval(repeat, &self.rotate, key, &args).await?;
-        parse_rotation(&reply)
+        parse_rotation(&reply, r)
     }
 
     async fn end(&self, sid: Uuid) -> Result<(), StoreError> {
@@ -342,6 +370,36 @@ impl SessionStore for RedisStore {
         Ok(u64::try_from(left).ok())
     }
 
+    async fn failures_over(
+        &self,
+        keys: &[String],
+        limit: u32,
+        _now: Millis,
+    ) -> Result<Option<Millis>, StoreError> {
+        let keys = failure_keys(keys);
+        let args = [num(u64::from(limit))];
+        let left: i64 = self
+            .eval_keys(Repeat::Safe, &self.failures, &keys, &args)
+            .await?;
+        Ok(u64::try_from(left).ok())
+    }
+
+    async fn record_failure(
+        &self,
+        keys: &[String],
+        limit: u32,
+        window: Millis,
+        _now: Millis,
+    ) -> Result<(), StoreError> {
+        let keys = failure_keys(keys);
+        let args = [num(u64::from(limit)), num(window)];
+        // Counting twice would punish the caller for our failure.
+        let _: i64 = self
+            .eval_keys(Repeat::Unsafe, &self.fail, &keys, &args)
+            .await?;
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.with_connection(Repeat::Safe, |mut conn| async move {
             redis::cmd("PING").query_async::<String>(&mut conn).await
@@ -377,21 +435,27 @@ impl Reply<'_> {
     }
 }
 
-fn parse_rotation(reply: &[Value]) -> Result<RotationOutcome, StoreError> {
+fn parse_rotation(reply: &[Value], r: &Rotation) -> Result<RotationOutcome, StoreError> {
     let reply = Reply(reply);
+    let successor = |access_jti, issued_at| -> Result<Successor, StoreError> {
+        let subject = reply.subject(1)?;
+        let scope: String = reply.get(3)?;
+        Ok(Successor {
+            subject,
+            scope: (!scope.is_empty()).then_some(scope),
+            access_jti,
+            issued_at,
+            ends_at: reply.get(4)?,
+        })
+    };
     Ok(match reply.code()? {
         0 => RotationOutcome::Unknown,
-        1 => RotationOutcome::Rotated {
-            subject: reply.subject(1)?,
-        },
+        1 => RotationOutcome::Rotated(successor(r.successor_jti, r.now)?),
         2 => {
-            let jti: Vec<u8> = reply.get(4)?;
-            RotationOutcome::Replayed {
-                subject: reply.subject(1)?,
-                access_jti: Uuid::from_slice(&jti)
-                    .map_err(|_| StoreError::Protocol("stored jti is not 16 bytes".into()))?,
-                rotated_at: reply.get(5)?,
-            }
+            let jti: Vec<u8> = reply.get(5)?;
+            let jti = Uuid::from_slice(&jti)
+                .map_err(|_| StoreError::Protocol("stored jti is not 16 bytes".into()))?;
+            RotationOutcome::Replayed(successor(jti, reply.get(6)?)?)
         }
         3 => RotationOutcome::Reused,
         4 => RotationOutcome::NotGranted,

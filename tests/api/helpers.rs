@@ -60,6 +60,8 @@ impl Cluster {
         settings.auth.secret = Secret::new(SECRET);
         if let Some(redis) = &redis {
             settings.cache.url = Secret::new(redis.url());
+            // Tests are the only callers; tests of login clients set them.
+            settings.login.open = true;
         }
         configure(&mut settings);
         let settings = settings.resolved().expect("valid test settings");
@@ -97,7 +99,7 @@ impl Cluster {
     }
 
     /// A store handle on the cluster's sessions (own pool for Redis).
-    fn new_store(&self) -> Store {
+    pub fn new_store(&self) -> Store {
         match &self.redis {
             Some(_) => Store::Redis(
                 RedisStore::new(

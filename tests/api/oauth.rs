@@ -20,6 +20,7 @@ on_both_stores!(
     refresh_token_grant_rotates_like_refresh,
     refresh_tokens_stay_with_their_client,
     a_refused_scope_request_rotates_nothing,
+    a_grace_retry_never_widens_the_scope,
     every_token_endpoint_error,
     rate_limit_is_shared_by_replicas,
     introspection_tells_the_truth_on_every_replica,
@@ -777,4 +778,70 @@ async fn a_refused_scope_request_rotates_nothing(backend: Backend) {
     )
     .await;
     assert_eq!(again.status, 200, "{:?}", again.body);
+}
+
+async fn a_grace_retry_never_widens_the_scope(backend: Backend) {
+    let c = cluster(backend).await;
+    let first = client_token(c.a(), WORKER).await;
+    assert_eq!(first["scope"], "jobs read");
+    let r0 = first["refresh_token"].as_str().unwrap().to_owned();
+    let rotate = |replica, scope: Option<&'static str>| {
+        let r0 = r0.clone();
+        async move {
+            let mut params = vec![("grant_type", "refresh_token"), ("refresh_token", &*r0)];
+            if let Some(scope) = scope {
+                params.push(("scope", scope));
+            }
+            token(replica, Auth::Basic(WORKER), &params).await
+        }
+    };
+    let narrowed = rotate(c.a(), Some("read")).await;
+    assert_eq!(narrowed.status, 200, "{:?}", narrowed.body);
+    let narrowed = narrowed.json();
+    assert_eq!(narrowed["scope"], "read");
+
+    // A retry asking for more than the successor holds is refused...
+    let wider = rotate(c.b(), Some("jobs read")).await;
+    oauth_error(&wider, 400, "invalid_scope");
+    // ...and changed nothing: retries get exactly the narrowed successor,
+    // whether they name its scope or nothing at all.
+    for scope in [Some("read"), None] {
+        let retry = rotate(c.b(), scope).await;
+        assert_eq!(retry.status, 200, "{scope:?}: {:?}", retry.body);
+        let retry = retry.json();
+        assert_eq!(retry["scope"], "read", "{scope:?}");
+        assert_eq!(retry["refresh_token"], narrowed["refresh_token"]);
+        assert_eq!(retry["access_token"], narrowed["access_token"]);
+        assert_eq!(
+            claims(retry["access_token"].as_str().unwrap())["scope"],
+            "read"
+        );
+    }
+    let access = narrowed["access_token"].as_str().unwrap();
+    let at_gate = c
+        .a()
+        .send(
+            request(Method::GET, "/authenticate?scope=jobs")
+                .header("authorization", format!("Bearer {access}"))
+                .body(Default::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(at_gate.status, 403, "the successor never gained jobs");
+    // The narrowed successor rotates on, still within the session's grant.
+    let next = token(
+        c.a(),
+        Auth::Basic(WORKER),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", narrowed["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(next.status, 200, "{:?}", next.body);
+    assert_eq!(
+        next.json()["scope"],
+        "jobs read",
+        "no scope named = the grant"
+    );
 }

@@ -235,6 +235,21 @@ fn redis_requires_a_shared_secret() {
     );
 }
 
+#[test]
+fn redis_without_login_clients_is_refused_unless_open() {
+    let redis = [
+        ("TOKENGATE__CACHE__URL", "redis://127.0.0.1:6379/0"),
+        ("TOKENGATE__AUTH__SECRET", SECRET),
+    ];
+    let (status, _, stderr) = run(&[], &redis, None);
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(stderr.lines().count(), 1, "one readable line: {stderr}");
+    assert!(
+        stderr.contains("login.clients") && stderr.contains("login.open"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     let redis = RedisServer::start();
@@ -242,6 +257,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     let mut p = Process::start(&[
         ("TOKENGATE__CACHE__URL", &url),
         ("TOKENGATE__AUTH__SECRET", SECRET),
+        ("TOKENGATE__LOGIN__OPEN", "true"),
     ]);
     p.ready().await;
 

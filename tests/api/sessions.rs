@@ -28,6 +28,7 @@ on_both_stores!(
     auto_logout_ends_idle_sessions_everywhere,
     activity_on_any_replica_keeps_a_session_alive,
     refresh_lifetime_ends_the_session,
+    max_session_ends_a_session_however_often_it_rotates,
     unknown_session_or_token_is_refused,
 );
 
@@ -104,7 +105,9 @@ async fn refresh_keeps_the_session_and_user(backend: Backend) {
     assert_eq!(new.claims()["sid"], old.session_id.as_str());
     assert_eq!(new.json["token_type"], "Bearer");
     assert_eq!(new.json["expires_in"], 900);
-    assert_eq!(new.json["refresh_expires_in"], 720 * 3600);
+    // max_session (720h from login) caps the rotated refresh token.
+    let left = new.json["refresh_expires_in"].as_u64().unwrap();
+    assert!((720 * 3600 - 5..=720 * 3600).contains(&left), "{left}");
     let third = Pair::from_reply(&c.a().refresh(&new.refresh).await);
     assert!(c.b().accepts(&third.access).await);
 }
@@ -159,6 +162,10 @@ async fn retry_within_grace_gets_the_same_successor(backend: Backend) {
 
     assert_eq!(retry.refresh, first.refresh);
     assert_eq!(retry.claims()["jti"], first.claims()["jti"]);
+    assert_eq!(
+        retry.access, first.access,
+        "exactly the successor, claim for claim"
+    );
     assert_eq!(retry.session_id, first.session_id);
     assert!(c.a().accepts(&retry.access).await);
     assert!(
@@ -287,4 +294,43 @@ async fn unknown_session_or_token_is_refused(backend: Backend) {
     }
     assert!(c.a().accepts(&pair.access).await, "garbage ends nothing");
     assert_eq!(c.a().refresh(&pair.refresh).await.status, 200);
+}
+
+async fn max_session_ends_a_session_however_often_it_rotates(backend: Backend) {
+    let max = Duration::from_millis(1500);
+    let c = Cluster::start_with(backend, 2, |s| {
+        s.auth.max_session = max;
+        s.auth.access_lifetime = Duration::from_secs(1);
+        s.auth.refresh_lifetime = Duration::from_secs(3600);
+    })
+    .await;
+    let login = c.a().login(json!("marathon")).await;
+    let started = std::time::Instant::now();
+    assert!(
+        login.json["refresh_expires_in"].as_u64().unwrap() <= 2,
+        "the first refresh token is capped by max_session: {}",
+        login.json
+    );
+    // Keep rotating, alternating replicas, well inside every other limit.
+    let mut refresh = login.refresh;
+    let mut rotations = 0;
+    let ended = loop {
+        let replica = if rotations % 2 == 0 { c.b() } else { c.a() };
+        let reply = replica.refresh(&refresh).await;
+        if reply.status != 200 {
+            break reply;
+        }
+        let next = Pair::from_reply(&reply);
+        let left = next.json["refresh_expires_in"].as_u64().unwrap();
+        let honest = max.saturating_sub(started.elapsed()).as_secs() + 1;
+        assert!(left <= honest, "refresh_expires_in {left}s tells the truth");
+        refresh = next.refresh;
+        rotations += 1;
+        assert!(started.elapsed() < max * 3, "the session never ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(rotations >= 5, "rotated {rotations} times before the end");
+    assert!(started.elapsed() >= max - Duration::from_millis(200));
+    assert_eq!(ended.status, 401, "{:?}", ended.body);
+    assert_eq!(ended.error(), "invalid_grant");
 }

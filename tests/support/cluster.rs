@@ -233,6 +233,8 @@ impl Cluster {
                 .env("TOKENGATE__SERVER__PORT", port.to_string())
                 .env("TOKENGATE__CACHE__URL", &redis_url)
                 .env("TOKENGATE__AUTH__SECRET", &self.secret)
+                // A loopback-only cluster: its own tests are the only callers.
+                .env("TOKENGATE__LOGIN__OPEN", "true")
                 .env("TOKENGATE__LOGGING__LEVEL", &self.options.log_level)
                 .envs(self.options.env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())

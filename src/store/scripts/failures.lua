@@ -1,0 +1,15 @@
+-- Is any failure counter at its limit? (checked before any argon2 work)
+-- KEYS failure counters
+-- ARGV: limit
+-- Returns the most ms left on a counter at or past the limit, or -1.
+local wait = -1
+for _, key in ipairs(KEYS) do
+  local n = tonumber(redis.call('GET', key) or '0')
+  if n >= tonumber(ARGV[1]) then
+    local left = redis.call('PTTL', key)
+    if left > wait then
+      wait = left
+    end
+  end
+end
+return wait
