@@ -14,4 +14,5 @@ mod keys;
 mod oauth;
 mod process;
 mod redis_costs;
+mod redis_tls;
 mod sessions;
