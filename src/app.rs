@@ -45,13 +45,8 @@ impl App {
     pub fn build(settings: &Settings) -> Result<Self, BuildError> {
         let timing = Timing::from_auth(&settings.auth);
         let store = if settings.uses_redis() {
-            let redis = RedisStore::new(
-                settings.cache.url.expose(),
-                settings.cache.pool_size,
-                settings.cache.timeout,
-                timing,
-            )
-            .map_err(|e| BuildError(format!("cache.url: {e}")))?;
+            let redis =
+                RedisStore::new(&settings.cache, timing).map_err(|e| BuildError(e.to_string()))?;
             Store::Redis(redis)
         } else {
             tracing::warn!(

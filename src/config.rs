@@ -103,6 +103,21 @@ pub struct CacheSettings {
     /// Deadline for one store operation, pool wait included.
     #[serde(deserialize_with = "duration")]
     pub timeout: Duration,
+    /// PEM bundle of the CAs that may sign Redis's certificate (`rediss://`
+    /// only); unset = the system's trust store.
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for Redis's `tls-auth-clients`; needs
+    /// `tls_key_file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// The files' contents, read by [`Settings::resolved`].
+    #[serde(skip)]
+    pub tls_ca_pem: Option<String>,
+    #[serde(skip)]
+    pub tls_cert_pem: Option<String>,
+    #[serde(skip)]
+    pub tls_key_pem: Option<Secret>,
 }
 
 impl Default for CacheSettings {
@@ -112,7 +127,149 @@ impl Default for CacheSettings {
             password_file: None,
             pool_size: 32,
             timeout: Duration::from_secs(1),
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_ca_pem: None,
+            tls_cert_pem: None,
+            tls_key_pem: None,
         }
+    }
+}
+
+impl CacheSettings {
+    /// Whether `url` asks for TLS (`rediss://`); `None` when it is no Redis URL.
+    fn uses_tls(&self) -> Option<bool> {
+        let client = deadpool_redis::redis::Client::open(self.url.expose()).ok()?;
+        Some(matches!(
+            client.get_connection_info().addr(),
+            deadpool_redis::redis::ConnectionAddr::TcpTls { .. }
+        ))
+    }
+
+    /// The `tls_*` files that are set, with their keys.
+    fn tls_files(&self) -> impl Iterator<Item = (&'static str, &PathBuf)> {
+        [
+            ("cache.tls_ca_file", &self.tls_ca_file),
+            ("cache.tls_cert_file", &self.tls_cert_file),
+            ("cache.tls_key_file", &self.tls_key_file),
+        ]
+        .into_iter()
+        .filter_map(|(key, path)| Some((key, path.as_ref()?)))
+    }
+
+    /// TLS files only with a `rediss://` URL; a client certificate and its
+    /// key together or not at all.
+    fn check_tls_combination(&self) -> Result<(), ConfigError> {
+        if let Some((key, _)) = self.tls_files().next()
+            && self.uses_tls() != Some(true)
+        {
+            return Err(ConfigError::new(
+                key,
+                "needs cache.url to be a rediss:// (TLS) URL",
+            ));
+        }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => Err(ConfigError::new(
+                "cache.tls_key_file",
+                "required with cache.tls_cert_file (the client certificate's private key)",
+            )),
+            (None, Some(_)) => Err(ConfigError::new(
+                "cache.tls_cert_file",
+                "required with cache.tls_key_file (the certificate of that key)",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads the `tls_*` files.
+    fn read_tls_files(&mut self) -> Result<(), ConfigError> {
+        self.check_tls_combination()?;
+        let read = |key: &str, path: &Option<PathBuf>| {
+            path.as_deref()
+                .map(|path| read_pem_file(key, path))
+                .transpose()
+        };
+        self.tls_ca_pem = read("cache.tls_ca_file", &self.tls_ca_file)?;
+        self.tls_cert_pem = read("cache.tls_cert_file", &self.tls_cert_file)?;
+        self.tls_key_pem = read("cache.tls_key_file", &self.tls_key_file)?.map(Secret);
+        Ok(())
+    }
+
+    /// Checks the read PEM files as rustls will use them, so that a bad file
+    /// stops start-up instead of failing every connection to Redis.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        fn content<'a>(
+            key: &str,
+            path: &Option<PathBuf>,
+            pem: Option<&'a str>,
+        ) -> Result<Option<&'a str>, ConfigError> {
+            match (path, pem) {
+                (Some(_), None) => Err(ConfigError::new(key, "not read (Settings::resolved)")),
+                (_, pem) => Ok(pem),
+            }
+        }
+        self.check_tls_combination()?;
+        let certificates = |key: &'static str, pem: &str| {
+            let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ConfigError::new(key, format!("not a PEM certificate file: {e}")))?;
+            if certs.is_empty() {
+                return Err(ConfigError::new(
+                    key,
+                    "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                ));
+            }
+            Ok(certs)
+        };
+        let ca = content(
+            "cache.tls_ca_file",
+            &self.tls_ca_file,
+            self.tls_ca_pem.as_deref(),
+        )?;
+        if let Some(pem) = ca {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in certificates("cache.tls_ca_file", pem)? {
+                roots.add(cert).map_err(|e| {
+                    ConfigError::new(
+                        "cache.tls_ca_file",
+                        format!("not a usable CA certificate: {e}"),
+                    )
+                })?;
+            }
+        }
+        let cert = content(
+            "cache.tls_cert_file",
+            &self.tls_cert_file,
+            self.tls_cert_pem.as_deref(),
+        )?;
+        let key = content(
+            "cache.tls_key_file",
+            &self.tls_key_file,
+            self.tls_key_pem.as_ref().map(Secret::expose),
+        )?;
+        if let (Some(cert), Some(key)) = (cert, key) {
+            let chain = certificates("cache.tls_cert_file", cert)?;
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| {
+                ConfigError::new("cache.tls_key_file", format!("no PEM private key: {e}"))
+            })?;
+            // The provider the store installs; it refuses an unsupported key
+            // type and a key that is not the certificate's.
+            let provider = rustls::crypto::aws_lc_rs::default_provider();
+            rustls::sign::CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
+                let message = match e {
+                    rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                        "is not the private key of the certificate in cache.tls_cert_file".into()
+                    }
+                    other => format!("unusable with cache.tls_cert_file: {other}"),
+                };
+                ConfigError::new("cache.tls_key_file", message)
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -405,6 +562,7 @@ impl Settings {
             let password = read_secret_file("cache.password_file", path)?;
             self.cache.url = Secret(with_redis_password(self.cache.url.expose(), &password)?);
         }
+        self.cache.read_tls_files()?;
         self.validate()?;
         Ok(self)
     }
@@ -414,13 +572,24 @@ impl Settings {
         tracing_subscriber::EnvFilter::try_new(&self.logging.level)
             .map_err(|e| ConfigError::new("logging.level", format!("not a tracing filter: {e}")))?;
         if !self.cache.url.is_empty() {
-            deadpool_redis::redis::Client::open(self.cache.url.expose()).map_err(|_| {
-                ConfigError::new(
+            let client =
+                deadpool_redis::redis::Client::open(self.cache.url.expose()).map_err(|_| {
+                    ConfigError::new(
+                        "cache.url",
+                        "not a Redis URL (expected redis[s]://[:password@]host:port[/db])",
+                    )
+                })?;
+            if let deadpool_redis::redis::ConnectionAddr::TcpTls { insecure: true, .. } =
+                client.get_connection_info().addr()
+            {
+                return Err(ConfigError::new(
                     "cache.url",
-                    "not a Redis URL (expected redis://[:password@]host:port[/db])",
-                )
-            })?;
+                    "#insecure (no certificate check) is not supported; \
+                     trust the server's CA with cache.tls_ca_file",
+                ));
+            }
         }
+        self.cache.validate_tls()?;
         if self.cache.pool_size == 0 {
             return Err(ConfigError::new("cache.pool_size", "must be at least 1"));
         }
@@ -606,14 +775,23 @@ fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
     Ok(content)
 }
 
-/// Puts `password` into the user-info part of a Redis URL.
+/// Reads a PEM file; its shape is checked by [`Settings::validate`].
+fn read_pem_file(key: &str, path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))
+}
+
+/// Puts `password` into the user-info part of a Redis URL (TLS or not).
 fn with_redis_password(url: &str, password: &str) -> Result<String, ConfigError> {
-    let rest = url.strip_prefix("redis://").ok_or_else(|| {
-        ConfigError::new(
-            "cache.password_file",
-            "needs cache.url to be a redis:// URL",
-        )
-    })?;
+    let (scheme, rest) = ["redis://", "rediss://"]
+        .into_iter()
+        .find_map(|scheme| Some((scheme, url.strip_prefix(scheme)?)))
+        .ok_or_else(|| {
+            ConfigError::new(
+                "cache.password_file",
+                "needs cache.url to be a redis:// or rediss:// URL",
+            )
+        })?;
     // Drop any user-info already in the URL; the file wins.
     let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
     let encoded: String = password
@@ -625,7 +803,7 @@ fn with_redis_password(url: &str, password: &str) -> Result<String, ConfigError>
             _ => format!("%{b:02X}"),
         })
         .collect();
-    Ok(format!("redis://:{encoded}@{host}"))
+    Ok(format!("{scheme}:{encoded}@{host}"))
 }
 
 /// Turns the `config` crate's errors into one line that names the key.
@@ -856,6 +1034,195 @@ mod tests {
             s.cache.url.expose(),
             "redis://:p%40ss%20word@127.0.0.1:6379/2"
         );
+    }
+
+    /// A temporary directory with a self-signed certificate and its key
+    /// (`a.crt`, `a.key`) and an unrelated key (`b.key`), made by `openssl`.
+    struct TlsFiles(PathBuf);
+
+    impl TlsFiles {
+        fn new() -> Self {
+            let dir = std::env::temp_dir().join(format!("tokengate-tls-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+            let openssl = |args: &[&str]| {
+                let out = std::process::Command::new("openssl")
+                    .args(args)
+                    .current_dir(&dir)
+                    .output()
+                    .expect("openssl is installed");
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            };
+            openssl(
+                &[
+                    &["req", "-x509", "-nodes", "-days", "1", "-subj", "/CN=a"],
+                    &ec[..],
+                    &["-keyout", "a.key", "-out", "a.crt"],
+                ]
+                .concat(),
+            );
+            openssl(&[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                "b.key",
+            ]);
+            std::fs::write(dir.join("garbage.pem"), "not a PEM file\n").unwrap();
+            Self(dir)
+        }
+
+        fn path(&self, name: &str) -> String {
+            self.0.join(name).display().to_string()
+        }
+
+        /// A Redis cache section with a secret, for `load`.
+        fn yaml(&self, url: &str, tls: &[(&str, &str)]) -> String {
+            let mut yaml = format!(
+                "auth:\n  secret: {SECRET}\nlogin:\n  open: true\ncache:\n  url: '{url}'\n"
+            );
+            for (key, file) in tls {
+                yaml.push_str(&format!("  {key}: {}\n", self.path(file)));
+            }
+            yaml
+        }
+    }
+
+    impl Drop for TlsFiles {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const TLS_URL: &str = "rediss://127.0.0.1:6380/0";
+
+    #[test]
+    fn tls_files_are_read_at_start_up() {
+        let files = TlsFiles::new();
+        let all = [
+            ("tls_ca_file", "a.crt"),
+            ("tls_cert_file", "a.crt"),
+            ("tls_key_file", "a.key"),
+        ];
+        let s = load(&files.yaml(TLS_URL, &all), &[]).unwrap();
+        assert_eq!(s.cache.uses_tls(), Some(true));
+        assert!(
+            s.cache
+                .tls_ca_pem
+                .as_deref()
+                .unwrap()
+                .contains("BEGIN CERTIFICATE")
+        );
+        assert_eq!(s.cache.tls_cert_pem, s.cache.tls_ca_pem);
+        let key = s.cache.tls_key_pem.as_ref().unwrap().expose();
+        assert!(key.contains("PRIVATE KEY"));
+        assert!(
+            !format!("{s:?}").contains("PRIVATE KEY"),
+            "the key is redacted"
+        );
+        // A CA alone (no client certificate) and plain rediss:// are fine too.
+        load(&files.yaml(TLS_URL, &all[..1]), &[]).unwrap();
+        let plain = load(&files.yaml(TLS_URL, &[]), &[]).unwrap();
+        assert!(plain.cache.tls_ca_pem.is_none());
+    }
+
+    #[test]
+    fn tls_files_need_a_rediss_url() {
+        let files = TlsFiles::new();
+        for key in ["tls_ca_file", "tls_cert_file", "tls_key_file"] {
+            let file = if key == "tls_key_file" {
+                "a.key"
+            } else {
+                "a.crt"
+            };
+            let yaml = files.yaml("redis://127.0.0.1:6379/0", &[(key, file)]);
+            assert_eq!(error_key(&yaml, &[]), format!("cache.{key}"));
+        }
+        // Also with the in-memory store, and before a missing file is noticed.
+        let memory = format!("cache:\n  tls_ca_file: {}\n", files.path("missing.crt"));
+        let e = load(&memory, &[]).unwrap_err();
+        assert_eq!(e.key, "cache.tls_ca_file");
+        assert!(e.message.contains("rediss://"), "{e}");
+    }
+
+    #[test]
+    fn client_certificate_and_key_come_together() {
+        let files = TlsFiles::new();
+        let cert_only = files.yaml(TLS_URL, &[("tls_cert_file", "a.crt")]);
+        assert_eq!(error_key(&cert_only, &[]), "cache.tls_key_file");
+        let key_only = files.yaml(TLS_URL, &[("tls_key_file", "a.key")]);
+        assert_eq!(error_key(&key_only, &[]), "cache.tls_cert_file");
+    }
+
+    #[test]
+    fn bad_tls_files_name_their_key() {
+        let files = TlsFiles::new();
+        let cases = [
+            (
+                "cache.tls_ca_file",
+                [("tls_ca_file", "missing.crt")].as_slice(),
+            ),
+            ("cache.tls_ca_file", &[("tls_ca_file", "garbage.pem")]),
+            ("cache.tls_ca_file", &[("tls_ca_file", "a.key")]),
+            (
+                "cache.tls_cert_file",
+                &[("tls_cert_file", "garbage.pem"), ("tls_key_file", "a.key")],
+            ),
+            (
+                "cache.tls_cert_file",
+                &[("tls_cert_file", "missing.crt"), ("tls_key_file", "a.key")],
+            ),
+            (
+                "cache.tls_key_file",
+                &[("tls_cert_file", "a.crt"), ("tls_key_file", "garbage.pem")],
+            ),
+            (
+                "cache.tls_key_file",
+                &[("tls_cert_file", "a.crt"), ("tls_key_file", "a.crt")],
+            ),
+            // Not the certificate's key.
+            (
+                "cache.tls_key_file",
+                &[("tls_cert_file", "a.crt"), ("tls_key_file", "b.key")],
+            ),
+        ];
+        for (key, tls) in cases {
+            assert_eq!(error_key(&files.yaml(TLS_URL, tls), &[]), key, "{tls:?}");
+        }
+    }
+
+    #[test]
+    fn password_file_works_with_a_tls_url() {
+        let files = TlsFiles::new();
+        let password = files.path("redis_password");
+        std::fs::write(&password, "p@ss\n").unwrap();
+        let yaml = format!(
+            "{}  password_file: {password}\n",
+            files.yaml(
+                "rediss://:old@redis.internal:6380/1",
+                &[("tls_ca_file", "a.crt")]
+            )
+        );
+        let s = load(&yaml, &[]).unwrap();
+        assert_eq!(
+            s.cache.url.expose(),
+            "rediss://:p%40ss@redis.internal:6380/1"
+        );
+        assert_eq!(s.cache.uses_tls(), Some(true));
+    }
+
+    #[test]
+    fn insecure_tls_urls_are_refused() {
+        let yaml = format!(
+            "auth:\n  secret: {SECRET}\ncache:\n  url: 'rediss://127.0.0.1:6380/0#insecure'\n"
+        );
+        assert_eq!(error_key(&yaml, &[]), "cache.url");
     }
 
     #[test]

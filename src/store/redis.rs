@@ -23,6 +23,13 @@
 //! Redis restart, replicas recover by themselves without failing a request.
 //! Every operation has one deadline covering pool wait, connecting and the
 //! command.
+//!
+//! A `rediss://` URL connects with TLS (rustls, with aws-lc-rs as its crypto
+//! provider — the one jsonwebtoken uses). Redis's certificate must chain to
+//! `cache.tls_ca_file`, or to the system's trust store when that is unset,
+//! and name the URL's host; `cache.tls_cert_file`/`tls_key_file` answer a
+//! Redis that asks for client certificates. A failed handshake is a failed
+//! connection like any other: requests fail closed.
 
 use std::future::Future;
 use std::time::Duration;
@@ -30,7 +37,8 @@ use std::time::Duration;
 use deadpool::managed::{self, Metrics, Object, PoolConfig, QueueMode, RecycleResult, Timeouts};
 use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{
-    self, AsyncConnectionConfig, Client, ErrorKind, FromRedisValue, RedisError, Script, Value,
+    self, AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ErrorKind,
+    FromRedisValue, RedisError, Script, TlsCertificates, Value,
 };
 use uuid::Uuid;
 
@@ -38,6 +46,7 @@ use super::{
     Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome, SessionStore,
     StoreError, Subject, Successor, Timing,
 };
+use crate::config::CacheSettings;
 use crate::tokens::SecretHash;
 
 const KEY_PREFIX: &str = "tg:s:";
@@ -78,6 +87,17 @@ enum Repeat {
     Unsafe,
 }
 
+/// Why the store could not be built; each names the setting to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cache.url: {0}")]
+    Url(RedisError),
+    #[error("cache.tls_ca_file / cache.tls_cert_file / cache.tls_key_file: {0}")]
+    Tls(RedisError),
+    #[error("cache.pool_size: {0}")]
+    Pool(managed::BuildError),
+}
+
 pub struct RedisStore {
     pool: Pool,
     timeout: Duration,
@@ -95,19 +115,15 @@ pub struct RedisStore {
 impl RedisStore {
     /// Builds the pool; connects lazily, so a replica starts even while Redis
     /// is still coming up (requests fail closed until it is there).
-    pub fn new(
-        url: &str,
-        pool_size: usize,
-        timeout: Duration,
-        timing: Timing,
-    ) -> Result<Self, StoreError> {
-        let client = Client::open(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    pub fn new(cache: &CacheSettings, timing: Timing) -> Result<Self, SetupError> {
+        let client = client(cache)?;
+        let timeout = cache.timeout;
         // One deadline, ours (see `with_connection`); a second one inside the
         // client would race it.
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(None);
-        let mut pool = PoolConfig::new(pool_size);
+        let mut pool = PoolConfig::new(cache.pool_size);
         pool.timeouts = Timeouts {
             wait: Some(timeout),
             create: Some(timeout),
@@ -119,7 +135,7 @@ impl RedisStore {
             .config(pool)
             .runtime(deadpool::Runtime::Tokio1)
             .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(SetupError::Pool)?;
         Ok(Self {
             pool,
             timeout,
@@ -229,6 +245,45 @@ impl RedisStore {
             invocation.invoke_async(&mut conn).await
         })
         .await
+    }
+}
+
+/// The client for `cache.url`, with the TLS files when there are any.
+fn client(cache: &CacheSettings) -> Result<Client, SetupError> {
+    let url = cache.url.expose();
+    let client = Client::open(url).map_err(SetupError::Url)?;
+    if !matches!(
+        client.get_connection_info().addr(),
+        ConnectionAddr::TcpTls { .. }
+    ) {
+        return Ok(client);
+    }
+    install_crypto_provider();
+    let client_tls = match (&cache.tls_cert_pem, &cache.tls_key_pem) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: cert.as_bytes().to_vec(),
+            client_key: key.expose().as_bytes().to_vec(),
+        }),
+        _ => None,
+    };
+    let root_cert = cache.tls_ca_pem.as_ref().map(|pem| pem.as_bytes().to_vec());
+    if client_tls.is_none() && root_cert.is_none() {
+        return Ok(client); // the system's trust store, no client certificate
+    }
+    let certificates = TlsCertificates {
+        client_tls,
+        root_cert,
+    };
+    Client::build_with_tls(url, certificates).map_err(SetupError::Tls)
+}
+
+/// rustls needs one process-wide crypto provider, which redis's TLS uses
+/// through `ClientConfig::builder()`. Ours is aws-lc-rs; a provider already
+/// installed (by an earlier store, or a program embedding us) stays.
+fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Err only means another thread installed one just now: fine too.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     }
 }
 

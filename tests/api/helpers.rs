@@ -102,13 +102,7 @@ impl Cluster {
     pub fn new_store(&self) -> Store {
         match &self.redis {
             Some(_) => Store::Redis(
-                RedisStore::new(
-                    self.settings.cache.url.expose(),
-                    self.settings.cache.pool_size,
-                    self.settings.cache.timeout,
-                    self.timing,
-                )
-                .expect("redis store"),
+                RedisStore::new(&self.settings.cache, self.timing).expect("redis store"),
             ),
             None => Store::Memory(self.memory.clone()),
         }

@@ -14,5 +14,6 @@ mod keys;
 mod oauth;
 mod process;
 mod redis_costs;
+mod redis_tls;
 mod rotation_rules;
 mod sessions;
