@@ -115,13 +115,13 @@ impl App {
         let oauth_secrets = ClientSecrets::new(
             "oauth",
             OAuthClients::credentials(oauth),
-            verifier,
+            verifier.clone(),
             throttle,
         )
         .map_err(|e| BuildError(format!("oauth.clients: {e}")))?;
         let trusted_proxies = TrustedProxies::parse(&settings.server.trusted_proxies)
             .map_err(|e| BuildError(format!("server.trusted_proxies: {e}")))?;
-        let metrics = Metrics::new(&store);
+        let metrics = Metrics::new(&store, &verifier);
         let sessions = Sessions::new(store, access, refresh, Timing::from_auth(auth));
         Ok(Self {
             sessions,

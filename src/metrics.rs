@@ -10,6 +10,8 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+
+use crate::verifier::Verifier;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -51,8 +53,13 @@ fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
-    pub fn new(store: &Store) -> Self {
+    pub fn new(store: &Store, verifier: &Verifier) -> Self {
         let mut registry = Registry::with_prefix("tokengate");
+        registry.register(
+            "secret_verifications",
+            "argon2id verifications run (throttled or queued-out attempts run none)",
+            verifier.runs().clone(),
+        );
         let requests = Family::<RequestLabels, Counter>::default();
         let latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
         let auth_failures = Family::<ReasonLabels, Counter>::default();

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Argon2, PasswordVerifier};
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Semaphore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +31,8 @@ pub struct Verifier {
     waiting: AtomicUsize,
     queue: usize,
     wait: Duration,
+    /// Verifications run, for `/metrics` (and tests that prove none ran).
+    runs: Counter,
 }
 
 impl Verifier {
@@ -41,7 +44,13 @@ impl Verifier {
             waiting: AtomicUsize::new(0),
             queue,
             wait,
+            runs: Counter::default(),
         }
+    }
+
+    /// How many verifications have run (a shared handle).
+    pub fn runs(&self) -> &Counter {
+        &self.runs
     }
 
     /// One worker per core: argon2 is pure CPU.
@@ -62,6 +71,7 @@ impl Verifier {
                     .map_err(|_| VerifyError::Internal)?
             }
         };
+        self.runs.inc();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             Argon2::default().verify_password(&secret, &hash).is_ok()
@@ -105,6 +115,7 @@ mod tests {
         let v = Verifier::new(1, 4, Duration::from_secs(5));
         assert_eq!(v.verify(b"right".to_vec(), hash()).await, Ok(true));
         assert_eq!(v.verify(b"wrong".to_vec(), hash()).await, Ok(false));
+        assert_eq!(v.runs().get(), 2);
     }
 
     #[tokio::test]

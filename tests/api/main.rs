@@ -8,6 +8,7 @@ mod helpers;
 
 mod endpoints;
 mod faults;
+mod floods;
 mod forgery;
 mod interop;
 mod keys;
