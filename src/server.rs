@@ -4,6 +4,8 @@
 //! [`run`] takes an already-bound listener and any shutdown future, so
 //! production (SIGTERM) and tests (port 0, a oneshot) run the same path.
 
+pub mod fd_limit;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,11 +17,18 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::app::App;
+pub use fd_limit::{FdLimit, FdLimitError};
 
 /// A client that sends no complete header block within this is dropped.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed `accept` (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Makes room for `server.max_connections` under the open-file limit
+/// (raising the soft limit if allowed); an error names the key.
+pub fn ensure_fd_limit(max_connections: usize) -> Result<FdLimit, FdLimitError> {
+    fd_limit::ensure(max_connections)
+}
 
 /// Serves until `shutdown` resolves, then stops accepting and waits up to
 /// `drain` for in-flight requests to finish (idle keep-alive connections are
