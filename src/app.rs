@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use crate::clients::ClientSecrets;
-use crate::config::Settings;
+use crate::config::{ServerSettings, Settings};
 use crate::metrics::Metrics;
 use crate::oauth::OAuthClients;
 use crate::session::Sessions;
@@ -26,6 +26,8 @@ pub struct App {
     /// `oauth.public_url`; empty = from the request.
     pub public_url: String,
     pub metrics: Metrics,
+    /// Connection limits and timeouts, for [`crate::server::run`].
+    pub server: ServerSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +114,7 @@ impl App {
             issuer: auth.issuer.clone(),
             public_url: settings.oauth.public_url.trim_end_matches('/').to_owned(),
             metrics,
+            server: settings.server.clone(),
         })
     }
 }
