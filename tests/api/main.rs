@@ -15,3 +15,4 @@ mod oauth;
 mod process;
 mod redis_costs;
 mod sessions;
+mod slow_clients;
