@@ -7,7 +7,7 @@ use bytes::Bytes;
 use std::sync::Arc;
 
 use crate::clients::{Attempt, ClientError, ClientSecrets, Credential};
-use crate::config::Settings;
+use crate::config::{ServerSettings, Settings};
 use crate::metrics::Metrics;
 use crate::oauth::{ClientPolicy, OAuthClients};
 use crate::proxies::TrustedProxies;
@@ -33,6 +33,8 @@ pub struct App {
     /// Whose `X-Forwarded-For` tells the client's address.
     pub trusted_proxies: TrustedProxies,
     pub metrics: Metrics,
+    /// Connection limits and timeouts, for [`crate::server::run`].
+    pub server: ServerSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +134,7 @@ impl App {
             public_url: settings.oauth.public_url.trim_end_matches('/').to_owned(),
             trusted_proxies,
             metrics,
+            server: settings.server.clone(),
         })
     }
 }

@@ -38,6 +38,20 @@ pub struct ServerSettings {
     /// How long a SIGTERM waits for in-flight requests before exiting anyway.
     #[serde(deserialize_with = "duration")]
     pub shutdown_timeout: Duration,
+    /// Open client connections per replica. At the cap a new connection
+    /// evicts the one idle the longest, or is refused if all are busy.
+    pub max_connections: usize,
+    /// From the first byte of a request to its complete header block.
+    #[serde(deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
+    /// From the complete header block to the last byte of the body.
+    #[serde(deserialize_with = "duration")]
+    pub body_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed. Keep
+    /// it above the proxy's upstream `keepalive_timeout`, so the proxy lets go
+    /// of an idle connection first.
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
     /// Proxies (addresses or `address/prefix`) whose `X-Forwarded-For` is
     /// believed when telling where a request comes from.
     pub trusted_proxies: Vec<String>,
@@ -49,6 +63,10 @@ impl Default for ServerSettings {
             host: "0.0.0.0".into(),
             port: 8080,
             shutdown_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
             trusted_proxies: Vec::new(),
         }
     }
@@ -590,6 +608,18 @@ impl Settings {
             }
         }
         self.cache.validate_tls()?;
+        if self.server.max_connections == 0 {
+            return Err(ConfigError::new(
+                "server.max_connections",
+                "must be at least 1",
+            ));
+        }
+        positive(
+            "server.header_read_timeout",
+            self.server.header_read_timeout,
+        )?;
+        positive("server.body_read_timeout", self.server.body_read_timeout)?;
+        positive("server.idle_timeout", self.server.idle_timeout)?;
         if self.cache.pool_size == 0 {
             return Err(ConfigError::new("cache.pool_size", "must be at least 1"));
         }
@@ -1305,5 +1335,61 @@ mod tests {
             error_key("oauth:\n  public_url: auth.example.com\n", &[]),
             "oauth.public_url"
         );
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_overrides() {
+        let d = load("", &[]).unwrap().server;
+        assert_eq!(d.max_connections, 4096);
+        assert_eq!(d.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(d.body_read_timeout, Duration::from_secs(10));
+        assert_eq!(d.idle_timeout, Duration::from_secs(10));
+        let s = load(
+            "server:\n  max_connections: 1000\n  header_read_timeout: 2s\n  idle_timeout: 90s\n",
+            &[
+                ("TOKENGATE__SERVER__BODY_READ_TIMEOUT", "500ms"),
+                ("TOKENGATE__SERVER__MAX_CONNECTIONS", "2000"),
+            ],
+        )
+        .unwrap()
+        .server;
+        assert_eq!(s.max_connections, 2000);
+        assert_eq!(s.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(s.body_read_timeout, Duration::from_millis(500));
+        assert_eq!(s.idle_timeout, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn connection_limits_are_checked() {
+        assert_eq!(
+            error_key("server:\n  max_connections: 0\n", &[]),
+            "server.max_connections"
+        );
+        assert_eq!(
+            error_key("server:\n  max_connections: -1\n", &[]),
+            "server.max_connections"
+        );
+        for key in ["header_read_timeout", "body_read_timeout", "idle_timeout"] {
+            assert_eq!(
+                error_key(&format!("server:\n  {key}: 0s\n"), &[]),
+                format!("server.{key}")
+            );
+            assert_eq!(
+                error_key(&format!("server:\n  {key}: slow\n"), &[]),
+                format!("server.{key}")
+            );
+        }
+    }
+
+    #[test]
+    fn checked_in_config_file_holds_the_connection_limits() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_FILE);
+        let empty = config::Environment::with_prefix("TOKENGATE").source(Some(HashMap::new()));
+        let s = Settings::load_from(Some(&path), empty).unwrap().server;
+        let d = ServerSettings::default();
+        assert_eq!(s.max_connections, d.max_connections);
+        assert_eq!(s.header_read_timeout, d.header_read_timeout);
+        assert_eq!(s.body_read_timeout, d.body_read_timeout);
+        assert_eq!(s.idle_timeout, d.idle_timeout);
     }
 }

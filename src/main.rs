@@ -55,6 +55,17 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 async fn serve(settings: Settings) -> Result<(), String> {
     telemetry::init(&settings.logging);
+    let connections = settings.server.max_connections;
+    match server::ensure_fd_limit(connections).map_err(|e| e.to_string())? {
+        server::FdLimit::Raised { from, to } => {
+            tracing::info!(
+                from,
+                to,
+                "raised the open-file limit for server.max_connections"
+            );
+        }
+        server::FdLimit::Fits { .. } => {}
+    }
     let app = App::build(&settings).map_err(|e| e.to_string())?;
     let address = (settings.server.host.as_str(), settings.server.port);
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {

@@ -1,6 +1,6 @@
 //! Prometheus metrics (`GET /metrics`, text format): requests by route and
 //! status, latency histograms by route, authentication failures by reason,
-//! store errors and Redis pool usage.
+//! store errors, Redis pool usage and open client connections.
 //!
 //! One registry per [`crate::app::App`] (no globals), so in-process test
 //! replicas count apart. Label sets are small fixed strings and numbers: the
@@ -45,6 +45,7 @@ pub struct Metrics {
     pool_idle: Gauge,
     pool_waiting: Gauge,
     pool_max: Gauge,
+    open_connections: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -84,6 +85,12 @@ impl Metrics {
             "Requests that failed because the session store did not answer",
             store_errors.clone(),
         );
+        let open_connections = Gauge::default();
+        registry.register(
+            "open_connections",
+            "Client connections open now (at most server.max_connections)",
+            Clone::clone(&open_connections),
+        );
         let (pool_size, pool_idle, pool_waiting, pool_max) = Default::default();
         if matches!(store, Store::Redis(_)) {
             let pool = registry.sub_registry_with_prefix("redis_pool");
@@ -118,7 +125,14 @@ impl Metrics {
             pool_idle,
             pool_waiting,
             pool_max,
+            open_connections,
         }
+    }
+
+    /// The open-connections gauge, for the accept loop to keep up to date
+    /// (once per connection, never per request).
+    pub fn open_connections(&self) -> Gauge {
+        Clone::clone(&self.open_connections)
     }
 
     pub fn observe(&self, route: &'static str, status: u16, seconds: f64) {

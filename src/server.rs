@@ -3,11 +3,28 @@
 //!
 //! [`run`] takes an already-bound listener and any shutdown future, so
 //! production (SIGTERM) and tests (port 0, a oneshot) run the same path.
+//!
+//! Slow and greedy clients are bounded here, each by the cheapest tool:
+//! - at most `server.max_connections` open sockets; at the cap a newcomer
+//!   evicts the connection idle the longest, or is closed if all are busy
+//!   ([`connections`]), so idle floods cannot lock honest clients out and
+//!   descriptors never run out ([`fd_limit`] checks the budget at start-up);
+//! - `server.idle_timeout` between requests and `server.header_read_timeout`
+//!   from a request's first byte to its complete headers ([`connections`]:
+//!   hyper's own header timer covers both as one, and stays as a backstop);
+//! - `server.body_read_timeout` once the headers are in ([`deadline`]: hyper
+//!   has no body timer), answered `408`.
+
+mod connections;
+mod deadline;
+pub mod fd_limit;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use http::HeaderValue;
+use http::header::CONNECTION;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -16,11 +33,20 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::proxies::Peer;
+use connections::{Admission, Ended, Timeouts, Tracker};
+pub use deadline::{BodyDeadline, BodyTimeout};
+pub use fd_limit::{FdLimit, FdLimitError};
 
-/// A client that sends no complete header block within this is dropped.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed `accept` (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// At most one warning per this while the connection cap is reached.
+const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Makes room for `server.max_connections` under the open-file limit
+/// (raising the soft limit if allowed); an error names the key.
+pub fn ensure_fd_limit(max_connections: usize) -> Result<FdLimit, FdLimitError> {
+    fd_limit::ensure(max_connections)
+}
 
 /// Serves until `shutdown` resolves, then stops accepting and waits up to
 /// `drain` for in-flight requests to finish (idle keep-alive connections are
@@ -31,11 +57,20 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) {
+    let settings = app.server.clone();
+    let timeouts = Timeouts {
+        idle: settings.idle_timeout,
+        header: settings.header_read_timeout,
+    };
+    let body_timeout = settings.body_read_timeout;
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
+    // hyper's timer runs from idle to complete headers: the sum of ours.
     http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(timeouts.idle + timeouts.header)
         .keep_alive(true);
+    let mut tracker = Tracker::new(settings.max_connections, app.metrics.open_connections());
+    let mut cap_warned: Option<Instant> = None;
     tokio::pin!(shutdown);
 
     loop {
@@ -54,18 +89,52 @@ pub async fn run(
         };
         // Small responses; don't let Nagle hold them back.
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            // Where the request comes from, for throttling (see `proxies`).
-            request.extensions_mut().insert(Peer(peer));
-            let app = app.clone();
-            async move { Ok::<_, std::convert::Infallible>(crate::http::handle(&app, request).await) }
-        });
+        if tracker.open() >= settings.max_connections
+            && cap_warned.is_none_or(|at| at.elapsed() >= CAP_WARNING_INTERVAL)
+        {
+            cap_warned = Some(Instant::now());
+            tracing::warn!(
+                max_connections = settings.max_connections,
+                "server.max_connections reached: evicting idle connections, refusing when all are busy"
+            );
+        }
+        let (stream, conn) = match tracker.admit(stream).await {
+            Admission::Admitted(stream, conn) => (stream, conn),
+            Admission::Refused => {
+                tracing::debug!("connection refused: every connection is busy");
+                continue;
+            }
+        };
+        let service = {
+            let (app, conn) = (app.clone(), conn.clone());
+            service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+                // Where the request comes from, for throttling (see `proxies`).
+                request.extensions_mut().insert(Peer(peer));
+                let (app, conn) = (app.clone(), conn.clone());
+                async move {
+                    let close_after = conn.begin_request();
+                    let request = request.map(|body| BodyDeadline::new(body, body_timeout));
+                    let mut response = crate::http::handle(&app, request).await;
+                    conn.end_request();
+                    if close_after {
+                        // Evicted while this request was arriving: answer it, then close.
+                        response
+                            .headers_mut()
+                            .insert(CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            })
+        };
         let connection = http.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            match connections::supervise(connection, &conn, timeouts).await {
+                (Ended::Closed, Some(Err(e))) => {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                (Ended::Closed, _) => {}
+                (why, _) => tracing::debug!(?why, "connection closed by the server"),
             }
         });
     }

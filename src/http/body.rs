@@ -97,6 +97,8 @@ async fn read_limited(request: Request<impl RequestBody>) -> Result<Bytes, ApiEr
     {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge),
+        // The server's body deadline (`server.body_read_timeout`) passed.
+        Err(e) if e.is::<crate::server::BodyTimeout>() => Err(ApiError::RequestTimeout),
         Err(e) => Err(ApiError::InvalidRequest(format!(
             "could not read the request body: {e}"
         ))),

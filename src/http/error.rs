@@ -74,6 +74,8 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("content type must be application/json")]
     UnsupportedMediaType,
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     #[error(transparent)]
     Unavailable(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -130,6 +132,7 @@ impl ApiError {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable(_) | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -151,6 +154,7 @@ impl ApiError {
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RequestTimeout => "request_timeout",
             Self::Unavailable(_) | Self::Busy => "temporarily_unavailable",
             Self::Internal(_) => "server_error",
         }

@@ -18,3 +18,4 @@ mod redis_costs;
 mod redis_tls;
 mod rotation_rules;
 mod sessions;
+mod slow_clients;
