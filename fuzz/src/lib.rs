@@ -577,7 +577,8 @@ pub fn check_mutated_access(harness: &Harness, ops: &[u8]) {
 /// A JSON endpoint with an arbitrary content type and body: only the
 /// statuses SPEC §2 allows, 415 exactly for non-JSON types, 413 exactly for
 /// oversized bodies, and a success only where the body really asked for it.
-pub fn check_json_endpoint(harness: &Harness, path: &str, request: Request<Full<Bytes>>) {
+/// Returns the status.
+pub fn check_json_endpoint(harness: &Harness, path: &str, request: Request<Full<Bytes>>) -> u16 {
     let content_type = content_type_of(&request);
     let too_much = declares_too_much(&request);
     let body = request.body().clone();
@@ -625,6 +626,7 @@ pub fn check_json_endpoint(harness: &Harness, path: &str, request: Request<Full<
     if reply.status == 400 {
         assert_eq!(reply.json()["error"], "invalid_request", "{path}");
     }
+    reply.status
 }
 
 /// A `/login` that succeeded: the body was an object with a valid `user_id`,
@@ -646,10 +648,9 @@ fn check_login(harness: &Harness, body: &[u8], reply: &Reply) {
     let passed = harness
         .authenticate(access)
         .expect("a fresh access token passes");
-    assert_eq!(
-        passed.header("x-user-id").map(str::as_bytes),
-        Some(sub.as_bytes())
-    );
+    // UTF-8 ids travel as raw header bytes (obs-text), not visible ASCII.
+    let user = passed.headers.get("x-user-id").map(|v| v.as_bytes());
+    assert_eq!(user, Some(sub.as_bytes()));
     let session = pair["session_id"].as_str().expect("session_id");
     assert_eq!(passed.header("x-session-id"), Some(session));
     let refresh = harness
