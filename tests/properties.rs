@@ -273,6 +273,29 @@ proptest! {
         prop_assert_eq!(check_json_endpoint(&HARNESS, "/login", request), 200);
     }
 
+    #[test]
+    fn bodies_that_are_not_utf8_are_refused(
+        user_id in any::<u32>(),
+        bad in prop::collection::vec(0x80u8..=0xff, 1..4),
+        in_key in any::<bool>(),
+    ) {
+        // Regression: serde_json's from_slice did not check the UTF-8 of
+        // fields it skips, so such a body logged in.
+        let mut body = format!("{{\"user_id\": {user_id}, ").into_bytes();
+        if in_key {
+            body.push(b'"');
+            body.extend_from_slice(&bad);
+            body.extend_from_slice(b"\": 1}");
+        } else {
+            body.extend_from_slice(b"\"extra\": [\"");
+            body.extend_from_slice(&bad);
+            body.extend_from_slice(b"\"]}");
+        }
+        prop_assume!(std::str::from_utf8(&body).is_err());
+        let request = post("/login", Some("application/json"), &body);
+        prop_assert_eq!(check_json_endpoint(&HARNESS, "/login", request), 400);
+    }
+
     // --- the router: OAuth parameters -------------------------------------
 
     #[test]

@@ -633,8 +633,16 @@ pub fn check_json_endpoint(harness: &Harness, path: &str, request: Request<Full<
 /// and the pair works — the access token authenticates as that user, the
 /// refresh token is ours and names the same session. Then it is logged out.
 fn check_login(harness: &Harness, body: &[u8], reply: &Reply) {
-    let request: Value = serde_json::from_slice(body).expect("200 for a body that is not JSON");
-    let sub = match &request["user_id"] {
+    // RFC 8259: JSON text is UTF-8, in every field, kept or ignored. (An
+    // escaped lone surrogate is grammatical JSON; `Value` would refuse it, a
+    // struct that skips the field does not, so read it as the server does.)
+    #[derive(serde::Deserialize)]
+    struct LoginBody {
+        user_id: Value,
+    }
+    let text = std::str::from_utf8(body).expect("200 for a body that is not UTF-8");
+    let request: LoginBody = serde_json::from_str(text).expect("200 for a body that is not JSON");
+    let sub = match &request.user_id {
         Value::String(s) => s.clone(),
         Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
         other => panic!("200 for user_id {other}"),
