@@ -121,7 +121,12 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ));
         }
     }
-    serde_json::from_slice(bytes)
+    // JSON is UTF-8 (RFC 8259 §8.1). `from_slice` checks only the strings it
+    // keeps: invalid bytes in an ignored field would pass unseen.
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        ApiError::InvalidRequest(format!("malformed request body: not UTF-8 ({e})"))
+    })?;
+    serde_json::from_str(text)
         .map_err(|e| ApiError::InvalidRequest(format!("malformed request body: {e}")))
 }
 
@@ -179,6 +184,28 @@ mod tests {
                 .collect(),
             is_json: false,
         }
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Refresh {
+        #[allow(dead_code)]
+        refresh: String,
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_even_in_ignored_fields() {
+        // Found by the json_body fuzz target: serde_json's from_slice skips
+        // unknown fields without checking their UTF-8.
+        for body in [
+            &b"{\"refresh\": \"x\", \"extra\": [0, {\"\x8a\xc4\xb6\": null}]}"[..],
+            b"{\"extra\": \"\xff\", \"refresh\": \"x\"}",
+        ] {
+            assert!(matches!(
+                parse::<Refresh>(body),
+                Err(ApiError::InvalidRequest(_))
+            ));
+        }
+        assert!(parse::<Refresh>("{\"extra\": \"é\", \"refresh\": \"x\"}".as_bytes()).is_ok());
     }
 
     #[test]
