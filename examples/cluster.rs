@@ -34,6 +34,9 @@ options (run, up):
   --log-level L      the replicas' logging.level (default: info)
   --env KEY=VALUE    extra environment for every replica, repeatable, e.g.
                      --env TOKENGATE__AUTH__AUTO_LOGOUT=2s
+  --config PATH      a config.yml for every replica (what the environment cannot
+                     express: oauth.clients, login.clients, trusted_proxies); the
+                     replicas read a copy in the cluster directory
   --dir DIR          (run) logs and state files in DIR, kept at exit
                      (default: a temporary directory, removed at exit)";
 
@@ -75,6 +78,12 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
                     .split_once('=')
                     .ok_or_else(|| format!("--env {pair}: expected KEY=VALUE"))?;
                 options.env.push((key.to_owned(), val.to_owned()));
+            }
+            "--config" => {
+                let path = value("--config")?;
+                let yaml =
+                    std::fs::read_to_string(&path).map_err(|e| format!("--config {path}: {e}"))?;
+                options.config = Some(yaml);
             }
             "--dir" => dir = Some(PathBuf::from(value("--dir")?)),
             other => return Err(format!("unknown argument {other:?}")),

@@ -7,8 +7,10 @@
 Nothing here needs tokengate or Docker: each replica is a stand-in that answers
 /authenticate the way SPEC.md §2 and §6 say (`Bearer good` -> 200 + X-User-Id, no
 header -> 401 realm only, `Bearer narrow` -> 403 insufficient_scope, `Bearer outage`
--> 503 as when Redis is down, any other token -> 401 invalid_token) and records what
-nginx sent it. The replicas listen on 127.0.0.2 and 127.0.0.3, one port, the way
+-> 503 as when Redis is down, any other token -> 401 invalid_token), checks a login
+client's HTTP Basic credentials on /login as compose's `web` client is checked
+(right -> 200, wrong -> 401 invalid_client + WWW-Authenticate: Basic, none -> 200 as
+an open /login), and records what nginx sent it. The replicas listen on 127.0.0.2 and 127.0.0.3, one port, the way
 compose replicas share port 8080 on different addresses.
 
 compose mode runs nginx/nginx.conf itself, with only its addresses rewritten (each
@@ -23,6 +25,7 @@ Prints one line per check and ends with "N passed, N failed"; exits 1 on any fai
 """
 
 import argparse
+import base64
 import http.client
 import itertools
 import json
@@ -49,6 +52,9 @@ INSUFFICIENT = 'Bearer error="insufficient_scope", scope="admin"'
 API_POSTS = ("/login", "/refresh", "/logout", "/token", "/oauth/token", "/oauth/introspect",
              "/oauth/revoke", "/oauth/verify")
 API_GETS = ("/ping", "/health", "/.well-known/jwks.json", "/.well-known/oauth-authorization-server")
+# The login client of the compose deployment (config.compose.yml), as the stand-in knows it.
+LOGIN_CLIENT = ("web", "s3cr3t-from-secrets_login_client_secret")
+BASIC_CHALLENGE = 'Basic realm="tokengate", charset="UTF-8"'
 # The scopes each stand-in token carries (X-Scope), for the scope-at-the-gate checks.
 TOKEN_SCOPES = {"Bearer good": "read", "Bearer admin": "admin read"}
 ARRIVAL = itertools.count()  # orders requests across replicas
@@ -167,8 +173,15 @@ class TokengateStandIn(Handler):
             return self.answer(200, b"pong")
         if path == "/health" and self.command == "GET":
             return self.answer(200, {"status": "ok", "store": "ok"})
+        if path == "/login" and self.command == "POST" and "Authorization" in self.headers:
+            want = "Basic " + base64.b64encode(":".join(LOGIN_CLIENT).encode()).decode()
+            if self.headers["Authorization"] != want:
+                return self.answer(401, {"error": "invalid_client", "error_description": "bad client"},
+                                   [("WWW-Authenticate", BASIC_CHALLENGE)])
+            return self.answer(200, {"endpoint": path, "client": LOGIN_CLIENT[0]})
         if path in API_POSTS and self.command == "POST":
-            return self.answer(200, {"endpoint": path, "replica": self.server.name})
+            return self.answer(200, {"endpoint": path, "replica": self.server.name,
+                                     "forwarded_for": self.headers.get_all("X-Forwarded-For")})
         if path in API_GETS and self.command == "GET":
             host = self.headers.get("X-Forwarded-Host")
             return self.answer(200, {"endpoint": path, "forwarded_host": host})
@@ -321,6 +334,26 @@ def common_checks(r, port, replicas, app_check):
         status, _, body = request(port, "GET", "/health")
         expect(status == 200 and json.loads(body)["store"] == "ok", f"/health: {status} {body!r}")
 
+    def login_client():
+        json_type = {"Content-Type": "application/json"}
+        good = "Basic " + base64.b64encode(":".join(LOGIN_CLIENT).encode()).decode()
+        status, _, body = request(port, "POST", "/login", {**json_type, "Authorization": good}, b'{"user_id": 42}')
+        expect(status == 200 and json.loads(body).get("client") == "web", f"right secret: {status} {body!r}")
+        bad = "Basic " + base64.b64encode(b"web:wrong").decode()
+        status, headers, body = request(port, "POST", "/login", {**json_type, "Authorization": bad}, b'{"user_id": 42}')
+        # tokengate's own 401, untouched: its JSON error and its Basic challenge.
+        expect_json_error(status, headers, body, 401, "invalid_client")
+        expect(header_values(headers, "WWW-Authenticate") == [BASIC_CHALLENGE],
+               f"WWW-Authenticate {header_values(headers, 'WWW-Authenticate')}")
+
+    def forwarded_for():
+        # tokengate throttles failed client authentications per address, believing
+        # nginx's X-Forwarded-For: it must carry exactly the address nginx saw.
+        for sent in ({}, {"X-Forwarded-For": "203.0.113.7"}, {"X-Forwarded-For": "203.0.113.7, 10.0.0.1"}):
+            status, _, body = request(port, "POST", "/oauth/token", sent, b"grant_type=client_credentials")
+            got = json.loads(body).get("forwarded_for")
+            expect(status == 200 and got == ["127.0.0.1"], f"client sent {sent}: replica got {got}")
+
     def not_exposed():
         for path in ("/authenticate", "/metrics", "/login/x", "/oauth/tokens", "/nope"):
             status, headers, body = request(port, "GET", path)
@@ -397,6 +430,9 @@ def common_checks(r, port, replicas, app_check):
 
     r.check("GET /ping is proxied to a replica", ping)
     r.check("the public API (login, refresh, logout, health, OAuth, discovery) is proxied", api_posts)
+    r.check("login client: Basic credentials reach tokengate, its 401 + WWW-Authenticate: Basic reach the client",
+            login_client)
+    r.check("X-Forwarded-For is nginx's view of the client only; a client-sent one is dropped", forwarded_for)
     r.check("/authenticate, /metrics and the internal auth location are not reachable (404)", not_exposed)
     r.check("valid token: app reached once, identity from tokengate, spoofed headers replaced", authorized)
     r.check("auth subrequest: HEAD, no body, X-Original-URI/-Method, Authorization", subrequest_shape)
