@@ -8,14 +8,21 @@
 //! `wait`; past either bound the caller is told [`Busy`](VerifyError::Busy)
 //! at once, which the HTTP layer answers `503` + `Retry-After`. Client
 //! secrets use it today; user passwords are meant to share it.
+//!
+//! Each verification needs the hash's whole memory cost (19 MiB by default).
+//! Allocated per call, glibc keeps those blocks in its heap once it has
+//! raised its mmap threshold, and a flood grew a replica to hundreds of
+//! megabytes. So the pool keeps one block buffer per worker and lends it out:
+//! memory stays at `workers × m_cost`, whatever the load.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use argon2::password_hash::phc::PasswordHash;
-use argon2::{Argon2, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use prometheus_client::metrics::counter::Counter;
+use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -33,6 +40,8 @@ pub struct Verifier {
     wait: Duration,
     /// Verifications run, for `/metrics` (and tests that prove none ran).
     runs: Counter,
+    /// Block buffers of finished verifications, at most one per worker.
+    memory: Arc<Mutex<Vec<Vec<Block>>>>,
 }
 
 impl Verifier {
@@ -45,6 +54,7 @@ impl Verifier {
             queue,
             wait,
             runs: Counter::default(),
+            memory: Arc::default(),
         }
     }
 
@@ -72,13 +82,47 @@ impl Verifier {
             }
         };
         self.runs.inc();
+        let memory = self.memory.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            Argon2::default().verify_password(&secret, &hash).is_ok()
+            let mut blocks = lock(&memory).pop().unwrap_or_default();
+            let verified = matches(&secret, &hash, &mut blocks);
+            lock(&memory).push(blocks);
+            verified
         })
         .await
         .map_err(|_| VerifyError::Internal)
     }
+}
+
+/// A buffer list is whole after any panic (push and pop are single steps).
+fn lock(memory: &Mutex<Vec<Vec<Block>>>) -> std::sync::MutexGuard<'_, Vec<Vec<Block>>> {
+    memory.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// argon2id of `secret` under the hash's salt and parameters, computed in
+/// `blocks` (grown as needed), compared in constant time with its output.
+fn matches(secret: &[u8], hash: &PasswordHash, blocks: &mut Vec<Block>) -> bool {
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(hash) else {
+        return false;
+    };
+    let Ok(version) = hash
+        .version
+        .map_or(Ok(Version::default()), Version::try_from)
+    else {
+        return false;
+    };
+    if blocks.len() < params.block_count() {
+        blocks.resize(params.block_count(), Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    let blocks = &mut blocks[..params.block_count()];
+    Argon2::new(Algorithm::Argon2id, version, params)
+        .hash_password_into_with_memory(secret, salt, &mut out, blocks)
+        .is_ok_and(|()| bool::from(out.ct_eq(expected.as_bytes())))
 }
 
 /// A place in the bounded queue, given back on drop.
@@ -116,6 +160,29 @@ mod tests {
         assert_eq!(v.verify(b"right".to_vec(), hash()).await, Ok(true));
         assert_eq!(v.verify(b"wrong".to_vec(), hash()).await, Ok(false));
         assert_eq!(v.runs().get(), 2);
+        assert_eq!(v.memory.lock().unwrap().len(), 1, "one buffer, reused");
+    }
+
+    #[test]
+    fn matches_what_the_argon2_crate_verifies() {
+        use argon2::{PasswordHasher, PasswordVerifier};
+        let mut blocks = Vec::new();
+        for params in [Params::new(8, 1, 1, None).unwrap(), Params::default()] {
+            let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+            let hash = argon2.hash_password(b"right").unwrap();
+            assert!(argon2.verify_password(b"right", &hash).is_ok());
+            assert!(matches(b"right", &hash, &mut blocks));
+            assert!(!matches(b"wrong", &hash, &mut blocks));
+            assert!(!matches(b"righ", &hash, &mut blocks));
+        }
+        // A buffer grown for a costly hash still serves a cheap one.
+        let cheap = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8, 1, 1, None).unwrap(),
+        );
+        let hash = cheap.hash_password(b"x").unwrap();
+        assert!(matches(b"x", &hash, &mut blocks));
     }
 
     #[tokio::test]
