@@ -846,7 +846,7 @@ pub fn check_parse_basic(header: &[u8]) {
             expected.extend_from_slice(&secret);
             assert_eq!(decoded, expected);
             let again = parse_basic(&basic_header(id.as_bytes(), &secret));
-            assert_eq!(again, Ok((id, secret)));
+            assert_eq!(again.ok(), Some((id, secret)));
         }
         Err(ClientError::Missing) => {
             // Another scheme: the text has a scheme that is not Basic.
@@ -873,8 +873,8 @@ pub fn check_basic_round_trip(id: &str, secret: &[u8], scheme: &str, pad: usize)
     header.extend_from_slice(STANDARD.encode(credentials).as_bytes());
     header.extend_from_slice(" ".repeat(pad / 3 % 3).as_bytes());
     assert_eq!(
-        tokengate::clients::parse_basic(&header),
-        Ok((id.to_owned(), secret.to_vec())),
+        tokengate::clients::parse_basic(&header).ok(),
+        Some((id.to_owned(), secret.to_vec())),
         "{header:?}"
     );
 }
