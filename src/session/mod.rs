@@ -5,17 +5,19 @@
 //! This layer owns the tokens and asks the [`SessionStore`] for one atomic
 //! decision per request. It knows nothing of HTTP; callers pass "now" so every
 //! rule is testable without a clock.
+//!
+//! Here: starting sessions, logout and authenticate. By concept beside it:
+//! [`rotation`] (refresh with grace and reuse detection), [`introspection`]
+//! (RFC 7662 and RFC 7009 revocation) and [`limits`] (per-client rate limits).
+
+mod introspection;
+mod limits;
+mod rotation;
 
 use uuid::Uuid;
 
-use crate::store::{
-    Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome, SessionStore,
-    StoreError, Subject, Timing,
-};
+use crate::store::{Millis, NewSession, RefreshState, SessionStore, StoreError, Subject, Timing};
 use crate::tokens::{AccessClaims, AccessTokens, Grant, RefreshToken, RefreshTokens, Rejection};
-
-/// Length of a rate-limit window.
-const RATE_WINDOW: Millis = 60_000;
 
 /// A freshly issued (or re-issued) token pair.
 #[derive(Debug, Clone)]
@@ -144,74 +146,6 @@ impl<S: SessionStore> Sessions<S> {
         Ok(self.pair(access.token, &refresh, scope, now, now, ends_at))
     }
 
-    /// Exchanges a refresh token for its successor pair (RFC 9700 §4.14.2):
-    /// the first use rotates; a retry within the grace window gets the very
-    /// same successor; any other reuse of a rotated token ends the session.
-    ///
-    /// `client` is the authenticated OAuth client (`None` on `/refresh`):
-    /// only its own sessions rotate. `narrow` asks for fewer scopes than the
-    /// session holds (RFC 6749 §6).
-    pub async fn refresh(
-        &self,
-        presented: &str,
-        client: Option<&str>,
-        narrow: Option<&[String]>,
-        now: Millis,
-    ) -> Result<TokenPair, SessionError> {
-        let token = self
-            .refresh
-            .decode(presented)
-            .ok_or(SessionError::InvalidGrant)?;
-        let successor = self
-            .refresh
-            .successor(&token)
-            .ok_or(SessionError::InvalidGrant)?;
-        let rotation = Rotation {
-            sid: token.sid,
-            client: client.map(str::to_owned),
-            presented_generation: token.generation,
-            presented_hash: token.secret_hash(),
-            successor_hash: successor.secret_hash(),
-            successor_jti: Uuid::new_v4(),
-            narrow: narrow.unwrap_or_default().to_vec(),
-            now,
-        };
-        // A retry within the grace window gets the successor exactly as first
-        // issued — same jti, scope and issue time, so the same access token.
-        let issued = match self.store.rotate(&rotation).await? {
-            RotationOutcome::Rotated(issued) | RotationOutcome::Replayed(issued) => issued,
-            RotationOutcome::Reused => {
-                tracing::warn!(sid = %token.sid, generation = token.generation,
-                    "rotated refresh token presented again; session ended");
-                return Err(SessionError::RefreshReuse);
-            }
-            RotationOutcome::NotGranted => {
-                return Err(SessionError::InvalidScope(
-                    "a scope asked for was not granted to this session".into(),
-                ));
-            }
-            RotationOutcome::Unknown => return Err(SessionError::InvalidGrant),
-        };
-        let access = self.access.sign(
-            &issued.subject.sub,
-            token.sid,
-            issued.access_jti,
-            secs(issued.issued_at),
-            Grant {
-                scope: issued.scope.as_deref(),
-                client_id: issued.subject.client.as_deref(),
-            },
-        )?;
-        Ok(self.pair(
-            access.token,
-            &successor,
-            issued.scope,
-            issued.issued_at,
-            now,
-            issued.ends_at,
-        ))
-    }
-
     /// Ends the session of a correctly signed, unexpired access token — even
     /// one superseded by a refresh. Ending an ended session is fine.
     pub async fn logout_with_access(&self, token: &str, now: Millis) -> Result<(), SessionError> {
@@ -233,27 +167,6 @@ impl<S: SessionStore> Sessions<S> {
         Ok(())
     }
 
-    /// Revocation for an OAuth client (RFC 7009): ends the session of an
-    /// access or refresh token issued to `client`. A token that is invalid,
-    /// expired or already ended needs nothing and is not an error.
-    pub async fn revoke(&self, token: &str, client: &str, now: Millis) -> Result<(), SessionError> {
-        let sid = if let Some(refresh) = self.refresh.decode(token) {
-            refresh.sid
-        } else {
-            match self.access.verify(token, secs(now)) {
-                Ok(claims) if claims.client_id.as_deref() != Some(client) => {
-                    return Err(SessionError::NotOwner);
-                }
-                Ok(claims) => claims.sid,
-                Err(_) => return Ok(()),
-            }
-        };
-        match self.store.revoke(sid, client).await? {
-            Revocation::Ended | Revocation::Unknown => Ok(()),
-            Revocation::NotOwner => Err(SessionError::NotOwner),
-        }
-    }
-
     /// Verifies the token locally, then asks the store — one round trip —
     /// whether it is its session's current token, restarting the idle clock.
     pub async fn authenticate(
@@ -272,55 +185,9 @@ impl<S: SessionStore> Sessions<S> {
         }
     }
 
-    /// What a live token is (RFC 7662); `None` for anything else. An access
-    /// token is checked exactly as `/authenticate` does (and counts as use);
-    /// a refresh token must be its session's current one.
-    pub async fn introspect(
-        &self,
-        token: &str,
-        now: Millis,
-    ) -> Result<Option<Introspection>, SessionError> {
-        if let Some(refresh) = self.refresh.decode(token) {
-            let state = self
-                .store
-                .inspect_refresh(refresh.sid, refresh.generation, refresh.secret_hash(), now)
-                .await?;
-            return Ok(state.map(|state| Introspection::Refresh {
-                sid: refresh.sid,
-                state,
-            }));
-        }
-        match self.authenticate(token, now).await {
-            Ok(claims) => Ok(Some(Introspection::Access(claims))),
-            Err(SessionError::InvalidToken(_)) => Ok(None),
-            Err(other) => Err(other),
-        }
-    }
-
-    /// Counts a token request of `client` against its per-minute `limit`,
-    /// shared by every replica through the store.
-    pub async fn count_request(
-        &self,
-        client: &str,
-        limit: u32,
-        now: Millis,
-    ) -> Result<(), SessionError> {
-        if limit == 0 {
-            return Ok(());
-        }
-        match self
-            .store
-            .count_request(client, limit, RATE_WINDOW, now)
-            .await?
-        {
-            None => Ok(()),
-            Some(left) => Err(SessionError::RateLimited(left.div_ceil(1000).max(1))),
-        }
-    }
-
     /// The answer for an access token issued at `issued_at` and a refresh
     /// token that expires at `ends_at`.
-    fn pair(
+    pub(super) fn pair(
         &self,
         access: String,
         refresh: &RefreshToken,
@@ -341,14 +208,14 @@ impl<S: SessionStore> Sessions<S> {
     }
 }
 
-fn secs(ms: Millis) -> u64 {
+pub(super) fn secs(ms: Millis) -> u64 {
     ms / 1000
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{MockSessionStore, Successor};
+    use crate::store::{MockSessionStore, Revocation, RotationOutcome, Successor};
     use crate::tokens::keys::Keys;
     use mockall::predicate::{always, eq};
 
