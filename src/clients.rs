@@ -62,7 +62,7 @@ pub enum ClientError {
     #[error("too many failed attempts; retry in {0}s")]
     Throttled(u64),
     #[error(transparent)]
-    Busy(#[from] VerifyError),
+    Verifier(#[from] VerifyError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

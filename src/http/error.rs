@@ -86,8 +86,8 @@ impl From<ClientError> for ApiError {
     fn from(error: ClientError) -> Self {
         match error {
             ClientError::Throttled(seconds) => Self::TooManyAttempts(seconds),
-            ClientError::Busy(VerifyError::Busy) => Self::Busy,
-            ClientError::Busy(VerifyError::Internal) => Self::Internal(error.to_string()),
+            ClientError::Verifier(VerifyError::Busy) => Self::Busy,
+            ClientError::Verifier(VerifyError::Internal) => Self::Internal(error.to_string()),
             ClientError::Store(e) => Self::Unavailable(e),
             other => Self::InvalidClient(other),
         }
