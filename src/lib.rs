@@ -25,6 +25,7 @@ pub mod app;
 pub mod cli;
 pub mod clients;
 pub mod config;
+pub mod db;
 pub mod http;
 pub mod metrics;
 pub mod oauth;

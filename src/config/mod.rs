@@ -12,6 +12,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+mod identity;
+pub use identity::{
+    DEFAULT_DATABASE_URL, DatabaseSettings, EventSettings, MAX_PASSWORD_BYTES, Registration,
+    UserSettings,
+};
+
 /// The file read when no `--config` is given; missing is fine.
 pub const DEFAULT_CONFIG_FILE: &str = "config.yml";
 
@@ -28,6 +34,9 @@ pub struct Settings {
     pub login: LoginSettings,
     pub oauth: OAuthSettings,
     pub throttle: ThrottleSettings,
+    pub database: DatabaseSettings,
+    pub users: UserSettings,
+    pub events: EventSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -508,7 +517,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             key: key.into(),
             message: message.into(),
@@ -581,6 +590,13 @@ impl Settings {
             self.cache.url = Secret(with_redis_password(self.cache.url.expose(), &password)?);
         }
         self.cache.read_tls_files()?;
+        if let Some(path) = &self.database.password_file {
+            let password = read_secret_file("database.password_file", path)?;
+            self.database.url = Secret(identity::with_postgres_password(
+                self.database.url.expose(),
+                &password,
+            )?);
+        }
         self.validate()?;
         Ok(self)
     }
@@ -608,6 +624,9 @@ impl Settings {
             }
         }
         self.cache.validate_tls()?;
+        self.database.validate()?;
+        self.users.validate()?;
+        self.events.validate()?;
         if self.server.max_connections == 0 {
             return Err(ConfigError::new(
                 "server.max_connections",
@@ -824,16 +843,19 @@ fn with_redis_password(url: &str, password: &str) -> Result<String, ConfigError>
         })?;
     // Drop any user-info already in the URL; the file wins.
     let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    let encoded: String = password
-        .bytes()
+    Ok(format!("{scheme}:{}@{host}", percent_encode(password)))
+}
+
+/// Percent-encodes all but RFC 3986 unreserved characters (URL user-info).
+fn percent_encode(text: &str) -> String {
+    text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
                 (b as char).to_string()
             }
             _ => format!("%{b:02X}"),
         })
-        .collect();
-    Ok(format!("{scheme}:{encoded}@{host}"))
+        .collect()
 }
 
 /// Turns the `config` crate's errors into one line that names the key.

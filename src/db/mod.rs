@@ -1,0 +1,311 @@
+//! Durable records (SPEC §7): user accounts, clients kept in the database
+//! and the outbox of events, behind the [`DurableStore`] trait with two
+//! implementations over sqlx — [`sqlite::SqliteStore`] (embedded, one host)
+//! and [`postgres::PostgresStore`] (any number of replicas).
+//!
+//! Sessions stay in the session store (Redis); nothing on the
+//! `/authenticate` path reads this one. Each method is one transaction, so
+//! a crash never leaves half a registration: the user row and its event are
+//! written together or not at all, and the relay deletes an event only after
+//! the sink took it. Every call has a deadline (`database.timeout`); past it,
+//! or with the database unreachable, the answer is
+//! [`DbError::Unavailable`], which the HTTP layer turns into `503`.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::config::DatabaseSettings;
+use crate::store::Millis;
+
+/// An account about to be created. `email` is already normalized (trimmed,
+/// ASCII lower case): the unique index compares it as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub id: Uuid,
+    pub email: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub created_at: Millis,
+}
+
+/// What a password login needs of an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserLogin {
+    pub id: Uuid,
+    pub password_hash: String,
+}
+
+/// One row of the outbox: an event not yet handed to the sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    /// Unique per event, so consumers can drop a redelivery.
+    pub id: Uuid,
+    /// e.g. `UserRegistered`.
+    pub kind: String,
+    /// The event's JSON body.
+    pub payload: String,
+    pub created_at: Millis,
+}
+
+/// Which endpoint a client kept in the database authenticates to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    /// A trusted caller of `/login` and `/register` (HTTP Basic).
+    Login,
+    /// A machine client of `/oauth/token`.
+    OAuth,
+}
+
+impl ClientKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::OAuth => "oauth",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "login" => Some(Self::Login),
+            "oauth" => Some(Self::OAuth),
+            _ => None,
+        }
+    }
+}
+
+/// A client added with `tokengate client add`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredClient {
+    pub id: String,
+    pub kind: ClientKind,
+    /// argon2id PHC string; the secret itself is shown once and never stored.
+    pub secret_hash: String,
+    /// OAuth only: the most it may ask for.
+    pub scopes: Vec<String>,
+    /// OAuth only: refresh tokens with `client_credentials`.
+    pub refresh_tokens: bool,
+    /// OAuth only: token requests per minute; 0 = unlimited.
+    pub rate_limit: u32,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("this email is already registered")]
+    EmailTaken,
+    #[error("a client with this id already exists")]
+    ClientExists,
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(error: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        match &error {
+            E::Io(_)
+            | E::Tls(_)
+            | E::Protocol(_)
+            | E::PoolTimedOut
+            | E::PoolClosed
+            | E::WorkerCrashed => Self::Unavailable(error.to_string()),
+            // SQLite's "database is locked" (another writer held it past busy_timeout).
+            E::Database(db) if db.code().as_deref() == Some("5") => {
+                Self::Unavailable(error.to_string())
+            }
+            _ => Self::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for DbError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        match error {
+            sqlx::migrate::MigrateError::Execute(e) => e.into(),
+            other => Self::Internal(format!("migrations: {other}")),
+        }
+    }
+}
+
+/// Whether a database error is a unique-constraint violation.
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Where the relay hands events (a Redis stream today; a Kafka sink could
+/// follow). Boxed future: the store takes it as `&dyn`.
+pub trait EventSink: Send + Sync {
+    fn publish<'a>(
+        &'a self,
+        events: &'a [OutboxEvent],
+    ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("event sink: {0}")]
+pub struct SinkError(pub String);
+
+/// The durable records. Implementations map their driver's errors to
+/// [`DbError`]; deadlines are [`Database`]'s job.
+#[cfg_attr(test, mockall::automock)]
+#[allow(async_fn_in_trait)] // used through concrete types, whose futures are Send
+pub trait DurableStore: Send + Sync {
+    /// Applies the migrations in `migrations/` not yet applied.
+    async fn migrate(&self) -> Result<(), DbError>;
+
+    async fn ping(&self) -> Result<(), DbError>;
+
+    /// Inserts the user and its event in one transaction; `EmailTaken` if
+    /// the (normalized) email exists, and then nothing is written.
+    async fn create_user(&self, user: &NewUser, event: &OutboxEvent) -> Result<(), DbError>;
+
+    /// The account with this normalized email.
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserLogin>, DbError>;
+
+    /// Hands up to `limit` of the oldest outbox events to `sink` and deletes
+    /// them once it accepted them, in one transaction that holds them: a
+    /// concurrent relay (another replica) skips them, a failed publish
+    /// leaves them for the next try. Returns how many were delivered.
+    async fn relay_events(&self, sink: &dyn EventSink, limit: u32) -> Result<usize, DbError>;
+
+    /// Events in the outbox, not yet delivered.
+    async fn pending_events(&self) -> Result<u64, DbError>;
+
+    /// `ClientExists` if the id is taken.
+    async fn add_client(&self, client: &StoredClient) -> Result<(), DbError>;
+
+    /// Every stored client, by id.
+    async fn clients(&self) -> Result<Vec<StoredClient>, DbError>;
+
+    /// Whether a client with this id existed.
+    async fn remove_client(&self, id: &str) -> Result<bool, DbError>;
+}
+
+/// The configured database, with a deadline on every call. An enum rather
+/// than `dyn`: the trait has `async fn`s, and its callers are few.
+pub struct Database {
+    backend: Backend,
+    timeout: Duration,
+}
+
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PostgresStore),
+}
+
+impl Database {
+    /// Opens a pool without connecting yet (connections are made on first
+    /// use), so start-up and the CLI share one path.
+    pub fn open(settings: &DatabaseSettings) -> Result<Self, DbError> {
+        let backend = if settings.is_postgres() {
+            Backend::Postgres(postgres::PostgresStore::open(settings)?)
+        } else {
+            Backend::Sqlite(sqlite::SqliteStore::open(settings)?)
+        };
+        Ok(Self {
+            backend,
+            timeout: settings.timeout,
+        })
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($db:expr, $s:ident => $call:expr) => {
+        match &$db.backend {
+            Backend::Sqlite($s) => $db.deadline($call).await,
+            Backend::Postgres($s) => $db.deadline($call).await,
+        }
+    };
+}
+
+impl Database {
+    async fn deadline<T>(
+        &self,
+        call: impl Future<Output = Result<T, DbError>>,
+    ) -> Result<T, DbError> {
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(DbError::Unavailable("timed out".into())))
+    }
+}
+
+impl DurableStore for Database {
+    /// No deadline: a first migration may take longer than one query.
+    async fn migrate(&self) -> Result<(), DbError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.migrate().await,
+            Backend::Postgres(s) => s.migrate().await,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), DbError> {
+        dispatch!(self, s => s.ping())
+    }
+
+    async fn create_user(&self, user: &NewUser, event: &OutboxEvent) -> Result<(), DbError> {
+        dispatch!(self, s => s.create_user(user, event))
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserLogin>, DbError> {
+        dispatch!(self, s => s.user_by_email(email))
+    }
+
+    async fn relay_events(&self, sink: &dyn EventSink, limit: u32) -> Result<usize, DbError> {
+        dispatch!(self, s => s.relay_events(sink, limit))
+    }
+
+    async fn pending_events(&self) -> Result<u64, DbError> {
+        dispatch!(self, s => s.pending_events())
+    }
+
+    async fn add_client(&self, client: &StoredClient) -> Result<(), DbError> {
+        dispatch!(self, s => s.add_client(client))
+    }
+
+    async fn clients(&self) -> Result<Vec<StoredClient>, DbError> {
+        dispatch!(self, s => s.clients())
+    }
+
+    async fn remove_client(&self, id: &str) -> Result<bool, DbError> {
+        dispatch!(self, s => s.remove_client(id))
+    }
+}
+
+/// Scopes as stored: one space-separated column.
+fn join_scopes(scopes: &[String]) -> String {
+    scopes.join(" ")
+}
+
+fn split_scopes(text: &str) -> Vec<String> {
+    text.split_ascii_whitespace().map(str::to_owned).collect()
+}
+
+/// Reads a row's uuid column, stored as text.
+fn parse_uuid(text: &str) -> Result<Uuid, DbError> {
+    Uuid::parse_str(text).map_err(|e| DbError::Internal(format!("bad uuid {text:?}: {e}")))
+}
+
+/// Millis are stored as BIGINT (signed); times before 1970 or after 2262
+/// do not occur.
+fn to_db_millis(ms: Millis) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+fn from_db_millis(ms: i64) -> Millis {
+    u64::try_from(ms).unwrap_or(0)
+}

@@ -1,0 +1,186 @@
+//! [`DurableStore`] on SQLite: the embedded default, one file on one host.
+//!
+//! WAL mode lets readers run beside the one writer; a busy timeout makes a
+//! second writer (another connection, or another replica on the same host)
+//! wait instead of failing. The relay takes the write lock up front
+//! (`BEGIN IMMEDIATE`): that lock is the single-writer guarantee that no two
+//! relays hand out the same events at once.
+
+use std::str::FromStr;
+
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+use super::{
+    ClientKind, DbError, DurableStore, EventSink, NewUser, OutboxEvent, StoredClient, UserLogin,
+    from_db_millis, is_unique_violation, join_scopes, parse_uuid, split_scopes, to_db_millis,
+};
+use crate::config::DatabaseSettings;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub fn open(settings: &DatabaseSettings) -> Result<Self, DbError> {
+        let options = SqliteConnectOptions::from_str(settings.url.expose())
+            .map_err(|e| DbError::Internal(format!("database.url: {e}")))?
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(settings.timeout)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.timeout)
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+}
+
+impl DurableStore for SqliteStore {
+    async fn migrate(&self) -> Result<(), DbError> {
+        Ok(MIGRATOR.run(&self.pool).await?)
+    }
+
+    async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_user(&self, user: &NewUser, event: &OutboxEvent) -> Result<(), DbError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, email, password_hash, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(user.id.to_string())
+        .bind(&user.email)
+        .bind(&user.password_hash)
+        .bind(to_db_millis(user.created_at))
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => return Err(DbError::EmailTaken),
+            other => other?,
+        };
+        sqlx::query("INSERT INTO outbox (id, kind, payload, created_at) VALUES (?, ?, ?, ?)")
+            .bind(event.id.to_string())
+            .bind(&event.kind)
+            .bind(&event.payload)
+            .bind(to_db_millis(event.created_at))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserLogin>, DbError> {
+        let row = sqlx::query("SELECT id, password_hash FROM users WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(UserLogin {
+                id: parse_uuid(row.try_get("id")?)?,
+                password_hash: row.try_get("password_hash")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn relay_events(&self, sink: &dyn EventSink, limit: u32) -> Result<usize, DbError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rows = sqlx::query(
+            "SELECT seq, id, kind, payload, created_at FROM outbox ORDER BY seq LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some(last) = rows.last() else {
+            return Ok(0);
+        };
+        let last: i64 = last.try_get("seq")?;
+        let events = rows
+            .iter()
+            .map(|row| {
+                Ok(OutboxEvent {
+                    id: parse_uuid(row.try_get("id")?)?,
+                    kind: row.try_get("kind")?,
+                    payload: row.try_get("payload")?,
+                    created_at: from_db_millis(row.try_get("created_at")?),
+                })
+            })
+            .collect::<Result<Vec<_>, DbError>>()?;
+        sink.publish(&events)
+            .await
+            .map_err(|e| DbError::Unavailable(e.to_string()))?;
+        // The write lock was held since the SELECT: these are exactly the
+        // rows up to `last`.
+        sqlx::query("DELETE FROM outbox WHERE seq <= ?")
+            .bind(last)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(events.len())
+    }
+
+    async fn pending_events(&self) -> Result<u64, DbError> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn add_client(&self, client: &StoredClient) -> Result<(), DbError> {
+        let inserted = sqlx::query(
+            "INSERT INTO clients (id, kind, secret_hash, scopes, refresh_tokens, rate_limit, \
+             created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&client.id)
+        .bind(client.kind.as_str())
+        .bind(&client.secret_hash)
+        .bind(join_scopes(&client.scopes))
+        .bind(client.refresh_tokens)
+        .bind(i64::from(client.rate_limit))
+        .bind(to_db_millis(client.created_at))
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => Err(DbError::ClientExists),
+            other => other.map(drop).map_err(DbError::from),
+        }
+    }
+
+    async fn clients(&self) -> Result<Vec<StoredClient>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, secret_hash, scopes, refresh_tokens, rate_limit, created_at \
+             FROM clients ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                let rate_limit: i64 = row.try_get("rate_limit")?;
+                Ok(StoredClient {
+                    id: row.try_get("id")?,
+                    kind: ClientKind::parse(&kind)
+                        .ok_or_else(|| DbError::Internal(format!("client kind {kind:?}")))?,
+                    secret_hash: row.try_get("secret_hash")?,
+                    scopes: split_scopes(row.try_get("scopes")?),
+                    refresh_tokens: row.try_get("refresh_tokens")?,
+                    rate_limit: u32::try_from(rate_limit).unwrap_or(0),
+                    created_at: from_db_millis(row.try_get("created_at")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn remove_client(&self, id: &str) -> Result<bool, DbError> {
+        let done = sqlx::query("DELETE FROM clients WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
