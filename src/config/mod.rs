@@ -935,6 +935,71 @@ mod tests {
         assert_eq!(s.auth.refresh_grace, d.auth.refresh_grace);
         assert_eq!(s.auth.auto_logout, d.auth.auto_logout);
         assert_eq!(s.cache.pool_size, d.cache.pool_size);
+        assert_eq!(s.database.url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(s.database.password_file, d.database.password_file);
+        assert_eq!(s.database.max_connections, d.database.max_connections);
+        assert_eq!(s.database.timeout, d.database.timeout);
+        assert_eq!(s.database.clients_refresh, d.database.clients_refresh);
+        assert_eq!(s.users.registration, d.users.registration);
+        assert_eq!(s.users.password_min, d.users.password_min);
+        assert_eq!(s.users.max_failures, d.users.max_failures);
+        assert_eq!(s.users.failure_window, d.users.failure_window);
+        assert_eq!(s.events.stream, d.events.stream);
+        assert_eq!(s.events.max_len, d.events.max_len);
+        assert_eq!(s.events.relay_interval, d.events.relay_interval);
+    }
+
+    /// `config.compose.yml` as a replica in compose.yaml loads it: its secrets
+    /// under /run/secrets (here a temporary directory) and the environment
+    /// compose.yaml gives the `jwt` service.
+    #[test]
+    fn compose_config_file_loads_with_its_secrets() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let yaml = std::fs::read_to_string(root.join("config.compose.yml")).unwrap();
+        let dir = std::env::temp_dir().join(format!("tokengate-compose-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secrets = format!("{}/", dir.display());
+        let db_password = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+        for (name, value) in [
+            ("jwt_secret", SECRET),
+            ("redis_password", "redis-password"),
+            ("login_client_secret", "web-client-secret"),
+            ("db_password", db_password),
+        ] {
+            std::fs::write(dir.join(name), value).unwrap();
+        }
+        let path = dir.join("config.yml");
+        std::fs::write(&path, yaml.replace("/run/secrets/", &secrets)).unwrap();
+        let env: HashMap<String, String> = [
+            ("TOKENGATE__CACHE__URL", "redis://cache:6379/0".to_owned()),
+            (
+                "TOKENGATE__CACHE__PASSWORD_FILE",
+                format!("{secrets}redis_password"),
+            ),
+            (
+                "TOKENGATE__AUTH__SECRET_FILE",
+                format!("{secrets}jwt_secret"),
+            ),
+            ("TOKENGATE__LOGGING__MODE", "json".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let result = Settings::load_from(
+            Some(&path),
+            config::Environment::with_prefix("TOKENGATE").source(Some(env)),
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        let s = result.unwrap();
+        assert!(s.database.is_postgres());
+        assert_eq!(
+            s.database.url.expose(),
+            format!("postgres://tokengate:{db_password}@db:5432/tokengate")
+        );
+        assert_eq!(s.login.clients.len(), 1);
+        assert_eq!(s.login.clients[0].id, "web");
+        assert!(!s.login.open);
+        assert!(!s.server.trusted_proxies.is_empty());
     }
 
     #[test]
