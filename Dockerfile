@@ -10,7 +10,10 @@
 # has every target the manifest declares ([[test]], [[bench]], build script), where
 # a hand-made stub breaks the day Cargo.toml names a file the stub lacks.
 
-FROM rust:1-bookworm AS chef
+# The toolchain tokengate is built and tested with, pinned to its minor so that
+# a build next year compiles with the same compiler; at least Cargo.toml's
+# rust-version (scripts/check-deploy compares them). Raise both together.
+FROM rust:1.95-bookworm AS chef
 # Pinned for a reproducible toolchain layer; cached after the first build.
 RUN cargo install cargo-chef --locked --version 0.1.78
 WORKDIR /src
@@ -24,8 +27,24 @@ COPY --from=planner /src/recipe.json recipe.json
 # Dependencies only: this layer changes only when Cargo.toml / Cargo.lock do.
 # jsonwebtoken's aws_lc_rs backend compiles C with the image's gcc; no cmake needed.
 RUN cargo chef cook --release --locked --recipe-path recipe.json --bin tokengate
+# Everything, migrations/ included: sqlx::migrate! embeds migrations/sqlite and
+# migrations/postgres into the binary at compile time (the replicas apply them at
+# start-up), so they must reach this stage and need not reach the runtime image.
+# (The planner copies everything too, for the manifests and target paths; its
+# recipe holds no migrations, so editing one never rebuilds the dependencies.)
 COPY . .
 RUN cargo build --release --locked --bin tokengate
+# SQLite, the built-in default (database.url sqlite://tokengate.db, relative to the
+# working directory), needs a directory the service may write and that a volume can
+# be mounted on without hiding config.yml: /app/data, owned by the service's user.
+# The image's config.yml points database.url there; every other key keeps its
+# default. compose.yaml needs neither: it uses PostgreSQL (config.compose.yml is
+# mounted over this config.yml) and runs the replicas read_only. With SQLite, run
+# one container and keep its file on a volume: docker run -v tokengate-data:/app/data
+RUN mkdir -p /out/data \
+    && sed 's|^  url: "sqlite://tokengate.db?mode=rwc"|  url: "sqlite:///app/data/tokengate.db?mode=rwc"|' \
+        config.yml >/out/config.yml \
+    && grep -q '^  url: "sqlite:///app/data/tokengate.db?mode=rwc"' /out/config.yml
 
 # Runtime: glibc + libgcc + CA certificates, no shell, no package manager, user
 # `nonroot` (65532). Same Debian 12 glibc as the builder.
@@ -34,7 +53,9 @@ WORKDIR /app
 COPY --from=builder /src/target/release/tokengate /usr/local/bin/tokengate
 # Read from the working directory at start (SPEC §1); environment variables
 # TOKENGATE__SECTION__KEY override it (compose.yaml sets the Redis URL and secrets).
-COPY config.yml ./config.yml
+# Root's and read-only to the service; only data/ is the service's (see above).
+COPY --from=builder /out/config.yml ./config.yml
+COPY --from=builder --chown=65532:65532 /out/data ./data
 # Numeric, so runtimes that enforce "run as non-root" can verify it.
 USER 65532:65532
 EXPOSE 8080
