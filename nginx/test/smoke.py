@@ -49,8 +49,11 @@ SESSION_ID = "5b0c6c1e-6a4f-4d43-9a43-3f1f2b8f0c11"
 REALM = 'Bearer realm="tokengate"'
 INSUFFICIENT = 'Bearer error="insufficient_scope", scope="admin"'
 # What the public API location must pass through (SPEC §2, §6).
-API_POSTS = ("/login", "/refresh", "/logout", "/token", "/oauth/token", "/oauth/introspect",
+API_POSTS = ("/login", "/register", "/refresh", "/logout", "/token", "/oauth/token", "/oauth/introspect",
              "/oauth/revoke", "/oauth/verify")
+# A request carrying this header is read, then its connection dropped without an
+# answer: a replica that died holding it.
+DROP = "X-Smoke-Drop"
 API_GETS = ("/ping", "/health", "/.well-known/jwks.json", "/.well-known/oauth-authorization-server")
 # The login client of the compose deployment (config.compose.yml), as the stand-in knows it.
 LOGIN_CLIENT = ("web", "s3cr3t-from-secrets_login_client_secret")
@@ -73,6 +76,7 @@ class TrackingServer(ThreadingHTTPServer):
         self.accepted = 0
         self.open = set()
         self.auth_log = []  # what nginx sent to /authenticate
+        self.dropped = []  # paths of the requests dropped unanswered (DROP)
         self.lock = threading.Lock()
         super().__init__(addr, handler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -134,6 +138,12 @@ class TokengateStandIn(Handler):
     def handle_any(self):
         body = self.body()
         path = self.path.split("?")[0]
+        if self.headers.get(DROP):
+            with self.server.lock:
+                self.server.dropped.append(path)
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if path == "/authenticate":
             with self.server.lock:
                 self.server.auth_log.append(
@@ -586,6 +596,20 @@ http {{
             a.kill()
             expect(spread(front) == {"b"}, "a request failed instead of moving to b")
 
+        def register_not_replayed():
+            # Both replicas drop what they get: a /register is not tried on the
+            # other one (a /login would be, as failover shows).
+            for x in (a, b):
+                x.dropped.clear()
+            status, headers, body = request(front, "POST", "/register",
+                                            {"Content-Type": "application/json", DROP: "1"}, b"{}")
+            expect_json_error(status, headers, body, 503, "temporarily_unavailable")
+            got = a.dropped + b.dropped
+            expect(got == ["/register"], f"received by replicas: {got}")
+            # The dropping replica is out for fail_timeout (5s): wait for it.
+            wait_until("both replicas to take requests again", lambda: spread(front, 4) == {"a", "b"}, 10)
+
+        r.check("a POST /register a replica received is never sent to another", register_not_replayed)
         r.check("a killed replica's requests (POST too) are retried on another", failover)
         b.kill()
         all_down_checks(r, front)
