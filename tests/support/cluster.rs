@@ -1,14 +1,18 @@
-//! A native tokengate cluster on loopback: one `redis-server`, N `tokengate`
-//! replicas (the real binary, as processes) and nginx in front of them with the
-//! shared `nginx/*.conf` files (see [`super::nginx`]). Every port is a free
-//! loopback port; every process is stopped when the [`Cluster`] is dropped
-//! (also when a test panics), unless it was [`Cluster::detach`]ed.
+//! A native tokengate cluster on loopback: one `redis-server`, one database, N
+//! `tokengate` replicas (the real binary, as processes) and nginx in front of
+//! them with the shared `nginx/*.conf` files (see [`super::nginx`]). The
+//! database is a SQLite file in the cluster directory that every replica opens,
+//! or a PostgreSQL server of the cluster's own ([`Database`], see [`database`]).
+//! Every port is a free loopback port; every process is stopped when the
+//! [`Cluster`] is dropped (also when a test panics), unless it was
+//! [`Cluster::detach`]ed.
 //!
 //! One implementation for the e2e tests (`tests/e2e`), for humans and scripts
 //! (`examples/cluster.rs`, wrapped by `scripts/cluster`) and for the benchmark:
 //!
 //! ```ignore
 //! let mut cluster = Cluster::start(ClusterOptions::new(env!("CARGO_BIN_EXE_tokengate")).replicas(3))?;
+//! // or ClusterOptions::new(..).postgres(): a PostgreSQL instead of the SQLite file
 //! cluster.url();                 // "http://127.0.0.1:<nginx port>"
 //! cluster.kill_replica(1);       // SIGKILL; terminate_replica = SIGTERM + wait
 //! cluster.restart_replica(1)?;   // same port, so nginx finds it again
@@ -26,6 +30,11 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+mod database;
+
+use database::ClusterDatabase;
+pub use database::{Database, DatabaseState};
 
 use super::nginx::{Nginx, NginxOptions, find_nginx};
 use super::ports::free_port;
@@ -62,8 +71,12 @@ pub struct ClusterOptions {
     /// The shared HS256 key; `None` = a random one for this cluster.
     pub secret: Option<String>,
     /// A `config.yml` for every replica (they run in the cluster directory);
-    /// `None` = built-in defaults and the environment only.
+    /// `None` = built-in defaults and the environment only. Its `database`
+    /// section is overridden by the cluster's (environment variables).
     pub config: Option<String>,
+    /// What the replicas share as `database.url`: a SQLite file in the
+    /// cluster directory (default) or a PostgreSQL started for the cluster.
+    pub database: Database,
 }
 
 impl ClusterOptions {
@@ -78,6 +91,7 @@ impl ClusterOptions {
             dir: None,
             secret: None,
             config: None,
+            database: Database::Sqlite,
         }
     }
 
@@ -88,6 +102,12 @@ impl ClusterOptions {
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// A PostgreSQL of the cluster's own instead of the SQLite file.
+    pub fn postgres(mut self) -> Self {
+        self.database = Database::Postgres;
         self
     }
 
@@ -114,11 +134,13 @@ pub struct Cluster {
     nginx: Option<Nginx>,
     replicas: Vec<Replica>,
     redis: Option<RedisServer>,
+    database: Option<ClusterDatabase>,
 }
 
 impl Cluster {
-    /// Starts Redis, the replicas and nginx; returns once each replica answers
-    /// `/ping` and nginx answers `/health` (through a replica, from Redis).
+    /// Starts Redis, the database, the replicas and nginx; returns once each
+    /// replica answers `/ping` and nginx answers `/health` (through a replica,
+    /// from Redis).
     pub fn start(mut options: ClusterOptions) -> Result<Self, String> {
         // The replicas run in the cluster's directory: no relative paths.
         options.binary = absolute(&options.binary)?;
@@ -169,9 +191,14 @@ impl Cluster {
             nginx: None,
             replicas: Vec::new(),
             redis: None,
+            database: None,
         };
         // From here on, Drop cleans up whatever was started if a step fails.
         cluster.redis = Some(RedisServer::start());
+        cluster.database = Some(ClusterDatabase::start(
+            cluster.options.database,
+            &cluster.dir,
+        )?);
         for index in 0..cluster.options.replicas {
             let log = cluster.dir.join(format!("replica-{index}.log"));
             cluster.replicas.push(Replica {
@@ -210,6 +237,7 @@ impl Cluster {
     /// answers `/ping`.
     fn spawn_replica(&mut self, index: usize, port: Option<u16>) -> Result<(), String> {
         let redis_url = self.redis().url();
+        let database_env = self.database().env();
         let fixed = port.is_some();
         let tries = if fixed { 50 } else { 5 };
         let mut last_error = String::new();
@@ -236,6 +264,8 @@ impl Cluster {
                 // A loopback-only cluster: its own tests are the only callers.
                 .env("TOKENGATE__LOGIN__OPEN", "true")
                 .env("TOKENGATE__LOGGING__LEVEL", &self.options.log_level)
+                // One database for all: the same file, or the same server.
+                .envs(database_env.iter().map(|(k, v)| (k, v)))
                 .envs(self.options.env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(log)
@@ -343,6 +373,19 @@ impl Cluster {
         self.redis.as_ref().expect("redis is running")
     }
 
+    fn database(&self) -> &ClusterDatabase {
+        self.database.as_ref().expect("the database is set up")
+    }
+
+    /// What the replicas have as `database.url` (no password in it).
+    pub fn database_url(&self) -> &str {
+        self.database().url()
+    }
+
+    pub fn database_kind(&self) -> Database {
+        self.database().kind()
+    }
+
     // --- faults --------------------------------------------------------------
 
     /// SIGKILL replica `index` (a crash: no drain) and reap it.
@@ -448,6 +491,7 @@ impl Cluster {
                     }
                 })
                 .collect(),
+            database: Some(self.database().state()),
             binary: self.options.binary.clone(),
             secret: self.secret.clone(),
             paths: Paths {
@@ -458,7 +502,8 @@ impl Cluster {
     }
 
     /// Stops everything in order: nginx (no new requests), then each replica
-    /// with SIGTERM (drain), then Redis. Returns the replicas' exit statuses.
+    /// with SIGTERM (drain), then Redis and the database. Returns the
+    /// replicas' exit statuses.
     pub fn stop(mut self) -> Vec<Option<ExitStatus>> {
         if let Some(mut nginx) = self.nginx.take() {
             nginx.stop();
@@ -474,6 +519,9 @@ impl Cluster {
             })
             .collect();
         self.redis = None;
+        if let Some(mut database) = self.database.take() {
+            database.stop();
+        }
         statuses
     }
 
@@ -493,18 +541,23 @@ impl Cluster {
         if let Some(redis) = self.redis.take() {
             redis.detach();
         }
+        if let Some(database) = self.database.take() {
+            database.detach();
+        }
         Ok(state)
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        // nginx first (it stops its workers), then the replicas, then Redis.
+        // nginx first (it stops its workers), then the replicas, then Redis
+        // and the database.
         self.nginx = None;
         for index in 0..self.replicas.len() {
             self.kill_replica(index);
         }
         self.redis = None;
+        self.database = None;
         if self.remove_dir {
             if std::thread::panicking() {
                 eprintln!("cluster logs kept in {}", self.dir.display());
@@ -532,6 +585,10 @@ pub struct ClusterState {
     pub nginx: NginxState,
     pub redis: RedisState,
     pub replicas: Vec<ReplicaState>,
+    /// The database the replicas share. `None` in a file written before
+    /// clusters had one.
+    #[serde(default)]
+    pub database: Option<DatabaseState>,
     /// The tokengate binary the replicas run.
     pub binary: PathBuf,
     /// The replicas' shared HS256 key (a throwaway made for this cluster).
@@ -610,6 +667,7 @@ impl ClusterState {
     pub fn env_file(&self) -> String {
         let join = |items: Vec<String>| items.join(" ");
         let pid = |p: Option<u32>| p.map(|p| p.to_string()).unwrap_or_default();
+        let path = |p: Option<&PathBuf>| p.map(|p| p.display().to_string()).unwrap_or_default();
         let vars = [
             ("TG_DIR", self.dir.display().to_string()),
             ("TG_URL", self.url.clone()),
@@ -628,6 +686,32 @@ impl ClusterState {
                 "TG_REPLICA_PIDS",
                 join(self.replicas.iter().map(|r| pid(r.pid)).collect()),
             ),
+            (
+                "TG_DATABASE",
+                self.database
+                    .as_ref()
+                    .map(|d| d.kind.clone())
+                    .unwrap_or_default(),
+            ),
+            (
+                "TG_DATABASE_URL",
+                self.database
+                    .as_ref()
+                    .map(|d| d.url.clone())
+                    .unwrap_or_default(),
+            ),
+            (
+                "TG_DATABASE_PASSWORD_FILE",
+                path(
+                    self.database
+                        .as_ref()
+                        .and_then(|d| d.password_file.as_ref()),
+                ),
+            ),
+            (
+                "TG_DATABASE_PID",
+                pid(self.database.as_ref().and_then(|d| d.pid)),
+            ),
             ("TG_BINARY", self.binary.display().to_string()),
             ("TG_SECRET", self.secret.clone()),
             ("TG_PROTECTED_PATH", self.paths.protected.clone()),
@@ -641,55 +725,71 @@ impl ClusterState {
     }
 
     /// Stops every process listed (nginx, then the replicas with SIGTERM, then
-    /// Redis), each only if its pid still names the process that was started
-    /// (same start time). Bounded: SIGKILL after a grace period. Removes the
-    /// state files; keeps the logs. Returns what it did, a line per process.
+    /// Redis, then PostgreSQL with SIGINT, its fast shutdown), each only if its
+    /// pid still names the process that was started (same start time).
+    /// Bounded: SIGKILL after a grace period. Removes the state files; keeps
+    /// the logs and the database. Returns what it did, a line per process.
     pub fn stop(&self) -> Vec<String> {
         let mut report = Vec::new();
-        let mut stop = |name: String, pid: Option<u32>, start: Option<u64>, grace: Duration| {
-            let Some(pid) = pid else {
-                report.push(format!("{name}: not running"));
-                return;
-            };
-            if start.is_none() || procs::start_time(pid) != start || !procs::alive(pid) {
-                report.push(format!("{name} (pid {pid}): already gone"));
-                return;
-            }
-            let children = procs::children(pid);
-            let _ = procs::signal(i64::from(pid), "TERM");
-            if procs::wait_gone(pid, grace) {
-                report.push(format!("{name} (pid {pid}): stopped"));
-            } else {
-                let _ = procs::signal(i64::from(pid), "KILL");
-                for child in children {
-                    let _ = procs::signal(i64::from(child), "KILL");
+        let mut stop_with =
+            |signal: &str, name: String, pid: Option<u32>, start: Option<u64>, grace: Duration| {
+                let Some(pid) = pid else {
+                    report.push(format!("{name}: not running"));
+                    return;
+                };
+                if start.is_none() || procs::start_time(pid) != start || !procs::alive(pid) {
+                    report.push(format!("{name} (pid {pid}): already gone"));
+                    return;
                 }
-                procs::wait_gone(pid, Duration::from_secs(2));
-                report.push(format!(
-                    "{name} (pid {pid}): killed (no exit within {grace:?})"
-                ));
-            }
-        };
-        stop(
+                let children = procs::children(pid);
+                let _ = procs::signal(i64::from(pid), signal);
+                if procs::wait_gone(pid, grace) {
+                    report.push(format!("{name} (pid {pid}): stopped"));
+                } else {
+                    let _ = procs::signal(i64::from(pid), "KILL");
+                    for child in children {
+                        let _ = procs::signal(i64::from(child), "KILL");
+                    }
+                    procs::wait_gone(pid, Duration::from_secs(2));
+                    report.push(format!(
+                        "{name} (pid {pid}): killed (no exit within {grace:?})"
+                    ));
+                }
+            };
+        stop_with(
+            "TERM",
             "nginx".to_owned(),
             self.nginx.pid,
             self.nginx.start_time,
             Duration::from_secs(5),
         );
         for r in &self.replicas {
-            stop(
+            stop_with(
+                "TERM",
                 format!("replica {} (port {})", r.index, r.port),
                 r.pid,
                 r.start_time,
                 Duration::from_secs(20),
             );
         }
-        stop(
+        stop_with(
+            "TERM",
             "redis".to_owned(),
             self.redis.pid,
             self.redis.start_time,
             Duration::from_secs(5),
         );
+        // SQLite has no process; PostgreSQL's SIGTERM would wait for every
+        // client to leave (smart shutdown).
+        if let Some(db) = self.database.as_ref().filter(|d| d.pid.is_some()) {
+            stop_with(
+                "INT",
+                format!("postgres (port {})", db.port.unwrap_or_default()),
+                db.pid,
+                db.start_time,
+                Duration::from_secs(15),
+            );
+        }
         let _ = std::fs::remove_file(self.dir.join(Self::FILE));
         let _ = std::fs::remove_file(self.dir.join(Self::ENV_FILE));
         report

@@ -4,7 +4,7 @@
 //! directory, plus an echo app and a trivial-auth ceiling in the same nginx.
 //!
 //! What the generated config serves on `127.0.0.1:<front>`:
-//!   * the public API (`/login /refresh /logout /ping /health`), from
+//!   * the public API (`/login /register /refresh /logout /ping /health`, ...), from
 //!     tokengate.locations.conf, proxied to `upstream tokengate`;
 //!   * `/app/` — protected by tokengate.protect.conf, proxied to the echo app,
 //!     which answers `{"app":"echo","method":..,"user_id":..,"session_id":..,"scope":..}`
