@@ -1,4 +1,5 @@
-//! A native tokengate cluster on loopback: redis-server + N replicas + nginx.
+//! A native tokengate cluster on loopback: redis-server + a database + N
+//! replicas + nginx.
 //! The same code the e2e tests use (`tests/support/cluster.rs`); `scripts/cluster`
 //! builds this in release mode and runs it. See USAGE.
 
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use support::cluster::{Cluster, ClusterOptions, ClusterState};
+use support::cluster::{Cluster, ClusterOptions, ClusterState, Database};
 use support::procs;
 
 const USAGE: &str = "\
@@ -19,12 +20,18 @@ usage:
   cluster up --dir DIR [OPTIONS]    start; write DIR/cluster.json and DIR/cluster.env;
                                     exit 0 once everything answers (it keeps running)
   cluster down --dir DIR            stop the cluster DIR/cluster.json describes
-                                    (nginx, replicas with SIGTERM, redis); exit 0 if
-                                    there is none
+                                    (nginx, replicas with SIGTERM, redis, postgres);
+                                    exit 0 if there is none
   cluster status --dir DIR          which of its processes run; exit 1 if any does not
 
 options (run, up):
   --replicas N       tokengate replicas (default 3)
+  --postgres         the replicas share a PostgreSQL started for the cluster
+                     (initdb in DIR/postgres, role and database tokengate, a free
+                     loopback port, the password in DIR/postgres/password), stopped
+                     with it; needs PostgreSQL's server tools on PATH or in
+                     /usr/lib/postgresql/*/bin (Debian: postgresql). Default: one
+                     SQLite file, DIR/tokengate.db, that every replica opens
   --binary PATH      tokengate binary (default: `tokengate` in this program's
                      target directory, e.g. target/release/tokengate)
   --nginx PATH       nginx (default: $TOKENGATE_NGINX, /usr/sbin/nginx, PATH)
@@ -36,7 +43,9 @@ options (run, up):
                      --env TOKENGATE__AUTH__AUTO_LOGOUT=2s
   --config PATH      a config.yml for every replica (what the environment cannot
                      express: oauth.clients, login.clients, trusted_proxies); the
-                     replicas read a copy in the cluster directory
+                     replicas read a copy in the cluster directory. Its database
+                     section does not apply: the cluster sets database.url (and,
+                     with --postgres, database.password_file) in the environment
   --dir DIR          (run) logs and state files in DIR, kept at exit
                      (default: a temporary directory, removed at exit)";
 
@@ -61,6 +70,7 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
             "--replicas" => {
                 options.replicas = number(&value("--replicas")?, "--replicas")?;
             }
+            "--postgres" => options.database = Database::Postgres,
             "--binary" => options.binary = PathBuf::from(value("--binary")?),
             "--nginx" => options.nginx_binary = Some(PathBuf::from(value("--nginx")?)),
             "--nginx-workers" => {
@@ -142,10 +152,15 @@ fn main() -> ExitCode {
 }
 
 fn describe(state: &ClusterState) -> String {
+    let database = state.database.as_ref();
     let mut out = format!(
-        "tokengate cluster: {} replica(s) behind nginx, one Redis\n\
-         \x20 URL       {}   (nginx: /login /refresh /logout /ping /health; protected app under {})\n",
+        "tokengate cluster: {} replica(s) behind nginx, one Redis, one {} database\n\
+         \x20 URL       {}   (nginx: /login /register /refresh /logout /ping /health; protected app under {})\n",
         state.replicas.len(),
+        database.map_or("?", |d| match d.kind.as_str() {
+            "postgres" => "PostgreSQL",
+            _ => "SQLite",
+        }),
         state.url,
         state.paths.protected
     );
@@ -171,6 +186,14 @@ fn describe(state: &ClusterState) -> String {
         state.nginx.conf.display(),
         state.dir.display()
     ));
+    if let Some(db) = database {
+        let pid = db.pid.map_or_else(String::new, |p| format!("   pid {p}"));
+        let password = db
+            .password_file
+            .as_ref()
+            .map_or_else(String::new, |p| format!("   password in {}", p.display()));
+        out.push_str(&format!("  database  {}{pid}{password}\n", db.url));
+    }
     out
 }
 
@@ -179,7 +202,9 @@ fn try_it(url: &str) -> String {
         "try:\n\
          \x20 ACCESS=$(curl -s {url}/login -H 'Content-Type: application/json' -d '{{\"user_id\": 42}}' | jq -r .access)\n\
          \x20 curl -s {url}/app/hello -H \"Authorization: Bearer $ACCESS\"   # the app sees X-User-Id: 42\n\
-         \x20 curl -si {url}/app/hello                                    # 401\n"
+         \x20 curl -si {url}/app/hello                                    # 401\n\
+         \x20 curl -s {url}/register -H 'Content-Type: application/json' -d '{{\"email\": \"ada@example.com\", \"password\": \"correct horse battery\"}}'\n\
+         \x20 curl -s {url}/login -H 'Content-Type: application/json' -d '{{\"email\": \"ada@example.com\", \"password\": \"correct horse battery\"}}'\n"
     )
 }
 
@@ -220,7 +245,7 @@ fn run(options: ClusterOptions) -> Result<ExitCode, String> {
             }
         }
     })?;
-    println!("\n{reason}: stopping nginx, the replicas (SIGTERM) and Redis");
+    println!("\n{reason}: stopping nginx, the replicas (SIGTERM), Redis and the database");
     let dir = cluster.dir().to_path_buf();
     let statuses = cluster.stop();
     for (index, status) in statuses.iter().enumerate() {
@@ -289,6 +314,9 @@ fn running(state: &ClusterState) -> Vec<(String, bool)> {
         format!("redis {}", state.redis.url),
         alive(state.redis.pid, state.redis.start_time),
     ));
+    if let Some(db) = state.database.as_ref().filter(|d| d.pid.is_some()) {
+        out.push((format!("postgres {}", db.url), alive(db.pid, db.start_time)));
+    }
     out
 }
 
