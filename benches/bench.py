@@ -14,7 +14,12 @@ Run it through `scripts/bench` (installs wrk, builds the binary). What it does:
    then a cluster with one OAuth client for oauth_token (client_credentials,
    right secret) alone and while a second wrk floods /oauth/token with wrong
    secrets (oauth_token_flood_same_id, _random_ids, _random_addrs);
-   then a second cluster with 3 replicas for nginx_tokengate_auth_3r;
+   then a cluster for the users' cases, which are argon2-bound (one argon2id
+   hash or verification each, its parameters read from a stored hash):
+   register (new emails), password_login (users registered in a setup
+   phase), and authenticate_with_users (authenticate again, the database
+   full of users: it never touches the database, so it must not change);
+   then a last cluster with 3 replicas for nginx_tokengate_auth_3r;
 3. measures costs: Redis round trips and commands per operation (INFO deltas
    over a sequential run, and commandstats over each load run), Redis memory
    per live session (INFO used_memory around creating --sessions sessions, and
@@ -39,9 +44,11 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +77,20 @@ FLOOD_VARIANTS = [
     ("oauth_token_flood_random_addrs", "random-addrs"),
 ]
 OAUTH_CASES = ["oauth_token"] + [name for name, _ in FLOOD_VARIANTS]
+
+# The users' cases (SPEC §7), on a cluster of their own. One password for every
+# bench user: at least users.password_min (8) characters.
+USER_PASSWORD = "bench-password-not-a-real-one"
+USER_CASES = ["register", "password_login", "authenticate_with_users"]
+USERS_EXPLAINED = (
+    "register and password_login cost one argon2id hash or verification each, run by the "
+    "bounded pool of one worker per core (throttle.hash_queue waiting at most "
+    "throttle.hash_wait, 503 beyond): their rate is about cores / argon2 time, so they use "
+    "--argon2-connections, enough to keep every worker busy without waiting past hash_wait. "
+    "The logins all succeed: users.max_failures (5 in 5m) counts failures per account and per "
+    "address, and every request here comes from 127.0.0.1. authenticate_with_users is "
+    "authenticate on that cluster once its database holds the users: a token check never "
+    "touches the database, so it should match authenticate (ratio about 1).")
 # The flood starts this long before the honest run and ends about as long after.
 FLOOD_LEAD_S = 0.5
 FLOOD_EXPLAINED = (
@@ -212,9 +233,10 @@ class Cluster:
     `scripts/cluster up/down --dir DIR`, described by its cluster.json."""
 
     def __init__(self, directory: Path, replicas: int, binary: Path, nginx_workers: str,
-                 env: list[str] = (), config: str | None = None):
+                 env: list[str] = (), config: str | None = None, postgres: bool = False):
         self.env = list(env)
         self.config = config
+        self.postgres = postgres
         self.dir = directory
         self.replicas = replicas
         self.binary = binary
@@ -232,6 +254,8 @@ class Cluster:
         ]
         if self.nginx_workers != "auto":
             cmd += ["--nginx-workers", self.nginx_workers]
+        if self.postgres:
+            cmd.append("--postgres")
         for pair in self.env:
             cmd += ["--env", pair]
         if self.config is not None:
@@ -469,6 +493,8 @@ class Bench:
         self.failures: list[str] = []
         self.notes: list[str] = []
         self.cluster: Cluster | None = None
+        self.argon2: dict = {}
+        self.database_use: dict = {}
 
     # -- helpers --
 
@@ -497,7 +523,7 @@ class Bench:
     def start_cluster(self, replicas: int, name: str, config: str | None = None) -> None:
         log(f"starting cluster '{name}': redis + {replicas} replica(s) + nginx (scripts/cluster)")
         self.cluster = Cluster(self.work / name, replicas, self.o.binary, self.o.nginx_workers,
-                               self.o.env, config)
+                               self.o.env, config, self.o.postgres)
         self.state = self.cluster.up()
 
     def stop_cluster(self) -> None:
@@ -509,15 +535,17 @@ class Bench:
 
     def measure(self, name: str, url: str, script: str, headers=(), args=(),
                 redis_ops: bool = False, check=None, warmup: bool = True,
-                flood: dict | None = None) -> dict:
+                flood: dict | None = None, connections: int | None = None) -> dict:
         """One case. With `flood` ({"url", "script", "args", "variant"}), a second
         wrk (--flood-connections) runs from FLOOD_LEAD_S before the measured run
-        until about as long after it, and what it got is kept in row["flood"]."""
+        until about as long after it, and what it got is kept in row["flood"].
+        `connections` replaces --connections for this case."""
         o = self.o
+        conns = connections or o.connections
         if check is not None:
             check()
         if warmup and o.warmup > 0:
-            warm = run_wrk(url, script, o.warmup, o.threads, o.connections, headers, args)
+            warm = run_wrk(url, script, o.warmup, o.threads, conns, headers, args)
             self._check_errors(f"{name} (warm-up)", warm)
         r = self.redis()
         stats_before = r.commandstats() if redis_ops else None
@@ -533,7 +561,7 @@ class Bench:
             time.sleep(FLOOD_LEAD_S)
         before, wrk_before = meter.snapshot(), children_ticks()
         try:
-            res = run_wrk(url, script, o.duration, o.threads, o.connections, headers, args)
+            res = run_wrk(url, script, o.duration, o.threads, conns, headers, args)
             # Before the flood wrk is reaped: its CPU is counted as wrk_flood.
             after, wrk_after = meter.snapshot(), children_ticks()
         finally:
@@ -544,6 +572,7 @@ class Bench:
         row = {
             "case": name,
             "rps": rps,
+            "connections": conns,
             "requests": res["requests"],
             "duration_s": res["duration_us"] / 1e6,
             "latency_ms": {k: v / 1000 for k, v in res["latency_us"].items()},
@@ -696,6 +725,167 @@ class Bench:
             self.rss[f"oauth-{k}"] = v
         self.stop_cluster()
         for name in OAUTH_CASES:
+            self.note_noise(only=name)
+
+    # -- users: registration and password login (argon2-bound) --
+
+    def register_user(self, port: int, email: str, conn=None):
+        return http_request(port, "POST", "/register",
+                            body={"email": email, "password": USER_PASSWORD}, conn=conn)
+
+    def make_users(self, port: int, count: int) -> Path:
+        """The setup of password_login: registers `count` users with
+        --argon2-connections clients at once; returns a file of their emails."""
+        run = f"setup{int(time.time())}{os.getpid()}"
+        emails = [f"{run}-{i}@bench.example" for i in range(count)]
+        clients = max(1, min(self.o.argon2_connections, count))
+
+        def register(chunk: list[str]) -> list[str]:
+            conn, bad = None, []
+            for email in chunk:
+                try:
+                    status, body, conn = self.register_user(port, email, conn)
+                except (OSError, http.client.HTTPException):
+                    # A kept-alive connection the server closed: once more, anew.
+                    status, body, conn = self.register_user(port, email)
+                if status != 201:
+                    bad.append(f"{email}: {status} {body[:120]!r}")
+            if conn:
+                conn.close()
+            return bad
+
+        with ThreadPoolExecutor(clients) as pool:
+            bad = [b for result in pool.map(register, [emails[i::clients] for i in range(clients)])
+                   for b in result]
+        if bad:
+            raise BenchError(f"setup: {len(bad)} of {count} registrations failed, e.g. {bad[0]}")
+        path = self.work / "users"
+        path.write_text("\n".join(emails) + "\n")
+        return path
+
+    def database_query(self, sql: str) -> str | None:
+        """One value from the cluster's database (SQLite: its file, read-only;
+        PostgreSQL: psql with the cluster's password), or None if it cannot be read."""
+        db = self.state.get("database") or {}
+        try:
+            if db.get("kind") == "sqlite" and db.get("file"):
+                con = sqlite3.connect(Path(db["file"]).as_uri() + "?mode=ro", uri=True, timeout=5)
+                try:
+                    row = con.execute(sql).fetchone()
+                finally:
+                    con.close()
+                return None if row is None else str(row[0])
+            if db.get("kind") == "postgres" and shutil.which("psql"):
+                env = {**os.environ, "PGPASSWORD": Path(db["password_file"]).read_text()}
+                run = subprocess.run(["psql", db["url"], "-XAtq", "-c", sql], env=env,
+                                     capture_output=True, text=True, timeout=10)
+                return (run.stdout.strip() or None) if run.returncode == 0 else None
+        except (OSError, KeyError, sqlite3.Error, subprocess.SubprocessError):
+            return None
+        return None
+
+    def argon2_params(self) -> dict:
+        """The argon2 parameters in use, from a PHC string: one /register stored
+        (read from the database), else one `tokengate hash-secret` makes."""
+        phc = self.database_query("SELECT password_hash FROM users LIMIT 1")
+        source = "a password hash /register stored"
+        if not phc:
+            phc, source = self.hash_secret("bench-argon2-parameters"), "`tokengate hash-secret`"
+        m = re.match(r"\$(argon2(?:id|i|d))\$v=(\d+)\$m=(\d+),t=(\d+),p=(\d+)\$", phc)
+        if not m:
+            raise BenchError(f"not an argon2 PHC string ({source}): {phc[:30]}...")
+        return {"algorithm": m[1], "version": int(m[2]), "m_kib": int(m[3]), "t": int(m[4]),
+                "p": int(m[5]), "source": source}
+
+    def database_transactions(self) -> int | None:
+        """PostgreSQL's count of committed and rolled back transactions in the
+        cluster's database (None on SQLite: no server to ask)."""
+        value = self.database_query(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()")
+        return int(value) if value and value.isdigit() else None
+
+    def users_cases(self, want) -> None:
+        """register, password_login and authenticate_with_users on a cluster of
+        their own (one replica): argon2's memory stays out of the first cluster's
+        RSS, and its rate out of every other case."""
+        self.start_cluster(1, "cluster-users")
+        port = self.replica_port(0)
+        direct = f"http://127.0.0.1:{port}"
+        conns = self.o.argon2_connections
+
+        # The contract, once, before any load: 201 {"user_id"}, 409 email_taken,
+        # the /login token pair, 401 invalid_credentials (one failure of the
+        # five users.max_failures allows this address).
+        probe = f"probe{int(time.time())}{os.getpid()}@bench.example"
+        status, body, conn = self.register_user(port, probe)
+        conn.close()
+        if status == 404:
+            self.notes.append("register, password_login, authenticate_with_users: this binary has "
+                              "no POST /register; skipped")
+            self.stop_cluster()
+            return
+
+        def expect(what: str, status: int, body: bytes, want_status: int, check) -> None:
+            try:
+                ok = status == want_status and check(json.loads(body))
+            except ValueError:
+                ok = False
+            if not ok:
+                raise BenchError(f"{what}: answered {status} {body[:200]!r}, want {want_status}")
+
+        expect("POST /register", status, body, 201, lambda d: "user_id" in d)
+        status, body, conn = self.register_user(port, probe)
+        conn.close()
+        expect("POST /register again", status, body, 409, lambda d: d.get("error") == "email_taken")
+        for password, want_status, check in (
+                (USER_PASSWORD, 200, lambda d: "access" in d and "refresh" in d),
+                ("not-the-password", 401, lambda d: d.get("error") == "invalid_credentials")):
+            status, body, conn = http_request(port, "POST", "/login",
+                                              body={"email": probe, "password": password})
+            conn.close()
+            expect(f"POST /login (email, {'right' if want_status == 200 else 'wrong'} password)",
+                   status, body, want_status, check)
+        self.argon2 = self.argon2_params()
+        a = self.argon2
+        log(f"argon2: {a['algorithm']} v={a['version']} m={a['m_kib']} KiB, t={a['t']}, p={a['p']} "
+            f"(from {a['source']})")
+
+        if want("register"):
+            self.measure("register", f"{direct}/register", "register.lua", args=(USER_PASSWORD,),
+                         redis_ops=True, connections=conns)
+        if want("password_login"):
+            started = time.monotonic()
+            users = self.make_users(port, self.o.users)
+            self.database_use["setup_users"] = self.o.users
+            self.database_use["setup_s"] = round(time.monotonic() - started, 1)
+            log(f"setup: {self.o.users} users registered in {self.database_use['setup_s']} s")
+            self.measure("password_login", f"{direct}/login", "password_login.lua",
+                         args=(users, self.o.threads, USER_PASSWORD), redis_ops=True,
+                         connections=conns)
+        if want("authenticate_with_users"):
+            token = self.login(port)["access"]
+
+            def check():
+                status, body, conn = http_request(port, "GET", "/authenticate",
+                                                  {"Authorization": f"Bearer {token}"})
+                conn.close()
+                if status != 200:
+                    raise BenchError(f"GET /authenticate answered {status}: {body[:200]!r}")
+
+            before = self.database_transactions()
+            row = self.measure("authenticate_with_users", f"{direct}/authenticate", "get.lua",
+                               [f"Authorization: Bearer {token}"], redis_ops=True, check=check)
+            after = self.database_transactions()
+            users = self.database_query("SELECT count(*) FROM users")
+            self.database_use["users_in_database"] = int(users) if users and users.isdigit() else None
+            # Minus the transaction of the first query itself.
+            self.database_use["transactions_during_authenticate"] = (
+                after - before - 1 if before is not None and after is not None else None)
+            self.database_use["authenticate_requests"] = row["requests"]
+        for k, v in self.peak_rss().items():
+            self.rss[f"users-{k}"] = v
+        self.stop_cluster()
+        for name in USER_CASES:
             self.note_noise(only=name)
 
     # -- cost figures --
@@ -917,6 +1107,9 @@ class Bench:
         if any(want(name) for name in OAUTH_CASES):
             self.oauth_cases(want)
 
+        if any(want(name) for name in USER_CASES):
+            self.users_cases(want)
+
         if want("nginx_tokengate_auth_3r") and o.replicas3:
             self.start_cluster(3, "cluster-3")
             port3 = self.replica_port(0)
@@ -963,14 +1156,16 @@ class Bench:
             "nginx_upstream_204_auth / nginx_trivial_auth": ratio("nginx_upstream_204_auth",
                                                                   "nginx_trivial_auth"),
         }
+        # Not a target: the database beside the token check (it must not matter).
+        ratios["authenticate_with_users / authenticate"] = ratio("authenticate_with_users", "authenticate")
         # Not targets: what a flood of wrong client secrets leaves the honest client.
         for name, _ in FLOOD_VARIANTS:
             if name in by:
                 ratios[f"{name} / oauth_token"] = ratio(name, "oauth_token")
         # The target is about honest load; the flood cluster's replica (argon2
         # memory per verification) is reported beside it, not held to it.
-        rss_mb = max((v["vm_hwm_kb"] for k, v in self.rss.items() if not k.startswith("oauth-")),
-                     default=None)
+        rss_mb = max((v["vm_hwm_kb"] for k, v in self.rss.items()
+                      if not k.startswith(("oauth-", "users-"))), default=None)
         values = {
             "ratio_authenticate_ping": ratios["authenticate / ping"],
             "ratio_nginx": ratios["nginx_tokengate_auth / nginx_trivial_auth"],
@@ -1000,6 +1195,9 @@ class Bench:
                 "wrk_threads": self.o.threads,
                 "wrk_connections": self.o.connections,
                 "flood_connections": self.o.flood_connections,
+                "argon2_connections": self.o.argon2_connections,
+                "users": self.o.users,
+                "database": "postgres" if self.o.postgres else "sqlite",
                 "nginx_workers": self.o.nginx_workers,
                 "replica_env": self.o.env,
                 "sessions": self.o.sessions,
@@ -1012,6 +1210,8 @@ class Bench:
             "redis_costs": self.costs,
             "redis_memory": self.memory,
             "replica_rss": self.rss,
+            "argon2": self.argon2,
+            "database_use": self.database_use,
             "targets": targets,
         }
 
@@ -1105,13 +1305,38 @@ def render_text(rep: dict) -> str:
             else:
                 lines.append(f"  {name:31} {r['rps']:>12.0f}   (alone)")
         lines.append("  (other: any other status, or a socket error such as a timeout)")
-        words, line = FLOOD_EXPLAINED.split(), "  "
-        for w in words:
-            if len(line) + len(w) > 96:
-                lines.append(line.rstrip())
-                line = "  "
-            line += w + " "
-        lines.append(line.rstrip())
+        lines.extend(wrapped(FLOOD_EXPLAINED))
+        lines.append("")
+    if any(name in by for name in USER_CASES):
+        a = rep.get("argon2") or {}
+        params = (f"{a['algorithm']} v={a['version']} m={a['m_kib']} KiB, t={a['t']}, p={a['p']} "
+                  f"(read from {a['source']})" if a else "argon2 parameters unknown")
+        lines.append(f"Users, argon2-bound (direct to the replica, {s['database']} database, "
+                     f"wrk -c{s['argon2_connections']} for register and password_login):")
+        lines.append(f"  {params}")
+        lines.append(f"  {'case':31} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'tokengate CPU µs/req':>21}")
+        for name in USER_CASES:
+            if name not in by:
+                continue
+            r = by[name]
+            lines.append(f"  {name:31} {r['rps']:>9.0f} {r['latency_ms']['p50']:>7.2f} "
+                         f"{r['latency_ms']['p99']:>7.2f} {r['cpu_us_per_request']['tokengate'] or 0:>21.1f}")
+        if "authenticate" in by and "authenticate_with_users" in by:
+            r0, r1 = by["authenticate"], by["authenticate_with_users"]
+            lines.append(f"  authenticate_with_users / authenticate: {r1['rps'] / r0['rps']:.2f} in req/s, "
+                         f"{(r1['cpu_us_per_request']['tokengate'] or 0) / (r0['cpu_us_per_request']['tokengate'] or 1):.2f} "
+                         f"in tokengate CPU per request")
+        use = rep.get("database_use") or {}
+        if use.get("setup_users"):
+            lines.append(f"  setup of password_login: {use['setup_users']} users registered in {use['setup_s']} s")
+        if "users_in_database" in use:
+            tx = use.get("transactions_during_authenticate")
+            lines.append(
+                f"  during authenticate_with_users: {use['users_in_database']} users in the database; "
+                + (f"{tx} database transactions for {use['authenticate_requests']} requests (the event relay's "
+                   f"polling, events.relay_interval)" if tx is not None
+                   else "database transactions not counted (SQLite: no server to ask; --postgres counts them)"))
+        lines.extend(wrapped(USERS_EXPLAINED))
         lines.append("")
     costs = rep["redis_costs"]
     if costs:
@@ -1143,6 +1368,17 @@ def render_text(rep: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def wrapped(text: str, indent: str = "  ", width: int = 96) -> list[str]:
+    out, line = [], indent
+    for w in text.split():
+        if len(line) + len(w) > width:
+            out.append(line.rstrip())
+            line = indent
+        line += w + " "
+    out.append(line.rstrip())
+    return out
+
+
 def parse_duration(text: str) -> float:
     m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)?", text)
     if not m:
@@ -1165,6 +1401,16 @@ def main() -> int:
     p.add_argument("--flood-connections", type=int, default=256,
                    help="connections of the wrk that floods /oauth/token with wrong secrets "
                         "(default 256, more than throttle.hash_queue; smoke: 32)")
+    p.add_argument("--argon2-connections", type=int, default=8,
+                   help="wrk connections of register and password_login, and clients of their setup: "
+                        "enough to keep every argon2 worker busy, few enough that none waits past "
+                        "throttle.hash_wait (default 8; smoke: 4)")
+    p.add_argument("--users", type=int, default=None,
+                   help="users registered for password_login to log in, in turn "
+                        "(default 200; smoke: 20)")
+    p.add_argument("--postgres", action="store_true",
+                   help="every cluster on a PostgreSQL of its own (scripts/cluster --postgres) "
+                        "instead of one SQLite file")
     p.add_argument("--sessions", type=int, default=None,
                    help="sessions made for the memory figure (default 100000; smoke: 2000)")
     p.add_argument("--cost-ops", type=int, default=200,
@@ -1184,11 +1430,13 @@ def main() -> int:
     o.duration = o.duration if o.duration is not None else (1.0 if o.smoke else 10.0)
     o.warmup = o.warmup if o.warmup is not None else (0 if o.smoke else 2.0)
     o.sessions = o.sessions if o.sessions is not None else (2000 if o.smoke else 100_000)
+    o.users = o.users if o.users is not None else (20 if o.smoke else 200)
     if o.smoke:
         # Few connections: a debug build on a busy CI machine must not hit
         # wrk's request timeout (a timeout counts as a failed request).
         o.connections = min(o.connections, 16)
         o.flood_connections = min(o.flood_connections, 32)
+        o.argon2_connections = min(o.argon2_connections, 4)
         o.cost_ops = min(o.cost_ops, 50)
         o.max_logout_pool = min(o.max_logout_pool, 5000)
     o.out.mkdir(parents=True, exist_ok=True)
