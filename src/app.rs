@@ -6,8 +6,11 @@ use bytes::Bytes;
 
 use std::sync::Arc;
 
+use tokio::sync::Notify;
+
 use crate::clients::{Attempt, ClientError, ClientSecrets, Credential};
-use crate::config::{ServerSettings, Settings};
+use crate::config::{EventSettings, ServerSettings, Settings};
+use crate::db::{Database, DbError, DurableStore};
 use crate::metrics::Metrics;
 use crate::oauth::{ClientPolicy, OAuthClients};
 use crate::proxies::TrustedProxies;
@@ -18,12 +21,19 @@ use crate::store::{Store, Timing};
 use crate::throttle::Throttle;
 use crate::tokens::keys::Keys;
 use crate::tokens::{AccessTokens, RefreshTokens};
+use crate::users::Users;
 use crate::verifier::Verifier;
 
 pub struct App {
     pub sessions: Sessions<Store>,
     pub login_clients: ClientSecrets,
     pub oauth_clients: OAuthClients,
+    /// Users, stored clients and the outbox (SPEC §7).
+    pub database: Database,
+    pub users: Users,
+    /// Wakes the event relay after a registration.
+    events_wake: Arc<Notify>,
+    events: EventSettings,
     /// The public keys as served at `/.well-known/jwks.json`.
     pub jwks: Bytes,
     /// `auth.issuer`, for discovery metadata.
@@ -123,12 +133,21 @@ impl App {
         .map_err(|e| BuildError(format!("oauth.clients: {e}")))?;
         let trusted_proxies = TrustedProxies::parse(&settings.server.trusted_proxies)
             .map_err(|e| BuildError(format!("server.trusted_proxies: {e}")))?;
+        let database = Database::open(&settings.database)
+            .map_err(|e| BuildError(format!("database.url: {e}")))?;
+        let events_wake = Arc::new(Notify::new());
+        let users = Users::new(&settings.users, verifier.clone(), events_wake.clone())
+            .map_err(BuildError)?;
         let metrics = Metrics::new(&store, &verifier);
         let sessions = Sessions::new(store, access, refresh, Timing::from_auth(auth));
         Ok(Self {
             sessions,
             login_clients,
             oauth_clients: OAuthClients::new(oauth, oauth_secrets),
+            database,
+            users,
+            events_wake,
+            events: settings.events.clone(),
             jwks: Bytes::from(jwks),
             issuer: auth.issuer.clone(),
             public_url: settings.oauth.public_url.trim_end_matches('/').to_owned(),
@@ -140,6 +159,32 @@ impl App {
 }
 
 impl App {
+    /// Applies the database migrations not yet applied (every start-up).
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        self.database.migrate().await
+    }
+
+    /// What every replica runs beside serving, until dropped: the event
+    /// relay (with Redis; with the embedded store, events wait in the outbox).
+    pub async fn run_background(&self) {
+        let Store::Redis(redis) = self.sessions.store() else {
+            std::future::pending::<()>().await;
+            return;
+        };
+        let sink = crate::events::RedisStream {
+            redis,
+            stream: &self.events.stream,
+            max_len: self.events.max_len,
+        };
+        crate::events::relay(
+            &self.database,
+            &sink,
+            &self.events,
+            self.events_wake.clone(),
+        )
+        .await;
+    }
+
     /// Checks the HTTP Basic credentials of a `/login` caller.
     pub async fn authenticate_login_client(
         &self,

@@ -67,6 +67,9 @@ async fn serve(settings: Settings) -> Result<(), String> {
         server::FdLimit::Fits { .. } => {}
     }
     let app = App::build(&settings).map_err(|e| e.to_string())?;
+    app.migrate()
+        .await
+        .map_err(|e| format!("database.url: cannot apply migrations: {e}"))?;
     let address = (settings.server.host.as_str(), settings.server.port);
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
         format!(
@@ -75,7 +78,8 @@ async fn serve(settings: Settings) -> Result<(), String> {
         )
     })?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(address = %local, store = app.sessions.store().kind(), "tokengate listening");
+    tracing::info!(address = %local, store = app.sessions.store().kind(),
+        database = app.database.kind(), "tokengate listening");
     server::run(
         listener,
         Arc::new(app),

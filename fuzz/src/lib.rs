@@ -246,12 +246,16 @@ impl Harness {
             refresh_tokens: true,
             rate_limit: 0,
         }];
+        // One in-memory database per harness (sqlx names each uniquely).
+        settings.database.url = Secret::new("sqlite::memory:");
+        settings.database.max_connections = 1;
         let settings = settings.resolved().expect("valid harness settings");
         let app = App::build(&settings).expect("build app");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
+        runtime.block_on(app.migrate()).expect("migrations");
         let mut harness = Self {
             runtime,
             app,

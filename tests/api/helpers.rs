@@ -31,6 +31,8 @@ pub enum Backend {
 
 /// Replicas sharing one store, as in production.
 pub struct Cluster {
+    /// Holds the SQLite database; removed on drop.
+    dir: std::path::PathBuf,
     pub redis: Option<RedisServer>,
     pub replicas: Vec<Replica>,
     pub settings: Settings,
@@ -58,6 +60,13 @@ impl Cluster {
         let redis = (backend == Backend::Redis).then(RedisServer::start);
         let mut settings = Settings::default();
         settings.auth.secret = Secret::new(SECRET);
+        // Replicas share one SQLite file unless a test gives a Postgres URL.
+        let dir = std::env::temp_dir().join(format!("tokengate-api-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        settings.database.url = Secret::new(format!(
+            "sqlite://{}?mode=rwc",
+            dir.join("tokengate.db").display()
+        ));
         if let Some(redis) = &redis {
             settings.cache.url = Secret::new(redis.url());
             // Tests are the only callers; tests of login clients set them.
@@ -68,6 +77,7 @@ impl Cluster {
 
         let timing = Timing::from_auth(&settings.auth);
         let mut cluster = Self {
+            dir,
             redis,
             replicas: Vec::new(),
             memory: MemoryStore::new(timing),
@@ -125,9 +135,16 @@ impl Cluster {
     }
 }
 
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 impl Replica {
     pub async fn spawn(settings: &Settings, store: Store) -> Self {
         let app = App::with_store(settings, store).expect("build app");
+        app.migrate().await.expect("migrations");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();

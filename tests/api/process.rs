@@ -48,6 +48,10 @@ impl Process {
             .current_dir(dir)
             .env("TOKENGATE__SERVER__HOST", "127.0.0.1")
             .env("TOKENGATE__SERVER__PORT", port.to_string())
+            .env(
+                "TOKENGATE__DATABASE__URL",
+                format!("sqlite://{}.db?mode=rwc", log.display()),
+            )
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
