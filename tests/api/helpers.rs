@@ -23,6 +23,21 @@ use crate::support::redis::RedisServer;
 /// The shared HS256 key of test clusters (≥ 32 bytes).
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 
+/// The durable database of a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// One SQLite file in the cluster's temp dir (the default of every cluster).
+    Sqlite,
+}
+
+impl Db {
+    pub fn configure(self, _settings: &mut Settings) {
+        match self {
+            Self::Sqlite => {}
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Redis,
@@ -211,6 +226,16 @@ impl Replica {
         client::with_bearer(self.addr, Method::POST, "/logout", access).await
     }
 
+    /// `tokengate_secret_verifications_total`: argon2 runs so far.
+    pub async fn verifications(&self) -> u64 {
+        let metrics = self.get("/metrics").await;
+        let text = String::from_utf8_lossy(&metrics.body).into_owned();
+        text.lines()
+            .find_map(|line| line.strip_prefix("tokengate_secret_verifications_total "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no verification counter in {text}"))
+    }
+
     /// True when `access` passes `/authenticate`; panics on anything but 200/401.
     pub async fn accepts(&self, access: &str) -> bool {
         let reply = self.authenticate(access).await;
@@ -291,6 +316,22 @@ macro_rules! on_both_stores {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name($crate::helpers::Backend::Memory).await
+                }
+            )*
+        }
+    };
+}
+
+/// Runs each listed scenario `async fn name(db: Db)` against both
+/// databases, as `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Db::Sqlite).await
                 }
             )*
         }
