@@ -39,8 +39,19 @@ impl SqliteStore {
 }
 
 impl DurableStore for SqliteStore {
+    /// SQLite has no migration lock: replicas starting together on one
+    /// file may race to apply the same migration. Each runs in its own
+    /// transaction, so the loser only has to look again.
     async fn migrate(&self) -> Result<(), DbError> {
-        Ok(MIGRATOR.run(&self.pool).await?)
+        let mut attempt = 0;
+        loop {
+            match MIGRATOR.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(_) if attempt < 3 => attempt += 1,
+                Err(e) => return Err(e.into()),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+        }
     }
 
     async fn ping(&self) -> Result<(), DbError> {
