@@ -117,12 +117,29 @@ impl From<sqlx::Error> for DbError {
             | E::PoolTimedOut
             | E::PoolClosed
             | E::WorkerCrashed => Self::Unavailable(error.to_string()),
-            // SQLite's "database is locked" (another writer held it past busy_timeout).
-            E::Database(db) if db.code().as_deref() == Some("5") => {
-                Self::Unavailable(error.to_string())
-            }
+            E::Database(db) if is_transient(db.as_ref()) => Self::Unavailable(error.to_string()),
             _ => Self::Internal(error.to_string()),
         }
+    }
+}
+
+/// Errors that mean "not now" rather than "never": SQLite's "database is
+/// locked" (another writer held it past busy_timeout); Postgres' lost
+/// connections (class 08), lack of resources such as too many connections
+/// (53), and a server shutting down or still starting up (57P01–57P03).
+fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = db.code() else {
+        return false;
+    };
+    if db
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
+    {
+        code.starts_with("08")
+            || code.starts_with("53")
+            || matches!(&*code, "57P01" | "57P02" | "57P03")
+    } else {
+        code == "5"
     }
 }
 
