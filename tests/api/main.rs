@@ -6,6 +6,7 @@ mod support;
 
 mod helpers;
 
+mod durable_store;
 mod endpoints;
 mod faults;
 mod floods;
