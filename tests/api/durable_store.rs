@@ -23,32 +23,11 @@ use tokengate::db::{
 };
 use uuid::Uuid;
 
+use crate::helpers::Db;
+use crate::on_both_databases;
 use crate::support::postgres::PostgresServer;
 
-/// Runs each listed scenario `async fn name(db: Db)` on both databases, as
-/// `sqlite::name` and `postgres::name`.
-macro_rules! on_sqlite_and_postgres {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Db::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Db::Postgres).await
-                }
-            )*
-        }
-    };
-}
-
-on_sqlite_and_postgres!(
+on_both_databases!(
     migrating_again_changes_nothing,
     a_registered_user_is_found_by_email,
     a_second_registration_of_an_email_is_refused_and_writes_nothing,
@@ -58,13 +37,8 @@ on_sqlite_and_postgres!(
     two_relays_at_once_never_deliver_an_event_twice,
     clients_are_added_listed_and_removed_and_ids_are_unique,
     an_unreachable_database_answers_unavailable_within_the_deadline_and_recovers,
+    replicas_starting_together_migrate_once,
 );
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Db {
-    Sqlite,
-    Postgres,
-}
 
 /// Generous for a loaded machine; the outage test sets its own.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -241,14 +215,8 @@ async fn migrating_again_changes_nothing(db: Db) {
     assert_eq!(database.pending_events().await.unwrap(), 1);
 }
 
-/// Postgres only: SQLite has no migration lock, and replicas on one file
-/// that start together may both apply a migration (`table users already
-/// exists`) until its `migrate` retries.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_starting_together_on_postgres_migrate_once() {
-    replicas_starting_together_migrate_once(Db::Postgres).await
-}
-
+/// Postgres serializes migrations with an advisory lock; SQLite has none,
+/// and its `migrate` retries instead.
 async fn replicas_starting_together_migrate_once(db: Db) {
     let test = TestDb::new(db);
     let replicas: Vec<Database> = (0..4).map(|_| test.open()).collect();

@@ -18,6 +18,7 @@ use tokengate::store::{Store, Timing};
 use tokio::sync::oneshot;
 
 use crate::support::client::{self, Reply};
+use crate::support::postgres::PostgresServer;
 use crate::support::redis::RedisServer;
 
 /// The shared HS256 key of test clusters (≥ 32 bytes).
@@ -28,12 +29,17 @@ pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 pub enum Db {
     /// One SQLite file in the cluster's temp dir (the default of every cluster).
     Sqlite,
+    /// A fresh database on the test process's PostgreSQL server.
+    Postgres,
 }
 
 impl Db {
-    pub fn configure(self, _settings: &mut Settings) {
+    pub fn configure(self, settings: &mut Settings) {
         match self {
             Self::Sqlite => {}
+            Self::Postgres => {
+                settings.database.url = Secret::new(PostgresServer::shared().create_database());
+            }
         }
     }
 }
@@ -332,6 +338,14 @@ macro_rules! on_both_databases {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name($crate::helpers::Db::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Db::Postgres).await
                 }
             )*
         }

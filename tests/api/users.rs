@@ -17,6 +17,7 @@ use tokengate::db::{Database, DurableStore};
 use crate::helpers::{Backend, Cluster, Db, Pair, Replica, eventually};
 use crate::on_both_databases;
 use crate::support::client::{Reply, request};
+use crate::support::postgres::PostgresServer;
 
 on_both_databases!(
     a_registered_user_logs_in_on_one_replica_and_is_known_on_the_other,
@@ -407,4 +408,59 @@ async fn events_written_while_redis_is_down_arrive_after_it_returns(db: Db) {
     delivered.dedup();
     ids.sort();
     assert_eq!(delivered, ids, "every event arrived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_down_is_503_for_users_while_sessions_go_on() {
+    let postgres = PostgresServer::start();
+    let url = postgres.create_database();
+    let c = Cluster::start_with(Backend::Redis, 2, |s| {
+        s.database.url = tokengate::config::Secret::new(url);
+        s.database.timeout = Duration::from_millis(500);
+    })
+    .await;
+    assert_eq!(
+        register(c.a(), "judy@example.com", PASSWORD).await.status,
+        201
+    );
+    let pair = Pair::from_reply(&password_login(c.a(), "judy@example.com", PASSWORD).await);
+
+    postgres.stop();
+    let started = std::time::Instant::now();
+    for reply in [
+        register(c.b(), "ken@example.com", PASSWORD).await,
+        password_login(c.b(), "judy@example.com", PASSWORD).await,
+    ] {
+        assert_eq!(reply.status, 503, "{:?}", reply.body);
+        assert_eq!(reply.error(), "temporarily_unavailable");
+        assert_eq!(reply.header("retry-after"), Some("1"));
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "fails fast");
+    // Sessions never touch the database.
+    assert!(c.b().accepts(&pair.access).await);
+    let next = c.a().refresh(&pair.refresh).await;
+    assert_eq!(next.status, 200, "{:?}", next.body);
+    assert_eq!(
+        c.a()
+            .post_json("/login", &json!({"user_id": "svc"}))
+            .await
+            .status,
+        200
+    );
+
+    postgres.restart();
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            password_login(c.b(), "judy@example.com", PASSWORD)
+                .await
+                .status
+                == 200
+        })
+        .await,
+        "recovers without a restart"
+    );
+    assert_eq!(
+        register(c.b(), "ken@example.com", PASSWORD).await.status,
+        201
+    );
 }
