@@ -354,8 +354,6 @@ impl TryFrom<OutboxRow> for OutboxEvent {
     }
 }
 
-/// `rate_limit` is read as BIGINT (Postgres stores INTEGER; SQLite's is
-/// 64-bit already).
 #[derive(sqlx::FromRow)]
 struct ClientRow {
     id: String,

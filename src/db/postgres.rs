@@ -153,7 +153,7 @@ impl DurableStore for PostgresStore {
         // Byte order whatever the database's collation, as SQLite sorts.
         let rows: Vec<ClientRow> = sqlx::query_as(
             "SELECT id, kind, secret_hash, scopes, refresh_tokens, \
-             rate_limit::BIGINT AS rate_limit, created_at FROM clients ORDER BY id COLLATE \"C\"",
+             rate_limit, created_at FROM clients ORDER BY id COLLATE \"C\"",
         )
         .fetch_all(&self.pool)
         .await?;
