@@ -405,9 +405,9 @@ async fn events_written_while_redis_is_down_arrive_after_it_returns(db: Db) {
         .map(|e| e["data"]["user_id"].as_str().unwrap().to_owned())
         .collect();
     delivered.sort();
-    delivered.dedup();
     ids.sort();
-    assert_eq!(delivered, ids, "every event arrived");
+    // Two relays took turns; without a crash, nothing arrives twice.
+    assert_eq!(delivered, ids, "every event arrived, once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
