@@ -70,6 +70,9 @@ async fn serve(settings: Settings) -> Result<(), String> {
     app.migrate()
         .await
         .map_err(|e| format!("database.url: cannot apply migrations: {e}"))?;
+    app.load_clients()
+        .await
+        .map_err(|e| format!("database.url: {e}"))?;
     let address = (settings.server.host.as_str(), settings.server.port);
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
         format!(
