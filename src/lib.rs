@@ -18,7 +18,8 @@
 //! - [`oauth`] — OAuth 2.0 client policies and scopes.
 //! - [`metrics`] — Prometheus counters and histograms.
 //! - [`store`] — the atomic session operations, on Redis or in memory.
-//! - [`cli`] and [`ops`] — command line and its non-serving subcommands.
+//! - [`cli`] and [`ops`] — command line and its non-serving subcommands
+//!   (`migrate`, `client add|list|remove`, `hash-secret`, `healthcheck`).
 //!
 //! Data flows one way: request → `http` → `session` → `store`.
 

@@ -33,6 +33,12 @@ fn main() -> ExitCode {
         Command::Healthcheck { config } => Settings::load(config.as_deref())
             .map_err(|e| e.to_string())
             .and_then(|settings| runtime()?.block_on(ops::healthcheck(&settings))),
+        Command::Migrate { config } => Settings::load(config.as_deref())
+            .map_err(|e| e.to_string())
+            .and_then(|settings| runtime()?.block_on(ops::migrate(&settings))),
+        Command::Client { config, action } => Settings::load(config.as_deref())
+            .map_err(|e| e.to_string())
+            .and_then(|settings| runtime()?.block_on(ops::clients::run(&settings, action))),
         Command::Serve { config } => Settings::load(config.as_deref())
             .map_err(|e| e.to_string())
             .and_then(|settings| runtime()?.block_on(serve(settings))),
