@@ -19,3 +19,4 @@ mod redis_tls;
 mod rotation_rules;
 mod sessions;
 mod slow_clients;
+mod stored_clients;
