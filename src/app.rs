@@ -1,16 +1,19 @@
 //! Everything a request needs, built once from [`Settings`]: keys, token
-//! validation, the store, the login clients. Shared read-only by all
-//! connections; nothing here is per-request.
+//! validation, the store, the clients. Shared by all connections; nothing
+//! here is per-request. The one thing that changes while serving is the set
+//! of clients kept in the database, re-read in the background.
 
 use bytes::Bytes;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::clients::stored::{self, LoadError};
 use crate::clients::{Attempt, ClientError, ClientSecrets, Credential};
 use crate::config::{EventSettings, ServerSettings, Settings};
-use crate::db::{Database, DbError, DurableStore};
+use crate::db::{ClientKind, Database, DbError, DurableStore};
 use crate::metrics::Metrics;
 use crate::oauth::{ClientPolicy, OAuthClients};
 use crate::proxies::TrustedProxies;
@@ -26,8 +29,10 @@ use crate::verifier::Verifier;
 
 pub struct App {
     pub sessions: Sessions<Store>,
-    pub login_clients: ClientSecrets,
+    pub login_clients: ClientSecrets<()>,
     pub oauth_clients: OAuthClients,
+    /// How often the clients kept in the database are re-read.
+    clients_refresh: Duration,
     /// Users, stored clients and the outbox (SPEC §7).
     pub database: Database,
     pub users: Users,
@@ -113,20 +118,14 @@ impl App {
                 Some(_) => Credential::Secret(c.secret.expose().as_bytes()),
                 None => Credential::Hash(&c.secret_hash),
             };
-            (c.id.as_str(), credential)
+            (c.id.as_str(), credential, ())
         });
-        let login_clients = ClientSecrets::new("login", login, verifier.clone(), throttle)
-            .map_err(|e| BuildError(format!("login.clients: {e}")))?;
-        if login_clients.is_empty() {
-            tracing::warn!(
-                "login.clients is empty: /login is open to anyone who can reach it; \
-                 configure trusted clients before exposing it"
-            );
-        }
-        let oauth = &settings.oauth.clients;
-        let oauth_secrets = ClientSecrets::new(
-            "oauth",
-            OAuthClients::credentials(oauth),
+        let login_clients =
+            ClientSecrets::new(ClientKind::Login, login, verifier.clone(), throttle)
+                .map_err(|e| BuildError(format!("login.clients: {e}")))?;
+        let oauth_clients = ClientSecrets::new(
+            ClientKind::OAuth,
+            crate::oauth::configured(&settings.oauth.clients),
             verifier.clone(),
             throttle,
         )
@@ -143,7 +142,8 @@ impl App {
         Ok(Self {
             sessions,
             login_clients,
-            oauth_clients: OAuthClients::new(oauth, oauth_secrets),
+            oauth_clients,
+            clients_refresh: settings.database.clients_refresh,
             database,
             users,
             events_wake,
@@ -164,9 +164,34 @@ impl App {
         self.database.migrate().await
     }
 
-    /// What every replica runs beside serving, until dropped: the event
-    /// relay (with Redis; with the embedded store, events wait in the outbox).
+    /// Reads the clients kept in the database, before serving (the
+    /// background task re-reads them every `database.clients_refresh`).
+    pub async fn load_clients(&self) -> Result<(), LoadError> {
+        stored::load(&self.database, &self.login_clients, &self.oauth_clients).await?;
+        if self.login_clients.is_empty() {
+            tracing::warn!(
+                "login.clients is empty and the database has no login clients: /login is \
+                 open to anyone who can reach it; configure trusted clients before exposing it"
+            );
+        }
+        Ok(())
+    }
+
+    /// What every replica runs beside serving, until dropped: the refresh
+    /// of the clients kept in the database, and the event relay.
     pub async fn run_background(&self) {
+        let clients = stored::refresh(
+            &self.database,
+            &self.login_clients,
+            &self.oauth_clients,
+            self.clients_refresh,
+        );
+        tokio::join!(clients, self.relay_events());
+    }
+
+    /// Moves the outbox to the Redis stream (with the embedded store,
+    /// events wait in the outbox).
+    async fn relay_events(&self) {
         let Store::Redis(redis) = self.sessions.store() else {
             std::future::pending::<()>().await;
             return;
@@ -190,11 +215,12 @@ impl App {
         &self,
         authorization: Option<&[u8]>,
         attempt: Attempt,
-    ) -> Result<&str, ClientError> {
+    ) -> Result<(), ClientError> {
         let store = self.sessions.store();
         self.login_clients
             .verify_basic(store, authorization, attempt)
-            .await
+            .await?;
+        Ok(())
     }
 
     /// Checks an OAuth client's id and secret; returns what it may do.
@@ -203,13 +229,8 @@ impl App {
         id: &str,
         secret: Vec<u8>,
         attempt: Attempt,
-    ) -> Result<&ClientPolicy, ClientError> {
+    ) -> Result<Arc<ClientPolicy>, ClientError> {
         let store = self.sessions.store();
-        let id = self
-            .oauth_clients
-            .secrets
-            .verify(store, id, secret, attempt)
-            .await?;
-        self.oauth_clients.policy(id).ok_or(ClientError::Rejected)
+        self.oauth_clients.verify(store, id, secret, attempt).await
     }
 }

@@ -33,6 +33,12 @@ fn main() -> ExitCode {
         Command::Healthcheck { config } => Settings::load(config.as_deref())
             .map_err(|e| e.to_string())
             .and_then(|settings| runtime()?.block_on(ops::healthcheck(&settings))),
+        Command::Migrate { config } => Settings::load(config.as_deref())
+            .map_err(|e| e.to_string())
+            .and_then(|settings| runtime()?.block_on(ops::migrate(&settings))),
+        Command::Client { config, action } => Settings::load(config.as_deref())
+            .map_err(|e| e.to_string())
+            .and_then(|settings| runtime()?.block_on(ops::clients::run(&settings, action))),
         Command::Serve { config } => Settings::load(config.as_deref())
             .map_err(|e| e.to_string())
             .and_then(|settings| runtime()?.block_on(serve(settings))),
@@ -70,6 +76,9 @@ async fn serve(settings: Settings) -> Result<(), String> {
     app.migrate()
         .await
         .map_err(|e| format!("database.url: cannot apply migrations: {e}"))?;
+    app.load_clients()
+        .await
+        .map_err(|e| format!("database.url: {e}"))?;
     let address = (settings.server.host.as_str(), settings.server.port);
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
         format!(

@@ -777,7 +777,7 @@ fn validate_clients<'a>(
     let mut seen = std::collections::HashSet::new();
     for (i, (id, hash)) in clients.enumerate() {
         let key = format!("{section}[{i}]");
-        if id.is_empty() || id.contains(':') {
+        if !crate::clients::is_client_id(id) {
             return Err(ConfigError::new(
                 format!("{key}.id"),
                 "must be non-empty and contain no ':' (HTTP Basic splits there)",

@@ -166,6 +166,7 @@ impl Replica {
     pub async fn spawn(settings: &Settings, store: Store) -> Self {
         let app = App::with_store(settings, store).expect("build app");
         app.migrate().await.expect("migrations");
+        app.load_clients().await.expect("stored clients");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();

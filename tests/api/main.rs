@@ -20,4 +20,5 @@ mod redis_tls;
 mod rotation_rules;
 mod sessions;
 mod slow_clients;
+mod stored_clients;
 mod users;
