@@ -18,10 +18,15 @@
 //! - [`oauth`] — OAuth 2.0 client policies and scopes.
 //! - [`metrics`] — Prometheus counters and histograms.
 //! - [`store`] — the atomic session operations, on Redis or in memory.
+//! - [`users`] — registration and password login (SPEC §7).
+//! - [`db`] — the durable records (users, stored clients, the outbox), on
+//!   SQLite or PostgreSQL.
+//! - [`events`] — the outbox relay to the Redis stream `tg:events`.
 //! - [`cli`] and [`ops`] — command line and its non-serving subcommands
 //!   (`migrate`, `client add|list|remove`, `hash-secret`, `healthcheck`).
 //!
-//! Data flows one way: request → `http` → `session` → `store`.
+//! Data flows one way: request → `http` → `session` → `store`, and for
+//! accounts request → `http` → `users` → `db`.
 
 pub mod app;
 pub mod cli;
