@@ -58,7 +58,8 @@ pub struct BuildError(String);
 
 impl App {
     /// Builds the app with the store the settings ask for: Redis when
-    /// `cache.url` is set, else the embedded in-memory store.
+    /// `cache.url` is set, else the embedded in-memory store. Call it inside
+    /// a Tokio runtime: the database pool starts its upkeep task there.
     pub fn build(settings: &Settings) -> Result<Self, BuildError> {
         let timing = Timing::from_auth(&settings.auth);
         let store = if settings.uses_redis() {

@@ -250,12 +250,16 @@ impl Harness {
         settings.database.url = Secret::new("sqlite::memory:");
         settings.database.max_connections = 1;
         let settings = settings.resolved().expect("valid harness settings");
-        let app = App::build(&settings).expect("build app");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
-        runtime.block_on(app.migrate()).expect("migrations");
+        // The database pool starts its upkeep task on the runtime it is built in.
+        let app = runtime.block_on(async {
+            let app = App::build(&settings).expect("build app");
+            app.migrate().await.expect("migrations");
+            app
+        });
         let mut harness = Self {
             runtime,
             app,
