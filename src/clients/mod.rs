@@ -458,7 +458,6 @@ mod tests {
 
     use super::*;
     use crate::store::MockSessionStore;
-    use crate::store::Timing;
     use crate::store::memory::MemoryStore;
 
     const T0: Millis = 1_800_000_000_000;
@@ -498,12 +497,7 @@ mod tests {
     }
 
     fn store() -> MemoryStore {
-        MemoryStore::new(Timing {
-            idle: 1,
-            refresh_lifetime: 1,
-            grace: 0,
-            max_session: 1,
-        })
+        MemoryStore::for_tests()
     }
 
     fn from(addr: &str) -> Attempt {

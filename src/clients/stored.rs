@@ -109,7 +109,6 @@ mod tests {
     use super::*;
     use crate::db::{ClientKind, MockDurableStore, StoredClient};
     use crate::oauth::ClientPolicy;
-    use crate::store::Timing;
     use crate::store::memory::MemoryStore;
     use crate::throttle::Throttle;
     use crate::verifier::Verifier;
@@ -175,12 +174,7 @@ mod tests {
     }
 
     fn sessions() -> MemoryStore {
-        MemoryStore::new(Timing {
-            idle: 1,
-            refresh_lifetime: 1,
-            grace: 0,
-            max_session: 1,
-        })
+        MemoryStore::for_tests()
     }
 
     const FROM: Attempt = Attempt {

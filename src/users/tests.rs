@@ -4,7 +4,6 @@ use mockall::predicate::eq;
 
 use super::*;
 use crate::db::{MockDurableStore, UserLogin};
-use crate::store::Timing;
 use crate::store::memory::MemoryStore;
 
 const T0: Millis = 1_800_000_000_000;
@@ -19,12 +18,7 @@ fn users_with(max_failures: u32) -> Users {
 }
 
 fn sessions() -> MemoryStore {
-    MemoryStore::new(Timing {
-        idle: 1,
-        refresh_lifetime: 1,
-        grace: 0,
-        max_session: 1,
-    })
+    MemoryStore::for_tests()
 }
 
 fn from(addr: &str) -> Attempt {
