@@ -1,13 +1,19 @@
 //! Everything a request needs, built once from [`Settings`]: keys, token
-//! validation, the store, the login clients. Shared read-only by all
-//! connections; nothing here is per-request.
+//! validation, the store, the clients. Shared by all connections; nothing
+//! here is per-request. The one thing that changes while serving is the set
+//! of clients kept in the database, re-read in the background.
 
 use bytes::Bytes;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::sync::Notify;
+
+use crate::clients::stored::{self, LoadError};
 use crate::clients::{Attempt, ClientError, ClientSecrets, Credential};
-use crate::config::{ServerSettings, Settings};
+use crate::config::{EventSettings, ServerSettings, Settings};
+use crate::db::{ClientKind, Database, DbError, DurableStore};
 use crate::metrics::Metrics;
 use crate::oauth::{ClientPolicy, OAuthClients};
 use crate::proxies::TrustedProxies;
@@ -18,12 +24,21 @@ use crate::store::{Store, Timing};
 use crate::throttle::Throttle;
 use crate::tokens::keys::Keys;
 use crate::tokens::{AccessTokens, RefreshTokens};
+use crate::users::Users;
 use crate::verifier::Verifier;
 
 pub struct App {
     pub sessions: Sessions<Store>,
-    pub login_clients: ClientSecrets,
+    pub login_clients: ClientSecrets<()>,
     pub oauth_clients: OAuthClients,
+    /// How often the clients kept in the database are re-read.
+    clients_refresh: Duration,
+    /// Users, stored clients and the outbox (SPEC §7).
+    pub database: Database,
+    pub users: Users,
+    /// Wakes the event relay after a registration.
+    events_wake: Arc<Notify>,
+    events: EventSettings,
     /// The public keys as served at `/.well-known/jwks.json`.
     pub jwks: Bytes,
     /// `auth.issuer`, for discovery metadata.
@@ -43,7 +58,8 @@ pub struct BuildError(String);
 
 impl App {
     /// Builds the app with the store the settings ask for: Redis when
-    /// `cache.url` is set, else the embedded in-memory store.
+    /// `cache.url` is set, else the embedded in-memory store. Call it inside
+    /// a Tokio runtime: the database pool starts its upkeep task there.
     pub fn build(settings: &Settings) -> Result<Self, BuildError> {
         let timing = Timing::from_auth(&settings.auth);
         let store = if settings.uses_redis() {
@@ -103,32 +119,36 @@ impl App {
                 Some(_) => Credential::Secret(c.secret.expose().as_bytes()),
                 None => Credential::Hash(&c.secret_hash),
             };
-            (c.id.as_str(), credential)
+            (c.id.as_str(), credential, ())
         });
-        let login_clients = ClientSecrets::new("login", login, verifier.clone(), throttle)
-            .map_err(|e| BuildError(format!("login.clients: {e}")))?;
-        if login_clients.is_empty() {
-            tracing::warn!(
-                "login.clients is empty: /login is open to anyone who can reach it; \
-                 configure trusted clients before exposing it"
-            );
-        }
-        let oauth = &settings.oauth.clients;
-        let oauth_secrets = ClientSecrets::new(
-            "oauth",
-            OAuthClients::credentials(oauth),
+        let login_clients =
+            ClientSecrets::new(ClientKind::Login, login, verifier.clone(), throttle)
+                .map_err(|e| BuildError(format!("login.clients: {e}")))?;
+        let oauth_clients = ClientSecrets::new(
+            ClientKind::OAuth,
+            crate::oauth::configured(&settings.oauth.clients),
             verifier.clone(),
             throttle,
         )
         .map_err(|e| BuildError(format!("oauth.clients: {e}")))?;
         let trusted_proxies = TrustedProxies::parse(&settings.server.trusted_proxies)
             .map_err(|e| BuildError(format!("server.trusted_proxies: {e}")))?;
+        let database = Database::open(&settings.database)
+            .map_err(|e| BuildError(format!("database.url: {e}")))?;
+        let events_wake = Arc::new(Notify::new());
+        let users = Users::new(&settings.users, verifier.clone(), events_wake.clone())
+            .map_err(BuildError)?;
         let metrics = Metrics::new(&store, &verifier);
         let sessions = Sessions::new(store, access, refresh, Timing::from_auth(auth));
         Ok(Self {
             sessions,
             login_clients,
-            oauth_clients: OAuthClients::new(oauth, oauth_secrets),
+            oauth_clients,
+            clients_refresh: settings.database.clients_refresh,
+            database,
+            users,
+            events_wake,
+            events: settings.events.clone(),
             jwks: Bytes::from(jwks),
             issuer: auth.issuer.clone(),
             public_url: settings.oauth.public_url.trim_end_matches('/').to_owned(),
@@ -140,16 +160,68 @@ impl App {
 }
 
 impl App {
+    /// Applies the database migrations not yet applied (every start-up).
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        self.database.migrate().await
+    }
+
+    /// Reads the clients kept in the database, before serving (the
+    /// background task re-reads them every `database.clients_refresh`).
+    pub async fn load_clients(&self) -> Result<(), LoadError> {
+        stored::load(&self.database, &self.login_clients, &self.oauth_clients).await?;
+        if self.login_clients.is_empty() {
+            tracing::warn!(
+                "login.clients is empty and the database has no login clients: /login is \
+                 open to anyone who can reach it; configure trusted clients before exposing it"
+            );
+        }
+        Ok(())
+    }
+
+    /// What every replica runs beside serving, until dropped: the refresh
+    /// of the clients kept in the database, and the event relay.
+    pub async fn run_background(&self) {
+        let clients = stored::refresh(
+            &self.database,
+            &self.login_clients,
+            &self.oauth_clients,
+            self.clients_refresh,
+        );
+        tokio::join!(clients, self.relay_events());
+    }
+
+    /// Moves the outbox to the Redis stream (with the embedded store,
+    /// events wait in the outbox).
+    async fn relay_events(&self) {
+        let Store::Redis(redis) = self.sessions.store() else {
+            std::future::pending::<()>().await;
+            return;
+        };
+        let sink = crate::events::RedisStream {
+            redis,
+            stream: &self.events.stream,
+            max_len: self.events.max_len,
+        };
+        crate::events::relay(
+            &self.database,
+            &sink,
+            &self.events,
+            self.events_wake.clone(),
+        )
+        .await;
+    }
+
     /// Checks the HTTP Basic credentials of a `/login` caller.
     pub async fn authenticate_login_client(
         &self,
         authorization: Option<&[u8]>,
         attempt: Attempt,
-    ) -> Result<&str, ClientError> {
+    ) -> Result<(), ClientError> {
         let store = self.sessions.store();
         self.login_clients
             .verify_basic(store, authorization, attempt)
-            .await
+            .await?;
+        Ok(())
     }
 
     /// Checks an OAuth client's id and secret; returns what it may do.
@@ -158,13 +230,8 @@ impl App {
         id: &str,
         secret: Vec<u8>,
         attempt: Attempt,
-    ) -> Result<&ClientPolicy, ClientError> {
+    ) -> Result<Arc<ClientPolicy>, ClientError> {
         let store = self.sessions.store();
-        let id = self
-            .oauth_clients
-            .secrets
-            .verify(store, id, secret, attempt)
-            .await?;
-        self.oauth_clients.policy(id).ok_or(ClientError::Rejected)
+        self.oauth_clients.verify(store, id, secret, attempt).await
     }
 }

@@ -10,22 +10,30 @@
 //! - [`http`] — routing, one module per endpoint, the error → response map.
 //! - [`session`] — the rules: login, rotation with grace, logout, authenticate.
 //! - [`tokens`] — signing keys, access JWTs and opaque refresh tokens.
-//! - [`clients`] — client authentication (argon2id + HTTP Basic or form).
+//! - [`clients`] — client authentication (argon2id + HTTP Basic or form), from
+//!   `config.yml` and from the database (re-read every `database.clients_refresh`).
 //! - [`throttle`] — failed credential checks counted per id and address.
 //! - [`verifier`] — the bounded pool every argon2 verification runs in.
 //! - [`proxies`] — the client's address behind trusted proxies.
 //! - [`oauth`] — OAuth 2.0 client policies and scopes.
 //! - [`metrics`] — Prometheus counters and histograms.
 //! - [`store`] — the atomic session operations, on Redis or in memory.
-//! - [`cli`] and [`ops`] — command line and its non-serving subcommands.
+//! - [`users`] — registration and password login (SPEC §7).
+//! - [`db`] — the durable records (users, stored clients, the outbox), on
+//!   SQLite or PostgreSQL.
+//! - [`events`] — the outbox relay to the Redis stream `tg:events`.
+//! - [`cli`] and [`ops`] — command line and its non-serving subcommands
+//!   (`migrate`, `client add|list|remove`, `hash-secret`, `healthcheck`).
 //!
-//! Data flows one way: request → `http` → `session` → `store`.
+//! Data flows one way: request → `http` → `session` → `store`, and for
+//! accounts request → `http` → `users` → `db`.
 
 pub mod app;
 pub mod cli;
 pub mod clients;
 pub mod config;
 pub mod db;
+pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod oauth;
@@ -37,4 +45,5 @@ pub mod store;
 pub mod telemetry;
 pub mod throttle;
 pub mod tokens;
+pub mod users;
 pub mod verifier;

@@ -33,6 +33,12 @@ fn main() -> ExitCode {
         Command::Healthcheck { config } => Settings::load(config.as_deref())
             .map_err(|e| e.to_string())
             .and_then(|settings| runtime()?.block_on(ops::healthcheck(&settings))),
+        Command::Migrate { config } => Settings::load(config.as_deref())
+            .map_err(|e| e.to_string())
+            .and_then(|settings| runtime()?.block_on(ops::migrate(&settings))),
+        Command::Client { config, action } => Settings::load(config.as_deref())
+            .map_err(|e| e.to_string())
+            .and_then(|settings| runtime()?.block_on(ops::clients::run(&settings, action))),
         Command::Serve { config } => Settings::load(config.as_deref())
             .map_err(|e| e.to_string())
             .and_then(|settings| runtime()?.block_on(serve(settings))),
@@ -67,6 +73,12 @@ async fn serve(settings: Settings) -> Result<(), String> {
         server::FdLimit::Fits { .. } => {}
     }
     let app = App::build(&settings).map_err(|e| e.to_string())?;
+    app.migrate()
+        .await
+        .map_err(|e| format!("database.url: cannot apply migrations: {e}"))?;
+    app.load_clients()
+        .await
+        .map_err(|e| format!("database.url: {e}"))?;
     let address = (settings.server.host.as_str(), settings.server.port);
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
         format!(
@@ -75,7 +87,8 @@ async fn serve(settings: Settings) -> Result<(), String> {
         )
     })?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(address = %local, store = app.sessions.store().kind(), "tokengate listening");
+    tracing::info!(address = %local, store = app.sessions.store().kind(),
+        database = app.database.kind(), "tokengate listening");
     server::run(
         listener,
         Arc::new(app),

@@ -1,11 +1,12 @@
 //! OAuth 2.0 machine clients (SPEC §6): who may ask for which scopes,
 //! whether they get refresh tokens, how often they may ask.
 
-use crate::clients::{ClientSecrets, Credential};
+use crate::clients::{ClientSecrets, Credential, Policy};
 use crate::config::OAuthClient;
+use crate::db::StoredClient;
 
-/// What one configured client is allowed.
-#[derive(Debug, Clone)]
+/// What one client is allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientPolicy {
     pub id: String,
     pub scopes: Vec<String>,
@@ -14,43 +15,53 @@ pub struct ClientPolicy {
     pub rate_limit: u32,
 }
 
-pub struct OAuthClients {
-    pub secrets: ClientSecrets,
-    policies: Vec<ClientPolicy>,
+/// The OAuth clients: secrets and policies, from `oauth.clients` and the
+/// database.
+pub type OAuthClients = ClientSecrets<ClientPolicy>;
+
+impl Policy for ClientPolicy {
+    fn from_stored(client: &StoredClient) -> Self {
+        Self {
+            id: client.id.clone(),
+            scopes: client.scopes.clone(),
+            refresh_tokens: client.refresh_tokens,
+            rate_limit: client.rate_limit,
+        }
+    }
 }
 
-impl OAuthClients {
-    /// `secrets` is built with `clients` (see [`OAuthClients::credentials`]).
-    pub fn new(clients: &[OAuthClient], secrets: ClientSecrets) -> Self {
-        let policies = clients
-            .iter()
-            .map(|c| ClientPolicy {
-                id: c.id.clone(),
-                scopes: c.scopes.clone(),
-                refresh_tokens: c.refresh_tokens,
-                rate_limit: c.rate_limit,
-            })
-            .collect();
-        Self { secrets, policies }
+impl From<&OAuthClient> for ClientPolicy {
+    fn from(client: &OAuthClient) -> Self {
+        Self {
+            id: client.id.clone(),
+            scopes: client.scopes.clone(),
+            refresh_tokens: client.refresh_tokens,
+            rate_limit: client.rate_limit,
+        }
     }
+}
 
-    /// What [`ClientSecrets`] needs of each client.
-    pub fn credentials(clients: &[OAuthClient]) -> impl Iterator<Item = (&str, Credential<'_>)> {
-        clients
+/// What [`ClientSecrets::new`] needs of each configured client.
+pub fn configured(
+    clients: &[OAuthClient],
+) -> impl Iterator<Item = (&str, Credential<'_>, ClientPolicy)> {
+    clients.iter().map(|c| {
+        (
+            c.id.as_str(),
+            Credential::Hash(&c.secret_hash),
+            ClientPolicy::from(c),
+        )
+    })
+}
+
+impl ClientSecrets<ClientPolicy> {
+    /// Every scope some client may be granted, sorted, once each (discovery's
+    /// `scopes_supported`; stored clients as last read included).
+    pub fn scopes_supported(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .policies()
             .iter()
-            .map(|c| (c.id.as_str(), Credential::Hash(&c.secret_hash)))
-    }
-
-    pub fn policy(&self, id: &str) -> Option<&ClientPolicy> {
-        self.policies.iter().find(|p| p.id == id)
-    }
-
-    /// Every scope some client may be granted, sorted, once each.
-    pub fn scopes_supported(&self) -> Vec<&str> {
-        let mut all: Vec<&str> = self
-            .policies
-            .iter()
-            .flat_map(|p| p.scopes.iter().map(String::as_str))
+            .flat_map(|p| p.scopes.iter().cloned())
             .collect();
         all.sort_unstable();
         all.dedup();

@@ -1,4 +1,7 @@
-//! The subcommands that do not serve: `hash-secret` and `healthcheck`.
+//! The subcommands that do not serve: `hash-secret`, `healthcheck`,
+//! `migrate` and `client` ([`clients`]).
+
+pub mod clients;
 
 use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -7,6 +10,24 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Settings;
+use crate::db::{Database, DurableStore};
+
+/// The configured database with every migration applied, as the service
+/// opens it at start-up.
+pub async fn open_database(settings: &Settings) -> Result<Database, String> {
+    let db = Database::open(&settings.database).map_err(|e| format!("database.url: {e}"))?;
+    db.migrate()
+        .await
+        .map_err(|e| format!("database.url: cannot apply migrations: {e}"))?;
+    Ok(db)
+}
+
+/// `tokengate migrate`: applies the migrations not yet applied, and exits.
+pub async fn migrate(settings: &Settings) -> Result<(), String> {
+    let db = open_database(settings).await?;
+    eprintln!("the {} database is migrated", db.kind());
+    Ok(())
+}
 
 /// Reads one line from `input` (the trailing newline is not part of the
 /// secret) and returns its argon2id hash.

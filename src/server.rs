@@ -58,6 +58,11 @@ pub async fn run(
     drain: Duration,
 ) {
     let settings = app.server.clone();
+    let background = {
+        let app = app.clone();
+        tokio::spawn(async move { app.run_background().await })
+    };
+    let _background = AbortOnDrop(background);
     let timeouts = Timeouts {
         idle: settings.idle_timeout,
         header: settings.header_read_timeout,
@@ -146,5 +151,14 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!(?drain, "drain timed out; exiting with requests in flight");
+    }
+}
+
+/// Ends the app's background tasks with the server.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

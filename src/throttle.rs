@@ -91,7 +91,6 @@ fn address_block(addr: IpAddr) -> String {
 mod tests {
     use super::*;
     use crate::store::MockSessionStore;
-    use crate::store::Timing;
     use crate::store::memory::MemoryStore;
     use mockall::predicate::eq;
 
@@ -102,12 +101,7 @@ mod tests {
     };
 
     fn memory() -> MemoryStore {
-        MemoryStore::new(Timing {
-            idle: 1,
-            refresh_lifetime: 1,
-            grace: 0,
-            max_session: 1,
-        })
+        MemoryStore::for_tests()
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! per core, at most `queue` more wait for one, and none waits longer than
 //! `wait`; past either bound the caller is told [`Busy`](VerifyError::Busy)
 //! at once, which the HTTP layer answers `503` + `Retry-After`. Client
-//! secrets use it today; user passwords are meant to share it.
+//! secrets and user passwords share it, and so do the hashes registrations
+//! make.
 //!
 //! Each verification needs the hash's whole memory cost (19 MiB by default).
 //! Allocated per call, glibc keeps those blocks in its heap once it has
@@ -69,18 +70,23 @@ impl Verifier {
         Self::new(cores, queue, wait)
     }
 
-    /// Whether `secret` matches `hash`, on the blocking pool.
-    pub async fn verify(&self, secret: Vec<u8>, hash: PasswordHash) -> Result<bool, VerifyError> {
-        let permit = match self.running.clone().try_acquire_owned() {
-            Ok(permit) => permit,
+    /// A worker, at once or after waiting in the bounded queue.
+    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, VerifyError> {
+        match self.running.clone().try_acquire_owned() {
+            Ok(permit) => Ok(permit),
             Err(_) => {
                 let _place = Waiting::enter(&self.waiting, self.queue)?;
                 tokio::time::timeout(self.wait, self.running.clone().acquire_owned())
                     .await
                     .map_err(|_| VerifyError::Busy)?
-                    .map_err(|_| VerifyError::Internal)?
+                    .map_err(|_| VerifyError::Internal)
             }
-        };
+        }
+    }
+
+    /// Whether `secret` matches `hash`, on the blocking pool.
+    pub async fn verify(&self, secret: Vec<u8>, hash: PasswordHash) -> Result<bool, VerifyError> {
+        let permit = self.permit().await?;
         self.runs.inc();
         let memory = self.memory.clone();
         tokio::task::spawn_blocking(move || {
@@ -93,6 +99,56 @@ impl Verifier {
         .await
         .map_err(|_| VerifyError::Internal)
     }
+}
+
+impl Verifier {
+    /// A new argon2id PHC string for `secret` (random salt, the crate's
+    /// default parameters), in the same bounded pool: registrations flood
+    /// like logins do.
+    pub async fn hash(&self, secret: Vec<u8>) -> Result<String, VerifyError> {
+        let permit = self.permit().await?;
+        self.runs.inc();
+        let memory = self.memory.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut blocks = lock(&memory).pop().unwrap_or_default();
+            let hash = new_hash(&secret, &mut blocks);
+            lock(&memory).push(blocks);
+            hash
+        })
+        .await
+        .map_err(|_| VerifyError::Internal)?
+    }
+}
+
+/// argon2id of `secret` under a fresh salt with default parameters, as a
+/// PHC string (the format `PasswordHash` parses).
+fn new_hash(secret: &[u8], blocks: &mut Vec<Block>) -> Result<String, VerifyError> {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    let params = Params::default();
+    let mut salt = [0u8; 16];
+    rand::fill(&mut salt);
+    if blocks.len() < params.block_count() {
+        blocks.resize(params.block_count(), Block::default());
+    }
+    let mut out = [0u8; 32];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(
+            secret,
+            &salt,
+            &mut out,
+            &mut blocks[..params.block_count()],
+        )
+        .map_err(|_| VerifyError::Internal)?;
+    Ok(format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        STANDARD_NO_PAD.encode(salt),
+        STANDARD_NO_PAD.encode(out)
+    ))
 }
 
 /// A buffer list is whole after any panic (push and pop are single steps).
@@ -183,6 +239,27 @@ mod tests {
         );
         let hash = cheap.hash_password(b"x").unwrap();
         assert!(matches(b"x", &hash, &mut blocks));
+    }
+
+    #[tokio::test]
+    async fn new_hashes_are_argon2id_phc_strings_that_verify() {
+        use argon2::PasswordVerifier;
+        let v = Verifier::new(1, 4, Duration::from_secs(5));
+        let text = v.hash(b"correct horse".to_vec()).await.unwrap();
+        let other = v.hash(b"correct horse".to_vec()).await.unwrap();
+        assert_ne!(text, other, "a fresh salt each time");
+        let hash = parse_secret_hash(&text).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse", &hash)
+                .is_ok()
+        );
+        assert_eq!(
+            v.verify(b"correct horse".to_vec(), hash.clone()).await,
+            Ok(true)
+        );
+        assert_eq!(v.verify(b"correct horsf".to_vec(), hash).await, Ok(false));
+        assert_eq!(v.runs().get(), 4);
     }
 
     #[tokio::test]

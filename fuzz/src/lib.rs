@@ -246,12 +246,20 @@ impl Harness {
             refresh_tokens: true,
             rate_limit: 0,
         }];
+        // One in-memory database per harness (sqlx names each uniquely).
+        settings.database.url = Secret::new("sqlite::memory:");
+        settings.database.max_connections = 1;
         let settings = settings.resolved().expect("valid harness settings");
-        let app = App::build(&settings).expect("build app");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
+        // The database pool starts its upkeep task on the runtime it is built in.
+        let app = runtime.block_on(async {
+            let app = App::build(&settings).expect("build app");
+            app.migrate().await.expect("migrations");
+            app
+        });
         let mut harness = Self {
             runtime,
             app,

@@ -16,7 +16,7 @@ CREATE TABLE clients (
     secret_hash    TEXT NOT NULL,
     scopes         TEXT NOT NULL DEFAULT '',
     refresh_tokens BOOLEAN NOT NULL DEFAULT FALSE,
-    rate_limit     INTEGER NOT NULL DEFAULT 0,
+    rate_limit     BIGINT NOT NULL DEFAULT 0,
     created_at     BIGINT NOT NULL
 );
 

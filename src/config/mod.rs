@@ -777,7 +777,7 @@ fn validate_clients<'a>(
     let mut seen = std::collections::HashSet::new();
     for (i, (id, hash)) in clients.enumerate() {
         let key = format!("{section}[{i}]");
-        if id.is_empty() || id.contains(':') {
+        if !crate::clients::is_client_id(id) {
             return Err(ConfigError::new(
                 format!("{key}.id"),
                 "must be non-empty and contain no ':' (HTTP Basic splits there)",
@@ -923,6 +923,12 @@ mod tests {
         assert_eq!(s.auth.refresh_grace, Duration::from_secs(10));
         assert_eq!(s.auth.leeway, Duration::from_secs(5));
         assert!(s.login.clients.is_empty());
+        assert_eq!(s.database.url.expose(), "sqlite://tokengate.db?mode=rwc");
+        assert_eq!(s.users.registration, Registration::Open);
+        assert_eq!(s.users.password_min, 8);
+        assert_eq!(s.users.max_failures, 5);
+        assert_eq!(s.users.failure_window, Duration::from_secs(300));
+        assert_eq!(s.events.stream, "tg:events");
     }
 
     #[test]

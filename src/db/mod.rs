@@ -117,12 +117,29 @@ impl From<sqlx::Error> for DbError {
             | E::PoolTimedOut
             | E::PoolClosed
             | E::WorkerCrashed => Self::Unavailable(error.to_string()),
-            // SQLite's "database is locked" (another writer held it past busy_timeout).
-            E::Database(db) if db.code().as_deref() == Some("5") => {
-                Self::Unavailable(error.to_string())
-            }
+            E::Database(db) if is_transient(db.as_ref()) => Self::Unavailable(error.to_string()),
             _ => Self::Internal(error.to_string()),
         }
+    }
+}
+
+/// Errors that mean "not now" rather than "never": SQLite's "database is
+/// locked" (another writer held it past busy_timeout); Postgres' lost
+/// connections (class 08), lack of resources such as too many connections
+/// (53), and a server shutting down or still starting up (57P01–57P03).
+fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = db.code() else {
+        return false;
+    };
+    if db
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
+    {
+        code.starts_with("08")
+            || code.starts_with("53")
+            || matches!(&*code, "57P01" | "57P02" | "57P03")
+    } else {
+        code == "5"
     }
 }
 
@@ -293,6 +310,78 @@ fn join_scopes(scopes: &[String]) -> String {
 
 fn split_scopes(text: &str) -> Vec<String> {
     text.split_ascii_whitespace().map(str::to_owned).collect()
+}
+
+/// A user as a login reads it. The row types below are shared by both
+/// backends (`FromRow` is generic over the driver), so a column is turned
+/// into a field in one place.
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: String,
+    password_hash: String,
+}
+
+impl TryFrom<UserRow> for UserLogin {
+    type Error = DbError;
+
+    fn try_from(row: UserRow) -> Result<Self, DbError> {
+        Ok(Self {
+            id: parse_uuid(&row.id)?,
+            password_hash: row.password_hash,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    seq: i64,
+    id: String,
+    kind: String,
+    payload: String,
+    created_at: i64,
+}
+
+impl TryFrom<OutboxRow> for OutboxEvent {
+    type Error = DbError;
+
+    fn try_from(row: OutboxRow) -> Result<Self, DbError> {
+        Ok(Self {
+            id: parse_uuid(&row.id)?,
+            kind: row.kind,
+            payload: row.payload,
+            created_at: from_db_millis(row.created_at),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ClientRow {
+    id: String,
+    kind: String,
+    secret_hash: String,
+    scopes: String,
+    refresh_tokens: bool,
+    rate_limit: i64,
+    created_at: i64,
+}
+
+impl TryFrom<ClientRow> for StoredClient {
+    type Error = DbError;
+
+    fn try_from(row: ClientRow) -> Result<Self, DbError> {
+        Ok(Self {
+            kind: ClientKind::parse(&row.kind)
+                .ok_or_else(|| DbError::Internal(format!("client kind {:?}", row.kind)))?,
+            id: row.id,
+            secret_hash: row.secret_hash,
+            scopes: split_scopes(&row.scopes),
+            refresh_tokens: row.refresh_tokens,
+            // Not `unwrap_or(0)`: 0 means unlimited.
+            rate_limit: u32::try_from(row.rate_limit)
+                .map_err(|_| DbError::Internal(format!("client rate_limit {}", row.rate_limit)))?,
+            created_at: from_db_millis(row.created_at),
+        })
+    }
 }
 
 /// Reads a row's uuid column, stored as text.

@@ -1,18 +1,30 @@
 //! [`DurableStore`] on PostgreSQL: any number of replicas share it.
+//!
+//! Replicas coordinate through the database alone. The relay claims its
+//! batch with `FOR UPDATE SKIP LOCKED`: a relay in another replica takes the
+//! next rows instead of waiting for these or delivering them twice, and a
+//! relay that dies mid-batch releases its rows with its transaction.
+//! Migrations run under sqlx's advisory lock (`pg_advisory_lock`, taken
+//! before it even creates its own table), so replicas starting together
+//! apply each migration once.
 
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use super::{DbError, DurableStore, EventSink, NewUser, OutboxEvent, StoredClient, UserLogin};
+use super::{
+    ClientRow, DbError, DurableStore, EventSink, NewUser, OutboxEvent, OutboxRow, StoredClient,
+    UserLogin, UserRow, is_unique_violation, join_scopes, to_db_millis,
+};
 use crate::config::DatabaseSettings;
 
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
 pub struct PostgresStore {
-    #[allow(dead_code)]
     pool: PgPool,
 }
 
 impl PostgresStore {
     pub fn open(settings: &DatabaseSettings) -> Result<Self, DbError> {
-        let pool = sqlx::postgres::PgPoolOptions::new()
+        let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.timeout)
             .connect_lazy(settings.url.expose())
@@ -23,30 +35,136 @@ impl PostgresStore {
 
 impl DurableStore for PostgresStore {
     async fn migrate(&self) -> Result<(), DbError> {
-        todo!()
+        // The advisory lock belongs to the session, and sqlx does not release
+        // it when a migration fails: close that connection rather than hand
+        // the lock back to the pool, where it would stall every other replica.
+        let mut conn = self.pool.acquire().await?;
+        let migrated = MIGRATOR.run(&mut *conn).await;
+        if migrated.is_err() {
+            conn.close_on_drop();
+        }
+        Ok(migrated?)
     }
+
     async fn ping(&self) -> Result<(), DbError> {
-        todo!()
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
-    async fn create_user(&self, _user: &NewUser, _event: &OutboxEvent) -> Result<(), DbError> {
-        todo!()
+
+    async fn create_user(&self, user: &NewUser, event: &OutboxEvent) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(user.id.to_string())
+        .bind(&user.email)
+        .bind(&user.password_hash)
+        .bind(to_db_millis(user.created_at))
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            // Dropping `tx` rolls it back.
+            Err(e) if is_unique_violation(&e) => return Err(DbError::EmailTaken),
+            other => other?,
+        };
+        sqlx::query("INSERT INTO outbox (id, kind, payload, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(event.id.to_string())
+            .bind(&event.kind)
+            .bind(&event.payload)
+            .bind(to_db_millis(event.created_at))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
-    async fn user_by_email(&self, _email: &str) -> Result<Option<UserLogin>, DbError> {
-        todo!()
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserLogin>, DbError> {
+        let row: Option<UserRow> =
+            sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1")
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(UserLogin::try_from).transpose()
     }
-    async fn relay_events(&self, _sink: &dyn EventSink, _limit: u32) -> Result<usize, DbError> {
-        todo!()
+
+    async fn relay_events(&self, sink: &dyn EventSink, limit: u32) -> Result<usize, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<OutboxRow> = sqlx::query_as(
+            "SELECT seq, id, kind, payload, created_at FROM outbox ORDER BY seq LIMIT $1 \
+             FOR UPDATE SKIP LOCKED",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // Rows another relay inserted or claimed meanwhile are not ours:
+        // delete exactly the ones locked above.
+        let seqs: Vec<i64> = rows.iter().map(|row| row.seq).collect();
+        let events = rows
+            .into_iter()
+            .map(OutboxEvent::try_from)
+            .collect::<Result<Vec<_>, DbError>>()?;
+        if let Err(e) = sink.publish(&events).await {
+            // Release the rows now: the rollback of a dropped transaction runs
+            // later, when the pool gets round to it, and until then every
+            // relay skips them. If even the rollback fails, the connection is
+            // broken and its locks go with it; the sink's error is the news.
+            let _ = tx.rollback().await;
+            return Err(DbError::Unavailable(e.to_string()));
+        }
+        sqlx::query("DELETE FROM outbox WHERE seq = ANY($1)")
+            .bind(&seqs)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(events.len())
     }
+
     async fn pending_events(&self) -> Result<u64, DbError> {
-        todo!()
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
-    async fn add_client(&self, _client: &StoredClient) -> Result<(), DbError> {
-        todo!()
+
+    async fn add_client(&self, client: &StoredClient) -> Result<(), DbError> {
+        let inserted = sqlx::query(
+            "INSERT INTO clients (id, kind, secret_hash, scopes, refresh_tokens, rate_limit, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&client.id)
+        .bind(client.kind.as_str())
+        .bind(&client.secret_hash)
+        .bind(join_scopes(&client.scopes))
+        .bind(client.refresh_tokens)
+        .bind(i64::from(client.rate_limit))
+        .bind(to_db_millis(client.created_at))
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => Err(DbError::ClientExists),
+            other => other.map(drop).map_err(DbError::from),
+        }
     }
+
     async fn clients(&self) -> Result<Vec<StoredClient>, DbError> {
-        todo!()
+        // Byte order whatever the database's collation, as SQLite sorts.
+        let rows: Vec<ClientRow> = sqlx::query_as(
+            "SELECT id, kind, secret_hash, scopes, refresh_tokens, \
+             rate_limit, created_at FROM clients ORDER BY id COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(StoredClient::try_from).collect()
     }
-    async fn remove_client(&self, _id: &str) -> Result<bool, DbError> {
-        todo!()
+
+    async fn remove_client(&self, id: &str) -> Result<bool, DbError> {
+        let done = sqlx::query("DELETE FROM clients WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 }

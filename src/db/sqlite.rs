@@ -8,12 +8,11 @@
 
 use std::str::FromStr;
 
-use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use super::{
-    ClientKind, DbError, DurableStore, EventSink, NewUser, OutboxEvent, StoredClient, UserLogin,
-    from_db_millis, is_unique_violation, join_scopes, parse_uuid, split_scopes, to_db_millis,
+    ClientRow, DbError, DurableStore, EventSink, NewUser, OutboxEvent, OutboxRow, StoredClient,
+    UserLogin, UserRow, is_unique_violation, join_scopes, to_db_millis,
 };
 use crate::config::DatabaseSettings;
 
@@ -39,8 +38,19 @@ impl SqliteStore {
 }
 
 impl DurableStore for SqliteStore {
+    /// SQLite has no migration lock: replicas starting together on one
+    /// file may race to apply the same migration. Each runs in its own
+    /// transaction, so the loser only has to look again.
     async fn migrate(&self) -> Result<(), DbError> {
-        Ok(MIGRATOR.run(&self.pool).await?)
+        let mut attempt = 0;
+        loop {
+            match MIGRATOR.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(_) if attempt < 3 => attempt += 1,
+                Err(e) => return Err(e.into()),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+        }
     }
 
     async fn ping(&self) -> Result<(), DbError> {
@@ -75,41 +85,28 @@ impl DurableStore for SqliteStore {
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<UserLogin>, DbError> {
-        let row = sqlx::query("SELECT id, password_hash FROM users WHERE email = ?")
-            .bind(email)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| {
-            Ok(UserLogin {
-                id: parse_uuid(row.try_get("id")?)?,
-                password_hash: row.try_get("password_hash")?,
-            })
-        })
-        .transpose()
+        let row: Option<UserRow> =
+            sqlx::query_as("SELECT id, password_hash FROM users WHERE email = ?")
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(UserLogin::try_from).transpose()
     }
 
     async fn relay_events(&self, sink: &dyn EventSink, limit: u32) -> Result<usize, DbError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let rows = sqlx::query(
+        let rows: Vec<OutboxRow> = sqlx::query_as(
             "SELECT seq, id, kind, payload, created_at FROM outbox ORDER BY seq LIMIT ?",
         )
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;
-        let Some(last) = rows.last() else {
+        let Some(last) = rows.last().map(|row| row.seq) else {
             return Ok(0);
         };
-        let last: i64 = last.try_get("seq")?;
         let events = rows
-            .iter()
-            .map(|row| {
-                Ok(OutboxEvent {
-                    id: parse_uuid(row.try_get("id")?)?,
-                    kind: row.try_get("kind")?,
-                    payload: row.try_get("payload")?,
-                    created_at: from_db_millis(row.try_get("created_at")?),
-                })
-            })
+            .into_iter()
+            .map(OutboxEvent::try_from)
             .collect::<Result<Vec<_>, DbError>>()?;
         sink.publish(&events)
             .await
@@ -152,28 +149,13 @@ impl DurableStore for SqliteStore {
     }
 
     async fn clients(&self) -> Result<Vec<StoredClient>, DbError> {
-        let rows = sqlx::query(
+        let rows: Vec<ClientRow> = sqlx::query_as(
             "SELECT id, kind, secret_hash, scopes, refresh_tokens, rate_limit, created_at \
              FROM clients ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let kind: String = row.try_get("kind")?;
-                let rate_limit: i64 = row.try_get("rate_limit")?;
-                Ok(StoredClient {
-                    id: row.try_get("id")?,
-                    kind: ClientKind::parse(&kind)
-                        .ok_or_else(|| DbError::Internal(format!("client kind {kind:?}")))?,
-                    secret_hash: row.try_get("secret_hash")?,
-                    scopes: split_scopes(row.try_get("scopes")?),
-                    refresh_tokens: row.try_get("refresh_tokens")?,
-                    rate_limit: u32::try_from(rate_limit).unwrap_or(0),
-                    created_at: from_db_millis(row.try_get("created_at")?),
-                })
-            })
-            .collect()
+        rows.into_iter().map(StoredClient::try_from).collect()
     }
 
     async fn remove_client(&self, id: &str) -> Result<bool, DbError> {

@@ -6,9 +6,11 @@ use http::{HeaderValue, StatusCode};
 
 use super::{Response, json_response};
 use crate::clients::ClientError;
+use crate::db::DbError;
 use crate::session::SessionError;
 use crate::store::StoreError;
 use crate::tokens::Rejection;
+use crate::users::UserError;
 use crate::verifier::VerifyError;
 
 /// The largest request body we read (SPEC §2).
@@ -76,8 +78,18 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("the request body did not arrive in time")]
     RequestTimeout,
+    #[error("{0}")]
+    InvalidEmail(&'static str),
+    #[error("{0}")]
+    InvalidPassword(String),
+    #[error("this email is already registered")]
+    EmailTaken,
+    #[error("unknown email or wrong password")]
+    InvalidCredentials,
     #[error(transparent)]
     Unavailable(#[from] StoreError),
+    #[error(transparent)]
+    DatabaseUnavailable(DbError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -90,6 +102,23 @@ impl From<ClientError> for ApiError {
             ClientError::Verifier(VerifyError::Internal) => Self::Internal(error.to_string()),
             ClientError::Store(e) => Self::Unavailable(e),
             other => Self::InvalidClient(other),
+        }
+    }
+}
+
+impl From<UserError> for ApiError {
+    fn from(error: UserError) -> Self {
+        match error {
+            UserError::InvalidEmail(why) => Self::InvalidEmail(why),
+            UserError::InvalidPassword(why) => Self::InvalidPassword(why),
+            UserError::EmailTaken => Self::EmailTaken,
+            UserError::InvalidCredentials => Self::InvalidCredentials,
+            UserError::Throttled(seconds) => Self::TooManyAttempts(seconds),
+            UserError::Verifier(VerifyError::Busy) => Self::Busy,
+            UserError::Verifier(VerifyError::Internal) => Self::Internal(error.to_string()),
+            UserError::Database(DbError::Internal(e)) => Self::Internal(e),
+            UserError::Database(e) => Self::DatabaseUnavailable(e),
+            UserError::Store(e) => Self::Unavailable(e),
         }
     }
 }
@@ -119,8 +148,12 @@ impl From<SessionError> for ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidRequest(_) | Self::InvalidEmail(_) | Self::InvalidPassword(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::EmailTaken => StatusCode::CONFLICT,
             Self::MissingToken
+            | Self::InvalidCredentials
             | Self::InvalidToken(_)
             | Self::InvalidGrant
             | Self::RefreshReuse
@@ -133,7 +166,9 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::Unavailable(_) | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::DatabaseUnavailable(_) | Self::Busy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -143,6 +178,10 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidEmail(_) => "invalid_email",
+            Self::InvalidPassword(_) => "invalid_password",
+            Self::EmailTaken => "email_taken",
+            Self::InvalidCredentials => "invalid_credentials",
             Self::MissingToken | Self::InvalidToken(_) => "invalid_token",
             Self::InvalidGrant | Self::RefreshReuse => "invalid_grant",
             Self::InvalidClient(_) => "invalid_client",
@@ -155,7 +194,9 @@ impl ApiError {
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::RequestTimeout => "request_timeout",
-            Self::Unavailable(_) | Self::Busy => "temporarily_unavailable",
+            Self::Unavailable(_) | Self::DatabaseUnavailable(_) | Self::Busy => {
+                "temporarily_unavailable"
+            }
             Self::Internal(_) => "server_error",
         }
     }
@@ -168,6 +209,7 @@ impl ApiError {
             Self::InvalidGrant => "the refresh token is invalid, expired or revoked".into(),
             Self::InvalidClient(_) => "client authentication failed".into(),
             Self::Unavailable(_) => "the session store is unavailable; try again".into(),
+            Self::DatabaseUnavailable(_) => "the database is unavailable; try again".into(),
             Self::Internal(_) => "internal error".into(),
             other => other.to_string(),
         }
@@ -181,6 +223,7 @@ impl ApiError {
             Self::InvalidGrant => "invalid_grant",
             Self::RefreshReuse => "refresh_reuse",
             Self::InvalidClient(_) => "invalid_client",
+            Self::InvalidCredentials => "invalid_credentials",
             Self::TooManyAttempts(_) => "throttled",
             Self::InsufficientScope(_) => "insufficient_scope",
             _ => return None,
@@ -209,7 +252,11 @@ impl ApiError {
                 tracing::warn!(%method, path, "credential checks throttled after failures");
             }
             Self::Busy => tracing::warn!(%method, path, "credential check queue full"),
+            Self::InvalidCredentials => tracing::warn!(%method, path, "password login refused"),
             Self::Unavailable(e) => tracing::error!(%method, path, error = %e, "failing closed"),
+            Self::DatabaseUnavailable(e) => {
+                tracing::error!(%method, path, error = %e, "database unavailable");
+            }
             Self::Internal(e) => tracing::error!(%method, path, error = %e, "internal error"),
             other => tracing::debug!(%method, path, error = %other, "bad request"),
         }
@@ -250,7 +297,7 @@ impl ApiError {
             Self::MethodNotAllowed(allow) => {
                 headers.insert(ALLOW, HeaderValue::from_static(allow));
             }
-            Self::Unavailable(_) | Self::Busy => {
+            Self::Unavailable(_) | Self::DatabaseUnavailable(_) | Self::Busy => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

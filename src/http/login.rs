@@ -1,4 +1,6 @@
-//! `POST /login {"user_id": 1 | "alice"}`: starts a new session.
+//! `POST /login`: starts a new session, for a user who proves a password
+//! (`{"email", "password"}`, SPEC §7) or for a `user_id` a trusted login
+//! client vouches for (`{"user_id": 1 | "alice"}`, SPEC §2).
 
 use http::{Request, StatusCode};
 use serde::Deserialize;
@@ -7,6 +9,7 @@ use super::{
     ApiError, RequestBody, Response, attempt, body, json_response, now, token_pair::TokenPairBody,
 };
 use crate::app::App;
+use crate::clients::Attempt;
 
 /// Longest accepted user id; it travels in every token and header.
 const MAX_USER_ID_BYTES: usize = 255;
@@ -14,6 +17,20 @@ const MAX_USER_ID_BYTES: usize = 255;
 #[derive(Deserialize)]
 struct LoginRequest {
     user_id: UserId,
+}
+
+#[derive(Deserialize)]
+struct PasswordLogin {
+    email: String,
+    password: String,
+}
+
+/// Which kind of login a body asks for: any `email` or `password` field
+/// makes it a password login (then both are required).
+#[derive(Deserialize)]
+struct Shape {
+    email: Option<serde::de::IgnoredAny>,
+    password: Option<serde::de::IgnoredAny>,
 }
 
 /// `user_id` as given: an integer or a string, kept as the string `sub`.
@@ -42,20 +59,49 @@ impl<'de> Deserialize<'de> for UserId {
 }
 
 pub async fn handle(app: &App, request: Request<impl RequestBody>) -> Result<Response, ApiError> {
+    let attempt = attempt(app, &request);
+    let authorization = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes().to_vec());
+    let bytes = body::read(request).await?;
+    let sub = match serde_json::from_slice::<Shape>(&bytes) {
+        Ok(Shape { email, password }) if email.is_some() || password.is_some() => {
+            let PasswordLogin { email, password } = body::parse(&bytes)?;
+            let user = app
+                .users
+                .login(
+                    &app.database,
+                    app.sessions.store(),
+                    &email,
+                    &password,
+                    attempt,
+                )
+                .await?;
+            user.to_string()
+        }
+        _ => trusted_login(app, authorization.as_deref(), attempt, &bytes).await?,
+    };
+    let pair = app.sessions.login(&sub, now()).await?;
+    Ok(json_response(StatusCode::OK, &TokenPairBody::from(pair)))
+}
+
+/// `{"user_id"}` from a trusted login client (any caller when none is configured).
+async fn trusted_login(
+    app: &App,
+    authorization: Option<&[u8]>,
+    attempt: Attempt,
+    bytes: &[u8],
+) -> Result<String, ApiError> {
     if !app.login_clients.is_empty() {
-        let authorization = request
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes());
-        app.authenticate_login_client(authorization, attempt(app, &request))
+        app.authenticate_login_client(authorization, attempt)
             .await?;
     }
     let LoginRequest {
         user_id: UserId(sub),
-    } = body::parse(&body::read(request).await?)?;
+    } = body::parse(bytes)?;
     check_user_id(&sub)?;
-    let pair = app.sessions.login(&sub, now()).await?;
-    Ok(json_response(StatusCode::OK, &TokenPairBody::from(pair)))
+    Ok(sub)
 }
 
 /// The id becomes `sub` and the `X-User-Id` header: it must be printable.

@@ -13,6 +13,7 @@ mod login;
 mod logout;
 mod oauth;
 mod refresh;
+mod register;
 mod token_pair;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -83,6 +84,7 @@ enum Route {
     Health,
     Metrics,
     Login,
+    Register,
     Refresh,
     Logout,
     Authenticate,
@@ -101,6 +103,7 @@ impl Route {
             "/health" => Self::Health,
             "/metrics" => Self::Metrics,
             "/login" => Self::Login,
+            "/register" => Self::Register,
             "/refresh" => Self::Refresh,
             "/logout" => Self::Logout,
             "/authenticate" => Self::Authenticate,
@@ -121,6 +124,7 @@ impl Route {
             Self::Health => "/health",
             Self::Metrics => "/metrics",
             Self::Login => "/login",
+            Self::Register => "/register",
             Self::Refresh => "/refresh",
             Self::Logout => "/logout",
             Self::Authenticate => "/authenticate",
@@ -175,6 +179,7 @@ async fn route(
             app.metrics.render(app.sessions.store()).into(),
         )),
         Route::Login => login::handle(app, request).await,
+        Route::Register => register::handle(app, request).await,
         Route::Refresh => refresh::handle(app, request).await,
         Route::Logout => logout::handle(app, request).await,
         Route::Authenticate => authenticate::handle(app, &request).await,

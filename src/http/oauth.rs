@@ -3,6 +3,8 @@
 //! They reuse the session rules of `/login` and `/refresh` — same rotation,
 //! grace and theft rules — and answer in the OAuth shapes.
 
+use std::sync::Arc;
+
 use http::header::{AUTHORIZATION, PRAGMA};
 use http::{HeaderValue, Request, StatusCode};
 use percent_encoding::percent_decode;
@@ -200,12 +202,12 @@ pub async fn verify(app: &App, request: Request<impl RequestBody>) -> Result<Res
 /// Client authentication at the OAuth endpoints (RFC 6749 §2.3.1): HTTP
 /// Basic with form-encoded id and secret, or `client_id` + `client_secret`
 /// in the body — one method, not both.
-async fn authenticate_client<'a>(
-    app: &'a App,
+async fn authenticate_client(
+    app: &App,
     authorization: Option<&HeaderValue>,
     params: &Params,
     attempt: Attempt,
-) -> Result<&'a ClientPolicy, ApiError> {
+) -> Result<Arc<ClientPolicy>, ApiError> {
     let basic = match authorization.map(|value| parse_basic(value.as_bytes())) {
         None | Some(Err(ClientError::Missing)) => None,
         Some(Err(e)) => return Err(ApiError::InvalidClient(e)),

@@ -77,6 +77,20 @@ pub struct MemoryStore {
     sessions: Arc<Mutex<Sessions>>,
 }
 
+#[cfg(test)]
+impl MemoryStore {
+    /// A store for tests of what sits on top of it (throttle counters,
+    /// client checks), where session timing does not matter.
+    pub(crate) fn for_tests() -> Self {
+        Self::new(Timing {
+            idle: 1,
+            refresh_lifetime: 1,
+            grace: 0,
+            max_session: 1,
+        })
+    }
+}
+
 impl MemoryStore {
     pub fn new(timing: Timing) -> Self {
         Self {

@@ -71,21 +71,11 @@ async fn failures_are_throttled_before_hashing_on_every_replica(backend: Backend
         assert_eq!(login(c.a(), "web", "guess", None).await.status, 401);
     }
     // The other replica sees the same count, and answers without argon2.
-    let hashed = verifications(c.b()).await;
+    let hashed = c.b().verifications().await;
     assert_throttled(&login(c.b(), "web", "guess", None).await);
     // Unknown ids from the same address are refused too.
     assert_throttled(&login(c.b(), "ghost", "x", None).await);
-    assert_eq!(verifications(c.b()).await, hashed, "no hash ran");
-}
-
-/// `tokengate_secret_verifications_total` of a replica.
-async fn verifications(replica: &Replica) -> u64 {
-    let metrics = replica.get("/metrics").await;
-    let text = String::from_utf8_lossy(&metrics.body).into_owned();
-    text.lines()
-        .find_map(|line| line.strip_prefix("tokengate_secret_verifications_total "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no verification counter in {text}"))
+    assert_eq!(c.b().verifications().await, hashed, "no hash ran");
 }
 
 async fn a_remembered_client_is_served_through_a_flood(backend: Backend) {

@@ -18,10 +18,31 @@ use tokengate::store::{Store, Timing};
 use tokio::sync::oneshot;
 
 use crate::support::client::{self, Reply};
+use crate::support::postgres::PostgresServer;
 use crate::support::redis::RedisServer;
 
 /// The shared HS256 key of test clusters (≥ 32 bytes).
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+/// The durable database of a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// One SQLite file in the cluster's temp dir (the default of every cluster).
+    Sqlite,
+    /// A fresh database on the test process's PostgreSQL server.
+    Postgres,
+}
+
+impl Db {
+    pub fn configure(self, settings: &mut Settings) {
+        match self {
+            Self::Sqlite => {}
+            Self::Postgres => {
+                settings.database.url = Secret::new(PostgresServer::shared().create_database());
+            }
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -31,6 +52,8 @@ pub enum Backend {
 
 /// Replicas sharing one store, as in production.
 pub struct Cluster {
+    /// Holds the SQLite database; removed on drop.
+    dir: std::path::PathBuf,
     pub redis: Option<RedisServer>,
     pub replicas: Vec<Replica>,
     pub settings: Settings,
@@ -58,6 +81,13 @@ impl Cluster {
         let redis = (backend == Backend::Redis).then(RedisServer::start);
         let mut settings = Settings::default();
         settings.auth.secret = Secret::new(SECRET);
+        // Replicas share one SQLite file unless a test gives a Postgres URL.
+        let dir = std::env::temp_dir().join(format!("tokengate-api-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        settings.database.url = Secret::new(format!(
+            "sqlite://{}?mode=rwc",
+            dir.join("tokengate.db").display()
+        ));
         if let Some(redis) = &redis {
             settings.cache.url = Secret::new(redis.url());
             // Tests are the only callers; tests of login clients set them.
@@ -68,6 +98,7 @@ impl Cluster {
 
         let timing = Timing::from_auth(&settings.auth);
         let mut cluster = Self {
+            dir,
             redis,
             replicas: Vec::new(),
             memory: MemoryStore::new(timing),
@@ -125,9 +156,17 @@ impl Cluster {
     }
 }
 
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 impl Replica {
     pub async fn spawn(settings: &Settings, store: Store) -> Self {
         let app = App::with_store(settings, store).expect("build app");
+        app.migrate().await.expect("migrations");
+        app.load_clients().await.expect("stored clients");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -192,6 +231,16 @@ impl Replica {
 
     pub async fn logout(&self, access: &str) -> Reply {
         client::with_bearer(self.addr, Method::POST, "/logout", access).await
+    }
+
+    /// `tokengate_secret_verifications_total`: argon2 runs so far.
+    pub async fn verifications(&self) -> u64 {
+        let metrics = self.get("/metrics").await;
+        let text = String::from_utf8_lossy(&metrics.body).into_owned();
+        text.lines()
+            .find_map(|line| line.strip_prefix("tokengate_secret_verifications_total "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no verification counter in {text}"))
     }
 
     /// True when `access` passes `/authenticate`; panics on anything but 200/401.
@@ -274,6 +323,30 @@ macro_rules! on_both_stores {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name($crate::helpers::Backend::Memory).await
+                }
+            )*
+        }
+    };
+}
+
+/// Runs each listed scenario `async fn name(db: Db)` against both
+/// databases, as `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Db::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Db::Postgres).await
                 }
             )*
         }

@@ -6,6 +6,7 @@ mod support;
 
 mod helpers;
 
+mod durable_store;
 mod endpoints;
 mod faults;
 mod floods;
@@ -19,3 +20,5 @@ mod redis_tls;
 mod rotation_rules;
 mod sessions;
 mod slow_clients;
+mod stored_clients;
+mod users;

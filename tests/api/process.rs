@@ -1,6 +1,6 @@
 //! The real binary as a process: start-up with the checked-in config,
-//! configuration errors, `hash-secret`, `healthcheck`, login clients,
-//! logging, and the SIGTERM drain.
+//! configuration errors, `hash-secret`, `healthcheck`, `migrate` and
+//! `client`, login clients, logging, and the SIGTERM drain.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -48,6 +48,10 @@ impl Process {
             .current_dir(dir)
             .env("TOKENGATE__SERVER__HOST", "127.0.0.1")
             .env("TOKENGATE__SERVER__PORT", port.to_string())
+            .env(
+                "TOKENGATE__DATABASE__URL",
+                format!("sqlite://{}.db?mode=rwc", log.display()),
+            )
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
@@ -434,4 +438,85 @@ async fn a_missing_config_file_means_built_in_defaults() {
     );
     assert!(p.terminate().success());
     std::fs::remove_dir_all(&empty).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_subcommands_manage_the_clients_the_service_reads() {
+    let dir = std::env::temp_dir().join(format!("tokengate-cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.join("x.db").display());
+    let env = [
+        ("TOKENGATE__DATABASE__URL", url.as_str()),
+        ("TOKENGATE__DATABASE__CLIENTS_REFRESH", "200ms"),
+    ];
+    let (status, _, stderr) = run(&["migrate"], &env, None);
+    assert!(status.success(), "{stderr}");
+
+    let add = [
+        "client", "add", "robot", "--kind", "oauth", "--scopes", "jobs", "read",
+    ];
+    let (status, stdout, stderr) = run(&add, &env, None);
+    assert!(status.success(), "{stderr}");
+    let secret = stdout.trim().to_owned();
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "only the secret on stdout: {stdout}"
+    );
+    assert_eq!(secret.len(), 43, "{secret}");
+    assert!(stderr.contains("not stored"), "{stderr}");
+    let (status, _, stderr) = run(&add, &env, None);
+    assert_eq!(status.code(), Some(1), "a second robot");
+    assert!(
+        stderr.contains("already has a client \"robot\""),
+        "{stderr}"
+    );
+
+    let (status, list, stderr) = run(&["client", "list"], &env, None);
+    assert!(status.success(), "{stderr}");
+    let row = list.lines().find(|l| l.starts_with("robot")).expect(&list);
+    assert!(row.contains("oauth") && row.contains("jobs read"), "{list}");
+    assert!(list.starts_with("ID "), "{list}");
+    assert!(
+        !list.contains(&secret) && !list.contains("argon2"),
+        "{list}"
+    );
+
+    // The service, on the same database, accepts the printed secret.
+    let mut p = Process::start(&env);
+    p.ready().await;
+    let token = || {
+        let credentials = format!("robot:{secret}");
+        request(Method::POST, "/oauth/token")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header(
+                "authorization",
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(credentials)
+                ),
+            )
+            .body("grant_type=client_credentials".into())
+            .unwrap()
+    };
+    let granted = p.send(token()).await;
+    assert_eq!(granted.status, 200, "{:?}", granted.body);
+    assert_eq!(granted.json()["scope"], "jobs read");
+
+    let (status, _, stderr) = run(&["client", "remove", "robot"], &env, None);
+    assert!(status.success(), "{stderr}");
+    let p = &p;
+    let refused = eventually(Duration::from_secs(10), || {
+        let request = token();
+        async move { p.send(request).await.status == 401 }
+    })
+    .await;
+    assert!(refused, "the removed client still gets tokens");
+    let (status, _, stderr) = run(&["client", "remove", "robot"], &env, None);
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("no client \"robot\""), "{stderr}");
+    let (status, list, _) = run(&["client", "list"], &env, None);
+    assert!(status.success());
+    assert!(!list.contains("robot"), "{list}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -7,5 +7,6 @@ pub mod cluster;
 pub mod load;
 pub mod nginx;
 pub mod ports;
+pub mod postgres;
 pub mod procs;
 pub mod redis;

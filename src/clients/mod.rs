@@ -1,6 +1,7 @@
 //! Client authentication by id and secret against argon2id hashes: trusted
 //! callers of `/login` (`login.clients`, HTTP Basic) and OAuth clients
-//! (`oauth.clients`, HTTP Basic or form fields).
+//! (`oauth.clients`, HTTP Basic or form fields), from `config.yml` and from
+//! the database ([`stored`]).
 //!
 //! argon2id costs tens of milliseconds by design, far too much for every
 //! login. After a secret verifies once, we remember an HMAC of it (under a key
@@ -12,12 +13,20 @@
 //! hash. An honest client whose secret is remembered never reaches that
 //! check, so a flood against its id does not lock it out. A wrong secret
 //! pays the full verification, and so does an unknown client id — against a
-//! dummy hash made with the configured hashes' own parameters — so timing
-//! does not reveal which ids exist. Verifications run in the bounded
-//! [`Verifier`] pool.
+//! dummy hash made with the clients' own parameters — so timing does not
+//! reveal which ids exist. Verifications run in the bounded [`Verifier`]
+//! pool.
+//!
+//! A request reads one snapshot of the clients (an `Arc` swapped under a
+//! lock that is never held across an await); [`ClientSecrets::replace_stored`]
+//! builds the next one off the request path. One lookup answers the secret
+//! and the client's policy together, so what was verified is what is granted.
 
+pub mod stored;
+
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
@@ -27,6 +36,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::db::{ClientKind, StoredClient};
 use crate::store::{Millis, SessionStore, StoreError};
 use crate::throttle::{Throttle, ThrottleError};
 use crate::verifier::{Verifier, VerifyError};
@@ -49,6 +59,12 @@ pub fn parse_secret_hash(text: &str) -> Result<PasswordHash, String> {
         ));
     }
     Ok(hash)
+}
+
+/// Whether `id` can name a client: HTTP Basic splits `id:secret` at the
+/// first colon, so an id may not contain one.
+pub fn is_client_id(id: &str) -> bool {
+    !id.is_empty() && !id.contains(':')
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,11 +100,46 @@ pub enum Credential<'a> {
     Secret(&'a [u8]),
 }
 
-struct Client {
+/// What a client may do once it proved itself: `()` for login clients,
+/// [`crate::oauth::ClientPolicy`] for OAuth clients.
+pub trait Policy: PartialEq + Send + Sync + 'static {
+    /// The policy of a client kept in the database.
+    fn from_stored(client: &StoredClient) -> Self;
+}
+
+impl Policy for () {
+    fn from_stored(_: &StoredClient) -> Self {}
+}
+
+struct Client<P> {
     id: String,
+    /// The PHC string as given, to tell a changed hash on refresh.
+    phc: String,
     hash: PasswordHash,
+    policy: Arc<P>,
     /// MAC of the last secret that verified, if any.
     accepted: Mutex<Option<[u8; 32]>>,
+}
+
+impl<P> Client<P> {
+    fn accepted(&self) -> MutexGuard<'_, Option<[u8; 32]>> {
+        self.accepted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What unknown ids verify against: a hash of random bytes with the
+/// parameters of a real client's hash.
+#[derive(Clone)]
+struct Dummy {
+    params: Params,
+    hash: PasswordHash,
+}
+
+/// The clients one request sees.
+struct ClientSet<P> {
+    clients: HashMap<String, Arc<Client<P>>>,
+    /// `None` without clients.
+    dummy: Option<Dummy>,
 }
 
 /// Where a credential check comes from, for throttling.
@@ -98,109 +149,256 @@ pub struct Attempt {
     pub now: Millis,
 }
 
-pub struct ClientSecrets {
-    /// `login` or `oauth`: keeps the two kinds' failure counters apart.
-    kind: &'static str,
-    clients: Vec<Client>,
-    /// Verified against when the id is unknown; `None` without clients.
-    dummy: Option<PasswordHash>,
+pub struct ClientSecrets<P> {
+    /// Which clients of the database are ours; also keeps the two kinds'
+    /// failure counters apart (`login:…`, `oauth:…`).
+    kind: ClientKind,
+    /// From `config.yml`, fixed at start-up; they win over stored ones.
+    configured: Vec<Arc<Client<P>>>,
+    current: RwLock<Arc<ClientSet<P>>>,
+    /// Stored ids already warned about (shadowed by `config.yml`, or with an
+    /// unreadable hash), so that a refresh does not warn again.
+    warned: Mutex<HashSet<String>>,
     cache_key: Hmac<Sha256>,
     verifier: Arc<Verifier>,
     throttle: Throttle,
 }
 
-impl ClientSecrets {
+impl<P: Policy> ClientSecrets<P> {
     /// Clients that passed [`crate::config::Settings::validate`].
     pub fn new<'a>(
-        kind: &'static str,
-        clients: impl IntoIterator<Item = (&'a str, Credential<'a>)>,
+        kind: ClientKind,
+        clients: impl IntoIterator<Item = (&'a str, Credential<'a>, P)>,
         verifier: Arc<Verifier>,
         throttle: Throttle,
     ) -> Result<Self, String> {
-        let clients = clients
+        let configured = clients
             .into_iter()
-            .map(|(id, credential)| {
+            .map(|(id, credential, policy)| {
                 let hash = match credential {
                     Credential::Hash(text) => parse_secret_hash(text)?,
                     Credential::Secret(secret) => Argon2::default()
                         .hash_password(secret)
                         .map_err(|e| format!("client {id:?}: cannot hash its secret: {e}"))?,
                 };
-                Ok(Client {
+                Ok(Arc::new(Client {
                     id: id.to_owned(),
+                    phc: hash.to_string(),
                     hash,
+                    policy: Arc::new(policy),
                     accepted: Mutex::new(None),
-                })
+                }))
             })
             .collect::<Result<Vec<_>, String>>()?;
-        let dummy = clients.first().map(|c| dummy_like(&c.hash)).transpose()?;
+        let dummy = match configured.first() {
+            Some(first) => {
+                let params = params_of(&first.hash)?;
+                Some(Dummy {
+                    hash: dummy_with(params.clone())?,
+                    params,
+                })
+            }
+            None => None,
+        };
+        let clients = configured
+            .iter()
+            .map(|c| (c.id.clone(), c.clone()))
+            .collect();
         let mut random = [0u8; 32];
         rand::fill(&mut random);
         let cache_key =
             <Hmac<Sha256> as KeyInit>::new_from_slice(&random).map_err(|e| e.to_string())?;
         Ok(Self {
             kind,
-            clients,
-            dummy,
+            configured,
+            current: RwLock::new(Arc::new(ClientSet { clients, dummy })),
+            warned: Mutex::default(),
             cache_key,
             verifier,
             throttle,
         })
     }
 
+    /// No client at all, configured or stored (as last read).
     pub fn is_empty(&self) -> bool {
-        self.clients.is_empty()
+        self.snapshot().clients.is_empty()
     }
 
-    /// Checks an `Authorization: Basic` header value (RFC 7617); returns the
-    /// client id.
+    /// The policies of every client, configured and stored.
+    pub fn policies(&self) -> Vec<Arc<P>> {
+        let set = self.snapshot();
+        set.clients.values().map(|c| c.policy.clone()).collect()
+    }
+
+    /// Checks an `Authorization: Basic` header value (RFC 7617); returns
+    /// what the client may do.
     pub async fn verify_basic(
         &self,
         store: &impl SessionStore,
         authorization: Option<&[u8]>,
         attempt: Attempt,
-    ) -> Result<&str, ClientError> {
+    ) -> Result<Arc<P>, ClientError> {
         let (id, secret) = parse_basic(authorization.ok_or(ClientError::Missing)?)?;
         self.verify(store, &id, secret, attempt).await
     }
 
-    /// Checks an id and secret; returns the client id.
+    /// Checks an id and secret; returns what the client may do.
     pub async fn verify(
         &self,
         store: &impl SessionStore,
         id: &str,
         secret: Vec<u8>,
         attempt: Attempt,
-    ) -> Result<&str, ClientError> {
-        let client = self.clients.iter().find(|c| c.id == id);
+    ) -> Result<Arc<P>, ClientError> {
+        // An `Arc`, not the lock: a refresh meanwhile swaps in a new set.
+        let set = self.snapshot();
+        let client = set.clients.get(id);
         let mac = self.mac(&secret);
         if let Some(client) = client {
-            let known = *client.accepted.lock().unwrap_or_else(|e| e.into_inner());
+            let known = *client.accepted();
             if known.is_some_and(|known| bool::from(known.ct_eq(&mac))) {
-                return Ok(&client.id);
+                return Ok(client.policy.clone());
             }
         }
         // Unknown ids are counted by address only: counting each invented id
         // would let a flood fill the store.
-        let keys = self
-            .throttle
-            .keys(self.kind, client.map(|c| c.id.as_str()), attempt.addr);
+        let keys = self.throttle.keys(
+            self.kind.as_str(),
+            client.map(|c| c.id.as_str()),
+            attempt.addr,
+        );
         self.throttle.check(store, &keys, attempt.now).await?;
         let hash = match client {
             Some(client) => client.hash.clone(),
-            None => self.dummy.clone().ok_or(ClientError::Rejected)?,
+            None => set
+                .dummy
+                .as_ref()
+                .map(|d| d.hash.clone())
+                .ok_or(ClientError::Rejected)?,
         };
         let verified = self.verifier.verify(secret, hash).await?;
         match client {
             Some(client) if verified => {
-                *client.accepted.lock().unwrap_or_else(|e| e.into_inner()) = Some(mac);
-                Ok(&client.id)
+                *client.accepted() = Some(mac);
+                Ok(client.policy.clone())
             }
             _ => {
                 self.throttle.fail(store, &keys, attempt.now).await?;
                 Err(ClientError::Rejected)
             }
         }
+    }
+
+    /// Replaces the clients from the database with those of `stored` that
+    /// are of this kind (the configured ones stay). A client whose hash is
+    /// unchanged keeps its remembered secret, so a refresh costs no argon2;
+    /// a changed hash forgets it. An id that `config.yml` also has is
+    /// ignored, with one warning per id.
+    pub async fn replace_stored(&self, stored: &[StoredClient]) -> Result<(), String> {
+        let old = self.snapshot();
+        let mut clients: HashMap<String, Arc<Client<P>>> = self
+            .configured
+            .iter()
+            .map(|c| (c.id.clone(), c.clone()))
+            .collect();
+        let mut first_stored: Option<Arc<Client<P>>> = None;
+        let mut problems = HashSet::new();
+        for row in stored.iter().filter(|c| c.kind == self.kind) {
+            if self.configured.iter().any(|c| c.id == row.id) {
+                self.warn_once(&mut problems, &row.id, || {
+                    tracing::warn!(
+                        kind = self.kind.as_str(),
+                        id = %row.id,
+                        "a client in the database has the id of one in config.yml; \
+                         config.yml wins and the database's is ignored"
+                    );
+                });
+                continue;
+            }
+            if clients.contains_key(&row.id) {
+                continue; // ids are the table's key; a second row cannot occur
+            }
+            let policy = P::from_stored(row);
+            let client = match old.clients.get(&row.id) {
+                Some(prev) if prev.phc == row.secret_hash && *prev.policy == policy => prev.clone(),
+                Some(prev) if prev.phc == row.secret_hash => Arc::new(Client {
+                    id: row.id.clone(),
+                    phc: prev.phc.clone(),
+                    hash: prev.hash.clone(),
+                    policy: Arc::new(policy),
+                    accepted: Mutex::new(*prev.accepted()),
+                }),
+                _ => match parse_secret_hash(&row.secret_hash) {
+                    Ok(hash) => Arc::new(Client {
+                        id: row.id.clone(),
+                        phc: row.secret_hash.clone(),
+                        hash,
+                        policy: Arc::new(policy),
+                        accepted: Mutex::new(None),
+                    }),
+                    Err(e) => {
+                        self.warn_once(&mut problems, &row.id, || {
+                            tracing::warn!(
+                                kind = self.kind.as_str(),
+                                id = %row.id,
+                                error = %e,
+                                "a client in the database has an unusable secret_hash; ignored"
+                            );
+                        });
+                        continue;
+                    }
+                },
+            };
+            first_stored.get_or_insert_with(|| client.clone());
+            clients.insert(row.id.clone(), client);
+        }
+        lock(&self.warned).retain(|id| problems.contains(id));
+
+        // The configured clients' parameters when there are any, else the
+        // first stored client's. A new dummy only when those change: making
+        // one costs a full hash.
+        let like = self.configured.first().or(first_stored.as_ref());
+        let dummy = match like {
+            None => None,
+            Some(like) => {
+                let params = params_of(&like.hash)?;
+                match &old.dummy {
+                    Some(dummy) if dummy.params == params => Some(dummy.clone()),
+                    _ => {
+                        let made = params.clone();
+                        let hash = tokio::task::spawn_blocking(move || dummy_with(made))
+                            .await
+                            .map_err(|e| format!("cannot make the dummy hash: {e}"))??;
+                        Some(Dummy { params, hash })
+                    }
+                }
+            }
+        };
+        for id in clients.keys().filter(|id| !old.clients.contains_key(*id)) {
+            tracing::info!(kind = self.kind.as_str(), %id, "client from the database added");
+        }
+        for id in old.clients.keys().filter(|id| !clients.contains_key(*id)) {
+            tracing::info!(kind = self.kind.as_str(), %id, "client from the database removed");
+        }
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(ClientSet { clients, dummy });
+        Ok(())
+    }
+
+    /// Runs `warn` unless `id` was warned about before; remembers it in
+    /// `problems` either way (ids that stop being a problem are forgotten).
+    fn warn_once(&self, problems: &mut HashSet<String>, id: &str, warn: impl FnOnce()) {
+        problems.insert(id.to_owned());
+        if lock(&self.warned).insert(id.to_owned()) {
+            warn();
+        }
+    }
+
+    fn snapshot(&self) -> Arc<ClientSet<P>> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn mac(&self, secret: &[u8]) -> [u8; 32] {
@@ -210,15 +408,29 @@ impl ClientSecrets {
     }
 }
 
-/// A hash of a random secret with the same argon2 parameters as `like`, so
-/// verifying against it costs what verifying a real client does.
-fn dummy_like(like: &PasswordHash) -> Result<PasswordHash, String> {
-    let params = Params::try_from(like).map_err(|e| format!("argon2 parameters: {e}"))?;
+/// A set stays whole after any panic (inserts and removals are single steps).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn params_of(hash: &PasswordHash) -> Result<Params, String> {
+    Params::try_from(hash).map_err(|e| format!("argon2 parameters: {e}"))
+}
+
+/// A hash of a random secret with `params`, so verifying against it costs
+/// what verifying a real client does.
+fn dummy_with(params: Params) -> Result<PasswordHash, String> {
     let mut random = [0u8; 32];
     rand::fill(&mut random);
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password(&random)
         .map_err(|e| e.to_string())
+}
+
+/// A dummy with the same argon2 parameters as `like`.
+#[cfg(test)]
+fn dummy_like(like: &PasswordHash) -> Result<PasswordHash, String> {
+    dummy_with(params_of(like)?)
 }
 
 /// Splits `Basic base64(id:secret)` (RFC 7617). `Missing` when the header
@@ -246,7 +458,6 @@ mod tests {
 
     use super::*;
     use crate::store::MockSessionStore;
-    use crate::store::Timing;
     use crate::store::memory::MemoryStore;
 
     const T0: Millis = 1_800_000_000_000;
@@ -255,7 +466,17 @@ mod tests {
         format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))).into_bytes()
     }
 
-    fn clients_with(max_failures: u32) -> ClientSecrets {
+    /// A policy that tells which client it belongs to, and where it came from.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(super) struct Named(pub String);
+
+    impl Policy for Named {
+        fn from_stored(client: &StoredClient) -> Self {
+            Self(format!("stored {}", client.id))
+        }
+    }
+
+    fn clients_with(max_failures: u32) -> ClientSecrets<Named> {
         let hash = hash_secret(b"s3cret:with:colons").unwrap();
         let verifier = Arc::new(Verifier::new(2, 16, Duration::from_secs(10)));
         let throttle = Throttle {
@@ -263,25 +484,20 @@ mod tests {
             window: 60_000,
         };
         ClientSecrets::new(
-            "login",
-            [("web", Credential::Hash(&hash))],
+            ClientKind::Login,
+            [("web", Credential::Hash(&hash), Named("web".into()))],
             verifier,
             throttle,
         )
         .unwrap()
     }
 
-    fn clients() -> ClientSecrets {
+    fn clients() -> ClientSecrets<Named> {
         clients_with(100)
     }
 
     fn store() -> MemoryStore {
-        MemoryStore::new(Timing {
-            idle: 1,
-            refresh_lifetime: 1,
-            grace: 0,
-            max_session: 1,
-        })
+        MemoryStore::for_tests()
     }
 
     fn from(addr: &str) -> Attempt {
@@ -292,13 +508,12 @@ mod tests {
     }
 
     async fn check(
-        c: &ClientSecrets,
+        c: &ClientSecrets<Named>,
         s: &MemoryStore,
         header: &[u8],
     ) -> Result<String, ClientError> {
-        c.verify_basic(s, Some(header), from("192.0.2.1"))
-            .await
-            .map(str::to_owned)
+        let policy = c.verify_basic(s, Some(header), from("192.0.2.1")).await?;
+        Ok(policy.0.clone())
     }
 
     #[tokio::test]
@@ -306,7 +521,7 @@ mod tests {
         let (c, s) = (clients(), store());
         let header = basic("web", "s3cret:with:colons");
         assert_eq!(check(&c, &s, &header).await.unwrap(), "web");
-        assert!(c.clients[0].accepted.lock().unwrap().is_some());
+        assert!(c.snapshot().clients["web"].accepted().is_some());
         assert_eq!(check(&c, &s, &header).await.unwrap(), "web");
     }
 

@@ -1,0 +1,107 @@
+//! Events for other services (SPEC §7): the relay that moves the outbox to
+//! the Redis stream `events.stream` (`tg:events`).
+//!
+//! A registration writes its event into the outbox in the same transaction
+//! as the user, so an event exists exactly when its cause does. Every
+//! replica runs a relay; each round takes a batch from the outbox (rows a
+//! concurrent relay holds are skipped), appends it to the stream and deletes
+//! it only after Redis acknowledged, all inside one database transaction.
+//! While Redis is down the rows stay and are retried every
+//! `events.relay_interval`: nothing is lost, and an event is delivered at
+//! least once — a crash between Redis's acknowledgment and the commit
+//! delivers it again, which its `id` lets consumers notice.
+//!
+//! Stream entries have the fields `id` (uuid v7 of the event), `type`
+//! (`UserRegistered`), `data` (the event as JSON) and `created_at` (Unix
+//! milliseconds).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::config::EventSettings;
+use crate::db::{Database, DurableStore, EventSink, OutboxEvent, SinkError};
+use crate::store::redis::RedisStore;
+
+/// Events per round; a full batch is followed by another round at once.
+const BATCH: u32 = 100;
+
+/// The Redis stream events are appended to.
+pub struct RedisStream<'a> {
+    pub redis: &'a RedisStore,
+    pub stream: &'a str,
+    pub max_len: u64,
+}
+
+impl EventSink for RedisStream<'_> {
+    fn publish<'a>(
+        &'a self,
+        events: &'a [OutboxEvent],
+    ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>> {
+        Box::pin(async move {
+            let ids: Vec<(String, String)> = events
+                .iter()
+                .map(|e| (e.id.to_string(), e.created_at.to_string()))
+                .collect();
+            let entries: Vec<Vec<(&str, &str)>> = events
+                .iter()
+                .zip(&ids)
+                .map(|(event, (id, created_at))| {
+                    vec![
+                        ("id", id.as_str()),
+                        ("type", event.kind.as_str()),
+                        ("data", event.payload.as_str()),
+                        ("created_at", created_at.as_str()),
+                    ]
+                })
+                .collect();
+            self.redis
+                .append_to_stream(self.stream, self.max_len, &entries)
+                .await
+                .map_err(|e| SinkError(e.to_string()))
+        })
+    }
+}
+
+/// Relays until the task is dropped. `wake` shortens the wait after a
+/// registration on this replica; rows from other replicas, or left behind
+/// by a failure, are found within `relay_interval`.
+pub async fn relay(
+    db: &Database,
+    sink: &dyn EventSink,
+    settings: &EventSettings,
+    wake: Arc<Notify>,
+) {
+    let mut failing = false;
+    loop {
+        match db.relay_events(sink, BATCH).await {
+            Ok(delivered) => {
+                if failing {
+                    tracing::info!("event relay: delivering again");
+                    failing = false;
+                }
+                if delivered == BATCH as usize {
+                    continue;
+                }
+            }
+            Err(e) => {
+                // Once per outage, not once per round.
+                if !failing {
+                    tracing::warn!(error = %e, "event relay: cannot deliver; events stay in the outbox");
+                    failing = true;
+                }
+            }
+        }
+        wait(&wake, settings.relay_interval).await;
+    }
+}
+
+async fn wait(wake: &Notify, interval: Duration) {
+    tokio::select! {
+        () = wake.notified() => {},
+        () = tokio::time::sleep(interval) => {},
+    }
+}

@@ -1,0 +1,205 @@
+//! User accounts (SPEC §7): registration and password login, the rules
+//! between the HTTP (and later gRPC) adapters and the durable store.
+//!
+//! Passwords exist here only as argon2id PHC strings, made and checked in
+//! the bounded [`Verifier`] pool that client secrets use, so a flood of
+//! registrations or guesses queues there and is refused past its bound. A
+//! login for an email nobody registered verifies against a dummy hash with
+//! the same parameters, so it costs what a wrong password costs and the two
+//! answers cannot be told apart, in content or in time.
+//!
+//! Failed logins are counted in the session store, shared by replicas, per
+//! client address and per account (the key is a hash of the normalized
+//! email, counted whether or not the account exists: a `429` that only real
+//! accounts earned would tell which emails are registered). The check runs
+//! before any hashing.
+
+pub mod rules;
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::{Argon2, PasswordHasher};
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::clients::{Attempt, parse_secret_hash};
+use crate::config::{Registration, UserSettings};
+use crate::db::{DbError, DurableStore, NewUser, OutboxEvent};
+use crate::store::{Millis, SessionStore, StoreError, millis};
+use crate::throttle::{Throttle, ThrottleError};
+use crate::verifier::{Verifier, VerifyError};
+
+/// The event a registration writes to the outbox.
+pub const USER_REGISTERED: &str = "UserRegistered";
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("{0}")]
+    InvalidEmail(&'static str),
+    #[error("{0}")]
+    InvalidPassword(String),
+    #[error("this email is already registered")]
+    EmailTaken,
+    #[error("unknown email or wrong password")]
+    InvalidCredentials,
+    #[error("too many failed logins; retry in {0}s")]
+    Throttled(u64),
+    #[error(transparent)]
+    Verifier(#[from] VerifyError),
+    #[error(transparent)]
+    Database(DbError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<DbError> for UserError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::EmailTaken => Self::EmailTaken,
+            other => Self::Database(other),
+        }
+    }
+}
+
+impl From<ThrottleError> for UserError {
+    fn from(error: ThrottleError) -> Self {
+        match error {
+            ThrottleError::Throttled(seconds) => Self::Throttled(seconds),
+            ThrottleError::Store(e) => Self::Store(e),
+        }
+    }
+}
+
+pub struct Users {
+    registration: Registration,
+    password_min: usize,
+    verifier: Arc<Verifier>,
+    throttle: Throttle,
+    /// What unknown emails verify against.
+    dummy: PasswordHash,
+    /// Wakes the event relay once a registration has committed.
+    events: Arc<Notify>,
+}
+
+impl Users {
+    pub fn new(
+        settings: &UserSettings,
+        verifier: Arc<Verifier>,
+        events: Arc<Notify>,
+    ) -> Result<Self, String> {
+        let mut random = [0u8; 32];
+        rand::fill(&mut random);
+        // Registrations hash with the default parameters (`Verifier::hash`).
+        let dummy = Argon2::default()
+            .hash_password(&random)
+            .map_err(|e| format!("cannot make the dummy password hash: {e}"))?;
+        Ok(Self {
+            registration: settings.registration,
+            password_min: settings.password_min,
+            verifier,
+            throttle: Throttle {
+                max_failures: settings.max_failures,
+                window: millis(settings.failure_window),
+            },
+            dummy,
+            events,
+        })
+    }
+
+    pub fn registration(&self) -> Registration {
+        self.registration
+    }
+
+    /// Creates an account and its `UserRegistered` event; returns its id.
+    pub async fn register(
+        &self,
+        db: &impl DurableStore,
+        email: &str,
+        password: &str,
+        now: Millis,
+    ) -> Result<Uuid, UserError> {
+        let email = rules::normalize_email(email).map_err(UserError::InvalidEmail)?;
+        if let Some(problem) = rules::password_problem(password, self.password_min) {
+            return Err(UserError::InvalidPassword(problem));
+        }
+        let password_hash = self.verifier.hash(password.as_bytes().to_vec()).await?;
+        let user = NewUser {
+            id: Uuid::new_v4(),
+            email,
+            password_hash,
+            created_at: now,
+        };
+        db.create_user(&user, &registered_event(&user)).await?;
+        self.events.notify_one();
+        Ok(user.id)
+    }
+
+    /// Checks an email and password; returns the account's id.
+    pub async fn login(
+        &self,
+        db: &impl DurableStore,
+        store: &impl SessionStore,
+        email: &str,
+        password: &str,
+        attempt: Attempt,
+    ) -> Result<Uuid, UserError> {
+        // A malformed address has no account: it is checked like an
+        // unknown one, counted by address only.
+        let email = rules::normalize_email(email).ok();
+        let account = email.as_deref().map(account_key);
+        let keys = self.throttle.keys("user", account.as_deref(), attempt.addr);
+        self.throttle.check(store, &keys, attempt.now).await?;
+        let found = match &email {
+            Some(email) => db.user_by_email(email).await?,
+            None => None,
+        };
+        let verified = if password.len() > crate::config::MAX_PASSWORD_BYTES {
+            false // no registration accepts it: nothing to hash
+        } else {
+            let hash = match &found {
+                Some(user) => parse_secret_hash(&user.password_hash)
+                    .map_err(|e| UserError::Database(DbError::Internal(e)))?,
+                None => self.dummy.clone(),
+            };
+            self.verifier
+                .verify(password.as_bytes().to_vec(), hash)
+                .await?
+        };
+        match found {
+            Some(user) if verified => Ok(user.id),
+            _ => {
+                self.throttle.fail(store, &keys, attempt.now).await?;
+                Err(UserError::InvalidCredentials)
+            }
+        }
+    }
+}
+
+/// The throttle's name for an account: a hash, so no address sits in Redis
+/// keys and every key has one length.
+fn account_key(email: &str) -> String {
+    let digest = Sha256::digest(email.as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `UserRegistered {user_id, email, registered_at}` (RFC 3339, UTC).
+fn registered_event(user: &NewUser) -> OutboxEvent {
+    let at = UNIX_EPOCH + Duration::from_millis(user.created_at);
+    let payload = serde_json::json!({
+        "user_id": user.id,
+        "email": user.email,
+        "registered_at": humantime::format_rfc3339_millis(at).to_string(),
+    });
+    OutboxEvent {
+        id: Uuid::now_v7(),
+        kind: USER_REGISTERED.into(),
+        payload: payload.to_string(),
+        created_at: user.created_at,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,225 @@
+use std::sync::Mutex;
+
+use mockall::predicate::eq;
+
+use super::*;
+use crate::db::{MockDurableStore, UserLogin};
+use crate::store::memory::MemoryStore;
+
+const T0: Millis = 1_800_000_000_000;
+
+fn users_with(max_failures: u32) -> Users {
+    let settings = UserSettings {
+        max_failures,
+        ..UserSettings::default()
+    };
+    let verifier = Arc::new(Verifier::new(2, 16, std::time::Duration::from_secs(10)));
+    Users::new(&settings, verifier, Arc::new(Notify::new())).unwrap()
+}
+
+fn sessions() -> MemoryStore {
+    MemoryStore::for_tests()
+}
+
+fn from(addr: &str) -> Attempt {
+    Attempt {
+        addr: addr.parse().unwrap(),
+        now: T0,
+    }
+}
+
+/// A database holding one account, alice@example.com with `password`.
+fn db_with_alice(id: Uuid, password: &str) -> MockDurableStore {
+    let hash = crate::clients::hash_secret(password.as_bytes()).unwrap();
+    let mut db = MockDurableStore::new();
+    db.expect_user_by_email().returning(move |email| {
+        Ok((email == "alice@example.com").then(|| UserLogin {
+            id,
+            password_hash: hash.clone(),
+        }))
+    });
+    db
+}
+
+#[tokio::test]
+async fn registration_stores_a_normalized_email_a_hash_and_its_event() {
+    let users = users_with(5);
+    let written = Arc::new(Mutex::new(None));
+    let mut db = MockDurableStore::new();
+    let sink = written.clone();
+    db.expect_create_user()
+        .times(1)
+        .returning(move |user, event| {
+            *sink.lock().unwrap() = Some((user.clone(), event.clone()));
+            Ok(())
+        });
+    let id = users
+        .register(&db, "  Alice@Example.COM ", "correct horse", T0)
+        .await
+        .unwrap();
+    let (user, event) = written.lock().unwrap().take().unwrap();
+    assert_eq!(user.id, id);
+    assert_eq!(user.email, "alice@example.com");
+    assert_eq!(user.created_at, T0);
+    assert!(!user.password_hash.contains("correct horse"));
+    let hash = parse_secret_hash(&user.password_hash).unwrap();
+    assert_eq!(
+        users.verifier.verify(b"correct horse".to_vec(), hash).await,
+        Ok(true)
+    );
+    assert_eq!(event.kind, "UserRegistered");
+    assert_eq!(event.id.get_version_num(), 7);
+    let payload: serde_json::Value = serde_json::from_str(&event.payload).unwrap();
+    assert_eq!(payload["user_id"], id.to_string());
+    assert_eq!(payload["email"], "alice@example.com");
+    assert_eq!(payload["registered_at"], "2027-01-15T08:00:00.000Z");
+}
+
+#[tokio::test]
+async fn refused_registrations_write_nothing_and_hash_nothing() {
+    let users = users_with(5);
+    let mut db = MockDurableStore::new();
+    db.expect_create_user().never();
+    for (email, password) in [
+        ("not-an-email", "correct horse"),
+        ("alice\0@example.com", "correct horse"),
+        ("alice@example.com", "short"),
+        ("alice@example.com", "password123"),
+    ] {
+        let refused = users.register(&db, email, password, T0).await;
+        assert!(
+            matches!(
+                refused,
+                Err(UserError::InvalidEmail(_) | UserError::InvalidPassword(_))
+            ),
+            "{email:?} / {password:?}: {refused:?}"
+        );
+    }
+    let huge = "x".repeat(crate::config::MAX_PASSWORD_BYTES + 1);
+    assert!(matches!(
+        users.register(&db, "alice@example.com", &huge, T0).await,
+        Err(UserError::InvalidPassword(_))
+    ));
+    assert_eq!(users.verifier.runs().get(), 0);
+}
+
+#[tokio::test]
+async fn a_taken_email_is_email_taken() {
+    let users = users_with(5);
+    let mut db = MockDurableStore::new();
+    db.expect_create_user()
+        .returning(|_, _| Err(DbError::EmailTaken));
+    assert!(matches!(
+        users
+            .register(&db, "alice@example.com", "correct horse", T0)
+            .await,
+        Err(UserError::EmailTaken)
+    ));
+}
+
+#[tokio::test]
+async fn the_right_password_logs_in_with_any_case_of_the_email() {
+    let (users, store) = (users_with(5), sessions());
+    let id = Uuid::new_v4();
+    let db = db_with_alice(id, "correct horse");
+    let got = users
+        .login(
+            &db,
+            &store,
+            " ALICE@example.com",
+            "correct horse",
+            from("192.0.2.1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got, id);
+}
+
+#[tokio::test]
+async fn unknown_email_and_wrong_password_cost_the_same_and_answer_the_same() {
+    let (users, store) = (users_with(5), sessions());
+    let db = db_with_alice(Uuid::new_v4(), "correct horse");
+    for email in ["alice@example.com", "nobody@example.com", "not an email"] {
+        let before = users.verifier.runs().get();
+        let refused = users
+            .login(&db, &store, email, "wrong horse", from("192.0.2.1"))
+            .await;
+        assert!(
+            matches!(refused, Err(UserError::InvalidCredentials)),
+            "{email}"
+        );
+        assert_eq!(
+            users.verifier.runs().get(),
+            before + 1,
+            "{email}: one argon2 run"
+        );
+    }
+}
+
+#[tokio::test]
+async fn failures_close_the_account_without_hashing_or_reading_the_database() {
+    let (users, store) = (users_with(3), sessions());
+    let id = Uuid::new_v4();
+    let db = db_with_alice(id, "correct horse");
+    for i in 0..3 {
+        let addr = format!("192.0.2.{i}"); // a new address each time
+        let refused = users
+            .login(&db, &store, "alice@example.com", "guess", from(&addr))
+            .await;
+        assert!(matches!(refused, Err(UserError::InvalidCredentials)));
+    }
+    let mut untouched = MockDurableStore::new();
+    untouched.expect_user_by_email().never();
+    let runs = users.verifier.runs().get();
+    let throttled = users
+        .login(
+            &untouched,
+            &store,
+            "alice@example.com",
+            "correct horse",
+            from("198.51.100.7"),
+        )
+        .await;
+    assert!(matches!(throttled, Err(UserError::Throttled(s)) if s == 300));
+    assert_eq!(users.verifier.runs().get(), runs);
+}
+
+#[tokio::test]
+async fn unknown_accounts_are_counted_too() {
+    // A 429 that only real accounts earned would tell which emails exist.
+    let (users, store) = (users_with(2), sessions());
+    let db = db_with_alice(Uuid::new_v4(), "correct horse");
+    for (email, addr) in [
+        ("ghost@example.com", "192.0.2.1"),
+        ("ghost@example.com", "192.0.2.2"),
+    ] {
+        let _ = users.login(&db, &store, email, "guess", from(addr)).await;
+    }
+    assert!(matches!(
+        users
+            .login(&db, &store, "ghost@example.com", "guess", from("192.0.2.3"))
+            .await,
+        Err(UserError::Throttled(_))
+    ));
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_unavailable_not_a_refusal() {
+    let (users, store) = (users_with(5), sessions());
+    let mut db = MockDurableStore::new();
+    db.expect_user_by_email()
+        .with(eq("alice@example.com"))
+        .returning(|_| Err(DbError::Unavailable("connection refused".into())));
+    assert!(matches!(
+        users
+            .login(
+                &db,
+                &store,
+                "alice@example.com",
+                "correct horse",
+                from("192.0.2.1")
+            )
+            .await,
+        Err(UserError::Database(DbError::Unavailable(_)))
+    ));
+}
