@@ -7,6 +7,8 @@
 //! or stopped and Redis restarted while a bounded load runs
 //! (`tests/support/load.rs`); those run one at a time, since they count
 //! failed requests. `tooling`: the detached cluster `scripts/cluster up` leaves.
+//! `users`: accounts across replicas, on the cluster's SQLite file and on a
+//! PostgreSQL of its own.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -14,6 +16,7 @@ mod support;
 mod faults;
 mod flows;
 mod tooling;
+mod users;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
