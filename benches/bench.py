@@ -1333,8 +1333,9 @@ def render_text(rep: dict) -> str:
             tx = use.get("transactions_during_authenticate")
             lines.append(
                 f"  during authenticate_with_users: {use['users_in_database']} users in the database; "
-                + (f"{tx} database transactions for {use['authenticate_requests']} requests (the event relay's "
-                   f"polling, events.relay_interval)" if tx is not None
+                + (f"{tx} database transactions for {use['authenticate_requests']} requests, none per request "
+                   f"(the replica's own polling: events.relay_interval, database.clients_refresh; "
+                   f"PostgreSQL also reports earlier cases' counts late)" if tx is not None
                    else "database transactions not counted (SQLite: no server to ask; --postgres counts them)"))
         lines.extend(wrapped(USERS_EXPLAINED))
         lines.append("")
