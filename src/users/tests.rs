@@ -223,3 +223,14 @@ async fn an_unreachable_database_is_unavailable_not_a_refusal() {
         Err(UserError::Database(DbError::Unavailable(_)))
     ));
 }
+
+#[test]
+fn the_dummy_hash_costs_what_a_registration_hash_costs() {
+    let dummy = parse_secret_hash(DUMMY_HASH).unwrap();
+    let params = argon2::Params::try_from(&dummy).unwrap();
+    let default = argon2::Params::default();
+    assert_eq!(
+        (params.m_cost(), params.t_cost(), params.p_cost()),
+        (default.m_cost(), default.t_cost(), default.p_cost())
+    );
+}
