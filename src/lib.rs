@@ -22,6 +22,7 @@
 //! - [`db`] — the durable records (users, stored clients, the outbox), on
 //!   SQLite or PostgreSQL.
 //! - [`events`] — the outbox relay to the Redis stream `tg:events`.
+//! - [`grpc`] — `realchat.auth.v1.AuthApi` over tonic, beside `http`.
 //! - [`cli`] and [`ops`] — command line and its non-serving subcommands
 //!   (`migrate`, `client add|list|remove`, `hash-secret`, `healthcheck`).
 //!
@@ -34,6 +35,7 @@ pub mod clients;
 pub mod config;
 pub mod db;
 pub mod events;
+pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod oauth;

@@ -87,10 +87,24 @@ async fn serve(settings: Settings) -> Result<(), String> {
         )
     })?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(address = %local, store = app.sessions.store().kind(),
+    let grpc = match settings.grpc.port {
+        0 => None,
+        port => {
+            let address = (settings.server.host.as_str(), port);
+            Some(tokio::net::TcpListener::bind(address).await.map_err(|e| {
+                format!(
+                    "server.host/grpc.port: cannot listen on {}:{}: {e}",
+                    address.0, address.1
+                )
+            })?)
+        }
+    };
+    let grpc_address = grpc.as_ref().and_then(|l| l.local_addr().ok());
+    tracing::info!(address = %local, grpc = ?grpc_address, store = app.sessions.store().kind(),
         database = app.database.kind(), "tokengate listening");
     server::run(
         listener,
+        grpc,
         Arc::new(app),
         shutdown_signal(),
         settings.server.shutdown_timeout,

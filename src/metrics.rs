@@ -29,16 +29,30 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GrpcLabels {
+    method: &'static str,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
 
 type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+type GrpcLatencyFamily = Family<MethodLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: LatencyFamily,
+    grpc_calls: Family<GrpcLabels, Counter>,
+    grpc_latency: GrpcLatencyFamily,
     auth_failures: Family<ReasonLabels, Counter>,
     store_errors: Counter,
     pool_size: Gauge,
@@ -64,6 +78,18 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
         let auth_failures = Family::<ReasonLabels, Counter>::default();
+        let grpc_calls = Family::<GrpcLabels, Counter>::default();
+        let grpc_latency: GrpcLatencyFamily = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "grpc_calls",
+            "gRPC calls answered, by method and status code",
+            grpc_calls.clone(),
+        );
+        registry.register(
+            "grpc_call_duration_seconds",
+            "Time to answer a gRPC call, by method",
+            grpc_latency.clone(),
+        );
         let store_errors = Counter::default();
         registry.register(
             "http_requests",
@@ -119,6 +145,8 @@ impl Metrics {
             registry,
             requests,
             latency,
+            grpc_calls,
+            grpc_latency,
             auth_failures,
             store_errors,
             pool_size,
@@ -141,6 +169,18 @@ impl Metrics {
             .inc();
         self.latency
             .get_or_create(&RouteLabels { route })
+            .observe(seconds);
+    }
+
+    pub fn grpc_call(&self, method: &'static str, code: tonic::Code, seconds: f64) {
+        self.grpc_calls
+            .get_or_create(&GrpcLabels {
+                method,
+                code: grpc_code_name(code),
+            })
+            .inc();
+        self.grpc_latency
+            .get_or_create(&MethodLabels { method })
             .observe(seconds);
     }
 
@@ -168,5 +208,29 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+/// The canonical upper-case name of a gRPC code, as grpc-go labels it.
+fn grpc_code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code as C;
+    match code {
+        C::Ok => "OK",
+        C::Cancelled => "CANCELLED",
+        C::Unknown => "UNKNOWN",
+        C::InvalidArgument => "INVALID_ARGUMENT",
+        C::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        C::NotFound => "NOT_FOUND",
+        C::AlreadyExists => "ALREADY_EXISTS",
+        C::PermissionDenied => "PERMISSION_DENIED",
+        C::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        C::FailedPrecondition => "FAILED_PRECONDITION",
+        C::Aborted => "ABORTED",
+        C::OutOfRange => "OUT_OF_RANGE",
+        C::Unimplemented => "UNIMPLEMENTED",
+        C::Internal => "INTERNAL",
+        C::Unavailable => "UNAVAILABLE",
+        C::DataLoss => "DATA_LOSS",
+        C::Unauthenticated => "UNAUTHENTICATED",
     }
 }

@@ -1,5 +1,6 @@
 //! The accept loop: one task per connection, HTTP/1.1 with keep-alive, and a
-//! graceful drain on shutdown. No HTTP semantics here — see [`crate::http`].
+//! graceful drain on shutdown — of the gRPC server beside it too. No HTTP
+//! semantics here — see [`crate::http`] (and [`crate::grpc`]).
 //!
 //! [`run`] takes an already-bound listener and any shutdown future, so
 //! production (SIGTERM) and tests (port 0, a oneshot) run the same path.
@@ -48,11 +49,13 @@ pub fn ensure_fd_limit(max_connections: usize) -> Result<FdLimit, FdLimitError> 
     fd_limit::ensure(max_connections)
 }
 
-/// Serves until `shutdown` resolves, then stops accepting and waits up to
-/// `drain` for in-flight requests to finish (idle keep-alive connections are
+/// Serves HTTP on `listener`, and gRPC on `grpc` when given, until
+/// `shutdown` resolves; then stops accepting and waits up to `drain` for
+/// in-flight requests and calls to finish (idle keep-alive connections are
 /// closed at once; busy ones after their current response).
 pub async fn run(
     listener: TcpListener,
+    grpc: Option<TcpListener>,
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
@@ -63,6 +66,13 @@ pub async fn run(
         tokio::spawn(async move { app.run_background().await })
     };
     let _background = AbortOnDrop(background);
+    let (stop_grpc, grpc_stopped) = tokio::sync::watch::channel(());
+    let grpc = grpc.map(|listener| {
+        let mut stopped = grpc_stopped.clone();
+        tokio::spawn(crate::grpc::serve(listener, app.clone(), async move {
+            let _ = stopped.changed().await;
+        }))
+    });
     let timeouts = Timeouts {
         idle: settings.idle_timeout,
         header: settings.header_read_timeout,
@@ -146,10 +156,18 @@ pub async fn run(
 
     drop(listener);
     tracing::info!("shutting down: no longer accepting, draining in-flight requests");
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let _ = stop_grpc.send(());
+    let grpc_drained = async {
+        if let Some(grpc) = grpc {
+            match grpc.await {
+                Ok(Err(e)) => tracing::error!(error = %e, "gRPC server failed"),
+                Err(e) => tracing::error!(error = %e, "gRPC server task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
+    };
+    let drained = async { tokio::join!(graceful.shutdown(), grpc_drained) };
+    if tokio::time::timeout(drain, drained).await.is_err() {
         tracing::warn!(?drain, "drain timed out; exiting with requests in flight");
     }
 }

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+mod grpc;
 mod identity;
+pub use grpc::GrpcSettings;
 pub use identity::{
     DEFAULT_DATABASE_URL, DatabaseSettings, EventSettings, MAX_PASSWORD_BYTES, Registration,
     UserSettings,
@@ -37,6 +39,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub users: UserSettings,
     pub events: EventSettings,
+    pub grpc: GrpcSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

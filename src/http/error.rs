@@ -203,7 +203,7 @@ impl ApiError {
 
     /// What the caller is told. Deliberately vague about why a token was
     /// refused (that goes to the log), precise about what to fix in a request.
-    fn description(&self) -> String {
+    pub(crate) fn description(&self) -> String {
         match self {
             Self::InvalidToken(_) => "the access token is invalid, expired or revoked".into(),
             Self::InvalidGrant => "the refresh token is invalid, expired or revoked".into(),
@@ -262,6 +262,15 @@ impl ApiError {
         }
     }
 
+    /// Seconds to wait before retrying, where the answer says so.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited(seconds) | Self::TooManyAttempts(seconds) => Some(*seconds),
+            Self::Unavailable(_) | Self::DatabaseUnavailable(_) | Self::Busy => Some(1),
+            _ => None,
+        }
+    }
+
     pub fn into_response(self) -> Response {
         let body = serde_json::json!({
             "error": self.code(),
@@ -269,6 +278,9 @@ impl ApiError {
         });
         let mut response = json_response(self.status(), &body);
         let headers = response.headers_mut();
+        if let Some(seconds) = self.retry_after() {
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
         match self {
             Self::MissingToken => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(BEARER_CHALLENGE));
@@ -291,14 +303,8 @@ impl ApiError {
                     headers.insert(WWW_AUTHENTICATE, value);
                 }
             }
-            Self::RateLimited(seconds) | Self::TooManyAttempts(seconds) => {
-                headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
-            }
             Self::MethodNotAllowed(allow) => {
                 headers.insert(ALLOW, HeaderValue::from_static(allow));
-            }
-            Self::Unavailable(_) | Self::DatabaseUnavailable(_) | Self::Busy => {
-                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

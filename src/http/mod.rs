@@ -306,7 +306,7 @@ fn attempt<B>(app: &App, request: &Request<B>) -> Attempt {
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
 /// Wall-clock time for the session rules, which never read the clock.
-fn now() -> Millis {
+pub(crate) fn now() -> Millis {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as Millis)

@@ -63,6 +63,8 @@ pub struct Cluster {
 
 pub struct Replica {
     pub addr: SocketAddr,
+    /// Where its gRPC API listens.
+    pub grpc_addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -169,9 +171,12 @@ impl Replica {
         app.load_clients().await.expect("stored clients");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc_addr = grpc.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(tokengate::server::run(
             listener,
+            Some(grpc),
             Arc::new(app),
             async {
                 let _ = rx.await;
@@ -180,6 +185,7 @@ impl Replica {
         ));
         Self {
             addr,
+            grpc_addr,
             shutdown: Some(tx),
             task: Some(task),
         }

@@ -11,6 +11,7 @@ mod endpoints;
 mod faults;
 mod floods;
 mod forgery;
+mod grpc;
 mod interop;
 mod keys;
 mod oauth;

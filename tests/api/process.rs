@@ -48,6 +48,8 @@ impl Process {
             .current_dir(dir)
             .env("TOKENGATE__SERVER__HOST", "127.0.0.1")
             .env("TOKENGATE__SERVER__PORT", port.to_string())
+            // Processes run side by side: none takes the fixed gRPC port.
+            .env("TOKENGATE__GRPC__PORT", "0")
             .env(
                 "TOKENGATE__DATABASE__URL",
                 format!("sqlite://{}.db?mode=rwc", log.display()),

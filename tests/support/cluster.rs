@@ -259,6 +259,7 @@ impl Cluster {
                 .current_dir(&self.dir)
                 .env("TOKENGATE__SERVER__HOST", "127.0.0.1")
                 .env("TOKENGATE__SERVER__PORT", port.to_string())
+                .env("TOKENGATE__GRPC__PORT", "0")
                 .env("TOKENGATE__CACHE__URL", &redis_url)
                 .env("TOKENGATE__AUTH__SECRET", &self.secret)
                 // A loopback-only cluster: its own tests are the only callers.

@@ -1,0 +1,182 @@
+//! `AuthApi`'s four calls, each the gRPC face of an HTTP endpoint:
+//! `Register` ↔ `POST /register`, `Login` ↔ `POST /login {"email",
+//! "password"}`, `Refresh` ↔ `POST /refresh`, `Logout` ↔ `POST /logout
+//! {"refresh"}`.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tonic::{Request, Response, Status};
+
+use super::proto::auth_api_server::AuthApi;
+use super::proto::{
+    LoginRequest, LoginResponse, LogoutRequest, LogoutResponse, RefreshRequest, RefreshResponse,
+    RegisterRequest, RegisterResponse,
+};
+use super::status::from_api_error;
+use crate::app::App;
+use crate::clients::Attempt;
+use crate::http::{ApiError, now};
+use crate::session::{SessionError, TokenPair};
+use crate::tokens::Rejection;
+
+pub struct AuthService {
+    app: Arc<App>,
+}
+
+impl AuthService {
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
+    }
+
+    /// Counts and logs the call, and turns an error into its status.
+    fn finish<T>(
+        &self,
+        method: &'static str,
+        started: Instant,
+        result: Result<T, ApiError>,
+    ) -> Result<Response<T>, Status> {
+        let result = result.map(Response::new).map_err(|error| {
+            error.log(&http::Method::POST, method);
+            if let Some(reason) = error.auth_failure() {
+                self.app.metrics.auth_failure(reason);
+            }
+            from_api_error(&error)
+        });
+        let code = result
+            .as_ref()
+            .map_or_else(Status::code, |_| tonic::Code::Ok);
+        self.app
+            .metrics
+            .grpc_call(method, code, started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// The caller's address, for throttling: the peer, or `x-forwarded-for`
+    /// when the peer is a trusted proxy (as over HTTP).
+    fn attempt<T>(&self, request: &Request<T>) -> Attempt {
+        let peer = request
+            .remote_addr()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip());
+        let forwarded = request.metadata().get_all("x-forwarded-for");
+        Attempt {
+            addr: self
+                .app
+                .trusted_proxies
+                .client(peer, forwarded.iter().map(|v| v.as_bytes())),
+            now: now(),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl AuthApi for AuthService {
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        let started = Instant::now();
+        let RegisterRequest { email, password } = request.into_inner();
+        let app = &self.app;
+        let result = async {
+            if app.users.registration() == crate::config::Registration::Closed {
+                // Trusted login clients authenticate with HTTP Basic, which
+                // gRPC has no place for: closed registration is HTTP-only.
+                return Err(ApiError::InvalidClient(
+                    crate::clients::ClientError::Missing,
+                ));
+            }
+            let user_id = app
+                .users
+                .register(&app.database, &email, &password, now())
+                .await?;
+            Ok(RegisterResponse {
+                user_id: user_id.to_string(),
+            })
+        }
+        .await;
+        self.finish("/realchat.auth.v1.AuthApi/Register", started, result)
+    }
+
+    async fn login(
+        &self,
+        request: Request<LoginRequest>,
+    ) -> Result<Response<LoginResponse>, Status> {
+        let started = Instant::now();
+        let attempt = self.attempt(&request);
+        let LoginRequest { email, password } = request.into_inner();
+        let app = &self.app;
+        let result = async {
+            let user = app
+                .users
+                .login(
+                    &app.database,
+                    app.sessions.store(),
+                    &email,
+                    &password,
+                    attempt,
+                )
+                .await?;
+            let pair = app.sessions.login(&user.to_string(), now()).await?;
+            Ok(LoginResponse::from(pair))
+        }
+        .await;
+        self.finish("/realchat.auth.v1.AuthApi/Login", started, result)
+    }
+
+    async fn refresh(
+        &self,
+        request: Request<RefreshRequest>,
+    ) -> Result<Response<RefreshResponse>, Status> {
+        let started = Instant::now();
+        let RefreshRequest { refresh_token } = request.into_inner();
+        let result = self
+            .app
+            .sessions
+            .refresh(&refresh_token, None, None, now())
+            .await
+            .map(RefreshResponse::from)
+            .map_err(ApiError::from);
+        self.finish("/realchat.auth.v1.AuthApi/Refresh", started, result)
+    }
+
+    async fn logout(
+        &self,
+        request: Request<LogoutRequest>,
+    ) -> Result<Response<LogoutResponse>, Status> {
+        let started = Instant::now();
+        let LogoutRequest { refresh_token } = request.into_inner();
+        let result = self
+            .app
+            .sessions
+            .logout_with_refresh(&refresh_token)
+            .await
+            .map(|()| LogoutResponse {})
+            .map_err(|e| match e {
+                // As over HTTP: a token we never minted is the problem, not a grant.
+                SessionError::InvalidGrant => ApiError::InvalidToken(Rejection::Malformed),
+                other => other.into(),
+            });
+        self.finish("/realchat.auth.v1.AuthApi/Logout", started, result)
+    }
+}
+
+/// `LoginResponse` and `RefreshResponse` carry the same pair.
+macro_rules! from_token_pair {
+    ($($message:ident),*) => {$(
+        impl From<TokenPair> for $message {
+            fn from(pair: TokenPair) -> Self {
+                Self {
+                    access_token: pair.access,
+                    refresh_token: pair.refresh,
+                    expires_in: pair.expires_in,
+                    refresh_expires_in: pair.refresh_expires_in,
+                    session_id: pair.session_id.to_string(),
+                }
+            }
+        }
+    )*};
+}
+
+from_token_pair!(LoginResponse, RefreshResponse);
