@@ -52,16 +52,28 @@ pub async fn serve(
     let (reporter, health) = tonic_health::server::health_reporter();
     let auth = proto::auth_api_server::AuthApiServer::new(auth_api::AuthService::new(app.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .expect("the descriptors compiled into this binary are valid");
+    // Both reflection versions: grpcurl asks v1 first, many clients
+    // (grpcio's included) still ask v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let (reflection_v1, reflection_v1alpha) =
+        match (reflection().build_v1(), reflection().build_v1alpha()) {
+            (Ok(v1), Ok(v1alpha)) => (v1, v1alpha),
+            (Err(e), _) | (_, Err(e)) => {
+                // The descriptors are compiled in: only a build defect gets here.
+                tracing::error!(error = %e, "gRPC reflection descriptors are invalid; gRPC is off");
+                return Ok(());
+            }
+        };
     let watch = tokio::spawn(follow_health(app, reporter));
     let result = Server::builder()
         .timeout(Duration::from_secs(30))
         .add_service(health)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(auth)
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
