@@ -932,6 +932,7 @@ mod tests {
         assert_eq!(s.users.max_failures, 5);
         assert_eq!(s.users.failure_window, Duration::from_secs(300));
         assert_eq!(s.events.stream, "tg:events");
+        assert_eq!(s.grpc.port, 9090);
     }
 
     #[test]
@@ -944,6 +945,7 @@ mod tests {
         assert_eq!(s.auth.refresh_grace, d.auth.refresh_grace);
         assert_eq!(s.auth.auto_logout, d.auth.auto_logout);
         assert_eq!(s.cache.pool_size, d.cache.pool_size);
+        assert_eq!(s.grpc.port, d.grpc.port);
         assert_eq!(s.database.url.expose(), DEFAULT_DATABASE_URL);
         assert_eq!(s.database.password_file, d.database.password_file);
         assert_eq!(s.database.max_connections, d.database.max_connections);

@@ -282,3 +282,36 @@ async fn health_follows_the_store_and_reflection_lists_the_service() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_calls_in_flight_finish() {
+    let mut c = Cluster::start(Backend::Memory, 1).await;
+    let grpc = client(c.a()).await;
+    let before = c.a().verifications().await;
+    let mut call = grpc.clone();
+    let call =
+        tokio::spawn(async move { register(&mut call, "drain@example.com", PASSWORD).await });
+    // Its password is being hashed: the call is in flight.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            c.a().verifications().await > before
+        })
+        .await
+    );
+    c.replicas[0].stop().await;
+    let user_id = call
+        .await
+        .unwrap()
+        .expect("a call in flight at shutdown is answered");
+    assert!(uuid::Uuid::parse_str(&user_id).is_ok());
+    assert!(
+        client_fails(c.replicas[0].grpc_addr).await,
+        "and then nothing is served"
+    );
+}
+
+async fn client_fails(addr: std::net::SocketAddr) -> bool {
+    AuthApiClient::connect(format!("http://{addr}"))
+        .await
+        .is_err()
+}
