@@ -39,6 +39,12 @@ pub mod proto {
 /// The largest message accepted, as the HTTP body limit: no call needs more.
 pub const MAX_MESSAGE_BYTES: usize = crate::http::error::BODY_LIMIT;
 
+/// The longest a call may take; then `CANCELLED` for the caller.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Calls one connection may have open at once (HTTP/2 streams).
+const MAX_STREAMS_PER_CONNECTION: u32 = 128;
+
 /// How often health follows the store and the database.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -70,7 +76,11 @@ pub async fn serve(
         };
     let watch = tokio::spawn(follow_health(app, reporter));
     let result = Server::builder()
-        .timeout(Duration::from_secs(30))
+        .timeout(CALL_TIMEOUT)
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        // Dead peers are noticed and their connections closed.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
