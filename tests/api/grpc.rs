@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use tokengate::db::{Database, DurableStore};
 use tokengate::grpc::proto::auth_api_client::AuthApiClient;
 use tokengate::grpc::proto::{LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest};
 use tonic::transport::Channel;
@@ -314,4 +315,39 @@ async fn client_fails(addr: std::net::SocketAddr) -> bool {
     AuthApiClient::connect(format!("http://{addr}"))
         .await
         .is_err()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_messages_get_a_status_and_write_nothing() {
+    // Many refusals from one address: no throttle in the way.
+    let c = Cluster::start_with(Backend::Memory, 1, |s| s.users.max_failures = 0).await;
+    let mut a = client(c.a()).await;
+    let long = format!("{}@example.com", "a".repeat(10_000));
+    for (email, password) in [
+        ("", ""),
+        ("eve\0@example.com", PASSWORD),
+        ("ève@exämple.com", PASSWORD),
+        (long.as_str(), PASSWORD),
+        ("eve@example.com", ""),
+        ("eve@example.com", "\0\0\0\0\0\0\0"),
+    ] {
+        let refused = register(&mut a, email, password).await.unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Code::InvalidArgument,
+            "{email:.40?}: {refused:?}"
+        );
+        let login = a
+            .login(LoginRequest {
+                email: email.into(),
+                password: password.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(login.code(), Code::Unauthenticated, "{email:.40?}");
+    }
+    let db = Database::open(&c.settings.database).unwrap();
+    assert_eq!(db.pending_events().await.unwrap(), 0, "nothing was written");
+    // Still serving.
+    register(&mut a, "eve@example.com", PASSWORD).await.unwrap();
 }
