@@ -77,15 +77,18 @@ impl AuthApi for AuthService {
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
         let started = Instant::now();
+        let attempt = self.attempt(&request);
+        // Trusted login clients send HTTP Basic as `authorization` metadata.
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes().to_vec());
         let RegisterRequest { email, password } = request.into_inner();
         let app = &self.app;
         let result = async {
             if app.users.registration() == crate::config::Registration::Closed {
-                // Trusted login clients authenticate with HTTP Basic, which
-                // gRPC has no place for: closed registration is HTTP-only.
-                return Err(ApiError::InvalidClient(
-                    crate::clients::ClientError::Missing,
-                ));
+                app.authenticate_login_client(authorization.as_deref(), attempt)
+                    .await?;
             }
             let user_id = app
                 .users

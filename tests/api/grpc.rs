@@ -351,3 +351,38 @@ async fn hostile_messages_get_a_status_and_write_nothing() {
     // Still serving.
     register(&mut a, "eve@example.com", PASSWORD).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_registration_takes_basic_credentials_as_metadata() {
+    use base64::Engine;
+    let c = Cluster::start_with(Backend::Memory, 1, |s| {
+        s.users.registration = tokengate::config::Registration::Closed;
+        s.login.clients = vec![tokengate::config::LoginClient {
+            id: "web".into(),
+            secret_hash: tokengate::clients::hash_secret(b"web-secret").unwrap(),
+            ..Default::default()
+        }];
+    })
+    .await;
+    let mut a = client(c.a()).await;
+    let anonymous = register(&mut a, "frank@example.com", PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code_of(&anonymous),
+        (Code::Unauthenticated, "invalid_client".into())
+    );
+    let mut request = tonic::Request::new(RegisterRequest {
+        email: "frank@example.com".into(),
+        password: PASSWORD.into(),
+    });
+    let basic = base64::engine::general_purpose::STANDARD.encode("web:web-secret");
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Basic {basic}").parse().unwrap());
+    let created = a
+        .register(request)
+        .await
+        .expect("a trusted client registers");
+    assert!(uuid::Uuid::parse_str(&created.into_inner().user_id).is_ok());
+}
