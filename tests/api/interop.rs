@@ -3,7 +3,7 @@
 //! and Authlib (a standard OAuth 2.0 client) using discovery, both grants,
 //! introspection and revocation. The scripts live in `tests/interop/`;
 //! `scripts/test` installs their pinned dependencies in
-//! `target/interop-venv`.
+//! `target/interop-venv`. Those of the gRPC API (grpcio) are in `grpc_interop`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -17,7 +17,7 @@ use crate::oauth::{WORKER, with_clients};
 
 /// The Python with the interop packages: `TOKENGATE_PYTHON`, else the venv
 /// `scripts/test` makes, else `python3`.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let python = std::env::var_os("TOKENGATE_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -30,20 +30,23 @@ fn python() -> PathBuf {
             }
         });
     let ready = Command::new(&python)
-        .args(["-c", "import jwt, authlib, requests"])
+        .args([
+            "-c",
+            "import jwt, authlib, requests, grpc, grpc_tools, grpc_reflection, grpc_health",
+        ])
         .status()
         .is_ok_and(|s| s.success());
     assert!(
         ready,
-        "{} lacks PyJWT/Authlib: run scripts/test, which installs tests/interop/requirements.txt \
-         into target/interop-venv",
+        "{} lacks PyJWT/Authlib/grpcio: run scripts/test, which installs \
+         tests/interop/requirements.txt into target/interop-venv",
         python.display()
     );
     python
 }
 
 /// Runs a script of `tests/interop/` off the async runtime; returns stdout.
-async fn run_script(script: &str, args: Vec<String>) -> String {
+pub(crate) async fn run_script(script: &str, args: Vec<String>) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/interop")
         .join(script);

@@ -12,6 +12,7 @@ mod faults;
 mod floods;
 mod forgery;
 mod grpc;
+mod grpc_interop;
 mod interop;
 mod keys;
 mod oauth;
