@@ -59,6 +59,8 @@ COPY --from=builder --chown=65532:65532 /out/data ./data
 # Numeric, so runtimes that enforce "run as non-root" can verify it.
 USER 65532:65532
 EXPOSE 8080
+# gRPC (grpc.port, SPEC §8); 0 turns it off.
+EXPOSE 9090
 # `tokengate healthcheck` reads the same config as the server and GETs
 # http://127.0.0.1:<server.port>/ping: exit 0 on 200, else 1. No curl in the image.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \

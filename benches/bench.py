@@ -11,6 +11,10 @@ Run it through `scripts/bench` (installs wrk, builds the binary). What it does:
      nginx_upstream_204_auth (an extra nginx: auth_request to an upstream that
      answers 204, the ceiling of any auth service reached over TCP),
      login, refresh (pre-made pool, successors chained), logout (pre-made pool);
+     grpc_refresh and grpc_refresh_nginx: AuthApi/Refresh over gRPC, to the
+     replica's grpc.port and through nginx's gRPC server, with
+     examples/grpc_load.rs (tonic's client, HTTP/2 streams over a few
+     connections; pools minted by HTTP /login, successors chained);
    then a cluster with one OAuth client for oauth_token (client_credentials,
    right secret) alone and while a second wrk floods /oauth/token with wrong
    secrets (oauth_token_flood_same_id, _random_ids, _random_addrs);
@@ -535,16 +539,19 @@ class Bench:
 
     def measure(self, name: str, url: str, script: str, headers=(), args=(),
                 redis_ops: bool = False, check=None, warmup: bool = True,
-                flood: dict | None = None, connections: int | None = None) -> dict:
+                flood: dict | None = None, connections: int | None = None,
+                runner=None) -> dict:
         """One case. With `flood` ({"url", "script", "args", "variant"}), a second
         wrk (--flood-connections) runs from FLOOD_LEAD_S before the measured run
         until about as long after it, and what it got is kept in row["flood"].
-        `connections` replaces --connections for this case."""
+        `connections` replaces --connections for this case. `runner(duration,
+        warmup)`, instead of wrk, returns a result in wrk's shape and warms up
+        itself (the gRPC cases)."""
         o = self.o
         conns = connections or o.connections
         if check is not None:
             check()
-        if warmup and o.warmup > 0:
+        if runner is None and warmup and o.warmup > 0:
             warm = run_wrk(url, script, o.warmup, o.threads, conns, headers, args)
             self._check_errors(f"{name} (warm-up)", warm)
         r = self.redis()
@@ -561,7 +568,10 @@ class Bench:
             time.sleep(FLOOD_LEAD_S)
         before, wrk_before = meter.snapshot(), children_ticks()
         try:
-            res = run_wrk(url, script, o.duration, o.threads, conns, headers, args)
+            if runner is not None:
+                res = runner(o.duration, o.warmup if warmup else 0)
+            else:
+                res = run_wrk(url, script, o.duration, o.threads, conns, headers, args)
             # Before the flood wrk is reaped: its CPU is counted as wrk_flood.
             after, wrk_after = meter.snapshot(), children_ticks()
         finally:
@@ -625,6 +635,51 @@ class Bench:
         log(f"{name:24} flood ({row['variant']}): {row['rps']:.0f} req/s: 401 {st['401']}, "
             f"429 {st['429']}, 503 {st['503']}, other {st['other']}, socket errors {row['socket_errors']}")
         return row
+
+    def grpc_runner(self, url: str, pool: Path):
+        """A `measure` runner: examples/grpc_load.rs against `url`, its JSON
+        turned into wrk's result shape (a failed call counts as a non-2xx)."""
+        o = self.o
+
+        def run(duration: float, warmup: float) -> dict:
+            cmd = [str(o.grpc_load), "--url", url, "--pool", str(pool),
+                   "--duration", f"{duration:g}", "--warmup", f"{warmup:g}",
+                   "--connections", str(o.grpc_connections), "--streams", str(o.grpc_streams)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warmup + 60)
+            if proc.returncode != 0:
+                raise BenchError(f"{' '.join(cmd)} failed:\n{proc.stdout}{proc.stderr}")
+            out = json.loads(proc.stdout)
+            failed = sum(out["failures"].values())
+            if failed:
+                log(f"gRPC failures by code: {out['failures']}")
+            return {
+                "requests": out["requests"],
+                "duration_us": out["duration_us"],
+                "latency_us": out["latency_us"],
+                "errors": {"status": failed, "connect": 0, "read": 0, "write": 0, "timeout": 0},
+                "counters": {"non2xx": failed},
+                "grpc": out,
+            }
+        return run
+
+    def grpc_cases(self, want, port: int) -> None:
+        if not self.o.grpc_load:
+            self.notes.append("grpc_refresh: skipped (no --grpc-load; scripts/bench builds examples/grpc_load)")
+            return
+        direct = self.state["replicas"][0].get("grpc_url")
+        through = self.state.get("grpc_url")
+        if not direct or not through:
+            raise BenchError("cluster.json has no gRPC URLs: a scripts/cluster older than this bench?")
+        for name, url in (("grpc_refresh", direct), ("grpc_refresh_nginx", through)):
+            if not want(name):
+                continue
+            # Fresh sessions (HTTP /login), two chains' worth per stream: a chain
+            # whose call fails starts over from the pool.
+            pool = self.make_sessions(port, self.o.grpc_streams * 2, self.work / name)
+            self.measure(name, url, "", runner=self.grpc_runner(url, pool), redis_ops=True,
+                         connections=self.o.grpc_streams)
+            row = self.results[-1]
+            row["grpc"] = {"connections": self.o.grpc_connections, "streams": self.o.grpc_streams}
 
     def _check_errors(self, name: str, res: dict) -> None:
         non2xx = max(res["errors"]["status"], res["counters"]["non2xx"])
@@ -1085,6 +1140,8 @@ class Bench:
             # The pool's refresh tokens; successors are chained (refresh.lua).
             self.measure("refresh", f"{direct}/refresh", "refresh.lua",
                          args=(refresh_pool, o.threads), redis_ops=True)
+        if want("grpc_refresh") or want("grpc_refresh_nginx"):
+            self.grpc_cases(want, port)
         if want("logout"):
             # Fresh sessions, enough for the whole run at the speed authenticate
             # had (a logout costs about the same); if it still runs out,
@@ -1424,6 +1481,13 @@ def main() -> int:
     p.add_argument("--no-3-replicas", dest="replicas3", action="store_false",
                    help="skip the 3-replica cluster")
     p.add_argument("--max-logout-pool", type=int, default=2_000_000)
+    p.add_argument("--grpc-load", type=Path, default=None,
+                   help="examples/grpc_load binary for the gRPC cases (scripts/bench builds it); "
+                        "without it they are skipped")
+    p.add_argument("--grpc-connections", type=int, default=4,
+                   help="HTTP/2 connections of the gRPC cases (default 4)")
+    p.add_argument("--grpc-streams", type=int, default=64,
+                   help="gRPC calls in flight at once, over those connections (default 64)")
     p.add_argument("--binary", type=Path, required=True)
     p.add_argument("--profile", default="release")
     p.add_argument("--out", type=Path, default=ROOT / "target" / "bench")
@@ -1440,8 +1504,10 @@ def main() -> int:
         o.argon2_connections = min(o.argon2_connections, 4)
         o.cost_ops = min(o.cost_ops, 50)
         o.max_logout_pool = min(o.max_logout_pool, 5000)
+        o.grpc_streams = min(o.grpc_streams, 16)
     o.out.mkdir(parents=True, exist_ok=True)
     o.binary = o.binary.resolve()
+    o.grpc_load = o.grpc_load.resolve() if o.grpc_load else None
 
     bench = Bench(o)
 

@@ -37,6 +37,11 @@ options (run, up):
   --nginx PATH       nginx (default: $TOKENGATE_NGINX, /usr/sbin/nginx, PATH)
   --nginx-workers N  nginx worker_processes (default: auto, one per core)
   --port P           nginx's public port on 127.0.0.1 (default: a free port)
+  --grpc-port P      nginx's gRPC port on 127.0.0.1 (HTTP/2 cleartext, in front of
+                     every replica's own gRPC port; default: a free port). Each
+                     replica serves gRPC on a free port of its own (grpc.port),
+                     listed in cluster.json (replicas[].grpc_port, grpc_url) and
+                     cluster.env (TG_GRPC_URL, TG_REPLICA_GRPC_PORTS)
   --no-access-log    no nginx access log (benchmarks)
   --log-level L      the replicas' logging.level (default: info)
   --env KEY=VALUE    extra environment for every replica, repeatable, e.g.
@@ -79,6 +84,9 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
             }
             "--port" => {
                 options.nginx.front_port = Some(number(&value("--port")?, "--port")?);
+            }
+            "--grpc-port" => {
+                options.nginx.grpc_port = Some(number(&value("--grpc-port")?, "--grpc-port")?);
             }
             "--no-access-log" => options.nginx.access_log = false,
             "--log-level" => options.log_level = value("--log-level")?,
@@ -155,20 +163,23 @@ fn describe(state: &ClusterState) -> String {
     let database = state.database.as_ref();
     let mut out = format!(
         "tokengate cluster: {} replica(s) behind nginx, one Redis, one {} database\n\
-         \x20 URL       {}   (nginx: /login /register /refresh /logout /ping /health; protected app under {})\n",
+         \x20 URL       {}   (nginx: /login /register /refresh /logout /ping /health; protected app under {})\n\
+         \x20 gRPC      {}   (nginx, HTTP/2 cleartext: realchat.auth.v1.AuthApi, health, reflection)\n",
         state.replicas.len(),
         database.map_or("?", |d| match d.kind.as_str() {
             "postgres" => "PostgreSQL",
             _ => "SQLite",
         }),
         state.url,
-        state.paths.protected
+        state.paths.protected,
+        state.grpc_url
     );
     for r in &state.replicas {
         out.push_str(&format!(
-            "  replica {} {}   pid {}\n",
+            "  replica {} {}   gRPC {}   pid {}\n",
             r.index,
             r.url,
+            r.grpc_url,
             r.pid.map_or_else(|| "-".to_owned(), |p| p.to_string())
         ));
     }
@@ -197,14 +208,16 @@ fn describe(state: &ClusterState) -> String {
     out
 }
 
-fn try_it(url: &str) -> String {
+fn try_it(url: &str, grpc_url: &str) -> String {
+    let grpc = grpc_url.trim_start_matches("http://");
     format!(
         "try:\n\
          \x20 ACCESS=$(curl -s {url}/login -H 'Content-Type: application/json' -d '{{\"user_id\": 42}}' | jq -r .access)\n\
          \x20 curl -s {url}/app/hello -H \"Authorization: Bearer $ACCESS\"   # the app sees X-User-Id: 42\n\
          \x20 curl -si {url}/app/hello                                    # 401\n\
          \x20 curl -s {url}/register -H 'Content-Type: application/json' -d '{{\"email\": \"ada@example.com\", \"password\": \"correct horse battery\"}}'\n\
-         \x20 curl -s {url}/login -H 'Content-Type: application/json' -d '{{\"email\": \"ada@example.com\", \"password\": \"correct horse battery\"}}'\n"
+         \x20 curl -s {url}/login -H 'Content-Type: application/json' -d '{{\"email\": \"ada@example.com\", \"password\": \"correct horse battery\"}}'\n\
+         \x20 grpcurl -plaintext -d '{{\"email\": \"ada@example.com\", \"password\": \"correct horse battery\"}}' {grpc} realchat.auth.v1.AuthApi/Login\n"
     )
 }
 
@@ -216,7 +229,7 @@ fn run(options: ClusterOptions) -> Result<ExitCode, String> {
         state.write()?;
     }
     println!("{}", describe(&state));
-    println!("{}", try_it(&state.url));
+    println!("{}", try_it(&state.url, &state.grpc_url));
     println!("Ctrl-C (or SIGTERM) stops everything.");
 
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -21,6 +21,14 @@ native mode writes a config like a loopback cluster would (static upstream with 
 replicas, a Python app upstream that reports the exact headers it got) and includes
 the shared files by absolute path.
 
+With --tokengate and --grpc-probe (scripts/check-deploy passes both), the gRPC server
+(tokengate.grpc.conf) is run too, in front of a real tokengate replica (in-memory
+store, a SQLite file here, gRPC on 127.0.0.2, trusting 127.0.0.1 as its proxy):
+examples/grpc_probe.rs calls it through nginx with tonic's generated client
+(Register, Login, Refresh, Logout, an unknown method, a spoofed x-forwarded-for),
+then again with no replica left (UNAVAILABLE). A stand-in would need an HTTP/2
+server, which Python's standard library does not have.
+
 Prints one line per check and ends with "N passed, N failed"; exits 1 on any failure.
 """
 
@@ -293,6 +301,69 @@ def wait_until(what, predicate, seconds=8.0):
     raise AssertionError(f"timed out after {seconds}s waiting for {what}")
 
 
+# --- gRPC: a real replica and the probe -------------------------------------------
+
+# users.max_failures of the gRPC replica: the probe's spoofed-address check needs
+# this many failed logins, and one more.
+GRPC_THROTTLE = 3
+
+
+class GrpcReplica:
+    """A real tokengate replica with gRPC on 127.0.0.2 (compose: what `jwt` resolves to)."""
+
+    def __init__(self, binary, workdir):
+        self.dir = workdir / "replica"
+        self.dir.mkdir()
+        self.http_port, self.port = free_port(), free_port()
+        (self.dir / "config.yml").write_text(f"""
+server: {{host: 127.0.0.2, port: {self.http_port}, trusted_proxies: [127.0.0.1]}}
+grpc: {{port: {self.port}}}
+logging: {{level: warn}}
+database: {{url: "sqlite://{self.dir}/tokengate.db?mode=rwc"}}
+users: {{max_failures: {GRPC_THROTTLE}}}
+""")
+        self.log = open(self.dir / "replica.log", "wb")
+        self.proc = subprocess.Popen([binary, "--config", str(self.dir / "config.yml")], cwd=self.dir,
+                                     stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+
+    def wait_ready(self):
+        def up():
+            expect(self.proc.poll() is None, f"tokengate exited: {self.tail()}")
+            with socket.create_connection(("127.0.0.2", self.port), timeout=1):
+                return True
+        wait_until("the gRPC replica to listen", up, 30)
+
+    def tail(self):
+        return (self.dir / "replica.log").read_text(errors="replace")[-2000:]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def grpc_probe(probe, port, *args):
+    """Runs examples/grpc_probe.rs against nginx's gRPC port; raises with its output on failure."""
+    run = subprocess.run([probe, "--url", f"http://127.0.0.1:{port}", *args],
+                         capture_output=True, text=True, timeout=120)
+    out = (run.stdout + run.stderr).strip()
+    expect(run.returncode == 0, "\n" + out)
+    print("\n".join("     " + line for line in out.splitlines()))
+
+
+def grpc_checks(r, grpc, replica, port):
+    if grpc is None:
+        print("skip gRPC (no --tokengate / --grpc-probe)")
+        return
+    r.check("gRPC through nginx: AuthApi, health, UNIMPLEMENTED, x-forwarded-for replaced",
+            lambda: grpc_probe(grpc["probe"], port, "--throttle", str(GRPC_THROTTLE)))
+    replica.stop()
+    r.check("gRPC, no replica: UNAVAILABLE from nginx", lambda: grpc_probe(grpc["probe"], port, "--unavailable"))
+
+
 # --- checks -------------------------------------------------------------------------
 
 
@@ -488,20 +559,37 @@ def rewrite(text, old, new, count):
     return "".join(line if line.lstrip().startswith("#") else line.replace(old, new) for line in lines)
 
 
-def compose_mode(r, binary, work):
+def start_grpc_replica(grpc, work):
+    if grpc is None:
+        return None
+    replica = GrpcReplica(grpc["tokengate"], work)
+    try:
+        replica.wait_ready()
+    except BaseException:
+        replica.stop()
+        raise
+    return replica
+
+
+def compose_mode(r, binary, work, grpc):
     a = TrackingServer(("127.0.0.2", 0), TokengateStandIn, "a")
     port = a.server_address[1]
     b = TrackingServer(("127.0.0.3", port), TokengateStandIn, "b")
     dns = start_dns()
     dns.addresses = ["127.0.0.2"]
-    front, app_port = free_port(), free_port()
+    front, app_port, grpc_front = free_port(), free_port(), free_port()
+    replica = start_grpc_replica(grpc, work)
+    # Without a replica, the gRPC upstream names a port nothing listens on.
+    grpc_port = replica.port if replica else free_port()
 
-    for name in ("tokengate.locations.conf", "tokengate.protect.conf"):
+    for name in ("tokengate.locations.conf", "tokengate.protect.conf", "tokengate.grpc.conf"):
         shutil.copy(NGINX_DIR / name, work / name)
     text = (NGINX_DIR / "nginx.conf").read_text()
     text = rewrite(text, "listen 4000;", f"listen 127.0.0.1:{front};", 1)
     text = rewrite(text, "resolver 127.0.0.11 valid=5s", f"resolver 127.0.0.1:{dns.server_address[1]} valid=1s", 1)
     text = rewrite(text, "server jwt:8080 resolve", f"server jwt:{port} resolve", 1)
+    text = rewrite(text, "listen 9090;", f"listen 127.0.0.1:{grpc_front};", 1)
+    text = rewrite(text, "server jwt:9090 resolve", f"server jwt:{grpc_port} resolve", 1)
     text = rewrite(text, "127.0.0.1:8081", f"127.0.0.1:{app_port}", 2)
     text = rewrite(text, "access_log /dev/stdout", f"access_log {work}/access.log", 1)
     text = rewrite(text, "error_log stderr warn;", f"error_log {work}/error.log warn;", 1)
@@ -516,6 +604,8 @@ def compose_mode(r, binary, work):
             expect(doc == {"app": "demo", "user_id": USER_ID, "session_id": SESSION_ID}, f"app saw {doc}")
 
         common_checks(r, front, [a, b], demo_app)
+        # While `jwt` resolves to 127.0.0.2 only, where the real replica listens.
+        grpc_checks(r, grpc, replica, grpc_front)
 
         def scale_up():
             expect(spread(front) == {"a"}, "traffic before b was in DNS")
@@ -537,14 +627,20 @@ def compose_mode(r, binary, work):
     finally:
         nginx.stop(show_log=r.failed or sys.exc_info()[0] is not None)
         dns.shutdown()
+        if replica:
+            replica.stop()
+            if r.failed:
+                print("--- tokengate replica log (last lines)\n" + replica.tail())
 
 
-def native_mode(r, binary, work):
+def native_mode(r, binary, work, grpc):
     a = TrackingServer(("127.0.0.2", 0), TokengateStandIn, "a")
     port = a.server_address[1]
     b = TrackingServer(("127.0.0.3", port), TokengateStandIn, "b")
     app = TrackingServer(("127.0.0.1", 0), AppStandIn, "app")
-    front = free_port()
+    front, grpc_front = free_port(), free_port()
+    replica = start_grpc_replica(grpc, work)
+    grpc_port = replica.port if replica else free_port()
     (work / "nginx.conf").write_text(f"""
 worker_processes 2;
 error_log {work}/error.log warn;
@@ -559,6 +655,15 @@ http {{
     upstream app {{
         server 127.0.0.1:{app.server_address[1]};
         keepalive 4;
+    }}
+    upstream tokengate_grpc {{
+        server 127.0.0.2:{grpc_port} max_fails=1 fail_timeout=5s;
+        keepalive 4;
+    }}
+    server {{
+        # Debian 12's nginx 1.22: the listen parameter (no `http2` directive yet).
+        listen 127.0.0.1:{grpc_front} http2;
+        include {NGINX_DIR}/tokengate.grpc.conf;
     }}
     server {{
         listen 127.0.0.1:{front};
@@ -590,6 +695,7 @@ http {{
                 expect(values == [want], f"app got {name}: {values}")
 
         common_checks(r, front, [a, b], app_headers)
+        grpc_checks(r, grpc, replica, grpc_front)
 
         def failover():
             expect(spread(front) == {"a", "b"}, "not both replicas")
@@ -615,19 +721,29 @@ http {{
         all_down_checks(r, front)
     finally:
         nginx.stop(show_log=r.failed or sys.exc_info()[0] is not None)
+        if replica:
+            replica.stop()
+            if r.failed:
+                print("--- tokengate replica log (last lines)\n" + replica.tail())
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nginx", default="nginx", help="nginx binary")
     parser.add_argument("--mode", choices=("compose", "native"), required=True)
+    parser.add_argument("--tokengate", help="tokengate binary: also run the gRPC server, in front of it")
+    parser.add_argument("--grpc-probe", help="examples/grpc_probe binary (with --tokengate)")
     args = parser.parse_args()
     binary = shutil.which(args.nginx) or args.nginx
+    if bool(args.tokengate) != bool(args.grpc_probe):
+        parser.error("--tokengate and --grpc-probe go together")
+    grpc = ({"tokengate": str(Path(args.tokengate).resolve()), "probe": str(Path(args.grpc_probe).resolve())}
+            if args.tokengate else None)
 
     r = Report()
     work = Path(tempfile.mkdtemp(prefix="tokengate-nginx-"))
     try:
-        (compose_mode if args.mode == "compose" else native_mode)(r, binary, work)
+        (compose_mode if args.mode == "compose" else native_mode)(r, binary, work, grpc)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{r.passed} passed, {r.failed} failed")

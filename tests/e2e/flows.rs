@@ -251,3 +251,65 @@ async fn oauth_clients_and_scopes_at_the_gate_through_nginx() {
     // ...and the unscoped location needs no scope.
     assert_eq!(get("/app/orders", Some(&user.access)).await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_through_nginx_reaches_every_replica_and_shares_the_session_with_http() {
+    use tokengate::grpc::proto::auth_api_client::AuthApiClient;
+    use tokengate::grpc::proto::{LogoutRequest, RefreshRequest};
+
+    let _shared = EXCLUSIVE.read().await;
+    let cluster = start(options());
+    let addr = cluster.addr();
+    // One HTTP/2 connection to nginx, as an application holds it.
+    let mut grpc = AuthApiClient::connect(cluster.grpc_url())
+        .await
+        .expect("connect to nginx's gRPC port");
+
+    // An HTTP pair refreshes over gRPC, and the successor works over HTTP.
+    let mut pair = login(addr, "grace").await;
+    for _ in 0..6 {
+        let next = grpc
+            .refresh(RefreshRequest {
+                refresh_token: pair.refresh.clone(),
+            })
+            .await
+            .expect("Refresh through nginx")
+            .into_inner();
+        assert_eq!(next.session_id, pair.session_id);
+        pair.access = next.access_token;
+        pair.refresh = next.refresh_token;
+        through_every_replica(&cluster, &pair.access, 200).await;
+    }
+
+    // nginx opens one upstream connection per call: the calls of that one client
+    // connection went to more than one replica's gRPC port.
+    let grpc_ports: Vec<u16> = (0..cluster.replica_count())
+        .map(|i| cluster.replica_grpc_addr(i).port())
+        .collect();
+    let reached: std::collections::BTreeSet<u16> = cluster
+        .nginx()
+        .access_log()
+        .iter()
+        .filter(|l| l.uri == "/realchat.auth.v1.AuthApi/Refresh")
+        .flat_map(|l| l.upstream_ports())
+        .collect();
+    assert!(
+        reached.iter().all(|p| grpc_ports.contains(p)) && reached.len() > 1,
+        "gRPC calls reached {reached:?} of {grpc_ports:?}"
+    );
+
+    // A logout over gRPC ends the session for /authenticate everywhere.
+    grpc.logout(LogoutRequest {
+        refresh_token: pair.refresh.clone(),
+    })
+    .await
+    .expect("Logout through nginx");
+    through_every_replica(&cluster, &pair.access, 401).await;
+    let reused = grpc
+        .refresh(RefreshRequest {
+            refresh_token: pair.refresh,
+        })
+        .await
+        .expect_err("a logged-out session does not refresh");
+    assert_eq!(reused.code(), tonic::Code::Unauthenticated);
+}

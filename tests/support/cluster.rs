@@ -14,6 +14,7 @@
 //! let mut cluster = Cluster::start(ClusterOptions::new(env!("CARGO_BIN_EXE_tokengate")).replicas(3))?;
 //! // or ClusterOptions::new(..).postgres(): a PostgreSQL instead of the SQLite file
 //! cluster.url();                 // "http://127.0.0.1:<nginx port>"
+//! cluster.grpc_url();            // nginx's gRPC port, in front of every replica's
 //! cluster.kill_replica(1);       // SIGKILL; terminate_replica = SIGTERM + wait
 //! cluster.restart_replica(1)?;   // same port, so nginx finds it again
 //! cluster.kill_redis(); cluster.restart_redis();   // same port, empty
@@ -122,6 +123,8 @@ impl ClusterOptions {
 struct Replica {
     index: usize,
     port: u16,
+    /// Its gRPC API (`grpc.port`), behind nginx's gRPC server.
+    grpc_port: u16,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -204,6 +207,7 @@ impl Cluster {
             cluster.replicas.push(Replica {
                 index,
                 port: 0,
+                grpc_port: 0,
                 log,
                 child: None,
             });
@@ -212,10 +216,12 @@ impl Cluster {
             cluster.spawn_replica(index, None)?;
         }
         let ports: Vec<u16> = cluster.replicas.iter().map(|r| r.port).collect();
+        let grpc_ports: Vec<u16> = cluster.replicas.iter().map(|r| r.grpc_port).collect();
         let nginx = Nginx::start(
             &nginx_binary,
             &cluster.dir.join("nginx"),
             &ports,
+            &grpc_ports,
             &cluster.options.nginx,
         )?;
         let front = nginx.front_addr();
@@ -233,16 +239,16 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Starts replica `index` (on `port`, or on a free port) and waits until it
-    /// answers `/ping`.
-    fn spawn_replica(&mut self, index: usize, port: Option<u16>) -> Result<(), String> {
+    /// Starts replica `index` (on `ports`, HTTP and gRPC, or on free ones) and
+    /// waits until it answers `/ping`.
+    fn spawn_replica(&mut self, index: usize, ports: Option<(u16, u16)>) -> Result<(), String> {
         let redis_url = self.redis().url();
         let database_env = self.database().env();
-        let fixed = port.is_some();
+        let fixed = ports.is_some();
         let tries = if fixed { 50 } else { 5 };
         let mut last_error = String::new();
         for _ in 0..tries {
-            let port = port.unwrap_or_else(free_port);
+            let (port, grpc_port) = ports.unwrap_or_else(|| (free_port(), free_port()));
             let log_path = self.replicas[index].log.clone();
             let log = OpenOptions::new()
                 .create(true)
@@ -259,7 +265,8 @@ impl Cluster {
                 .current_dir(&self.dir)
                 .env("TOKENGATE__SERVER__HOST", "127.0.0.1")
                 .env("TOKENGATE__SERVER__PORT", port.to_string())
-                .env("TOKENGATE__GRPC__PORT", "0")
+                // gRPC on a port of its own, behind nginx's gRPC server.
+                .env("TOKENGATE__GRPC__PORT", grpc_port.to_string())
                 .env("TOKENGATE__CACHE__URL", &redis_url)
                 .env("TOKENGATE__AUTH__SECRET", &self.secret)
                 // A loopback-only cluster: its own tests are the only callers.
@@ -286,6 +293,7 @@ impl Cluster {
             let replica = &mut self.replicas[index];
             if ready && exited.is_none() {
                 replica.port = port;
+                replica.grpc_port = grpc_port;
                 replica.child = Some(child);
                 return Ok(());
             }
@@ -295,7 +303,7 @@ impl Cluster {
             }
             let output = std::fs::read_to_string(&log_path).unwrap_or_default();
             last_error = format!(
-                "replica {index} on port {port} did not start ({}): {}",
+                "replica {index} on ports {port} (gRPC {grpc_port}) did not start ({}): {}",
                 exited.map_or_else(|| "no answer to /ping".to_owned(), |s| s.to_string()),
                 output.lines().last().unwrap_or_default()
             );
@@ -322,6 +330,12 @@ impl Cluster {
         self.nginx().front_addr()
     }
 
+    /// nginx's gRPC server (HTTP/2 cleartext), `http://127.0.0.1:<port>`: what
+    /// `AuthApiClient::connect` takes.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.nginx().grpc_addr())
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -344,6 +358,11 @@ impl Cluster {
 
     pub fn replica_addr(&self, index: usize) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.replicas[index].port))
+    }
+
+    /// Replica `index`'s own gRPC address, bypassing nginx.
+    pub fn replica_grpc_addr(&self, index: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.replicas[index].grpc_port))
     }
 
     pub fn replica_addrs(&self) -> Vec<SocketAddr> {
@@ -422,12 +441,12 @@ impl Cluster {
             .ok_or_else(|| format!("replica {index} did not exit within 20 s of SIGTERM"))
     }
 
-    /// Starts replica `index` again on its port (killing it first if it still
-    /// runs), so nginx's upstream finds it without a reload.
+    /// Starts replica `index` again on its ports (killing it first if it still
+    /// runs), so nginx's upstreams find it without a reload.
     pub fn restart_replica(&mut self, index: usize) -> Result<(), String> {
         self.kill_replica(index);
-        let port = self.replicas[index].port;
-        self.spawn_replica(index, Some(port))
+        let ports = (self.replicas[index].port, self.replicas[index].grpc_port);
+        self.spawn_replica(index, Some(ports))
     }
 
     /// SIGKILL Redis (a crash). Requests fail closed until [`Self::restart_redis`].
@@ -456,8 +475,10 @@ impl Cluster {
             version: 1,
             dir: self.dir.clone(),
             url: self.url(),
+            grpc_url: self.grpc_url(),
             nginx: NginxState {
                 port: nginx.front_port(),
+                grpc_port: nginx.grpc_port(),
                 app_port: nginx.app_port(),
                 pid: nginx.pid(),
                 start_time: nginx.pid().and_then(procs::start_time),
@@ -486,6 +507,8 @@ impl Cluster {
                         index: r.index,
                         port: r.port,
                         url: format!("http://127.0.0.1:{}", r.port),
+                        grpc_port: r.grpc_port,
+                        grpc_url: format!("http://127.0.0.1:{}", r.grpc_port),
                         pid,
                         start_time: pid.and_then(procs::start_time),
                         log: r.log.clone(),
@@ -583,6 +606,10 @@ pub struct ClusterState {
     pub dir: PathBuf,
     /// nginx's public URL, `http://127.0.0.1:<nginx.port>`.
     pub url: String,
+    /// nginx's gRPC server (HTTP/2 cleartext), `http://127.0.0.1:<nginx.grpc_port>`.
+    /// Empty in a file written before clusters served gRPC.
+    #[serde(default)]
+    pub grpc_url: String,
     pub nginx: NginxState,
     pub redis: RedisState,
     pub replicas: Vec<ReplicaState>,
@@ -600,6 +627,9 @@ pub struct ClusterState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NginxState {
     pub port: u16,
+    /// The gRPC server, in front of the replicas' gRPC ports (0: an older file).
+    #[serde(default)]
+    pub grpc_port: u16,
     /// The echo app (an nginx server block; also reachable directly).
     pub app_port: u16,
     /// The master process.
@@ -627,6 +657,11 @@ pub struct ReplicaState {
     pub port: u16,
     /// The replica itself, bypassing nginx.
     pub url: String,
+    /// Its gRPC API (`grpc.port`), bypassing nginx (0: an older file).
+    #[serde(default)]
+    pub grpc_port: u16,
+    #[serde(default)]
+    pub grpc_url: String,
     pub pid: Option<u32>,
     pub start_time: Option<u64>,
     pub log: PathBuf,
@@ -672,7 +707,9 @@ impl ClusterState {
         let vars = [
             ("TG_DIR", self.dir.display().to_string()),
             ("TG_URL", self.url.clone()),
+            ("TG_GRPC_URL", self.grpc_url.clone()),
             ("TG_NGINX_PORT", self.nginx.port.to_string()),
+            ("TG_NGINX_GRPC_PORT", self.nginx.grpc_port.to_string()),
             ("TG_NGINX_PID", pid(self.nginx.pid)),
             ("TG_APP_PORT", self.nginx.app_port.to_string()),
             ("TG_REDIS_PORT", self.redis.port.to_string()),
@@ -682,6 +719,15 @@ impl ClusterState {
             (
                 "TG_REPLICA_PORTS",
                 join(self.replicas.iter().map(|r| r.port.to_string()).collect()),
+            ),
+            (
+                "TG_REPLICA_GRPC_PORTS",
+                join(
+                    self.replicas
+                        .iter()
+                        .map(|r| r.grpc_port.to_string())
+                        .collect(),
+                ),
             ),
             (
                 "TG_REPLICA_PIDS",

@@ -13,6 +13,11 @@
 //!     only does `return 204`: the ceiling of any external auth service (for the
 //!     benchmark's `nginx_trivial_auth` case);
 //!   * everything else: JSON 404.
+//!
+//! And on `127.0.0.1:<grpc>`, HTTP/2 cleartext: the gRPC API from
+//! tokengate.grpc.conf, proxied to `upstream tokengate_grpc` (the replicas'
+//! `grpc.port`s). `listen ... http2`, the parameter Debian 12's nginx 1.22
+//! knows (nginx/nginx.conf, for 1.28, has the newer `http2 on;`).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -60,6 +65,8 @@ pub struct NginxOptions {
     pub access_log: bool,
     /// The public port; `None` = a free one.
     pub front_port: Option<u16>,
+    /// The gRPC port; `None` = a free one.
+    pub grpc_port: Option<u16>,
 }
 
 impl Default for NginxOptions {
@@ -69,6 +76,7 @@ impl Default for NginxOptions {
             workers: None,
             access_log: true,
             front_port: None,
+            grpc_port: None,
         }
     }
 }
@@ -78,18 +86,21 @@ pub struct Nginx {
     binary: PathBuf,
     prefix: PathBuf,
     front_port: u16,
+    grpc_port: u16,
     app_port: u16,
     child: Option<Child>,
 }
 
 impl Nginx {
     /// Writes `<prefix>/nginx.conf` for `upstreams` (the replica ports) and
-    /// starts nginx; returns once it answers on the front port and the echo app
-    /// answers. Retries on fresh ports if one was taken meanwhile.
+    /// `grpc_upstreams` (their gRPC ports) and starts nginx; returns once it
+    /// answers on the front port and the echo app answers. Retries on fresh
+    /// ports if one was taken meanwhile.
     pub fn start(
         binary: &Path,
         prefix: &Path,
         upstreams: &[u16],
+        grpc_upstreams: &[u16],
         options: &NginxOptions,
     ) -> Result<Self, String> {
         std::fs::create_dir_all(prefix.join("tmp"))
@@ -97,8 +108,14 @@ impl Nginx {
         let mut last_error = String::new();
         for _ in 0..5 {
             let front_port = options.front_port.unwrap_or_else(free_port);
+            let grpc_port = options.grpc_port.unwrap_or_else(free_port);
             let app_port = free_port();
-            let conf = render(prefix, upstreams, front_port, app_port, options);
+            let ports = Ports {
+                front: front_port,
+                grpc: grpc_port,
+                app: app_port,
+            };
+            let conf = render(prefix, upstreams, grpc_upstreams, ports, options);
             let conf_path = prefix.join("nginx.conf");
             std::fs::write(&conf_path, conf)
                 .map_err(|e| format!("write {}: {e}", conf_path.display()))?;
@@ -106,12 +123,17 @@ impl Nginx {
                 binary: binary.to_path_buf(),
                 prefix: prefix.to_path_buf(),
                 front_port,
+                grpc_port,
                 app_port,
                 child: None,
             };
             match nginx.spawn() {
                 Ok(()) => return Ok(nginx),
-                Err(e) if options.front_port.is_none() && e.contains("Address already in use") => {
+                Err(e)
+                    if options.front_port.is_none()
+                        && options.grpc_port.is_none()
+                        && e.contains("Address already in use") =>
+                {
                     last_error = e;
                 }
                 Err(e) => return Err(e),
@@ -172,6 +194,15 @@ impl Nginx {
 
     pub fn front_addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.front_port))
+    }
+
+    /// The gRPC server's port (HTTP/2 cleartext).
+    pub fn grpc_port(&self) -> u16 {
+        self.grpc_port
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.grpc_port))
     }
 
     pub fn app_port(&self) -> u16 {
@@ -287,14 +318,27 @@ impl AccessLine {
     }
 }
 
+/// The ports the generated config listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub front: u16,
+    pub grpc: u16,
+    pub app: u16,
+}
+
 /// The native nginx.conf. Includes the shared files by absolute path.
 pub fn render(
     prefix: &Path,
     upstreams: &[u16],
-    front_port: u16,
-    app_port: u16,
+    grpc_upstreams: &[u16],
+    ports: Ports,
     options: &NginxOptions,
 ) -> String {
+    let Ports {
+        front: front_port,
+        grpc: grpc_port,
+        app: app_port,
+    } = ports;
     let p = prefix.display();
     let dir = options.conf_dir.display();
     let workers = options
@@ -308,6 +352,13 @@ pub fn render(
         // another replica (proxy_next_upstream in tokengate.locations.conf).
         let _ = writeln!(
             servers,
+            "        server 127.0.0.1:{port} max_fails=1 fail_timeout=2s;"
+        );
+    }
+    let mut grpc_servers = String::new();
+    for port in grpc_upstreams {
+        let _ = writeln!(
+            grpc_servers,
             "        server 127.0.0.1:{port} max_fails=1 fail_timeout=2s;"
         );
     }
@@ -353,6 +404,21 @@ http {{
         server 127.0.0.1:{app_port};
         keepalive 64;
         keepalive_timeout 5s;
+    }}
+
+    upstream tokengate_grpc {{
+{grpc_servers}        keepalive 64;
+        keepalive_timeout 5s;
+    }}
+
+    # The gRPC API (tokengate.grpc.conf). `listen ... http2` for Debian's 1.22.
+    server {{
+        listen 127.0.0.1:{grpc_port} http2 backlog=4096;
+        keepalive_requests 100000;
+        # A load generator multiplexes many calls on one connection.
+        http2_max_concurrent_streams 1024;
+
+        include {dir}/tokengate.grpc.conf;
     }}
 
     server {{
