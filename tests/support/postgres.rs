@@ -45,7 +45,7 @@ impl PostgresServer {
         std::fs::create_dir_all(&dir).expect("create the Postgres directory");
         // Built before anything can fail, so that Drop cleans up after a panic.
         let mut server = Self {
-            bin: bin_dir(),
+            bin: bin_dir().unwrap_or_else(|e| panic!("{e}")),
             dir,
             port: 0,
             // SAFETY: geteuid has no preconditions and cannot fail.
@@ -54,7 +54,7 @@ impl PostgresServer {
             databases: AtomicU32::new(0),
         };
         if server.as_postgres {
-            let (uid, gid) = postgres_user();
+            let (uid, gid) = postgres_user().unwrap_or_else(|e| panic!("{e}"));
             std::os::unix::fs::chown(&server.dir, Some(uid), Some(gid))
                 .expect("give the Postgres directory to the postgres user");
         }
@@ -282,8 +282,8 @@ extern "C" fn stop_shared() {
 /// The directory holding `initdb`, `pg_ctl`, `postgres`, `createdb` and
 /// `pg_isready`: where an `initdb` on PATH really lives (Debian keeps them
 /// off PATH, so that is usually a symlink someone made), else the newest
-/// `/usr/lib/postgresql/VERSION/bin`.
-fn bin_dir() -> PathBuf {
+/// `/usr/lib/postgresql/VERSION/bin`. Shared with the native cluster.
+pub fn bin_dir() -> Result<PathBuf, String> {
     const TOOLS: [&str; 5] = ["initdb", "pg_ctl", "postgres", "createdb", "pg_isready"];
     let on_path = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
@@ -310,8 +310,8 @@ fn bin_dir() -> PathBuf {
     on_path
         .chain(installed.into_iter().map(|(_, dir)| dir))
         .find(|dir| TOOLS.iter().all(|tool| dir.join(tool).is_file()))
-        .unwrap_or_else(|| {
-            panic!(
+        .ok_or_else(|| {
+            format!(
                 "PostgreSQL's server binaries ({}) are neither on PATH nor in \
                  /usr/lib/postgresql/*/bin; scripts/test installs Debian's postgresql",
                 TOOLS.join(", ")
@@ -319,8 +319,8 @@ fn bin_dir() -> PathBuf {
         })
 }
 
-/// The uid and gid of the `postgres` user.
-fn postgres_user() -> (u32, u32) {
+/// The uid and gid of the `postgres` user (who runs PostgreSQL for root).
+pub fn postgres_user() -> Result<(u32, u32), String> {
     let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
     let mut found: *mut libc::passwd = std::ptr::null_mut();
     let mut buf = vec![0 as libc::c_char; 4096];
@@ -335,15 +335,17 @@ fn postgres_user() -> (u32, u32) {
             &mut found,
         )
     };
-    assert!(
-        rc == 0 && !found.is_null(),
-        "running as root, but there is no postgres user to run PostgreSQL as; \
-         Debian's postgresql package creates it (scripts/test installs it)"
-    );
-    (entry.pw_uid, entry.pw_gid)
+    if rc != 0 || found.is_null() {
+        return Err(
+            "running as root, but there is no postgres user to run PostgreSQL as; \
+             Debian's postgresql package creates it (scripts/test installs it)"
+                .into(),
+        );
+    }
+    Ok((entry.pw_uid, entry.pw_gid))
 }
 
-fn runuser() -> &'static str {
+pub fn runuser() -> &'static str {
     ["/usr/sbin/runuser", "/sbin/runuser"]
         .into_iter()
         .find(|path| Path::new(path).is_file())

@@ -21,6 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::super::ports::free_port;
+use super::super::postgres::{bin_dir, postgres_user, runuser};
 use super::super::procs;
 
 /// The role and the database the replicas use (as compose.yaml's `db`).
@@ -209,7 +210,7 @@ impl Postgres {
             .map_err(|e| format!("write {}: {e}", password_file.display()))?;
         set_mode(&password_file, 0o600)?;
         if as_postgres {
-            let (uid, gid) = postgres_ids()?;
+            let (uid, gid) = postgres_user()?;
             for path in [dir, password_file.as_path()] {
                 std::os::unix::fs::chown(path, Some(uid), Some(gid))
                     .map_err(|e| format!("give {} to the postgres user: {e}", path.display()))?;
@@ -365,73 +366,6 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// The directory of PostgreSQL's server tools: where an `initdb` on PATH
-/// really is (Debian keeps them off PATH; a symlink there is common), else the
-/// newest `/usr/lib/postgresql/VERSION/bin`.
-fn bin_dir() -> Result<PathBuf, String> {
-    const TOOLS: [&str; 4] = ["initdb", "pg_ctl", "postgres", "createdb"];
-    let on_path: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect())
-        .unwrap_or_default();
-    let from_path = on_path
-        .into_iter()
-        .filter_map(|dir| std::fs::canonicalize(dir.join("initdb")).ok())
-        .filter_map(|initdb| initdb.parent().map(Path::to_path_buf));
-    let mut installed: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let version = entry
-                .file_name()
-                .to_str()?
-                .split('.')
-                .map(str::parse)
-                .collect::<Result<Vec<u32>, _>>()
-                .ok()?;
-            Some((version, entry.path().join("bin")))
-        })
-        .collect();
-    installed.sort_by(|a, b| b.0.cmp(&a.0));
-    from_path
-        .chain(installed.into_iter().map(|(_, dir)| dir))
-        .find(|dir| TOOLS.iter().all(|tool| dir.join(tool).is_file()))
-        .ok_or_else(|| {
-            format!(
-                "PostgreSQL's server tools ({}) are neither on PATH nor in \
-                 /usr/lib/postgresql/*/bin; `apt-get install postgresql` (scripts/test does)",
-                TOOLS.join(", ")
-            )
-        })
-}
-
-/// The uid and gid of the `postgres` user, from `id`.
-fn postgres_ids() -> Result<(u32, u32), String> {
-    let id = |flag: &str| -> Result<u32, String> {
-        let output = Command::new("id")
-            .args([flag, "postgres"])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run id: {e}"))?;
-        String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .parse()
-            .map_err(|_| {
-                "running as root, but there is no postgres user to run PostgreSQL as \
-                 (Debian's postgresql package creates it)"
-                    .to_owned()
-            })
-    };
-    Ok((id("-u")?, id("-g")?))
-}
-
-fn runuser() -> &'static str {
-    ["/usr/sbin/runuser", "/sbin/runuser"]
-        .into_iter()
-        .find(|path| Path::new(path).is_file())
-        .unwrap_or("runuser")
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
