@@ -17,6 +17,8 @@ use super::proto::{
 use super::status::from_api_error;
 use crate::app::App;
 use crate::clients::Attempt;
+use crate::http::login::password_login;
+use crate::http::register::check_allowed;
 use crate::http::{ApiError, now};
 use crate::session::{SessionError, TokenPair};
 use crate::tokens::Rejection;
@@ -86,10 +88,7 @@ impl AuthApi for AuthService {
         let RegisterRequest { email, password } = request.into_inner();
         let app = &self.app;
         let result = async {
-            if app.users.registration() == crate::config::Registration::Closed {
-                app.authenticate_login_client(authorization.as_deref(), attempt)
-                    .await?;
-            }
+            check_allowed(app, authorization.as_deref(), attempt).await?;
             let user_id = app
                 .users
                 .register(&app.database, &email, &password, now())
@@ -109,22 +108,9 @@ impl AuthApi for AuthService {
         let started = Instant::now();
         let attempt = self.attempt(&request);
         let LoginRequest { email, password } = request.into_inner();
-        let app = &self.app;
-        let result = async {
-            let user = app
-                .users
-                .login(
-                    &app.database,
-                    app.sessions.store(),
-                    &email,
-                    &password,
-                    attempt,
-                )
-                .await?;
-            let pair = app.sessions.login(&user.to_string(), now()).await?;
-            Ok(LoginResponse::from(pair))
-        }
-        .await;
+        let result = password_login(&self.app, &email, &password, attempt)
+            .await
+            .map(LoginResponse::from);
         self.finish("/realchat.auth.v1.AuthApi/Login", started, result)
     }
 

@@ -10,6 +10,7 @@ use super::{
 };
 use crate::app::App;
 use crate::clients::Attempt;
+use crate::session::TokenPair;
 
 /// Longest accepted user id; it travels in every token and header.
 const MAX_USER_ID_BYTES: usize = 255;
@@ -68,22 +69,35 @@ pub async fn handle(app: &App, request: Request<impl RequestBody>) -> Result<Res
     let sub = match serde_json::from_slice::<Shape>(&bytes) {
         Ok(Shape { email, password }) if email.is_some() || password.is_some() => {
             let PasswordLogin { email, password } = body::parse(&bytes)?;
-            let user = app
-                .users
-                .login(
-                    &app.database,
-                    app.sessions.store(),
-                    &email,
-                    &password,
-                    attempt,
-                )
-                .await?;
-            user.to_string()
+            return Ok(json_response(
+                StatusCode::OK,
+                &TokenPairBody::from(password_login(app, &email, &password, attempt).await?),
+            ));
         }
         _ => trusted_login(app, authorization.as_deref(), attempt, &bytes).await?,
     };
     let pair = app.sessions.login(&sub, now()).await?;
     Ok(json_response(StatusCode::OK, &TokenPairBody::from(pair)))
+}
+
+/// A session for an email and password, also for gRPC `Login`.
+pub(crate) async fn password_login(
+    app: &App,
+    email: &str,
+    password: &str,
+    attempt: Attempt,
+) -> Result<TokenPair, ApiError> {
+    let user = app
+        .users
+        .login(
+            &app.database,
+            app.sessions.store(),
+            email,
+            password,
+            attempt,
+        )
+        .await?;
+    Ok(app.sessions.login(&user.to_string(), now()).await?)
 }
 
 /// `{"user_id"}` from a trusted login client (any caller when none is configured).

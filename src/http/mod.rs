@@ -9,11 +9,11 @@ mod authenticate;
 mod body;
 pub mod error;
 mod health;
-mod login;
+pub(crate) mod login;
 mod logout;
 mod oauth;
 mod refresh;
-mod register;
+pub(crate) mod register;
 mod token_pair;
 
 use std::net::{IpAddr, Ipv4Addr};

@@ -5,7 +5,23 @@ use serde::Deserialize;
 
 use super::{ApiError, RequestBody, Response, attempt, body, json_response, now};
 use crate::app::App;
+use crate::clients::Attempt;
 use crate::config::Registration;
+
+/// Whether this caller may register users, also for gRPC `Register`: with
+/// `users.registration: closed` only a trusted login client (HTTP Basic in
+/// `authorization`) may; checked before the request is read.
+pub(crate) async fn check_allowed(
+    app: &App,
+    authorization: Option<&[u8]>,
+    attempt: Attempt,
+) -> Result<(), ApiError> {
+    if app.users.registration() == Registration::Closed {
+        app.authenticate_login_client(authorization, attempt)
+            .await?;
+    }
+    Ok(())
+}
 
 #[derive(Deserialize)]
 struct RegisterRequest {
@@ -14,14 +30,11 @@ struct RegisterRequest {
 }
 
 pub async fn handle(app: &App, request: Request<impl RequestBody>) -> Result<Response, ApiError> {
-    if app.users.registration() == Registration::Closed {
-        let authorization = request
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes());
-        app.authenticate_login_client(authorization, attempt(app, &request))
-            .await?;
-    }
+    let authorization = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    check_allowed(app, authorization, attempt(app, &request)).await?;
     let RegisterRequest { email, password } = body::parse(&body::read(request).await?)?;
     let user_id = app
         .users
