@@ -237,25 +237,9 @@ impl PostgresServer {
             .status();
     }
 
-    /// One of the PostgreSQL tools, as the `postgres` user when we are root,
-    /// deaf to the caller's `PG*` environment (`PGHOST`, `PGSSLMODE`, ...).
+    /// One of the PostgreSQL tools (see [`tool_command`]).
     fn command(&self, tool: &str) -> Command {
-        let program = self.bin.join(tool);
-        let mut command = if self.as_postgres {
-            let mut runuser = Command::new(runuser());
-            runuser.args(["-u", "postgres", "--"]).arg(program);
-            runuser
-        } else {
-            Command::new(program)
-        };
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("PG") {
-                command.env_remove(key);
-            }
-        }
-        // A directory the postgres user may enter.
-        command.current_dir(&self.dir);
-        command
+        tool_command(&self.bin, tool, self.as_postgres, &self.dir)
     }
 
     fn log_tail(&self) -> String {
@@ -345,7 +329,29 @@ pub fn postgres_user() -> Result<(u32, u32), String> {
     Ok((entry.pw_uid, entry.pw_gid))
 }
 
-pub fn runuser() -> &'static str {
+/// One of PostgreSQL's tools in `bin`, as the `postgres` user when we are
+/// root, deaf to the caller's `PG*` environment (`PGHOST`, `PGSSLMODE`, ...),
+/// run in `dir` (a directory the postgres user may enter). Shared with the
+/// native cluster.
+pub fn tool_command(bin: &Path, tool: &str, as_postgres: bool, dir: &Path) -> Command {
+    let program = bin.join(tool);
+    let mut command = if as_postgres {
+        let mut runuser = Command::new(runuser());
+        runuser.args(["-u", "postgres", "--"]).arg(program);
+        runuser
+    } else {
+        Command::new(program)
+    };
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PG") {
+            command.env_remove(key);
+        }
+    }
+    command.current_dir(dir);
+    command
+}
+
+fn runuser() -> &'static str {
     ["/usr/sbin/runuser", "/sbin/runuser"]
         .into_iter()
         .find(|path| Path::new(path).is_file())

@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::super::ports::free_port;
-use super::super::postgres::{bin_dir, postgres_user, runuser};
+use super::super::postgres::{bin_dir, postgres_user, tool_command};
 use super::super::procs;
 
 /// The role and the database the replicas use (as compose.yaml's `db`).
@@ -310,24 +310,10 @@ impl Postgres {
         }
     }
 
-    /// One of PostgreSQL's tools, as `postgres` when we are root, deaf to the
-    /// caller's `PG*` variables (`PGHOST`, `PGPORT`, ...).
+    /// One of PostgreSQL's tools (see [`tool_command`]), without stdin.
     fn tool(&self, name: &str) -> Command {
-        let program = self.bin.join(name);
-        let mut command = if self.as_postgres {
-            let mut runuser = Command::new(runuser());
-            runuser.args(["-u", "postgres", "--"]).arg(program);
-            runuser
-        } else {
-            Command::new(program)
-        };
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("PG") {
-                command.env_remove(key);
-            }
-        }
-        // Somewhere the postgres user may be.
-        command.current_dir(&self.dir).stdin(Stdio::null());
+        let mut command = tool_command(&self.bin, name, self.as_postgres, &self.dir);
+        command.stdin(Stdio::null());
         command
     }
 
