@@ -648,6 +648,9 @@ events {{ worker_connections 256; }}
 http {{
     access_log {work}/access.log;
     upstream tokengate {{
+        # Shared by both workers, as in compose: a replica marked failed is
+        # failed for every worker, so polling sees the state requests meet.
+        zone tokengate 64k;
         server 127.0.0.2:{port} max_fails=1 fail_timeout=5s;
         server 127.0.0.3:{port} max_fails=1 fail_timeout=5s;
         keepalive 16;
