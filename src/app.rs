@@ -10,10 +10,13 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::admin::Admin;
+use crate::api_tokens::ApiTokens;
 use crate::clients::stored::{self, LoadError};
 use crate::clients::{Attempt, ClientError, ClientSecrets, Credential};
 use crate::config::{EventSettings, ServerSettings, Settings};
 use crate::db::{ClientKind, Database, DbError, DurableStore};
+use crate::events::{Relay, RelayStatus};
 use crate::metrics::Metrics;
 use crate::oauth::{ClientPolicy, OAuthClients};
 use crate::proxies::TrustedProxies;
@@ -39,6 +42,12 @@ pub struct App {
     /// Wakes the event relay after a registration.
     events_wake: Arc<Notify>,
     events: EventSettings,
+    /// How the event relay is doing, for `/health`.
+    pub relay: RelayStatus,
+    /// API tokens for services (SPEC §9).
+    pub api_tokens: ApiTokens,
+    /// The token of the management API.
+    pub admin: Admin,
     /// The public keys as served at `/.well-known/jwks.json`.
     pub jwks: Bytes,
     /// `auth.issuer`, for discovery metadata.
@@ -138,6 +147,12 @@ impl App {
         let events_wake = Arc::new(Notify::new());
         let users = Users::new(&settings.users, verifier.clone(), events_wake.clone())
             .map_err(BuildError)?;
+        let admin = Admin::new(&settings.admin, verifier.clone(), throttle)
+            .map_err(|e| BuildError(format!("admin: {e}")))?;
+        let relay = RelayStatus::new(match store {
+            Store::Redis(_) => Relay::Delivering,
+            Store::Memory(_) => Relay::Off,
+        });
         let metrics = Metrics::new(&store, &verifier);
         let sessions = Sessions::new(store, access, refresh, Timing::from_auth(auth));
         Ok(Self {
@@ -149,6 +164,9 @@ impl App {
             users,
             events_wake,
             events: settings.events.clone(),
+            relay,
+            api_tokens: ApiTokens::default(),
+            admin,
             jwks: Bytes::from(jwks),
             issuer: auth.issuer.clone(),
             public_url: settings.oauth.public_url.trim_end_matches('/').to_owned(),
@@ -179,7 +197,8 @@ impl App {
     }
 
     /// What every replica runs beside serving, until dropped: the refresh
-    /// of the clients kept in the database, and the event relay.
+    /// of the clients kept in the database, the event relay and the
+    /// write-behind of API tokens' last use.
     pub async fn run_background(&self) {
         let clients = stored::refresh(
             &self.database,
@@ -187,7 +206,8 @@ impl App {
             &self.oauth_clients,
             self.clients_refresh,
         );
-        tokio::join!(clients, self.relay_events());
+        let touches = self.api_tokens.write_touches(&self.database);
+        tokio::join!(clients, self.relay_events(), touches);
     }
 
     /// Moves the outbox to the Redis stream (with the embedded store,
@@ -207,6 +227,7 @@ impl App {
             &sink,
             &self.events,
             self.events_wake.clone(),
+            &self.relay,
         )
         .await;
     }

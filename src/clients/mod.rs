@@ -150,9 +150,12 @@ pub struct Attempt {
 }
 
 pub struct ClientSecrets<P> {
-    /// Which clients of the database are ours; also keeps the two kinds'
-    /// failure counters apart (`login:…`, `oauth:…`).
-    kind: ClientKind,
+    /// Which clients of the database are ours (`None`: none are, as for
+    /// the admin token).
+    kind: Option<ClientKind>,
+    /// Keeps the failure counters of each kind apart (`login:…`,
+    /// `oauth:…`, `admin:…`) and names them in logs.
+    label: &'static str,
     /// From `config.yml`, fixed at start-up; they win over stored ones.
     configured: Vec<Arc<Client<P>>>,
     current: RwLock<Arc<ClientSet<P>>>,
@@ -168,6 +171,18 @@ impl<P: Policy> ClientSecrets<P> {
     /// Clients that passed [`crate::config::Settings::validate`].
     pub fn new<'a>(
         kind: ClientKind,
+        clients: impl IntoIterator<Item = (&'a str, Credential<'a>, P)>,
+        verifier: Arc<Verifier>,
+        throttle: Throttle,
+    ) -> Result<Self, String> {
+        Self::labelled(Some(kind), kind.as_str(), clients, verifier, throttle)
+    }
+
+    /// Secrets that are no kind of stored client (the admin token),
+    /// throttled under `label`.
+    pub fn labelled<'a>(
+        kind: Option<ClientKind>,
+        label: &'static str,
         clients: impl IntoIterator<Item = (&'a str, Credential<'a>, P)>,
         verifier: Arc<Verifier>,
         throttle: Throttle,
@@ -210,6 +225,7 @@ impl<P: Policy> ClientSecrets<P> {
             <Hmac<Sha256> as KeyInit>::new_from_slice(&random).map_err(|e| e.to_string())?;
         Ok(Self {
             kind,
+            label,
             configured,
             current: RwLock::new(Arc::new(ClientSet { clients, dummy })),
             warned: Mutex::default(),
@@ -263,7 +279,7 @@ impl<P: Policy> ClientSecrets<P> {
         // Unknown ids are counted by address only: counting each invented id
         // would let a flood fill the store.
         let keys = self.throttle.keys(
-            self.kind.as_str(),
+            self.label,
             client.map(|c| c.id.as_str()),
             attempt.addr,
         );
@@ -303,11 +319,11 @@ impl<P: Policy> ClientSecrets<P> {
             .collect();
         let mut first_stored: Option<Arc<Client<P>>> = None;
         let mut problems = HashSet::new();
-        for row in stored.iter().filter(|c| c.kind == self.kind) {
+        for row in stored.iter().filter(|c| Some(c.kind) == self.kind) {
             if self.configured.iter().any(|c| c.id == row.id) {
                 self.warn_once(&mut problems, &row.id, || {
                     tracing::warn!(
-                        kind = self.kind.as_str(),
+                        kind = self.label,
                         id = %row.id,
                         "a client in the database has the id of one in config.yml; \
                          config.yml wins and the database's is ignored"
@@ -339,7 +355,7 @@ impl<P: Policy> ClientSecrets<P> {
                     Err(e) => {
                         self.warn_once(&mut problems, &row.id, || {
                             tracing::warn!(
-                                kind = self.kind.as_str(),
+                                kind = self.label,
                                 id = %row.id,
                                 error = %e,
                                 "a client in the database has an unusable secret_hash; ignored"
@@ -375,10 +391,10 @@ impl<P: Policy> ClientSecrets<P> {
             }
         };
         for id in clients.keys().filter(|id| !old.clients.contains_key(*id)) {
-            tracing::info!(kind = self.kind.as_str(), %id, "client from the database added");
+            tracing::info!(kind = self.label, %id, "client from the database added");
         }
         for id in old.clients.keys().filter(|id| !clients.contains_key(*id)) {
-            tracing::info!(kind = self.kind.as_str(), %id, "client from the database removed");
+            tracing::info!(kind = self.label, %id, "client from the database removed");
         }
         *self.current.write().unwrap_or_else(|e| e.into_inner()) =
             Arc::new(ClientSet { clients, dummy });

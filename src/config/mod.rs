@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+mod admin;
 mod grpc;
 mod identity;
+pub use admin::AdminSettings;
 pub use grpc::GrpcSettings;
 pub use identity::{
     DEFAULT_DATABASE_URL, DatabaseSettings, EventSettings, MAX_PASSWORD_BYTES, Registration,
@@ -40,6 +42,7 @@ pub struct Settings {
     pub users: UserSettings,
     pub events: EventSettings,
     pub grpc: GrpcSettings,
+    pub admin: AdminSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -593,6 +596,7 @@ impl Settings {
             self.cache.url = Secret(with_redis_password(self.cache.url.expose(), &password)?);
         }
         self.cache.read_tls_files()?;
+        self.admin.resolve()?;
         if let Some(path) = &self.database.password_file {
             let password = read_secret_file("database.password_file", path)?;
             self.database.url = Secret(identity::with_postgres_password(
@@ -695,6 +699,7 @@ impl Settings {
             .iter()
             .map(|c| (&c.id, Some(&c.secret_hash)));
         validate_clients("oauth.clients", oauth)?;
+        self.admin.validate()?;
         for (i, client) in self.oauth.clients.iter().enumerate() {
             if let Some(bad) = client
                 .scopes

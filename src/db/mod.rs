@@ -1,5 +1,5 @@
-//! Durable records (SPEC §7): user accounts, clients kept in the database
-//! and the outbox of events, behind the [`DurableStore`] trait with two
+//! Durable records (SPEC §7, §9): user accounts, clients kept in the
+//! database, API tokens and the outbox of events, behind the [`DurableStore`] trait with two
 //! implementations over sqlx — [`sqlite::SqliteStore`] (embedded, one host)
 //! and [`postgres::PostgresStore`] (any number of replicas).
 //!
@@ -95,6 +95,30 @@ pub struct StoredClient {
     pub created_at: Millis,
 }
 
+/// An API token as stored (SPEC §9): never the token, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTokenRecord {
+    pub id: Uuid,
+    pub name: String,
+    /// Lower-case hex of the token's SHA-256: what a presented token is
+    /// looked up by.
+    pub token_hash: String,
+    pub scopes: Vec<String>,
+    pub created_at: Millis,
+    /// `None`: never expires.
+    pub expires_at: Option<Millis>,
+    /// Written behind, at most once a minute per token.
+    pub last_used_at: Option<Millis>,
+    pub revoked_at: Option<Millis>,
+}
+
+impl ApiTokenRecord {
+    /// Neither revoked nor expired at `now`.
+    pub fn is_active(&self, now: Millis) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|end| now < end)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("the database is unavailable: {0}")]
@@ -103,6 +127,8 @@ pub enum DbError {
     EmailTaken,
     #[error("a client with this id already exists")]
     ClientExists,
+    #[error("an API token with this id or hash already exists")]
+    TokenExists,
     #[error("database error: {0}")]
     Internal(String),
 }
@@ -204,6 +230,28 @@ pub trait DurableStore: Send + Sync {
 
     /// Whether a client with this id existed.
     async fn remove_client(&self, id: &str) -> Result<bool, DbError>;
+
+    /// `TokenExists` if the id or the hash is taken.
+    async fn create_api_token(&self, token: &ApiTokenRecord) -> Result<(), DbError>;
+
+    /// The token with this SHA-256 (hex), revoked and expired ones too.
+    async fn api_token_by_hash(&self, hash: &str) -> Result<Option<ApiTokenRecord>, DbError>;
+
+    async fn api_token(&self, id: Uuid) -> Result<Option<ApiTokenRecord>, DbError>;
+
+    /// Tokens oldest first: only those active at `now`, or all.
+    async fn api_tokens(&self, all: bool, now: Millis) -> Result<Vec<ApiTokenRecord>, DbError>;
+
+    /// Marks the token revoked at `now` (an earlier revocation stays);
+    /// `None` if there is no such token.
+    async fn revoke_api_token(
+        &self,
+        id: Uuid,
+        now: Millis,
+    ) -> Result<Option<ApiTokenRecord>, DbError>;
+
+    /// Sets `last_used_at` to `now` unless it is already later.
+    async fn touch_api_token(&self, id: Uuid, now: Millis) -> Result<(), DbError>;
 }
 
 /// The configured database, with a deadline on every call. An enum rather
@@ -301,6 +349,34 @@ impl DurableStore for Database {
     async fn remove_client(&self, id: &str) -> Result<bool, DbError> {
         dispatch!(self, s => s.remove_client(id))
     }
+
+    async fn create_api_token(&self, token: &ApiTokenRecord) -> Result<(), DbError> {
+        dispatch!(self, s => s.create_api_token(token))
+    }
+
+    async fn api_token_by_hash(&self, hash: &str) -> Result<Option<ApiTokenRecord>, DbError> {
+        dispatch!(self, s => s.api_token_by_hash(hash))
+    }
+
+    async fn api_token(&self, id: Uuid) -> Result<Option<ApiTokenRecord>, DbError> {
+        dispatch!(self, s => s.api_token(id))
+    }
+
+    async fn api_tokens(&self, all: bool, now: Millis) -> Result<Vec<ApiTokenRecord>, DbError> {
+        dispatch!(self, s => s.api_tokens(all, now))
+    }
+
+    async fn revoke_api_token(
+        &self,
+        id: Uuid,
+        now: Millis,
+    ) -> Result<Option<ApiTokenRecord>, DbError> {
+        dispatch!(self, s => s.revoke_api_token(id, now))
+    }
+
+    async fn touch_api_token(&self, id: Uuid, now: Millis) -> Result<(), DbError> {
+        dispatch!(self, s => s.touch_api_token(id, now))
+    }
 }
 
 /// Scopes as stored: one space-separated column.
@@ -380,6 +456,44 @@ impl TryFrom<ClientRow> for StoredClient {
             rate_limit: u32::try_from(row.rate_limit)
                 .map_err(|_| DbError::Internal(format!("client rate_limit {}", row.rate_limit)))?,
             created_at: from_db_millis(row.created_at),
+        })
+    }
+}
+
+/// The columns of `api_tokens`, in [`ApiTokenRow`]'s order; a macro so
+/// that queries stay `&'static str` (`concat!`).
+macro_rules! api_token_columns {
+    () => {
+        "id, name, token_hash, scopes, created_at, expires_at, last_used_at, revoked_at"
+    };
+}
+use api_token_columns;
+
+#[derive(sqlx::FromRow)]
+struct ApiTokenRow {
+    id: String,
+    name: String,
+    token_hash: String,
+    scopes: String,
+    created_at: i64,
+    expires_at: Option<i64>,
+    last_used_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<ApiTokenRow> for ApiTokenRecord {
+    type Error = DbError;
+
+    fn try_from(row: ApiTokenRow) -> Result<Self, DbError> {
+        Ok(Self {
+            id: parse_uuid(&row.id)?,
+            name: row.name,
+            token_hash: row.token_hash,
+            scopes: split_scopes(&row.scopes),
+            created_at: from_db_millis(row.created_at),
+            expires_at: row.expires_at.map(from_db_millis),
+            last_used_at: row.last_used_at.map(from_db_millis),
+            revoked_at: row.revoked_at.map(from_db_millis),
         })
     }
 }

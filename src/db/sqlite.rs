@@ -11,10 +11,14 @@ use std::str::FromStr;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use super::{
-    ClientRow, DbError, DurableStore, EventSink, NewUser, OutboxEvent, OutboxRow, StoredClient,
+    ApiTokenRecord, ApiTokenRow, ClientRow, DbError, DurableStore, EventSink, NewUser, OutboxEvent, OutboxRow, StoredClient,
     UserLogin, UserRow, is_unique_violation, join_scopes, to_db_millis,
 };
+use uuid::Uuid;
+
+use super::api_token_columns;
 use crate::config::DatabaseSettings;
+use crate::store::Millis;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -164,5 +168,95 @@ impl DurableStore for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn create_api_token(&self, token: &ApiTokenRecord) -> Result<(), DbError> {
+        let inserted = sqlx::query(concat!(
+            "INSERT INTO api_tokens (",
+            api_token_columns!(),
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(token.id.to_string())
+        .bind(&token.name)
+        .bind(&token.token_hash)
+        .bind(join_scopes(&token.scopes))
+        .bind(to_db_millis(token.created_at))
+        .bind(token.expires_at.map(to_db_millis))
+        .bind(token.last_used_at.map(to_db_millis))
+        .bind(token.revoked_at.map(to_db_millis))
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => Err(DbError::TokenExists),
+            other => other.map(drop).map_err(DbError::from),
+        }
+    }
+
+    async fn api_token_by_hash(&self, hash: &str) -> Result<Option<ApiTokenRecord>, DbError> {
+        let row: Option<ApiTokenRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            api_token_columns!(),
+            " FROM api_tokens WHERE token_hash = ?"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(ApiTokenRecord::try_from).transpose()
+    }
+
+    async fn api_token(&self, id: Uuid) -> Result<Option<ApiTokenRecord>, DbError> {
+        let row: Option<ApiTokenRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            api_token_columns!(),
+            " FROM api_tokens WHERE id = ?"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(ApiTokenRecord::try_from).transpose()
+    }
+
+    async fn api_tokens(&self, all: bool, now: Millis) -> Result<Vec<ApiTokenRecord>, DbError> {
+        let rows: Vec<ApiTokenRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            api_token_columns!(),
+            " FROM api_tokens WHERE ? OR (revoked_at IS NULL AND (expires_at IS NULL \
+             OR expires_at > ?)) ORDER BY created_at, id"
+        ))
+        .bind(all)
+        .bind(to_db_millis(now))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(ApiTokenRecord::try_from).collect()
+    }
+
+    async fn revoke_api_token(
+        &self,
+        id: Uuid,
+        now: Millis,
+    ) -> Result<Option<ApiTokenRecord>, DbError> {
+        let row: Option<ApiTokenRow> = sqlx::query_as(concat!(
+            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? RETURNING ",
+            api_token_columns!()
+        ))
+        .bind(to_db_millis(now))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(ApiTokenRecord::try_from).transpose()
+    }
+
+    async fn touch_api_token(&self, id: Uuid, now: Millis) -> Result<(), DbError> {
+        let now = to_db_millis(now);
+        sqlx::query(
+            "UPDATE api_tokens SET last_used_at = ? WHERE id = ? \
+             AND (last_used_at IS NULL OR last_used_at < ?)",
+        )
+        .bind(now)
+        .bind(id.to_string())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }

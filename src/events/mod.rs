@@ -74,11 +74,13 @@ pub async fn relay(
     sink: &dyn EventSink,
     settings: &EventSettings,
     wake: Arc<Notify>,
+    status: &RelayStatus,
 ) {
     let mut failing = false;
     loop {
         match db.relay_events(sink, BATCH).await {
             Ok(delivered) => {
+                status.set(Relay::Delivering);
                 if failing {
                     tracing::info!("event relay: delivering again");
                     failing = false;
@@ -88,6 +90,7 @@ pub async fn relay(
                 }
             }
             Err(e) => {
+                status.set(Relay::Failing);
                 // Once per outage, not once per round.
                 if !failing {
                     tracing::warn!(error = %e, "event relay: cannot deliver; events stay in the outbox");
@@ -96,6 +99,40 @@ pub async fn relay(
             }
         }
         wait(&wake, settings.relay_interval).await;
+    }
+}
+
+/// What the relay last managed, for `/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relay {
+    /// Not running: the embedded store has no stream; events wait in the outbox.
+    Off,
+    /// Not yet tried (just started), or delivered on its last round.
+    Delivering,
+    /// Its last round failed; events wait in the outbox.
+    Failing,
+}
+
+/// [`Relay`], shared between the relay and `/health`.
+#[derive(Debug)]
+pub struct RelayStatus(std::sync::atomic::AtomicU8);
+
+impl RelayStatus {
+    pub fn new(relay: Relay) -> Self {
+        Self(std::sync::atomic::AtomicU8::new(relay as u8))
+    }
+
+    pub fn get(&self) -> Relay {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => Relay::Off,
+            1 => Relay::Delivering,
+            _ => Relay::Failing,
+        }
+    }
+
+    fn set(&self, relay: Relay) {
+        self.0
+            .store(relay as u8, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -16,6 +16,7 @@ use super::{
     Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome, SessionStore,
     StoreError, Subject, Successor, Timing,
 };
+use crate::api_tokens::{CacheEntry, CacheLookup, TokenHash};
 use crate::tokens::SecretHash;
 
 const SWEEP_EVERY: Millis = 60_000;
@@ -283,6 +284,28 @@ impl SessionStore for MemoryStore {
                 *end = now + window;
             }
         }
+        Ok(())
+    }
+
+    /// No cache here: every validation reads the database, which is as
+    /// fast as a cache on one host, and a revocation by the CLI (another
+    /// process) holds at once.
+    async fn api_token_lookup(
+        &self,
+        _: &TokenHash,
+        _: Millis,
+        _: Millis,
+    ) -> Result<CacheLookup, StoreError> {
+        Ok(CacheLookup::Miss)
+    }
+
+    async fn cache_api_token(
+        &self,
+        _: &TokenHash,
+        _: &CacheEntry,
+        _: Millis,
+        _: bool,
+    ) -> Result<(), StoreError> {
         Ok(())
     }
 

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::api_tokens::{CacheEntry, CacheLookup, TokenHash};
 use crate::config::AuthSettings;
 use crate::tokens::SecretHash;
 
@@ -226,6 +227,26 @@ pub trait SessionStore {
         now: Millis,
     ) -> Result<(), StoreError>;
 
+    /// The API-token cache's entry for `hash` (SPEC §9). A live entry not
+    /// marked used for `touch_every` is marked used at `now` and answered
+    /// with `touch: true` — to one caller per interval.
+    async fn api_token_lookup(
+        &self,
+        hash: &TokenHash,
+        now: Millis,
+        touch_every: Millis,
+    ) -> Result<CacheLookup, StoreError>;
+
+    /// Caches `entry` for `ttl` ms: only if nothing is cached for `hash`
+    /// (a fill after a miss), or over whatever is (`overwrite`, a revocation).
+    async fn cache_api_token(
+        &self,
+        hash: &TokenHash,
+        entry: &CacheEntry,
+        ttl: Millis,
+        overwrite: bool,
+    ) -> Result<(), StoreError>;
+
     /// Is the store reachable (`/health`)?
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -315,6 +336,25 @@ impl SessionStore for Store {
         now: Millis,
     ) -> Result<(), StoreError> {
         dispatch!(self, s => s.record_failure(keys, limit, window, now))
+    }
+
+    async fn api_token_lookup(
+        &self,
+        hash: &TokenHash,
+        now: Millis,
+        touch_every: Millis,
+    ) -> Result<CacheLookup, StoreError> {
+        dispatch!(self, s => s.api_token_lookup(hash, now, touch_every))
+    }
+
+    async fn cache_api_token(
+        &self,
+        hash: &TokenHash,
+        entry: &CacheEntry,
+        ttl: Millis,
+        overwrite: bool,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.cache_api_token(hash, entry, ttl, overwrite))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -8,7 +8,8 @@
 //! OAuth clients `c` client id and `p` granted scope. Short field names and raw bytes keep the hash in
 //! Redis's compact listpack encoding. Rate-limit windows are `tg:rl:<client>`,
 //! failed credential checks `tg:fail:<kind>:a:<address>` and
-//! `tg:fail:<kind>:c:<client>`.
+//! `tg:fail:<kind>:c:<client>`, the API-token cache `tg:at:<sha256 hex>`
+//! (see `scripts/api_token.lua`).
 //!
 //! Scripts run with `EVALSHA`; `redis::Script` reloads them after `NOSCRIPT`,
 //! so a restarted Redis needs nothing from us.
@@ -46,12 +47,14 @@ use super::{
     Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome, SessionStore,
     StoreError, Subject, Successor, Timing,
 };
+use crate::api_tokens::{CacheEntry, CacheLookup, CachedToken, TokenHash};
 use crate::config::CacheSettings;
-use crate::tokens::SecretHash;
+use crate::tokens::{Rejection, SecretHash};
 
 const KEY_PREFIX: &str = "tg:s:";
 const RATE_PREFIX: &str = "tg:rl:";
 const FAILURE_PREFIX: &str = "tg:fail:";
+const API_TOKEN_PREFIX: &str = "tg:at:";
 
 /// Creates multiplexed connections; recycling is free (see the module doc).
 pub struct Connections {
@@ -110,6 +113,8 @@ pub struct RedisStore {
     count: Script,
     failures: Script,
     fail: Script,
+    api_token: Script,
+    api_token_put: Script,
 }
 
 impl RedisStore {
@@ -148,6 +153,8 @@ impl RedisStore {
             count: Script::new(include_str!("scripts/count.lua")),
             failures: Script::new(include_str!("scripts/failures.lua")),
             fail: Script::new(include_str!("scripts/fail.lua")),
+            api_token: Script::new(include_str!("scripts/api_token.lua")),
+            api_token_put: Script::new(include_str!("scripts/api_token_put.lua")),
         })
     }
 
@@ -332,6 +339,10 @@ pub fn session_key(sid: Uuid) -> String {
     key
 }
 
+fn api_token_key(hash: &TokenHash) -> String {
+    format!("{API_TOKEN_PREFIX}{}", hash.hex())
+}
+
 fn failure_keys(keys: &[String]) -> Vec<String> {
     keys.iter()
         .map(|k| format!("{FAILURE_PREFIX}{k}"))
@@ -485,6 +496,47 @@ impl SessionStore for RedisStore {
         Ok(())
     }
 
+    async fn api_token_lookup(
+        &self,
+        hash: &TokenHash,
+        now: Millis,
+        touch_every: Millis,
+    ) -> Result<CacheLookup, StoreError> {
+        let args = [num(now), num(touch_every)];
+        // A repeat can only find the token already marked used.
+        let reply: Vec<Value> = self
+            .eval(Repeat::Safe, &self.api_token, api_token_key(hash), &args)
+            .await?;
+        parse_api_token(&reply)
+    }
+
+    async fn cache_api_token(
+        &self,
+        hash: &TokenHash,
+        entry: &CacheEntry,
+        ttl: Millis,
+        overwrite: bool,
+    ) -> Result<(), StoreError> {
+        let flag = if overwrite { "1" } else { "" };
+        let mut args = vec![num(ttl.max(1)), flag.into()];
+        match entry {
+            CacheEntry::Dead(why) => args.push(why.label().into()),
+            CacheEntry::Live { token, used_at } => args.extend([
+                Vec::new(),
+                token.id.to_string().into_bytes(),
+                token.name.as_bytes().to_vec(),
+                token.scopes.as_bytes().to_vec(),
+                token.expires_at.map(num).unwrap_or_default(),
+                num(used_at.unwrap_or(0)),
+            ]),
+        }
+        // Writing the same entry twice changes nothing.
+        let _: i64 = self
+            .eval(Repeat::Safe, &self.api_token_put, api_token_key(hash), &args)
+            .await?;
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.with_connection(Repeat::Safe, |mut conn| async move {
             redis::cmd("PING").query_async::<String>(&mut conn).await
@@ -518,6 +570,39 @@ impl Reply<'_> {
             scope: optional(self.get(at + 2)?),
         })
     }
+}
+
+fn parse_api_token(reply: &[Value]) -> Result<CacheLookup, StoreError> {
+    let reply = Reply(reply);
+    Ok(match reply.code()? {
+        0 => CacheLookup::Miss,
+        1 => {
+            let why: String = reply.get(1)?;
+            CacheLookup::Dead(match why.as_str() {
+                "unknown" => Rejection::Unknown,
+                "expired" => Rejection::Expired,
+                _ => Rejection::Revoked,
+            })
+        }
+        2 => {
+            let id: String = reply.get(1)?;
+            let expires: String = reply.get(4)?;
+            let bad = |what: &str| StoreError::Protocol(format!("cached API token {what}"));
+            CacheLookup::Live {
+                token: CachedToken {
+                    id: Uuid::parse_str(&id).map_err(|_| bad("id"))?,
+                    name: reply.get(2)?,
+                    scopes: reply.get(3)?,
+                    expires_at: match expires.as_str() {
+                        "" => None,
+                        ms => Some(ms.parse().map_err(|_| bad("expiry"))?),
+                    },
+                },
+                touch: reply.get::<i64>(5)? == 1,
+            }
+        }
+        other => return Err(StoreError::Protocol(format!("api_token replied {other}"))),
+    })
 }
 
 fn parse_rotation(reply: &[Value], r: &Rotation) -> Result<RotationOutcome, StoreError> {

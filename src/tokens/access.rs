@@ -70,6 +70,9 @@ pub enum Rejection {
     Type,
     #[error("session ended or token superseded")]
     Revoked,
+    /// An API token that no one issued.
+    #[error("unknown token")]
+    Unknown,
 }
 
 impl Rejection {
@@ -85,6 +88,7 @@ impl Rejection {
             Self::Audience => "audience",
             Self::Type => "type",
             Self::Revoked => "revoked",
+            Self::Unknown => "unknown",
         }
     }
 }
