@@ -45,13 +45,8 @@ impl Admin {
             Some(_) => Credential::Secret(settings.token.expose().as_bytes()),
             None => Credential::Hash(&settings.token_hash),
         };
-        let token = ClientSecrets::labelled(
-            None,
-            ADMIN,
-            [(ADMIN, credential, ())],
-            verifier,
-            throttle,
-        )?;
+        let token =
+            ClientSecrets::labelled(None, ADMIN, [(ADMIN, credential, ())], verifier, throttle)?;
         Ok(Self { token: Some(token) })
     }
 

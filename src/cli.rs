@@ -4,6 +4,7 @@
 use std::iter::Peekable;
 use std::path::PathBuf;
 
+use crate::api_tokens::NewApiToken;
 use crate::config::SigningAlgorithm;
 use crate::db::ClientKind;
 use crate::ops::clients::NewClient;
@@ -18,15 +19,26 @@ usage: tokengate [--config PATH]              run the service
        tokengate client list [--config PATH]  the clients in the database: id, kind, scopes, created
        tokengate client remove ID [--config PATH]
                                               remove a client from the database
-       tokengate hash-secret                  read a client secret on stdin, print its argon2id hash
+       tokengate token create NAME [--scopes A B ...] [--ttl DAYS] [--json] [--config PATH]
+                                              create an API token; prints it once (only its
+                                              SHA-256 is stored)
+       tokengate token list [--all] [--json] [--config PATH]
+                                              the active API tokens (--all: revoked and expired too)
+       tokengate token info ID [--json] [--config PATH]
+                                              one API token's record
+       tokengate token revoke ID [--json] [--config PATH]
+                                              revoke an API token on every replica at once
+       tokengate hash-secret                  read a secret (client, admin token) on stdin, print
+                                              its argon2id hash
        tokengate healthcheck [--config PATH]  exit 0 if this host's replica answers GET /ping
        tokengate gen-key --algorithm ALG      print a new PKCS#8 PEM signing key (EdDSA, ES256, RS256)
        tokengate --help | --version
 
 Configuration: config.yml in the working directory (or --config PATH), then
 TOKENGATE__SECTION__KEY environment variables, e.g. TOKENGATE__SERVER__PORT=9000.
-migrate and client use the database of database.url, as the service does; every
-replica sees a client added or removed within database.clients_refresh (default 5s).";
+migrate, client and token use the database of database.url, as the service does; every
+replica sees a client added or removed within database.clients_refresh (default 5s),
+a token revoked at once (token revoke also clears it from the cache in cache.url).";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
@@ -39,6 +51,12 @@ pub enum Command {
     Client {
         config: Option<PathBuf>,
         action: ClientAction,
+    },
+    Token {
+        config: Option<PathBuf>,
+        action: TokenAction,
+        /// JSON on standard output instead of a table.
+        json: bool,
     },
     HashSecret,
     Healthcheck {
@@ -59,6 +77,15 @@ pub enum ClientAction {
     Remove { id: String },
 }
 
+/// `tokengate token …`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TokenAction {
+    Create(NewApiToken),
+    List { all: bool },
+    Info { id: String },
+    Revoke { id: String },
+}
+
 /// The options given, before we know which subcommand may take them.
 #[derive(Default)]
 struct Options {
@@ -68,6 +95,9 @@ struct Options {
     scopes: Option<Vec<String>>,
     refresh_tokens: bool,
     rate_limit: Option<String>,
+    ttl: Option<String>,
+    all: bool,
+    json: bool,
 }
 
 /// Parses the arguments after the program name.
@@ -95,6 +125,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                 o.rate_limit = Some(value(&mut args, inline, "--rate-limit needs a number")?);
             }
             "--refresh-tokens" if inline.is_none() => o.refresh_tokens = true,
+            "--ttl" => o.ttl = Some(value(&mut args, inline, "--ttl needs a number of days")?),
+            "--all" if inline.is_none() => o.all = true,
+            "--json" if inline.is_none() => o.json = true,
             "--scopes" => {
                 // Values up to the next option; "a b" in one argument counts as two.
                 let mut given: Vec<String> = inline.into_iter().collect();
@@ -148,6 +181,31 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                 action,
             }
         }
+        Some("token") => {
+            let verb = words.next();
+            let mut id = || {
+                words.next().ok_or_else(|| {
+                    format!(
+                        "token {} needs the token's ID",
+                        verb.as_deref().unwrap_or("")
+                    )
+                })
+            };
+            let action = match verb.as_deref() {
+                Some("create") => TokenAction::Create(new_token(&mut o, id().ok())?),
+                Some("list") => TokenAction::List {
+                    all: std::mem::take(&mut o.all),
+                },
+                Some("info") => TokenAction::Info { id: id()? },
+                Some("revoke") => TokenAction::Revoke { id: id()? },
+                _ => return Err("token needs create, list, info or revoke".into()),
+            };
+            Command::Token {
+                config: o.config.take(),
+                action,
+                json: std::mem::take(&mut o.json),
+            }
+        }
         Some(other) => return Err(format!("unexpected argument {other:?}")),
     };
     if let Some(extra) = words.next() {
@@ -161,8 +219,13 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
     }
     if o.kind.is_some() || o.scopes.is_some() || o.refresh_tokens || o.rate_limit.is_some() {
         return Err(
-            "--kind, --scopes, --refresh-tokens and --rate-limit are for client add".into(),
+            "--kind, --scopes, --refresh-tokens and --rate-limit are for client add \
+             (--scopes also for token create)"
+                .into(),
         );
+    }
+    if o.ttl.is_some() || o.all || o.json {
+        return Err("--ttl is for token create, --all for token list, --json for token".into());
     }
     Ok(command)
 }
@@ -195,6 +258,23 @@ fn new_client(o: &mut Options, id: Option<String>) -> Result<NewClient, String> 
         scopes: o.scopes.take().unwrap_or_default(),
         refresh_tokens: std::mem::take(&mut o.refresh_tokens),
         rate_limit,
+    })
+}
+
+/// `token create NAME [--scopes …] [--ttl DAYS]`, taking the options it uses.
+fn new_token(o: &mut Options, name: Option<String>) -> Result<NewApiToken, String> {
+    let name = name.ok_or("token create needs the new token's NAME")?;
+    let ttl_days = match o.ttl.take() {
+        None => None,
+        Some(text) => Some(
+            text.parse()
+                .map_err(|_| "--ttl must be a whole number of days")?,
+        ),
+    };
+    Ok(NewApiToken {
+        name,
+        scopes: o.scopes.take().unwrap_or_default(),
+        ttl_days,
     })
 }
 
@@ -352,6 +432,77 @@ mod tests {
             &["client", "remove", "a", "b"],
             &["--scopes", "read"],
             &["healthcheck", "--refresh-tokens"],
+        ] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn token(action: TokenAction, json: bool) -> Result<Command, String> {
+        Ok(Command::Token {
+            config: None,
+            action,
+            json,
+        })
+    }
+
+    #[test]
+    fn token_subcommands() {
+        assert_eq!(
+            p(&[
+                "token", "create", "billing", "--scopes", "read", "write", "--ttl", "30", "--json"
+            ]),
+            token(
+                TokenAction::Create(NewApiToken {
+                    name: "billing".into(),
+                    scopes: vec!["read".into(), "write".into()],
+                    ttl_days: Some(30),
+                }),
+                true
+            )
+        );
+        assert_eq!(
+            p(&["token", "create", "ci", "--config", "x.yml"]),
+            Ok(Command::Token {
+                config: Some("x.yml".into()),
+                action: TokenAction::Create(NewApiToken {
+                    name: "ci".into(),
+                    scopes: vec![],
+                    ttl_days: None,
+                }),
+                json: false,
+            })
+        );
+        assert_eq!(
+            p(&["token", "list", "--all"]),
+            token(TokenAction::List { all: true }, false)
+        );
+        assert_eq!(
+            p(&["token", "list"]),
+            token(TokenAction::List { all: false }, false)
+        );
+        assert_eq!(
+            p(&["token", "info", "abc", "--json"]),
+            token(TokenAction::Info { id: "abc".into() }, true)
+        );
+        assert_eq!(
+            p(&["token", "revoke", "abc"]),
+            token(TokenAction::Revoke { id: "abc".into() }, false)
+        );
+        for bad in [
+            &["token"][..],
+            &["token", "show", "x"],
+            &["token", "create"],
+            &["token", "create", "a", "--ttl", "soon"],
+            &["token", "create", "a", "--ttl", "-3"],
+            &["token", "create", "a", "--all"],
+            &["token", "list", "--ttl", "3"],
+            &["token", "list", "--scopes", "a"],
+            &["token", "info"],
+            &["token", "revoke"],
+            &["token", "revoke", "a", "b"],
+            &["token", "list", "--json=yes"],
+            &["client", "list", "--json"],
+            &["--all"],
         ] {
             assert!(p(bad).is_err(), "{bad:?}");
         }

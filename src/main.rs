@@ -39,6 +39,13 @@ fn main() -> ExitCode {
         Command::Client { config, action } => Settings::load(config.as_deref())
             .map_err(|e| e.to_string())
             .and_then(|settings| runtime()?.block_on(ops::clients::run(&settings, action))),
+        Command::Token {
+            config,
+            action,
+            json,
+        } => Settings::load(config.as_deref())
+            .map_err(|e| e.to_string())
+            .and_then(|settings| runtime()?.block_on(ops::tokens::run(&settings, action, json))),
         Command::Serve { config } => Settings::load(config.as_deref())
             .map_err(|e| e.to_string())
             .and_then(|settings| runtime()?.block_on(serve(settings))),

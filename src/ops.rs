@@ -1,7 +1,8 @@
 //! The subcommands that do not serve: `hash-secret`, `healthcheck`,
-//! `migrate` and `client` ([`clients`]).
+//! `migrate`, `client` ([`clients`]) and `token` ([`tokens`]).
 
 pub mod clients;
+pub mod tokens;
 
 use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -78,6 +79,38 @@ pub async fn healthcheck(settings: &Settings) -> Result<(), String> {
     tokio::time::timeout(Duration::from_secs(3), probe)
         .await
         .map_err(|_| "no answer within 3s".to_string())?
+}
+
+/// Rows under a header, columns padded to their widest cell, two spaces
+/// apart: what a person reads. Scripts use `--json`.
+pub fn table<const N: usize>(
+    header: [&str; N],
+    rows: impl IntoIterator<Item = [String; N]>,
+) -> String {
+    let header = header.map(str::to_owned);
+    let rows: Vec<[String; N]> = std::iter::once(header).chain(rows).collect();
+    let mut widths = [0usize; N];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:width$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// An empty cell as `-`, so columns stay readable.
+fn or_dash(cell: String) -> String {
+    if cell.is_empty() { "-".into() } else { cell }
 }
 
 #[cfg(test)]

@@ -58,7 +58,7 @@ pub struct ApiToken {
     pub id: Uuid,
     pub name: String,
     pub scopes: Vec<String>,
-    pub created_at: Option<Millis>,
+    pub created_at: Millis,
     pub expires_at: Option<Millis>,
 }
 
@@ -84,6 +84,7 @@ pub struct CachedToken {
     pub name: String,
     /// Space-separated.
     pub scopes: String,
+    pub created_at: Millis,
     pub expires_at: Option<Millis>,
 }
 
@@ -176,16 +177,16 @@ pub fn rfc3339(ms: Millis) -> String {
 }
 
 /// Checks and normalizes what a new token is asked for: a trimmed name of
-/// 1–100 characters without control characters, scopes that are scope
-/// tokens (each once), a lifetime of 1–36,500 days.
+/// 1–100 printable ASCII characters (it travels in `X-User-Id`), scopes that
+/// are scope tokens (each once), a lifetime of 1–36,500 days.
 pub fn check(new: NewApiToken) -> Result<NewApiToken, String> {
     let name = new.name.trim().to_owned();
     let chars = name.chars().count();
     if chars == 0 || chars > MAX_NAME_CHARS {
         return Err(format!("name must be 1 to {MAX_NAME_CHARS} characters"));
     }
-    if name.chars().any(char::is_control) {
-        return Err("name must not contain control characters".into());
+    if !name.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+        return Err("name must be printable ASCII (letters, digits, punctuation, spaces)".into());
     }
     let mut scopes: Vec<String> = Vec::with_capacity(new.scopes.len());
     for scope in new.scopes {
@@ -299,8 +300,13 @@ impl ApiTokens {
         Ok(ApiToken {
             id: token.id,
             name: token.name,
-            scopes: token.scopes.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-            created_at: None,
+            scopes: token
+                .scopes
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            created_at: token.created_at,
             expires_at: token.expires_at,
         })
     }
@@ -340,9 +346,14 @@ impl ApiTokens {
                 id: record.id,
                 name: record.name.clone(),
                 scopes: record.scopes.join(" "),
+                created_at: record.created_at,
                 expires_at: record.expires_at,
             },
-            used_at: if touch { Some(now) } else { record.last_used_at },
+            used_at: if touch {
+                Some(now)
+            } else {
+                record.last_used_at
+            },
         };
         cache.cache_api_token(hash, &entry, ttl, false).await?;
         if touch {
@@ -352,7 +363,7 @@ impl ApiTokens {
             id: record.id,
             name: record.name,
             scopes: record.scopes,
-            created_at: Some(record.created_at),
+            created_at: record.created_at,
             expires_at: record.expires_at,
         })
     }

@@ -278,11 +278,9 @@ impl<P: Policy> ClientSecrets<P> {
         }
         // Unknown ids are counted by address only: counting each invented id
         // would let a flood fill the store.
-        let keys = self.throttle.keys(
-            self.label,
-            client.map(|c| c.id.as_str()),
-            attempt.addr,
-        );
+        let keys = self
+            .throttle
+            .keys(self.label, client.map(|c| c.id.as_str()), attempt.addr);
         self.throttle.check(store, &keys, attempt.now).await?;
         let hash = match client {
             Some(client) => client.hash.clone(),

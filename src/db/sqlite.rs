@@ -11,8 +11,8 @@ use std::str::FromStr;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use super::{
-    ApiTokenRecord, ApiTokenRow, ClientRow, DbError, DurableStore, EventSink, NewUser, OutboxEvent, OutboxRow, StoredClient,
-    UserLogin, UserRow, is_unique_violation, join_scopes, to_db_millis,
+    ApiTokenRecord, ApiTokenRow, ClientRow, DbError, DurableStore, EventSink, NewUser, OutboxEvent,
+    OutboxRow, StoredClient, UserLogin, UserRow, is_unique_violation, join_scopes, to_db_millis,
 };
 use uuid::Uuid;
 

@@ -1,11 +1,13 @@
 //! `/authenticate` (any method): the nginx `auth_request` target. Local JWT
 //! verification, then one store round trip; identity goes back in headers.
+//! An API token (`Bearer tg_live_…`, SPEC §9) is one cache round trip too.
 //! `?scope=a+b` also requires those scopes (`403 insufficient_scope`).
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode};
 
 use super::{ApiError, Response, bearer_token, json_bytes_response, json_response, now};
+use crate::api_tokens::format::is_api_token;
 use crate::app::App;
 use crate::oauth::parse_scope;
 use crate::tokens::Rejection;
@@ -13,6 +15,9 @@ use crate::tokens::Rejection;
 pub async fn handle<B>(app: &App, request: &Request<B>) -> Result<Response, ApiError> {
     let required = required_scopes(request.uri().query())?;
     let token = bearer_token(request.headers())?.ok_or(ApiError::MissingToken)?;
+    if is_api_token(token) {
+        return api_token(app, request.method(), token, &required).await;
+    }
     let claims = app.sessions.authenticate(token, now()).await?;
     if let Some(missing) = required
         .iter()
@@ -39,6 +44,49 @@ pub async fn handle<B>(app: &App, request: &Request<B>) -> Result<Response, ApiE
     out.insert("x-user-id", user);
     out.insert("x-session-id", session);
     out.insert("x-scope", scope);
+    Ok(response)
+}
+
+/// An API token at the gate: `X-User-Id: token:<name>`, `X-Token-Id`,
+/// `X-Scope`; no session.
+async fn api_token(
+    app: &App,
+    method: &Method,
+    token: &str,
+    required: &[String],
+) -> Result<Response, ApiError> {
+    let token = app
+        .api_tokens
+        .validate(&app.database, app.sessions.store(), token, now())
+        .await?;
+    if let Some(missing) = token.missing(required) {
+        tracing::debug!(missing, id = %token.id, "scope required at the gate");
+        return Err(ApiError::InsufficientScope(required.join(" ")));
+    }
+    let subject = token.subject();
+    let scope = token.scopes.join(" ");
+    // Names and scopes are printable ASCII by construction (`api_tokens::check`).
+    let malformed = |_| ApiError::InvalidToken(Rejection::Malformed);
+    let user = HeaderValue::try_from(subject.as_str()).map_err(malformed)?;
+    let scope_header = HeaderValue::try_from(scope.as_str()).map_err(malformed)?;
+    let id = HeaderValue::try_from(token.id.to_string()).map_err(malformed)?;
+    let mut response = if method == Method::HEAD {
+        json_bytes_response(StatusCode::OK, Bytes::new())
+    } else {
+        json_response(
+            StatusCode::OK,
+            &serde_json::json!({
+                "sub": subject,
+                "token_id": token.id,
+                "name": token.name,
+                "scope": scope,
+            }),
+        )
+    };
+    let out = response.headers_mut();
+    out.insert("x-user-id", user);
+    out.insert("x-token-id", id);
+    out.insert("x-scope", scope_header);
     Ok(response)
 }
 

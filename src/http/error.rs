@@ -5,6 +5,8 @@ use http::header::{ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 
 use super::{Response, json_response};
+use crate::admin::AdminError;
+use crate::api_tokens::ApiTokenError;
 use crate::clients::ClientError;
 use crate::db::DbError;
 use crate::session::SessionError;
@@ -86,6 +88,10 @@ pub enum ApiError {
     EmailTaken,
     #[error("unknown email or wrong password")]
     InvalidCredentials,
+    #[error("{}", AdminError::Disabled)]
+    AdminDisabled,
+    #[error("admin token refused")]
+    InvalidAdminToken,
     #[error(transparent)]
     Unavailable(#[from] StoreError),
     #[error(transparent)]
@@ -102,6 +108,41 @@ impl From<ClientError> for ApiError {
             ClientError::Verifier(VerifyError::Internal) => Self::Internal(error.to_string()),
             ClientError::Store(e) => Self::Unavailable(e),
             other => Self::InvalidClient(other),
+        }
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(error: AdminError) -> Self {
+        match error {
+            AdminError::Disabled => Self::AdminDisabled,
+            AdminError::Missing => Self::MissingToken,
+            AdminError::Refused(
+                ClientError::Rejected | ClientError::Malformed | ClientError::Missing,
+            ) => Self::InvalidAdminToken,
+            AdminError::Refused(other) => other.into(),
+        }
+    }
+}
+
+impl From<ApiTokenError> for ApiError {
+    fn from(error: ApiTokenError) -> Self {
+        match error {
+            ApiTokenError::Invalid(rejection) => Self::InvalidToken(rejection),
+            ApiTokenError::BadRequest(why) => Self::InvalidRequest(why),
+            ApiTokenError::Store(e) => Self::Unavailable(e),
+            ApiTokenError::Database(e) => e.into(),
+        }
+    }
+}
+
+/// A database failure not tied to a user action: an outage is `503`,
+/// anything else ours.
+impl From<DbError> for ApiError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Unavailable(_) => Self::DatabaseUnavailable(error),
+            other => Self::Internal(other.to_string()),
         }
     }
 }
@@ -157,8 +198,9 @@ impl ApiError {
             | Self::InvalidToken(_)
             | Self::InvalidGrant
             | Self::RefreshReuse
-            | Self::InvalidClient(_) => StatusCode::UNAUTHORIZED,
-            Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            | Self::InvalidClient(_)
+            | Self::InvalidAdminToken => StatusCode::UNAUTHORIZED,
+            Self::InsufficientScope(_) | Self::AdminDisabled => StatusCode::FORBIDDEN,
             Self::OAuth { .. } => StatusCode::BAD_REQUEST,
             Self::RateLimited(_) | Self::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -182,7 +224,8 @@ impl ApiError {
             Self::InvalidPassword(_) => "invalid_password",
             Self::EmailTaken => "email_taken",
             Self::InvalidCredentials => "invalid_credentials",
-            Self::MissingToken | Self::InvalidToken(_) => "invalid_token",
+            Self::MissingToken | Self::InvalidToken(_) | Self::InvalidAdminToken => "invalid_token",
+            Self::AdminDisabled => "admin_disabled",
             Self::InvalidGrant | Self::RefreshReuse => "invalid_grant",
             Self::InvalidClient(_) => "invalid_client",
             Self::InsufficientScope(_) => "insufficient_scope",
@@ -224,6 +267,7 @@ impl ApiError {
             Self::RefreshReuse => "refresh_reuse",
             Self::InvalidClient(_) => "invalid_client",
             Self::InvalidCredentials => "invalid_credentials",
+            Self::InvalidAdminToken => "invalid_admin_token",
             Self::TooManyAttempts(_) => "throttled",
             Self::InsufficientScope(_) => "insufficient_scope",
             _ => return None,
@@ -253,6 +297,8 @@ impl ApiError {
             }
             Self::Busy => tracing::warn!(%method, path, "credential check queue full"),
             Self::InvalidCredentials => tracing::warn!(%method, path, "password login refused"),
+            Self::InvalidAdminToken => tracing::warn!(%method, path, "admin token refused"),
+            Self::AdminDisabled => tracing::warn!(%method, path, "admin API is off"),
             Self::Unavailable(e) => tracing::error!(%method, path, error = %e, "failing closed"),
             Self::DatabaseUnavailable(e) => {
                 tracing::error!(%method, path, error = %e, "database unavailable");
@@ -285,7 +331,7 @@ impl ApiError {
             Self::MissingToken => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(BEARER_CHALLENGE));
             }
-            Self::InvalidToken(_) => {
+            Self::InvalidToken(_) | Self::InvalidAdminToken => {
                 headers.insert(
                     WWW_AUTHENTICATE,
                     HeaderValue::from_static(INVALID_TOKEN_CHALLENGE),

@@ -5,6 +5,7 @@
 //! Generic over the request body type so tests can drive the router
 //! in-process with `Full<Bytes>`; the server passes hyper's `Incoming`.
 
+mod admin;
 mod authenticate;
 mod body;
 pub mod error;
@@ -15,6 +16,7 @@ mod oauth;
 mod refresh;
 pub(crate) mod register;
 mod token_pair;
+mod validate;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -42,6 +44,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const GET_HEAD: &str = "GET, HEAD";
 const POST: &str = "POST";
+const GET_HEAD_POST: &str = "GET, HEAD, POST";
 
 /// Answers one request. Never fails: every error becomes its response here.
 pub async fn handle(app: &App, request: Request<impl RequestBody>) -> Response {
@@ -94,6 +97,14 @@ enum Route {
     Verify,
     Jwks,
     Metadata,
+    /// `POST /auth/validate`: an API token, as JSON.
+    Validate,
+    /// `/admin/tokens`: list (GET) and create (POST).
+    AdminTokens,
+    /// `GET /admin/tokens/{id}`.
+    AdminToken,
+    /// `POST /admin/tokens/{id}/revoke`.
+    AdminRevoke,
 }
 
 impl Route {
@@ -113,8 +124,21 @@ impl Route {
             "/oauth/verify" => Self::Verify,
             "/.well-known/jwks.json" => Self::Jwks,
             "/.well-known/oauth-authorization-server" => Self::Metadata,
-            _ => return None,
+            "/auth/validate" => Self::Validate,
+            "/admin/tokens" => Self::AdminTokens,
+            _ => return Self::admin_token(path),
         })
+    }
+
+    /// `/admin/tokens/{id}` and `/admin/tokens/{id}/revoke`, any id (a bad
+    /// one is `404` from the handler, like an unknown one).
+    fn admin_token(path: &str) -> Option<Self> {
+        let rest = path.strip_prefix("/admin/tokens/")?;
+        match rest.split_once('/') {
+            None if !rest.is_empty() => Some(Self::AdminToken),
+            Some((id, "revoke")) if !id.is_empty() => Some(Self::AdminRevoke),
+            _ => None,
+        }
     }
 
     /// A fixed label for metrics.
@@ -134,6 +158,10 @@ impl Route {
             Self::Verify => "/oauth/verify",
             Self::Jwks => "/.well-known/jwks.json",
             Self::Metadata => "/.well-known/oauth-authorization-server",
+            Self::Validate => "/auth/validate",
+            Self::AdminTokens => "/admin/tokens",
+            Self::AdminToken => "/admin/tokens/{id}",
+            Self::AdminRevoke => "/admin/tokens/{id}/revoke",
         }
     }
 
@@ -141,17 +169,23 @@ impl Route {
     fn allow(self) -> Option<&'static str> {
         match self {
             Self::Authenticate => None, // nginx's auth_request forwards the client's method
-            Self::Ping | Self::Health | Self::Metrics | Self::Jwks | Self::Metadata => {
-                Some(GET_HEAD)
-            }
+            Self::Ping
+            | Self::Health
+            | Self::Metrics
+            | Self::Jwks
+            | Self::Metadata
+            | Self::AdminToken => Some(GET_HEAD),
+            Self::AdminTokens => Some(GET_HEAD_POST),
             _ => Some(POST),
         }
     }
 
     fn allows(self, method: &Method) -> bool {
+        let get = method == Method::GET || method == Method::HEAD;
         match self.allow() {
             None => true,
-            Some(GET_HEAD) => method == Method::GET || method == Method::HEAD,
+            Some(GET_HEAD) => get,
+            Some(GET_HEAD_POST) => get || method == Method::POST,
             Some(_) => method == Method::POST,
         }
     }
@@ -188,6 +222,11 @@ async fn route(
         Route::Revoke => oauth::revoke(app, request).await,
         Route::Verify => oauth::verify(app, request).await,
         Route::Jwks => Ok(public_json(app.jwks.clone())),
+        Route::Validate => validate::handle(app, request).await,
+        Route::AdminTokens if request.method() == Method::POST => admin::create(app, request).await,
+        Route::AdminTokens => admin::list(app, &request).await,
+        Route::AdminToken => admin::show(app, &request).await,
+        Route::AdminRevoke => admin::revoke(app, &request).await,
         Route::Metadata => {
             let base = public_base(app, request.headers());
             let metadata = serde_json::Value::Object(oauth::metadata(app, &base));

@@ -14,6 +14,8 @@ use serde_json::{Map, Value, json};
 use super::body::{self, Params};
 use super::error::OAuthCode;
 use super::{ApiError, RequestBody, Response, attempt, json_response, now};
+use crate::api_tokens::ApiTokenError;
+use crate::api_tokens::format::is_api_token;
 use crate::app::App;
 use crate::clients::{Attempt, ClientError, parse_basic};
 use crate::oauth::{ClientPolicy, parse_scope};
@@ -127,6 +129,9 @@ pub async fn introspect(
     authenticate_client(app, authorization.as_ref(), &params, attempt).await?;
     let token = params.require("token")?;
     let issuer = &app.issuer;
+    if is_api_token(token) {
+        return introspect_api_token(app, token).await;
+    }
     let body = match app.sessions.introspect(token, now()).await? {
         None => json!({"active": false}),
         Some(Introspection::Access(claims)) => {
@@ -158,6 +163,37 @@ pub async fn introspect(
             optional(&mut body, "client_id", state.subject.client);
             body
         }
+    };
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// RFC 7662 for an API token (SPEC §9): `sub` is `token:<name>`, `jti` its id.
+async fn introspect_api_token(app: &App, token: &str) -> Result<Response, ApiError> {
+    let validated = app
+        .api_tokens
+        .validate(&app.database, app.sessions.store(), token, now())
+        .await;
+    let body = match validated {
+        Ok(token) => {
+            let mut body = json!({
+                "active": true,
+                "token_type": "api_token",
+                "sub": token.subject(),
+                "jti": token.id,
+                "scope": token.scopes.join(" "),
+                "iat": token.created_at / 1000,
+                "iss": app.issuer,
+            });
+            if let Some(end) = token.expires_at {
+                body["exp"] = (end / 1000).into();
+            }
+            body
+        }
+        Err(ApiTokenError::Invalid(reason)) => {
+            tracing::debug!(reason = reason.label(), "introspect: API token refused");
+            json!({"active": false})
+        }
+        Err(other) => return Err(other.into()),
     };
     Ok(json_response(StatusCode::OK, &body))
 }

@@ -8,7 +8,7 @@
 //! again. An id the configuration already has for the same kind is refused:
 //! the service would ignore the stored one.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -162,41 +162,15 @@ pub async fn remove(db: &impl DurableStore, settings: &Settings, id: &str) -> Re
 /// The stored clients as a plain table: id, kind, scopes, created (UTC).
 /// Never a secret or a hash.
 pub fn table(clients: &[StoredClient]) -> String {
-    let rows: Vec<[String; 4]> = clients
-        .iter()
-        .map(|c| {
-            let scopes = if c.scopes.is_empty() {
-                "-".to_owned()
-            } else {
-                c.scopes.join(" ")
-            };
-            let created = UNIX_EPOCH + Duration::from_millis(c.created_at);
-            [
-                c.id.clone(),
-                c.kind.as_str().to_owned(),
-                scopes,
-                humantime::format_rfc3339_seconds(created).to_string(),
-            ]
-        })
-        .collect();
-    let header = ["ID", "KIND", "SCOPES", "CREATED"].map(str::to_owned);
-    let mut widths = [0usize; 4];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:width$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    let rows = clients.iter().map(|c| {
+        [
+            c.id.clone(),
+            c.kind.as_str().to_owned(),
+            super::or_dash(c.scopes.join(" ")),
+            crate::api_tokens::rfc3339(c.created_at),
+        ]
+    });
+    super::table(["ID", "KIND", "SCOPES", "CREATED"], rows)
 }
 
 /// Whether the configuration has a client of `kind` with this id.
@@ -207,7 +181,7 @@ fn configured(settings: &Settings, kind: ClientKind, id: &str) -> bool {
     }
 }
 
-fn now() -> Millis {
+pub(super) fn now() -> Millis {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, crate::store::millis)

@@ -526,13 +526,19 @@ impl SessionStore for RedisStore {
                 token.id.to_string().into_bytes(),
                 token.name.as_bytes().to_vec(),
                 token.scopes.as_bytes().to_vec(),
+                num(token.created_at),
                 token.expires_at.map(num).unwrap_or_default(),
                 num(used_at.unwrap_or(0)),
             ]),
         }
         // Writing the same entry twice changes nothing.
         let _: i64 = self
-            .eval(Repeat::Safe, &self.api_token_put, api_token_key(hash), &args)
+            .eval(
+                Repeat::Safe,
+                &self.api_token_put,
+                api_token_key(hash),
+                &args,
+            )
             .await?;
         Ok(())
     }
@@ -586,19 +592,20 @@ fn parse_api_token(reply: &[Value]) -> Result<CacheLookup, StoreError> {
         }
         2 => {
             let id: String = reply.get(1)?;
-            let expires: String = reply.get(4)?;
+            let expires: String = reply.get(5)?;
             let bad = |what: &str| StoreError::Protocol(format!("cached API token {what}"));
             CacheLookup::Live {
                 token: CachedToken {
                     id: Uuid::parse_str(&id).map_err(|_| bad("id"))?,
                     name: reply.get(2)?,
                     scopes: reply.get(3)?,
+                    created_at: reply.get(4)?,
                     expires_at: match expires.as_str() {
                         "" => None,
                         ms => Some(ms.parse().map_err(|_| bad("expiry"))?),
                     },
                 },
-                touch: reply.get::<i64>(5)? == 1,
+                touch: reply.get::<i64>(6)? == 1,
             }
         }
         other => return Err(StoreError::Protocol(format!("api_token replied {other}"))),

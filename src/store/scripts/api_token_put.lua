@@ -4,7 +4,7 @@
 -- '' = only if absent (a fill after a miss: it must not replace a tombstone
 -- written while it read the database), ARGV[3] why dead, or '' if live;
 -- then for a live token ARGV[4] id, ARGV[5] name, ARGV[6] scopes,
--- ARGV[7] expiry (ms, '' = none), ARGV[8] last use (ms).
+-- ARGV[7] created (ms), ARGV[8] expiry (ms, '' = none), ARGV[9] last use (ms).
 -- Replies 1 if written, 0 if an entry was already there.
 if ARGV[2] == '1' then
   redis.call('DEL', KEYS[1])
@@ -14,7 +14,8 @@ end
 if ARGV[3] ~= '' then
   redis.call('HSET', KEYS[1], 'd', ARGV[3])
 else
-  redis.call('HSET', KEYS[1], 'i', ARGV[4], 'n', ARGV[5], 's', ARGV[6], 'x', ARGV[7], 'u', ARGV[8])
+  redis.call('HSET', KEYS[1], 'i', ARGV[4], 'n', ARGV[5], 's', ARGV[6], 'c', ARGV[7],
+    'x', ARGV[8], 'u', ARGV[9])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1

@@ -1,0 +1,230 @@
+//! `tokengate token create|list|info|revoke` (SPEC §9): API tokens managed
+//! against the database the service uses, as the admin API does. A table by
+//! default, `--json` (the admin API's shapes) for scripts; data on standard
+//! output, remarks on standard error.
+//!
+//! `revoke` also writes the revocation into the cache of `cache.url`, so
+//! every replica refuses the token at once; if Redis cannot be reached the
+//! database still says revoked, and the command fails, asking to run it
+//! again once Redis answers (replicas that cached the token would accept it
+//! until that entry expires).
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::clients::now;
+use crate::api_tokens::{self, ApiTokenError, TokenView};
+use crate::cli::TokenAction;
+use crate::config::Settings;
+use crate::db::{ApiTokenRecord, DurableStore};
+use crate::store::memory::MemoryStore;
+use crate::store::redis::RedisStore;
+use crate::store::{Store, Timing};
+
+/// Runs one `token` subcommand against the configured database (migrated
+/// first).
+pub async fn run(settings: &Settings, action: TokenAction, json: bool) -> Result<(), String> {
+    let db = super::open_database(settings).await?;
+    let now = now();
+    match action {
+        TokenAction::Create(new) => {
+            let (token, record) = api_tokens::create(&db, new, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            if json {
+                let mut body = view_json(&record, now)?;
+                body["token"] = token.into();
+                println!("{body}");
+            } else {
+                println!("{token}");
+                print!("{}", details(&record, now));
+            }
+            eprintln!(
+                "API token {:?} created (id {}); the token is printed above, this once: only \
+                 its SHA-256 is stored, so keep it now.",
+                record.name, record.id
+            );
+        }
+        TokenAction::List { all } => {
+            let records = db.api_tokens(all, now).await.map_err(|e| e.to_string())?;
+            if json {
+                let tokens: Vec<TokenView> =
+                    records.iter().map(|r| TokenView::new(r, now)).collect();
+                println!("{}", json!({ "tokens": tokens }));
+            } else {
+                print!("{}", table(&records, now));
+            }
+        }
+        TokenAction::Info { id } => {
+            let record = db
+                .api_token(parse_id(&id)?)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| no_such(&id))?;
+            show(&record, now, json)?;
+        }
+        TokenAction::Revoke { id } => {
+            let cache = cache(settings)?;
+            let record = match api_tokens::revoke(&db, &cache, parse_id(&id)?, now).await {
+                Ok(Some(record)) => record,
+                Ok(None) => return Err(no_such(&id)),
+                Err(ApiTokenError::Store(e)) => {
+                    return Err(format!(
+                        "API token {id} is revoked in the database, but the cache (cache.url) \
+                         could not be told ({e}): replicas that cached it may accept it for up \
+                         to 10 minutes. Run `tokengate token revoke {id}` again once Redis \
+                         answers."
+                    ));
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            show(&record, now, json)?;
+            eprintln!(
+                "API token {:?} (id {}) revoked: every replica refuses it now",
+                record.name, record.id
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The cache a revocation must reach: Redis when `cache.url` is set; the
+/// embedded store caches nothing.
+fn cache(settings: &Settings) -> Result<Store, String> {
+    let timing = Timing::from_auth(&settings.auth);
+    if settings.uses_redis() {
+        RedisStore::new(&settings.cache, timing)
+            .map(Store::Redis)
+            .map_err(|e| e.to_string())
+    } else {
+        Ok(Store::Memory(MemoryStore::new(timing)))
+    }
+}
+
+fn parse_id(id: &str) -> Result<Uuid, String> {
+    Uuid::try_parse(id).map_err(|_| no_such(id))
+}
+
+fn no_such(id: &str) -> String {
+    format!("no API token {id:?} in the database (see `tokengate token list --all`)")
+}
+
+fn view_json(record: &ApiTokenRecord, now: u64) -> Result<serde_json::Value, String> {
+    serde_json::to_value(TokenView::new(record, now)).map_err(|e| e.to_string())
+}
+
+fn show(record: &ApiTokenRecord, now: u64, json: bool) -> Result<(), String> {
+    if json {
+        println!("{}", view_json(record, now)?);
+    } else {
+        print!("{}", details(record, now));
+    }
+    Ok(())
+}
+
+/// One token, a field per line. Never the token or its hash.
+pub fn details(record: &ApiTokenRecord, now: u64) -> String {
+    let view = TokenView::new(record, now);
+    let never = |t: Option<String>| t.unwrap_or_else(|| "never".into());
+    let fields = [
+        ["id".into(), view.id.to_string()],
+        ["name".into(), view.name],
+        ["scopes".into(), super::or_dash(view.scopes.join(" "))],
+        ["status".into(), view.status.into()],
+        ["created".into(), view.created_at],
+        ["expires".into(), never(view.expires_at)],
+        ["last used".into(), never(view.last_used_at)],
+        [
+            "revoked".into(),
+            super::or_dash(view.revoked_at.unwrap_or_default()),
+        ],
+    ];
+    let width = fields.iter().map(|[k, _]| k.len()).max().unwrap_or(0) + 1;
+    fields
+        .iter()
+        .map(|[key, value]| format!("{:width$} {value}\n", format!("{key}:")))
+        .collect()
+}
+
+/// Tokens as a table: id, name, scopes, status, created, expires, last used.
+pub fn table(records: &[ApiTokenRecord], now: u64) -> String {
+    let rows = records.iter().map(|r| {
+        let view = TokenView::new(r, now);
+        let never = |t: Option<String>| t.unwrap_or_else(|| "never".into());
+        [
+            view.id.to_string(),
+            view.name,
+            super::or_dash(view.scopes.join(" ")),
+            view.status.into(),
+            view.created_at,
+            never(view.expires_at),
+            never(view.last_used_at),
+        ]
+    });
+    super::table(
+        [
+            "ID",
+            "NAME",
+            "SCOPES",
+            "STATUS",
+            "CREATED",
+            "EXPIRES",
+            "LAST USED",
+        ],
+        rows,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+    fn record(name: &str, scopes: &[&str], revoked: bool) -> ApiTokenRecord {
+        ApiTokenRecord {
+            id: Uuid::nil(),
+            name: name.into(),
+            token_hash: "ab".repeat(32),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            created_at: T0,
+            expires_at: Some(T0 + 86_400_000),
+            last_used_at: None,
+            revoked_at: revoked.then_some(T0 + 1_000),
+        }
+    }
+
+    #[test]
+    fn tables_show_status_and_never_the_hash() {
+        let out = table(
+            &[
+                record("billing", &["read", "write"], false),
+                record("ci", &[], true),
+            ],
+            T0,
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("ID"));
+        assert!(lines[1].contains("billing") && lines[1].contains("read write"));
+        assert!(lines[1].contains("active") && lines[1].contains("2026-01-02T00:00:00Z"));
+        assert!(lines[2].contains("revoked") && lines[2].contains(" - "));
+        assert!(!out.contains(&"ab".repeat(32)));
+        // A day later the first one has expired.
+        assert!(table(&[record("b", &[], false)], T0 + 86_400_000).contains("expired"));
+    }
+
+    #[test]
+    fn details_name_every_field() {
+        let out = details(&record("billing", &["read"], true), T0);
+        for expected in [
+            "id:        00000000-0000-0000-0000-000000000000",
+            "name:      billing",
+            "status:    revoked",
+            "last used: never",
+            "revoked:   2026-01-01T00:00:01Z",
+        ] {
+            assert!(out.contains(expected), "{expected:?} in\n{out}");
+        }
+    }
+}
