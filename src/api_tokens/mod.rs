@@ -389,3 +389,6 @@ impl ApiTokens {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

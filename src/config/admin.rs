@@ -54,3 +54,43 @@ impl AdminSettings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::load;
+
+    fn key(yaml: &str) -> String {
+        load(yaml, &[]).unwrap_err().key
+    }
+
+    #[test]
+    fn the_admin_token_is_off_by_default_and_given_one_way() {
+        let off = load("", &[]).unwrap();
+        assert!(!off.admin.is_enabled());
+
+        let hash = crate::clients::hash_secret(b"admin").unwrap();
+        let hashed = load(&format!("admin:\n  token_hash: '{hash}'\n"), &[]).unwrap();
+        assert!(hashed.admin.is_enabled());
+        assert_eq!(
+            key("admin:\n  token_hash: 'plain text'\n"),
+            "admin.token_hash"
+        );
+
+        let dir = std::env::temp_dir().join(format!("tokengate-admin-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("admin_token");
+        let token = "0123456789abcdef0123456789abcdef";
+        std::fs::write(&file, format!("{token}\n")).unwrap();
+        let yaml = format!("admin:\n  token_file: {}\n", file.display());
+        let from_file = load(&yaml, &[]).unwrap();
+        assert_eq!(from_file.admin.token.expose(), token);
+        assert!(!format!("{from_file:?}").contains(token), "redacted");
+        assert_eq!(
+            key(&format!("{yaml}  token_hash: '{hash}'\n")),
+            "admin.token_file"
+        );
+        std::fs::write(&file, "too short\n").unwrap();
+        assert_eq!(key(&yaml), "admin.token_file");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -895,7 +895,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    pub(super) fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let dir = std::env::temp_dir().join(format!("tokengate-config-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("config.yml");
