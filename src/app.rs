@@ -11,16 +11,19 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::admin::Admin;
-use crate::api_tokens::ApiTokens;
+use crate::admin::AdminError;
+use crate::api_tokens::{self, ApiToken, ApiTokenError, ApiTokens};
 use crate::clients::stored::{self, LoadError};
 use crate::clients::{Attempt, ClientError, ClientSecrets, Credential};
 use crate::config::{EventSettings, ServerSettings, Settings};
+use crate::db::ApiTokenRecord;
 use crate::db::{ClientKind, Database, DbError, DurableStore};
 use crate::events::{Relay, RelayStatus};
 use crate::metrics::Metrics;
 use crate::oauth::{ClientPolicy, OAuthClients};
 use crate::proxies::TrustedProxies;
 use crate::session::Sessions;
+use crate::store::Millis;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::{Store, Timing};
@@ -254,5 +257,37 @@ impl App {
     ) -> Result<Arc<ClientPolicy>, ClientError> {
         let store = self.sessions.store();
         self.oauth_clients.verify(store, id, secret, attempt).await
+    }
+
+    /// Checks an API token (SPEC §9): one cache round trip on a hit.
+    pub async fn validate_api_token(
+        &self,
+        token: &str,
+        now: Millis,
+    ) -> Result<ApiToken, ApiTokenError> {
+        let cache = self.sessions.store();
+        self.api_tokens
+            .validate(&self.database, cache, token, now)
+            .await
+    }
+
+    /// Revokes an API token in the database and the cache shared by every
+    /// replica; `None` if there is no such token.
+    pub async fn revoke_api_token(
+        &self,
+        id: uuid::Uuid,
+        now: Millis,
+    ) -> Result<Option<ApiTokenRecord>, ApiTokenError> {
+        api_tokens::revoke(&self.database, self.sessions.store(), id, now).await
+    }
+
+    /// Checks the bearer token of a management request.
+    pub async fn authorize_admin(
+        &self,
+        presented: Option<&str>,
+        attempt: Attempt,
+    ) -> Result<(), AdminError> {
+        let store = self.sessions.store();
+        self.admin.verify(store, presented, attempt).await
     }
 }

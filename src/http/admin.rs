@@ -80,7 +80,8 @@ pub async fn revoke<B>(app: &App, request: &Request<B>) -> Result<Response, ApiE
     authorize(app, request).await?;
     let id = token_id(request.uri().path())?;
     let now = now();
-    let record = api_tokens::revoke(&app.database, app.sessions.store(), id, now)
+    let record = app
+        .revoke_api_token(id, now)
         .await?
         .ok_or(ApiError::NotFound)?;
     tracing::info!(%id, name = record.name, "admin: API token revoked");
@@ -91,9 +92,7 @@ pub async fn revoke<B>(app: &App, request: &Request<B>) -> Result<Response, ApiE
 async fn authorize<B>(app: &App, request: &Request<B>) -> Result<(), ApiError> {
     let presented = bearer_token(request.headers())?;
     let attempt = attempt(app, request);
-    app.admin
-        .verify(app.sessions.store(), presented, attempt)
-        .await?;
+    app.authorize_admin(presented, attempt).await?;
     Ok(())
 }
 

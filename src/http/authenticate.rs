@@ -55,10 +55,7 @@ async fn api_token(
     token: &str,
     required: &[String],
 ) -> Result<Response, ApiError> {
-    let token = app
-        .api_tokens
-        .validate(&app.database, app.sessions.store(), token, now())
-        .await?;
+    let token = app.validate_api_token(token, now()).await?;
     if let Some(missing) = token.missing(required) {
         tracing::debug!(missing, id = %token.id, "scope required at the gate");
         return Err(ApiError::InsufficientScope(required.join(" ")));

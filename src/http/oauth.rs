@@ -169,10 +169,7 @@ pub async fn introspect(
 
 /// RFC 7662 for an API token (SPEC §9): `sub` is `token:<name>`, `jti` its id.
 async fn introspect_api_token(app: &App, token: &str) -> Result<Response, ApiError> {
-    let validated = app
-        .api_tokens
-        .validate(&app.database, app.sessions.store(), token, now())
-        .await;
+    let validated = app.validate_api_token(token, now()).await;
     let body = match validated {
         Ok(token) => {
             let mut body = json!({

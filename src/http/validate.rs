@@ -23,10 +23,7 @@ pub async fn handle(app: &App, request: Request<impl RequestBody>) -> Result<Res
         token,
         required_scopes,
     } = body::parse(&body::read(request).await?)?;
-    let validated = app
-        .api_tokens
-        .validate(&app.database, app.sessions.store(), &token, now())
-        .await;
+    let validated = app.validate_api_token(&token, now()).await;
     let body = match validated {
         Ok(token) => match token.missing(&required_scopes) {
             None => json!({
