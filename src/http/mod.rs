@@ -15,6 +15,7 @@ mod logout;
 mod oauth;
 mod refresh;
 pub(crate) mod register;
+mod request_id;
 mod token_pair;
 mod validate;
 
@@ -27,6 +28,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use http_body_util::Full;
 use hyper::body::Body;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::app::App;
 use crate::clients::Attempt;
@@ -47,7 +49,16 @@ const POST: &str = "POST";
 const GET_HEAD_POST: &str = "GET, HEAD, POST";
 
 /// Answers one request. Never fails: every error becomes its response here.
+/// Everything logged on the way carries the request's id (see [`request_id`]).
 pub async fn handle(app: &App, request: Request<impl RequestBody>) -> Response {
+    let id = request_id::of(request.headers());
+    let span = tracing::info_span!("request", id = id.to_str().unwrap_or("-"));
+    let mut response = answer(app, request).instrument(span).await;
+    response.headers_mut().insert(request_id::HEADER, id);
+    response
+}
+
+async fn answer(app: &App, request: Request<impl RequestBody>) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     // For logging; a Uri clone shares its bytes instead of copying the path.
