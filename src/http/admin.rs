@@ -1,11 +1,15 @@
-//! The management API of API tokens (SPEC §9), behind the admin token:
+//! The management API, behind the admin token. API tokens (SPEC §9):
 //! `POST /admin/tokens` creates one (the token is in this answer only),
 //! `GET /admin/tokens[?all=true]` lists the active ones (or all),
 //! `GET /admin/tokens/{id}` shows one, `POST /admin/tokens/{id}/revoke`
 //! revokes one on every replica. Every action is logged with the token's id
-//! and name, never the token.
+//! and name, never the token. Users' sessions: `GET
+//! /admin/users/{sub}/sessions` lists them and `POST
+//! /admin/users/{sub}/logout` ends them all — for the admin token or a
+//! trusted login client (HTTP Basic), the backend that logs users in.
 
-use http::{Request, StatusCode};
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -14,6 +18,7 @@ use super::{ApiError, RequestBody, Response, attempt, bearer_token, body, json_r
 use crate::api_tokens::{self, NewApiToken, TokenView};
 use crate::app::App;
 use crate::db::DurableStore;
+use crate::session::per_user::describe;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +93,43 @@ pub async fn revoke<B>(app: &App, request: &Request<B>) -> Result<Response, ApiE
     Ok(json_response(StatusCode::OK, &TokenView::new(&record, now)))
 }
 
+/// `GET /admin/users/{sub}/sessions`.
+pub async fn user_sessions<B>(app: &App, request: &Request<B>) -> Result<Response, ApiError> {
+    authorize_for_users(app, request).await?;
+    let sub = super::Route::id(request.uri().path()).ok_or(ApiError::NotFound)?;
+    let sessions = app.sessions.sessions_of(&sub, now()).await?;
+    tracing::info!(sub, count = sessions.len(), "admin: sessions listed");
+    let sessions: Vec<_> = sessions.iter().map(|s| describe(s, None)).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "sessions": sessions }),
+    ))
+}
+
+/// `POST /admin/users/{sub}/logout`: `200 {"ended": N}`.
+pub async fn logout_user<B>(app: &App, request: &Request<B>) -> Result<Response, ApiError> {
+    authorize_for_users(app, request).await?;
+    let sub = super::Route::id(request.uri().path()).ok_or(ApiError::NotFound)?;
+    let ended = app.sessions.logout_user(&sub).await?;
+    tracing::info!(sub, ended, "admin: every session of a user ended");
+    Ok(json_response(StatusCode::OK, &json!({ "ended": ended })))
+}
+
+/// The admin token as `Bearer`, or a login client's HTTP Basic credentials.
+async fn authorize_for_users<B>(app: &App, request: &Request<B>) -> Result<(), ApiError> {
+    let authorization = request.headers().get(AUTHORIZATION);
+    let is_basic = authorization
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim_start().get(..6))
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("basic "));
+    if is_basic {
+        let attempt = attempt(app, request);
+        let basic = authorization.map(HeaderValue::as_bytes);
+        return Ok(app.authenticate_login_client(basic, attempt).await?);
+    }
+    authorize(app, request).await
+}
+
 /// The bearer token must be the admin token.
 async fn authorize<B>(app: &App, request: &Request<B>) -> Result<(), ApiError> {
     let presented = bearer_token(request.headers())?;
@@ -98,9 +140,8 @@ async fn authorize<B>(app: &App, request: &Request<B>) -> Result<(), ApiError> {
 
 /// The `{id}` of `/admin/tokens/{id}[/revoke]`; not a uuid is not found.
 fn token_id(path: &str) -> Result<Uuid, ApiError> {
-    let rest = path.strip_prefix("/admin/tokens/").unwrap_or_default();
-    let id = rest.split('/').next().unwrap_or_default();
-    Uuid::try_parse(id).map_err(|_| ApiError::NotFound)
+    let id = super::Route::id(path).ok_or(ApiError::NotFound)?;
+    Uuid::try_parse(&id).map_err(|_| ApiError::NotFound)
 }
 
 #[cfg(test)]

@@ -72,6 +72,8 @@ pub enum ApiError {
     Busy,
     #[error("no such endpoint")]
     NotFound,
+    #[error("no such session of yours")]
+    UnknownSession,
     #[error("method not allowed")]
     MethodNotAllowed(&'static str),
     #[error("request body larger than {BODY_LIMIT} bytes")]
@@ -180,6 +182,7 @@ impl From<SessionError> for ApiError {
                 description,
             },
             SessionError::RateLimited(seconds) => Self::RateLimited(seconds),
+            SessionError::UnknownSession => Self::UnknownSession,
             SessionError::Store(e) => Self::Unavailable(e),
             SessionError::Signing(e) => Self::Internal(e.to_string()),
         }
@@ -203,7 +206,7 @@ impl ApiError {
             Self::InsufficientScope(_) | Self::AdminDisabled => StatusCode::FORBIDDEN,
             Self::OAuth { .. } => StatusCode::BAD_REQUEST,
             Self::RateLimited(_) | Self::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::UnknownSession => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -232,7 +235,7 @@ impl ApiError {
             Self::OAuth { code, .. } => code.as_str(),
             Self::RateLimited(_) => "rate_limited",
             Self::TooManyAttempts(_) => "too_many_attempts",
-            Self::NotFound => "not_found",
+            Self::NotFound | Self::UnknownSession => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",

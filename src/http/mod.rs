@@ -16,6 +16,7 @@ mod oauth;
 mod refresh;
 pub(crate) mod register;
 mod request_id;
+mod sessions;
 mod token_pair;
 mod validate;
 
@@ -47,6 +48,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const GET_HEAD: &str = "GET, HEAD";
 const POST: &str = "POST";
 const GET_HEAD_POST: &str = "GET, HEAD, POST";
+const DELETE: &str = "DELETE";
 
 /// Answers one request. Never fails: every error becomes its response here.
 /// Everything logged on the way carries the request's id (see [`request_id`]).
@@ -116,6 +118,14 @@ enum Route {
     AdminToken,
     /// `POST /admin/tokens/{id}/revoke`.
     AdminRevoke,
+    /// `GET /sessions`: the caller's sessions.
+    Sessions,
+    /// `DELETE /sessions/{sid}`: end one of them.
+    Session,
+    /// `GET /admin/users/{sub}/sessions`.
+    AdminUserSessions,
+    /// `POST /admin/users/{sub}/logout`.
+    AdminUserLogout,
 }
 
 impl Route {
@@ -137,19 +147,32 @@ impl Route {
             "/.well-known/oauth-authorization-server" => Self::Metadata,
             "/auth/validate" => Self::Validate,
             "/admin/tokens" => Self::AdminTokens,
-            _ => return Self::admin_token(path),
+            "/sessions" => Self::Sessions,
+            _ => return Self::with_id(path),
         })
     }
 
-    /// `/admin/tokens/{id}` and `/admin/tokens/{id}/revoke`, any id (a bad
-    /// one is `404` from the handler, like an unknown one).
-    fn admin_token(path: &str) -> Option<Self> {
-        let rest = path.strip_prefix("/admin/tokens/")?;
-        match rest.split_once('/') {
-            None if !rest.is_empty() => Some(Self::AdminToken),
-            Some((id, "revoke")) if !id.is_empty() => Some(Self::AdminRevoke),
-            _ => None,
-        }
+    /// The paths with an id in them, any id (a bad one is `404` from the
+    /// handler, like an unknown one).
+    fn with_id(path: &str) -> Option<Self> {
+        let (prefix, _, action) = split_id(path)?;
+        Some(match (prefix, action) {
+            ("/admin/tokens/", None) => Self::AdminToken,
+            ("/admin/tokens/", Some("revoke")) => Self::AdminRevoke,
+            ("/admin/users/", Some("sessions")) => Self::AdminUserSessions,
+            ("/admin/users/", Some("logout")) => Self::AdminUserLogout,
+            ("/sessions/", None) => Self::Session,
+            _ => return None,
+        })
+    }
+
+    /// The `{id}` of a path [`Route::with_id`] matched, percent-decoded.
+    fn id(path: &str) -> Option<String> {
+        let (_, id, _) = split_id(path)?;
+        percent_encoding::percent_decode_str(id)
+            .decode_utf8()
+            .ok()
+            .map(|id| id.into_owned())
     }
 
     /// A fixed label for metrics.
@@ -173,6 +196,10 @@ impl Route {
             Self::AdminTokens => "/admin/tokens",
             Self::AdminToken => "/admin/tokens/{id}",
             Self::AdminRevoke => "/admin/tokens/{id}/revoke",
+            Self::Sessions => "/sessions",
+            Self::Session => "/sessions/{sid}",
+            Self::AdminUserSessions => "/admin/users/{sub}/sessions",
+            Self::AdminUserLogout => "/admin/users/{sub}/logout",
         }
     }
 
@@ -185,8 +212,11 @@ impl Route {
             | Self::Metrics
             | Self::Jwks
             | Self::Metadata
-            | Self::AdminToken => Some(GET_HEAD),
+            | Self::AdminToken
+            | Self::Sessions
+            | Self::AdminUserSessions => Some(GET_HEAD),
             Self::AdminTokens => Some(GET_HEAD_POST),
+            Self::Session => Some(DELETE),
             _ => Some(POST),
         }
     }
@@ -197,9 +227,22 @@ impl Route {
             None => true,
             Some(GET_HEAD) => get,
             Some(GET_HEAD_POST) => get || method == Method::POST,
+            Some(DELETE) => method == Method::DELETE,
             Some(_) => method == Method::POST,
         }
     }
+}
+
+/// A path with an id: `(prefix, id, what follows the id)`.
+fn split_id(path: &str) -> Option<(&'static str, &str, Option<&str>)> {
+    let (prefix, rest) = ["/admin/tokens/", "/admin/users/", "/sessions/"]
+        .into_iter()
+        .find_map(|prefix| Some((prefix, path.strip_prefix(prefix)?)))?;
+    let (id, action) = match rest.split_once('/') {
+        Some((id, action)) => (id, Some(action)),
+        None => (rest, None),
+    };
+    (!id.is_empty()).then_some((prefix, id, action))
 }
 
 /// Dispatches on the path, then the method. Returns the route's metric
@@ -238,6 +281,10 @@ async fn route(
         Route::AdminTokens => admin::list(app, &request).await,
         Route::AdminToken => admin::show(app, &request).await,
         Route::AdminRevoke => admin::revoke(app, &request).await,
+        Route::Sessions => sessions::list(app, &request).await,
+        Route::Session => sessions::end(app, &request).await,
+        Route::AdminUserSessions => admin::user_sessions(app, &request).await,
+        Route::AdminUserLogout => admin::logout_user(app, &request).await,
         Route::Metadata => {
             let base = public_base(app, request.headers());
             let metadata = serde_json::Value::Object(oauth::metadata(app, &base));

@@ -8,10 +8,12 @@
 //!
 //! Here: starting sessions, logout and authenticate. By concept beside it:
 //! [`rotation`] (refresh with grace and reuse detection), [`introspection`]
-//! (RFC 7662 and RFC 7009 revocation) and [`limits`] (per-client rate limits).
+//! (RFC 7662 and RFC 7009 revocation), [`limits`] (per-client rate limits)
+//! and [`per_user`] (a user's sessions: list, end one, end all).
 
 mod introspection;
 mod limits;
+pub mod per_user;
 mod rotation;
 
 use uuid::Uuid;
@@ -49,6 +51,8 @@ pub enum SessionError {
     InvalidScope(String),
     #[error("the token was not issued to this client")]
     NotOwner,
+    #[error("no such session of yours")]
+    UnknownSession,
     #[error("rate limit reached; retry in {0}s")]
     RateLimited(u64),
     #[error(transparent)]

@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use super::rotation::{self, Current, Verdict};
 use super::{
-    Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome, SessionStore,
-    StoreError, Subject, Successor, Timing,
+    Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome, SessionInfo,
+    SessionStore, StoreError, Subject, Successor, Timing,
 };
 use crate::api_tokens::{CacheEntry, CacheLookup, TokenHash};
 use crate::tokens::SecretHash;
@@ -33,6 +33,8 @@ struct Record {
     ends_at: Millis,
     max_ends_at: Millis,
     expires_at: Millis,
+    created_at: Millis,
+    last_active: Millis,
 }
 
 impl Record {
@@ -147,6 +149,8 @@ impl SessionStore for MemoryStore {
                 ends_at: s.ends_at,
                 max_ends_at: s.max_ends_at,
                 expires_at: s.now + self.timing.ttl(s.ends_at, s.now),
+                created_at: s.now,
+                last_active: s.now,
             },
         );
         Ok(())
@@ -161,6 +165,7 @@ impl SessionStore for MemoryStore {
             return Ok(false);
         }
         record.expires_at = now + self.timing.ttl(record.ends_at, now);
+        record.last_active = now;
         Ok(true)
     }
 
@@ -179,6 +184,7 @@ impl SessionStore for MemoryStore {
                 record.rotated_at = r.now;
                 record.ends_at = ends_at;
                 record.expires_at = r.now + timing.ttl(ends_at, r.now);
+                record.last_active = r.now;
                 RotationOutcome::Rotated(record.successor())
             }
             Verdict::Replay => {
@@ -213,6 +219,52 @@ impl SessionStore for MemoryStore {
         }
         sessions.by_sid.remove(&sid);
         Ok(Revocation::Ended)
+    }
+
+    async fn end_owned(&self, sid: Uuid, sub: &str) -> Result<Revocation, StoreError> {
+        let mut sessions = self.lock();
+        let Some(record) = sessions.by_sid.get(&sid) else {
+            return Ok(Revocation::Unknown);
+        };
+        if record.subject.sub != sub {
+            return Ok(Revocation::NotOwner);
+        }
+        sessions.by_sid.remove(&sid);
+        Ok(Revocation::Ended)
+    }
+
+    /// A scan: this store is for one process and few sessions.
+    async fn sessions_of(
+        &self,
+        sub: &str,
+        now: Millis,
+        limit: u32,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        let sessions = self.lock();
+        let mut live: Vec<(&Uuid, &Record)> = sessions
+            .by_sid
+            .iter()
+            .filter(|(_, r)| r.subject.sub == sub && r.expires_at > now)
+            .collect();
+        // Oldest first, as the Redis index orders them (by refresh end).
+        live.sort_by_key(|(sid, r)| (r.ends_at, r.created_at, **sid));
+        Ok(live
+            .into_iter()
+            .take(limit as usize)
+            .map(|(sid, r)| SessionInfo {
+                sid: *sid,
+                client: r.subject.client.clone(),
+                created_at: r.created_at,
+                last_active: r.last_active,
+            })
+            .collect())
+    }
+
+    async fn end_all(&self, sub: &str) -> Result<u64, StoreError> {
+        let mut sessions = self.lock();
+        let before = sessions.by_sid.len();
+        sessions.by_sid.retain(|_, r| r.subject.sub != sub);
+        Ok((before - sessions.by_sid.len()) as u64)
     }
 
     async fn inspect_refresh(

@@ -15,7 +15,9 @@
 //! lifetime and the session's absolute end (`auth.max_session` after login,
 //! which no rotation moves). Its time-to-live is `min(auto_logout, end - now)`,
 //! restarted on activity, so the store forgets a session by itself when its
-//! clients walk away.
+//! clients walk away. Each user's sessions are also listed in an index
+//! (listing, logout everywhere), kept by the same scripts and expiring with
+//! its last session.
 
 pub mod memory;
 pub mod redis;
@@ -149,7 +151,18 @@ pub struct RefreshState {
     pub ends_at: Millis,
 }
 
-/// The store's verdict on ending a session for an OAuth client.
+/// One of a user's live sessions, as `GET /sessions` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub sid: Uuid,
+    /// The OAuth client it was issued to; `None` for `/login` sessions.
+    pub client: Option<String>,
+    pub created_at: Millis,
+    /// Its last login, refresh or authenticate.
+    pub last_active: Millis,
+}
+
+/// The store's verdict on ending a session for its owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Revocation {
     Ended,
@@ -187,6 +200,20 @@ pub trait SessionStore {
 
     /// Ends the session only if it was issued to `client` (RFC 7009).
     async fn revoke(&self, sid: Uuid, client: &str) -> Result<Revocation, StoreError>;
+
+    /// Ends the session only if it belongs to `sub`.
+    async fn end_owned(&self, sid: Uuid, sub: &str) -> Result<Revocation, StoreError>;
+
+    /// Up to `limit` live sessions of `sub`, oldest first.
+    async fn sessions_of(
+        &self,
+        sub: &str,
+        now: Millis,
+        limit: u32,
+    ) -> Result<Vec<SessionInfo>, StoreError>;
+
+    /// Ends every session of `sub` at once; returns how many it ended.
+    async fn end_all(&self, sub: &str) -> Result<u64, StoreError>;
 
     /// The session behind a refresh token, if the token is its current one;
     /// changes nothing (token introspection).
@@ -297,6 +324,23 @@ impl SessionStore for Store {
 
     async fn revoke(&self, sid: Uuid, client: &str) -> Result<Revocation, StoreError> {
         dispatch!(self, s => s.revoke(sid, client))
+    }
+
+    async fn end_owned(&self, sid: Uuid, sub: &str) -> Result<Revocation, StoreError> {
+        dispatch!(self, s => s.end_owned(sid, sub))
+    }
+
+    async fn sessions_of(
+        &self,
+        sub: &str,
+        now: Millis,
+        limit: u32,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        dispatch!(self, s => s.sessions_of(sub, now, limit))
+    }
+
+    async fn end_all(&self, sub: &str) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.end_all(sub))
     }
 
     async fn inspect_refresh(

@@ -9,7 +9,9 @@
 //! Redis's compact listpack encoding. Rate-limit windows are `tg:rl:<client>`,
 //! failed credential checks `tg:fail:<kind>:a:<address>` and
 //! `tg:fail:<kind>:c:<client>`, the API-token cache `tg:at:<sha256 hex>`
-//! (see `scripts/api_token.lua`).
+//! (see `scripts/api_token.lua`), and each user's index of sessions
+//! `tg:u:<sub>` (a sorted set of sids by the end of their refresh lifetime;
+//! `scripts/sessions.lua` and `logout_all.lua` read it).
 //!
 //! Scripts run with `EVALSHA`; `redis::Script` reloads them after `NOSCRIPT`,
 //! so a restarted Redis needs nothing from us.
@@ -44,8 +46,8 @@ use deadpool_redis::redis::{
 use uuid::Uuid;
 
 use super::{
-    Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome, SessionStore,
-    StoreError, Subject, Successor, Timing,
+    Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome, SessionInfo,
+    SessionStore, StoreError, Subject, Successor, Timing,
 };
 use crate::api_tokens::{CacheEntry, CacheLookup, CachedToken, TokenHash};
 use crate::config::CacheSettings;
@@ -55,6 +57,8 @@ const KEY_PREFIX: &str = "tg:s:";
 const RATE_PREFIX: &str = "tg:rl:";
 const FAILURE_PREFIX: &str = "tg:fail:";
 const API_TOKEN_PREFIX: &str = "tg:at:";
+/// A user's index of sessions; `scripts/*.lua` name it too.
+const USER_PREFIX: &str = "tg:u:";
 
 /// Creates multiplexed connections; recycling is free (see the module doc).
 pub struct Connections {
@@ -115,6 +119,9 @@ pub struct RedisStore {
     fail: Script,
     api_token: Script,
     api_token_put: Script,
+    end: Script,
+    sessions: Script,
+    logout_all: Script,
 }
 
 impl RedisStore {
@@ -155,6 +162,9 @@ impl RedisStore {
             fail: Script::new(include_str!("scripts/fail.lua")),
             api_token: Script::new(include_str!("scripts/api_token.lua")),
             api_token_put: Script::new(include_str!("scripts/api_token_put.lua")),
+            end: Script::new(include_str!("scripts/end.lua")),
+            sessions: Script::new(include_str!("scripts/sessions.lua")),
+            logout_all: Script::new(include_str!("scripts/logout_all.lua")),
         })
     }
 
@@ -251,6 +261,23 @@ impl RedisStore {
         self.pool.retain(|_, _| false);
     }
 
+    /// Ends the session if its `field` (`c` client, `s` sub) is `owner`.
+    async fn end_if_owner(
+        &self,
+        sid: Uuid,
+        owner: &str,
+        field: &str,
+    ) -> Result<Revocation, StoreError> {
+        let args = [owner.as_bytes().to_vec(), field.as_bytes().to_vec()];
+        let key = session_key(sid);
+        let code: i64 = self.eval(Repeat::Safe, &self.revoke, key, &args).await?;
+        Ok(match code {
+            1 => Revocation::Ended,
+            2 => Revocation::NotOwner,
+            _ => Revocation::Unknown,
+        })
+    }
+
     /// Invokes a script with one key and the given arguments.
     async fn eval<T: FromRedisValue>(
         &self,
@@ -339,6 +366,10 @@ pub fn session_key(sid: Uuid) -> String {
     key
 }
 
+fn user_key(sub: &str) -> String {
+    format!("{USER_PREFIX}{sub}")
+}
+
 fn api_token_key(hash: &TokenHash) -> String {
     format!("{API_TOKEN_PREFIX}{}", hash.hex())
 }
@@ -368,10 +399,14 @@ impl SessionStore for RedisStore {
             text(s.subject.client.as_deref()),
             text(s.subject.scope.as_deref()),
             num(s.max_ends_at),
+            num(s.now),
+            s.sid.to_string().into_bytes(),
         ];
         // A repeat rewrites the same fields of the same new session.
-        let key = session_key(s.sid);
-        let _: i64 = self.eval(Repeat::Safe, &self.login, key, &args).await?;
+        let keys = [session_key(s.sid), user_key(&s.subject.sub)];
+        let _: i64 = self
+            .eval_keys(Repeat::Safe, &self.login, &keys, &args)
+            .await?;
         Ok(())
     }
 
@@ -396,6 +431,7 @@ impl SessionStore for RedisStore {
             num(self.timing.refresh_lifetime),
             text(r.client.as_deref()),
             r.narrow.join(" ").into_bytes(),
+            r.sid.to_string().into_bytes(),
         ];
         // Repeating a rotation that did run is answered as a retry — the same
         // successor — if the repeat is sure to land inside the grace window.
@@ -410,26 +446,52 @@ impl SessionStore for RedisStore {
     }
 
     async fn end(&self, sid: Uuid) -> Result<(), StoreError> {
-        let key = &session_key(sid);
-        self.with_connection(Repeat::Safe, |mut conn| async move {
-            redis::cmd("DEL")
-                .arg(key)
-                .query_async::<i64>(&mut conn)
-                .await
-        })
-        .await?;
+        let args = [sid.to_string().into_bytes()];
+        let _: i64 = self
+            .eval(Repeat::Safe, &self.end, session_key(sid), &args)
+            .await?;
         Ok(())
     }
 
     async fn revoke(&self, sid: Uuid, client: &str) -> Result<Revocation, StoreError> {
-        let args = [client.as_bytes().to_vec()];
-        let key = session_key(sid);
-        let code: i64 = self.eval(Repeat::Safe, &self.revoke, key, &args).await?;
-        Ok(match code {
-            1 => Revocation::Ended,
-            2 => Revocation::NotOwner,
-            _ => Revocation::Unknown,
-        })
+        self.end_if_owner(sid, client, "c").await
+    }
+
+    async fn end_owned(&self, sid: Uuid, sub: &str) -> Result<Revocation, StoreError> {
+        self.end_if_owner(sid, sub, "s").await
+    }
+
+    async fn sessions_of(
+        &self,
+        sub: &str,
+        now: Millis,
+        limit: u32,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        let args = [sub.as_bytes().to_vec(), num(now), num(u64::from(limit))];
+        let reply: Vec<Value> = self
+            .eval(Repeat::Safe, &self.sessions, user_key(sub), &args)
+            .await?;
+        let reply = Reply(&reply);
+        (0..reply.0.len() / 4)
+            .map(|i| {
+                let sid: String = reply.get(4 * i)?;
+                let client: String = reply.get(4 * i + 3)?;
+                Ok(SessionInfo {
+                    sid: Uuid::parse_str(&sid)
+                        .map_err(|_| StoreError::Protocol(format!("index member {sid:?}")))?,
+                    created_at: reply.get(4 * i + 1)?,
+                    last_active: reply.get(4 * i + 2)?,
+                    client: (!client.is_empty()).then_some(client),
+                })
+            })
+            .collect()
+    }
+
+    async fn end_all(&self, sub: &str) -> Result<u64, StoreError> {
+        let args = [sub.as_bytes().to_vec()];
+        // Ending what is already ended changes nothing.
+        self.eval(Repeat::Safe, &self.logout_all, user_key(sub), &args)
+            .await
     }
 
     async fn inspect_refresh(

@@ -48,7 +48,21 @@ async fn health_reports_the_store(backend: Backend) {
     let c = Cluster::start(backend, 1).await;
     let reply = c.a().get("/health").await;
     assert_eq!(reply.status, 200);
-    assert_eq!(reply.json(), json!({"status": "ok", "store": "ok"}));
+    // Redis and its event relay, or neither (the embedded store).
+    let with_redis = if backend == Backend::Redis {
+        "ok"
+    } else {
+        "off"
+    };
+    assert_eq!(
+        reply.json(),
+        json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "store": "ok",
+            "components": {"redis": with_redis, "database": "ok", "events": with_redis},
+        })
+    );
 }
 
 async fn login_answers_the_spec_shape(backend: Backend) {

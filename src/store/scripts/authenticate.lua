@@ -1,5 +1,6 @@
 -- Is ARGV[1] the session's current access token? If so, restart the idle
--- clock, never past the end of the refresh lifetime.
+-- clock, never past the end of the refresh lifetime, and note the activity
+-- (l, for listing a user's sessions).
 -- KEYS[1] session key
 -- ARGV: access jti (16 bytes), now (ms), idle (ms)
 -- Returns 1 (current, extended) or 0.
@@ -13,4 +14,5 @@ if ttl <= 0 then
   return 0
 end
 redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('HSET', KEYS[1], 'l', ARGV[2])
 return 1

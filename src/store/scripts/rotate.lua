@@ -6,7 +6,9 @@
 -- KEYS[1] session key
 -- ARGV: presented generation, presented hash, successor hash,
 --       successor jti, now (ms), grace (ms), idle (ms), refresh lifetime (ms),
---       client ('' = a /login session), scopes asked for ('' = none named)
+--       client ('' = a /login session), scopes asked for ('' = none named),
+--       sid (text: the member of its user's index tg:u:<sub>, which is named
+--       here from the session's sub and moved to the new end)
 -- Returns {1, sub, client, scope, end}                   rotated: the successor is current
 --         {2, sub, client, scope, end, jti, rotated_at}  replayed: answer the same successor
 --         {3}                                            reused: the session is ended
@@ -51,8 +53,13 @@ if presented == generation then
   end
   local new_ends = math.min(now + tonumber(ARGV[8]), max_ends)
   redis.call('HSET', KEYS[1], 'g', generation + 1, 'r', ARGV[3], 'a', ARGV[4],
-    't', ARGV[5], 'e', new_ends, 'q', granted)
+    't', ARGV[5], 'l', ARGV[5], 'e', new_ends, 'q', granted)
   redis.call('PEXPIRE', KEYS[1], math.min(idle, new_ends - now))
+  local index = 'tg:u:' .. v[6]
+  redis.call('ZADD', index, new_ends, ARGV[11])
+  if redis.call('PTTL', index) < new_ends - now then
+    redis.call('PEXPIRE', index, new_ends - now)
+  end
   return {1, v[6], client, granted, new_ends}
 end
 if presented == generation - 1 and now < tonumber(v[4]) + tonumber(ARGV[6]) then
@@ -66,6 +73,11 @@ if presented == generation - 1 and now < tonumber(v[4]) + tonumber(ARGV[6]) then
 end
 if presented < generation then
   redis.call('DEL', KEYS[1])
+  local index = 'tg:u:' .. v[6]
+  redis.call('ZREM', index, ARGV[11])
+  if redis.call('ZCARD', index) == 0 then
+    redis.call('DEL', index)
+  end
   return {3}
 end
 return {0}

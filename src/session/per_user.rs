@@ -1,0 +1,99 @@
+//! A user's sessions as a whole: listing them (`GET /sessions`), ending one
+//! of them (`DELETE /sessions/{sid}`) or all of them on every replica
+//! (`POST /logout {"all": true}`), and the same for an operator by `sub`.
+//!
+//! The caller proves who they are with a *current* token — an access token
+//! that `/authenticate` would accept, or the session's current refresh
+//! token — not merely a signed one, as plain logout accepts: ending every
+//! session of a user is too much to grant a superseded token.
+
+use uuid::Uuid;
+
+use super::{SessionError, Sessions, secs};
+use crate::store::{Millis, Revocation, SessionInfo, SessionStore};
+use crate::tokens::AccessClaims;
+
+/// Most sessions one listing returns.
+pub const LIST_LIMIT: u32 = 1000;
+
+impl<S: SessionStore> Sessions<S> {
+    /// The caller's live sessions, oldest first, with the claims of the
+    /// token that asked (its `sid` is the current session).
+    pub async fn own_sessions(
+        &self,
+        token: &str,
+        now: Millis,
+    ) -> Result<(AccessClaims, Vec<SessionInfo>), SessionError> {
+        let claims = self.authenticate(token, now).await?;
+        let sessions = self.store.sessions_of(&claims.sub, now, LIST_LIMIT).await?;
+        Ok((claims, sessions))
+    }
+
+    /// Ends one of the caller's sessions; `UnknownSession` if it is not
+    /// theirs or not live (the two are not told apart).
+    pub async fn end_own_session(
+        &self,
+        token: &str,
+        sid: Uuid,
+        now: Millis,
+    ) -> Result<(), SessionError> {
+        let claims = self.authenticate(token, now).await?;
+        match self.store.end_owned(sid, &claims.sub).await? {
+            Revocation::Ended => Ok(()),
+            Revocation::Unknown | Revocation::NotOwner => Err(SessionError::UnknownSession),
+        }
+    }
+
+    /// Ends every session of the holder of a current access token.
+    pub async fn logout_all_with_access(
+        &self,
+        token: &str,
+        now: Millis,
+    ) -> Result<u64, SessionError> {
+        let claims = self.authenticate(token, now).await?;
+        Ok(self.store.end_all(&claims.sub).await?)
+    }
+
+    /// Ends every session of the holder of a current refresh token.
+    pub async fn logout_all_with_refresh(
+        &self,
+        presented: &str,
+        now: Millis,
+    ) -> Result<u64, SessionError> {
+        let refresh = self
+            .refresh
+            .decode(presented)
+            .ok_or(SessionError::InvalidGrant)?;
+        let state = self
+            .store
+            .inspect_refresh(refresh.sid, refresh.generation, refresh.secret_hash(), now)
+            .await?
+            .ok_or(SessionError::InvalidGrant)?;
+        Ok(self.store.end_all(&state.subject.sub).await?)
+    }
+
+    /// The live sessions of `sub`, for an operator.
+    pub async fn sessions_of(
+        &self,
+        sub: &str,
+        now: Millis,
+    ) -> Result<Vec<SessionInfo>, SessionError> {
+        Ok(self.store.sessions_of(sub, now, LIST_LIMIT).await?)
+    }
+
+    /// Ends every session of `sub`, for an operator.
+    pub async fn logout_user(&self, sub: &str) -> Result<u64, SessionError> {
+        Ok(self.store.end_all(sub).await?)
+    }
+}
+
+/// A session as the API lists it: times in seconds, like JWT claims.
+pub fn describe(session: &SessionInfo, current: Option<Uuid>) -> serde_json::Value {
+    serde_json::json!({
+        "session_id": session.sid,
+        "created_at": secs(session.created_at),
+        "last_active": secs(session.last_active),
+        "client_id": session.client,
+        "current": current == Some(session.sid),
+    })
+}
