@@ -23,4 +23,5 @@ mod rotation_rules;
 mod sessions;
 mod slow_clients;
 mod stored_clients;
+mod user_sessions;
 mod users;
