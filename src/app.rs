@@ -15,7 +15,7 @@ use crate::admin::AdminError;
 use crate::api_tokens::{self, ApiToken, ApiTokenError, ApiTokens};
 use crate::clients::stored::{self, LoadError};
 use crate::clients::{Attempt, ClientError, ClientSecrets, Credential};
-use crate::config::{EventSettings, ServerSettings, Settings};
+use crate::config::{EventSettings, IdentityHeader, ServerSettings, Settings};
 use crate::db::ApiTokenRecord;
 use crate::db::{ClientKind, Database, DbError, DurableStore};
 use crate::events::{Relay, RelayStatus};
@@ -51,6 +51,8 @@ pub struct App {
     pub api_tokens: ApiTokens,
     /// The token of the management API.
     pub admin: Admin,
+    /// Extra headers of a valid `/authenticate` answer.
+    pub identity_headers: Vec<IdentityHeader>,
     /// The public keys as served at `/.well-known/jwks.json`.
     pub jwks: Bytes,
     /// `auth.issuer`, for discovery metadata.
@@ -170,6 +172,7 @@ impl App {
             relay,
             api_tokens: ApiTokens::default(),
             admin,
+            identity_headers: settings.authenticate.identity_headers.clone(),
             jwks: Bytes::from(jwks),
             issuer: auth.issuer.clone(),
             public_url: settings.oauth.public_url.trim_end_matches('/').to_owned(),

@@ -29,6 +29,9 @@ use crate::store::{Millis, SessionStore, StoreError};
 use crate::tokens::Rejection;
 pub use format::TokenHash;
 
+/// What the `sub` of every API token starts with.
+pub const SUBJECT_PREFIX: &str = "token:";
+
 /// How often a token's `last_used_at` is written at most.
 pub const TOUCH_EVERY: Millis = 60_000;
 
@@ -71,9 +74,10 @@ impl ApiToken {
             .map(String::as_str)
     }
 
-    /// `token:<name>`: the identity nginx passes on, never mistaken for a user id.
+    /// `token:<name>`: the identity nginx passes on, never mistaken for a
+    /// user id (`/login` refuses ids with this prefix; client ids have no `:`).
     pub fn subject(&self) -> String {
-        format!("token:{}", self.name)
+        format!("{SUBJECT_PREFIX}{}", self.name)
     }
 }
 

@@ -13,9 +13,11 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 mod admin;
+mod gate;
 mod grpc;
 mod identity;
 pub use admin::AdminSettings;
+pub use gate::{AuthenticateSettings, IdentityHeader};
 pub use grpc::GrpcSettings;
 pub use identity::{
     DEFAULT_DATABASE_URL, DatabaseSettings, EventSettings, MAX_PASSWORD_BYTES, Registration,
@@ -43,6 +45,7 @@ pub struct Settings {
     pub events: EventSettings,
     pub grpc: GrpcSettings,
     pub admin: AdminSettings,
+    pub authenticate: AuthenticateSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

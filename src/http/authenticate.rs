@@ -40,7 +40,12 @@ pub async fn handle<B>(app: &App, request: &Request<B>) -> Result<Response, ApiE
         // The claims, as signed: sub, sid, jti, iat, exp, iss, aud (+ scope, client_id).
         json_response(StatusCode::OK, &claims)
     };
+    let email = claims
+        .email
+        .as_deref()
+        .and_then(|email| HeaderValue::from_str(email).ok());
     let out = response.headers_mut();
+    identity_headers(app, out, &user, email.as_ref());
     out.insert("x-user-id", user);
     out.insert("x-session-id", session);
     out.insert("x-scope", scope);
@@ -81,10 +86,28 @@ async fn api_token(
         )
     };
     let out = response.headers_mut();
+    identity_headers(app, out, &user, None);
     out.insert("x-user-id", user);
     out.insert("x-token-id", id);
     out.insert("x-scope", scope_header);
     Ok(response)
+}
+
+/// The conventional identity headers configured (`authenticate.identity_headers`):
+/// the user in each user header, the email (if the session has one) in
+/// each email header.
+fn identity_headers(
+    app: &App,
+    out: &mut http::HeaderMap,
+    user: &HeaderValue,
+    email: Option<&HeaderValue>,
+) {
+    for header in &app.identity_headers {
+        let value = if header.is_email() { email } else { Some(user) };
+        if let Some(value) = value {
+            out.insert(header.name(), value.clone());
+        }
+    }
 }
 
 /// Every `scope` parameter of the query, split on spaces (`+` in a query).

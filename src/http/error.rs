@@ -15,6 +15,32 @@ use crate::tokens::Rejection;
 use crate::users::UserError;
 use crate::verifier::VerifyError;
 
+/// `text` with the values of quoted strings left out: a parse error quotes
+/// what it could not take (`invalid type: string "…"`), and that may be a
+/// token put in the wrong field. The caller is told; the log is not.
+fn without_strings(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        match (quoted, escaped, c) {
+            (true, false, '\\') => escaped = true,
+            (true, true, _) => escaped = false,
+            (true, false, '"') => {
+                quoted = false;
+                out.push_str("…\"");
+            }
+            (true, false, _) => {}
+            (false, _, '"') => {
+                quoted = true;
+                out.push('"');
+            }
+            (false, _, c) => out.push(c),
+        }
+    }
+    out
+}
+
 /// The largest request body we read (SPEC §2).
 pub const BODY_LIMIT: usize = 16 * 1024;
 
@@ -307,6 +333,10 @@ impl ApiError {
                 tracing::error!(%method, path, error = %e, "database unavailable");
             }
             Self::Internal(e) => tracing::error!(%method, path, error = %e, "internal error"),
+            Self::InvalidRequest(why) => {
+                let why = without_strings(why);
+                tracing::debug!(%method, path, error = why, "bad request");
+            }
             other => tracing::debug!(%method, path, error = %other, "bad request"),
         }
     }
@@ -358,5 +388,22 @@ impl ApiError {
             _ => {}
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_parse_errors_leave_out_quoted_values() {
+        let error = serde_json::from_str::<Vec<String>>(r#""tg_live_se\"cret""#).unwrap_err();
+        let logged = without_strings(&error.to_string());
+        assert!(
+            !logged.contains("tg_live") && !logged.contains("cret"),
+            "{logged}"
+        );
+        assert!(logged.starts_with("invalid type: string \"…\", expected a sequence"));
+        assert_eq!(without_strings("unknown field `x`"), "unknown field `x`");
     }
 }

@@ -87,7 +87,7 @@ pub(crate) async fn password_login(
     password: &str,
     attempt: Attempt,
 ) -> Result<TokenPair, ApiError> {
-    let user = app
+    let account = app
         .users
         .login(
             &app.database,
@@ -97,7 +97,11 @@ pub(crate) async fn password_login(
             attempt,
         )
         .await?;
-    Ok(app.sessions.login(&user.to_string(), now()).await?)
+    let sub = account.id.to_string();
+    Ok(app
+        .sessions
+        .login_with_email(&sub, Some(account.email), now())
+        .await?)
 }
 
 /// `{"user_id"}` from a trusted login client (any caller when none is configured).
@@ -118,11 +122,19 @@ async fn trusted_login(
     Ok(sub)
 }
 
-/// The id becomes `sub` and the `X-User-Id` header: it must be printable.
+/// The id becomes `sub` and the `X-User-Id` header: it must be printable,
+/// and not look like an API token's identity (`token:<name>`), so that an
+/// app behind the gate never takes a user for a service.
 fn check_user_id(sub: &str) -> Result<(), ApiError> {
     if sub.is_empty() || sub.len() > MAX_USER_ID_BYTES || sub.chars().any(char::is_control) {
         return Err(ApiError::InvalidRequest(format!(
             "user_id must be 1 to {MAX_USER_ID_BYTES} bytes without control characters"
+        )));
+    }
+    if sub.starts_with(crate::api_tokens::SUBJECT_PREFIX) {
+        return Err(ApiError::InvalidRequest(format!(
+            "user_id may not start with {:?}: that names API tokens",
+            crate::api_tokens::SUBJECT_PREFIX
         )));
     }
     Ok(())

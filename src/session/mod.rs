@@ -84,8 +84,20 @@ impl<S: SessionStore> Sessions<S> {
 
     /// Starts a new session for `sub`; other sessions of the user live on.
     pub async fn login(&self, sub: &str, now: Millis) -> Result<TokenPair, SessionError> {
+        self.login_with_email(sub, None, now).await
+    }
+
+    /// [`Sessions::login`] for an account with an email: every access token
+    /// of the session carries it.
+    pub async fn login_with_email(
+        &self,
+        sub: &str,
+        email: Option<String>,
+        now: Millis,
+    ) -> Result<TokenPair, SessionError> {
         let subject = Subject {
             sub: sub.into(),
+            email,
             ..Subject::default()
         };
         self.start(subject, self.timing.refresh_lifetime, now).await
@@ -105,6 +117,7 @@ impl<S: SessionStore> Sessions<S> {
             sub: client.into(),
             client: Some(client.into()),
             scope,
+            email: None,
         };
         let lifetime = if refresh_tokens {
             self.timing.refresh_lifetime
@@ -130,6 +143,7 @@ impl<S: SessionStore> Sessions<S> {
             Grant {
                 scope: subject.scope.as_deref(),
                 client_id: subject.client.as_deref(),
+                email: subject.email.as_deref(),
             },
         )?;
         let scope = subject.scope.clone();
@@ -550,6 +564,7 @@ mod tests {
             sub: "billing".into(),
             client: Some("billing".into()),
             scope: Some("read write".into()),
+            email: None,
         };
         let mut store = MockSessionStore::new();
         store

@@ -66,6 +66,7 @@ impl<S: SessionStore> Sessions<S> {
             Grant {
                 scope: issued.scope.as_deref(),
                 client_id: issued.subject.client.as_deref(),
+                email: issued.subject.email.as_deref(),
             },
         )?;
         Ok(self.pair(

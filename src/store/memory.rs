@@ -618,6 +618,7 @@ mod tests {
                 sub: "billing".into(),
                 client: Some("billing".into()),
                 scope: Some("read write".into()),
+                email: None,
             },
             access_jti: Uuid::new_v4(),
             refresh_hash: [1; 16],

@@ -78,6 +78,8 @@ pub struct Subject {
     pub client: Option<String>,
     /// Granted scopes, space-separated.
     pub scope: Option<String>,
+    /// The account's email, for a password login (the `email` claim).
+    pub email: Option<String>,
 }
 
 /// A session about to be created.

@@ -401,6 +401,7 @@ impl SessionStore for RedisStore {
             num(s.max_ends_at),
             num(s.now),
             s.sid.to_string().into_bytes(),
+            text(s.subject.email.as_deref()),
         ];
         // A repeat rewrites the same fields of the same new session.
         let keys = [session_key(s.sid), user_key(&s.subject.sub)];
@@ -509,7 +510,7 @@ impl SessionStore for RedisStore {
             return Ok(None);
         }
         Ok(Some(RefreshState {
-            subject: reply.subject(1)?,
+            subject: reply.subject(1, 5)?,
             ends_at: reply.get(4)?,
         }))
     }
@@ -629,13 +630,15 @@ impl Reply<'_> {
         self.get(0)
     }
 
-    /// `sub, client, scope` from position `at`; empty strings mean none.
-    fn subject(&self, at: usize) -> Result<Subject, StoreError> {
+    /// `sub, client, scope` from position `at`, the email at `email`;
+    /// empty strings mean none.
+    fn subject(&self, at: usize, email: usize) -> Result<Subject, StoreError> {
         let optional = |s: String| (!s.is_empty()).then_some(s);
         Ok(Subject {
             sub: self.get(at)?,
             client: optional(self.get(at + 1)?),
             scope: optional(self.get(at + 2)?),
+            email: optional(self.get(email)?),
         })
     }
 }
@@ -676,8 +679,8 @@ fn parse_api_token(reply: &[Value]) -> Result<CacheLookup, StoreError> {
 
 fn parse_rotation(reply: &[Value], r: &Rotation) -> Result<RotationOutcome, StoreError> {
     let reply = Reply(reply);
-    let successor = |access_jti, issued_at| -> Result<Successor, StoreError> {
-        let subject = reply.subject(1)?;
+    let successor = |access_jti, issued_at, email| -> Result<Successor, StoreError> {
+        let subject = reply.subject(1, email)?;
         let scope: String = reply.get(3)?;
         Ok(Successor {
             subject,
@@ -689,12 +692,12 @@ fn parse_rotation(reply: &[Value], r: &Rotation) -> Result<RotationOutcome, Stor
     };
     Ok(match reply.code()? {
         0 => RotationOutcome::Unknown,
-        1 => RotationOutcome::Rotated(successor(r.successor_jti, r.now)?),
+        1 => RotationOutcome::Rotated(successor(r.successor_jti, r.now, 5)?),
         2 => {
             let jti: Vec<u8> = reply.get(5)?;
             let jti = Uuid::from_slice(&jti)
                 .map_err(|_| StoreError::Protocol("stored jti is not 16 bytes".into()))?;
-            RotationOutcome::Replayed(successor(jti, reply.get(6)?)?)
+            RotationOutcome::Replayed(successor(jti, reply.get(6)?, 7)?)
         }
         3 => RotationOutcome::Reused,
         4 => RotationOutcome::NotGranted,

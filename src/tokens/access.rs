@@ -32,6 +32,10 @@ pub struct AccessClaims {
     /// The OAuth client the token was issued to (RFC 9068 §2.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// The account's email, for sessions of a password login (OpenID
+    /// Connect's claim name), so the gate can say it without a lookup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 impl AccessClaims {
@@ -46,6 +50,7 @@ impl AccessClaims {
 pub struct Grant<'a> {
     pub scope: Option<&'a str>,
     pub client_id: Option<&'a str>,
+    pub email: Option<&'a str>,
 }
 
 /// Why an access token was refused; logged, never shown to the caller in
@@ -183,6 +188,7 @@ impl AccessTokens {
             sid,
             scope: grant.scope.map(str::to_owned),
             client_id: grant.client_id.map(str::to_owned),
+            email: grant.email.map(str::to_owned),
         };
         let token = jsonwebtoken::encode(&self.header, &claims, &self.encoding)?;
         Ok(SignedAccess { token, claims })
@@ -296,6 +302,7 @@ mod tests {
         let grant = Grant {
             scope: Some("read write"),
             client_id: Some("billing"),
+            email: None,
         };
         let s = tokens()
             .sign("billing", Uuid::new_v4(), Uuid::new_v4(), NOW, grant)

@@ -138,7 +138,7 @@ impl Users {
         Ok(user.id)
     }
 
-    /// Checks an email and password; returns the account's id.
+    /// Checks an email and password; returns the account.
     pub async fn login(
         &self,
         db: &impl DurableStore,
@@ -146,7 +146,7 @@ impl Users {
         email: &str,
         password: &str,
         attempt: Attempt,
-    ) -> Result<Uuid, UserError> {
+    ) -> Result<Account, UserError> {
         // A malformed address has no account: it is checked like an
         // unknown one, counted by address only.
         let email = rules::normalize_email(email).ok();
@@ -169,14 +169,22 @@ impl Users {
                 .verify(password.as_bytes().to_vec(), hash)
                 .await?
         };
-        match found {
-            Some(user) if verified => Ok(user.id),
+        match (found, email) {
+            (Some(user), Some(email)) if verified => Ok(Account { id: user.id, email }),
             _ => {
                 self.throttle.fail(store, &keys, attempt.now).await?;
                 Err(UserError::InvalidCredentials)
             }
         }
     }
+}
+
+/// An account a password login proved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: Uuid,
+    /// As stored: normalized.
+    pub email: String,
 }
 
 /// The throttle's name for an account: a hash, so no address sits in Redis

@@ -132,7 +132,8 @@ async fn the_right_password_logs_in_with_any_case_of_the_email() {
         )
         .await
         .unwrap();
-    assert_eq!(got, id);
+    assert_eq!(got.id, id);
+    assert_eq!(got.email, "alice@example.com", "as stored: normalized");
 }
 
 #[tokio::test]

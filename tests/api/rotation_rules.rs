@@ -140,6 +140,8 @@ async fn rotated_once(store: &Store, sid: Uuid) -> RotationOutcome {
             sub: "billing".into(),
             client: Some("billing".into()),
             scope: Some("read write".into()),
+            // Carried through every rotation and replay, by both stores.
+            email: Some("ops@example.com".into()),
         },
         access_jti: Uuid::new_v4(),
         refresh_hash: hash(0),
@@ -182,6 +184,7 @@ async fn both_stores_follow_the_rotation_table(backend: Backend) {
             panic!("{}: the first rotation", case.name);
         };
         assert_eq!(first.scope.as_deref(), Some("read"));
+        assert_eq!(first.subject.email.as_deref(), Some("ops@example.com"));
         let r = rotation(sid, case.generation, case.secret, case.narrow, case.at);
         match (store.rotate(&r).await.unwrap(), &case.expect) {
             (RotationOutcome::Rotated(s), Expect::Rotated(scope, ends_at)) => {
@@ -189,6 +192,7 @@ async fn both_stores_follow_the_rotation_table(backend: Backend) {
                 assert_eq!(s.ends_at, *ends_at, "{}", case.name);
                 assert_eq!(s.access_jti, r.successor_jti, "{}", case.name);
                 assert_eq!(s.issued_at, case.at, "{}", case.name);
+                assert_eq!(s.subject.email, first.subject.email, "{}", case.name);
             }
             (RotationOutcome::Replayed(s), Expect::Replayed) => {
                 assert_eq!(s, first, "{}: exactly the first successor", case.name);

@@ -4,7 +4,7 @@
 -- its refresh lifetime, which rotate.lua moves)
 -- ARGV: sub, access jti (16 bytes), refresh hash (16 bytes), end (ms),
 --       ttl (ms), client ('' = none), scope ('' = none), absolute end (ms),
---       now (ms), sid (text)
+--       now (ms), sid (text), email ('' = none)
 redis.call('HSET', KEYS[1], 's', ARGV[1], 'a', ARGV[2], 'r', ARGV[3], 'g', 0,
   'e', ARGV[4], 'm', ARGV[8], 'k', ARGV[9], 'l', ARGV[9])
 if ARGV[6] ~= '' then
@@ -12,6 +12,9 @@ if ARGV[6] ~= '' then
 end
 if ARGV[7] ~= '' then
   redis.call('HSET', KEYS[1], 'p', ARGV[7])
+end
+if ARGV[11] ~= '' then
+  redis.call('HSET', KEYS[1], 'x', ARGV[11])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 -- No session outlives its refresh lifetime, so neither does its entry: the

@@ -9,12 +9,13 @@
 --       client ('' = a /login session), scopes asked for ('' = none named),
 --       sid (text: the member of its user's index tg:u:<sub>, which is named
 --       here from the session's sub and moved to the new end)
--- Returns {1, sub, client, scope, end}                   rotated: the successor is current
---         {2, sub, client, scope, end, jti, rotated_at}  replayed: answer the same successor
+-- Returns {1, sub, client, scope, end, email}                   rotated: the successor is current
+--         {2, sub, client, scope, end, jti, rotated_at, email}  replayed: answer the same successor
 --         {3}                                            reused: the session is ended
 --         {4}                                            a scope asked for is not held
 --         {0}                                            unknown
-local v = redis.call('HMGET', KEYS[1], 'g', 'r', 'a', 't', 'e', 's', 'c', 'p', 'q', 'm')
+local v = redis.call('HMGET', KEYS[1], 'g', 'r', 'a', 't', 'e', 's', 'c', 'p', 'q', 'm', 'x')
+local email = v[11] or ''
 if not v[1] or (v[7] or '') ~= ARGV[9] then
   return {0}
 end
@@ -60,7 +61,7 @@ if presented == generation then
   if redis.call('PTTL', index) < new_ends - now then
     redis.call('PEXPIRE', index, new_ends - now)
   end
-  return {1, v[6], client, granted, new_ends}
+  return {1, v[6], client, granted, new_ends, email}
 end
 if presented == generation - 1 and now < tonumber(v[4]) + tonumber(ARGV[6]) then
   -- Exactly the successor already issued; a retry may not ask for more.
@@ -69,7 +70,7 @@ if presented == generation - 1 and now < tonumber(v[4]) + tonumber(ARGV[6]) then
     return {4}
   end
   redis.call('PEXPIRE', KEYS[1], math.min(idle, ends - now))
-  return {2, v[6], client, successor, ends, v[3], tonumber(v[4])}
+  return {2, v[6], client, successor, ends, v[3], tonumber(v[4]), email}
 end
 if presented < generation then
   redis.call('DEL', KEYS[1])
