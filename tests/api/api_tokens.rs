@@ -553,6 +553,9 @@ async fn unknown_malformed_and_near_miss_tokens_are_refused_alike() {
         assert_eq!(reply.header("www-authenticate"), Some(NO_TOKEN));
     }
     assert!(!validates(c.a(), "").await);
+    // A session's access token is no API token, whatever /authenticate thinks of it.
+    assert!(c.a().accepts(&session.access).await);
+    assert!(!validates(c.b(), &session.access).await);
 
     // Hostile bodies at /auth/validate.
     let raw = |content_type: &'static str, body: &'static [u8]| {
@@ -674,6 +677,58 @@ async fn without_an_admin_token_configured_the_admin_api_is_off() {
     assert!(passes(c.a(), &token).await);
 }
 
+/// `admin.token_file` (Docker secrets): the file's content, without its
+/// trailing newline, is the admin token; a short one or both settings at
+/// once stop start-up naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_token_file_holds_the_admin_token() {
+    let dir = std::env::temp_dir().join(format!("tokengate-admin-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("admin_token");
+    std::fs::write(&file, format!("{ADMIN_TOKEN}\n")).unwrap();
+    let c = cluster(Db::Sqlite, 2, |s| {
+        s.admin.token_hash.clear();
+        s.admin.token_file = Some(file.clone());
+    })
+    .await;
+    let made = create(c.b(), json!({"name": "from-file"})).await;
+    assert_eq!(listed(c.a(), "").await, vec![made.id.clone()]);
+    let longer = format!("{ADMIN_TOKEN}x");
+    for wrong in [&ADMIN_TOKEN[1..], longer.as_str(), "x"] {
+        let reply = call(c.a(), Method::GET, "/admin/tokens", Some(wrong), None).await;
+        assert_eq!(reply.status, 401, "{wrong:?}");
+    }
+
+    let short = dir.join("short");
+    std::fs::write(&short, "too-short-for-an-admin-token\n").unwrap();
+    let with_file = |path: &std::path::Path, hash: &str| {
+        let mut settings = Settings::default();
+        settings.admin.token_file = Some(path.to_owned());
+        settings.admin.token_hash = hash.to_owned();
+        settings.resolved().map(drop).map_err(|e| e.to_string())
+    };
+    for (path, hash, expected) in [
+        (short.as_path(), "", "at least 32 characters"),
+        (file.as_path(), admin_hash(), "not both"),
+        (dir.join("missing").as_path(), "", "cannot read"),
+    ] {
+        let error = with_file(path, hash).expect_err("refused");
+        assert!(
+            error.contains("admin.token_file") && error.contains(expected),
+            "{error}"
+        );
+    }
+    let mut bad_hash = Settings::default();
+    bad_hash.admin.token_hash = "not-a-phc-string".into();
+    let error = bad_hash
+        .resolved()
+        .map(drop)
+        .expect_err("refused")
+        .to_string();
+    assert!(error.contains("admin.token_hash"), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Guessing the admin token is throttled per address, across replicas; the
 /// admin who already got in is not locked out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -743,6 +798,9 @@ async fn creating_a_token_checks_its_name_scopes_and_lifetime() {
     let malformed = c.a().send(raw("application/json", "{\"name\": ")).await;
     assert_eq!(malformed.status, 400);
     assert_eq!(malformed.error(), "invalid_request");
+    let empty = c.a().send(raw("application/json", "")).await;
+    assert_eq!(empty.status, 400);
+    assert_eq!(empty.error(), "invalid_request");
     let form = c.a().send(raw("text/plain", "{\"name\": \"ok\"}")).await;
     assert_eq!(form.status, 415);
     assert!(
