@@ -570,6 +570,8 @@ async fn unknown_malformed_and_near_miss_tokens_are_refused_alike() {
         b"{}",
         b"{\"token\": 5}",
         b"{\"token\": null}",
+        b"[\"tg_live_x\"]",
+        b"\"tg_live_x\"",
         b"{\"token\": \"tg_live_x\", \"required_scopes\": \"read\"}",
         b"{\"token\": \"tg_live_x\", \"required_scopes\": [1]}",
     ] {
@@ -1237,4 +1239,32 @@ async fn a_redis_restart_loses_the_cache_but_no_revocation() {
     assert!(refused_everywhere(&c, &revoked.token).await);
     assert!(refused_everywhere(&c, &quietly.token).await);
     assert_eq!(c.redis().keys("tg:at:*").len(), 3, "filled again");
+}
+
+/// `X-User-Id: token:<name>` names an API token and nothing else: a
+/// session must not reach the upstream under that identity, or a login
+/// client that passes on user-chosen ids lets a user pass for a service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_cannot_pass_for_an_api_token() {
+    let c = cluster(Db::Sqlite, 1, |_| {}).await;
+    let made = create(c.a(), json!({"name": "billing", "scopes": ["payments"]})).await;
+    let machine = gate(c.a(), &made.token, "").await;
+    assert_eq!(machine.header("x-user-id"), Some("token:billing"));
+
+    let login = c
+        .a()
+        .post_json("/login", &json!({"user_id": "token:billing"}))
+        .await;
+    if login.status == 200 {
+        let session = c.a().authenticate(&login.field("access")).await;
+        assert_eq!(session.status, 200);
+        assert_ne!(
+            session.header("x-user-id"),
+            Some("token:billing"),
+            "a session reaches the upstream as the API token \"billing\""
+        );
+    } else {
+        assert!(login.status.is_client_error(), "{:?}", login.body);
+        assert_eq!(login.error(), "invalid_request");
+    }
 }

@@ -698,6 +698,10 @@ async fn json_logs_never_contain_api_tokens_or_the_admin_token() {
         );
     }
     assert!(log.contains(&id), "the log names the token by its id");
+    assert!(
+        log.contains("\"level\":\"DEBUG\""),
+        "debug lines are captured too"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
