@@ -4,7 +4,9 @@
 //! `Database::open` as the service opens it. Users are unique by email, a
 //! registration and its event are one transaction, the outbox relay hands
 //! events over in order and deletes only what the sink took — also with two
-//! replicas relaying at once — and a database that is gone answers
+//! replicas relaying at once — API tokens are unique by id and by hash, listed
+//! without the revoked and expired ones unless all are asked for, revoked
+//! once for good and touched only forward — and a database that is gone answers
 //! `Unavailable` within the deadline and is used again once it is back.
 
 use std::collections::HashSet;
@@ -16,10 +18,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use sqlx::Connection;
+use tokengate::api_tokens::format;
 use tokengate::config::{DatabaseSettings, Secret};
 use tokengate::db::{
-    ClientKind, Database, DbError, DurableStore, EventSink, NewUser, OutboxEvent, SinkError,
-    StoredClient,
+    ApiTokenRecord, ClientKind, Database, DbError, DurableStore, EventSink, NewUser, OutboxEvent,
+    SinkError, StoredClient,
 };
 use uuid::Uuid;
 
@@ -38,6 +41,10 @@ on_both_databases!(
     clients_are_added_listed_and_removed_and_ids_are_unique,
     an_unreachable_database_answers_unavailable_within_the_deadline_and_recovers,
     replicas_starting_together_migrate_once,
+    api_tokens_are_found_by_hash_and_by_id_and_are_unique,
+    listing_api_tokens_leaves_out_revoked_and_expired_ones_unless_all,
+    revoking_an_api_token_twice_keeps_the_first_time,
+    touching_an_api_token_only_moves_its_last_use_forward,
 );
 
 /// Generous for a loaded machine; the outage test sets its own.
@@ -449,6 +456,213 @@ async fn clients_are_added_listed_and_removed_and_ids_are_unique(db: Db) {
     assert!(database.remove_client("reports").await.unwrap());
     assert!(!database.remove_client("reports").await.unwrap(), "gone");
     assert_eq!(database.clients().await.unwrap(), vec![login]);
+}
+
+/// A token's record as `api_tokens::create` writes it: a fresh id and the
+/// hash of a fresh token.
+fn api_token(name: &str, created_at: u64, expires_at: Option<u64>) -> ApiTokenRecord {
+    let (_, hash) = format::generate();
+    ApiTokenRecord {
+        id: Uuid::now_v7(),
+        name: name.to_owned(),
+        token_hash: hash.hex(),
+        scopes: vec!["read".to_owned(), "write".to_owned()],
+        created_at,
+        expires_at,
+        last_used_at: None,
+        revoked_at: None,
+    }
+}
+
+const T0: u64 = 1_800_000_000_000;
+
+async fn api_tokens_are_found_by_hash_and_by_id_and_are_unique(db: Db) {
+    let test = TestDb::new(db);
+    let database = test.migrated().await;
+    let mut billing = api_token("billing", T0, Some(T0 + 86_400_000));
+    billing.last_used_at = Some(T0 + 5);
+    let ci = ApiTokenRecord {
+        scopes: Vec::new(),
+        ..api_token("ci", T0 + 1, None)
+    };
+    database.create_api_token(&billing).await.expect("create");
+    database.create_api_token(&ci).await.expect("create");
+
+    let by_hash = database.api_token_by_hash(&billing.token_hash).await;
+    assert_eq!(by_hash.unwrap(), Some(billing.clone()), "every field back");
+    assert_eq!(database.api_token(ci.id).await.unwrap(), Some(ci.clone()));
+    // Another replica sees them too.
+    let other = test.open();
+    assert_eq!(
+        other.api_token(billing.id).await.unwrap(),
+        Some(billing.clone())
+    );
+    let (_, unknown) = format::generate();
+    assert_eq!(
+        database.api_token_by_hash(&unknown.hex()).await.unwrap(),
+        None
+    );
+    assert_eq!(database.api_token(Uuid::now_v7()).await.unwrap(), None);
+
+    let same_id = ApiTokenRecord {
+        id: billing.id,
+        ..api_token("impostor", T0 + 2, None)
+    };
+    let same_hash = ApiTokenRecord {
+        token_hash: billing.token_hash.clone(),
+        ..api_token("impostor", T0 + 3, None)
+    };
+    for duplicate in [same_id, same_hash] {
+        let refused = database.create_api_token(&duplicate).await;
+        assert!(matches!(refused, Err(DbError::TokenExists)), "{refused:?}");
+    }
+    assert_eq!(
+        database.api_token(billing.id).await.unwrap(),
+        Some(billing.clone()),
+        "the first one stays as it was"
+    );
+    assert_eq!(
+        database.api_tokens(true, T0).await.unwrap(),
+        vec![billing, ci],
+        "nothing else was written"
+    );
+}
+
+async fn listing_api_tokens_leaves_out_revoked_and_expired_ones_unless_all(db: Db) {
+    let test = TestDb::new(db);
+    let database = test.migrated().await;
+    let now = T0 + 10_000;
+    let forever = api_token("forever", T0, None);
+    let later = api_token("later", T0 + 1, Some(now + 1));
+    let expired = api_token("expired", T0 + 2, Some(now - 1));
+    // Expiry is exclusive: at its instant the token is gone.
+    let at_now = api_token("at-now", T0 + 3, Some(now));
+    let revoked = api_token("revoked", T0 + 4, None);
+    // Written out of order: the listing is by creation time.
+    for record in [&revoked, &at_now, &expired, &later, &forever] {
+        database.create_api_token(record).await.expect("create");
+    }
+    let revoked = database
+        .revoke_api_token(revoked.id, now - 5)
+        .await
+        .unwrap()
+        .expect("revoked");
+
+    let names = |records: Vec<ApiTokenRecord>| -> Vec<String> {
+        records.into_iter().map(|r| r.name).collect()
+    };
+    assert_eq!(
+        names(database.api_tokens(false, now).await.unwrap()),
+        ["forever", "later"]
+    );
+    assert_eq!(
+        database.api_tokens(true, now).await.unwrap(),
+        vec![forever.clone(), later.clone(), expired, at_now, revoked],
+        "all of them, oldest first, every field"
+    );
+    // Before the expiries, those tokens were active (the revoked one never is again).
+    assert_eq!(
+        names(database.api_tokens(false, T0 + 5).await.unwrap()),
+        ["forever", "later", "expired", "at-now"]
+    );
+    assert_eq!(
+        names(database.api_tokens(false, now + 1).await.unwrap()),
+        ["forever"]
+    );
+}
+
+async fn revoking_an_api_token_twice_keeps_the_first_time(db: Db) {
+    let test = TestDb::new(db);
+    let database = test.migrated().await;
+    let token = api_token("billing", T0, None);
+    let bystander = api_token("bystander", T0 + 1, None);
+    database.create_api_token(&token).await.unwrap();
+    database.create_api_token(&bystander).await.unwrap();
+
+    let first = database.revoke_api_token(token.id, T0 + 100).await.unwrap();
+    let expected = ApiTokenRecord {
+        revoked_at: Some(T0 + 100),
+        ..token.clone()
+    };
+    assert_eq!(first, Some(expected.clone()), "the record, revoked");
+    let again = database.revoke_api_token(token.id, T0 + 200).await.unwrap();
+    assert_eq!(again, Some(expected.clone()), "the first time stays");
+    let earlier = database.revoke_api_token(token.id, T0 + 50).await.unwrap();
+    assert_eq!(
+        earlier,
+        Some(expected.clone()),
+        "even against an earlier one"
+    );
+    assert_eq!(database.api_token(token.id).await.unwrap(), Some(expected));
+    let by_hash = database.api_token_by_hash(&token.token_hash).await.unwrap();
+    assert_eq!(by_hash.and_then(|r| r.revoked_at), Some(T0 + 100));
+
+    assert_eq!(
+        database.revoke_api_token(Uuid::now_v7(), T0).await.unwrap(),
+        None,
+        "no such token"
+    );
+    assert_eq!(
+        database.api_token(bystander.id).await.unwrap(),
+        Some(bystander),
+        "only that token is revoked"
+    );
+}
+
+async fn touching_an_api_token_only_moves_its_last_use_forward(db: Db) {
+    let test = TestDb::new(db);
+    let database = test.migrated().await;
+    let token = api_token("billing", T0, None);
+    let bystander = api_token("bystander", T0 + 1, None);
+    database.create_api_token(&token).await.unwrap();
+    database.create_api_token(&bystander).await.unwrap();
+    let last_used = |id| {
+        let database = &database;
+        async move {
+            database
+                .api_token(id)
+                .await
+                .unwrap()
+                .expect("the token")
+                .last_used_at
+        }
+    };
+
+    database
+        .touch_api_token(token.id, T0 + 2_000)
+        .await
+        .unwrap();
+    assert_eq!(last_used(token.id).await, Some(T0 + 2_000));
+    // A write-behind that arrives late does not take it back.
+    database
+        .touch_api_token(token.id, T0 + 1_000)
+        .await
+        .unwrap();
+    assert_eq!(last_used(token.id).await, Some(T0 + 2_000));
+    database
+        .touch_api_token(token.id, T0 + 2_000)
+        .await
+        .unwrap();
+    assert_eq!(last_used(token.id).await, Some(T0 + 2_000));
+    database
+        .touch_api_token(token.id, T0 + 3_000)
+        .await
+        .unwrap();
+    assert_eq!(last_used(token.id).await, Some(T0 + 3_000));
+
+    database
+        .touch_api_token(Uuid::now_v7(), T0 + 4_000)
+        .await
+        .expect("touching an unknown token is no error");
+    assert_eq!(last_used(bystander.id).await, None, "only that token");
+    // A revoked token keeps its history.
+    database
+        .revoke_api_token(token.id, T0 + 5_000)
+        .await
+        .unwrap();
+    let record = database.api_token(token.id).await.unwrap().unwrap();
+    assert_eq!(record.last_used_at, Some(T0 + 3_000));
+    assert_eq!(record.revoked_at, Some(T0 + 5_000));
 }
 
 /// What takes the database away, and gives it back.

@@ -6,6 +6,7 @@ mod support;
 
 mod helpers;
 
+mod api_tokens;
 mod durable_store;
 mod endpoints;
 mod faults;

@@ -1,6 +1,7 @@
 //! The real binary as a process: start-up with the checked-in config,
-//! configuration errors, `hash-secret`, `healthcheck`, `migrate` and
-//! `client`, login clients, logging, and the SIGTERM drain.
+//! configuration errors, `hash-secret`, `healthcheck`, `migrate`, `client`
+//! and `token`, login clients, logging (never a token or secret, API tokens
+//! and the admin token included), and the SIGTERM drain.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -520,5 +521,344 @@ async fn client_subcommands_manage_the_clients_the_service_reads() {
     let (status, list, _) = run(&["client", "list"], &env, None);
     assert!(status.success());
     assert!(!list.contains("robot"), "{list}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The admin token of the API-token process tests.
+const ADMIN_TOKEN: &str = "process-admin-token-0123456789abcdefghijkl";
+
+/// The `field: value` lines of `token create|info|revoke`'s table mode.
+fn token_fields(text: &str) -> std::collections::HashMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(key, value)| (key.trim().to_owned(), value.trim().to_owned()))
+        .collect()
+}
+
+/// `POST /auth/validate {"token"}`: the `valid` verdict.
+async fn api_token_valid(p: &Process, token: &str) -> bool {
+    let reply = p.post("/auth/validate", &json!({ "token": token })).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    reply.json()["valid"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("no verdict: {:?}", reply.body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_never_contain_api_tokens_or_the_admin_token() {
+    let (status, admin_hash, stderr) =
+        run(&["hash-secret"], &[], Some(&format!("{ADMIN_TOKEN}\n")));
+    assert!(status.success(), "{stderr}");
+    let admin_hash = admin_hash.trim().to_owned();
+    let client_secret = "reporter-secret-for-introspection";
+    let client_hash = tokengate::clients::hash_secret(client_secret.as_bytes()).unwrap();
+    let dir = std::env::temp_dir().join(format!("tokengate-logs-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "oauth:\n  clients:\n    - id: reporter\n      secret_hash: '{client_hash}'\n      scopes: [read]\n"
+        ),
+    )
+    .unwrap();
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut p = Process::start_with(
+        &["--config", config.to_str().unwrap()],
+        &[
+            ("TOKENGATE__CACHE__URL", &url),
+            ("TOKENGATE__AUTH__SECRET", SECRET),
+            ("TOKENGATE__LOGIN__OPEN", "true"),
+            ("TOKENGATE__LOGGING__MODE", "json"),
+            ("TOKENGATE__LOGGING__LEVEL", "debug"),
+            // The environment form of admin.token_hash.
+            ("TOKENGATE__ADMIN__TOKEN_HASH", &admin_hash),
+        ],
+    );
+    p.ready().await;
+    let admin = |method: Method, path: &str, token: &str, body: Option<&Value>| {
+        let mut builder = request(method, path).header("authorization", format!("Bearer {token}"));
+        let body = match body {
+            Some(body) => {
+                builder = builder.header("content-type", "application/json");
+                json_body(body)
+            }
+            None => Full::default(),
+        };
+        builder.body(body).unwrap()
+    };
+    let new = json!({"name": "logged", "scopes": ["read"]});
+    let wrong = format!("{ADMIN_TOKEN}-wrong");
+    let refused = p
+        .send(admin(Method::POST, "/admin/tokens", &wrong, Some(&new)))
+        .await;
+    assert_eq!(refused.status, 401);
+    let created = p
+        .send(admin(
+            Method::POST,
+            "/admin/tokens",
+            ADMIN_TOKEN,
+            Some(&new),
+        ))
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let token = created.field("token");
+    let id = created.field("id");
+    let introspect = |token: &str| {
+        let credentials = format!("reporter:{client_secret}");
+        request(Method::POST, "/oauth/introspect")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header(
+                "authorization",
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(credentials)
+                ),
+            )
+            .body(format!("token={token}").into())
+            .unwrap()
+    };
+
+    assert!(api_token_valid(&p, &token).await);
+    let lacking = p
+        .post(
+            "/auth/validate",
+            &json!({"token": token, "required_scopes": ["admin"]}),
+        )
+        .await;
+    assert_eq!(lacking.json()["error"], "insufficient_scope");
+    let gate = p.bearer(Method::GET, "/authenticate", &token).await;
+    assert_eq!(gate.status, 200);
+    let scoped = p
+        .bearer(Method::GET, "/authenticate?scope=admin", &token)
+        .await;
+    assert_eq!(scoped.status, 403);
+    let active = p.send(introspect(&token)).await;
+    assert_eq!(active.json()["active"], true, "{:?}", active.body);
+    let listed = p
+        .send(admin(Method::GET, "/admin/tokens", ADMIN_TOKEN, None))
+        .await;
+    assert_eq!(listed.status, 200);
+    let revoke_path = format!("/admin/tokens/{id}/revoke");
+    let revoked = p
+        .send(admin(Method::POST, &revoke_path, ADMIN_TOKEN, None))
+        .await;
+    assert_eq!(revoked.status, 200);
+    assert!(!api_token_valid(&p, &token).await);
+    let after = p.bearer(Method::GET, "/authenticate", &token).await;
+    assert_eq!(after.status, 401);
+    assert_eq!(p.send(introspect(&token)).await.json()["active"], false);
+    let (unknown, unknown_hash) = tokengate::api_tokens::format::generate();
+    assert!(!api_token_valid(&p, &unknown).await);
+    let near_miss = format!("tg_test_{}", &unknown[8..]);
+    let refused_gate = p.bearer(Method::GET, "/authenticate", &near_miss).await;
+    assert_eq!(refused_gate.status, 401);
+    assert!(p.terminate().success());
+
+    let log = p.output();
+    let hash = tokengate::api_tokens::format::parse(&token).unwrap().hex();
+    for secret in [
+        token.as_str(),
+        &token[8..],
+        ADMIN_TOKEN,
+        &wrong,
+        &unknown,
+        &unknown[8..],
+        &hash,
+        &unknown_hash.hex(),
+        client_secret,
+    ] {
+        assert!(!log.contains(secret), "the log leaks {secret}");
+    }
+    let mut seen = std::collections::HashSet::new();
+    for line in log.lines() {
+        let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let message = entry["message"].as_str().unwrap_or_default();
+        if message.contains("API token created") || message.contains("API token revoked") {
+            assert_eq!(entry["id"], id.as_str(), "{line}");
+            seen.insert(message.to_owned());
+        }
+        if entry["level"] == "WARN" && message == "validate: API token refused" {
+            seen.insert(format!(
+                "refused: {}",
+                entry["reason"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    for expected in [
+        "admin: API token created",
+        "admin: API token revoked",
+        "refused: revoked",
+        "refused: unknown",
+    ] {
+        assert!(
+            seen.contains(expected),
+            "no {expected:?} in the log:\n{log}"
+        );
+    }
+    assert!(log.contains(&id), "the log names the token by its id");
+    assert!(
+        log.contains("\"level\":\"DEBUG\""),
+        "debug lines are captured too"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_subcommands_manage_the_tokens_the_service_validates() {
+    let dir = std::env::temp_dir().join(format!("tokengate-tokens-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.join("x.db").display());
+    let env = [("TOKENGATE__DATABASE__URL", url.as_str())];
+
+    let (status, out, err) = run(
+        &[
+            "token", "create", "ci", "--scopes", "deploy", "read", "--ttl", "7", "--json",
+        ],
+        &env,
+        None,
+    );
+    assert!(status.success(), "{err}");
+    assert_eq!(out.lines().count(), 1, "one JSON object: {out}");
+    let ci: Value = serde_json::from_str(&out).unwrap();
+    let ci_token = ci["token"].as_str().expect("the token").to_owned();
+    let ci_id = ci["id"].as_str().unwrap().to_owned();
+    assert!(
+        tokengate::api_tokens::format::parse(&ci_token).is_some(),
+        "{out}"
+    );
+    assert_eq!(ci["scopes"], json!(["deploy", "read"]));
+    assert_eq!(ci["status"], "active");
+    assert!(err.contains(&ci_id) && !err.contains(&ci_token), "{err}");
+
+    let (status, out, err) = run(&["token", "create", "billing"], &env, None);
+    assert!(status.success(), "{err}");
+    let billing_token = out.lines().next().unwrap().to_owned();
+    assert!(
+        tokengate::api_tokens::format::parse(&billing_token).is_some(),
+        "the token on the first line: {out}"
+    );
+    let billing = token_fields(&out);
+    let billing_id = billing["id"].clone();
+    assert_eq!(billing["name"], "billing");
+    assert_eq!(billing["scopes"], "-");
+    assert_eq!(billing["expires"], "never");
+
+    let random = uuid::Uuid::now_v7().to_string();
+    let failures: [(&[&str], &str); 7] = [
+        (&["token", "create", ""], "name"),
+        (&["token", "create", "x", "--ttl", "0"], "ttl_days"),
+        (&["token", "create", "x", "--scopes", "a\"b"], "not a scope"),
+        (&["token", "info", &random], "no API token"),
+        (&["token", "info", "not-a-uuid"], "no API token"),
+        (&["token", "revoke", &random], "no API token"),
+        (&["token", "revoke", "not-a-uuid", "--json"], "no API token"),
+    ];
+    for (args, expected) in failures {
+        let (status, out, err) = run(args, &env, None);
+        assert_eq!(status.code(), Some(1), "{args:?}: {out}{err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+    }
+    let (status, _, err) = run(&["token", "create"], &env, None);
+    assert_eq!(status.code(), Some(2), "a usage error: {err}");
+
+    let hashes =
+        [&ci_token, &billing_token].map(|t| tokengate::api_tokens::format::parse(t).unwrap().hex());
+    let never_shown = |output: &str| {
+        for secret in [&ci_token, &billing_token, &hashes[0], &hashes[1]] {
+            assert!(!output.contains(secret.as_str()), "{output}");
+        }
+    };
+    let (status, table, _) = run(&["token", "list"], &env, None);
+    assert!(status.success());
+    assert!(table.starts_with("ID "), "{table}");
+    assert_eq!(table.lines().count(), 3, "the two tokens made: {table}");
+    let row = table.lines().find(|l| l.starts_with(&ci_id)).expect(&table);
+    assert!(
+        row.contains("deploy read") && row.contains("active"),
+        "{row}"
+    );
+    never_shown(&table);
+    let (status, listed, _) = run(&["token", "list", "--json"], &env, None);
+    assert!(status.success());
+    never_shown(&listed);
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(
+        listed["tokens"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+    let (status, info, _) = run(&["token", "info", &ci_id, "--json"], &env, None);
+    assert!(status.success());
+    never_shown(&info);
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info, listed["tokens"][0]);
+    assert!(info.get("token").is_none());
+    let (status, info, _) = run(&["token", "info", &billing_id], &env, None);
+    assert!(status.success());
+    never_shown(&info);
+    assert_eq!(token_fields(&info)["status"], "active", "{info}");
+
+    // The service, on the same database, validates them (the embedded
+    // store caches nothing: every check reads the database).
+    let mut p = Process::start(&env);
+    p.ready().await;
+    assert!(api_token_valid(&p, &ci_token).await);
+    let gate = p
+        .bearer(Method::GET, "/authenticate?scope=deploy", &ci_token)
+        .await;
+    assert_eq!(gate.status, 200, "{:?}", gate.body);
+    assert_eq!(gate.header("x-token-id"), Some(ci_id.as_str()));
+    assert_eq!(gate.header("x-user-id"), Some("token:ci"));
+
+    let (status, out, err) = run(&["token", "revoke", &ci_id], &env, None);
+    assert!(status.success(), "{err}");
+    assert_eq!(token_fields(&out)["status"], "revoked", "{out}");
+    assert!(err.contains("revoked"), "{err}");
+    let p = &p;
+    let refused = eventually(Duration::from_secs(1), || {
+        let token = ci_token.clone();
+        async move { !api_token_valid(p, &token).await }
+    })
+    .await;
+    assert!(refused, "the service still accepts the revoked token");
+    assert_eq!(
+        p.bearer(Method::GET, "/authenticate", &ci_token)
+            .await
+            .status,
+        401
+    );
+    assert!(api_token_valid(p, &billing_token).await);
+    let (_, active, _) = run(&["token", "list"], &env, None);
+    assert!(
+        !active.contains(&ci_id) && active.contains(&billing_id),
+        "{active}"
+    );
+    let (_, all, _) = run(&["token", "list", "--all"], &env, None);
+    let row = all.lines().find(|l| l.starts_with(&ci_id)).expect(&all);
+    assert!(row.contains("revoked"), "{all}");
+
+    // Redis unreachable: the database says revoked, and the command fails
+    // saying that the cache could not be told.
+    let closed = format!("redis://127.0.0.1:{}/0", free_port());
+    let unreachable = [
+        ("TOKENGATE__DATABASE__URL", url.as_str()),
+        ("TOKENGATE__CACHE__URL", closed.as_str()),
+        ("TOKENGATE__AUTH__SECRET", SECRET),
+        ("TOKENGATE__LOGIN__OPEN", "true"),
+    ];
+    let (status, _, err) = run(&["token", "revoke", &billing_id], &unreachable, None);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("revoked in the database") && err.contains("again"),
+        "{err}"
+    );
+    let (status, info, _) = run(&["token", "info", &billing_id, "--json"], &env, None);
+    assert!(status.success());
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["status"], "revoked");
+    assert!(!api_token_valid(p, &billing_token).await);
     std::fs::remove_dir_all(&dir).unwrap();
 }
