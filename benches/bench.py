@@ -7,7 +7,9 @@ Run it through `scripts/bench` (installs wrk, builds the binary). What it does:
    nginx with the real nginx/*.conf files) with `scripts/cluster up`;
 2. runs every case with wrk, each after a short warm-up, in one run so the
    ratios compare numbers taken minutes apart on the same machine:
-     ping, authenticate (direct), nginx_trivial_auth, nginx_tokengate_auth,
+     ping, authenticate (direct), authenticate_api_token (direct, an API token
+     made with `tokengate token create` on the cluster's database; cached in
+     Redis after the pre-check), nginx_trivial_auth, nginx_tokengate_auth,
      nginx_upstream_204_auth (an extra nginx: auth_request to an upstream that
      answers 204, the ceiling of any auth service reached over TCP),
      login, refresh (pre-made pool, successors chained), logout (pre-made pool);
@@ -25,7 +27,8 @@ Run it through `scripts/bench` (installs wrk, builds the binary). What it does:
    full of users: it never touches the database, so it must not change);
    then a last cluster with 3 replicas for nginx_tokengate_auth_3r;
 3. measures costs: Redis round trips and commands per operation (INFO deltas
-   over a sequential run, and commandstats over each load run), Redis memory
+   over a sequential run, and commandstats over each load run; API tokens
+   cached and, with their cache entry deleted before each request, missed), Redis memory
    per live session (INFO used_memory around creating --sessions sessions, and
    MEMORY USAGE of one key), each replica's peak RSS (VmHWM);
 4. prints a table, the ratios and the targets, writes target/bench/report.json
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import http.client
 import json
 import os
@@ -65,6 +69,8 @@ TARGETS = [
     ("authenticate / ping", "ratio_authenticate_ping", ">=", 0.70),
     ("nginx_tokengate_auth / nginx_trivial_auth", "ratio_nginx", ">=", 0.90),
     ("Redis round trips per authenticate", "authenticate_round_trips", "==", 1),
+    # SPEC §9: "validation costs at most one Redis round trip on the hot path".
+    ("Redis round trips per API-token check", "api_token_round_trips", "==", 1),
     ("login req/s (2 cores)", "login_rps", ">=", 5000),
     ("refresh req/s (2 cores)", "refresh_rps", ">=", 5000),
     ("Redis bytes per session", "bytes_per_session", "<=", 300),
@@ -176,7 +182,7 @@ class Redis:
         raise BenchError(f"redis: unexpected reply {line!r}")
 
     def info(self, section: str) -> dict[str, str]:
-        text = self.cmd("INFO", section).decode()
+        text = self.cmd("INFO", *section.split()).decode()
         out = {}
         for line in text.splitlines():
             if ":" in line and not line.startswith("#"):
@@ -184,13 +190,19 @@ class Redis:
                 out[k] = v
         return out
 
-    def commandstats(self) -> dict[str, int]:
+    def commandstats(self, info: dict[str, str] | None = None) -> dict[str, int]:
         calls = {}
-        for k, v in self.info("commandstats").items():
+        for k, v in (info or self.info("commandstats")).items():
             m = re.search(r"calls=(\d+)", v)
             if k.startswith("cmdstat_") and m:
                 calls[k[len("cmdstat_") :]] = int(m.group(1))
         return calls
+
+    def calls_and_writes(self) -> tuple[dict[str, int], int]:
+        """Calls per command and total_writes_processed from one INFO, so that
+        nothing Redis does in between is counted in one and not the other."""
+        info = self.info("stats commandstats")
+        return self.commandstats(info), int(info["total_writes_processed"])
 
 
 def http_request(port: int, method: str, path: str, headers=None, body=None, conn=None):
@@ -721,6 +733,30 @@ class Bench:
             raise BenchError(f"tokengate hash-secret failed ({run.returncode}): {run.stderr.strip()}")
         return phc
 
+    def api_token(self, name: str, scopes: list[str]) -> str | None:
+        """`tokengate token create NAME --scopes ... --json` as an operator runs it on
+        a replica's host: in the cluster's directory, with the replicas' database
+        and Redis (cluster.json). The token, or None if this binary has no
+        `token` command."""
+        db = self.state.get("database") or {}
+        env = {**os.environ, "TOKENGATE__DATABASE__URL": db.get("url", ""),
+               "TOKENGATE__CACHE__URL": self.state["redis"]["url"],
+               "TOKENGATE__AUTH__SECRET": self.state["secret"], "TOKENGATE__LOGIN__OPEN": "true",
+               "TOKENGATE__LOGGING__LEVEL": "warn"}
+        if db.get("password_file"):
+            env["TOKENGATE__DATABASE__PASSWORD_FILE"] = db["password_file"]
+        run = subprocess.run([str(self.o.binary), "token", "create", name, "--scopes", *scopes, "--json"],
+                             cwd=self.state["dir"], env=env, capture_output=True, text=True, timeout=60)
+        if run.returncode != 0 and "unexpected argument" in run.stderr:
+            return None
+        try:
+            token = json.loads(run.stdout)["token"]
+        except (ValueError, KeyError):
+            raise BenchError(f"tokengate token create failed ({run.returncode}): {run.stderr.strip()}")
+        if not token.startswith("tg_live_"):
+            raise BenchError(f"tokengate token create printed no API token: {token[:12]}...")
+        return token
+
     def oauth_cases(self, want) -> None:
         """oauth_token alone, then under each flood, on a cluster of its own (one
         replica, one OAuth client), so no other case sees its throttle counters."""
@@ -945,10 +981,13 @@ class Bench:
 
     # -- cost figures --
 
-    def sequential_costs(self, port: int, pool: Path, n: int) -> dict:
+    def sequential_costs(self, port: int, pool: Path, n: int, api_token: str | None) -> dict:
         """Round trips and commands per operation, from INFO deltas around `n`
         sequential requests on one kept-alive connection. Sequential, so every
-        Redis round trip is one read and one write on Redis's side."""
+        Redis round trip is one read and one write on Redis's side. With
+        `api_token`, also /authenticate with it: cached (the warm-up fills the
+        cache), and missed (its cache entry deleted by this harness before each
+        request; that DEL is taken out of the figures)."""
         tokens = [l.split() for l in pool.read_text().split("\n") if l]
         if len(tokens) < n + 3:
             raise BenchError("session pool too small for the cost measurement")
@@ -957,7 +996,7 @@ class Bench:
         # One more than measured: the warm-up takes the first.
         logout_tokens = [t[0] for t in tokens[2 : 3 + n]]
 
-        def run(op):
+        def run(op, own=None):
             # Warm-up: the first call of each script loads it (NOSCRIPT, then
             # SCRIPT LOAD) and may open a pooled connection; not measured.
             status, body, c = op(n, None)
@@ -965,21 +1004,29 @@ class Bench:
             if status != 200:
                 raise BenchError(f"cost run warm-up: answer {status}: {body[:200]!r}")
             r = self.redis()
-            # Two INFO calls bracket the run; measure what one bracket costs.
-            s0, w0 = r.commandstats(), int(r.info("stats")["total_writes_processed"])
+            # One INFO on each side of the run.
+            s0, w0 = r.calls_and_writes()
             conn = None
             for i in range(n):
+                if own:
+                    # The harness's own command (one write, one call), before the request.
+                    r.cmd(*own)
                 status, body, conn = op(i, conn)
                 if status != 200:
                     raise BenchError(f"cost run: answer {status}: {body[:200]!r}")
-            s1, w1 = r.commandstats(), int(r.info("stats")["total_writes_processed"])
+            s1, w1 = r.calls_and_writes()
             r.close()
             if conn:
                 conn.close()
-            # Each INFO is one more write; two of them sit between w0 and w1.
-            writes = w1 - w0 - 2
             calls = {c: (s1.get(c, 0) - s0.get(c, 0)) for c in s1}
             calls.pop("info", None)
+            # The first INFO's reply is one more write (the second is counted before
+            # its reply is written). The replica's gRPC health follower PINGs Redis
+            # once a second, whatever the requests (src/grpc/mod.rs): not a cost of
+            # the operation either.
+            writes = w1 - w0 - 1 - (n if own else 0) - calls.pop("ping", 0)
+            if own:
+                calls[own[0].lower()] -= n
             per_op = {c: round(v / n, 2) for c, v in sorted(calls.items()) if v > 0}
             return {"round_trips": round(writes / n, 2), "commands": per_op}
 
@@ -1001,9 +1048,19 @@ class Bench:
             return http_request(port, "POST", "/logout",
                                 {"Authorization": f"Bearer {logout_tokens[i]}"}, conn=conn)
 
-        return {name: run(op) for name, op in
-                (("authenticate", authenticate), ("login", login),
-                 ("refresh", refresh), ("logout", logout))}
+        costs = {name: run(op) for name, op in
+                 (("authenticate", authenticate), ("login", login),
+                  ("refresh", refresh), ("logout", logout))}
+        if api_token:
+            def authenticate_api_token(i, conn):
+                return http_request(port, "GET", "/authenticate",
+                                    {"Authorization": f"Bearer {api_token}"}, conn=conn)
+
+            # The cache key of the token (src/store/redis.rs): its SHA-256, in hex.
+            key = "tg:at:" + hashlib.sha256(api_token.encode()).hexdigest()
+            costs["authenticate_api_token"] = run(authenticate_api_token)
+            costs["authenticate_api_token_miss"] = run(authenticate_api_token, own=("DEL", key))
+        return costs
 
     def session_memory(self, port: int, count: int) -> tuple[dict, Path]:
         r = self.redis()
@@ -1084,6 +1141,10 @@ class Bench:
         front = f"http://127.0.0.1:{nginx}"
         token = self.login(port)["access"]
         bearer = f"Authorization: Bearer {token}"
+        # A service's API token (SPEC §9), made the way an operator makes one.
+        api_token = self.api_token("bench", ["bench:read"])
+        if api_token is None:
+            self.notes.append("authenticate_api_token: this binary has no `tokengate token`; skipped")
 
         def expect_2xx(p, path, method="GET", headers=None):
             def check():
@@ -1104,6 +1165,13 @@ class Bench:
         if want("authenticate"):
             self.measure("authenticate", f"{direct}/authenticate", "get.lua", [bearer],
                          redis_ops=True, check=expect_2xx(port, "/authenticate", headers=auth_hdr))
+        if want("authenticate_api_token") and api_token:
+            # The pre-check is the one cache miss (a database read, then the fill);
+            # the warm-up and the measured run are all cache hits.
+            api_hdr = {"Authorization": f"Bearer {api_token}"}
+            self.measure("authenticate_api_token", f"{direct}/authenticate", "get.lua",
+                         [f"Authorization: Bearer {api_token}"], redis_ops=True,
+                         check=expect_2xx(port, "/authenticate", headers=api_hdr))
         if want("nginx_trivial_auth"):
             self.measure("nginx_trivial_auth", f"{front}{paths['trivial']}", "get.lua", [bearer],
                          check=expect_2xx(nginx, paths["trivial"], headers=auth_hdr))
@@ -1132,7 +1200,7 @@ class Bench:
         cost_pool, refresh_pool = self.work / "cost.pool", self.work / "refresh.pool"
         cost_pool.write_text("".join(lines[: o.cost_ops + 3]))
         refresh_pool.write_text("".join(lines[o.cost_ops + 3 :]))
-        self.costs = self.sequential_costs(port, cost_pool, o.cost_ops)
+        self.costs = self.sequential_costs(port, cost_pool, o.cost_ops, api_token)
         for op, c in self.costs.items():
             log(f"cost {op}: {c['round_trips']} round trip(s), commands {c['commands']}")
 
@@ -1205,6 +1273,11 @@ class Bench:
 
         ratios = {
             "authenticate / ping": ratio("authenticate", "ping"),
+            # Not targets: a service's API token beside a user's JWT at the same
+            # endpoint (one Redis round trip each; an API token has no signature
+            # to verify, but a SHA-256 to compute).
+            "authenticate_api_token / authenticate": ratio("authenticate_api_token", "authenticate"),
+            "authenticate_api_token / ping": ratio("authenticate_api_token", "ping"),
             "nginx_tokengate_auth / nginx_trivial_auth": ratio("nginx_tokengate_auth", "nginx_trivial_auth"),
             # Not a target: how close tokengate gets to an auth service that
             # costs nothing but is reached over TCP like any real one.
@@ -1227,6 +1300,7 @@ class Bench:
             "ratio_authenticate_ping": ratios["authenticate / ping"],
             "ratio_nginx": ratios["nginx_tokengate_auth / nginx_trivial_auth"],
             "authenticate_round_trips": self.costs.get("authenticate", {}).get("round_trips"),
+            "api_token_round_trips": self.costs.get("authenticate_api_token", {}).get("round_trips"),
             "login_rps": round(by["login"]["rps"]) if "login" in by else None,
             "refresh_rps": round(by["refresh"]["rps"]) if "refresh" in by else None,
             "bytes_per_session": self.memory.get("bytes_per_session"),
@@ -1401,7 +1475,7 @@ def render_text(rep: dict) -> str:
         lines.append("Redis per operation (sequential run, INFO deltas):")
         for op, cst in costs.items():
             cmds = ", ".join(f"{k} {v:g}" for k, v in cst["commands"].items())
-            lines.append(f"  {op:13} {cst['round_trips']:g} round trip(s); commands: {cmds}")
+            lines.append(f"  {op:28} {cst['round_trips']:g} round trip(s); commands: {cmds}")
     mem = rep["redis_memory"]
     if mem:
         lines.append(

@@ -5,9 +5,12 @@
     nginx/test/smoke.py --nginx PATH --mode native    # the shared files in a native config
 
 Nothing here needs tokengate or Docker: each replica is a stand-in that answers
-/authenticate the way SPEC.md §2 and §6 say (`Bearer good` -> 200 + X-User-Id, no
+/authenticate the way SPEC.md §2, §6 and §9 say (`Bearer good` -> 200 + X-User-Id, no
 header -> 401 realm only, `Bearer narrow` -> 403 insufficient_scope, `Bearer outage`
--> 503 as when Redis is down, any other token -> 401 invalid_token), checks a login
+-> 503 as when Redis is down, an API token `Bearer tg_live_reports` -> 200 +
+X-User-Id token:reporting + X-Token-Id and no X-Session-Id, any other token (a revoked
+API token among them) -> 401 invalid_token; held scopes are checked against
+`?scope=`), checks a login
 client's HTTP Basic credentials on /login as compose's `web` client is checked
 (right -> 200, wrong -> 401 invalid_client + WWW-Authenticate: Basic, none -> 200 as
 an open /login), and records what nginx sent it. The replicas listen on 127.0.0.2 and 127.0.0.3, one port, the way
@@ -54,11 +57,15 @@ from pathlib import Path
 NGINX_DIR = Path(__file__).resolve().parent.parent
 USER_ID = "42"
 SESSION_ID = "5b0c6c1e-6a4f-4d43-9a43-3f1f2b8f0c11"
+# An API token (SPEC §9) as tokengate answers for it: no session, a token id.
+TOKEN_ID = "01936f0e-7a8b-7c3d-9e4f-a1b2c3d4e5f6"
+API_TOKEN = "Bearer tg_live_reports"
+REVOKED_API_TOKEN = "Bearer tg_live_revoked"
 REALM = 'Bearer realm="tokengate"'
 INSUFFICIENT = 'Bearer error="insufficient_scope", scope="admin"'
 # What the public API location must pass through (SPEC §2, §6).
 API_POSTS = ("/login", "/register", "/refresh", "/logout", "/token", "/oauth/token", "/oauth/introspect",
-             "/oauth/revoke", "/oauth/verify")
+             "/oauth/revoke", "/oauth/verify", "/auth/validate")
 # A request carrying this header is read, then its connection dropped without an
 # answer: a replica that died holding it.
 DROP = "X-Smoke-Drop"
@@ -66,8 +73,20 @@ API_GETS = ("/ping", "/health", "/.well-known/jwks.json", "/.well-known/oauth-au
 # The login client of the compose deployment (config.compose.yml), as the stand-in knows it.
 LOGIN_CLIENT = ("web", "s3cr3t-from-secrets_login_client_secret")
 BASIC_CHALLENGE = 'Basic realm="tokengate", charset="UTF-8"'
-# The scopes each stand-in token carries (X-Scope), for the scope-at-the-gate checks.
-TOKEN_SCOPES = {"Bearer good": "read", "Bearer admin": "admin read"}
+# What tokengate answers for each accepted stand-in token: its identity headers
+# (X-Scope: the scopes it holds, for the scope-at-the-gate checks).
+SESSION = {"X-User-Id": USER_ID, "X-Session-Id": SESSION_ID}
+ACCEPTED = {
+    "Bearer good": {**SESSION, "X-Scope": "read"},
+    "Bearer admin": {**SESSION, "X-Scope": "admin read"},
+    API_TOKEN: {"X-User-Id": "token:reporting", "X-Token-Id": TOKEN_ID, "X-Scope": "reports:read"},
+}
+# What the protected app must then see of each (None: the header is absent).
+IDENTITY_HEADERS = ("X-User-Id", "X-Session-Id", "X-Token-Id", "X-Scope")
+
+
+def seen_by_app(auth):
+    return {name: ACCEPTED[auth].get(name) for name in IDENTITY_HEADERS}
 ARRIVAL = itertools.count()  # orders requests across replicas
 
 
@@ -166,18 +185,14 @@ class TokengateStandIn(Handler):
             auth = self.headers.get("Authorization")
             if auth is None:
                 return self.answer(401, {"error": "invalid_request"}, [("WWW-Authenticate", REALM)])
-            if auth in TOKEN_SCOPES:
+            if auth in ACCEPTED:
                 query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
                 required = " ".join(query.get("scope", [])).split()
-                held = TOKEN_SCOPES[auth].split()
+                held = ACCEPTED[auth]["X-Scope"].split()
                 if any(scope not in held for scope in required):
                     challenge = f'Bearer error="insufficient_scope", scope="{" ".join(required)}"'
                     return self.answer(403, {"error": "insufficient_scope"}, [("WWW-Authenticate", challenge)])
-                return self.answer(
-                    200,
-                    {"sub": USER_ID, "sid": SESSION_ID},
-                    [("X-User-Id", USER_ID), ("X-Session-Id", SESSION_ID), ("X-Scope", TOKEN_SCOPES[auth])],
-                )
+                return self.answer(200, {"sub": ACCEPTED[auth]["X-User-Id"]}, list(ACCEPTED[auth].items()))
             if auth == "Bearer outage":
                 return self.answer(503, {"error": "temporarily_unavailable"})
             if auth == "Bearer narrow":
@@ -436,18 +451,29 @@ def common_checks(r, port, replicas, app_check):
             expect(status == 200 and got == ["127.0.0.1"], f"client sent {sent}: replica got {got}")
 
     def not_exposed():
-        for path in ("/authenticate", "/metrics", "/login/x", "/oauth/tokens", "/nope"):
+        for path in ("/authenticate", "/metrics", "/login/x", "/oauth/tokens", "/nope", "/auth",
+                     "/auth/validate/x", "/admin/tokens", f"/admin/tokens/{TOKEN_ID}"):
             status, headers, body = request(port, "GET", path)
             expect_json_error(status, headers, body, 404, "not_found")
+            expect(not header_values(headers, "X-Replica"), f"GET {path} reached a replica")
+        # The admin API, whatever the method and even with a token: nginx's 404,
+        # never a replica's answer (operators use a replica's port or the CLI).
+        admin = {"Authorization": "Bearer an-admin-token", "Content-Type": "application/json"}
+        for path in ("/admin/tokens", f"/admin/tokens/{TOKEN_ID}/revoke"):
+            status, headers, body = request(port, "POST", path, admin, b'{"name": "x", "scopes": []}')
+            expect_json_error(status, headers, body, 404, "not_found")
+            expect(not header_values(headers, "X-Replica"), f"POST {path} reached a replica")
         status, _, _ = request(port, "GET", "/_tokengate/authenticate", {"Authorization": "Bearer good"})
         expect(status == 404, f"internal location answered {status}")
 
     def authorized():
-        spoof = {"Authorization": "Bearer good", "X-User-Id": "admin", "X-Session-Id": "evil", "X-Scope": "admin"}
+        # A session's check answers no X-Token-Id: the client's own is dropped, not passed on.
+        spoof = {"Authorization": "Bearer good", "X-User-Id": "admin", "X-Session-Id": "evil",
+                 "X-Token-Id": "forged", "X-Scope": "admin"}
         before = sum(len(x.auth_log) for x in replicas)
         status, headers, body = request(port, "GET", "/app/orders?id=7", spoof)
         expect(status == 200, f"status {status}: {body[:200]!r}")
-        app_check(json.loads(body))
+        app_check(json.loads(body), "Bearer good")
         expect(sum(len(x.auth_log) for x in replicas) == before + 1, "not exactly one check per request")
 
     def subrequest_shape():
@@ -494,7 +520,29 @@ def common_checks(r, port, replicas, app_check):
         expect(header_values(headers, "WWW-Authenticate") == want, f"{header_values(headers, 'WWW-Authenticate')}")
         status, _, body = request(port, "GET", "/app/admin/users", {"Authorization": "Bearer admin"})
         expect(status == 200, f"admin token: {status} {body[:200]!r}")
-        app_check(json.loads(body), scope="admin read")
+        app_check(json.loads(body), "Bearer admin")
+
+    def api_token():
+        # A service's API token where its scope is required (nginx.conf's /reports/):
+        # the app sees token:<name> and the token's id, and no session; whatever
+        # identity the client claims is replaced or dropped.
+        spoof = {"Authorization": API_TOKEN, "X-User-Id": "admin", "X-Session-Id": "evil",
+                 "X-Token-Id": "forged", "X-Scope": "admin"}
+        status, _, body = request(port, "GET", "/reports/daily?day=1", spoof)
+        expect(status == 200, f"API token: {status} {body[:200]!r}")
+        expect(last_check()["path"] == "/authenticate?scope=reports:read",
+               f"/reports/ check sent {last_check()['path']}")
+        app_check(json.loads(body), API_TOKEN)
+        # A token without the scope: JSON 403 with tokengate's challenge.
+        status, headers, body = request(port, "GET", "/reports/daily", {"Authorization": "Bearer good"})
+        expect_json_error(status, headers, body, 403, "forbidden")
+        want = ['Bearer error="insufficient_scope", scope="reports:read"']
+        expect(header_values(headers, "WWW-Authenticate") == want, f"{header_values(headers, 'WWW-Authenticate')}")
+        # A revoked token: JSON 401, error="invalid_token".
+        status, headers, body = request(port, "GET", "/reports/daily", {"Authorization": REVOKED_API_TOKEN})
+        expect_json_error(status, headers, body, 401, "unauthorized")
+        want = [REALM + ', error="invalid_token"']
+        expect(header_values(headers, "WWW-Authenticate") == want, f"{header_values(headers, 'WWW-Authenticate')}")
 
     def store_down():
         status, headers, body = request(port, "DELETE", "/app/x", {"Authorization": "Bearer outage"})
@@ -510,17 +558,21 @@ def common_checks(r, port, replicas, app_check):
         expect(opened <= 8, f"{opened} new upstream connections for 60 requests")
 
     r.check("GET /ping is proxied to a replica", ping)
-    r.check("the public API (login, refresh, logout, health, OAuth, discovery) is proxied", api_posts)
+    r.check("the public API (login, refresh, logout, health, OAuth, /auth/validate, discovery) is proxied",
+            api_posts)
     r.check("login client: Basic credentials reach tokengate, its 401 + WWW-Authenticate: Basic reach the client",
             login_client)
     r.check("X-Forwarded-For is nginx's view of the client only; a client-sent one is dropped", forwarded_for)
-    r.check("/authenticate, /metrics and the internal auth location are not reachable (404)", not_exposed)
+    r.check("/authenticate, /metrics, the admin API and the internal auth location are not reachable (404)",
+            not_exposed)
     r.check("valid token: app reached once, identity from tokengate, spoofed headers replaced", authorized)
     r.check("auth subrequest: HEAD, no body, X-Original-URI/-Method, Authorization", subrequest_shape)
     r.check("no token: JSON 401 with WWW-Authenticate realm only", missing_token)
     r.check("bad token: JSON 401 with tokengate's error=\"invalid_token\"", invalid_token)
     r.check("tokengate 403: JSON 403 with tokengate's WWW-Authenticate", forbidden)
     r.check("scopes at the gate: $tokengate_scope is required, X-Scope reaches the app", scoped)
+    r.check("API token at /reports/: token:<name> + X-Token-Id reach the app, spoofs replaced; "
+            "no scope 403, revoked 401", api_token)
     r.check("tokengate 503 (Redis down): JSON 503, app not reached", store_down)
     r.check("upstream connections are kept alive", keepalive)
 
@@ -599,9 +651,12 @@ def compose_mode(r, binary, work, grpc):
     try:
         wait_until("nginx to resolve jwt and answer /ping", lambda: request(front, "GET", "/ping")[0] == 200)
 
-        def demo_app(doc, scope="read"):
-            # The demo app echoes the identity only; X-Scope is checked in native mode.
-            expect(doc == {"app": "demo", "user_id": USER_ID, "session_id": SESSION_ID}, f"app saw {doc}")
+        def demo_app(doc, auth):
+            # The demo app echoes the identity only ("" for an absent header); X-Scope
+            # is checked in native mode.
+            want = seen_by_app(auth)
+            expect(doc == {"app": "demo", "user_id": want["X-User-Id"], "session_id": want["X-Session-Id"] or "",
+                           "token_id": want["X-Token-Id"] or ""}, f"app saw {doc}")
 
         common_checks(r, front, [a, b], demo_app)
         # While `jwt` resolves to 127.0.0.2 only, where the real replica listens.
@@ -680,6 +735,11 @@ http {{
             include {NGINX_DIR}/tokengate.protect.conf;
             proxy_pass http://app;
         }}
+        location /reports/ {{
+            set $tokengate_scope "reports:read";
+            include {NGINX_DIR}/tokengate.protect.conf;
+            proxy_pass http://app;
+        }}
         location / {{
             default_type application/json;
             return 404 '{{"error":"not_found","error_description":"no such endpoint"}}';
@@ -691,11 +751,11 @@ http {{
     try:
         wait_until("nginx to answer /ping", lambda: request(front, "GET", "/ping")[0] == 200)
 
-        def app_headers(doc, scope="read"):
+        def app_headers(doc, auth):
             got = [(k.lower(), v) for k, v in doc["headers"]]
-            for name, want in (("x-user-id", USER_ID), ("x-session-id", SESSION_ID), ("x-scope", scope)):
-                values = [v for k, v in got if k == name]
-                expect(values == [want], f"app got {name}: {values}")
+            for name, want in seen_by_app(auth).items():
+                values = [v for k, v in got if k == name.lower()]
+                expect(values == ([want] if want else []), f"app got {name}: {values}, want {want}")
 
         common_checks(r, front, [a, b], app_headers)
         grpc_checks(r, grpc, replica, grpc_front)

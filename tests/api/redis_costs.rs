@@ -1,14 +1,18 @@
 //! SPEC §3 costs, measured on a real Redis with `INFO commandstats`:
 //! `/authenticate` is exactly one round trip (one `EVALSHA`, nothing else
 //! sent), and so are `/login`, `/refresh` and `/logout`. Every key has a TTL.
+//! SPEC §9: an API token at `/authenticate` is one `EVALSHA` when cached, two
+//! on a miss (look up, then fill from the database), and its cache keys expire.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use deadpool_redis::redis;
+use http::Method;
 use serde_json::json;
 
-use crate::helpers::{Backend, Cluster, Pair};
+use crate::helpers::{Backend, Cluster, Pair, Replica};
+use crate::support::client::{self, request};
 use crate::support::redis::RedisServer;
 
 /// Calls per command since start-up.
@@ -27,7 +31,9 @@ fn commandstats(redis: &RedisServer) -> HashMap<String, u64> {
 }
 
 /// Commands sent by replicas between two snapshots, leaving out what the
-/// test itself sends and what scripts call inside Redis.
+/// test itself sends, what scripts call inside Redis, and the `PING` each
+/// replica's gRPC health follower sends once a second whatever the requests
+/// (src/grpc/mod.rs), which would otherwise land in a window now and then.
 fn sent_between(
     before: &HashMap<String, u64>,
     after: &HashMap<String, u64>,
@@ -35,7 +41,7 @@ fn sent_between(
 ) -> HashMap<String, u64> {
     after
         .iter()
-        .filter(|(name, _)| !["info", "hello", "client|setinfo"].contains(&name.as_str()))
+        .filter(|(name, _)| !["info", "hello", "client|setinfo", "ping"].contains(&name.as_str()))
         .filter(|(name, _)| !inside_scripts.contains(&name.as_str()))
         .filter_map(|(name, calls)| {
             let delta = calls - before.get(name).copied().unwrap_or(0);
@@ -147,4 +153,129 @@ async fn a_session_ended_by_theft_leaves_nothing_behind() {
     let _second = c.b().refresh(&first.refresh).await;
     assert_eq!(c.a().refresh(&first.refresh).await.status, 401);
     assert!(c.redis().keys("*").is_empty());
+}
+
+/// The admin token of the API-token cost tests (admin.token_hash holds its hash).
+const ADMIN_TOKEN: &str = "redis-costs-admin-token-of-at-least-32-characters";
+
+/// `POST /admin/tokens` at `replica`; the new token and its id.
+async fn create_api_token(replica: &Replica, name: &str, scopes: &[&str]) -> (String, String) {
+    let reply = replica
+        .send(
+            request(Method::POST, "/admin/tokens")
+                .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+                .header("content-type", "application/json")
+                .body(client::json_body(
+                    &json!({ "name": name, "scopes": scopes }),
+                ))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "create {name}: {:?}", reply.body);
+    (reply.field("token"), reply.field("id"))
+}
+
+/// Everything Redis ran while `requests` ran, commands inside scripts
+/// included: an exact count of each also shows that nothing was sent beside
+/// the scripts (a stray `HMGET` would make two where the script makes one).
+async fn ran_during(
+    redis: &RedisServer,
+    requests: impl Future<Output = ()>,
+) -> HashMap<String, u64> {
+    let before = commandstats(redis);
+    requests.await;
+    sent_between(&before, &commandstats(redis), &[])
+}
+
+fn counts(pairs: &[(&str, u64)]) -> HashMap<String, u64> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_token_check_is_one_evalsha_cached_and_two_on_a_miss() {
+    let hash = tokengate::clients::hash_secret(ADMIN_TOKEN.as_bytes()).expect("hash");
+    let c = Cluster::start_with(Backend::Redis, 2, |s| s.admin.token_hash = hash).await;
+    let redis = c.redis();
+    let (warm, _) = create_api_token(c.a(), "warm-up", &["read"]).await;
+    let (token, id) = create_api_token(c.a(), "costs", &["read"]).await;
+    // Warm up: a miss runs both scripts, so both are loaded (NOSCRIPT, SCRIPT
+    // LOAD: once per Redis), and both replicas have a connection.
+    assert!(c.a().accepts(&warm).await);
+    assert!(c.b().accepts(&warm).await);
+    // One check, cached: one EVALSHA (HMGET inside), nothing else.
+    let one = counts(&[("evalsha", 1), ("hmget", 1)]);
+
+    // A miss: one EVALSHA finds nothing (HMGET), the database answers, one
+    // EVALSHA fills the cache if nobody did meanwhile (EXISTS, HSET, PEXPIRE).
+    let miss = ran_during(redis, async { assert!(c.b().accepts(&token).await) }).await;
+    assert_eq!(
+        miss,
+        counts(&[
+            ("evalsha", 2),
+            ("hmget", 1),
+            ("exists", 1),
+            ("hset", 1),
+            ("pexpire", 1)
+        ]),
+        "API token, cache miss"
+    );
+
+    // Cached, on either replica. The fill recorded the use, so no lookup
+    // within a minute writes it again (no HSET).
+    let hits = ran_during(redis, async {
+        for i in 0..10 {
+            assert!(c.replicas[i % 2].accepts(&token).await);
+        }
+    })
+    .await;
+    assert_eq!(
+        hits,
+        counts(&[("evalsha", 10), ("hmget", 10)]),
+        "API token, cached"
+    );
+    // The same with a scope required at the gate: the scopes are in the entry.
+    let scoped = ran_during(redis, async {
+        let path = "/authenticate?scope=read";
+        let reply = client::with_bearer(c.a().addr, Method::GET, path, &token).await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+    })
+    .await;
+    assert_eq!(scoped, one, "API token, cached, scope required");
+
+    // An unknown (well-formed) token is cached as such: a repeat costs one
+    // EVALSHA and no database query.
+    let unknown = format!("tg_live_{}", "A".repeat(43));
+    assert!(!c.a().accepts(&unknown).await);
+    let repeat = ran_during(redis, async { assert!(!c.b().accepts(&unknown).await) }).await;
+    assert_eq!(repeat, one, "unknown API token, cached");
+
+    // Revoked on one replica (a tombstone over the entry), refused on the
+    // other in one EVALSHA.
+    let reply = c
+        .a()
+        .send(
+            request(Method::POST, format!("/admin/tokens/{id}/revoke").as_str())
+                .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+                .body(Default::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "revoke: {:?}", reply.body);
+    let refused = ran_during(redis, async { assert!(!c.b().accepts(&token).await) }).await;
+    assert_eq!(refused, one, "revoked API token");
+
+    // Every cache key expires: the warm-up's live entry, the tombstone (both
+    // within the cache's 10 minutes) and the unknown token's, within 30 s.
+    let keys = redis.keys("tg:at:*");
+    assert_eq!(keys.len(), 3, "warm-up, revoked, unknown: {keys:?}");
+    for key in &keys {
+        let ttl = redis.pttl(key);
+        assert!(ttl > 0 && ttl <= 10 * 60_000, "{key}: TTL {ttl}");
+    }
+    let hash = tokengate::api_tokens::format::parse(&unknown).expect("well-formed");
+    let ttl = redis.pttl(&format!("tg:at:{}", hash.hex()));
+    assert!(
+        ttl > 0 && ttl <= 30_000,
+        "the unknown token's entry: TTL {ttl}"
+    );
 }

@@ -8,11 +8,14 @@
 //! (`tests/support/load.rs`); those run one at a time, since they count
 //! failed requests. `tooling`: the detached cluster `scripts/cluster up` leaves.
 //! `users`: accounts across replicas, on the cluster's SQLite file and on a
-//! PostgreSQL of its own.
+//! PostgreSQL of its own. `api_tokens`: services' API tokens at a scoped
+//! location, made and revoked by the CLI and by the admin API on a replica,
+//! which nginx does not expose.
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod api_tokens;
 mod faults;
 mod flows;
 mod tooling;
@@ -128,6 +131,7 @@ pub fn assert_app_saw(reply: &Reply, method: &Method, pair: &Pair) {
             "method": method.as_str(),
             "user_id": pair.user,
             "session_id": pair.session_id,
+            "token_id": "",
             "scope": "",
         }),
         "what the app saw"

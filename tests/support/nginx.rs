@@ -7,8 +7,12 @@
 //!   * the public API (`/login /register /refresh /logout /ping /health`, ...), from
 //!     tokengate.locations.conf, proxied to `upstream tokengate`;
 //!   * `/app/` — protected by tokengate.protect.conf, proxied to the echo app,
-//!     which answers `{"app":"echo","method":..,"user_id":..,"session_id":..,"scope":..}`
-//!     with the `X-User-Id` / `X-Session-Id` it received;
+//!     which answers
+//!     `{"app":"echo","method":..,"user_id":..,"session_id":..,"token_id":..,"scope":..}`
+//!     with the `X-User-Id` / `X-Session-Id` / `X-Token-Id` / `X-Scope` it received
+//!     ("" for a header it did not get); `/app/admin/` the same for the "admin" scope;
+//!   * `/reports/` — the same app for the "reports:read" scope, as nginx/nginx.conf
+//!     protects it for services' API tokens;
 //!   * `/trivial/` — the same echo app behind `auth_request` to a location that
 //!     only does `return 204`: the ceiling of any external auth service (for the
 //!     benchmark's `nginx_trivial_auth` case);
@@ -440,6 +444,13 @@ http {{
             proxy_pass http://app;
         }}
 
+        # For services' API tokens (SPEC §9), as in nginx/nginx.conf.
+        location /reports/ {{
+            set $tokengate_scope "reports:read";
+            include {dir}/tokengate.protect.conf;
+            proxy_pass http://app;
+        }}
+
         # The ceiling of any external auth service: auth_request to a location
         # that says yes at once, then the same app.
         location /trivial/ {{
@@ -470,6 +481,11 @@ http {{
         "~^[-A-Za-z0-9]+$" $http_x_session_id;
         default            "(not shown: not JSON-safe)";
     }}
+    map $http_x_token_id $echo_token_id {{
+        ""                 "";
+        "~^[-A-Za-z0-9]+$" $http_x_token_id;
+        default            "(not shown: not JSON-safe)";
+    }}
     map $http_x_scope $echo_scope {{
         ""                      "";
         "~^[-A-Za-z0-9._:/ ]+$" $http_x_scope;
@@ -482,7 +498,7 @@ http {{
         keepalive_requests 100000;
 
         location / {{
-            return 200 '{{"app":"echo","method":"$request_method","user_id":"$echo_user_id","session_id":"$echo_session_id","scope":"$echo_scope"}}\n';
+            return 200 '{{"app":"echo","method":"$request_method","user_id":"$echo_user_id","session_id":"$echo_session_id","token_id":"$echo_token_id","scope":"$echo_scope"}}\n';
         }}
     }}
 }}
