@@ -12,6 +12,7 @@ mod endpoints;
 mod faults;
 mod floods;
 mod forgery;
+mod gate_headers;
 mod grpc;
 mod grpc_interop;
 mod interop;

@@ -412,6 +412,44 @@ async fn json_logs_never_contain_tokens_or_secrets() {
     );
 }
 
+/// Every log line of a request names its id: the proxy's, or a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_carry_the_request_id() {
+    let mut p = Process::start(&[
+        ("TOKENGATE__LOGGING__MODE", "json"),
+        ("TOKENGATE__LOGGING__LEVEL", "debug"),
+        ("TOKENGATE__AUTH__SECRET", SECRET),
+    ]);
+    p.ready().await;
+    let refused = client::request(Method::GET, "/authenticate")
+        .header("authorization", "Bearer not-a-token")
+        .header("x-request-id", "trace-me-7f3a")
+        .body(Full::default())
+        .unwrap();
+    let reply = p.send(refused).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.header("x-request-id"), Some("trace-me-7f3a"));
+    let generated = p
+        .bearer(Method::GET, "/authenticate", "still-not-a-token")
+        .await;
+    let generated = generated.header("x-request-id").unwrap().to_owned();
+    assert!(p.terminate().success());
+
+    let log = p.output();
+    let entries: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    for id in ["trace-me-7f3a", generated.as_str()] {
+        let lines: Vec<&Value> = entries.iter().filter(|e| e["span"]["id"] == id).collect();
+        let messages: Vec<&str> = lines.iter().filter_map(|e| e["message"].as_str()).collect();
+        assert!(
+            messages.contains(&"access token refused") && messages.contains(&"request"),
+            "the warning and the request line carry {id}: {messages:?}\n{log}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthcheck_subcommand_reports_the_replica() {
     let mut p = Process::start(&[]);
