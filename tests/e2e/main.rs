@@ -12,7 +12,8 @@
 //! location, made and revoked by the CLI and by the admin API on a replica,
 //! which nginx does not expose. `gate`: `/authenticate` on the public port,
 //! request ids across nginx, tokengate and the app, the opt-in identity
-//! headers.
+//! headers. `seedflow`: the original service's load test, shortened, with not
+//! one failed request.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -21,6 +22,7 @@ mod api_tokens;
 mod faults;
 mod flows;
 mod gate;
+mod seedflow;
 mod tooling;
 mod users;
 
