@@ -5,7 +5,9 @@
     nginx/test/smoke.py --nginx PATH --mode native    # the shared files in a native config
 
 Nothing here needs tokengate or Docker: each replica is a stand-in that answers
-/authenticate the way SPEC.md §2, §6 and §9 say (`Bearer good` -> 200 + X-User-Id, no
+/authenticate the way SPEC.md §2, §6 and §9 say (`Bearer good` -> 200 + X-User-Id and
+the configured identity headers X-Auth-Request-User / Remote-User, `Bearer email` the
+same with X-Auth-Request-Email / Remote-Email (a password login's session), no
 header -> 401 realm only, `Bearer narrow` -> 403 insufficient_scope, `Bearer outage`
 -> 503 as when Redis is down, an API token `Bearer tg_live_reports` -> 200 +
 X-User-Id token:reporting + X-Token-Id and no X-Session-Id, any other token (a revoked
@@ -13,8 +15,9 @@ API token among them) -> 401 invalid_token; held scopes are checked against
 `?scope=`), checks a login
 client's HTTP Basic credentials on /login as compose's `web` client is checked
 (right -> 200, wrong -> 401 invalid_client + WWW-Authenticate: Basic, none -> 200 as
-an open /login), and records what nginx sent it. The replicas listen on 127.0.0.2 and 127.0.0.3, one port, the way
-compose replicas share port 8080 on different addresses.
+an open /login), answers every request's X-Request-Id back as tokengate does, and
+records what nginx sent it. The replicas listen on 127.0.0.2 and 127.0.0.3, one port,
+the way compose replicas share port 8080 on different addresses.
 
 compose mode runs nginx/nginx.conf itself, with only its addresses rewritten (each
 rewrite must match, so the file cannot drift away from this test): Docker's DNS
@@ -40,6 +43,7 @@ import base64
 import http.client
 import itertools
 import json
+import re
 import shutil
 import signal
 import socket
@@ -51,6 +55,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -75,14 +80,27 @@ LOGIN_CLIENT = ("web", "s3cr3t-from-secrets_login_client_secret")
 BASIC_CHALLENGE = 'Basic realm="tokengate", charset="UTF-8"'
 # What tokengate answers for each accepted stand-in token: its identity headers
 # (X-Scope: the scopes it holds, for the scope-at-the-gate checks).
-SESSION = {"X-User-Id": USER_ID, "X-Session-Id": SESSION_ID}
+# With authenticate.identity_headers configured, tokengate also answers the
+# conventional names: the user always, the email for a password login's session.
+SESSION = {"X-User-Id": USER_ID, "X-Session-Id": SESSION_ID,
+           "X-Auth-Request-User": USER_ID, "Remote-User": USER_ID}
+EMAIL = "ada@example.com"
 ACCEPTED = {
     "Bearer good": {**SESSION, "X-Scope": "read"},
     "Bearer admin": {**SESSION, "X-Scope": "admin read"},
-    API_TOKEN: {"X-User-Id": "token:reporting", "X-Token-Id": TOKEN_ID, "X-Scope": "reports:read"},
+    "Bearer email": {**SESSION, "X-Scope": "read", "X-Auth-Request-Email": EMAIL, "Remote-Email": EMAIL},
+    API_TOKEN: {"X-User-Id": "token:reporting", "X-Token-Id": TOKEN_ID, "X-Scope": "reports:read",
+                "X-Auth-Request-User": "token:reporting", "Remote-User": "token:reporting"},
 }
 # What the protected app must then see of each (None: the header is absent).
-IDENTITY_HEADERS = ("X-User-Id", "X-Session-Id", "X-Token-Id", "X-Scope")
+IDENTITY_HEADERS = ("X-User-Id", "X-Session-Id", "X-Token-Id", "X-Scope", "X-Auth-Request-User",
+                    "X-Auth-Request-Email", "Remote-User", "Remote-Email")
+# Whatever a client claims in those headers: replaced or dropped, never passed on.
+SPOOFED_IDENTITY = {"X-User-Id": "admin", "X-Session-Id": "evil", "X-Token-Id": "forged", "X-Scope": "admin",
+                    "X-Auth-Request-User": "admin", "X-Auth-Request-Email": "boss@example.com",
+                    "Remote-User": "admin", "Remote-Email": "boss@example.com"}
+# nginx's $request_id.
+REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def seen_by_app(auth):
@@ -147,6 +165,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("X-Replica", self.server.name)
+        # As tokengate (and a well-behaved app) does: the request's id back.
+        self.send_header("X-Request-Id", self.headers.get("X-Request-Id") or uuid.uuid4().hex)
         for name, value in headers:
             self.send_header(name, value)
         self.end_headers()
@@ -192,7 +212,8 @@ class TokengateStandIn(Handler):
                 if any(scope not in held for scope in required):
                     challenge = f'Bearer error="insufficient_scope", scope="{" ".join(required)}"'
                     return self.answer(403, {"error": "insufficient_scope"}, [("WWW-Authenticate", challenge)])
-                return self.answer(200, {"sub": ACCEPTED[auth]["X-User-Id"]}, list(ACCEPTED[auth].items()))
+                claims = {"sub": ACCEPTED[auth]["X-User-Id"], "sid": ACCEPTED[auth].get("X-Session-Id")}
+                return self.answer(200, claims, list(ACCEPTED[auth].items()))
             if auth == "Bearer outage":
                 return self.answer(503, {"error": "temporarily_unavailable"})
             if auth == "Bearer narrow":
@@ -410,8 +431,9 @@ def expect_json_error(status, headers, body, want_status, want_error):
     expect(doc.get("error") == want_error and doc.get("error_description"), f"body {doc}")
 
 
-def common_checks(r, port, replicas, app_check):
-    """What every deployment must do, whatever finds the replicas."""
+def common_checks(r, port, replicas, app_check, work, app_request_id):
+    """What every deployment must do, whatever finds the replicas. `app_request_id(doc,
+    headers)` is the X-Request-Id the protected app received."""
 
     def ping():
         status, headers, body = request(port, "GET", "/ping")
@@ -451,7 +473,7 @@ def common_checks(r, port, replicas, app_check):
             expect(status == 200 and got == ["127.0.0.1"], f"client sent {sent}: replica got {got}")
 
     def not_exposed():
-        for path in ("/authenticate", "/metrics", "/login/x", "/oauth/tokens", "/nope", "/auth",
+        for path in ("/metrics", "/authenticate/x", "/_tokengate/x", "/login/x", "/oauth/tokens", "/nope", "/auth",
                      "/auth/validate/x", "/admin/tokens", f"/admin/tokens/{TOKEN_ID}"):
             status, headers, body = request(port, "GET", path)
             expect_json_error(status, headers, body, 404, "not_found")
@@ -466,15 +488,73 @@ def common_checks(r, port, replicas, app_check):
         status, _, _ = request(port, "GET", "/_tokengate/authenticate", {"Authorization": "Bearer good"})
         expect(status == 404, f"internal location answered {status}")
 
-    def authorized():
-        # A session's check answers no X-Token-Id: the client's own is dropped, not passed on.
-        spoof = {"Authorization": "Bearer good", "X-User-Id": "admin", "X-Session-Id": "evil",
-                 "X-Token-Id": "forged", "X-Scope": "admin"}
+    def public_authenticate():
+        # As the clients of the service tokengate replaces call it: GET on the public port.
         before = sum(len(x.auth_log) for x in replicas)
-        status, headers, body = request(port, "GET", "/app/orders?id=7", spoof)
-        expect(status == 200, f"status {status}: {body[:200]!r}")
-        app_check(json.loads(body), "Bearer good")
-        expect(sum(len(x.auth_log) for x in replicas) == before + 1, "not exactly one check per request")
+        status, headers, body = request(port, "GET", "/authenticate", {"Authorization": "Bearer good"})
+        expect(status == 200, f"GET: {status} {body[:200]!r}")
+        expect(json.loads(body) == {"sub": USER_ID, "sid": SESSION_ID}, f"claims {body[:200]!r}")
+        expect(header_values(headers, "X-User-Id") == [USER_ID], f"X-User-Id {header_values(headers, 'X-User-Id')}")
+        expect(header_values(headers, "X-Replica"), "not answered by a replica")
+        sent = last_check()
+        expect(sent["method"] == "GET" and sent["path"] == "/authenticate",
+               f"replica got {sent['method']} {sent['path']}")
+        for method in ("HEAD", "POST"):
+            status, _, body = request(port, method, "/authenticate", {"Authorization": "Bearer good"})
+            expect(status == 200, f"{method}: {status} {body[:200]!r}")
+        expect(sum(len(x.auth_log) for x in replicas) == before + 3, "not one replica call per request")
+        # tokengate's own refusals, untouched (nginx's JSON pages are for protected locations).
+        status, headers, body = request(port, "GET", "/authenticate")
+        expect(status == 401 and json.loads(body)["error"] == "invalid_request", f"no token: {status} {body[:200]!r}")
+        expect(header_values(headers, "WWW-Authenticate") == [REALM], f"{header_values(headers, 'WWW-Authenticate')}")
+        status, headers, body = request(port, "GET", "/authenticate", {"Authorization": "Bearer forged"})
+        expect(status == 401, f"bad token: {status} {body[:200]!r}")
+        want = [REALM + ', error="invalid_token"']
+        expect(header_values(headers, "WWW-Authenticate") == want, f"{header_values(headers, 'WWW-Authenticate')}")
+        # Scopes are asked for in the query, as at the gate.
+        status, _, _ = request(port, "GET", "/authenticate?scope=admin", {"Authorization": "Bearer good"})
+        expect(status == 403, f"?scope=admin with a read token: {status}")
+        expect(last_check()["path"] == "/authenticate?scope=admin", f"replica got {last_check()['path']}")
+
+    def request_ids():
+        def one_id(headers, what):
+            ids = header_values(headers, "X-Request-Id")
+            expect(len(ids) == 1 and REQUEST_ID.fullmatch(ids[0]), f"{what}: X-Request-Id {ids}")
+            return ids[0]
+
+        # The API: tokengate answers back the id it got, which is nginx's, not the client's.
+        mine = {"X-Request-Id": "chosen-by-the-client"}
+        _, headers, _ = request(port, "GET", "/ping", mine)
+        ping_id = one_id(headers, "GET /ping")
+        _, headers, _ = request(port, "GET", "/ping")
+        expect(one_id(headers, "second GET /ping") != ping_id, "the same id for two requests")
+        # A protected request: the check and the app got the same id, and the client too.
+        status, headers, body = request(port, "GET", "/app/rid", {"Authorization": "Bearer good", **mine})
+        expect(status == 200, f"/app/rid: {status} {body[:200]!r}")
+        check_id = {k.lower(): v for k, v in last_check()["headers"]}.get("x-request-id")
+        expect(check_id and REQUEST_ID.fullmatch(check_id), f"the auth check got X-Request-Id {check_id}")
+        app_id = app_request_id(json.loads(body), headers)
+        expect(app_id == check_id, f"the app got {app_id}, the check {check_id}")
+        expect(one_id(headers, "/app/rid") == check_id, "the client was answered another id")
+        # nginx's own answers carry it too: a refused check.
+        status, headers, _ = request(port, "GET", "/app/rid", {"Authorization": "Bearer forged", **mine})
+        expect(status == 401, f"refused: {status}")
+        refused_id = one_id(headers, "nginx's JSON 401")
+        # ... and nginx logged each of them under that id.
+        wait_until("the ids in nginx's access log", lambda: all(
+            i in (work / "access.log").read_text() for i in (ping_id, check_id, refused_id)), 5)
+        expect("chosen-by-the-client" not in (work / "access.log").read_text(), "the client's id was logged")
+
+    def authorized():
+        # A session's check answers no X-Token-Id and (no password login) no email: the
+        # client's own are dropped, not passed on; the rest replaced.
+        before = sum(len(x.auth_log) for x in replicas)
+        for auth in ("Bearer good", "Bearer email"):
+            status, headers, body = request(port, "GET", "/app/orders?id=7",
+                                            {"Authorization": auth, **SPOOFED_IDENTITY})
+            expect(status == 200, f"{auth}: status {status}: {body[:200]!r}")
+            app_check(json.loads(body), auth)
+        expect(sum(len(x.auth_log) for x in replicas) == before + 2, "not exactly one check per request")
 
     def subrequest_shape():
         status, _, body = request(
@@ -526,8 +606,7 @@ def common_checks(r, port, replicas, app_check):
         # A service's API token where its scope is required (nginx.conf's /reports/):
         # the app sees token:<name> and the token's id, and no session; whatever
         # identity the client claims is replaced or dropped.
-        spoof = {"Authorization": API_TOKEN, "X-User-Id": "admin", "X-Session-Id": "evil",
-                 "X-Token-Id": "forged", "X-Scope": "admin"}
+        spoof = {"Authorization": API_TOKEN, **SPOOFED_IDENTITY}
         status, _, body = request(port, "GET", "/reports/daily?day=1", spoof)
         expect(status == 200, f"API token: {status} {body[:200]!r}")
         expect(last_check()["path"] == "/authenticate?scope=reports:read",
@@ -563,9 +642,14 @@ def common_checks(r, port, replicas, app_check):
     r.check("login client: Basic credentials reach tokengate, its 401 + WWW-Authenticate: Basic reach the client",
             login_client)
     r.check("X-Forwarded-For is nginx's view of the client only; a client-sent one is dropped", forwarded_for)
-    r.check("/authenticate, /metrics, the admin API and the internal auth location are not reachable (404)",
+    r.check("/metrics, the admin API and the internal auth location are not reachable (404)",
             not_exposed)
-    r.check("valid token: app reached once, identity from tokengate, spoofed headers replaced", authorized)
+    r.check("/authenticate is public: a token's holder gets its claims (any method), 401 without",
+            public_authenticate)
+    r.check("request ids: nginx's one id reaches tokengate, the app and nginx's log, and the client; "
+            "a client's own is replaced", request_ids)
+    r.check("valid token: app reached once, identity (X-User-Id..., Remote-User...) from tokengate, "
+            "spoofed headers replaced or dropped", authorized)
     r.check("auth subrequest: HEAD, no body, X-Original-URI/-Method, Authorization", subrequest_shape)
     r.check("no token: JSON 401 with WWW-Authenticate realm only", missing_token)
     r.check("bad token: JSON 401 with tokengate's error=\"invalid_token\"", invalid_token)
@@ -658,7 +742,15 @@ def compose_mode(r, binary, work, grpc):
             expect(doc == {"app": "demo", "user_id": want["X-User-Id"], "session_id": want["X-Session-Id"] or "",
                            "token_id": want["X-Token-Id"] or ""}, f"app saw {doc}")
 
-        common_checks(r, front, [a, b], demo_app)
+        common_checks(r, front, [a, b], demo_app, work,
+                      lambda doc, headers: (header_values(headers, "X-Request-Id") or [None])[0])
+
+        def not_found_id():
+            status, headers, _ = request(front, "GET", "/nope", {"X-Request-Id": "mine"})
+            ids = header_values(headers, "X-Request-Id")
+            expect(status == 404 and len(ids) == 1 and REQUEST_ID.fullmatch(ids[0]), f"{status} {ids}")
+
+        r.check("nginx.conf's own 404 carries nginx's request id", not_found_id)
         # While `jwt` resolves to 127.0.0.2 only, where the real replica listens.
         grpc_checks(r, grpc, replica, grpc_front)
 
@@ -701,7 +793,8 @@ worker_processes 2;
 error_log {work}/error.log warn;
 events {{ worker_connections 256; }}
 http {{
-    access_log {work}/access.log;
+    log_format ids '$request_id $status "$request_method $uri"';
+    access_log {work}/access.log ids;
     upstream tokengate {{
         # Shared by both workers, as in compose: a replica marked failed is
         # failed for every worker, so polling sees the state requests meet.
@@ -757,7 +850,12 @@ http {{
                 values = [v for k, v in got if k == name.lower()]
                 expect(values == ([want] if want else []), f"app got {name}: {values}, want {want}")
 
-        common_checks(r, front, [a, b], app_headers)
+        def app_request_id(doc, _headers):
+            values = [v for k, v in doc["headers"] if k.lower() == "x-request-id"]
+            expect(len(values) == 1, f"the app got X-Request-Id {values}")
+            return values[0]
+
+        common_checks(r, front, [a, b], app_headers, work, app_request_id)
         grpc_checks(r, grpc, replica, grpc_front)
 
         def failover():

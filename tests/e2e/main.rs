@@ -10,7 +10,10 @@
 //! `users`: accounts across replicas, on the cluster's SQLite file and on a
 //! PostgreSQL of its own. `api_tokens`: services' API tokens at a scoped
 //! location, made and revoked by the CLI and by the admin API on a replica,
-//! which nginx does not expose.
+//! which nginx does not expose. `gate`: `/authenticate` on the public port,
+//! request ids across nginx, tokengate and the app, the opt-in identity
+//! headers. `seedflow`: the original service's load test, shortened, with not
+//! one failed request.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -18,6 +21,8 @@ mod support;
 mod api_tokens;
 mod faults;
 mod flows;
+mod gate;
+mod seedflow;
 mod tooling;
 mod users;
 

@@ -13,6 +13,11 @@
 //! let report = load.stop().await;
 //! assert_eq!(report.failures, 0, "{report}");
 //! ```
+//!
+//! [`seedflow`] is the other load here: the original service's k6 scenario
+//! (ping, login, authenticate, refresh, logout with the pre-refresh token;
+//! virtual users ramped up, held, thinking between iterations), with latency
+//! percentiles per step. `benches/seedflow.py` runs the full-size version.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -708,5 +713,374 @@ impl Conn {
         let (parts, body) = response.into_parts();
         let body = body.collect().await?.to_bytes();
         Ok((parts.status, body))
+    }
+}
+
+// --- the original service's load test ----------------------------------------
+
+/// The steps of one iteration of the original service's k6 scenario, in order:
+/// `GET /ping`, `POST /login {"user_id": <vu>}`, `GET /authenticate` with the
+/// access token, `POST /refresh`, and `POST /logout` with the access token
+/// from *before* the refresh (SPEC §2: any correctly signed, unexpired access
+/// token of the session logs it out, even a superseded one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Step {
+    Ping,
+    Login,
+    Authenticate,
+    Refresh,
+    Logout,
+}
+
+impl Step {
+    pub const ALL: [Self; 5] = [
+        Self::Ping,
+        Self::Login,
+        Self::Authenticate,
+        Self::Refresh,
+        Self::Logout,
+    ];
+}
+
+/// The k6 options, scaled: `vus` virtual users started evenly over `ramp`
+/// (0 → vus linearly), all of them for `hold`, then no new iteration starts;
+/// each one thinks a uniform 0–`think_max` after every iteration. The
+/// original: 1,000 VUs, ramp 20 s, hold 10 s, think 0–5 s
+/// (`scripts/bench --seedflow`).
+#[derive(Debug, Clone)]
+pub struct SeedflowOptions {
+    pub vus: usize,
+    pub ramp: Duration,
+    pub hold: Duration,
+    pub think_max: Duration,
+    /// A request slower than this fails (and the iteration stops there).
+    pub request_timeout: Duration,
+}
+
+impl Default for SeedflowOptions {
+    /// The shortened run of the e2e tests.
+    fn default() -> Self {
+        Self {
+            vus: 50,
+            ramp: Duration::from_secs(2),
+            hold: Duration::from_secs(2),
+            think_max: Duration::from_millis(200),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What one step got: every request counted, its latency kept.
+#[derive(Debug, Clone, Default)]
+pub struct StepReport {
+    pub count: u64,
+    /// Answers other than `200`, transport errors and timeouts.
+    pub failed: u64,
+    /// Microseconds, of every request (failed ones too); sorted by [`seedflow`].
+    latencies_us: Vec<u64>,
+}
+
+impl StepReport {
+    /// The `p`-th percentile (0–100) of the latencies, nearest rank.
+    pub fn percentile(&self, p: f64) -> Duration {
+        percentile(&self.latencies_us, p)
+    }
+}
+
+fn percentile(sorted_us: &[u64], p: f64) -> Duration {
+    if sorted_us.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted_us.len() as f64).ceil() as usize;
+    Duration::from_micros(sorted_us[rank.clamp(1, sorted_us.len()) - 1])
+}
+
+#[derive(Debug, Clone)]
+pub struct SeedflowReport {
+    pub options: SeedflowOptions,
+    /// From the start to the last in-flight iteration's end.
+    pub elapsed: Duration,
+    /// Iterations whose five steps all succeeded.
+    pub iterations: u64,
+    pub steps: BTreeMap<Step, StepReport>,
+    /// The first 20 failures, described.
+    pub failure_samples: Vec<String>,
+}
+
+impl SeedflowReport {
+    pub fn requests(&self) -> u64 {
+        self.steps.values().map(|s| s.count).sum()
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.steps.values().map(|s| s.failed).sum()
+    }
+
+    pub fn step(&self, step: Step) -> StepReport {
+        self.steps.get(&step).cloned().unwrap_or_default()
+    }
+
+    /// The `p`-th percentile over every request of every step.
+    pub fn percentile(&self, p: f64) -> Duration {
+        let mut all: Vec<u64> = self
+            .steps
+            .values()
+            .flat_map(|s| s.latencies_us.iter().copied())
+            .collect();
+        all.sort_unstable();
+        percentile(&all, p)
+    }
+}
+
+impl fmt::Display for SeedflowReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = &self.options;
+        write!(
+            f,
+            "{} VUs (ramp {:?}, hold {:?}, think 0-{:?}): {} iterations, {} requests in {:.2?}, {} failed; \
+             p50 {:.2?} p95 {:.2?} p99 {:.2?}",
+            o.vus,
+            o.ramp,
+            o.hold,
+            o.think_max,
+            self.iterations,
+            self.requests(),
+            self.elapsed,
+            self.failed(),
+            self.percentile(50.0),
+            self.percentile(95.0),
+            self.percentile(99.0),
+        )?;
+        for (step, s) in &self.steps {
+            write!(
+                f,
+                "\n  {step:?}: {} requests, {} failed, p50 {:.2?} p95 {:.2?} p99 {:.2?}",
+                s.count,
+                s.failed,
+                s.percentile(50.0),
+                s.percentile(95.0),
+                s.percentile(99.0)
+            )?;
+        }
+        for sample in &self.failure_samples {
+            write!(f, "\n  failure: {sample}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the scenario against `addr` (nginx's public port) on the current
+/// tokio runtime, each VU a task with its own keep-alive connection, as k6's
+/// are. When the hold ends no iteration starts and thinking stops; the
+/// iterations in flight finish (k6's graceful stop), and their requests are
+/// counted. Bounded: the ramp, the hold and at most five request timeouts.
+pub async fn seedflow(addr: SocketAddr, options: SeedflowOptions) -> SeedflowReport {
+    let started = Instant::now();
+    let stop_at = started + options.ramp + options.hold;
+    let vus = options.vus.max(1);
+    let tasks: Vec<JoinHandle<VuStats>> = (0..vus)
+        .map(|index| {
+            // VU n (1-based, k6's __VU) starts at (n-1)/vus of the ramp.
+            let start_at = started + options.ramp.mul_f64(index as f64 / vus as f64);
+            let vu = Vu {
+                id: index as u64 + 1,
+                conn: Conn { addr, sender: None },
+                timeout: options.request_timeout,
+                stats: VuStats::default(),
+            };
+            tokio::spawn(vu.run(start_at, stop_at, options.think_max))
+        })
+        .collect();
+    let mut report = SeedflowReport {
+        options,
+        elapsed: Duration::ZERO,
+        iterations: 0,
+        steps: Step::ALL
+            .iter()
+            .map(|s| (*s, StepReport::default()))
+            .collect(),
+        failure_samples: Vec::new(),
+    };
+    for task in tasks {
+        match task.await {
+            Ok(stats) => {
+                report.iterations += stats.iterations;
+                for (step, s) in stats.steps {
+                    let into = report.steps.entry(step).or_default();
+                    into.count += s.count;
+                    into.failed += s.failed;
+                    into.latencies_us.extend(s.latencies_us);
+                }
+                for sample in stats.failure_samples {
+                    if report.failure_samples.len() < 20 {
+                        report.failure_samples.push(sample);
+                    }
+                }
+            }
+            Err(e) => report.failure_samples.push(format!("VU task died: {e}")),
+        }
+    }
+    for s in report.steps.values_mut() {
+        s.latencies_us.sort_unstable();
+    }
+    report.elapsed = started.elapsed();
+    report
+}
+
+#[derive(Debug, Default)]
+struct VuStats {
+    iterations: u64,
+    steps: BTreeMap<Step, StepReport>,
+    failure_samples: Vec<String>,
+}
+
+struct Vu {
+    id: u64,
+    conn: Conn,
+    timeout: Duration,
+    stats: VuStats,
+}
+
+impl Vu {
+    async fn run(mut self, start_at: Instant, stop_at: Instant, think_max: Duration) -> VuStats {
+        tokio::time::sleep_until(start_at.into()).await;
+        while Instant::now() < stop_at {
+            if self.iteration().await {
+                self.stats.iterations += 1;
+            }
+            let think = think_max.mul_f64(rand::random::<f64>());
+            let wake = (Instant::now() + think).min(stop_at);
+            tokio::time::sleep_until(wake.into()).await;
+        }
+        self.stats
+    }
+
+    /// One pass of the five steps; false at the first that failed (the
+    /// later ones need its answer).
+    async fn iteration(&mut self) -> bool {
+        if self
+            .step(Step::Ping, Method::GET, "/ping", None, None)
+            .await
+            .is_none()
+        {
+            return false;
+        }
+        let login = json!({ "user_id": self.id });
+        let Some(pair) = self
+            .step(Step::Login, Method::POST, "/login", None, Some(login))
+            .await
+        else {
+            return false;
+        };
+        let Some((access, refresh)) = self.pair(Step::Login, &pair) else {
+            return false;
+        };
+        if self
+            .step(
+                Step::Authenticate,
+                Method::GET,
+                "/authenticate",
+                Some(&access),
+                None,
+            )
+            .await
+            .is_none()
+        {
+            return false;
+        }
+        let body = json!({ "refresh": refresh });
+        let Some(next) = self
+            .step(Step::Refresh, Method::POST, "/refresh", None, Some(body))
+            .await
+        else {
+            return false;
+        };
+        if self.pair(Step::Refresh, &next).is_none() {
+            return false;
+        }
+        // The access token from before the refresh: superseded, still good
+        // for logging the session out.
+        self.step(Step::Logout, Method::POST, "/logout", Some(&access), None)
+            .await
+            .is_some()
+    }
+
+    /// The token pair of a `200` answer, or a failure of `step`.
+    fn pair(&mut self, step: Step, body: &Bytes) -> Option<(String, String)> {
+        let json: Option<Value> = serde_json::from_slice(body).ok();
+        let pair = json.as_ref().and_then(|v| {
+            Some((
+                v["access"].as_str()?.to_owned(),
+                v["refresh"].as_str()?.to_owned(),
+            ))
+        });
+        if pair.is_none() {
+            let entry = self.stats.steps.entry(step).or_default();
+            entry.failed += 1;
+            self.fail(format!(
+                "{step:?}: 200 without a token pair: {}",
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            ));
+        }
+        pair
+    }
+
+    /// One request; its body if it was answered `200`, else `None` (counted
+    /// as failed).
+    async fn step(
+        &mut self,
+        step: Step,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> Option<Bytes> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, self.conn.addr.to_string());
+        if let Some(token) = bearer {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some(value) => {
+                request = request.header(http::header::CONTENT_TYPE, "application/json");
+                Full::new(Bytes::from(value.to_string()))
+            }
+            None => Full::default(),
+        };
+        let request = request.body(body).expect("a well-formed request");
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.timeout, self.conn.send(request)).await;
+        let latency = started.elapsed();
+        let entry = self.stats.steps.entry(step).or_default();
+        entry.count += 1;
+        entry.latencies_us.push(latency.as_micros() as u64);
+        let (problem, connection_lost) = match result {
+            Ok(Ok((StatusCode::OK, body))) => return Some(body),
+            Ok(Ok((status, body))) => (
+                format!(
+                    "{status} {}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)]).trim()
+                ),
+                false,
+            ),
+            Ok(Err(e)) => (format!("transport error: {e}"), true),
+            Err(_) => (format!("no answer within {:?}", self.timeout), true),
+        };
+        entry.failed += 1;
+        if connection_lost {
+            self.conn.sender = None;
+        }
+        self.fail(format!("{step:?}: {problem}"));
+        None
+    }
+
+    fn fail(&mut self, what: String) {
+        if self.stats.failure_samples.len() < 20 {
+            self.stats
+                .failure_samples
+                .push(format!("[VU {}] {what}", self.id));
+        }
     }
 }

@@ -4,13 +4,17 @@
 //! directory, plus an echo app and a trivial-auth ceiling in the same nginx.
 //!
 //! What the generated config serves on `127.0.0.1:<front>`:
-//!   * the public API (`/login /register /refresh /logout /ping /health`, ...), from
-//!     tokengate.locations.conf, proxied to `upstream tokengate`;
+//!   * the public API (`/login /register /refresh /logout /ping /health
+//!     /authenticate`, ...), from tokengate.locations.conf, proxied to
+//!     `upstream tokengate`;
 //!   * `/app/` — protected by tokengate.protect.conf, proxied to the echo app,
 //!     which answers
 //!     `{"app":"echo","method":..,"user_id":..,"session_id":..,"token_id":..,"scope":..}`
 //!     with the `X-User-Id` / `X-Session-Id` / `X-Token-Id` / `X-Scope` it received
-//!     ("" for a header it did not get); `/app/admin/` the same for the "admin" scope;
+//!     ("" for a header it did not get); `/app/admin/` the same for the "admin" scope.
+//!     It answers the `X-Request-Id` it received back, as an app should, and the
+//!     conventional identity headers it received as [`ECHO_HEADERS`] (absent
+//!     when it got none);
 //!   * `/reports/` — the same app for the "reports:read" scope, as nginx/nginx.conf
 //!     protects it for services' API tokens;
 //!   * `/trivial/` — the same echo app behind `auth_request` to a location that
@@ -31,6 +35,16 @@ use std::time::Duration;
 
 use super::ports::free_port;
 use super::procs;
+
+/// The identity headers the echo app received (opt-in in tokengate:
+/// `authenticate.identity_headers`), and the response header it answers each
+/// back in: `(received, answered)`.
+pub const ECHO_HEADERS: [(&str, &str); 4] = [
+    ("x-auth-request-user", "x-echo-auth-request-user"),
+    ("x-auth-request-email", "x-echo-auth-request-email"),
+    ("remote-user", "x-echo-remote-user"),
+    ("remote-email", "x-echo-remote-email"),
+];
 
 /// The nginx to run: `$TOKENGATE_NGINX`, else Debian's `/usr/sbin/nginx` (not on
 /// a normal user's PATH), else `nginx` on PATH.
@@ -64,8 +78,8 @@ pub struct NginxOptions {
     pub conf_dir: PathBuf,
     /// `worker_processes`: `None` = `auto` (one per core).
     pub workers: Option<usize>,
-    /// Write `<prefix>/access.log` (tab-separated, auth subrequests included;
-    /// see [`AccessLine`]). Off for benchmarks.
+    /// Write `<prefix>/access.log` (tab-separated, auth subrequests included,
+    /// with nginx's request id; see [`AccessLine`]). Off for benchmarks.
     pub access_log: bool,
     /// The public port; `None` = a free one.
     pub front_port: Option<u16>,
@@ -279,6 +293,9 @@ pub struct AccessLine {
     pub upstreams: Vec<String>,
     /// Their statuses, in the same order (`502` for a try that failed).
     pub upstream_statuses: Vec<String>,
+    /// nginx's `$request_id`: the `X-Request-Id` tokengate and the app got (an
+    /// auth subrequest has its client request's).
+    pub request_id: String,
 }
 
 impl AccessLine {
@@ -298,7 +315,8 @@ impl AccessLine {
                 .collect()
         };
         let upstreams = split(f.next()?);
-        let upstream_statuses = split(f.next().unwrap_or(""));
+        let upstream_statuses = split(f.next()?);
+        let request_id = f.next()?.to_owned();
         Some(Self {
             msec,
             status,
@@ -306,6 +324,7 @@ impl AccessLine {
             uri,
             upstreams,
             upstream_statuses,
+            request_id,
         })
     }
 
@@ -368,7 +387,7 @@ pub fn render(
     }
     let access_log = if options.access_log {
         format!(
-            "log_format cluster '$msec\\t$status\\t$request_method\\t$uri\\t$upstream_addr\\t$upstream_status';\n    \
+            "log_format cluster '$msec\\t$status\\t$request_method\\t$uri\\t$upstream_addr\\t$upstream_status\\t$request_id';\n    \
              access_log {p}/access.log cluster;\n    \
              log_subrequest on;"
         )
@@ -465,6 +484,7 @@ http {{
         }}
 
         location / {{
+            add_header X-Request-Id $request_id always;
             return 404 '{{"error":"not_found","error_description":"no such endpoint"}}\n';
         }}
     }}
@@ -498,6 +518,13 @@ http {{
         keepalive_requests 100000;
 
         location / {{
+            # As an app should: the request's id back. And the conventional
+            # identity headers, as they came (add_header skips empty values).
+            add_header X-Request-Id $http_x_request_id;
+            add_header X-Echo-Auth-Request-User $http_x_auth_request_user;
+            add_header X-Echo-Auth-Request-Email $http_x_auth_request_email;
+            add_header X-Echo-Remote-User $http_remote_user;
+            add_header X-Echo-Remote-Email $http_remote_email;
             return 200 '{{"app":"echo","method":"$request_method","user_id":"$echo_user_id","session_id":"$echo_session_id","token_id":"$echo_token_id","scope":"$echo_scope"}}\n';
         }}
     }}
