@@ -54,7 +54,7 @@ const DELETE: &str = "DELETE";
 /// Everything logged on the way carries the request's id (see [`request_id`]).
 pub async fn handle(app: &App, request: Request<impl RequestBody>) -> Response {
     let id = request_id::of(request.headers());
-    let span = tracing::info_span!("request", id = id.to_str().unwrap_or("-"));
+    let span = tracing::info_span!("request", id = %id.to_str().unwrap_or("-"));
     let mut response = answer(app, request).instrument(span).await;
     response.headers_mut().insert(request_id::HEADER, id);
     response
