@@ -107,16 +107,32 @@ async fn serve(settings: Settings) -> Result<(), String> {
         }
     };
     let grpc_address = grpc.as_ref().and_then(|l| l.local_addr().ok());
-    tracing::info!(address = %local, grpc = ?grpc_address, store = app.sessions.store().kind(),
-        database = app.database.kind(), "tokengate listening");
-    server::run(
-        listener,
+    let unix = match &settings.server.unix_socket {
+        Some(path) => Some(server::bind_unix(path).map_err(|e| {
+            format!(
+                "server.unix_socket: cannot listen on {}: {e}",
+                path.display()
+            )
+        })?),
+        None => None,
+    };
+    tracing::info!(address = %local, grpc = ?grpc_address, unix_socket = ?settings.server.unix_socket,
+        store = app.sessions.store().kind(), database = app.database.kind(), "tokengate listening");
+    let listeners = server::Listeners {
+        http: listener,
+        unix,
         grpc,
+    };
+    server::serve(
+        listeners,
         Arc::new(app),
         shutdown_signal(),
         settings.server.shutdown_timeout,
     )
     .await;
+    if let Some(path) = &settings.server.unix_socket {
+        let _ = std::fs::remove_file(path);
+    }
     tracing::info!("stopped");
     Ok(())
 }

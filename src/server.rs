@@ -19,6 +19,7 @@
 mod connections;
 mod deadline;
 pub mod fd_limit;
+mod socket;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,13 +31,14 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 
 use crate::app::App;
 use crate::proxies::Peer;
 use connections::{Admission, Ended, Timeouts, Tracker};
 pub use deadline::{BodyDeadline, BodyTimeout};
 pub use fd_limit::{FdLimit, FdLimitError};
+use socket::Socket;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -47,6 +49,14 @@ const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 /// (raising the soft limit if allowed); an error names the key.
 pub fn ensure_fd_limit(max_connections: usize) -> Result<FdLimit, FdLimitError> {
     fd_limit::ensure(max_connections)
+}
+
+/// Where the service listens: HTTP on TCP, and beside it on a Unix socket
+/// (`server.unix_socket`) and gRPC on TCP when given.
+pub struct Listeners {
+    pub http: TcpListener,
+    pub unix: Option<UnixListener>,
+    pub grpc: Option<TcpListener>,
 }
 
 /// Serves HTTP on `listener`, and gRPC on `grpc` when given, until
@@ -60,6 +70,29 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) {
+    let listeners = Listeners {
+        http: listener,
+        unix: None,
+        grpc,
+    };
+    serve(listeners, app, shutdown, drain).await;
+}
+
+/// [`run`] on every listener of `listeners`. Connections over the Unix
+/// socket count against the same `server.max_connections` and come, for
+/// throttling and `server.trusted_proxies`, from 127.0.0.1 (the only peers
+/// a socket file can have are on this host).
+pub async fn serve(
+    listeners: Listeners,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) {
+    let Listeners {
+        http: listener,
+        unix,
+        grpc,
+    } = listeners;
     let settings = app.server.clone();
     let background = {
         let app = app.clone();
@@ -89,21 +122,25 @@ pub async fn run(
     tokio::pin!(shutdown);
 
     loop {
-        let (stream, peer) = tokio::select! {
+        let accepted = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Matched explicitly: a disabled select arm would stop
-                    // accepting for good after the first error.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
+            accepted = listener.accept() => accepted.map(|(stream, peer)| {
+                // Small responses; don't let Nagle hold them back.
+                let _ = stream.set_nodelay(true);
+                (Socket::Tcp(stream), peer)
+            }),
+            accepted = accept_unix(unix.as_ref()) => accepted,
         };
-        // Small responses; don't let Nagle hold them back.
-        let _ = stream.set_nodelay(true);
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Matched explicitly: a disabled select arm would stop
+                // accepting for good after the first error.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
         if tracker.open() >= settings.max_connections
             && cap_warned.is_none_or(|at| at.elapsed() >= CAP_WARNING_INTERVAL)
         {
@@ -155,6 +192,7 @@ pub async fn run(
     }
 
     drop(listener);
+    drop(unix);
     tracing::info!("shutting down: no longer accepting, draining in-flight requests");
     let _ = stop_grpc.send(());
     let grpc_drained = async {
@@ -170,6 +208,39 @@ pub async fn run(
     if tokio::time::timeout(drain, drained).await.is_err() {
         tracing::warn!(?drain, "drain timed out; exiting with requests in flight");
     }
+}
+
+/// Listens on a Unix socket at `path`, readable and writable by its owner
+/// and group (0660: put nginx in the group). A socket file left by an
+/// earlier run is replaced; any other file there is an error.
+pub fn bind_unix(path: &std::path::Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way",
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
+/// The next connection on the Unix socket, if there is one; else never.
+async fn accept_unix(
+    unix: Option<&UnixListener>,
+) -> std::io::Result<(Socket, std::net::SocketAddr)> {
+    let Some(unix) = unix else {
+        return std::future::pending().await;
+    };
+    let (stream, _) = unix.accept().await?;
+    let local = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
+    Ok((Socket::Unix(stream), local))
 }
 
 /// Ends the app's background tasks with the server.

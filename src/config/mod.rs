@@ -73,6 +73,9 @@ pub struct ServerSettings {
     /// Proxies (addresses or `address/prefix`) whose `X-Forwarded-For` is
     /// believed when telling where a request comes from.
     pub trusted_proxies: Vec<String>,
+    /// Also listen on this Unix socket (mode 0660), for nginx on the same
+    /// host; its peers count as 127.0.0.1.
+    pub unix_socket: Option<PathBuf>,
 }
 
 impl Default for ServerSettings {
@@ -86,6 +89,7 @@ impl Default for ServerSettings {
             body_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10),
             trusted_proxies: Vec::new(),
+            unix_socket: None,
         }
     }
 }

@@ -31,9 +31,9 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use super::socket::Socket;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -255,7 +255,7 @@ impl Tracker {
     /// Takes `stream` in if there is room or room can be made by evicting
     /// the connection idle the longest; else drops (closes) it. Waits at
     /// most [`EVICTION_WAIT`] for an evicted connection to close.
-    pub async fn admit(&mut self, stream: TcpStream) -> Admission {
+    pub async fn admit(&mut self, stream: Socket) -> Admission {
         let deadline = Instant::now() + EVICTION_WAIT;
         let mut victim: Option<Arc<Conn>> = None;
         let shared = self.shared.clone();
@@ -282,7 +282,7 @@ impl Tracker {
         }
     }
 
-    fn register(&mut self, stream: TcpStream) -> Admission {
+    fn register(&mut self, stream: Socket) -> Admission {
         // Closed entries are dropped in bulk: amortised O(1) per accept.
         if self.table.len() >= 2 * self.cap {
             self.table.retain(|c| !c.closed.load(Ordering::Acquire));
@@ -344,7 +344,7 @@ impl Drop for Slot {
 /// The client socket, telling its [`Conn`] when hyper reads.
 pub struct TrackedStream {
     // Declared first: closed before the slot is given back.
-    stream: TcpStream,
+    stream: Socket,
     slot: Slot,
 }
 
@@ -395,13 +395,13 @@ impl AsyncWrite for TrackedStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     /// A connected loopback pair: (server side, client side).
-    async fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
+    async fn pair(listener: &TcpListener) -> (Socket, TcpStream) {
         let client = TcpStream::connect(listener.local_addr().unwrap());
         let (client, accepted) = tokio::join!(client, listener.accept());
-        (accepted.unwrap().0, client.unwrap())
+        (Socket::Tcp(accepted.unwrap().0), client.unwrap())
     }
 
     fn admitted(admission: Admission) -> (TrackedStream, Arc<Conn>) {

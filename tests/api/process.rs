@@ -412,6 +412,69 @@ async fn json_logs_never_contain_tokens_or_secrets() {
     );
 }
 
+/// `server.unix_socket`: the same service over a socket file (mode 0660),
+/// beside TCP; a socket left by a killed run is replaced, and a clean stop
+/// removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_a_unix_socket_beside_tcp() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let dir = std::env::temp_dir().join(format!("tokengate-uds-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tokengate.sock");
+    let env = [
+        ("TOKENGATE__AUTH__SECRET", SECRET),
+        ("TOKENGATE__SERVER__UNIX_SOCKET", path.to_str().unwrap()),
+    ];
+    // A stale socket from a run that was killed.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let mut p = Process::start(&env);
+    p.ready().await;
+    let meta = std::fs::symlink_metadata(&path).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+
+    let login = request(Method::POST, "/login")
+        .header("content-type", "application/json")
+        .body(json_body(&json!({"user_id": "over-uds"})))
+        .unwrap();
+    let pair = Pair::from_reply(&client::send_unix(&path, login).await);
+    // A session made over the socket is the same session over TCP.
+    let check = request(Method::HEAD, "/authenticate")
+        .header("authorization", format!("Bearer {}", pair.access))
+        .body(Full::default())
+        .unwrap();
+    let reply = client::send_unix(&path, check).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-user-id"), Some("over-uds"));
+    assert_eq!(
+        p.bearer(Method::GET, "/authenticate", &pair.access)
+            .await
+            .status,
+        200
+    );
+
+    assert!(p.terminate().success(), "{}", p.output());
+    assert!(!path.exists(), "a clean stop removes the socket");
+
+    // Something that is not a socket is never deleted: start-up fails, naming the key.
+    std::fs::write(&path, "keep me").unwrap();
+    let port = free_port().to_string();
+    let db = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+    let fails = [
+        env[0],
+        env[1],
+        ("TOKENGATE__SERVER__HOST", "127.0.0.1"),
+        ("TOKENGATE__SERVER__PORT", port.as_str()),
+        ("TOKENGATE__GRPC__PORT", "0"),
+        ("TOKENGATE__DATABASE__URL", db.as_str()),
+    ];
+    let (status, _, stderr) = run(&[], &fails, None);
+    assert!(!status.success());
+    assert!(stderr.contains("server.unix_socket"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Every log line of a request names its id: the proxy's, or a new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_lines_carry_the_request_id() {

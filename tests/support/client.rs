@@ -62,18 +62,42 @@ where
         .expect("request failed")
 }
 
-pub async fn try_send<B>(addr: SocketAddr, mut request: Request<B>) -> Result<Reply, BoxError>
+pub async fn try_send<B>(addr: SocketAddr, request: Request<B>) -> Result<Reply, BoxError>
 where
     B: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
 {
     let stream = tokio::net::TcpStream::connect(addr).await?;
+    exchange(stream, &addr.to_string(), request).await
+}
+
+/// [`send`] over a Unix socket.
+pub async fn send_unix<B>(path: &std::path::Path, request: Request<B>) -> Reply
+where
+    B: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+{
+    let exchanged = async {
+        let stream = tokio::net::UnixStream::connect(path).await?;
+        exchange(stream, "localhost", request).await
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchanged)
+        .await
+        .expect("no reply within 10s")
+        .expect("request failed")
+}
+
+/// One request and its whole reply on a fresh connection.
+async fn exchange<S, B>(stream: S, host: &str, mut request: Request<B>) -> Result<Reply, BoxError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    B: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+{
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
     if !request.headers().contains_key(http::header::HOST) {
         request
             .headers_mut()
-            .insert(http::header::HOST, addr.to_string().parse()?);
+            .insert(http::header::HOST, host.parse()?);
     }
     let response = sender.send_request(request).await?;
     let (parts, body) = response.into_parts();
