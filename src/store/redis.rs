@@ -27,6 +27,12 @@
 //! Every operation has one deadline covering pool wait, connecting and the
 //! command.
 //!
+//! A node that answers as no (serving) master — `READONLY` (demoted to a
+//! replica), `MASTERDOWN`, `LOADING` — did not run the command. The pool
+//! then forgets its connections as for a broken one, the request is tried
+//! once more on a fresh connection if its own was an old one, and
+//! otherwise fails closed: writes never go on against a demoted master.
+//!
 //! A `rediss://` URL connects with TLS (rustls, with aws-lc-rs as its crypto
 //! provider — the one jsonwebtoken uses). Redis's certificate must chain to
 //! `cache.tls_ca_file`, or to the system's trust store when that is unset,
@@ -41,7 +47,7 @@ use deadpool::managed::{self, Metrics, Object, PoolConfig, QueueMode, RecycleRes
 use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{
     self, AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ErrorKind,
-    FromRedisValue, RedisError, Script, TlsCertificates, Value,
+    FromRedisValue, RedisError, Script, ServerErrorKind, TlsCertificates, Value,
 };
 use uuid::Uuid;
 
@@ -200,12 +206,16 @@ impl RedisStore {
                 match op(conn).await {
                     Ok(value) => return Ok(value),
                     Err(e) => {
-                        // Only a reply proves the shared socket still in step.
-                        if !answered(&e) {
+                        // Only a reply proves the shared socket still in step;
+                        // a node that is no master must not be written again.
+                        let refused = not_the_master(&e);
+                        if refused || !answered(&e) {
                             self.forget_connections();
                         }
                         let dropped = e.is_connection_dropped() || e.is_unrecoverable_error();
-                        if dropped && reused && repeat == Repeat::Safe && !retried {
+                        // A refusal ran nothing: any operation may go again.
+                        let again = refused || (dropped && repeat == Repeat::Safe);
+                        if again && reused && !retried {
                             retried = true;
                             continue;
                         }
@@ -356,6 +366,20 @@ fn answered(error: &RedisError) -> bool {
     matches!(
         error.kind(),
         ErrorKind::Server(_) | ErrorKind::Parse | ErrorKind::UnexpectedReturnType
+    )
+}
+
+/// Whether the node refused the command as no serving master: demoted to
+/// a replica (`READONLY`), a replica cut off from its master
+/// (`MASTERDOWN`), or still loading its data (`LOADING`). Such a refusal
+/// comes before any write (on a replica, a script's first write is
+/// refused), so nothing ran.
+fn not_the_master(error: &RedisError) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown | ServerErrorKind::BusyLoading
+        )
     )
 }
 
@@ -703,4 +727,38 @@ fn parse_rotation(reply: &[Value], r: &Rotation) -> Result<RotationOutcome, Stor
         4 => RotationOutcome::NotGranted,
         other => return Err(StoreError::Protocol(format!("rotate replied {other}"))),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(line: &str) -> RedisError {
+        let value = redis::parse_redis_value(format!("-{line}\r\n").as_bytes()).unwrap();
+        value.extract_error().unwrap_err()
+    }
+
+    #[test]
+    fn a_node_that_is_no_master_is_told_apart_from_other_error_replies() {
+        for refusal in [
+            "READONLY You can't write against a read only replica. script: 53a4, on @user_script:1.",
+            "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+            "LOADING Redis is loading the dataset in memory",
+        ] {
+            let e = reply(refusal);
+            assert!(not_the_master(&e), "{refusal}");
+            assert!(
+                answered(&e),
+                "a reply, yet the connection must go: {refusal}"
+            );
+        }
+        for other in [
+            "ERR Error running script",
+            "NOSCRIPT No matching script. Please use EVAL.",
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+            "NOAUTH Authentication required.",
+        ] {
+            assert!(!not_the_master(&reply(other)), "{other}");
+        }
+    }
 }
