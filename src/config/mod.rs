@@ -16,6 +16,7 @@ mod admin;
 mod gate;
 mod grpc;
 mod identity;
+mod sentinel;
 pub use admin::AdminSettings;
 pub use gate::{AuthenticateSettings, IdentityHeader};
 pub use grpc::GrpcSettings;
@@ -23,6 +24,7 @@ pub use identity::{
     DEFAULT_DATABASE_URL, DatabaseSettings, EventSettings, MAX_PASSWORD_BYTES, Registration,
     UserSettings,
 };
+pub use sentinel::SentinelSettings;
 
 /// The file read when no `--config` is given; missing is fine.
 pub const DEFAULT_CONFIG_FILE: &str = "config.yml";
@@ -151,6 +153,9 @@ pub struct CacheSettings {
     pub tls_cert_file: Option<PathBuf>,
     /// PEM private key of `tls_cert_file`.
     pub tls_key_file: Option<PathBuf>,
+    /// Find the master through Redis Sentinel instead of `url` (see
+    /// [`SentinelSettings`]).
+    pub sentinel: Option<SentinelSettings>,
     /// The files' contents, read by [`Settings::resolved`].
     #[serde(skip)]
     pub tls_ca_pem: Option<String>,
@@ -170,6 +175,7 @@ impl Default for CacheSettings {
             tls_ca_file: None,
             tls_cert_file: None,
             tls_key_file: None,
+            sentinel: None,
             tls_ca_pem: None,
             tls_cert_pem: None,
             tls_key_pem: None,
@@ -598,7 +604,10 @@ impl Settings {
                 return Err(ConfigError::new(key, "the file is empty"));
             }
         }
-        if let Some(path) = &self.cache.password_file {
+        self.cache.resolve_sentinel()?;
+        if let Some(path) = &self.cache.password_file
+            && self.cache.sentinel.is_none()
+        {
             let password = read_secret_file("cache.password_file", path)?;
             self.cache.url = Secret(with_redis_password(self.cache.url.expose(), &password)?);
         }
@@ -619,6 +628,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         tracing_subscriber::EnvFilter::try_new(&self.logging.level)
             .map_err(|e| ConfigError::new("logging.level", format!("not a tracing filter: {e}")))?;
+        self.cache.validate_sentinel()?;
         if !self.cache.url.is_empty() {
             let client =
                 deadpool_redis::redis::Client::open(self.cache.url.expose()).map_err(|_| {
@@ -779,7 +789,7 @@ impl Settings {
     }
 
     pub fn uses_redis(&self) -> bool {
-        !self.cache.url.is_empty()
+        !self.cache.url.is_empty() || self.cache.sentinel.is_some()
     }
 }
 

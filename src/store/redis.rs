@@ -27,6 +27,15 @@
 //! Every operation has one deadline covering pool wait, connecting and the
 //! command.
 //!
+//! A node that answers as no (serving) master — `READONLY` (demoted to a
+//! replica), `MASTERDOWN`, `LOADING` — did not run the command. The pool
+//! then forgets its connections as for a broken one, the request is tried
+//! once more on a fresh connection if its own was an old one, and
+//! otherwise fails closed: writes never go on against a demoted master.
+//! With `cache.sentinel` a fresh connection goes wherever the sentinels
+//! name the master now, and a watcher follows their failovers (see
+//! [`sentinel`]).
+//!
 //! A `rediss://` URL connects with TLS (rustls, with aws-lc-rs as its crypto
 //! provider — the one jsonwebtoken uses). Redis's certificate must chain to
 //! `cache.tls_ca_file`, or to the system's trust store when that is unset,
@@ -35,13 +44,16 @@
 //! connection like any other: requests fail closed.
 
 use std::future::Future;
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use deadpool::managed::{self, Metrics, Object, PoolConfig, QueueMode, RecycleResult, Timeouts};
+use deadpool::managed::{
+    self, Metrics, Object, PoolConfig, QueueMode, RecycleError, RecycleResult, Timeouts, WeakPool,
+};
 use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{
     self, AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ErrorKind,
-    FromRedisValue, RedisError, Script, TlsCertificates, Value,
+    FromRedisValue, RedisError, Script, ServerErrorKind, TlsCertificates, Value,
 };
 use uuid::Uuid;
 
@@ -53,6 +65,9 @@ use crate::api_tokens::{CacheEntry, CacheLookup, CachedToken, TokenHash};
 use crate::config::CacheSettings;
 use crate::tokens::{Rejection, SecretHash};
 
+mod sentinel;
+use sentinel::Sentinels;
+
 const KEY_PREFIX: &str = "tg:s:";
 const RATE_PREFIX: &str = "tg:rl:";
 const FAILURE_PREFIX: &str = "tg:fail:";
@@ -60,28 +75,64 @@ const API_TOKEN_PREFIX: &str = "tg:at:";
 /// A user's index of sessions; `scripts/*.lua` name it too.
 const USER_PREFIX: &str = "tg:u:";
 
-/// Creates multiplexed connections; recycling is free (see the module doc).
+/// Creates multiplexed connections; recycling is free (see the module doc):
+/// with Sentinel it only checks, in memory, that the connection goes to
+/// the master the sentinels name now.
 pub struct Connections {
-    client: Client,
+    target: Target,
     config: AsyncConnectionConfig,
 }
 
+/// Where connections go.
+enum Target {
+    /// `cache.url`.
+    Url(Client),
+    /// The master `cache.sentinel` names at the time.
+    Sentinel(Sentinels),
+}
+
+/// A pooled connection, and with Sentinel the master it goes to.
+pub struct Link {
+    connection: MultiplexedConnection,
+    master: Option<sentinel::Address>,
+}
+
+impl Connections {
+    /// Whether `link` goes where new connections would go.
+    fn is_current(&self, link: &Link) -> bool {
+        match (&self.target, &link.master) {
+            (Target::Sentinel(sentinels), Some(master)) => sentinels.is_newest(master),
+            _ => true,
+        }
+    }
+}
+
 impl managed::Manager for Connections {
-    type Type = MultiplexedConnection;
+    type Type = Link;
     type Error = RedisError;
 
-    async fn create(&self) -> Result<MultiplexedConnection, RedisError> {
-        self.client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await
+    async fn create(&self) -> Result<Link, RedisError> {
+        let (connection, master) = match &self.target {
+            Target::Url(client) => {
+                let connection = client
+                    .get_multiplexed_async_connection_with_config(&self.config)
+                    .await?;
+                (connection, None)
+            }
+            Target::Sentinel(sentinels) => {
+                let (connection, master) = sentinels.connect(&self.config).await?;
+                (connection, Some(master))
+            }
+        };
+        Ok(Link { connection, master })
     }
 
-    async fn recycle(
-        &self,
-        _: &mut MultiplexedConnection,
-        _: &Metrics,
-    ) -> RecycleResult<RedisError> {
-        Ok(())
+    async fn recycle(&self, link: &mut Link, _: &Metrics) -> RecycleResult<RedisError> {
+        if self.is_current(link) {
+            Ok(())
+        } else {
+            Err(RecycleError::message("the sentinels name another master"))
+        }
     }
 }
 
@@ -103,10 +154,15 @@ pub enum SetupError {
     Tls(RedisError),
     #[error("cache.pool_size: {0}")]
     Pool(managed::BuildError),
+    #[error("{}: {}", .0.key, .0.message)]
+    Sentinel(crate::config::ConfigError),
 }
 
 pub struct RedisStore {
     pool: Pool,
+    /// The task following the sentinels' failovers (`cache.sentinel` only),
+    /// started with the first request; it ends with the store.
+    watcher: OnceLock<Watcher>,
     timeout: Duration,
     timing: Timing,
     login: Script,
@@ -128,8 +184,13 @@ impl RedisStore {
     /// Builds the pool; connects lazily, so a replica starts even while Redis
     /// is still coming up (requests fail closed until it is there).
     pub fn new(cache: &CacheSettings, timing: Timing) -> Result<Self, SetupError> {
-        let client = client(cache)?;
         let timeout = cache.timeout;
+        let target = match &cache.sentinel {
+            Some(sentinel) => {
+                Target::Sentinel(Sentinels::new(sentinel, timeout).map_err(SetupError::Sentinel)?)
+            }
+            None => Target::Url(client(cache)?),
+        };
         // One deadline, ours (see `with_connection`); a second one inside the
         // client would race it.
         let config = AsyncConnectionConfig::new()
@@ -143,13 +204,14 @@ impl RedisStore {
         };
         // Reuse the most recently used connection: fewer sockets at low load.
         pool.queue_mode = QueueMode::Lifo;
-        let pool = Pool::builder(Connections { client, config })
+        let pool = Pool::builder(Connections { target, config })
             .config(pool)
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(SetupError::Pool)?;
         Ok(Self {
             pool,
+            watcher: OnceLock::new(),
             timeout,
             timing,
             login: Script::new(include_str!("scripts/login.lua")),
@@ -185,6 +247,10 @@ impl RedisStore {
         F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
+        if let Target::Sentinel(_) = self.pool.manager().target {
+            self.watcher
+                .get_or_init(|| Watcher::start(self.pool.weak()));
+        }
         let attempts = async {
             let mut retried = false;
             loop {
@@ -195,17 +261,21 @@ impl RedisStore {
                         .await
                         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
                     let reused = Object::metrics(&pooled).recycle_count > 0;
-                    ((*pooled).clone(), reused)
+                    (pooled.connection.clone(), reused)
                 };
                 match op(conn).await {
                     Ok(value) => return Ok(value),
                     Err(e) => {
-                        // Only a reply proves the shared socket still in step.
-                        if !answered(&e) {
+                        // Only a reply proves the shared socket still in step;
+                        // a node that is no master must not be written again.
+                        let refused = not_the_master(&e);
+                        if refused || !answered(&e) {
                             self.forget_connections();
                         }
                         let dropped = e.is_connection_dropped() || e.is_unrecoverable_error();
-                        if dropped && reused && repeat == Repeat::Safe && !retried {
+                        // A refusal ran nothing: any operation may go again.
+                        let again = refused || (dropped && repeat == Repeat::Safe);
+                        if again && reused && !retried {
                             retried = true;
                             continue;
                         }
@@ -357,6 +427,62 @@ fn answered(error: &RedisError) -> bool {
         error.kind(),
         ErrorKind::Server(_) | ErrorKind::Parse | ErrorKind::UnexpectedReturnType
     )
+}
+
+/// Whether the node refused the command as no serving master: demoted to
+/// a replica (`READONLY`), a replica cut off from its master
+/// (`MASTERDOWN`), or still loading its data (`LOADING`). Such a refusal
+/// comes before any write (on a replica, a script's first write is
+/// refused), so nothing ran.
+fn not_the_master(error: &RedisError) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown | ServerErrorKind::BusyLoading
+        )
+    )
+}
+
+/// Follows the sentinels: when they name a new master, the pool drops its
+/// connections to the old one. Aborted when the store is dropped.
+struct Watcher(tokio::task::AbortHandle);
+
+impl Watcher {
+    fn start(pool: WeakPool<Connections>) -> Self {
+        let task = tokio::spawn(async move {
+            let mut every = tokio::time::interval(sentinel::CHECK_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let Some(pool) = pool.upgrade() else {
+                    return;
+                };
+                let manager = pool.manager();
+                let Target::Sentinel(sentinels) = &manager.target else {
+                    return;
+                };
+                sentinels.survey().await;
+                let old = pool.retain(|link, _| manager.is_current(link)).removed;
+                if let Some(Link {
+                    master: Some(from), ..
+                }) = old.first()
+                {
+                    tracing::warn!(
+                        master = sentinels.master(),
+                        %from,
+                        "the sentinels name another Redis master: reconnecting"
+                    );
+                }
+            }
+        });
+        Self(task.abort_handle())
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 pub fn session_key(sid: Uuid) -> String {
@@ -703,4 +829,38 @@ fn parse_rotation(reply: &[Value], r: &Rotation) -> Result<RotationOutcome, Stor
         4 => RotationOutcome::NotGranted,
         other => return Err(StoreError::Protocol(format!("rotate replied {other}"))),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(line: &str) -> RedisError {
+        let value = redis::parse_redis_value(format!("-{line}\r\n").as_bytes()).unwrap();
+        value.extract_error().unwrap_err()
+    }
+
+    #[test]
+    fn a_node_that_is_no_master_is_told_apart_from_other_error_replies() {
+        for refusal in [
+            "READONLY You can't write against a read only replica. script: 53a4, on @user_script:1.",
+            "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+            "LOADING Redis is loading the dataset in memory",
+        ] {
+            let e = reply(refusal);
+            assert!(not_the_master(&e), "{refusal}");
+            assert!(
+                answered(&e),
+                "a reply, yet the connection must go: {refusal}"
+            );
+        }
+        for other in [
+            "ERR Error running script",
+            "NOSCRIPT No matching script. Please use EVAL.",
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+            "NOAUTH Authentication required.",
+        ] {
+            assert!(!not_the_master(&reply(other)), "{other}");
+        }
+    }
 }

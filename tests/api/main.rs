@@ -22,6 +22,7 @@ mod process;
 mod redis_costs;
 mod redis_tls;
 mod rotation_rules;
+mod sentinel;
 mod sessions;
 mod slow_clients;
 mod stored_clients;

@@ -1,5 +1,6 @@
 //! A real `redis-server`, private to one test, on a free loopback port;
-//! plain, or TLS-only with a throw-away PKI made by `openssl` ([`TestPki`]).
+//! plain, or TLS-only with a throw-away PKI made by `openssl` ([`TestPki`]);
+//! and a `redis-sentinel` watching one ([`SentinelServer`]).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,6 +17,8 @@ pub struct RedisServer {
     port: u16,
     password: Option<String>,
     tls: Option<TlsServer>,
+    /// More `redis-server` arguments (e.g. `--replicaof`).
+    args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -48,12 +51,43 @@ impl RedisServer {
         Self::start_server(password, Some(tls))
     }
 
-    fn start_server(password: Option<&str>, mut tls: Option<TlsServer>) -> Self {
+    /// A plain server for replication, started with more arguments (e.g.
+    /// `["--replicaof", "127.0.0.1", port]`): with `password` it also uses
+    /// it as `--masterauth`; it sends replicas their full copy at once (the
+    /// default waits 5 s for more replicas to share it), and loads its own
+    /// straight from the socket (no dump.rdb in the working directory).
+    pub fn start_with_args(password: Option<&str>, args: &[&str]) -> Self {
+        let mut args: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
+        for (name, value) in [
+            ("--repl-diskless-sync-delay", "0"),
+            ("--repl-diskless-load", "swapdb"),
+        ] {
+            args.extend([name.to_owned(), value.to_owned()]);
+        }
+        if let Some(p) = password {
+            args.extend(["--masterauth".to_owned(), p.to_owned()]);
+        }
+        Self::start_inner(password, None, args)
+    }
+
+    /// A replica of `master`, with its password.
+    pub fn start_replica_of(master: &RedisServer) -> Self {
+        let port = master.port.to_string();
+        let args = ["--replicaof", "127.0.0.1", &port];
+        Self::start_with_args(master.password.as_deref(), &args)
+    }
+
+    fn start_server(password: Option<&str>, tls: Option<TlsServer>) -> Self {
+        Self::start_inner(password, tls, Vec::new())
+    }
+
+    fn start_inner(password: Option<&str>, mut tls: Option<TlsServer>, args: Vec<String>) -> Self {
         for _ in 0..5 {
             let mut server = Self {
                 port: free_port(),
                 password: password.map(str::to_owned),
                 tls: tls.take(),
+                args: args.clone(),
                 child: None,
             };
             if server.spawn() {
@@ -116,9 +150,13 @@ impl RedisServer {
 
     /// A synchronous connection for inspecting what the service stored.
     pub fn connection(&self) -> redis::Connection {
-        self.client()
-            .and_then(|c| c.get_connection())
-            .expect("connect to redis-server")
+        self.try_connection().expect("connect to redis-server")
+    }
+
+    /// [`Self::connection`], for a server that may be closing its
+    /// connections (one Sentinel is reconfiguring).
+    pub fn try_connection(&self) -> redis::RedisResult<redis::Connection> {
+        self.client().and_then(|c| c.get_connection())
     }
 
     /// A client that trusts the test CA and presents the client certificate.
@@ -137,6 +175,29 @@ impl RedisServer {
             root_cert: Some(read(tls.pki.ca())),
         };
         redis::Client::build_with_tls(self.url(), certificates)
+    }
+
+    /// Whether `replica` is linked to this server and has everything it
+    /// wrote so far. (`WAIT` would not do: it waits only for the writes of
+    /// the connection that sends it.)
+    pub fn has_replicated_to(&self, replica: &RedisServer) -> bool {
+        let offset = |server: &RedisServer, field: &str| -> Option<i64> {
+            let mut connection = server.try_connection().ok()?;
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut connection)
+                .ok()?;
+            if field == "slave_repl_offset" && !info.contains("master_link_status:up") {
+                return None;
+            }
+            info.lines()
+                .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+                .and_then(|n| n.trim().parse().ok())
+        };
+        let Some(written) = offset(self, "master_repl_offset") else {
+            return false;
+        };
+        offset(replica, "slave_repl_offset").is_some_and(|copied| copied >= written)
     }
 
     /// The keys matching `pattern`.
@@ -182,6 +243,7 @@ impl RedisServer {
         if let Some(p) = &self.password {
             command.args(["--requirepass", p]);
         }
+        command.args(&self.args);
         let Ok(mut child) = command.spawn() else {
             return false;
         };
@@ -190,7 +252,8 @@ impl RedisServer {
             if let Ok(Some(_)) = child.try_wait() {
                 return false; // lost the port race, or it could not start
             }
-            if self.answers_ping() {
+            // Another test's server may answer on a port both picked.
+            if self.answers_ping() && self.runs_as(child.id()) {
                 self.child = Some(child);
                 return true;
             }
@@ -201,21 +264,18 @@ impl RedisServer {
         false
     }
 
+    /// Whether the server on our port is process `pid`.
+    fn runs_as(&self, pid: u32) -> bool {
+        self.try_connection()
+            .map(|mut connection| process_id(&mut connection) == Some(pid))
+            .unwrap_or(false)
+    }
+
     fn answers_ping(&self) -> bool {
         if self.tls.is_some() {
             return self.answers_tls_ping();
         }
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-        if stream.write_all(b"PING\r\n").is_err() {
-            return false;
-        }
-        let mut buf = [0u8; 64];
-        let n = stream.read(&mut buf).unwrap_or(0);
-        // NOAUTH also proves the server is up.
-        buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH")
+        answers_plain_ping(self.port)
     }
 
     /// PING over TLS: proves the server is ours and its TLS is set up.
@@ -380,5 +440,190 @@ impl Drop for TestPki {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// `process_id` of `INFO server`.
+fn process_id(connection: &mut redis::Connection) -> Option<u32> {
+    let info: String = redis::cmd("INFO").arg("server").query(connection).ok()?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("process_id:"))
+        .and_then(|pid| pid.trim().parse().ok())
+}
+
+/// PING in plain TCP on a loopback port; NOAUTH also proves the server up.
+fn answers_plain_ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    let n = stream.read(&mut buf).unwrap_or(0);
+    buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH")
+}
+
+/// A `redis-sentinel` (Debian package redis-sentinel) on a free loopback
+/// port, the only sentinel of one master: a quorum of 1, the master called
+/// down after 1 s of silence, 5 s for a failover. Its configuration file,
+/// which it rewrites as it learns, lives in a temporary directory removed
+/// on drop.
+pub struct SentinelServer {
+    port: u16,
+    password: Option<String>,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl SentinelServer {
+    /// Watches `master` as `name`, authenticating with the master's
+    /// password; `password` is the sentinel's own (`requirepass`).
+    pub fn start(name: &str, master: &RedisServer, password: Option<&str>) -> Self {
+        let dir = std::env::temp_dir().join(format!("tokengate-sentinel-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("create the sentinel's directory");
+        let mut sentinel = Self {
+            port: 0,
+            password: password.map(str::to_owned),
+            dir,
+            child: None,
+        };
+        for _ in 0..5 {
+            sentinel.port = free_port();
+            if sentinel.spawn(name, master) {
+                return sentinel;
+            }
+        }
+        panic!("redis-sentinel did not start; is it installed (scripts/test installs it)?");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `host:port`, as `cache.sentinel.nodes` takes it.
+    pub fn node(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn connection(&self) -> redis::Connection {
+        self.try_connection().expect("connect to redis-sentinel")
+    }
+
+    fn try_connection(&self) -> redis::RedisResult<redis::Connection> {
+        let mut info = redis::RedisConnectionInfo::default();
+        if let Some(p) = &self.password {
+            info = info.set_password(p);
+        }
+        let addr = redis::ConnectionAddr::Tcp("127.0.0.1".into(), self.port);
+        redis::IntoConnectionInfo::into_connection_info(addr)
+            .map(|c| c.set_redis_settings(info))
+            .and_then(redis::Client::open)
+            .and_then(|c| c.get_connection())
+    }
+
+    /// The master's port as this sentinel names it now.
+    pub fn master_port(&self, name: &str) -> Option<u16> {
+        let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(name)
+            .query(&mut self.connection())
+            .expect("SENTINEL GET-MASTER-ADDR-BY-NAME");
+        addr.map(|(_, port)| port)
+    }
+
+    /// Whether the sentinel knows the replica on `port` as one it could
+    /// promote: linked to its master, and not down.
+    pub fn can_promote(&self, name: &str, port: u16) -> bool {
+        let replicas: Vec<std::collections::HashMap<String, String>> = redis::cmd("SENTINEL")
+            .arg("REPLICAS")
+            .arg(name)
+            .query(&mut self.connection())
+            .expect("SENTINEL REPLICAS");
+        replicas.iter().any(|r| {
+            r.get("port") == Some(&port.to_string())
+                && r.get("flags").map(String::as_str) == Some("slave")
+                && r.get("master-link-status").map(String::as_str) == Some("ok")
+        })
+    }
+
+    /// `SENTINEL FAILOVER name`: promote a replica now, as if the master
+    /// had failed.
+    pub fn failover(&self, name: &str) -> redis::RedisResult<()> {
+        redis::cmd("SENTINEL")
+            .arg("FAILOVER")
+            .arg(name)
+            .query(&mut self.connection())
+    }
+
+    /// What the sentinel logged (its view of a failover), for a failing
+    /// test to show.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_file()).unwrap_or_default()
+    }
+
+    fn log_file(&self) -> PathBuf {
+        self.dir.join("sentinel.log")
+    }
+
+    fn spawn(&mut self, name: &str, master: &RedisServer) -> bool {
+        let mut config = format!(
+            "port {port}\nbind 127.0.0.1\ndir {dir}\nsentinel resolve-hostnames no\n\
+             sentinel monitor {name} 127.0.0.1 {master} 1\n\
+             sentinel down-after-milliseconds {name} 1000\n\
+             sentinel failover-timeout {name} 5000\n",
+            port = self.port,
+            dir = self.dir.display(),
+            master = master.port,
+        );
+        if let Some(p) = &master.password {
+            config.push_str(&format!("sentinel auth-pass {name} {p}\n"));
+        }
+        if let Some(p) = &self.password {
+            config.push_str(&format!("requirepass {p}\n"));
+        }
+        config.push_str(&format!("logfile {}\n", self.log_file().display()));
+        let file = self.dir.join("sentinel.conf");
+        std::fs::write(&file, config).expect("write sentinel.conf");
+        let Ok(mut child) = Command::new("redis-sentinel")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        else {
+            return false;
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false; // lost the port race, or it could not start
+            }
+            let ours = || {
+                let pid = self
+                    .try_connection()
+                    .ok()
+                    .and_then(|mut c| process_id(&mut c));
+                pid == Some(child.id())
+            };
+            if answers_plain_ping(self.port) && ours() {
+                self.child = Some(child);
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+}
+
+impl Drop for SentinelServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
