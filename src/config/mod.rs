@@ -673,7 +673,7 @@ impl Settings {
         if secret_len == 0 && self.uses_redis() {
             return Err(ConfigError::new(
                 "auth.secret",
-                "required with cache.url: every replica must sign and verify with the same key \
+                "required with Redis (cache.url or cache.sentinel): every replica must sign and verify with the same key \
                  (set auth.secret or auth.secret_file)",
             ));
         }
@@ -698,7 +698,7 @@ impl Settings {
         if self.uses_redis() && self.login.clients.is_empty() && !self.login.open {
             return Err(ConfigError::new(
                 "login.clients",
-                "required with cache.url: without trusted clients anyone who reaches /login \
+                "required with Redis (cache.url or cache.sentinel): without trusted clients anyone who reaches /login \
                  gets a session as any user (set login.clients, or login.open: true behind a \
                  network that already authenticates callers)",
             ));
