@@ -3,6 +3,7 @@
 
     nginx/test/smoke.py --nginx PATH --mode compose   # nginx/nginx.conf, needs nginx >= 1.27.3
     nginx/test/smoke.py --nginx PATH --mode native    # the shared files in a native config
+    nginx/test/smoke.py --nginx PATH --mode compose-uds --tokengate BIN   # compose.uds.yaml's nginx
 
 Nothing here needs tokengate or Docker: each replica is a stand-in that answers
 /authenticate the way SPEC.md §2, §6 and §9 say (`Bearer good` -> 200 + X-User-Id and
@@ -27,6 +28,12 @@ native mode writes a config like a loopback cluster would (static upstream with 
 replicas, a Python app upstream that reports the exact headers it got) and includes
 the shared files by absolute path.
 
+compose-uds mode runs nginx/nginx.conf as compose.uds.yaml does, with
+tokengate.upstream.uds.conf as tokengate.upstream.conf, in front of a real tokengate
+replica (--tokengate) on a Unix socket: the replica runs with the group of nginx's
+workers (as compose.uds.yaml runs it with nginx's gid), and a client logs in, reaches
+the demo app, logs out and is refused, every API request over the socket.
+
 With --tokengate and --grpc-probe (scripts/check-deploy passes both), the gRPC server
 (tokengate.grpc.conf) is run too, in front of a real tokengate replica (in-memory
 store, a SQLite file here, gRPC on 127.0.0.2, trusting 127.0.0.1 as its proxy):
@@ -40,9 +47,11 @@ Prints one line per check and ends with "N passed, N failed"; exits 1 on any fai
 
 import argparse
 import base64
+import grp
 import http.client
 import itertools
 import json
+import os
 import re
 import shutil
 import signal
@@ -687,11 +696,12 @@ def all_down_checks(r, port):
 
 
 def rewrite(text, old, new, count):
-    """Replace `old` in the directives (not the comments) of text, exactly count times."""
+    """Replace `old` in the directives (not the comments) of text, exactly count times
+    (a file of nginx/: nginx.conf or tokengate.upstream.conf)."""
     lines = text.splitlines(keepends=True)
     found = sum(line.count(old) for line in lines if not line.lstrip().startswith("#"))
     if found != count:
-        raise SystemExit(f"nginx.conf changed: expected {count}x {old!r}, found {found} (update nginx/test/smoke.py)")
+        raise SystemExit(f"nginx/ changed: expected {count}x {old!r}, found {found} (update nginx/test/smoke.py)")
     return "".join(line if line.lstrip().startswith("#") else line.replace(old, new) for line in lines)
 
 
@@ -720,10 +730,13 @@ def compose_mode(r, binary, work, grpc):
 
     for name in ("tokengate.locations.conf", "tokengate.protect.conf", "tokengate.grpc.conf"):
         shutil.copy(NGINX_DIR / name, work / name)
+    upstream = (NGINX_DIR / "tokengate.upstream.conf").read_text()
+    upstream = rewrite(upstream, "server jwt:8080 resolve", f"server jwt:{port} resolve", 1)
+    (work / "tokengate.upstream.conf").write_text(upstream)
     text = (NGINX_DIR / "nginx.conf").read_text()
+    text = rewrite(text, "include tokengate.upstream.conf;", "include tokengate.upstream.conf;", 1)
     text = rewrite(text, "listen 4000;", f"listen 127.0.0.1:{front};", 1)
     text = rewrite(text, "resolver 127.0.0.11 valid=5s", f"resolver 127.0.0.1:{dns.server_address[1]} valid=1s", 1)
-    text = rewrite(text, "server jwt:8080 resolve", f"server jwt:{port} resolve", 1)
     text = rewrite(text, "listen 9090;", f"listen 127.0.0.1:{grpc_front};", 1)
     text = rewrite(text, "server jwt:9090 resolve", f"server jwt:{grpc_port} resolve", 1)
     text = rewrite(text, "127.0.0.1:8081", f"127.0.0.1:{app_port}", 2)
@@ -778,6 +791,113 @@ def compose_mode(r, binary, work, grpc):
             replica.stop()
             if r.failed:
                 print("--- tokengate replica log (last lines)\n" + replica.tail())
+
+
+def compose_uds_mode(r, binary, work, grpc):
+    """compose.uds.yaml: nginx.conf with the Unix socket upstream, a real replica on it."""
+    if grpc is None:
+        raise SystemExit("--mode compose-uds needs --tokengate (a real replica on a Unix socket)")
+    # As compose.uds.yaml: the socket's directory is the replica's, reachable by nginx's
+    # workers' group and nobody else; the replica's primary group is that group, so
+    # its 0660 socket is too. (Not root: everything runs as one user anyway.)
+    root = os.geteuid() == 0
+    group = next((g for g in ("nogroup", "nobody") if _group_exists(g)), None) if root else None
+    gid = grp.getgrnam(group).gr_gid if group else os.getegid()
+    run = work / "run"
+    run.mkdir()
+    os.chmod(work, 0o711)
+    os.chown(run, -1, gid)
+    os.chmod(run, 0o750)
+    sock = run / "tokengate.sock"
+    http_port = free_port()
+    replica_dir = work / "replica"
+    replica_dir.mkdir()
+    (replica_dir / "config.yml").write_text(f"""
+server: {{host: 127.0.0.2, port: {http_port}, unix_socket: "{sock}", trusted_proxies: [127.0.0.1]}}
+grpc: {{port: 0}}
+login: {{open: true}}
+logging: {{level: warn}}
+database: {{url: "sqlite://{replica_dir}/tokengate.db?mode=rwc"}}
+""")
+    log = open(replica_dir / "replica.log", "wb")
+    proc = subprocess.Popen([grpc["tokengate"], "--config", str(replica_dir / "config.yml")], cwd=replica_dir,
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                            **({"group": gid} if root else {}))
+    dns = start_dns()
+    dns.addresses = ["127.0.0.2"]
+    front, app_port, grpc_front = free_port(), free_port(), free_port()
+    for name in ("tokengate.locations.conf", "tokengate.protect.conf", "tokengate.grpc.conf"):
+        shutil.copy(NGINX_DIR / name, work / name)
+    upstream = (NGINX_DIR / "tokengate.upstream.uds.conf").read_text()
+    upstream = rewrite(upstream, "unix:/run/tokengate/tokengate.sock", f"unix:{sock}", 1)
+    (work / "tokengate.upstream.conf").write_text(upstream)
+    text = (NGINX_DIR / "nginx.conf").read_text()
+    text = rewrite(text, "include tokengate.upstream.conf;", "include tokengate.upstream.conf;", 1)
+    text = rewrite(text, "listen 4000;", f"listen 127.0.0.1:{front};", 1)
+    text = rewrite(text, "resolver 127.0.0.11 valid=5s", f"resolver 127.0.0.1:{dns.server_address[1]} valid=1s", 1)
+    text = rewrite(text, "listen 9090;", f"listen 127.0.0.1:{grpc_front};", 1)
+    text = rewrite(text, "server jwt:9090 resolve", f"server jwt:{free_port()} resolve", 1)
+    text = rewrite(text, "127.0.0.1:8081", f"127.0.0.1:{app_port}", 2)
+    text = rewrite(text, "access_log /dev/stdout", f"access_log {work}/access.log", 1)
+    text = rewrite(text, "error_log stderr warn;", f"error_log {work}/error.log warn;", 1)
+    if group:
+        # nginx's workers, named: the group the replica's socket has.
+        text = f"user nobody {group};\n" + text
+    (work / "nginx.conf").write_text(text)
+    nginx = None
+    try:
+        wait_until("the replica's socket", lambda: proc.poll() is None and sock.exists(), 30)
+        nginx = Nginx(binary, work, work / "nginx.conf")
+        wait_until("nginx to answer /ping through the socket", lambda: request(front, "GET", "/ping")[0] == 200)
+
+        def socket_mode():
+            st = sock.stat()
+            expect(st.st_mode & 0o777 == 0o660 and st.st_gid == gid,
+                   f"socket mode {oct(st.st_mode & 0o777)}, gid {st.st_gid} (want 0660, {gid})")
+
+        def flow():
+            json_hdr = {"Content-Type": "application/json"}
+            status, _, body = request(front, "POST", "/login", json_hdr, b'{"user_id": "42"}')
+            expect(status == 200, f"/login {status} {body[:200]!r}")
+            access = json.loads(body)["access"]
+            bearer = {"Authorization": f"Bearer {access}"}
+            status, _, body = request(front, "GET", "/app/orders", bearer)
+            expect(status == 200 and json.loads(body)["user_id"] == "42", f"/app/ {status} {body[:200]!r}")
+            status, _, body = request(front, "POST", "/logout", bearer)
+            expect(status == 200, f"/logout {status} {body[:200]!r}")
+            status, _, body = request(front, "GET", "/app/orders", bearer)
+            expect(status == 401, f"/app/ after logout {status} {body[:200]!r}")
+
+        def over_the_socket():
+            lines = [json.loads(l) for l in (work / "access.log").read_text().splitlines()]
+            api = [l for l in lines if l["uri"] in ("/ping", "/login", "/logout")]
+            ups = {l["upstream"] for l in api}
+            expect(len(api) >= 3 and ups == {f"unix:{sock}"}, f"upstreams of the API requests: {ups}")
+
+        r.check("the replica's socket is 0660 in the group of nginx's workers", socket_mode)
+        r.check("through the socket: login, the app with X-User-Id, logout, then 401", flow)
+        r.check("nginx reached tokengate over the socket only (access log: unix:)", over_the_socket)
+    finally:
+        if nginx:
+            nginx.stop(show_log=r.failed or sys.exc_info()[0] is not None)
+        dns.shutdown()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if r.failed:
+            print("--- tokengate replica log (last lines)\n"
+                  + (replica_dir / "replica.log").read_text(errors="replace")[-2000:])
+
+
+def _group_exists(name):
+    try:
+        grp.getgrnam(name)
+        return True
+    except KeyError:
+        return False
 
 
 def native_mode(r, binary, work, grpc):
@@ -891,20 +1011,22 @@ http {{
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nginx", default="nginx", help="nginx binary")
-    parser.add_argument("--mode", choices=("compose", "native"), required=True)
+    parser.add_argument("--mode", choices=("compose", "native", "compose-uds"), required=True)
     parser.add_argument("--tokengate", help="tokengate binary: also run the gRPC server, in front of it")
     parser.add_argument("--grpc-probe", help="examples/grpc_probe binary (with --tokengate)")
     args = parser.parse_args()
     binary = shutil.which(args.nginx) or args.nginx
-    if bool(args.tokengate) != bool(args.grpc_probe):
+    if bool(args.tokengate) != bool(args.grpc_probe) and args.mode != "compose-uds":
         parser.error("--tokengate and --grpc-probe go together")
-    grpc = ({"tokengate": str(Path(args.tokengate).resolve()), "probe": str(Path(args.grpc_probe).resolve())}
+    grpc = ({"tokengate": str(Path(args.tokengate).resolve()),
+             "probe": str(Path(args.grpc_probe).resolve()) if args.grpc_probe else None}
             if args.tokengate else None)
 
     r = Report()
     work = Path(tempfile.mkdtemp(prefix="tokengate-nginx-"))
     try:
-        (compose_mode if args.mode == "compose" else native_mode)(r, binary, work, grpc)
+        modes = {"compose": compose_mode, "native": native_mode, "compose-uds": compose_uds_mode}
+        modes[args.mode](r, binary, work, grpc)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{r.passed} passed, {r.failed} failed")

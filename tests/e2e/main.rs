@@ -13,7 +13,8 @@
 //! which nginx does not expose. `gate`: `/authenticate` on the public port,
 //! request ids across nginx, tokengate and the app, the opt-in identity
 //! headers. `seedflow`: the original service's load test, shortened, with not
-//! one failed request.
+//! one failed request. `uds`: nginx reaching a replica over its Unix socket
+//! (`server.unix_socket`) instead of TCP.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -24,6 +25,7 @@ mod flows;
 mod gate;
 mod seedflow;
 mod tooling;
+mod uds;
 mod users;
 
 use std::collections::BTreeMap;

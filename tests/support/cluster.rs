@@ -78,6 +78,10 @@ pub struct ClusterOptions {
     /// What the replicas share as `database.url`: a SQLite file in the
     /// cluster directory (default) or a PostgreSQL started for the cluster.
     pub database: Database,
+    /// Every replica also listens on a Unix socket, `<dir>/replica-<i>.sock`
+    /// (`server.unix_socket`), and nginx reaches their HTTP over those instead
+    /// of TCP (nginx/README.md, "One host: a Unix socket"). gRPC stays on TCP.
+    pub unix_sockets: bool,
 }
 
 impl ClusterOptions {
@@ -93,7 +97,14 @@ impl ClusterOptions {
             secret: None,
             config: None,
             database: Database::Sqlite,
+            unix_sockets: false,
         }
+    }
+
+    /// nginx → replicas over Unix sockets instead of TCP (see `unix_sockets`).
+    pub fn unix_sockets(mut self) -> Self {
+        self.unix_sockets = true;
+        self
     }
 
     pub fn replicas(mut self, n: usize) -> Self {
@@ -125,6 +136,8 @@ struct Replica {
     port: u16,
     /// Its gRPC API (`grpc.port`), behind nginx's gRPC server.
     grpc_port: u16,
+    /// Its Unix socket, when the cluster has them (`ClusterOptions::unix_sockets`).
+    socket: Option<PathBuf>,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -204,10 +217,15 @@ impl Cluster {
         )?);
         for index in 0..cluster.options.replicas {
             let log = cluster.dir.join(format!("replica-{index}.log"));
+            let socket = cluster
+                .options
+                .unix_sockets
+                .then(|| cluster.dir.join(format!("replica-{index}.sock")));
             cluster.replicas.push(Replica {
                 index,
                 port: 0,
                 grpc_port: 0,
+                socket,
                 log,
                 child: None,
             });
@@ -217,12 +235,16 @@ impl Cluster {
         }
         let ports: Vec<u16> = cluster.replicas.iter().map(|r| r.port).collect();
         let grpc_ports: Vec<u16> = cluster.replicas.iter().map(|r| r.grpc_port).collect();
+        let mut nginx_options = cluster.options.nginx.clone();
+        nginx_options
+            .upstream_sockets
+            .extend(cluster.replicas.iter().filter_map(|r| r.socket.clone()));
         let nginx = Nginx::start(
             &nginx_binary,
             &cluster.dir.join("nginx"),
             &ports,
             &grpc_ports,
-            &cluster.options.nginx,
+            &nginx_options,
         )?;
         let front = nginx.front_addr();
         cluster.nginx = Some(nginx);
@@ -258,7 +280,11 @@ impl Cluster {
             let err = log
                 .try_clone()
                 .map_err(|e| format!("open {}: {e}", log_path.display()))?;
+            let socket = self.replicas[index].socket.clone();
             let mut command = Command::new(&self.options.binary);
+            if let Some(socket) = &socket {
+                command.env("TOKENGATE__SERVER__UNIX_SOCKET", socket);
+            }
             command
                 // config.yml there only from ClusterOptions::config; else built-in
                 // defaults + the environment below.
@@ -289,6 +315,7 @@ impl Cluster {
                     return true;
                 }
                 procs::http_status(addr, "/ping", Duration::from_secs(1)) == Some(200)
+                    && socket.as_ref().is_none_or(|s| s.exists())
             });
             let replica = &mut self.replicas[index];
             if ready && exited.is_none() {
@@ -358,6 +385,11 @@ impl Cluster {
 
     pub fn replica_addr(&self, index: usize) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.replicas[index].port))
+    }
+
+    /// Replica `index`'s Unix socket, if the cluster has them.
+    pub fn replica_socket(&self, index: usize) -> Option<&Path> {
+        self.replicas[index].socket.as_deref()
     }
 
     /// Replica `index`'s own gRPC address, bypassing nginx.
@@ -509,6 +541,7 @@ impl Cluster {
                         url: format!("http://127.0.0.1:{}", r.port),
                         grpc_port: r.grpc_port,
                         grpc_url: format!("http://127.0.0.1:{}", r.grpc_port),
+                        unix_socket: r.socket.clone(),
                         pid,
                         start_time: pid.and_then(procs::start_time),
                         log: r.log.clone(),
@@ -662,6 +695,9 @@ pub struct ReplicaState {
     pub grpc_port: u16,
     #[serde(default)]
     pub grpc_url: String,
+    /// Its Unix socket, nginx's way to it in a cluster with sockets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unix_socket: Option<PathBuf>,
     pub pid: Option<u32>,
     pub start_time: Option<u64>,
     pub log: PathBuf,
