@@ -212,11 +212,20 @@ pub async fn serve(
 
 /// Listens on a Unix socket at `path`, readable and writable by its owner
 /// and group (0660: put nginx in the group). A socket file left by an
-/// earlier run is replaced; any other file there is an error.
+/// earlier run is replaced; one that a live process still listens on, or
+/// any other file there, is an error.
 pub fn bind_unix(path: &std::path::Path) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "another process listens on it",
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
         Ok(_) => {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::AlreadyExists,

@@ -453,14 +453,10 @@ async fn serves_a_unix_socket_beside_tcp() {
         200
     );
 
-    assert!(p.terminate().success(), "{}", p.output());
-    assert!(!path.exists(), "a clean stop removes the socket");
-
-    // Something that is not a socket is never deleted: start-up fails, naming the key.
-    std::fs::write(&path, "keep me").unwrap();
+    // A second replica given the same path does not take it over.
     let port = free_port().to_string();
-    let db = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
-    let fails = [
+    let db = format!("sqlite://{}?mode=rwc", dir.join("second.db").display());
+    let second = [
         env[0],
         env[1],
         ("TOKENGATE__SERVER__HOST", "127.0.0.1"),
@@ -468,7 +464,18 @@ async fn serves_a_unix_socket_beside_tcp() {
         ("TOKENGATE__GRPC__PORT", "0"),
         ("TOKENGATE__DATABASE__URL", db.as_str()),
     ];
-    let (status, _, stderr) = run(&[], &fails, None);
+    let (status, _, stderr) = run(&[], &second, None);
+    assert!(!status.success());
+    assert!(stderr.contains("another process listens on it"), "{stderr}");
+    let still = request(Method::GET, "/ping").body(Full::default()).unwrap();
+    assert_eq!(client::send_unix(&path, still).await.status, 200);
+
+    assert!(p.terminate().success(), "{}", p.output());
+    assert!(!path.exists(), "a clean stop removes the socket");
+
+    // Something that is not a socket is never deleted: start-up fails, naming the key.
+    std::fs::write(&path, "keep me").unwrap();
+    let (status, _, stderr) = run(&[], &second, None);
     assert!(!status.success());
     assert!(stderr.contains("server.unix_socket"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
