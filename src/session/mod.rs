@@ -13,6 +13,7 @@
 
 mod introspection;
 mod limits;
+pub mod local_cache;
 pub mod per_user;
 mod rotation;
 
@@ -66,6 +67,8 @@ pub struct Sessions<S> {
     access: AccessTokens,
     refresh: RefreshTokens,
     timing: Timing,
+    /// SPEC §10, when `auth.local_cache.enabled`.
+    local: Option<local_cache::LocalCache>,
 }
 
 impl<S: SessionStore> Sessions<S> {
@@ -75,7 +78,18 @@ impl<S: SessionStore> Sessions<S> {
             access,
             refresh,
             timing,
+            local: None,
         }
+    }
+
+    /// Answers `/authenticate` from `cache` when it can (SPEC §10).
+    pub fn with_local_cache(mut self, cache: local_cache::LocalCache) -> Self {
+        self.local = Some(cache);
+        self
+    }
+
+    pub fn local_cache(&self) -> Option<&local_cache::LocalCache> {
+        self.local.as_ref()
     }
 
     pub fn store(&self) -> &S {
@@ -196,7 +210,17 @@ impl<S: SessionStore> Sessions<S> {
             .access
             .verify(token, secs(now))
             .map_err(SessionError::InvalidToken)?;
-        if self.store.authenticate(claims.sid, claims.jti, now).await? {
+        let local = match &self.local {
+            Some(cache) => cache.authenticate(claims.sid, claims.jti, now).await,
+            None => local_cache::Answer::Bypass,
+        };
+        let current = match local {
+            local_cache::Answer::Decided(current) => current?,
+            local_cache::Answer::Bypass => {
+                self.store.authenticate(claims.sid, claims.jti, now).await?
+            }
+        };
+        if current {
             Ok(claims)
         } else {
             Err(SessionError::InvalidToken(Rejection::Revoked))

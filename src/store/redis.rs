@@ -53,6 +53,9 @@ use crate::api_tokens::{CacheEntry, CacheLookup, CachedToken, TokenHash};
 use crate::config::CacheSettings;
 use crate::tokens::{Rejection, SecretHash};
 
+mod tracking;
+pub use tracking::{Peek, TRACKING_NAME, tracked_sid, tracking_connection};
+
 const KEY_PREFIX: &str = "tg:s:";
 const RATE_PREFIX: &str = "tg:rl:";
 const FAILURE_PREFIX: &str = "tg:fail:";

@@ -1,0 +1,153 @@
+//! What a replica's local cache (SPEC §10, `session::local_cache`) asks of
+//! Redis: a read-only look at a session, the batched write-behind of idle
+//! clocks, and a connection on which Redis pushes every change to a session.
+//!
+//! Invalidation is Redis's client-side caching, `CLIENT TRACKING ON BCAST
+//! PREFIX tg:s:` on a RESP3 connection, rather than a `PUBLISH` from the
+//! scripts: Redis then reports *every* change to a session key — logout,
+//! rotation, theft, logout everywhere, revocation, and also TTL expiry,
+//! eviction, `FLUSHALL` and writes by scripts yet to be written — with no
+//! script changed. `PUBLISH` would need each writing script (rotate, end,
+//! logout_all, revoke, authenticate's expiry `DEL`) to publish, would miss
+//! expiry and eviction (keyspace notifications are a server setting we cannot
+//! count on), and one forgotten `PUBLISH` in a future script would be a
+//! stale accept. Its one advantage — touches, being writes, invalidate every
+//! replica's entry under tracking, so each replica looks the session up again
+//! once per touch — costs one read-only `EVALSHA` per session and replica per
+//! `auth.touch_interval`, measured in tests/api/local_cache.rs. (PUBLISH was
+//! not built to be measured: its misses are a correctness gap, not a cost.)
+//!
+//! With BCAST, tracking lives on the connection that receives the pushes
+//! (RESP3 delivers them in-band), so a lost connection is a lost channel: the
+//! caller sees `PushKind::Disconnection` and must forget everything.
+
+use std::sync::LazyLock;
+
+use deadpool_redis::redis::aio::MultiplexedConnection;
+use deadpool_redis::redis::{
+    self, AsyncConnectionConfig, Client, ErrorKind, ProtocolVersion, PushInfo, Script,
+    ServerErrorKind,
+};
+use tokio::sync::mpsc::UnboundedSender;
+use uuid::Uuid;
+
+use super::{KEY_PREFIX, RedisStore, Repeat, client, num, session_key};
+use crate::config::CacheSettings;
+use crate::store::{Millis, StoreError};
+
+/// `CLIENT SETNAME` of the tracking connection (operators and tests find it
+/// in `CLIENT LIST`).
+pub const TRACKING_NAME: &str = "tokengate-tracking";
+
+static PEEK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../scripts/peek.lua")));
+
+/// What `scripts/peek.lua` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peek {
+    /// The token is current; Redis keeps the session this many ms more.
+    Live(Millis),
+    /// The token is current but the session is within the margin of its end.
+    Closing,
+    /// Not the session's current token, or no session.
+    NotCurrent,
+}
+
+impl RedisStore {
+    /// Whether `jti` is the current token of `sid`, changing nothing.
+    pub async fn peek(&self, sid: Uuid, jti: Uuid, margin: Millis) -> Result<Peek, StoreError> {
+        let args = [jti.as_bytes().to_vec(), num(margin)];
+        let left: i64 = self
+            .eval(Repeat::Safe, &PEEK, session_key(sid), &args)
+            .await?;
+        Ok(match left {
+            -1 => Peek::Closing,
+            n if n > 0 => Peek::Live(n.unsigned_abs()),
+            _ => Peek::NotCurrent,
+        })
+    }
+
+    /// Restarts the idle clock of every `(sid, jti)` whose token is still
+    /// current, in one pipeline of `authenticate.lua`; true for each touched.
+    pub async fn touch_all(
+        &self,
+        touches: &[(Uuid, Uuid)],
+        now: Millis,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut pipe = redis::pipe();
+        for (sid, jti) in touches {
+            pipe.cmd("EVALSHA")
+                .arg(self.authenticate.get_hash())
+                .arg(1)
+                .arg(session_key(*sid))
+                .arg(jti.as_bytes())
+                .arg(now)
+                .arg(self.timing.idle);
+        }
+        let script = &self.authenticate;
+        let pipe = &pipe;
+        // Touching twice restarts the same clock twice.
+        let codes: Vec<i64> = self
+            .with_connection(Repeat::Safe, |mut conn| async move {
+                match pipe.query_async(&mut conn).await {
+                    // A restarted Redis has forgotten the script.
+                    Err(e) if matches!(e.kind(), ErrorKind::Server(ServerErrorKind::NoScript)) => {
+                        script.load_async(&mut conn).await?;
+                        pipe.query_async(&mut conn).await
+                    }
+                    other => other,
+                }
+            })
+            .await?;
+        Ok(codes.into_iter().map(|code| code == 1).collect())
+    }
+}
+
+/// A RESP3 connection named [`TRACKING_NAME`] on which Redis pushes an
+/// invalidation for every change to a session key to `pushes` (and the
+/// client a `Disconnection` when it closes).
+pub async fn tracking_connection(
+    cache: &CacheSettings,
+    pushes: UnboundedSender<PushInfo>,
+) -> Result<MultiplexedConnection, StoreError> {
+    let unavailable = |e: redis::RedisError| StoreError::Unavailable(e.to_string());
+    let base = client(cache).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let info = base.get_connection_info().clone();
+    let resp3 = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    let client = Client::open(info.set_redis_settings(resp3)).map_err(unavailable)?;
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(cache.timeout))
+        .set_response_timeout(Some(cache.timeout))
+        .set_push_sender(pushes);
+    let connect = async {
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg(TRACKING_NAME)
+            .query_async::<()>(&mut conn)
+            .await?;
+        redis::cmd("CLIENT")
+            .arg("TRACKING")
+            .arg("ON")
+            .arg("BCAST")
+            .arg("PREFIX")
+            .arg(KEY_PREFIX)
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(conn)
+    };
+    tokio::time::timeout(cache.timeout, connect)
+        .await
+        .map_err(|_| StoreError::Timeout)?
+        .map_err(unavailable)
+}
+
+/// The session a tracked key names, if it is one (`tg:s:<sid>`).
+pub fn tracked_sid(key: &[u8]) -> Option<Uuid> {
+    let rest = key.strip_prefix(KEY_PREFIX.as_bytes())?;
+    Uuid::try_parse_ascii(rest).ok()
+}
