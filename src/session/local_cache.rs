@@ -80,6 +80,87 @@ struct Entries {
     next_ticket: u64,
 }
 
+/// What [`Entries::begin`] decided.
+#[derive(Debug, PartialEq, Eq)]
+enum Begin {
+    /// Current, and far enough from its deadline: accept from memory.
+    Hit,
+    /// Take the SPEC §3 path (channel down, or no room).
+    Bypass,
+    /// Look it up; only this ticket may fill the slot with the answer.
+    Ask(u64),
+}
+
+impl Entries {
+    fn new() -> Self {
+        Self {
+            up: false,
+            map: HashMap::new(),
+            next_ticket: 0,
+        }
+    }
+
+    fn begin(&mut self, sid: Uuid, jti: Uuid, now: Millis, margin: Millis, max: usize) -> Begin {
+        if !self.up {
+            return Begin::Bypass;
+        }
+        match self.map.get(&sid) {
+            Some(Slot::Ready {
+                jti: current,
+                deadline,
+            }) if *current == jti && now + margin < *deadline => return Begin::Hit,
+            Some(_) => {}
+            None if self.map.len() >= max => return Begin::Bypass,
+            None => {}
+        }
+        self.next_ticket += 1;
+        self.map.insert(sid, Slot::Pending(self.next_ticket));
+        Begin::Ask(self.next_ticket)
+    }
+
+    /// Applies the look-up begun with `ticket` at `now`: fills the slot if
+    /// the ticket still holds it (nothing invalidated or flushed since),
+    /// else leaves whatever is there.
+    fn finish(&mut self, sid: Uuid, ticket: u64, jti: Uuid, now: Millis, peek: Option<Peek>) {
+        if !matches!(self.map.get(&sid), Some(Slot::Pending(t)) if *t == ticket) {
+            return;
+        }
+        match peek {
+            Some(Peek::Live(left)) => {
+                let deadline = now + left;
+                self.map.insert(sid, Slot::Ready { jti, deadline });
+            }
+            _ => {
+                self.map.remove(&sid);
+            }
+        }
+    }
+
+    /// Marks the channel up or down; either way nothing learned before stays.
+    fn set_up(&mut self, up: bool) {
+        self.map.clear();
+        self.up = up;
+    }
+
+    /// Applies one invalidation push's data.
+    fn invalidate(&mut self, data: &[Value]) {
+        for value in data {
+            match value {
+                // `FLUSHALL`/`FLUSHDB`, or tracking's table overflowed.
+                Value::Nil => self.map.clear(),
+                Value::Array(keys) | Value::Set(keys) => self.invalidate(keys),
+                Value::BulkString(key) => {
+                    if let Some(sid) = tracked_sid(key) {
+                        self.map.remove(&sid);
+                    }
+                }
+                // Not understood: trust nothing.
+                _ => self.map.clear(),
+            }
+        }
+    }
+}
+
 struct Inner {
     store: RedisStore,
     entries: Mutex<Entries>,
@@ -128,11 +209,7 @@ impl LocalCache {
         let interval = touch_interval(&settings.auth);
         let inner = Arc::new(Inner {
             store: RedisStore::new(&settings.cache, timing)?,
-            entries: Mutex::new(Entries {
-                up: false,
-                map: HashMap::new(),
-                next_ticket: 0,
-            }),
+            entries: Mutex::new(Entries::new()),
             up: AtomicBool::new(false),
             touches: Mutex::new(HashMap::new()),
             max_entries: local.max_entries,
@@ -155,53 +232,26 @@ impl LocalCache {
         if !inner.up.load(Ordering::Acquire) {
             return Answer::Bypass;
         }
-        let ticket = {
-            let mut entries = lock(&inner.entries);
-            if !entries.up {
-                return Answer::Bypass;
+        let begun = lock(&inner.entries).begin(sid, jti, now, inner.margin, inner.max_entries);
+        let ticket = match begun {
+            Begin::Hit => {
+                inner.note_touch(sid, jti);
+                return Answer::Decided(Ok(true));
             }
-            match entries.map.get(&sid) {
-                Some(Slot::Ready {
-                    jti: current,
-                    deadline,
-                }) if *current == jti && now + inner.margin < *deadline => {
-                    drop(entries);
-                    inner.note_touch(sid, jti);
-                    return Answer::Decided(Ok(true));
-                }
-                Some(_) => {}
-                None if entries.map.len() >= inner.max_entries => return Answer::Bypass,
-                None => {}
-            }
-            entries.next_ticket += 1;
-            let ticket = entries.next_ticket;
-            entries.map.insert(sid, Slot::Pending(ticket));
-            ticket
+            Begin::Bypass => return Answer::Bypass,
+            Begin::Ask(ticket) => ticket,
         };
         let peek = inner.store.peek(sid, jti, inner.margin).await;
-        let mut entries = lock(&inner.entries);
-        let ours = matches!(entries.map.get(&sid), Some(Slot::Pending(t)) if *t == ticket);
+        lock(&inner.entries).finish(sid, ticket, jti, now, peek.as_ref().ok().copied());
         match peek {
-            Ok(Peek::Live(left)) => {
-                if ours {
-                    let deadline = now + left;
-                    entries.map.insert(sid, Slot::Ready { jti, deadline });
-                }
-                drop(entries);
+            Ok(Peek::Live(_)) => {
                 // This request's activity, written behind like a hit's.
                 inner.note_touch(sid, jti);
                 Answer::Decided(Ok(true))
             }
-            other => {
-                if ours {
-                    entries.map.remove(&sid);
-                }
-                match other {
-                    Ok(Peek::NotCurrent) => Answer::Decided(Ok(false)),
-                    Ok(_) => Answer::Bypass,
-                    Err(e) => Answer::Decided(Err(e)),
-                }
-            }
+            Ok(Peek::NotCurrent) => Answer::Decided(Ok(false)),
+            Ok(Peek::Closing) => Answer::Bypass,
+            Err(e) => Answer::Decided(Err(e)),
         }
     }
 
@@ -225,43 +275,14 @@ impl Inner {
         lock(&self.touches).entry(sid).or_insert(jti);
     }
 
-    /// Marks the channel up or down; either way nothing learned before stays.
     fn set_up(&self, up: bool) {
-        let mut entries = lock(&self.entries);
-        entries.map.clear();
-        entries.up = up;
+        lock(&self.entries).set_up(up);
         self.up.store(up, Ordering::Release);
     }
 
-    /// Applies one push from the tracking connection.
     fn invalidate(&self, push: &PushInfo) {
-        if !self.follow_invalidations {
-            return;
-        }
-        let mut entries = lock(&self.entries);
-        for value in &push.data {
-            match value {
-                // `FLUSHALL`/`FLUSHDB`, or tracking's table overflowed.
-                Value::Nil => entries.map.clear(),
-                Value::Array(keys) | Value::Set(keys) => {
-                    for key in keys {
-                        match key {
-                            Value::BulkString(key) => {
-                                if let Some(sid) = tracked_sid(key) {
-                                    entries.map.remove(&sid);
-                                }
-                            }
-                            _ => entries.map.clear(),
-                        }
-                    }
-                }
-                Value::BulkString(key) => {
-                    if let Some(sid) = tracked_sid(key) {
-                        entries.map.remove(&sid);
-                    }
-                }
-                _ => entries.map.clear(),
-            }
+        if self.follow_invalidations {
+            lock(&self.entries).invalidate(&push.data);
         }
     }
 }
@@ -349,5 +370,136 @@ async fn drain(inner: Weak<Inner>, interval: Duration) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MARGIN: Millis = 100;
+    const MAX: usize = 10;
+
+    fn key(sid: Uuid) -> Value {
+        Value::BulkString(format!("tg:s:{sid}").into_bytes())
+    }
+
+    fn up() -> Entries {
+        let mut entries = Entries::new();
+        entries.set_up(true);
+        entries
+    }
+
+    fn learned(entries: &mut Entries, sid: Uuid, jti: Uuid) {
+        let Begin::Ask(ticket) = entries.begin(sid, jti, 0, MARGIN, MAX) else {
+            panic!("a first request asks Redis");
+        };
+        entries.finish(sid, ticket, jti, 0, Some(Peek::Live(1_000)));
+    }
+
+    #[test]
+    fn a_learned_token_is_answered_from_memory_until_close_to_its_deadline() {
+        let (sid, jti) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut entries = up();
+        learned(&mut entries, sid, jti);
+        assert_eq!(entries.begin(sid, jti, 899, MARGIN, MAX), Begin::Hit);
+        assert!(matches!(
+            entries.begin(sid, jti, 900, MARGIN, MAX),
+            Begin::Ask(_)
+        ));
+    }
+
+    #[test]
+    fn another_token_of_a_cached_session_asks_redis() {
+        // It may be the successor whose rotation's invalidation is on its way.
+        let (sid, jti) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut entries = up();
+        learned(&mut entries, sid, jti);
+        let other = Uuid::new_v4();
+        assert!(matches!(
+            entries.begin(sid, other, 1, MARGIN, MAX),
+            Begin::Ask(_)
+        ));
+    }
+
+    #[test]
+    fn an_invalidation_that_overtakes_the_answer_is_not_lost() {
+        let (sid, jti) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut entries = up();
+        let Begin::Ask(ticket) = entries.begin(sid, jti, 0, MARGIN, MAX) else {
+            panic!()
+        };
+        entries.invalidate(&[Value::Array(vec![key(sid)])]);
+        entries.finish(sid, ticket, jti, 0, Some(Peek::Live(1_000)));
+        assert!(matches!(
+            entries.begin(sid, jti, 1, MARGIN, MAX),
+            Begin::Ask(_)
+        ));
+    }
+
+    #[test]
+    fn a_flush_or_a_lost_channel_during_a_look_up_leaves_nothing_learned() {
+        let (sid, jti) = (Uuid::new_v4(), Uuid::new_v4());
+        for interruption in [
+            |e: &mut Entries| e.invalidate(&[Value::Nil]),
+            |e: &mut Entries| {
+                e.set_up(false);
+                e.set_up(true);
+            },
+        ] {
+            let mut entries = up();
+            let Begin::Ask(ticket) = entries.begin(sid, jti, 0, MARGIN, MAX) else {
+                panic!()
+            };
+            interruption(&mut entries);
+            entries.finish(sid, ticket, jti, 0, Some(Peek::Live(1_000)));
+            assert!(entries.map.is_empty());
+        }
+    }
+
+    #[test]
+    fn only_the_latest_look_up_of_a_session_fills_it() {
+        let (sid, jti) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut entries = up();
+        let Begin::Ask(first) = entries.begin(sid, jti, 0, MARGIN, MAX) else {
+            panic!()
+        };
+        let Begin::Ask(second) = entries.begin(sid, jti, 0, MARGIN, MAX) else {
+            panic!()
+        };
+        entries.finish(sid, first, jti, 0, Some(Peek::Live(1_000)));
+        assert!(matches!(entries.map.get(&sid), Some(Slot::Pending(t)) if *t == second));
+        entries.finish(sid, second, jti, 0, Some(Peek::NotCurrent));
+        assert!(entries.map.is_empty());
+    }
+
+    #[test]
+    fn invalidations_name_sessions_and_anything_else_flushes() {
+        let (a, b, jti) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let mut entries = up();
+        learned(&mut entries, a, jti);
+        learned(&mut entries, b, jti);
+        entries.invalidate(&[Value::Array(vec![
+            key(a),
+            Value::BulkString(b"tg:u:someone".to_vec()),
+        ])]);
+        assert!(!entries.map.contains_key(&a));
+        assert!(entries.map.contains_key(&b));
+        entries.invalidate(&[Value::Int(1)]);
+        assert!(entries.map.is_empty());
+    }
+
+    #[test]
+    fn a_down_channel_or_a_full_map_bypasses_the_cache() {
+        let (sid, jti) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut entries = Entries::new();
+        assert_eq!(entries.begin(sid, jti, 0, MARGIN, MAX), Begin::Bypass);
+        let mut entries = up();
+        learned(&mut entries, sid, jti);
+        assert_eq!(
+            entries.begin(Uuid::new_v4(), jti, 0, MARGIN, 1),
+            Begin::Bypass
+        );
+        assert_eq!(entries.begin(sid, jti, 0, MARGIN, 1), Begin::Hit);
     }
 }
