@@ -43,8 +43,8 @@ pub fn touch_interval(auth: &AuthSettings) -> Duration {
         .unwrap_or_else(|| (auth.auto_logout / 100).max(Duration::from_secs(1)))
 }
 
-/// Checks what serde cannot; `redis`: whether `cache.url` is set.
-pub(super) fn validate(auth: &AuthSettings) -> Result<(), ConfigError> {
+/// Checks what serde cannot; `timeout` is `cache.timeout`.
+pub(super) fn validate(auth: &AuthSettings, timeout: Duration) -> Result<(), ConfigError> {
     if auth.touch_interval.is_some_and(|t| t.is_zero()) {
         return Err(ConfigError::new(
             "auth.touch_interval",
@@ -58,12 +58,15 @@ pub(super) fn validate(auth: &AuthSettings) -> Result<(), ConfigError> {
                 "must be at least 1",
             ));
         }
-        // A session answered from memory must be touched well before its
-        // idle clock runs out, or activity could not keep it alive.
-        if touch_interval(auth) * 2 >= auth.auto_logout {
+        // A hit needs the session's idle deadline further away than one
+        // touch interval plus the touch's own deadline (the touch must land
+        // before Redis expires it); with less than half of auto_logout left
+        // for answering from memory the cache would mostly ask Redis.
+        if (touch_interval(auth) + timeout) * 2 >= auth.auto_logout {
             return Err(ConfigError::new(
                 "auth.touch_interval",
-                "must be less than half of auth.auto_logout with auth.local_cache.enabled",
+                "with auth.local_cache.enabled, twice auth.touch_interval + cache.timeout \
+                 must be less than auth.auto_logout",
             ));
         }
     }
@@ -109,7 +112,7 @@ mod tests {
         );
         assert!(empty.unwrap_err().to_string().contains("max_entries"));
         let slow = load(
-            "auth:\n  auto_logout: 10s\n  touch_interval: 5s\n  local_cache:\n    enabled: true\n",
+            "auth:\n  auto_logout: 10s\n  touch_interval: 4s\n  local_cache:\n    enabled: true\n",
             &[],
         );
         assert!(

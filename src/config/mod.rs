@@ -680,7 +680,7 @@ impl Settings {
         positive("auth.access_lifetime", self.auth.access_lifetime)?;
         positive("auth.refresh_lifetime", self.auth.refresh_lifetime)?;
         positive("auth.auto_logout", self.auth.auto_logout)?;
-        local_cache::validate(&self.auth)?;
+        local_cache::validate(&self.auth, self.cache.timeout)?;
         positive("throttle.window", self.throttle.window)?;
         positive("throttle.hash_wait", self.throttle.hash_wait)?;
         if self.auth.max_session < self.auth.access_lifetime {

@@ -255,6 +255,7 @@ async fn touches_keep_active_sessions_alive_and_idle_ones_die_on_time() {
     let c = cluster(3, |s| {
         s.auth.auto_logout = idle;
         s.auth.touch_interval = Some(Duration::from_millis(500));
+        s.cache.timeout = Duration::from_millis(500);
     })
     .await;
     let active = c.a().login(json!(1)).await;
