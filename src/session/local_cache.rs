@@ -291,18 +291,27 @@ impl Inner {
 /// cache and bypasses it whenever the connection is not known to be up.
 async fn follow(inner: Weak<Inner>, cache: CacheSettings) {
     let mut backoff = Duration::from_millis(50);
+    // Said once per outage; a Redis that refuses tracking (older than 6, or
+    // an ACL without CLIENT) leaves the cache bypassed for good.
+    let mut warned = false;
     loop {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut conn = match tracking_connection(&cache, tx).await {
             Ok(conn) => conn,
             Err(e) => {
-                tracing::debug!(error = %e, "local cache: tracking connection failed");
+                if warned {
+                    tracing::debug!(error = %e, "local cache: tracking connection failed");
+                } else {
+                    tracing::warn!(error = %e, "local cache: no tracking connection; bypassed");
+                    warned = true;
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
         };
         backoff = Duration::from_millis(50);
+        warned = false;
         match inner.upgrade() {
             Some(inner) => inner.set_up(true),
             None => return,

@@ -325,3 +325,12 @@ async fn a_cache_that_ignores_invalidations_accepts_stale_tokens() {
         "without invalidations every replica answers stale: {stale:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_memory_store_the_setting_is_ignored() {
+    let c = Cluster::start_with(Backend::Memory, 1, cached).await;
+    let pair = c.a().login(json!(1)).await;
+    assert!(c.a().accepts(&pair.access).await);
+    assert_eq!(c.a().logout(&pair.access).await.status, 200);
+    assert!(!c.a().accepts(&pair.access).await);
+}
