@@ -23,7 +23,10 @@
 //!   heartbeat (1 s) plus `cache.timeout`.
 //! - **Idle expiry still happens.** An entry carries Redis's own deadline for
 //!   the session (its `PTTL` when learned, counted from before the look-up),
-//!   and a hit needs that deadline further away than the touch margin. Each
+//!   and a hit needs that deadline further away than the touch margin
+//!   (`auth.touch_interval` + `cache.timeout`: the touch must land in time);
+//!   closer, the look-up restarts the idle clock itself, one round trip as
+//!   in SPEC §3, and nothing is learned. Each
 //!   hit notes the session in a set that a background task drains every
 //!   `auth.touch_interval` in one pipeline of `authenticate.lua`, which
 //!   restarts the idle clock in Redis; a touch is a write, so Redis then
@@ -59,8 +62,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 pub enum Answer {
     /// Decided here (from memory, or by the read-only look-up).
     Decided(Result<bool, StoreError>),
-    /// Ask Redis as SPEC §3 says (cache bypassed, full, or the session
-    /// close to its end).
+    /// Ask Redis as SPEC §3 says (channel down, or no room).
     Bypass,
 }
 
@@ -241,7 +243,7 @@ impl LocalCache {
             Begin::Bypass => return Answer::Bypass,
             Begin::Ask(ticket) => ticket,
         };
-        let peek = inner.store.peek(sid, jti, inner.margin).await;
+        let peek = inner.store.peek(sid, jti, inner.margin, now).await;
         lock(&inner.entries).finish(sid, ticket, jti, now, peek.as_ref().ok().copied());
         match peek {
             Ok(Peek::Live(_)) => {
@@ -249,8 +251,8 @@ impl LocalCache {
                 inner.note_touch(sid, jti);
                 Answer::Decided(Ok(true))
             }
+            Ok(Peek::Touched) => Answer::Decided(Ok(true)),
             Ok(Peek::NotCurrent) => Answer::Decided(Ok(false)),
-            Ok(Peek::Closing) => Answer::Bypass,
             Err(e) => Answer::Decided(Err(e)),
         }
     }

@@ -334,3 +334,24 @@ async fn with_the_memory_store_the_setting_is_ignored() {
     assert_eq!(c.a().logout(&pair.access).await.status, 200);
     assert!(!c.a().accepts(&pair.access).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_close_to_its_idle_end_is_touched_by_the_request_itself() {
+    let idle = Duration::from_secs(3);
+    let c = cluster(2, |s| {
+        s.auth.auto_logout = idle;
+        s.auth.touch_interval = Some(Duration::from_millis(500));
+        s.cache.timeout = Duration::from_millis(500);
+    })
+    .await;
+    let pair = c.a().login(json!(1)).await;
+    let key = format!("tg:s:{}", pair.session_id);
+    // Idle until less than the margin (500 ms + 500 ms) is left.
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    assert!(c.redis().pttl(&key) < 1_000);
+    assert!(c.b().accepts(&pair.access).await);
+    assert!(
+        c.redis().pttl(&key) > 2_000,
+        "the request restarted the idle clock at once"
+    );
+}

@@ -46,21 +46,34 @@ static PEEK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../sc
 pub enum Peek {
     /// The token is current; Redis keeps the session this many ms more.
     Live(Millis),
-    /// The token is current but the session is within the margin of its end.
-    Closing,
+    /// The token is current, but the session was within the margin of its
+    /// end: its idle clock was restarted instead (nothing to learn).
+    Touched,
     /// Not the session's current token, or no session.
     NotCurrent,
 }
 
 impl RedisStore {
-    /// Whether `jti` is the current token of `sid`, changing nothing.
-    pub async fn peek(&self, sid: Uuid, jti: Uuid, margin: Millis) -> Result<Peek, StoreError> {
-        let args = [jti.as_bytes().to_vec(), num(margin)];
+    /// Whether `jti` is the current token of `sid`, changing nothing unless
+    /// the session is within `margin` of its end (see `scripts/peek.lua`).
+    pub async fn peek(
+        &self,
+        sid: Uuid,
+        jti: Uuid,
+        margin: Millis,
+        now: Millis,
+    ) -> Result<Peek, StoreError> {
+        let args = [
+            jti.as_bytes().to_vec(),
+            num(margin),
+            num(now),
+            num(self.timing.idle),
+        ];
         let left: i64 = self
             .eval(Repeat::Safe, &PEEK, session_key(sid), &args)
             .await?;
         Ok(match left {
-            -1 => Peek::Closing,
+            -1 => Peek::Touched,
             n if n > 0 => Peek::Live(n.unsigned_abs()),
             _ => Peek::NotCurrent,
         })
