@@ -43,6 +43,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -170,6 +171,8 @@ struct Inner {
     up: AtomicBool,
     /// Sessions answered since the last drain, with the token seen.
     touches: Mutex<HashMap<Uuid, Uuid>>,
+    /// The tracking connection while it is up (touches go on it).
+    tracking: Mutex<Option<MultiplexedConnection>>,
     max_entries: usize,
     /// A hit needs the session's deadline at least this far away.
     margin: Millis,
@@ -214,6 +217,7 @@ impl LocalCache {
             entries: Mutex::new(Entries::new()),
             up: AtomicBool::new(false),
             touches: Mutex::new(HashMap::new()),
+            tracking: Mutex::new(None),
             max_entries: local.max_entries,
             // The touch may be sent up to one interval after the hit, and
             // take up to `cache.timeout` to land.
@@ -315,7 +319,10 @@ async fn follow(inner: Weak<Inner>, cache: CacheSettings) {
         backoff = Duration::from_millis(50);
         warned = false;
         match inner.upgrade() {
-            Some(inner) => inner.set_up(true),
+            Some(inner) => {
+                inner.set_up(true);
+                *lock(&inner.tracking) = Some(conn.clone());
+            }
             None => return,
         }
         tracing::info!("local cache: invalidation channel up, answering from memory");
@@ -341,6 +348,7 @@ async fn follow(inner: Weak<Inner>, cache: CacheSettings) {
             }
         }
         let Some(inner) = inner.upgrade() else { return };
+        *lock(&inner.tracking) = None;
         inner.set_up(false);
         tracing::warn!("local cache: invalidation channel lost; cache cleared and bypassed");
     }
@@ -362,7 +370,8 @@ async fn drain(inner: Weak<Inner>, interval: Duration) {
         if touches.is_empty() {
             continue;
         }
-        match inner.store.touch_all(&touches, now).await {
+        let tracking = lock(&inner.tracking).clone();
+        match inner.store.touch_all(tracking, &touches, now).await {
             Ok(touched) => {
                 let mut entries = lock(&inner.entries);
                 for ((sid, _), alive) in touches.iter().zip(touched) {

@@ -12,9 +12,12 @@
 //! expiry and eviction (keyspace notifications are a server setting we cannot
 //! count on), and one forgotten `PUBLISH` in a future script would be a
 //! stale accept. Its one advantage — touches, being writes, invalidate every
-//! replica's entry under tracking, so each replica looks the session up again
-//! once per touch — costs one read-only `EVALSHA` per session and replica per
-//! `auth.touch_interval`, measured in tests/api/local_cache.rs. (PUBLISH was
+//! *other* replica's entry under tracking (a replica's own touches travel on
+//! its tracking connection, whose `NOLOOP` spares its own entries), so each
+//! replica looks the session up again after another's touch — costs at most
+//! `n - 1` read-only `EVALSHA`s per session and replica per
+//! `auth.touch_interval` on `n` replicas, whatever the request rate, measured
+//! in tests/api/local_cache.rs. (PUBLISH was
 //! not built to be measured: its misses are a correctness gap, not a cost.)
 //!
 //! With BCAST, tracking lives on the connection that receives the pushes
@@ -81,8 +84,13 @@ impl RedisStore {
 
     /// Restarts the idle clock of every `(sid, jti)` whose token is still
     /// current, in one pipeline of `authenticate.lua`; true for each touched.
+    ///
+    /// Sent on `tracking` (the connection from [`tracking_connection`]) when
+    /// given: its `NOLOOP` keeps Redis from invalidating the sender's own
+    /// entries for its own touches. Else on a pooled connection.
     pub async fn touch_all(
         &self,
+        tracking: Option<MultiplexedConnection>,
         touches: &[(Uuid, Uuid)],
         now: Millis,
     ) -> Result<Vec<bool>, StoreError> {
@@ -98,19 +106,24 @@ impl RedisStore {
         }
         let script = &self.authenticate;
         let pipe = &pipe;
-        // Touching twice restarts the same clock twice.
-        let codes: Vec<i64> = self
-            .with_connection(Repeat::Safe, |mut conn| async move {
-                match pipe.query_async(&mut conn).await {
-                    // A restarted Redis has forgotten the script.
-                    Err(e) if matches!(e.kind(), ErrorKind::Server(ServerErrorKind::NoScript)) => {
-                        script.load_async(&mut conn).await?;
-                        pipe.query_async(&mut conn).await
-                    }
-                    other => other,
+        let send = |mut conn: MultiplexedConnection| async move {
+            match pipe.query_async::<Vec<i64>>(&mut conn).await {
+                // A restarted Redis has forgotten the script.
+                Err(e) if matches!(e.kind(), ErrorKind::Server(ServerErrorKind::NoScript)) => {
+                    script.load_async(&mut conn).await?;
+                    pipe.query_async(&mut conn).await
                 }
-            })
-            .await?;
+                other => other,
+            }
+        };
+        let codes = match tracking {
+            Some(conn) => tokio::time::timeout(self.timeout, send(conn))
+                .await
+                .map_err(|_| StoreError::Timeout)?
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+            // Touching twice restarts the same clock twice.
+            None => self.with_connection(Repeat::Safe, send).await?,
+        };
         Ok(codes.into_iter().map(|code| code == 1).collect())
     }
 }
@@ -149,6 +162,7 @@ pub async fn tracking_connection(
             .arg("BCAST")
             .arg("PREFIX")
             .arg(KEY_PREFIX)
+            .arg("NOLOOP")
             .query_async::<()>(&mut conn)
             .await?;
         Ok(conn)
