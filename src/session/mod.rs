@@ -8,8 +8,9 @@
 //!
 //! Here: starting sessions, logout and authenticate. By concept beside it:
 //! [`rotation`] (refresh with grace and reuse detection), [`introspection`]
-//! (RFC 7662 and RFC 7009 revocation), [`limits`] (per-client rate limits)
-//! and [`per_user`] (a user's sessions: list, end one, end all).
+//! (RFC 7662 and RFC 7009 revocation), [`limits`] (per-client rate limits),
+//! [`per_user`] (a user's sessions: list, end one, end all) and
+//! [`local_cache`] (SPEC §10, opt-in: authenticate from memory).
 
 mod introspection;
 mod limits;
@@ -200,7 +201,8 @@ impl<S: SessionStore> Sessions<S> {
     }
 
     /// Verifies the token locally, then asks the store — one round trip —
-    /// whether it is its session's current token, restarting the idle clock.
+    /// whether it is its session's current token, restarting the idle clock;
+    /// with the local cache up, it may answer from memory instead.
     pub async fn authenticate(
         &self,
         token: &str,
