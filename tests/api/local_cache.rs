@@ -355,3 +355,27 @@ async fn a_session_close_to_its_idle_end_is_touched_by_the_request_itself() {
         "the request restarted the idle clock at once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_everywhere_reaches_every_cache() {
+    let c = cluster(3, |_| {}).await;
+    let phone = c.a().login(json!("bob")).await;
+    let laptop = c.b().login(json!("bob")).await;
+    let alice = c.a().login(json!("alice")).await;
+    for pair in [&phone, &laptop, &alice] {
+        warm(&c, &pair.access).await;
+    }
+    let reply = c.replicas[2]
+        .post_json("/logout", &json!({"refresh": phone.refresh, "all": true}))
+        .await;
+    assert_eq!(reply.json(), json!({"ended": 2}));
+    let all: Vec<&Replica> = c.replicas.iter().collect();
+    refused_everywhere(&all, &phone.access, INVALIDATION_BOUND).await;
+    refused_everywhere(&all, &laptop.access, INVALIDATION_BOUND).await;
+    for replica in &c.replicas {
+        assert!(
+            replica.accepts(&alice.access).await,
+            "another user lives on"
+        );
+    }
+}
