@@ -159,7 +159,10 @@ impl App {
             Store::Memory(_) => Relay::Off,
         });
         let metrics = Metrics::new(&store, &verifier);
-        let sessions = Sessions::new(store, access, refresh, Timing::from_auth(auth));
+        let mut sessions = Sessions::new(store, access, refresh, Timing::from_auth(auth));
+        if let Some(cache) = local_cache(settings, sessions.store())? {
+            sessions = sessions.with_local_cache(cache);
+        }
         Ok(Self {
             sessions,
             login_clients,
@@ -293,4 +296,24 @@ impl App {
         let store = self.sessions.store();
         self.admin.verify(store, presented, attempt).await
     }
+}
+
+/// SPEC §10's cache, when `auth.local_cache.enabled` and sessions are in
+/// Redis; with the in-memory store every answer is already local, so the
+/// setting is ignored (with a warning) rather than refused.
+fn local_cache(
+    settings: &Settings,
+    store: &Store,
+) -> Result<Option<crate::session::local_cache::LocalCache>, BuildError> {
+    if !settings.auth.local_cache.enabled {
+        return Ok(None);
+    }
+    if !matches!(store, Store::Redis(_)) {
+        tracing::warn!("auth.local_cache.enabled is ignored without cache.url");
+        return Ok(None);
+    }
+    let timing = Timing::from_auth(&settings.auth);
+    crate::session::local_cache::LocalCache::start(settings, timing)
+        .map(Some)
+        .map_err(|e| BuildError(e.to_string()))
 }

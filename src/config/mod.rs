@@ -16,6 +16,7 @@ mod admin;
 mod gate;
 mod grpc;
 mod identity;
+mod local_cache;
 mod sentinel;
 pub use admin::AdminSettings;
 pub use gate::{AuthenticateSettings, IdentityHeader};
@@ -24,6 +25,7 @@ pub use identity::{
     DEFAULT_DATABASE_URL, DatabaseSettings, EventSettings, MAX_PASSWORD_BYTES, Registration,
     UserSettings,
 };
+pub use local_cache::{LocalCacheSettings, touch_interval};
 pub use sentinel::SentinelSettings;
 
 /// The file read when no `--config` is given; missing is fine.
@@ -343,6 +345,10 @@ pub struct AuthSettings {
     pub algorithm: SigningAlgorithm,
     /// Asymmetric keys: the first signs, all verify (matched by `kid`).
     pub signing_keys: Vec<SigningKeySettings>,
+    /// SPEC §10; see `local_cache.rs`.
+    pub local_cache: LocalCacheSettings,
+    #[serde(deserialize_with = "local_cache::optional_duration")]
+    pub touch_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -417,6 +423,8 @@ impl Default for AuthSettings {
             max_session: Duration::from_secs(720 * 3600),
             algorithm: SigningAlgorithm::HS256,
             signing_keys: Vec::new(),
+            local_cache: LocalCacheSettings::default(),
+            touch_interval: None,
         }
     }
 }
@@ -686,6 +694,7 @@ impl Settings {
         positive("auth.access_lifetime", self.auth.access_lifetime)?;
         positive("auth.refresh_lifetime", self.auth.refresh_lifetime)?;
         positive("auth.auto_logout", self.auth.auto_logout)?;
+        local_cache::validate(&self.auth, self.cache.timeout)?;
         positive("throttle.window", self.throttle.window)?;
         positive("throttle.hash_wait", self.throttle.hash_wait)?;
         if self.auth.max_session < self.auth.access_lifetime {

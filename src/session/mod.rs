@@ -8,11 +8,13 @@
 //!
 //! Here: starting sessions, logout and authenticate. By concept beside it:
 //! [`rotation`] (refresh with grace and reuse detection), [`introspection`]
-//! (RFC 7662 and RFC 7009 revocation), [`limits`] (per-client rate limits)
-//! and [`per_user`] (a user's sessions: list, end one, end all).
+//! (RFC 7662 and RFC 7009 revocation), [`limits`] (per-client rate limits),
+//! [`per_user`] (a user's sessions: list, end one, end all) and
+//! [`local_cache`] (SPEC §10, opt-in: authenticate from memory).
 
 mod introspection;
 mod limits;
+pub mod local_cache;
 pub mod per_user;
 mod rotation;
 
@@ -66,6 +68,8 @@ pub struct Sessions<S> {
     access: AccessTokens,
     refresh: RefreshTokens,
     timing: Timing,
+    /// SPEC §10, when `auth.local_cache.enabled`.
+    local: Option<local_cache::LocalCache>,
 }
 
 impl<S: SessionStore> Sessions<S> {
@@ -75,7 +79,18 @@ impl<S: SessionStore> Sessions<S> {
             access,
             refresh,
             timing,
+            local: None,
         }
+    }
+
+    /// Answers `/authenticate` from `cache` when it can (SPEC §10).
+    pub fn with_local_cache(mut self, cache: local_cache::LocalCache) -> Self {
+        self.local = Some(cache);
+        self
+    }
+
+    pub fn local_cache(&self) -> Option<&local_cache::LocalCache> {
+        self.local.as_ref()
     }
 
     pub fn store(&self) -> &S {
@@ -186,7 +201,8 @@ impl<S: SessionStore> Sessions<S> {
     }
 
     /// Verifies the token locally, then asks the store — one round trip —
-    /// whether it is its session's current token, restarting the idle clock.
+    /// whether it is its session's current token, restarting the idle clock;
+    /// with the local cache up, it may answer from memory instead.
     pub async fn authenticate(
         &self,
         token: &str,
@@ -196,7 +212,17 @@ impl<S: SessionStore> Sessions<S> {
             .access
             .verify(token, secs(now))
             .map_err(SessionError::InvalidToken)?;
-        if self.store.authenticate(claims.sid, claims.jti, now).await? {
+        let local = match &self.local {
+            Some(cache) => cache.authenticate(claims.sid, claims.jti, now).await,
+            None => local_cache::Answer::Bypass,
+        };
+        let current = match local {
+            local_cache::Answer::Decided(current) => current?,
+            local_cache::Answer::Bypass => {
+                self.store.authenticate(claims.sid, claims.jti, now).await?
+            }
+        };
+        if current {
             Ok(claims)
         } else {
             Err(SessionError::InvalidToken(Rejection::Revoked))

@@ -67,6 +67,8 @@ use crate::tokens::{Rejection, SecretHash};
 
 mod sentinel;
 use sentinel::Sentinels;
+mod tracking;
+pub use tracking::{Peek, TRACKING_NAME, tracked_sid, tracking_connection};
 
 const KEY_PREFIX: &str = "tg:s:";
 const RATE_PREFIX: &str = "tg:rl:";

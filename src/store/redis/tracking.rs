@@ -1,0 +1,180 @@
+//! What a replica's local cache (SPEC §10, `session::local_cache`) asks of
+//! Redis: a read-only look at a session, the batched write-behind of idle
+//! clocks, and a connection on which Redis pushes every change to a session.
+//!
+//! Invalidation is Redis's client-side caching, `CLIENT TRACKING ON BCAST
+//! PREFIX tg:s:` on a RESP3 connection, rather than a `PUBLISH` from the
+//! scripts: Redis then reports *every* change to a session key — logout,
+//! rotation, theft, logout everywhere, revocation, and also TTL expiry,
+//! eviction, `FLUSHALL` and writes by scripts yet to be written — with no
+//! script changed. `PUBLISH` would need each writing script (rotate, end,
+//! logout_all, revoke, authenticate's expiry `DEL`) to publish, would miss
+//! expiry and eviction (keyspace notifications are a server setting we cannot
+//! count on), and one forgotten `PUBLISH` in a future script would be a
+//! stale accept. Its one advantage — touches, being writes, invalidate every
+//! *other* replica's entry under tracking (a replica's own touches travel on
+//! its tracking connection, whose `NOLOOP` spares its own entries), so each
+//! replica looks the session up again after another's touch — costs at most
+//! `n - 1` read-only `EVALSHA`s per session and replica per
+//! `auth.touch_interval` on `n` replicas, whatever the request rate, measured
+//! in tests/api/local_cache.rs. (PUBLISH was
+//! not built to be measured: its misses are a correctness gap, not a cost.)
+//!
+//! With BCAST, tracking lives on the connection that receives the pushes
+//! (RESP3 delivers them in-band), so a lost connection is a lost channel: the
+//! caller sees `PushKind::Disconnection` and must forget everything.
+
+use std::sync::LazyLock;
+
+use deadpool_redis::redis::aio::MultiplexedConnection;
+use deadpool_redis::redis::{
+    self, AsyncConnectionConfig, Client, ErrorKind, ProtocolVersion, PushInfo, Script,
+    ServerErrorKind,
+};
+use tokio::sync::mpsc::UnboundedSender;
+use uuid::Uuid;
+
+use super::{KEY_PREFIX, RedisStore, Repeat, client, num, session_key};
+use crate::config::CacheSettings;
+use crate::store::{Millis, StoreError};
+
+/// `CLIENT SETNAME` of the tracking connection (operators and tests find it
+/// in `CLIENT LIST`).
+pub const TRACKING_NAME: &str = "tokengate-tracking";
+
+static PEEK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../scripts/peek.lua")));
+
+/// What `scripts/peek.lua` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peek {
+    /// The token is current; Redis keeps the session this many ms more.
+    Live(Millis),
+    /// The token is current, but the session was within the margin of its
+    /// end: its idle clock was restarted instead (nothing to learn).
+    Touched,
+    /// Not the session's current token, or no session.
+    NotCurrent,
+}
+
+impl RedisStore {
+    /// Whether `jti` is the current token of `sid`, changing nothing unless
+    /// the session is within `margin` of its end (see `scripts/peek.lua`).
+    pub async fn peek(
+        &self,
+        sid: Uuid,
+        jti: Uuid,
+        margin: Millis,
+        now: Millis,
+    ) -> Result<Peek, StoreError> {
+        let args = [
+            jti.as_bytes().to_vec(),
+            num(margin),
+            num(now),
+            num(self.timing.idle),
+        ];
+        let left: i64 = self
+            .eval(Repeat::Safe, &PEEK, session_key(sid), &args)
+            .await?;
+        Ok(match left {
+            -1 => Peek::Touched,
+            n if n > 0 => Peek::Live(n.unsigned_abs()),
+            _ => Peek::NotCurrent,
+        })
+    }
+
+    /// Restarts the idle clock of every `(sid, jti)` whose token is still
+    /// current, in one pipeline of `authenticate.lua`; true for each touched.
+    ///
+    /// Sent on `tracking` (the connection from [`tracking_connection`]) when
+    /// given: its `NOLOOP` keeps Redis from invalidating the sender's own
+    /// entries for its own touches. Else on a pooled connection.
+    pub async fn touch_all(
+        &self,
+        tracking: Option<MultiplexedConnection>,
+        touches: &[(Uuid, Uuid)],
+        now: Millis,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut pipe = redis::pipe();
+        for (sid, jti) in touches {
+            pipe.cmd("EVALSHA")
+                .arg(self.authenticate.get_hash())
+                .arg(1)
+                .arg(session_key(*sid))
+                .arg(jti.as_bytes())
+                .arg(now)
+                .arg(self.timing.idle);
+        }
+        let script = &self.authenticate;
+        let pipe = &pipe;
+        let send = |mut conn: MultiplexedConnection| async move {
+            match pipe.query_async::<Vec<i64>>(&mut conn).await {
+                // A restarted Redis has forgotten the script.
+                Err(e) if matches!(e.kind(), ErrorKind::Server(ServerErrorKind::NoScript)) => {
+                    script.load_async(&mut conn).await?;
+                    pipe.query_async(&mut conn).await
+                }
+                other => other,
+            }
+        };
+        let codes = match tracking {
+            Some(conn) => tokio::time::timeout(self.timeout, send(conn))
+                .await
+                .map_err(|_| StoreError::Timeout)?
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+            // Touching twice restarts the same clock twice.
+            None => self.with_connection(Repeat::Safe, send).await?,
+        };
+        Ok(codes.into_iter().map(|code| code == 1).collect())
+    }
+}
+
+/// A RESP3 connection named [`TRACKING_NAME`] on which Redis pushes an
+/// invalidation for every change to a session key to `pushes` (and the
+/// client a `Disconnection` when it closes).
+pub async fn tracking_connection(
+    cache: &CacheSettings,
+    pushes: UnboundedSender<PushInfo>,
+) -> Result<MultiplexedConnection, StoreError> {
+    let unavailable = |e: redis::RedisError| StoreError::Unavailable(e.to_string());
+    let base = client(cache).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let info = base.get_connection_info().clone();
+    let resp3 = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    let client = Client::open(info.set_redis_settings(resp3)).map_err(unavailable)?;
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(cache.timeout))
+        .set_response_timeout(Some(cache.timeout))
+        .set_push_sender(pushes);
+    let connect = async {
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg(TRACKING_NAME)
+            .query_async::<()>(&mut conn)
+            .await?;
+        redis::cmd("CLIENT")
+            .arg("TRACKING")
+            .arg("ON")
+            .arg("BCAST")
+            .arg("PREFIX")
+            .arg(KEY_PREFIX)
+            .arg("NOLOOP")
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(conn)
+    };
+    tokio::time::timeout(cache.timeout, connect)
+        .await
+        .map_err(|_| StoreError::Timeout)?
+        .map_err(unavailable)
+}
+
+/// The session a tracked key names, if it is one (`tg:s:<sid>`).
+pub fn tracked_sid(key: &[u8]) -> Option<Uuid> {
+    let rest = key.strip_prefix(KEY_PREFIX.as_bytes())?;
+    Uuid::try_parse_ascii(rest).ok()
+}
