@@ -19,6 +19,13 @@ Run it through `scripts/bench` (installs wrk, builds the binary). What it does:
      replica's grpc.port and through nginx's gRPC server, with
      examples/grpc_load.rs (tonic's client, HTTP/2 streams over a few
      connections; pools minted by HTTP /login, successors chained);
+   then the cached cluster (SPEC §10, auth.local_cache on in both replicas:
+   replica 0 behind nginx and over its Unix socket behind an extra nginx, and
+   replica 1 started beside it): authenticate_cached,
+   nginx_tokengate_auth_cached, nginx_tokengate_auth_uds_cached; Redis
+   commands per cached authenticate; invalidation_delay (logout on replica 1,
+   then replica 0 polled until 401, --trials times); cached_rss (replica 0's
+   VmRSS around caching --cached-sessions sessions); --no-cached skips it;
    then a cluster with one OAuth client for oauth_token (client_credentials,
    right secret) alone and while a second wrk floods /oauth/token with wrong
    secrets (oauth_token_flood_same_id, _random_ids, _random_addrs);
