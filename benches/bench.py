@@ -23,7 +23,8 @@ Run it through `scripts/bench` (installs wrk, builds the binary). What it does:
    replica 0 behind nginx and over its Unix socket behind an extra nginx, and
    replica 1 started beside it): authenticate_cached,
    nginx_tokengate_auth_cached, nginx_tokengate_auth_uds_cached; Redis
-   commands per cached authenticate; invalidation_delay (logout on replica 1,
+   commands per cached authenticate (also on a replica 2 that writes touches
+   behind every second); invalidation_delay (logout on replica 1,
    then replica 0 polled until 401, --trials times); cached_rss (replica 0's
    VmRSS around caching --cached-sessions sessions); --no-cached skips it;
    then a cluster with one OAuth client for oauth_token (client_credentials,
@@ -118,7 +119,8 @@ CACHED_EXPLAINED = (
     "over its Unix socket the extra nginx's) and replica 1 (started by the bench beside it, "
     "on the same Redis and database, not behind nginx), both with auth.local_cache.enabled "
     "and the default auth.touch_interval (auto_logout / 100: 864 s), so no touch is written "
-    "behind during the run. Invalidation delay: per trial, login on replica 1, authenticate "
+    "behind during the run (replica 2, started for the second cost figure alone, touches every "
+    "second). Invalidation delay: per trial, login on replica 1, authenticate "
     "twice on replica 0 (the second from memory), logout on replica 1, then authenticate on "
     "replica 0 back to back until it answers 401; the delay runs from reading the logout's "
     "answer to reading the first 401, so it includes up to one poll (one request's round "
