@@ -459,8 +459,11 @@ async fn expired_tokens_are_refused_even_when_cached_live_before() {
     assert!(validates(c.a(), &soon).await, "valid until its expiry");
     let left = ends_at.saturating_sub(now_ms()) as i64;
     let ttl = c.redis().pttl(&cache_key(&soon));
+    // The TTL is counted from the request's "now", the fill lands after the
+    // database read: a few ms of slack on a busy machine (a hit checks the
+    // expiry itself anyway, below). Without the cap it would be 10 minutes.
     assert!(
-        ttl > 0 && ttl <= left + 1,
+        ttl > 0 && ttl <= left + 100,
         "cached no longer than it lives: {ttl} ms of {left} ms"
     );
     assert!(passes(c.b(), &soon).await);
