@@ -323,22 +323,26 @@ impl ApiTokens {
         hash: &TokenHash,
         now: Millis,
     ) -> Result<ApiToken, ApiTokenError> {
-        let record = db.api_token_by_hash(&hash.hex()).await?;
-        let dead = match &record {
-            None => Some((Rejection::Unknown, UNKNOWN_TTL)),
-            Some(r) if r.revoked_at.is_some() => Some((Rejection::Revoked, CACHE_TTL)),
-            Some(r) if !r.is_active(now) => Some((Rejection::Expired, CACHE_TTL)),
-            Some(_) => None,
+        let (why, ttl) = match db.api_token_by_hash(&hash.hex()).await? {
+            None => (Rejection::Unknown, UNKNOWN_TTL),
+            Some(r) if r.revoked_at.is_some() => (Rejection::Revoked, CACHE_TTL),
+            Some(r) if !r.is_active(now) => (Rejection::Expired, CACHE_TTL),
+            Some(record) => return self.fill(cache, hash, record, now).await,
         };
-        if let Some((why, ttl)) = dead {
-            cache
-                .cache_api_token(hash, &CacheEntry::Dead(why), ttl, false)
-                .await?;
-            return Err(ApiTokenError::Invalid(why));
-        }
-        let Some(record) = record else {
-            return Err(ApiTokenError::Invalid(Rejection::Unknown));
-        };
+        cache
+            .cache_api_token(hash, &CacheEntry::Dead(why), ttl, false)
+            .await?;
+        Err(ApiTokenError::Invalid(why))
+    }
+
+    /// Caches a live record and answers with it.
+    async fn fill(
+        &self,
+        cache: &impl SessionStore,
+        hash: &TokenHash,
+        record: ApiTokenRecord,
+        now: Millis,
+    ) -> Result<ApiToken, ApiTokenError> {
         let touch = record
             .last_used_at
             .is_none_or(|used| now.saturating_sub(used) >= TOUCH_EVERY);

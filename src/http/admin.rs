@@ -55,8 +55,7 @@ pub async fn create(app: &App, request: Request<impl RequestBody>) -> Result<Res
 /// `GET /admin/tokens[?all=true]`: active tokens, or all with `all=true`.
 pub async fn list<B>(app: &App, request: &Request<B>) -> Result<Response, ApiError> {
     authorize(app, request).await?;
-    let all = form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
-        .any(|(key, value)| key == "all" && matches!(&*value, "true" | "1"));
+    let all = super::query_flag(request.uri(), "all");
     let now = now();
     let records = app.database.api_tokens(all, now).await?;
     tracing::info!(all, count = records.len(), "admin: API tokens listed");

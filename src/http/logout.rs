@@ -29,8 +29,7 @@ struct Options {
 }
 
 pub async fn handle(app: &App, request: Request<impl RequestBody>) -> Result<Response, ApiError> {
-    let all_in_query = form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
-        .any(|(key, value)| key == "all" && matches!(&*value, "true" | "1"));
+    let all_in_query = super::query_flag(request.uri(), "all");
     let now = now();
     let ended = if let Some(token) = bearer_token(request.headers())?.map(str::to_owned) {
         let all = all_in_query

@@ -233,6 +233,12 @@ impl Route {
     }
 }
 
+/// Whether the query sets `name` to `true` (or `1`), as in `?all=true`.
+fn query_flag(uri: &http::Uri, name: &str) -> bool {
+    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .any(|(key, value)| key == name && matches!(&*value, "true" | "1"))
+}
+
 /// A path with an id: `(prefix, id, what follows the id)`.
 fn split_id(path: &str) -> Option<(&'static str, &str, Option<&str>)> {
     let (prefix, rest) = ["/admin/tokens/", "/admin/users/", "/sessions/"]

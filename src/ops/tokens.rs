@@ -125,7 +125,6 @@ fn show(record: &ApiTokenRecord, now: u64, json: bool) -> Result<(), String> {
 /// One token, a field per line. Never the token or its hash.
 pub fn details(record: &ApiTokenRecord, now: u64) -> String {
     let view = TokenView::new(record, now);
-    let never = |t: Option<String>| t.unwrap_or_else(|| "never".into());
     let fields = [
         ["id".into(), view.id.to_string()],
         ["name".into(), view.name],
@@ -146,11 +145,15 @@ pub fn details(record: &ApiTokenRecord, now: u64) -> String {
         .collect()
 }
 
+/// A time that may not have come (expiry, last use).
+fn never(time: Option<String>) -> String {
+    time.unwrap_or_else(|| "never".into())
+}
+
 /// Tokens as a table: id, name, scopes, status, created, expires, last used.
 pub fn table(records: &[ApiTokenRecord], now: u64) -> String {
     let rows = records.iter().map(|r| {
         let view = TokenView::new(r, now);
-        let never = |t: Option<String>| t.unwrap_or_else(|| "never".into());
         [
             view.id.to_string(),
             view.name,
