@@ -161,7 +161,9 @@ impl App {
         let metrics = Metrics::new(&store, &verifier);
         let mut sessions = Sessions::new(store, access, refresh, Timing::from_auth(auth));
         if let Some(cache) = local_cache(settings, sessions.store())? {
-            sessions = sessions.with_local_cache(cache);
+            sessions = sessions
+                .with_local_cache(cache)
+                .remembering_verified(auth.local_cache.max_entries);
         }
         Ok(Self {
             sessions,

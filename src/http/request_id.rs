@@ -4,6 +4,9 @@
 //! response's `X-Request-Id`, so a client's report, nginx's log and ours
 //! meet on one value.
 
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use http::{HeaderMap, HeaderValue};
 
 pub const HEADER: &str = "x-request-id";
@@ -13,7 +16,7 @@ const MAX_LEN: usize = 128;
 
 /// The request's id: the caller's if it is a plausible id (1–128 of
 /// `A-Z a-z 0-9 - _ . :`, nothing a log line could be confused by), else a
-/// new random one (32 hex digits, as nginx makes them).
+/// new one (32 hex digits, as nginx makes them).
 pub fn of(headers: &HeaderMap) -> HeaderValue {
     headers
         .get(HEADER)
@@ -30,11 +33,15 @@ fn is_plausible(id: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
 }
 
+/// A new id: 16 hex digits chosen at random when the process starts, then
+/// 16 of a counter. Unique across replicas and restarts without a system
+/// call per request; ids name requests, they are not secrets.
 fn generate() -> HeaderValue {
-    let id = uuid::Uuid::new_v4();
-    let mut buffer = uuid::Uuid::encode_buffer();
+    static PREFIX: LazyLock<u64> = LazyLock::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
     // 32 hex digits are always a valid header value.
-    HeaderValue::from_str(id.simple().encode_lower(&mut buffer))
+    HeaderValue::try_from(format!("{:016x}{n:016x}", *PREFIX))
         .unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 

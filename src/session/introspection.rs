@@ -45,7 +45,9 @@ impl<S: SessionStore> Sessions<S> {
             }));
         }
         match self.authenticate(token, now).await {
-            Ok(claims) => Ok(Some(Introspection::Access(claims))),
+            Ok(claims) => Ok(Some(Introspection::Access(
+                std::sync::Arc::unwrap_or_clone(claims),
+            ))),
             Err(SessionError::InvalidToken(_)) => Ok(None),
             Err(other) => Err(other),
         }

@@ -18,9 +18,12 @@ pub mod local_cache;
 pub mod per_user;
 mod rotation;
 
+use std::sync::Arc;
+
 use uuid::Uuid;
 
 use crate::store::{Millis, NewSession, RefreshState, SessionStore, StoreError, Subject, Timing};
+use crate::tokens::verified::VerifiedTokens;
 use crate::tokens::{AccessClaims, AccessTokens, Grant, RefreshToken, RefreshTokens, Rejection};
 
 /// A freshly issued (or re-issued) token pair.
@@ -70,6 +73,8 @@ pub struct Sessions<S> {
     timing: Timing,
     /// SPEC §10, when `auth.local_cache.enabled`.
     local: Option<local_cache::LocalCache>,
+    /// Tokens verified before, with the local cache.
+    verified: Option<VerifiedTokens>,
 }
 
 impl<S: SessionStore> Sessions<S> {
@@ -80,12 +85,20 @@ impl<S: SessionStore> Sessions<S> {
             refresh,
             timing,
             local: None,
+            verified: None,
         }
     }
 
     /// Answers `/authenticate` from `cache` when it can (SPEC §10).
     pub fn with_local_cache(mut self, cache: local_cache::LocalCache) -> Self {
         self.local = Some(cache);
+        self
+    }
+
+    /// Verifies each access token once, remembering up to `max_entries`
+    /// (cached mode: see [`VerifiedTokens`]).
+    pub fn remembering_verified(mut self, max_entries: usize) -> Self {
+        self.verified = Some(VerifiedTokens::new(max_entries));
         self
     }
 
@@ -207,11 +220,8 @@ impl<S: SessionStore> Sessions<S> {
         &self,
         token: &str,
         now: Millis,
-    ) -> Result<AccessClaims, SessionError> {
-        let claims = self
-            .access
-            .verify(token, secs(now))
-            .map_err(SessionError::InvalidToken)?;
+    ) -> Result<Arc<AccessClaims>, SessionError> {
+        let claims = self.verify(token, now)?;
         let local = match &self.local {
             Some(cache) => cache.authenticate(claims.sid, claims.jti, now).await,
             None => local_cache::Answer::Bypass,
@@ -227,6 +237,33 @@ impl<S: SessionStore> Sessions<S> {
         } else {
             Err(SessionError::InvalidToken(Rejection::Revoked))
         }
+    }
+
+    /// Verifies `token` locally; in cached mode a token that verified before
+    /// only has its times checked again (see [`VerifiedTokens`]).
+    fn verify(&self, token: &str, now: Millis) -> Result<Arc<AccessClaims>, SessionError> {
+        let now = secs(now);
+        let Some(memo) = &self.verified else {
+            return self
+                .access
+                .verify(token, now)
+                .map(Arc::new)
+                .map_err(SessionError::InvalidToken);
+        };
+        let lookup = memo.get(token);
+        if let Some(claims) = &lookup.found {
+            self.access
+                .check_times(claims, now)
+                .map_err(SessionError::InvalidToken)?;
+            return Ok(claims.clone());
+        }
+        let claims = Arc::new(
+            self.access
+                .verify(token, now)
+                .map_err(SessionError::InvalidToken)?,
+        );
+        memo.put(lookup, claims.clone());
+        Ok(claims)
     }
 
     /// The answer for an access token issued at `issued_at` and a refresh
@@ -387,7 +424,41 @@ mod tests {
             .times(1)
             .returning(|_, _, _| Ok(true));
         let got = sessions(store).authenticate(&pair.access, NOW + 1).await;
-        assert_eq!(got.unwrap(), claims);
+        assert_eq!(*got.unwrap(), claims);
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_is_still_checked_for_time_and_by_the_store() {
+        let pair = logged_in().await;
+        let mut store = MockSessionStore::new();
+        store
+            .expect_authenticate()
+            .times(3)
+            .returning(|_, _, at| Ok(at != NOW + 2));
+        let s = sessions(store).remembering_verified(10);
+        assert!(s.authenticate(&pair.access, NOW).await.is_ok());
+        assert_eq!(s.verified.as_ref().map(VerifiedTokens::len), Some(1));
+        assert!(s.authenticate(&pair.access, NOW + 1).await.is_ok());
+        // The store decides every time: remembered is not current.
+        assert!(matches!(
+            s.authenticate(&pair.access, NOW + 2).await,
+            Err(SessionError::InvalidToken(Rejection::Revoked))
+        ));
+        // Past `exp` + leeway (900 s + 5 s): refused before the store is asked.
+        assert!(matches!(
+            s.authenticate(&pair.access, NOW + 906_000).await,
+            Err(SessionError::InvalidToken(Rejection::Expired))
+        ));
+        // Other bytes are verified afresh: a changed signature fails.
+        let mut forged = pair.access.clone();
+        let last = forged
+            .pop()
+            .map_or('A', |c| if c == 'A' { 'B' } else { 'A' });
+        forged.push(last);
+        assert!(matches!(
+            s.authenticate(&forged, NOW).await,
+            Err(SessionError::InvalidToken(_))
+        ));
     }
 
     #[tokio::test]

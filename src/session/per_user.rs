@@ -26,7 +26,7 @@ impl<S: SessionStore> Sessions<S> {
     ) -> Result<(AccessClaims, Vec<SessionInfo>), SessionError> {
         let claims = self.authenticate(token, now).await?;
         let sessions = self.store.sessions_of(&claims.sub, now, LIST_LIMIT).await?;
-        Ok((claims, sessions))
+        Ok((std::sync::Arc::unwrap_or_clone(claims), sessions))
     }
 
     /// Ends one of the caller's sessions; `UnknownSession` if it is not

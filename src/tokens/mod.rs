@@ -5,6 +5,7 @@
 pub mod access;
 pub mod keys;
 pub mod refresh;
+pub mod verified;
 
 pub use access::{AccessClaims, AccessTokens, Grant, Rejection, SignedAccess};
 pub use refresh::{RefreshToken, RefreshTokens, SecretHash};
