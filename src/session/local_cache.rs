@@ -39,12 +39,15 @@
 //! `max_entries`, sessions not in it take the SPEC §3 path.
 
 use std::collections::HashMap;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, PushInfo, PushKind, Value};
+use futures_util::FutureExt;
+use futures_util::future::{Fuse, FusedFuture};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use uuid::Uuid;
@@ -326,32 +329,80 @@ async fn follow(inner: Weak<Inner>, cache: CacheSettings) {
             None => return,
         }
         tracing::info!("local cache: invalidation channel up, answering from memory");
-        let mut heartbeat = tokio::time::interval(HEARTBEAT);
-        loop {
-            tokio::select! {
-                push = rx.recv() => match push {
-                    Some(push) if push.kind == PushKind::Invalidate => {
-                        let Some(inner) = inner.upgrade() else { return };
-                        inner.invalidate(&push);
-                    }
-                    Some(push) if push.kind == PushKind::Disconnection => break,
-                    Some(_) => {}
-                    None => break,
-                },
-                _ = heartbeat.tick() => {
-                    let ping = redis::cmd("PING");
-                    let ping = ping.query_async::<String>(&mut conn);
-                    if !matches!(tokio::time::timeout(cache.timeout, ping).await, Ok(Ok(_))) {
-                        break;
-                    }
-                }
-            }
-        }
+        let lost = watch(&inner, &mut conn, &mut rx, cache.timeout).await;
         let Some(inner) = inner.upgrade() else { return };
         *lock(&inner.tracking) = None;
         inner.set_up(false);
-        tracing::warn!("local cache: invalidation channel lost; cache cleared and bypassed");
+        tracing::warn!(
+            why = lost.reason(),
+            "local cache: invalidation channel lost; cache cleared and bypassed"
+        );
     }
+}
+
+/// Why [`watch`] gave up on a tracking connection.
+enum Lost {
+    /// Closed (`Disconnection`, or the client's push sender went away).
+    Closed,
+    /// No `PONG` within `cache.timeout`.
+    Heartbeat,
+    /// The cache is gone.
+    Dropped,
+}
+
+impl Lost {
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Closed => "connection closed",
+            Self::Heartbeat => "heartbeat unanswered",
+            Self::Dropped => "cache dropped",
+        }
+    }
+}
+
+/// Applies the pushes of an established tracking connection until it is
+/// lost, sending it a `PING` every [`HEARTBEAT`].
+///
+/// The `PING` in flight is a branch of its own, never awaited inside
+/// another: Redis answers in order, so a push that arrives while the
+/// `PONG` is due (a slow network, a busy Redis) is applied at once rather
+/// than queued behind the heartbeat for up to `cache.timeout`.
+async fn watch(
+    inner: &Weak<Inner>,
+    conn: &mut MultiplexedConnection,
+    rx: &mut mpsc::UnboundedReceiver<PushInfo>,
+    timeout: Duration,
+) -> Lost {
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    // A tick missed while a PING was out is not made up in a burst.
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pong = pin!(Fuse::terminated());
+    loop {
+        tokio::select! {
+            push = rx.recv() => match push {
+                Some(push) if push.kind == PushKind::Invalidate => {
+                    let Some(inner) = inner.upgrade() else { return Lost::Dropped };
+                    inner.invalidate(&push);
+                }
+                Some(push) if push.kind == PushKind::Disconnection => return Lost::Closed,
+                Some(_) => {}
+                None => return Lost::Closed,
+            },
+            _ = heartbeat.tick(), if pong.is_terminated() => {
+                pong.set(ping(conn.clone(), timeout).fuse());
+            }
+            answered = &mut pong => if !answered {
+                return Lost::Heartbeat;
+            },
+        }
+    }
+}
+
+/// Whether `PONG` came back within `timeout`.
+async fn ping(mut conn: MultiplexedConnection, timeout: Duration) -> bool {
+    let ping = redis::cmd("PING");
+    let pong = ping.query_async::<String>(&mut conn);
+    matches!(tokio::time::timeout(timeout, pong).await, Ok(Ok(_)))
 }
 
 /// Writes behind, every `interval`, the idle clocks of the sessions

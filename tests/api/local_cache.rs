@@ -3,18 +3,26 @@
 //! over a real Redis: logout, rotation and theft on one replica reach the
 //! others within 100 ms; a Redis restart or a killed tracking connection
 //! flushes the cache; idle sessions still die on time while active ones are
-//! kept alive by the write-behind touches. A last test runs replicas that
-//! ignore invalidations and shows the stale accept the others would catch.
+//! kept alive by the write-behind touches; an unanswered heartbeat holds
+//! up no invalidation. A last test runs replicas that ignore invalidations
+//! and shows the stale accept the others would catch.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use deadpool_redis::redis;
 use serde_json::json;
-use tokengate::config::Settings;
-use tokengate::store::redis::TRACKING_NAME;
+use tokengate::config::{Secret, Settings};
+use tokengate::store::redis::{RedisStore, TRACKING_NAME};
+use tokengate::store::{Store, Timing};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
-use crate::helpers::{Backend, Cluster, Pair, Replica};
+use crate::helpers::{Backend, Cluster, Pair, Replica, eventually};
 use crate::support::redis::RedisServer;
 
 /// How long another replica may keep accepting a token that was ended.
@@ -378,4 +386,125 @@ async fn logout_everywhere_reaches_every_cache() {
             "another user lives on"
         );
     }
+}
+
+/// A TCP proxy in front of Redis that, while holding, keeps what a tracking
+/// connection sends from reaching Redis — its heartbeat `PING` goes
+/// unanswered — while Redis's pushes on that connection still come back,
+/// and other connections pass untouched: a heartbeat that is slow to be
+/// answered, for one connection only.
+struct PingStall {
+    addr: SocketAddr,
+    hold: Arc<watch::Sender<bool>>,
+    /// A `PING` of a tracking connection is being held back.
+    ping_held: Arc<AtomicBool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl PingStall {
+    async fn start(redis: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hold = Arc::new(watch::Sender::new(false));
+        let ping_held = Arc::new(AtomicBool::new(false));
+        let (h, p) = (hold.clone(), ping_held.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", redis)).await else {
+                    continue;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                });
+                let (hold, ping_held) = (h.clone(), p.clone());
+                tokio::spawn(async move {
+                    let mut tracking = false;
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match client_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        let chunk = &buf[..n];
+                        tracking |= contains(chunk, TRACKING_NAME.as_bytes());
+                        let mut held = hold.subscribe();
+                        if tracking && *held.borrow_and_update() {
+                            if contains(chunk, b"PING") {
+                                ping_held.store(true, Ordering::SeqCst);
+                            }
+                            let _ = held.wait_for(|hold| !*hold).await;
+                        }
+                        if server_write.write_all(chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            hold,
+            ping_held,
+            accept,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://{}/0", self.addr)
+    }
+
+    fn hold(&self) {
+        self.hold.send_replace(true);
+    }
+
+    fn release(&self) {
+        self.hold.send_replace(false);
+    }
+
+    fn holds_a_ping(&self) -> bool {
+        self.ping_held.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for PingStall {
+    fn drop(&mut self) {
+        self.release();
+        self.accept.abort();
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_heartbeat_holds_up_no_invalidation() {
+    // Long enough that a replica waiting for its PONG before reading
+    // pushes would be caught answering stale well before it gives up.
+    let timeout = Duration::from_secs(3);
+    let c = cluster(1, |s| s.cache.timeout = timeout).await;
+    let stall = PingStall::start(c.redis().port()).await;
+    let mut settings = c.settings.clone();
+    settings.cache.url = Secret::new(stall.url());
+    let store = RedisStore::new(&settings.cache, Timing::from_auth(&settings.auth)).unwrap();
+    let b = Replica::spawn(&settings, Store::Redis(store)).await;
+    wait_for_tracking(&c, 2).await;
+    let pair = c.a().login(json!(1)).await;
+    assert!(b.accepts(&pair.access).await);
+    assert!(b.accepts(&pair.access).await, "from memory");
+
+    stall.hold();
+    let ping_held = eventually(Duration::from_secs(3), || async { stall.holds_a_ping() }).await;
+    assert!(ping_held, "no heartbeat was sent");
+    let held_since = Instant::now();
+    assert_eq!(c.a().logout(&pair.access).await.status, 200);
+    let took = refused_everywhere(&[&b], &pair.access, INVALIDATION_BOUND).await;
+    assert!(
+        held_since.elapsed() < timeout,
+        "refused only once the heartbeat was given up"
+    );
+    eprintln!("logout reached B within {took:?}, its PING unanswered");
+    stall.release();
 }
