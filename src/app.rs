@@ -158,9 +158,10 @@ impl App {
             Store::Redis(_) => Relay::Delivering,
             Store::Memory(_) => Relay::Off,
         });
-        let metrics = Metrics::new(&store, &verifier);
+        let local = local_cache(settings, &store)?;
+        let metrics = Metrics::new(&store, &verifier, local.as_ref());
         let mut sessions = Sessions::new(store, access, refresh, Timing::from_auth(auth));
-        if let Some(cache) = local_cache(settings, sessions.store())? {
+        if let Some(cache) = local {
             sessions = sessions.with_local_cache(cache);
         }
         Ok(Self {

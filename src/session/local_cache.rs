@@ -37,6 +37,9 @@
 //! A token that is not the entry's jti goes to Redis (it may be a newer one
 //! whose rotation's invalidation is still on the way). When the map holds
 //! `max_entries`, sessions not in it take the SPEC §3 path.
+//!
+//! What it does is counted in [`Counts`] (`tokengate_local_cache_*` in
+//! `/metrics`): each count is one relaxed atomic increment, a hit's too.
 
 use std::collections::HashMap;
 use std::pin::pin;
@@ -48,6 +51,7 @@ use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, PushInfo, PushKind, Value};
 use futures_util::FutureExt;
 use futures_util::future::{Fuse, FusedFuture};
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use uuid::Uuid;
@@ -167,8 +171,46 @@ impl Entries {
     }
 }
 
+/// What the cache did, shared with the `/metrics` registry (like the
+/// verifier's count of argon2 runs): an increment is one relaxed atomic add.
+#[derive(Clone, Debug, Default)]
+pub struct Counts {
+    /// Answered from memory.
+    pub hits: Counter,
+    /// Looked up with `peek.lua`.
+    pub lookups: Counter,
+    /// Sent the SPEC §3 way: channel down, or no room for the session.
+    pub bypasses: Counter,
+    /// Invalidation pushes applied (a session changed, or a flush).
+    pub invalidations: Counter,
+    /// Times the invalidation channel was lost after being up.
+    pub losses: Counter,
+}
+
+/// What `/metrics` reads of a cache when it renders; outlives nothing.
+#[derive(Clone)]
+pub struct Gauges(Weak<Inner>);
+
+impl Gauges {
+    /// Sessions remembered now (pending look-ups included); 0 once the
+    /// cache is gone.
+    pub fn entries(&self) -> usize {
+        self.0
+            .upgrade()
+            .map_or(0, |inner| lock(&inner.entries).map.len())
+    }
+
+    /// Whether requests are answered from memory now.
+    pub fn is_up(&self) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|inner| inner.up.load(Ordering::Acquire))
+    }
+}
+
 struct Inner {
     store: RedisStore,
+    counts: Counts,
     entries: Mutex<Entries>,
     /// Mirrors `entries.up` for the lock-free bypass check.
     up: AtomicBool,
@@ -217,6 +259,7 @@ impl LocalCache {
         let interval = touch_interval(&settings.auth);
         let inner = Arc::new(Inner {
             store: RedisStore::new(&settings.cache, timing)?,
+            counts: Counts::default(),
             entries: Mutex::new(Entries::new()),
             up: AtomicBool::new(false),
             touches: Mutex::new(HashMap::new()),
@@ -239,17 +282,23 @@ impl LocalCache {
     pub async fn authenticate(&self, sid: Uuid, jti: Uuid, now: Millis) -> Answer {
         let inner = &self.inner;
         if !inner.up.load(Ordering::Acquire) {
+            inner.counts.bypasses.inc();
             return Answer::Bypass;
         }
         let begun = lock(&inner.entries).begin(sid, jti, now, inner.margin, inner.max_entries);
         let ticket = match begun {
             Begin::Hit => {
+                inner.counts.hits.inc();
                 inner.note_touch(sid, jti);
                 return Answer::Decided(Ok(true));
             }
-            Begin::Bypass => return Answer::Bypass,
+            Begin::Bypass => {
+                inner.counts.bypasses.inc();
+                return Answer::Bypass;
+            }
             Begin::Ask(ticket) => ticket,
         };
+        inner.counts.lookups.inc();
         let peek = inner.store.peek(sid, jti, inner.margin, now).await;
         lock(&inner.entries).finish(sid, ticket, jti, now, peek.as_ref().ok().copied());
         match peek {
@@ -277,6 +326,16 @@ impl LocalCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The counters, for the `/metrics` registry to share.
+    pub fn counts(&self) -> &Counts {
+        &self.inner.counts
+    }
+
+    /// The gauges `/metrics` reads when it renders.
+    pub fn gauges(&self) -> Gauges {
+        Gauges(Arc::downgrade(&self.inner))
+    }
 }
 
 impl Inner {
@@ -292,6 +351,7 @@ impl Inner {
     fn invalidate(&self, push: &PushInfo) {
         if self.follow_invalidations {
             lock(&self.entries).invalidate(&push.data);
+            self.counts.invalidations.inc();
         }
     }
 }
@@ -333,6 +393,7 @@ async fn follow(inner: Weak<Inner>, cache: CacheSettings) {
         let Some(inner) = inner.upgrade() else { return };
         *lock(&inner.tracking) = None;
         inner.set_up(false);
+        inner.counts.losses.inc();
         tracing::warn!(
             why = lost.reason(),
             "local cache: invalidation channel lost; cache cleared and bypassed"

@@ -506,5 +506,84 @@ async fn an_unanswered_heartbeat_holds_up_no_invalidation() {
         "refused only once the heartbeat was given up"
     );
     eprintln!("logout reached B within {took:?}, its PING unanswered");
+
+    // Unanswered for cache.timeout, the heartbeat is given up: the channel
+    // is down (cleared, bypassed) until a new connection is up.
+    let down = eventually(timeout * 2, || async {
+        b.metric("tokengate_local_cache_up").await == 0.0
+    })
+    .await;
+    assert!(down, "a missed heartbeat left the channel up");
+    assert_eq!(
+        b.metric("tokengate_local_cache_channel_losses_total").await,
+        1.0
+    );
+    assert_eq!(b.metric("tokengate_local_cache_entries").await, 0.0);
     stall.release();
+    let up = eventually(Duration::from_secs(10), || async {
+        b.metric("tokengate_local_cache_up").await == 1.0
+    })
+    .await;
+    assert!(up, "the channel did not come back");
+}
+
+/// `tokengate_local_cache_<name>` on `replica`.
+async fn cache_metric(replica: &Replica, name: &str) -> f64 {
+    replica
+        .metric(&format!("tokengate_local_cache_{name}"))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_hits_look_ups_bypasses_invalidations_and_losses() {
+    let c = cluster(2, |s| s.auth.local_cache.max_entries = 1).await;
+    let b = c.b();
+    assert_eq!(cache_metric(b, "up").await, 1.0);
+    let pair = c.a().login(json!(1)).await;
+    for _ in 0..3 {
+        assert!(b.accepts(&pair.access).await);
+    }
+    assert_eq!(cache_metric(b, "lookups_total").await, 1.0, "learned once");
+    assert_eq!(cache_metric(b, "hits_total").await, 2.0, "then from memory");
+    assert_eq!(cache_metric(b, "entries").await, 1.0);
+    assert_eq!(cache_metric(b, "bypasses_total").await, 0.0);
+
+    // max_entries is 1: another session takes the SPEC §3 path.
+    let other = c.a().login(json!(2)).await;
+    assert!(b.accepts(&other.access).await);
+    assert_eq!(cache_metric(b, "bypasses_total").await, 1.0);
+    assert_eq!(cache_metric(b, "lookups_total").await, 1.0);
+
+    // A logout on A empties B's map by itself: an invalidation applied.
+    let invalidations = cache_metric(b, "invalidations_total").await;
+    assert_eq!(c.a().logout(&pair.access).await.status, 200);
+    let forgotten = eventually(INVALIDATION_BOUND, || async {
+        cache_metric(b, "entries").await == 0.0
+    })
+    .await;
+    assert!(forgotten, "the logout's invalidation was not applied");
+    assert!(cache_metric(b, "invalidations_total").await > invalidations);
+    assert_eq!(cache_metric(b, "hits_total").await, 2.0);
+
+    // A killed tracking connection is a channel lost, then back.
+    assert_eq!(cache_metric(b, "channel_losses_total").await, 0.0);
+    for id in tracking_clients(c.redis()) {
+        let _: () = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(id)
+            .query(&mut c.redis().connection())
+            .unwrap();
+    }
+    let lost = eventually(Duration::from_secs(2), || async {
+        cache_metric(b, "channel_losses_total").await == 1.0
+    })
+    .await;
+    assert!(lost, "the lost channel was not counted");
+    let back = eventually(Duration::from_secs(5), || async {
+        cache_metric(b, "up").await == 1.0
+    })
+    .await;
+    assert!(back, "the channel did not come back");
+    assert_eq!(cache_metric(c.a(), "channel_losses_total").await, 1.0);
 }
