@@ -15,10 +15,12 @@
 //!   or comes after the fill (removes it).
 //! - **Trusted only while the channel is up.** Redis pushes invalidations on
 //!   one tracking connection (see `store::redis::tracking`). Entries exist
-//!   only while it is established with tracking on; when it closes, errs or
-//!   misses a heartbeat, the map is cleared and every request takes the SPEC
-//!   §3 path until it is back. Pending slots are only placed while it is up,
-//!   and clearing removes them, so nothing learned across a gap survives.
+//!   only while it is established with tracking on; when it closes, errs,
+//!   misses a heartbeat or — with `cache.sentinel` — goes to a master the
+//!   sentinels no longer name, the map is cleared and every request takes
+//!   the SPEC §3 path until it is back (on the new master). Pending slots
+//!   are only placed while it is up, and clearing removes them, so nothing
+//!   learned across a gap (or from an old master) survives.
 //!   The bound: a partition that silently stops pushes is noticed within one
 //!   heartbeat (1 s) plus `cache.timeout`.
 //! - **Idle expiry still happens.** An entry carries Redis's own deadline for
@@ -56,9 +58,9 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use uuid::Uuid;
 
-use crate::config::{CacheSettings, Settings, touch_interval};
-use crate::store::redis::{Peek, RedisStore, SetupError, tracked_sid, tracking_connection};
-use crate::store::{Millis, StoreError, Timing, millis};
+use crate::config::{Settings, touch_interval};
+use crate::store::redis::{Peek, RedisStore, Tracking, tracked_sid};
+use crate::store::{Millis, StoreError, millis};
 
 /// How often the tracking connection is asked for a `PING`.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -254,11 +256,13 @@ fn now_millis() -> Millis {
 impl LocalCache {
     /// Starts the tracking connection and the touch drain (inside a Tokio
     /// runtime); requests bypass the cache until tracking is on.
-    pub fn start(settings: &Settings, timing: Timing) -> Result<Self, SetupError> {
+    /// Look-ups and touches share `store`'s pool, and with Sentinel its
+    /// view of the master.
+    pub fn start(settings: &Settings, store: &RedisStore) -> Self {
         let local = &settings.auth.local_cache;
         let interval = touch_interval(&settings.auth);
         let inner = Arc::new(Inner {
-            store: RedisStore::new(&settings.cache, timing)?,
+            store: store.clone(),
             counts: Counts::default(),
             entries: Mutex::new(Entries::new()),
             up: AtomicBool::new(false),
@@ -270,12 +274,16 @@ impl LocalCache {
             margin: millis(interval + settings.cache.timeout),
             follow_invalidations: !local.ignore_invalidations,
         });
-        let follow = tokio::spawn(follow(Arc::downgrade(&inner), settings.cache.clone()));
+        let follow = tokio::spawn(follow(
+            Arc::downgrade(&inner),
+            store.clone(),
+            settings.cache.timeout,
+        ));
         let drain = tokio::spawn(drain(Arc::downgrade(&inner), interval));
-        Ok(Self {
+        Self {
             inner,
             tasks: vec![follow.abort_handle(), drain.abort_handle()],
-        })
+        }
     }
 
     /// Is `jti` the current token of `sid`? From memory when possible.
@@ -357,16 +365,24 @@ impl Inner {
 }
 
 /// Keeps the tracking connection up and applies its pushes; clears the
-/// cache and bypasses it whenever the connection is not known to be up.
-async fn follow(inner: Weak<Inner>, cache: CacheSettings) {
+/// cache and bypasses it whenever the connection is not known to be up, or
+/// goes to a master the sentinels no longer name.
+async fn follow(inner: Weak<Inner>, store: RedisStore, timeout: Duration) {
     let mut backoff = Duration::from_millis(50);
     // Said once per outage; a Redis that refuses tracking (older than 6, or
     // an ACL without CLIENT) leaves the cache bypassed for good.
     let mut warned = false;
     loop {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut conn = match tracking_connection(&cache, tx).await {
-            Ok(conn) => conn,
+        let tracking = match store.tracking_connection(tx).await {
+            // Learned of a failover while connecting: that master's pushes
+            // would not cover the writes of the next.
+            Ok(tracking) if tracking.is_superseded() => {
+                tracing::debug!("local cache: the sentinels name another master; reconnecting");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+            Ok(tracking) => tracking,
             Err(e) => {
                 if warned {
                     tracing::debug!(error = %e, "local cache: tracking connection failed");
@@ -384,12 +400,12 @@ async fn follow(inner: Weak<Inner>, cache: CacheSettings) {
         match inner.upgrade() {
             Some(inner) => {
                 inner.set_up(true);
-                *lock(&inner.tracking) = Some(conn.clone());
+                *lock(&inner.tracking) = Some(tracking.connection.clone());
             }
             None => return,
         }
         tracing::info!("local cache: invalidation channel up, answering from memory");
-        let lost = watch(&inner, &mut conn, &mut rx, cache.timeout).await;
+        let lost = watch(&inner, tracking, &mut rx, timeout).await;
         let Some(inner) = inner.upgrade() else { return };
         *lock(&inner.tracking) = None;
         inner.set_up(false);
@@ -407,6 +423,8 @@ enum Lost {
     Closed,
     /// No `PONG` within `cache.timeout`.
     Heartbeat,
+    /// The sentinels name another master.
+    Failover,
     /// The cache is gone.
     Dropped,
 }
@@ -416,13 +434,15 @@ impl Lost {
         match self {
             Self::Closed => "connection closed",
             Self::Heartbeat => "heartbeat unanswered",
+            Self::Failover => "the sentinels name another master",
             Self::Dropped => "cache dropped",
         }
     }
 }
 
 /// Applies the pushes of an established tracking connection until it is
-/// lost, sending it a `PING` every [`HEARTBEAT`].
+/// lost or superseded by a failover, sending it a `PING` every
+/// [`HEARTBEAT`].
 ///
 /// The `PING` in flight is a branch of its own, never awaited inside
 /// another: Redis answers in order, so a push that arrives while the
@@ -430,7 +450,7 @@ impl Lost {
 /// than queued behind the heartbeat for up to `cache.timeout`.
 async fn watch(
     inner: &Weak<Inner>,
-    conn: &mut MultiplexedConnection,
+    mut tracking: Tracking,
     rx: &mut mpsc::UnboundedReceiver<PushInfo>,
     timeout: Duration,
 ) -> Lost {
@@ -450,11 +470,12 @@ async fn watch(
                 None => return Lost::Closed,
             },
             _ = heartbeat.tick(), if pong.is_terminated() => {
-                pong.set(ping(conn.clone(), timeout).fuse());
+                pong.set(ping(tracking.connection.clone(), timeout).fuse());
             }
             answered = &mut pong => if !answered {
                 return Lost::Heartbeat;
             },
+            () = tracking.superseded() => return Lost::Failover,
         }
     }
 }

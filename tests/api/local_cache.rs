@@ -26,7 +26,7 @@ use crate::helpers::{Backend, Cluster, Pair, Replica, eventually};
 use crate::support::redis::RedisServer;
 
 /// How long another replica may keep accepting a token that was ended.
-const INVALIDATION_BOUND: Duration = Duration::from_millis(100);
+pub(crate) const INVALIDATION_BOUND: Duration = Duration::from_millis(100);
 
 fn cached(s: &mut Settings) {
     s.auth.local_cache.enabled = true;
@@ -35,7 +35,7 @@ fn cached(s: &mut Settings) {
 }
 
 /// Ids of the replicas' tracking connections.
-fn tracking_clients(redis: &RedisServer) -> Vec<String> {
+pub(crate) fn tracking_clients(redis: &RedisServer) -> Vec<String> {
     let list: String = redis::cmd("CLIENT")
         .arg("LIST")
         .query(&mut redis.connection())
@@ -93,7 +93,11 @@ async fn warm(c: &Cluster, access: &str) {
 
 /// Polls every replica until none accepts `access`; panics if one still
 /// does after `within`. Returns how long it took.
-async fn refused_everywhere(replicas: &[&Replica], access: &str, within: Duration) -> Duration {
+pub(crate) async fn refused_everywhere(
+    replicas: &[&Replica],
+    access: &str,
+    within: Duration,
+) -> Duration {
     let start = Instant::now();
     loop {
         let mut accepted = false;
@@ -528,7 +532,7 @@ async fn an_unanswered_heartbeat_holds_up_no_invalidation() {
 }
 
 /// `tokengate_local_cache_<name>` on `replica`.
-async fn cache_metric(replica: &Replica, name: &str) -> f64 {
+pub(crate) async fn cache_metric(replica: &Replica, name: &str) -> f64 {
     replica
         .metric(&format!("tokengate_local_cache_{name}"))
         .await
