@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::oauth::{ClientPolicy, OAuthClients};
 use crate::proxies::TrustedProxies;
 use crate::session::Sessions;
+use crate::session::local_cache::LocalCache;
 use crate::store::Millis;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
@@ -158,9 +159,10 @@ impl App {
             Store::Redis(_) => Relay::Delivering,
             Store::Memory(_) => Relay::Off,
         });
-        let metrics = Metrics::new(&store, &verifier);
+        let local = local_cache(settings, &store);
+        let metrics = Metrics::new(&store, &verifier, local.as_ref());
         let mut sessions = Sessions::new(store, access, refresh, Timing::from_auth(auth));
-        if let Some(cache) = local_cache(settings, sessions.store())? {
+        if let Some(cache) = local {
             sessions = sessions
                 .with_local_cache(cache)
                 .remembering_verified(auth.local_cache.max_entries);
@@ -303,19 +305,15 @@ impl App {
 /// SPEC §10's cache, when `auth.local_cache.enabled` and sessions are in
 /// Redis; with the in-memory store every answer is already local, so the
 /// setting is ignored (with a warning) rather than refused.
-fn local_cache(
-    settings: &Settings,
-    store: &Store,
-) -> Result<Option<crate::session::local_cache::LocalCache>, BuildError> {
+fn local_cache(settings: &Settings, store: &Store) -> Option<LocalCache> {
     if !settings.auth.local_cache.enabled {
-        return Ok(None);
+        return None;
     }
-    if !matches!(store, Store::Redis(_)) {
-        tracing::warn!("auth.local_cache.enabled is ignored without cache.url");
-        return Ok(None);
-    }
-    let timing = Timing::from_auth(&settings.auth);
-    crate::session::local_cache::LocalCache::start(settings, timing)
-        .map(Some)
-        .map_err(|e| BuildError(e.to_string()))
+    let Store::Redis(redis) = store else {
+        tracing::warn!(
+            "auth.local_cache.enabled is ignored without Redis (cache.url or cache.sentinel)"
+        );
+        return None;
+    };
+    Some(LocalCache::start(settings, redis))
 }

@@ -1,6 +1,7 @@
 //! Prometheus metrics (`GET /metrics`, text format): requests by route and
 //! status, latency histograms by route, authentication failures by reason,
-//! store errors, Redis pool usage and open client connections.
+//! store errors, Redis pool usage, open client connections, and what the
+//! local cache (SPEC §10) does.
 //!
 //! One registry per [`crate::app::App`] (no globals), so in-process test
 //! replicas count apart. Label sets are small fixed strings and numbers: the
@@ -15,6 +16,7 @@ use crate::verifier::Verifier;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::session::local_cache::{self, LocalCache};
 use crate::store::Store;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -60,6 +62,15 @@ pub struct Metrics {
     pool_waiting: Gauge,
     pool_max: Gauge,
     open_connections: Gauge,
+    local_cache: Option<CacheGauges>,
+}
+
+/// The local cache's gauges, read from it when rendering (its counters are
+/// registered as they are: the cache counts into them itself).
+struct CacheGauges {
+    source: local_cache::Gauges,
+    entries: Gauge,
+    up: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -68,7 +79,7 @@ fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
-    pub fn new(store: &Store, verifier: &Verifier) -> Self {
+    pub fn new(store: &Store, verifier: &Verifier, local: Option<&LocalCache>) -> Self {
         let mut registry = Registry::with_prefix("tokengate");
         registry.register(
             "secret_verifications",
@@ -141,8 +152,10 @@ impl Metrics {
                 Clone::clone(&pool_max),
             );
         }
+        let local_cache = local.map(|cache| register_local_cache(&mut registry, cache));
         Self {
             registry,
+            local_cache,
             requests,
             latency,
             grpc_calls,
@@ -204,11 +217,65 @@ impl Metrics {
             self.pool_waiting.set(gauge(status.waiting));
             self.pool_max.set(gauge(status.max_size));
         }
+        if let Some(cache) = &self.local_cache {
+            let entries = cache.source.entries();
+            cache
+                .entries
+                .set(i64::try_from(entries).unwrap_or(i64::MAX));
+            cache.up.set(i64::from(cache.source.is_up()));
+        }
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
     }
+}
+
+/// `tokengate_local_cache_*`: the cache's own counters, and its gauges.
+fn register_local_cache(registry: &mut Registry, cache: &LocalCache) -> CacheGauges {
+    let sub = registry.sub_registry_with_prefix("local_cache");
+    let counts = cache.counts();
+    sub.register(
+        "hits",
+        "Authenticates answered from memory",
+        counts.hits.clone(),
+    );
+    sub.register(
+        "lookups",
+        "Authenticates that asked Redis with the read-only look-up (peek.lua)",
+        counts.lookups.clone(),
+    );
+    sub.register(
+        "bypasses",
+        "Authenticates sent to Redis as without the cache: invalidation channel down, or max_entries reached",
+        counts.bypasses.clone(),
+    );
+    sub.register(
+        "invalidations",
+        "Invalidation pushes from Redis applied (a session changed, or a flush)",
+        counts.invalidations.clone(),
+    );
+    sub.register(
+        "channel_losses",
+        "Times the invalidation channel was lost (the cache was cleared and bypassed until it was back)",
+        counts.losses.clone(),
+    );
+    let gauges = CacheGauges {
+        source: cache.gauges(),
+        entries: Gauge::default(),
+        up: Gauge::default(),
+    };
+    sub.register(
+        "entries",
+        "Sessions remembered now (look-ups on their way included)",
+        Clone::clone(&gauges.entries),
+    );
+    sub.register(
+        "up",
+        "1 while the invalidation channel is up and requests are answered from memory, else 0",
+        Clone::clone(&gauges.up),
+    );
+    gauges
 }
 
 /// The canonical upper-case name of a gRPC code, as grpc-go labels it.

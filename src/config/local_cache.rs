@@ -12,7 +12,7 @@ use super::{AuthSettings, ConfigError};
 #[serde(default, deny_unknown_fields)]
 pub struct LocalCacheSettings {
     /// Answer `/authenticate` from memory while Redis's invalidation
-    /// channel is up (needs `cache.url`).
+    /// channel is up (needs Redis: `cache.url` or `cache.sentinel`).
     pub enabled: bool,
     /// Sessions remembered per replica; when full, new sessions are
     /// answered by Redis as without the cache.

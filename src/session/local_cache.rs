@@ -15,10 +15,12 @@
 //!   or comes after the fill (removes it).
 //! - **Trusted only while the channel is up.** Redis pushes invalidations on
 //!   one tracking connection (see `store::redis::tracking`). Entries exist
-//!   only while it is established with tracking on; when it closes, errs or
-//!   misses a heartbeat, the map is cleared and every request takes the SPEC
-//!   §3 path until it is back. Pending slots are only placed while it is up,
-//!   and clearing removes them, so nothing learned across a gap survives.
+//!   only while it is established with tracking on; when it closes, errs,
+//!   misses a heartbeat or — with `cache.sentinel` — goes to a master the
+//!   sentinels no longer name, the map is cleared and every request takes
+//!   the SPEC §3 path until it is back (on the new master). Pending slots
+//!   are only placed while it is up, and clearing removes them, so nothing
+//!   learned across a gap (or from an old master) survives.
 //!   The bound: a partition that silently stops pushes is noticed within one
 //!   heartbeat (1 s) plus `cache.timeout`.
 //! - **Idle expiry still happens.** An entry carries Redis's own deadline for
@@ -37,21 +39,28 @@
 //! A token that is not the entry's jti goes to Redis (it may be a newer one
 //! whose rotation's invalidation is still on the way). When the map holds
 //! `max_entries`, sessions not in it take the SPEC §3 path.
+//!
+//! What it does is counted in [`Counts`] (`tokengate_local_cache_*` in
+//! `/metrics`): each count is one relaxed atomic increment, a hit's too.
 
 use std::collections::HashMap;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, PushInfo, PushKind, Value};
+use futures_util::FutureExt;
+use futures_util::future::{Fuse, FusedFuture};
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use uuid::Uuid;
 
-use crate::config::{CacheSettings, Settings, touch_interval};
-use crate::store::redis::{Peek, RedisStore, SetupError, tracked_sid, tracking_connection};
-use crate::store::{Millis, StoreError, Timing, millis};
+use crate::config::{Settings, touch_interval};
+use crate::store::redis::{Peek, RedisStore, Tracking, tracked_sid};
+use crate::store::{Millis, StoreError, millis};
 
 /// How often the tracking connection is asked for a `PING`.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -164,8 +173,46 @@ impl Entries {
     }
 }
 
+/// What the cache did, shared with the `/metrics` registry (like the
+/// verifier's count of argon2 runs): an increment is one relaxed atomic add.
+#[derive(Clone, Debug, Default)]
+pub struct Counts {
+    /// Answered from memory.
+    pub hits: Counter,
+    /// Looked up with `peek.lua`.
+    pub lookups: Counter,
+    /// Sent the SPEC §3 way: channel down, or no room for the session.
+    pub bypasses: Counter,
+    /// Invalidation pushes applied (a session changed, or a flush).
+    pub invalidations: Counter,
+    /// Times the invalidation channel was lost after being up.
+    pub losses: Counter,
+}
+
+/// What `/metrics` reads of a cache when it renders; outlives nothing.
+#[derive(Clone)]
+pub struct Gauges(Weak<Inner>);
+
+impl Gauges {
+    /// Sessions remembered now (pending look-ups included); 0 once the
+    /// cache is gone.
+    pub fn entries(&self) -> usize {
+        self.0
+            .upgrade()
+            .map_or(0, |inner| lock(&inner.entries).map.len())
+    }
+
+    /// Whether requests are answered from memory now.
+    pub fn is_up(&self) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|inner| inner.up.load(Ordering::Acquire))
+    }
+}
+
 struct Inner {
     store: RedisStore,
+    counts: Counts,
     entries: Mutex<Entries>,
     /// Mirrors `entries.up` for the lock-free bypass check.
     up: AtomicBool,
@@ -209,11 +256,14 @@ fn now_millis() -> Millis {
 impl LocalCache {
     /// Starts the tracking connection and the touch drain (inside a Tokio
     /// runtime); requests bypass the cache until tracking is on.
-    pub fn start(settings: &Settings, timing: Timing) -> Result<Self, SetupError> {
+    /// Look-ups and touches share `store`'s pool, and with Sentinel its
+    /// view of the master.
+    pub fn start(settings: &Settings, store: &RedisStore) -> Self {
         let local = &settings.auth.local_cache;
         let interval = touch_interval(&settings.auth);
         let inner = Arc::new(Inner {
-            store: RedisStore::new(&settings.cache, timing)?,
+            store: store.clone(),
+            counts: Counts::default(),
             entries: Mutex::new(Entries::new()),
             up: AtomicBool::new(false),
             touches: Mutex::new(HashMap::new()),
@@ -224,29 +274,39 @@ impl LocalCache {
             margin: millis(interval + settings.cache.timeout),
             follow_invalidations: !local.ignore_invalidations,
         });
-        let follow = tokio::spawn(follow(Arc::downgrade(&inner), settings.cache.clone()));
+        let follow = tokio::spawn(follow(
+            Arc::downgrade(&inner),
+            store.clone(),
+            settings.cache.timeout,
+        ));
         let drain = tokio::spawn(drain(Arc::downgrade(&inner), interval));
-        Ok(Self {
+        Self {
             inner,
             tasks: vec![follow.abort_handle(), drain.abort_handle()],
-        })
+        }
     }
 
     /// Is `jti` the current token of `sid`? From memory when possible.
     pub async fn authenticate(&self, sid: Uuid, jti: Uuid, now: Millis) -> Answer {
         let inner = &self.inner;
         if !inner.up.load(Ordering::Acquire) {
+            inner.counts.bypasses.inc();
             return Answer::Bypass;
         }
         let begun = lock(&inner.entries).begin(sid, jti, now, inner.margin, inner.max_entries);
         let ticket = match begun {
             Begin::Hit => {
+                inner.counts.hits.inc();
                 inner.note_touch(sid, jti);
                 return Answer::Decided(Ok(true));
             }
-            Begin::Bypass => return Answer::Bypass,
+            Begin::Bypass => {
+                inner.counts.bypasses.inc();
+                return Answer::Bypass;
+            }
             Begin::Ask(ticket) => ticket,
         };
+        inner.counts.lookups.inc();
         let peek = inner.store.peek(sid, jti, inner.margin, now).await;
         lock(&inner.entries).finish(sid, ticket, jti, now, peek.as_ref().ok().copied());
         match peek {
@@ -274,6 +334,16 @@ impl LocalCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The counters, for the `/metrics` registry to share.
+    pub fn counts(&self) -> &Counts {
+        &self.inner.counts
+    }
+
+    /// The gauges `/metrics` reads when it renders.
+    pub fn gauges(&self) -> Gauges {
+        Gauges(Arc::downgrade(&self.inner))
+    }
 }
 
 impl Inner {
@@ -289,21 +359,30 @@ impl Inner {
     fn invalidate(&self, push: &PushInfo) {
         if self.follow_invalidations {
             lock(&self.entries).invalidate(&push.data);
+            self.counts.invalidations.inc();
         }
     }
 }
 
 /// Keeps the tracking connection up and applies its pushes; clears the
-/// cache and bypasses it whenever the connection is not known to be up.
-async fn follow(inner: Weak<Inner>, cache: CacheSettings) {
+/// cache and bypasses it whenever the connection is not known to be up, or
+/// goes to a master the sentinels no longer name.
+async fn follow(inner: Weak<Inner>, store: RedisStore, timeout: Duration) {
     let mut backoff = Duration::from_millis(50);
     // Said once per outage; a Redis that refuses tracking (older than 6, or
     // an ACL without CLIENT) leaves the cache bypassed for good.
     let mut warned = false;
     loop {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut conn = match tracking_connection(&cache, tx).await {
-            Ok(conn) => conn,
+        let tracking = match store.tracking_connection(tx).await {
+            // Learned of a failover while connecting: that master's pushes
+            // would not cover the writes of the next.
+            Ok(tracking) if tracking.is_superseded() => {
+                tracing::debug!("local cache: the sentinels name another master; reconnecting");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+            Ok(tracking) => tracking,
             Err(e) => {
                 if warned {
                     tracing::debug!(error = %e, "local cache: tracking connection failed");
@@ -321,37 +400,91 @@ async fn follow(inner: Weak<Inner>, cache: CacheSettings) {
         match inner.upgrade() {
             Some(inner) => {
                 inner.set_up(true);
-                *lock(&inner.tracking) = Some(conn.clone());
+                *lock(&inner.tracking) = Some(tracking.connection.clone());
             }
             None => return,
         }
         tracing::info!("local cache: invalidation channel up, answering from memory");
-        let mut heartbeat = tokio::time::interval(HEARTBEAT);
-        loop {
-            tokio::select! {
-                push = rx.recv() => match push {
-                    Some(push) if push.kind == PushKind::Invalidate => {
-                        let Some(inner) = inner.upgrade() else { return };
-                        inner.invalidate(&push);
-                    }
-                    Some(push) if push.kind == PushKind::Disconnection => break,
-                    Some(_) => {}
-                    None => break,
-                },
-                _ = heartbeat.tick() => {
-                    let ping = redis::cmd("PING");
-                    let ping = ping.query_async::<String>(&mut conn);
-                    if !matches!(tokio::time::timeout(cache.timeout, ping).await, Ok(Ok(_))) {
-                        break;
-                    }
-                }
-            }
-        }
+        let lost = watch(&inner, tracking, &mut rx, timeout).await;
         let Some(inner) = inner.upgrade() else { return };
         *lock(&inner.tracking) = None;
         inner.set_up(false);
-        tracing::warn!("local cache: invalidation channel lost; cache cleared and bypassed");
+        inner.counts.losses.inc();
+        tracing::warn!(
+            why = lost.reason(),
+            "local cache: invalidation channel lost; cache cleared and bypassed"
+        );
     }
+}
+
+/// Why [`watch`] gave up on a tracking connection.
+enum Lost {
+    /// Closed (`Disconnection`, or the client's push sender went away).
+    Closed,
+    /// No `PONG` within `cache.timeout`.
+    Heartbeat,
+    /// The sentinels name another master.
+    Failover,
+    /// The cache is gone.
+    Dropped,
+}
+
+impl Lost {
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Closed => "connection closed",
+            Self::Heartbeat => "heartbeat unanswered",
+            Self::Failover => "the sentinels name another master",
+            Self::Dropped => "cache dropped",
+        }
+    }
+}
+
+/// Applies the pushes of an established tracking connection until it is
+/// lost or superseded by a failover, sending it a `PING` every
+/// [`HEARTBEAT`].
+///
+/// The `PING` in flight is a branch of its own, never awaited inside
+/// another: Redis answers in order, so a push that arrives while the
+/// `PONG` is due (a slow network, a busy Redis) is applied at once rather
+/// than queued behind the heartbeat for up to `cache.timeout`.
+async fn watch(
+    inner: &Weak<Inner>,
+    mut tracking: Tracking,
+    rx: &mut mpsc::UnboundedReceiver<PushInfo>,
+    timeout: Duration,
+) -> Lost {
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    // A tick missed while a PING was out is not made up in a burst.
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pong = pin!(Fuse::terminated());
+    loop {
+        tokio::select! {
+            push = rx.recv() => match push {
+                Some(push) if push.kind == PushKind::Invalidate => {
+                    let Some(inner) = inner.upgrade() else { return Lost::Dropped };
+                    inner.invalidate(&push);
+                }
+                Some(push) if push.kind == PushKind::Disconnection => return Lost::Closed,
+                Some(_) => {}
+                None => return Lost::Closed,
+            },
+            _ = heartbeat.tick(), if pong.is_terminated() => {
+                pong.set(ping(tracking.connection.clone(), timeout).fuse());
+            }
+            answered = &mut pong => if !answered {
+                return Lost::Heartbeat;
+            },
+            () = tracking.superseded() => return Lost::Failover,
+        }
+    }
+}
+
+/// Whether `PONG` came back within `timeout`.
+async fn ping(mut conn: MultiplexedConnection, timeout: Duration) -> bool {
+    let ping = redis::cmd("PING");
+    let pong = ping.query_async::<String>(&mut conn);
+    matches!(tokio::time::timeout(timeout, pong).await, Ok(Ok(_)))
 }
 
 /// Writes behind, every `interval`, the idle clocks of the sessions

@@ -44,7 +44,7 @@
 //! connection like any other: requests fail closed.
 
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use deadpool::managed::{
@@ -53,7 +53,7 @@ use deadpool::managed::{
 use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{
     self, AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ErrorKind,
-    FromRedisValue, RedisError, Script, ServerErrorKind, TlsCertificates, Value,
+    FromRedisValue, ProtocolVersion, RedisError, Script, ServerErrorKind, TlsCertificates, Value,
 };
 use uuid::Uuid;
 
@@ -68,7 +68,7 @@ use crate::tokens::{Rejection, SecretHash};
 mod sentinel;
 use sentinel::Sentinels;
 mod tracking;
-pub use tracking::{Peek, TRACKING_NAME, tracked_sid, tracking_connection};
+pub use tracking::{Peek, TRACKING_NAME, Tracking, tracked_sid};
 
 const KEY_PREFIX: &str = "tg:s:";
 const RATE_PREFIX: &str = "tg:rl:";
@@ -122,7 +122,9 @@ impl managed::Manager for Connections {
                 (connection, None)
             }
             Target::Sentinel(sentinels) => {
-                let (connection, master) = sentinels.connect(&self.config).await?;
+                let (connection, master) = sentinels
+                    .connect(&self.config, ProtocolVersion::RESP2)
+                    .await?;
                 (connection, Some(master))
             }
         };
@@ -160,11 +162,15 @@ pub enum SetupError {
     Sentinel(crate::config::ConfigError),
 }
 
+/// A handle on the pool; clones share its connections and its watcher (the
+/// local cache holds one).
+#[derive(Clone)]
 pub struct RedisStore {
     pool: Pool,
     /// The task following the sentinels' failovers (`cache.sentinel` only),
-    /// started with the first request; it ends with the store.
-    watcher: OnceLock<Watcher>,
+    /// started with the first request or tracking connection; it ends with
+    /// the last clone of the store.
+    watcher: Arc<OnceLock<Watcher>>,
     timeout: Duration,
     timing: Timing,
     login: Script,
@@ -213,7 +219,7 @@ impl RedisStore {
             .map_err(SetupError::Pool)?;
         Ok(Self {
             pool,
-            watcher: OnceLock::new(),
+            watcher: Arc::new(OnceLock::new()),
             timeout,
             timing,
             login: Script::new(include_str!("scripts/login.lua")),
@@ -249,10 +255,7 @@ impl RedisStore {
         F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        if let Target::Sentinel(_) = self.pool.manager().target {
-            self.watcher
-                .get_or_init(|| Watcher::start(self.pool.weak()));
-        }
+        self.follow_sentinels();
         let attempts = async {
             let mut retried = false;
             loop {
@@ -293,6 +296,14 @@ impl RedisStore {
                 self.forget_connections();
                 StoreError::Timeout
             })?
+    }
+
+    /// With `cache.sentinel`, makes sure the watcher runs.
+    fn follow_sentinels(&self) {
+        if let Target::Sentinel(_) = self.pool.manager().target {
+            self.watcher
+                .get_or_init(|| Watcher::start(self.pool.weak()));
+        }
     }
 
     /// Appends entries to a stream, all or none (`MULTI`/`EXEC`), each

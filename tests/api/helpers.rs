@@ -249,6 +249,17 @@ impl Replica {
             .unwrap_or_else(|| panic!("no verification counter in {text}"))
     }
 
+    /// The value of the sample `name` (with its labels, if any, as
+    /// exposed) in `/metrics`; panics if there is none.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let metrics = self.get("/metrics").await;
+        let text = String::from_utf8_lossy(&metrics.body).into_owned();
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    }
+
     /// True when `access` passes `/authenticate`; panics on anything but 200/401.
     pub async fn accepts(&self, access: &str) -> bool {
         let reply = self.authenticate(access).await;

@@ -3,22 +3,30 @@
 //! over a real Redis: logout, rotation and theft on one replica reach the
 //! others within 100 ms; a Redis restart or a killed tracking connection
 //! flushes the cache; idle sessions still die on time while active ones are
-//! kept alive by the write-behind touches. A last test runs replicas that
-//! ignore invalidations and shows the stale accept the others would catch.
+//! kept alive by the write-behind touches; an unanswered heartbeat holds
+//! up no invalidation. A last test runs replicas that ignore invalidations
+//! and shows the stale accept the others would catch.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use deadpool_redis::redis;
 use serde_json::json;
-use tokengate::config::Settings;
-use tokengate::store::redis::TRACKING_NAME;
+use tokengate::config::{Secret, Settings};
+use tokengate::store::redis::{RedisStore, TRACKING_NAME};
+use tokengate::store::{Store, Timing};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
-use crate::helpers::{Backend, Cluster, Pair, Replica};
+use crate::helpers::{Backend, Cluster, Pair, Replica, eventually};
 use crate::support::redis::RedisServer;
 
 /// How long another replica may keep accepting a token that was ended.
-const INVALIDATION_BOUND: Duration = Duration::from_millis(100);
+pub(crate) const INVALIDATION_BOUND: Duration = Duration::from_millis(100);
 
 fn cached(s: &mut Settings) {
     s.auth.local_cache.enabled = true;
@@ -27,7 +35,7 @@ fn cached(s: &mut Settings) {
 }
 
 /// Ids of the replicas' tracking connections.
-fn tracking_clients(redis: &RedisServer) -> Vec<String> {
+pub(crate) fn tracking_clients(redis: &RedisServer) -> Vec<String> {
     let list: String = redis::cmd("CLIENT")
         .arg("LIST")
         .query(&mut redis.connection())
@@ -85,7 +93,11 @@ async fn warm(c: &Cluster, access: &str) {
 
 /// Polls every replica until none accepts `access`; panics if one still
 /// does after `within`. Returns how long it took.
-async fn refused_everywhere(replicas: &[&Replica], access: &str, within: Duration) -> Duration {
+pub(crate) async fn refused_everywhere(
+    replicas: &[&Replica],
+    access: &str,
+    within: Duration,
+) -> Duration {
     let start = Instant::now();
     loop {
         let mut accepted = false;
@@ -378,4 +390,204 @@ async fn logout_everywhere_reaches_every_cache() {
             "another user lives on"
         );
     }
+}
+
+/// A TCP proxy in front of Redis that, while holding, keeps what a tracking
+/// connection sends from reaching Redis — its heartbeat `PING` goes
+/// unanswered — while Redis's pushes on that connection still come back,
+/// and other connections pass untouched: a heartbeat that is slow to be
+/// answered, for one connection only.
+struct PingStall {
+    addr: SocketAddr,
+    hold: Arc<watch::Sender<bool>>,
+    /// A `PING` of a tracking connection is being held back.
+    ping_held: Arc<AtomicBool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl PingStall {
+    async fn start(redis: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hold = Arc::new(watch::Sender::new(false));
+        let ping_held = Arc::new(AtomicBool::new(false));
+        let (h, p) = (hold.clone(), ping_held.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", redis)).await else {
+                    continue;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                });
+                let (hold, ping_held) = (h.clone(), p.clone());
+                tokio::spawn(async move {
+                    let mut tracking = false;
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match client_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        let chunk = &buf[..n];
+                        tracking |= contains(chunk, TRACKING_NAME.as_bytes());
+                        let mut held = hold.subscribe();
+                        if tracking && *held.borrow_and_update() {
+                            if contains(chunk, b"PING") {
+                                ping_held.store(true, Ordering::SeqCst);
+                            }
+                            let _ = held.wait_for(|hold| !*hold).await;
+                        }
+                        if server_write.write_all(chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            hold,
+            ping_held,
+            accept,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://{}/0", self.addr)
+    }
+
+    fn hold(&self) {
+        self.hold.send_replace(true);
+    }
+
+    fn release(&self) {
+        self.hold.send_replace(false);
+    }
+
+    fn holds_a_ping(&self) -> bool {
+        self.ping_held.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for PingStall {
+    fn drop(&mut self) {
+        self.release();
+        self.accept.abort();
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_heartbeat_holds_up_no_invalidation() {
+    // Long enough that a replica waiting for its PONG before reading
+    // pushes would be caught answering stale well before it gives up.
+    let timeout = Duration::from_secs(3);
+    let c = cluster(1, |s| s.cache.timeout = timeout).await;
+    let stall = PingStall::start(c.redis().port()).await;
+    let mut settings = c.settings.clone();
+    settings.cache.url = Secret::new(stall.url());
+    let store = RedisStore::new(&settings.cache, Timing::from_auth(&settings.auth)).unwrap();
+    let b = Replica::spawn(&settings, Store::Redis(store)).await;
+    wait_for_tracking(&c, 2).await;
+    let pair = c.a().login(json!(1)).await;
+    assert!(b.accepts(&pair.access).await);
+    assert!(b.accepts(&pair.access).await, "from memory");
+
+    stall.hold();
+    let ping_held = eventually(Duration::from_secs(3), || async { stall.holds_a_ping() }).await;
+    assert!(ping_held, "no heartbeat was sent");
+    let held_since = Instant::now();
+    assert_eq!(c.a().logout(&pair.access).await.status, 200);
+    let took = refused_everywhere(&[&b], &pair.access, INVALIDATION_BOUND).await;
+    assert!(
+        held_since.elapsed() < timeout,
+        "refused only once the heartbeat was given up"
+    );
+    eprintln!("logout reached B within {took:?}, its PING unanswered");
+
+    // Unanswered for cache.timeout, the heartbeat is given up: the channel
+    // is down (cleared, bypassed) until a new connection is up.
+    let down = eventually(timeout * 2, || async {
+        b.metric("tokengate_local_cache_up").await == 0.0
+    })
+    .await;
+    assert!(down, "a missed heartbeat left the channel up");
+    assert_eq!(
+        b.metric("tokengate_local_cache_channel_losses_total").await,
+        1.0
+    );
+    assert_eq!(b.metric("tokengate_local_cache_entries").await, 0.0);
+    stall.release();
+    let up = eventually(Duration::from_secs(10), || async {
+        b.metric("tokengate_local_cache_up").await == 1.0
+    })
+    .await;
+    assert!(up, "the channel did not come back");
+}
+
+/// `tokengate_local_cache_<name>` on `replica`.
+pub(crate) async fn cache_metric(replica: &Replica, name: &str) -> f64 {
+    replica
+        .metric(&format!("tokengate_local_cache_{name}"))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_hits_look_ups_bypasses_invalidations_and_losses() {
+    let c = cluster(2, |s| s.auth.local_cache.max_entries = 1).await;
+    let b = c.b();
+    assert_eq!(cache_metric(b, "up").await, 1.0);
+    let pair = c.a().login(json!(1)).await;
+    for _ in 0..3 {
+        assert!(b.accepts(&pair.access).await);
+    }
+    assert_eq!(cache_metric(b, "lookups_total").await, 1.0, "learned once");
+    assert_eq!(cache_metric(b, "hits_total").await, 2.0, "then from memory");
+    assert_eq!(cache_metric(b, "entries").await, 1.0);
+    assert_eq!(cache_metric(b, "bypasses_total").await, 0.0);
+
+    // max_entries is 1: another session takes the SPEC §3 path.
+    let other = c.a().login(json!(2)).await;
+    assert!(b.accepts(&other.access).await);
+    assert_eq!(cache_metric(b, "bypasses_total").await, 1.0);
+    assert_eq!(cache_metric(b, "lookups_total").await, 1.0);
+
+    // A logout on A empties B's map by itself: an invalidation applied.
+    let invalidations = cache_metric(b, "invalidations_total").await;
+    assert_eq!(c.a().logout(&pair.access).await.status, 200);
+    let forgotten = eventually(INVALIDATION_BOUND, || async {
+        cache_metric(b, "entries").await == 0.0
+    })
+    .await;
+    assert!(forgotten, "the logout's invalidation was not applied");
+    assert!(cache_metric(b, "invalidations_total").await > invalidations);
+    assert_eq!(cache_metric(b, "hits_total").await, 2.0);
+
+    // A killed tracking connection is a channel lost, then back.
+    assert_eq!(cache_metric(b, "channel_losses_total").await, 0.0);
+    for id in tracking_clients(c.redis()) {
+        let _: () = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(id)
+            .query(&mut c.redis().connection())
+            .unwrap();
+    }
+    let lost = eventually(Duration::from_secs(2), || async {
+        cache_metric(b, "channel_losses_total").await == 1.0
+    })
+    .await;
+    assert!(lost, "the lost channel was not counted");
+    let back = eventually(Duration::from_secs(5), || async {
+        cache_metric(b, "up").await == 1.0
+    })
+    .await;
+    assert!(back, "the channel did not come back");
+    assert_eq!(cache_metric(c.a(), "channel_losses_total").await, 1.0);
 }

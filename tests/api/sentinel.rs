@@ -11,9 +11,10 @@
 //! (a planned switch, the old master still up and writable until Sentinel
 //! demotes it), once as a crash.
 //!
-//! Also: without a sentinel to ask, requests fail closed in time; and a
+//! Also: without a sentinel to ask, requests fail closed in time; a
 //! master demoted behind the replicas' back (`READONLY`) is never written
-//! again through a connection opened before.
+//! again through a connection opened before; and the local cache (SPEC
+//! §10) follows a failover, trusting nothing it learned from the old master.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ use tokengate::store::redis::{RedisStore, session_key};
 use tokengate::store::{Store, Timing};
 
 use crate::helpers::{Backend, Cluster, Pair, Replica, SECRET, eventually};
+use crate::local_cache::{INVALIDATION_BOUND, cache_metric, refused_everywhere, tracking_clients};
 use crate::support::client;
 use crate::support::ports::free_port;
 use crate::support::redis::{RedisServer, SentinelServer};
@@ -75,6 +77,11 @@ struct Deployment {
 
 impl Deployment {
     async fn start(replicas: usize) -> Self {
+        Self::start_with(replicas, |_| {}).await
+    }
+
+    /// `configure` adjusts the settings every tokengate replica gets.
+    async fn start_with(replicas: usize, configure: impl FnOnce(&mut Settings)) -> Self {
         let master = RedisServer::start_with_args(Some(REDIS_PASSWORD), &[]);
         let replica = RedisServer::start_replica_of(&master);
         let sentinel = SentinelServer::start(NAME, &master, Some(SENTINEL_PASSWORD));
@@ -91,6 +98,7 @@ impl Deployment {
             });
             s.cache.password_file = Some(redis_password);
             s.login.open = true;
+            configure(s);
         })
         .await;
         for _ in 0..replicas {
@@ -548,4 +556,123 @@ fn client_ids(server: &RedisServer) -> Vec<i64> {
         .filter_map(|line| line.strip_prefix("id=")?.split(' ').next()?.parse().ok())
         .filter(|&id| id != me)
         .collect()
+}
+
+/// Whether every replica's local cache is up, with its tracking
+/// connection on `node` (and `n` of them there).
+async fn caches_up_on(c: &Cluster, node: &RedisServer) -> bool {
+    for replica in &c.replicas {
+        if cache_metric(replica, "up").await != 1.0 {
+            return false;
+        }
+    }
+    query_tracking_clients(node) == Some(c.replicas.len())
+}
+
+/// How many tracking connections `node` has; `None` while it cannot be asked.
+fn query_tracking_clients(node: &RedisServer) -> Option<usize> {
+    node.try_connection().ok()?;
+    Some(tracking_clients(node).len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_cache_follows_a_failover_and_trusts_nothing_of_the_old_master() {
+    let d = Deployment::start_with(2, |s| {
+        s.auth.local_cache.enabled = true;
+        // Touches are writes, which invalidate: keep them out of the way.
+        s.auth.touch_interval = Some(Duration::from_secs(10));
+    })
+    .await;
+    let c = &d.cluster;
+    let up = eventually(Duration::from_secs(5), || caches_up_on(c, &d.master)).await;
+    assert!(
+        up,
+        "the caches did not come up on the master through the sentinel"
+    );
+
+    // Learned from the old master, then answered from memory.
+    let kept = c.a().login(json!("kept")).await;
+    let untouched = c.a().login(json!("untouched")).await;
+    for replica in &c.replicas {
+        for pair in [&kept, &untouched] {
+            assert!(replica.accepts(&pair.access).await);
+        }
+        let hits = cache_metric(replica, "hits_total").await;
+        assert!(replica.accepts(&kept.access).await);
+        assert_eq!(
+            cache_metric(replica, "hits_total").await,
+            hits + 1.0,
+            "answered from memory"
+        );
+    }
+    d.replicate().await;
+
+    let accepted = eventually(Duration::from_secs(5), || async {
+        d.sentinel.failover(NAME).is_ok()
+    })
+    .await;
+    assert!(accepted, "SENTINEL FAILOVER refused:\n{}", d.sentinel.log());
+    let promoted = eventually(Duration::from_secs(10), || async {
+        is_master(&d.replica) && d.sentinel.master_port(NAME) == Some(d.replica.port())
+    })
+    .await;
+    assert!(promoted, "no promotion:\n{}", d.sentinel.log());
+
+    // Once a replica writes to the promoted node, its cache trusts nothing
+    // it learned from the old master: `untouched`, logged out there from
+    // the other replica, is refused at once.
+    for replica in &c.replicas {
+        let on_new_master = eventually(RECOVERS_WITHIN, || async {
+            let reply = replica
+                .post_json("/login", &json!({"user_id": "probe"}))
+                .await;
+            reply.status == 200 && has_session(&d.replica, &Pair::from_reply(&reply))
+        })
+        .await;
+        assert!(
+            on_new_master,
+            "replica {} not on the promoted node",
+            replica.addr
+        );
+    }
+    let reply = c.b().logout(&untouched.access).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let all: Vec<&Replica> = c.replicas.iter().collect();
+    refused_everywhere(&all, &untouched.access, INVALIDATION_BOUND).await;
+
+    // Each cache went down, and is up again on the promoted node; none is
+    // left on the old master, which (until Sentinel demotes it) still
+    // answers, but hears none of the new master's writes.
+    let moved = eventually(RECOVERS_WITHIN, || caches_up_on(c, &d.replica)).await;
+    assert!(
+        moved,
+        "the caches did not come back up on the promoted node"
+    );
+    for replica in &c.replicas {
+        assert!(cache_metric(replica, "channel_losses_total").await >= 1.0);
+    }
+    assert_eq!(
+        query_tracking_clients(&d.master),
+        Some(0),
+        "a tracking connection left on the old master"
+    );
+
+    // `kept` is learned anew, from the new master, and answered from memory.
+    for replica in &c.replicas {
+        let serving = eventually(RECOVERS_WITHIN, || async {
+            replica.authenticate(&kept.access).await.status == 200
+        })
+        .await;
+        assert!(serving, "a replicated session lost in the failover");
+        let hits = cache_metric(replica, "hits_total").await;
+        assert!(replica.accepts(&kept.access).await);
+        assert_eq!(cache_metric(replica, "hits_total").await, hits + 1.0);
+    }
+
+    // A logout on the new master reaches the other replica's cache, which
+    // learned `kept` there, within the bound.
+    let reply = c.b().logout(&kept.access).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let took = refused_everywhere(&all, &kept.access, INVALIDATION_BOUND).await;
+    eprintln!("a logout after the failover held everywhere within {took:?}");
 }

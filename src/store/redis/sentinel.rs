@@ -15,6 +15,13 @@
 //! the pool forget its connections from the request path (see
 //! `not_the_master` in the parent).
 //!
+//! The local cache's tracking connection (SPEC §10) goes to the master the
+//! same way, and learns of a failover from the same answers: the newest
+//! one is kept in a `watch` channel, and [`MasterWatch`] wakes whoever
+//! holds a connection to a master the sentinels no longer name — at the
+//! moment the watcher (or any new connection) hears of it, with no second
+//! watcher asking the sentinels.
+//!
 //! Sentinels can disagree for a moment after a failover: the ones that
 //! have not yet heard of it still name the old master. Each answer carries
 //! the configuration epoch it comes from, a failover raises it, and an
@@ -37,10 +44,11 @@ use std::time::Duration;
 use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{
     self, AsyncConnectionConfig, Client, ConnectionAddr, ErrorKind, IntoConnectionInfo,
-    RedisConnectionInfo, RedisError, RedisResult, Role,
+    ProtocolVersion, RedisConnectionInfo, RedisError, RedisResult, Role,
 };
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use tokio::sync::watch;
 
 use crate::config::{ConfigError, SentinelSettings};
 
@@ -86,8 +94,43 @@ pub struct Sentinels {
     config: AsyncConnectionConfig,
     /// Database and password on the master.
     redis: RedisConnectionInfo,
-    /// The answer of the newest configuration any sentinel gave.
-    newest: Mutex<Option<Answer>>,
+    /// The answer of the newest configuration any sentinel gave; a new
+    /// master's address wakes the receivers ([`MasterWatch`]).
+    newest: watch::Sender<Option<Answer>>,
+}
+
+/// Follows, for one connection, whether the sentinels still name the master
+/// it goes to.
+pub struct MasterWatch {
+    address: Address,
+    newest: watch::Receiver<Option<Answer>>,
+}
+
+impl MasterWatch {
+    /// Whether the newest answer seen names another master.
+    pub fn is_superseded(&self) -> bool {
+        !names(&self.newest.borrow(), &self.address)
+    }
+
+    /// Returns once the sentinels name another master (never if the
+    /// sentinels are gone with their store).
+    pub async fn superseded(&mut self) {
+        let address = &self.address;
+        if self
+            .newest
+            .wait_for(|newest| !names(newest, address))
+            .await
+            .is_err()
+        {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn names(newest: &Option<Answer>, address: &Address) -> bool {
+    newest
+        .as_ref()
+        .is_some_and(|newest| newest.address == *address)
 }
 
 impl Sentinels {
@@ -125,7 +168,7 @@ impl Sentinels {
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(timeout)),
             redis,
-            newest: Mutex::new(None),
+            newest: watch::Sender::new(None),
         })
     }
 
@@ -134,15 +177,16 @@ impl Sentinels {
     }
 
     /// A connection to the master the sentinels name, checked with `ROLE`,
-    /// and where it goes.
+    /// and where it goes; `protocol` RESP3 for one that receives pushes.
     pub async fn connect(
         &self,
         config: &AsyncConnectionConfig,
+        protocol: ProtocolVersion,
     ) -> RedisResult<(MultiplexedConnection, Address)> {
         let address = self.lookup().await?;
         let info = ConnectionAddr::Tcp(address.host.clone(), address.port)
             .into_connection_info()?
-            .set_redis_settings(self.redis.clone());
+            .set_redis_settings(self.redis.clone().set_protocol(protocol));
         let mut connection = Client::open(info)?
             .get_multiplexed_async_connection_with_config(config)
             .await?;
@@ -168,9 +212,16 @@ impl Sentinels {
 
     /// Whether `address` is the master of the newest configuration seen.
     pub fn is_newest(&self, address: &Address) -> bool {
-        lock(&self.newest)
-            .as_ref()
-            .is_some_and(|newest| newest.address == *address)
+        names(&self.newest.borrow(), address)
+    }
+
+    /// Follows whether the sentinels still name `address` (from now on: a
+    /// failover already noted shows in [`MasterWatch::is_superseded`]).
+    pub fn watch(&self, address: Address) -> MasterWatch {
+        MasterWatch {
+            address,
+            newest: self.newest.subscribe(),
+        }
     }
 
     /// The first answer not older than the newest seen.
@@ -210,13 +261,18 @@ impl Sentinels {
     }
 
     /// Keeps `answer` if its configuration is not older than the newest
-    /// seen; whether it was kept.
+    /// seen; whether it was kept. Another master's address wakes the
+    /// [`MasterWatch`]es.
     fn note(&self, answer: &Answer) -> bool {
-        let mut newest = lock(&self.newest);
-        let current = newest.as_ref().is_none_or(|n| n.epoch <= answer.epoch);
-        if current {
-            *newest = Some(answer.clone());
-        }
+        let mut current = false;
+        self.newest.send_if_modified(|newest| {
+            current = newest.as_ref().is_none_or(|n| n.epoch <= answer.epoch);
+            let moved = current && !names(newest, &answer.address);
+            if current {
+                *newest = Some(answer.clone());
+            }
+            moved
+        });
         current
     }
 
@@ -333,5 +389,38 @@ mod tests {
         assert!(!sentinels.note(&old), "a lagging sentinel");
         assert!(sentinels.is_newest(&new.address));
         assert!(!sentinels.is_newest(&old.address));
+    }
+
+    #[tokio::test]
+    async fn a_watch_wakes_when_another_master_is_named_and_only_then() {
+        let settings = SentinelSettings {
+            master: "m".into(),
+            nodes: vec!["127.0.0.1:1".into()],
+            ..SentinelSettings::default()
+        };
+        let sentinels = Sentinels::new(&settings, Duration::from_secs(1)).unwrap();
+        let answer = |host: &str, epoch| Answer {
+            address: Address {
+                host: host.into(),
+                port: 6379,
+            },
+            epoch,
+        };
+        assert!(sentinels.note(&answer("old", 1)));
+        let mut watch = sentinels.watch(answer("old", 1).address);
+        assert!(!watch.is_superseded());
+        // The same master again, or a lagging sentinel's older answer.
+        assert!(sentinels.note(&answer("old", 2)));
+        assert!(!sentinels.note(&answer("new", 0)));
+        let woke = tokio::time::timeout(Duration::from_millis(20), watch.superseded()).await;
+        assert!(woke.is_err(), "woken while its master is still named");
+        assert!(sentinels.note(&answer("new", 3)));
+        tokio::time::timeout(Duration::from_secs(1), watch.superseded())
+            .await
+            .expect("woken by the failover");
+        assert!(watch.is_superseded());
+        // A watch begun after the failover sees it at once.
+        let late = sentinels.watch(answer("old", 1).address);
+        assert!(late.is_superseded());
     }
 }

@@ -23,6 +23,15 @@
 //! With BCAST, tracking lives on the connection that receives the pushes
 //! (RESP3 delivers them in-band), so a lost connection is a lost channel: the
 //! caller sees `PushKind::Disconnection` and must forget everything.
+//!
+//! With `cache.sentinel` the connection goes where the pool's do: to the
+//! master the sentinels name, found by the same [`Sentinels`] and checked
+//! with `ROLE`. Once they name another master — the pool's watcher asks
+//! them every 250 ms — [`Tracking::superseded`] returns: the pushes of the
+//! old master say nothing of writes to the new one, so the caller must
+//! forget everything then too, and connect again.
+//!
+//! [`Sentinels`]: super::sentinel::Sentinels
 
 use std::sync::LazyLock;
 
@@ -34,8 +43,8 @@ use deadpool_redis::redis::{
 use tokio::sync::mpsc::UnboundedSender;
 use uuid::Uuid;
 
-use super::{KEY_PREFIX, RedisStore, Repeat, client, num, session_key};
-use crate::config::CacheSettings;
+use super::sentinel::MasterWatch;
+use super::{KEY_PREFIX, RedisStore, Repeat, Target, num, session_key};
 use crate::store::{Millis, StoreError};
 
 /// `CLIENT SETNAME` of the tracking connection (operators and tests find it
@@ -85,7 +94,7 @@ impl RedisStore {
     /// Restarts the idle clock of every `(sid, jti)` whose token is still
     /// current, in one pipeline of `authenticate.lua`; true for each touched.
     ///
-    /// Sent on `tracking` (the connection from [`tracking_connection`]) when
+    /// Sent on `tracking` (the connection from [`Self::tracking_connection`]) when
     /// given: its `NOLOOP` keeps Redis from invalidating the sender's own
     /// entries for its own touches. Else on a pooled connection.
     pub async fn touch_all(
@@ -128,49 +137,89 @@ impl RedisStore {
     }
 }
 
-/// A RESP3 connection named [`TRACKING_NAME`] on which Redis pushes an
-/// invalidation for every change to a session key to `pushes` (and the
-/// client a `Disconnection` when it closes).
-pub async fn tracking_connection(
-    cache: &CacheSettings,
-    pushes: UnboundedSender<PushInfo>,
-) -> Result<MultiplexedConnection, StoreError> {
-    let unavailable = |e: redis::RedisError| StoreError::Unavailable(e.to_string());
-    let base = client(cache).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    let info = base.get_connection_info().clone();
-    let resp3 = info
-        .redis_settings()
-        .clone()
-        .set_protocol(ProtocolVersion::RESP3);
-    let client = Client::open(info.set_redis_settings(resp3)).map_err(unavailable)?;
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(cache.timeout))
-        .set_response_timeout(Some(cache.timeout))
-        .set_push_sender(pushes);
-    let connect = async {
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        redis::cmd("CLIENT")
-            .arg("SETNAME")
-            .arg(TRACKING_NAME)
-            .query_async::<()>(&mut conn)
-            .await?;
-        redis::cmd("CLIENT")
-            .arg("TRACKING")
-            .arg("ON")
-            .arg("BCAST")
-            .arg("PREFIX")
-            .arg(KEY_PREFIX)
-            .arg("NOLOOP")
-            .query_async::<()>(&mut conn)
-            .await?;
-        Ok(conn)
-    };
-    tokio::time::timeout(cache.timeout, connect)
-        .await
-        .map_err(|_| StoreError::Timeout)?
-        .map_err(unavailable)
+/// The connection from [`RedisStore::tracking_connection`], and with
+/// Sentinel the master it goes to.
+pub struct Tracking {
+    pub connection: MultiplexedConnection,
+    master: Option<MasterWatch>,
+}
+
+impl Tracking {
+    /// Whether the sentinels already name another master than this
+    /// connection's (never with `cache.url`).
+    pub fn is_superseded(&self) -> bool {
+        self.master.as_ref().is_some_and(MasterWatch::is_superseded)
+    }
+
+    /// Returns once the sentinels name another master than this
+    /// connection's; never with `cache.url`.
+    pub async fn superseded(&mut self) {
+        match &mut self.master {
+            Some(master) => master.superseded().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl RedisStore {
+    /// A RESP3 connection named [`TRACKING_NAME`] on which Redis pushes an
+    /// invalidation for every change to a session key to `pushes` (and the
+    /// client a `Disconnection` when it closes): to `cache.url`, or to the
+    /// master the sentinels name.
+    pub async fn tracking_connection(
+        &self,
+        pushes: UnboundedSender<PushInfo>,
+    ) -> Result<Tracking, StoreError> {
+        let unavailable = |e: redis::RedisError| StoreError::Unavailable(e.to_string());
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_push_sender(pushes);
+        let connect = async {
+            let (mut conn, master) = match &self.pool.manager().target {
+                Target::Url(client) => {
+                    let info = client.get_connection_info().clone();
+                    let resp3 = info
+                        .redis_settings()
+                        .clone()
+                        .set_protocol(ProtocolVersion::RESP3);
+                    let conn = Client::open(info.set_redis_settings(resp3))?
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?;
+                    (conn, None)
+                }
+                Target::Sentinel(sentinels) => {
+                    // Failovers are noticed by the pool's watcher.
+                    self.follow_sentinels();
+                    let (conn, address) =
+                        sentinels.connect(&config, ProtocolVersion::RESP3).await?;
+                    (conn, Some(sentinels.watch(address)))
+                }
+            };
+            redis::cmd("CLIENT")
+                .arg("SETNAME")
+                .arg(TRACKING_NAME)
+                .query_async::<()>(&mut conn)
+                .await?;
+            redis::cmd("CLIENT")
+                .arg("TRACKING")
+                .arg("ON")
+                .arg("BCAST")
+                .arg("PREFIX")
+                .arg(KEY_PREFIX)
+                .arg("NOLOOP")
+                .query_async::<()>(&mut conn)
+                .await?;
+            Ok(Tracking {
+                connection: conn,
+                master,
+            })
+        };
+        tokio::time::timeout(self.timeout, connect)
+            .await
+            .map_err(|_| StoreError::Timeout)?
+            .map_err(unavailable)
+    }
 }
 
 /// The session a tracked key names, if it is one (`tg:s:<sid>`).
