@@ -40,8 +40,10 @@ fn generate() -> HeaderValue {
     static PREFIX: LazyLock<u64> = LazyLock::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let id = uuid::Uuid::from_u64_pair(*PREFIX, n);
+    let mut buffer = uuid::Uuid::encode_buffer();
     // 32 hex digits are always a valid header value.
-    HeaderValue::try_from(format!("{:016x}{n:016x}", *PREFIX))
+    HeaderValue::from_str(id.simple().encode_lower(&mut buffer))
         .unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
