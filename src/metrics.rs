@@ -235,31 +235,31 @@ impl Metrics {
 fn register_local_cache(registry: &mut Registry, cache: &LocalCache) -> CacheGauges {
     let sub = registry.sub_registry_with_prefix("local_cache");
     let counts = cache.counts();
-    sub.register(
-        "hits",
-        "Authenticates answered from memory",
-        counts.hits.clone(),
-    );
-    sub.register(
-        "lookups",
-        "Authenticates that asked Redis with the read-only look-up (peek.lua)",
-        counts.lookups.clone(),
-    );
-    sub.register(
-        "bypasses",
-        "Authenticates sent to Redis as without the cache: invalidation channel down, or max_entries reached",
-        counts.bypasses.clone(),
-    );
-    sub.register(
-        "invalidations",
-        "Invalidation pushes from Redis applied (a session changed, or a flush)",
-        counts.invalidations.clone(),
-    );
-    sub.register(
-        "channel_losses",
-        "Times the invalidation channel was lost (the cache was cleared and bypassed until it was back)",
-        counts.losses.clone(),
-    );
+    for (name, help, counter) in [
+        ("hits", "Authenticates answered from memory", &counts.hits),
+        (
+            "lookups",
+            "Authenticates that asked Redis with the read-only look-up (peek.lua)",
+            &counts.lookups,
+        ),
+        (
+            "bypasses",
+            "Authenticates sent to Redis as without the cache: invalidation channel down, or max_entries reached",
+            &counts.bypasses,
+        ),
+        (
+            "invalidations",
+            "Invalidation pushes from Redis applied (a session changed, or a flush)",
+            &counts.invalidations,
+        ),
+        (
+            "channel_losses",
+            "Times the invalidation channel was lost (the cache was cleared and bypassed until it was back)",
+            &counts.losses,
+        ),
+    ] {
+        sub.register(name, help, counter.clone());
+    }
     let gauges = CacheGauges {
         source: cache.gauges(),
         entries: Gauge::default(),

@@ -243,15 +243,10 @@ impl<S: SessionStore> Sessions<S> {
     /// only has its times checked again (see [`VerifiedTokens`]).
     fn verify(&self, token: &str, now: Millis) -> Result<Arc<AccessClaims>, SessionError> {
         let now = secs(now);
-        let Some(memo) = &self.verified else {
-            return self
-                .access
-                .verify(token, now)
-                .map(Arc::new)
-                .map_err(SessionError::InvalidToken);
-        };
-        let lookup = memo.get(token);
-        if let Some(claims) = &lookup.found {
+        let lookup = self.verified.as_ref().map(|memo| (memo, memo.get(token)));
+        if let Some((_, lookup)) = &lookup
+            && let Some(claims) = &lookup.found
+        {
             self.access
                 .check_times(claims, now)
                 .map_err(SessionError::InvalidToken)?;
@@ -262,7 +257,9 @@ impl<S: SessionStore> Sessions<S> {
                 .verify(token, now)
                 .map_err(SessionError::InvalidToken)?,
         );
-        memo.put(lookup, claims.clone());
+        if let Some((memo, lookup)) = lookup {
+            memo.put(lookup, claims.clone());
+        }
         Ok(claims)
     }
 

@@ -316,13 +316,7 @@ async fn failover_under_load(how: Failover) {
     let c = &d.cluster;
     let mut moved = Vec::new();
     for replica in &c.replicas {
-        let on_new_master = eventually(RECOVERS_WITHIN, || async {
-            let reply = replica
-                .post_json("/login", &json!({"user_id": "probe"}))
-                .await;
-            reply.status == 200 && has_session(&d.replica, &Pair::from_reply(&reply))
-        })
-        .await;
+        let on_new_master = writes_to(replica, &d.replica).await;
         assert!(
             on_new_master && promoted.elapsed() < RECOVERS_WITHIN,
             "replica {} still not on the promoted node {:?} after the promotion",
@@ -419,6 +413,18 @@ fn query<T: redis::FromRedisValue>(server: &RedisServer, cmd: &redis::Cmd) -> Op
 fn is_master(server: &RedisServer) -> bool {
     let role: Option<Vec<redis::Value>> = query(server, &redis::cmd("ROLE"));
     matches!(role.as_deref(), Some([redis::Value::BulkString(b), ..]) if b == b"master")
+}
+
+/// Whether `replica` comes to write to `node` within [`RECOVERS_WITHIN`]:
+/// a login through it is found there.
+async fn writes_to(replica: &Replica, node: &RedisServer) -> bool {
+    eventually(RECOVERS_WITHIN, || async {
+        let reply = replica
+            .post_json("/login", &json!({"user_id": "probe"}))
+            .await;
+        reply.status == 200 && has_session(node, &Pair::from_reply(&reply))
+    })
+    .await
 }
 
 fn has_session(server: &RedisServer, pair: &Pair) -> bool {
@@ -622,13 +628,7 @@ async fn the_local_cache_follows_a_failover_and_trusts_nothing_of_the_old_master
     // it learned from the old master: `untouched`, logged out there from
     // the other replica, is refused at once.
     for replica in &c.replicas {
-        let on_new_master = eventually(RECOVERS_WITHIN, || async {
-            let reply = replica
-                .post_json("/login", &json!({"user_id": "probe"}))
-                .await;
-            reply.status == 200 && has_session(&d.replica, &Pair::from_reply(&reply))
-        })
-        .await;
+        let on_new_master = writes_to(replica, &d.replica).await;
         assert!(
             on_new_master,
             "replica {} not on the promoted node",

@@ -366,21 +366,29 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_answer_older_than_the_newest_seen_is_not_kept() {
+    /// Sentinels of master `m` (never asked: the tests note answers).
+    fn sentinels() -> Sentinels {
         let settings = SentinelSettings {
             master: "m".into(),
             nodes: vec!["127.0.0.1:1".into()],
             ..SentinelSettings::default()
         };
-        let sentinels = Sentinels::new(&settings, Duration::from_secs(1)).unwrap();
-        let answer = |host: &str, epoch| Answer {
+        Sentinels::new(&settings, Duration::from_secs(1)).unwrap()
+    }
+
+    fn answer(host: &str, epoch: u64) -> Answer {
+        Answer {
             address: Address {
                 host: host.into(),
                 port: 6379,
             },
             epoch,
-        };
+        }
+    }
+
+    #[test]
+    fn an_answer_older_than_the_newest_seen_is_not_kept() {
+        let sentinels = sentinels();
         let (old, new) = (answer("old", 0), answer("new", 1));
         assert!(!sentinels.is_newest(&old.address), "nothing seen yet");
         assert!(sentinels.note(&old));
@@ -393,19 +401,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_watch_wakes_when_another_master_is_named_and_only_then() {
-        let settings = SentinelSettings {
-            master: "m".into(),
-            nodes: vec!["127.0.0.1:1".into()],
-            ..SentinelSettings::default()
-        };
-        let sentinels = Sentinels::new(&settings, Duration::from_secs(1)).unwrap();
-        let answer = |host: &str, epoch| Answer {
-            address: Address {
-                host: host.into(),
-                port: 6379,
-            },
-            epoch,
-        };
+        let sentinels = sentinels();
         assert!(sentinels.note(&answer("old", 1)));
         let mut watch = sentinels.watch(answer("old", 1).address);
         assert!(!watch.is_superseded());
