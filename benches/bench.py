@@ -346,11 +346,10 @@ class Cluster:
 
 class ExtraNginx:
     """An extra nginx beside the cluster's, for the cases that need another
-    front: generated from `conf` (the whole `http` block's contents, with
-    `{d}` the directory), started in `directory`, stopped by `down`. The
-    cluster's own nginx keeps serving its echo app (cluster.json's
-    app_port), so every front proxies to the same app and only what sits
-    between nginx and the app differs."""
+    front: its `http` block from one of the builders below, started in
+    `directory`, stopped by `down`. The cluster's own nginx keeps serving
+    its echo app (cluster.json's app_port), so the fronts that proxy to it
+    differ from the cluster's only in what sits between nginx and the app."""
 
     def __init__(self, directory: Path, workers: str, root_workers: bool = False):
         self.dir = directory
@@ -470,6 +469,8 @@ def bare_204_front(port: int) -> str:
             proxy_method HEAD;
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Original-Method $request_method;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }}
