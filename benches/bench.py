@@ -724,21 +724,24 @@ class Bench:
         try:
             port = front.up(http_block, ready_path)
             self.extra_pids = [front.proc.pid]
-            once = self.expect_2xx(port, "/app/", headers=dict(h.split(": ", 1) for h in headers))
-            # Twice: with the cache on, the first fills it and the second is answered from it.
+            auth = dict(h.split(": ", 1) for h in headers)
             self.measure(case, f"http://127.0.0.1:{port}/app/", "get.lua", headers,
-                         check=lambda: (once(), once()), **measure)
+                         check=self.expect_2xx(port, "/app/", headers=auth, times=2), **measure)
         finally:
             self.extra_pids = []
             front.down()
 
     @staticmethod
-    def expect_2xx(port: int, path: str, method: str = "GET", headers=None):
+    def expect_2xx(port: int, path: str, method: str = "GET", headers=None, times: int = 1):
+        """A pre-check: the request answered 2xx, `times` times in a row
+        (twice with the cache on: the first fills it, the second is
+        answered from it)."""
         def check():
-            status, body, conn = http_request(port, method, path, headers)
-            conn.close()
-            if not 200 <= status < 300:
-                raise BenchError(f"{method} {path} on :{port} answered {status}: {body[:200]!r}")
+            for _ in range(times):
+                status, body, conn = http_request(port, method, path, headers)
+                conn.close()
+                if not 200 <= status < 300:
+                    raise BenchError(f"{method} {path} on :{port} answered {status}: {body[:200]!r}")
         return check
 
     def start_cluster(self, replicas: int, name: str, config: str | None = None,
@@ -1256,14 +1259,7 @@ class Bench:
         hdr = {"Authorization": f"Bearer {token}"}
 
         def check_2xx(p, path):
-            def check():
-                # Twice: the first fills the cache, the second is answered from it.
-                for _ in range(2):
-                    status, body, conn = http_request(p, "GET", path, hdr)
-                    conn.close()
-                    if not 200 <= status < 300:
-                        raise BenchError(f"GET {path} on :{p} answered {status}: {body[:200]!r}")
-            return check
+            return self.expect_2xx(p, path, headers=hdr, times=2)
 
         if want("authenticate_cached"):
             self.measure("authenticate_cached", f"http://127.0.0.1:{port}/authenticate", "get.lua",
