@@ -79,7 +79,9 @@ mod tests {
     fn admin(settings: &AdminSettings) -> Admin {
         let verifier = Arc::new(Verifier::per_core(8, Duration::from_secs(5)));
         let throttle = Throttle {
-            max_failures: 2,
+            per_pair: 2,
+            per_address: 100,
+            per_identity: 0,
             window: 60_000,
         };
         Admin::new(settings, verifier, throttle).unwrap()

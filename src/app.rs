@@ -125,10 +125,7 @@ impl App {
         let refresh = RefreshTokens::new(&secret);
         let limits = &settings.throttle;
         let verifier = Arc::new(Verifier::per_core(limits.hash_queue, limits.hash_wait));
-        let throttle = Throttle {
-            max_failures: limits.max_failures,
-            window: crate::store::millis(limits.window),
-        };
+        let throttle = Throttle::for_clients(limits);
         let login = settings.login.clients.iter().map(|c| {
             let credential = match &c.secret_file {
                 Some(_) => Credential::Secret(c.secret.expose().as_bytes()),
@@ -151,8 +148,13 @@ impl App {
         let database = Database::open(&settings.database)
             .map_err(|e| BuildError(format!("database.url: {e}")))?;
         let events_wake = Arc::new(Notify::new());
-        let users = Users::new(&settings.users, verifier.clone(), events_wake.clone())
-            .map_err(BuildError)?;
+        let users = Users::new(
+            &settings.users,
+            Throttle::for_users(&settings.users, limits),
+            verifier.clone(),
+            events_wake.clone(),
+        )
+        .map_err(BuildError)?;
         let admin = Admin::new(&settings.admin, verifier.clone(), throttle)
             .map_err(|e| BuildError(format!("admin: {e}")))?;
         let relay = RelayStatus::new(match store {

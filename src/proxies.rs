@@ -6,8 +6,17 @@
 //! header, so it is believed only when the peer is a listed proxy, and then
 //! read from the right: the first address that is not itself a trusted
 //! proxy is the client (RFC 7239 §5.2's reasoning for `Forwarded`).
+//!
+//! A deployment behind a proxy that forgot `trusted_proxies` counts every
+//! client as the proxy: one address that anyone's failures lock for all.
+//! The first `X-Forwarded-For` from a peer we do not trust says so in the
+//! log, once per process.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether the untrusted-`X-Forwarded-For` warning was logged.
+static WARNED_UNTRUSTED: AtomicBool = AtomicBool::new(false);
 
 /// The peer of a connection, put into each request's extensions by the
 /// server.
@@ -52,10 +61,20 @@ impl TrustedProxies {
         forwarded_for: impl Iterator<Item = &'a [u8]>,
     ) -> IpAddr {
         let peer = canonical(peer);
+        let mut hops = forwarded_for.peekable();
         if !self.trusts(peer) {
+            if hops.peek().is_some() && !WARNED_UNTRUSTED.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    %peer,
+                    "a request carries X-Forwarded-For from a peer not in server.trusted_proxies: \
+                     it is ignored and the peer counts as the client, so every client behind \
+                     that proxy shares one address for throttling; list the proxy in \
+                     server.trusted_proxies if it is yours"
+                );
+            }
             return peer;
         }
-        let hops: Vec<&'a [u8]> = forwarded_for.collect();
+        let hops: Vec<&'a [u8]> = hops.collect();
         let mut client = peer;
         for hop in hops
             .iter()

@@ -127,7 +127,9 @@ mod tests {
 
     fn throttle() -> Throttle {
         Throttle {
-            max_failures: 0,
+            per_pair: 0,
+            per_address: 0,
+            per_identity: 0,
             window: 60_000,
         }
     }

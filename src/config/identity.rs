@@ -60,9 +60,13 @@ pub struct UserSettings {
     /// Shortest password in characters (NIST SP 800-63B); the longest is
     /// [`MAX_PASSWORD_BYTES`].
     pub password_min: usize,
-    /// Failed password logins per account and per address within
-    /// `failure_window` before `429`; 0 = no limit.
+    /// Failed password logins of one account from one address within
+    /// `failure_window` before that pair gets `429`; 0 = no limit.
     pub max_failures: u32,
+    /// Failed password logins of one account from every address together
+    /// within `failure_window` before the account gets `429` (NIST SP
+    /// 800-63B's ceiling); 0 = no limit.
+    pub max_failures_per_account: u32,
     #[serde(deserialize_with = "duration")]
     pub failure_window: Duration,
 }
@@ -76,6 +80,7 @@ impl Default for UserSettings {
             registration: Registration::Open,
             password_min: 8,
             max_failures: 5,
+            max_failures_per_account: 100,
             failure_window: Duration::from_secs(5 * 60),
         }
     }

@@ -483,9 +483,13 @@ pub struct OAuthClient {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ThrottleSettings {
-    /// Failed credential checks per client id and per address within
-    /// `window` before `429`; 0 = no limit.
+    /// Failed credential checks of one client id (or the admin token) from
+    /// one address within `window` before that pair gets `429`; 0 = no limit.
     pub max_failures: u32,
+    /// Failed credential checks from one address, whatever the id (user
+    /// passwords included, within `users.failure_window`), before the
+    /// address gets `429`; 0 = no limit.
+    pub max_failures_per_address: u32,
     #[serde(deserialize_with = "duration")]
     pub window: Duration,
     /// argon2 verifications that may wait for a core; beyond, `503` at once.
@@ -499,6 +503,7 @@ impl Default for ThrottleSettings {
     fn default() -> Self {
         Self {
             max_failures: 10,
+            max_failures_per_address: 100,
             window: Duration::from_secs(5 * 60),
             hash_queue: 64,
             hash_wait: Duration::from_secs(1),
@@ -961,7 +966,10 @@ mod tests {
         assert_eq!(s.users.registration, Registration::Open);
         assert_eq!(s.users.password_min, 8);
         assert_eq!(s.users.max_failures, 5);
+        assert_eq!(s.users.max_failures_per_account, 100);
         assert_eq!(s.users.failure_window, Duration::from_secs(300));
+        assert_eq!(s.throttle.max_failures, 10);
+        assert_eq!(s.throttle.max_failures_per_address, 100);
         assert_eq!(s.events.stream, "tg:events");
         assert_eq!(s.grpc.port, 9090);
     }
@@ -985,7 +993,16 @@ mod tests {
         assert_eq!(s.users.registration, d.users.registration);
         assert_eq!(s.users.password_min, d.users.password_min);
         assert_eq!(s.users.max_failures, d.users.max_failures);
+        assert_eq!(
+            s.users.max_failures_per_account,
+            d.users.max_failures_per_account
+        );
         assert_eq!(s.users.failure_window, d.users.failure_window);
+        assert_eq!(s.throttle.max_failures, d.throttle.max_failures);
+        assert_eq!(
+            s.throttle.max_failures_per_address,
+            d.throttle.max_failures_per_address
+        );
         assert_eq!(s.events.stream, d.events.stream);
         assert_eq!(s.events.max_len, d.events.max_len);
         assert_eq!(s.events.relay_interval, d.events.relay_interval);

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::rotation::{self, Current, Verdict};
 use super::{
-    Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome, SessionInfo,
+    Counter, Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome, SessionInfo,
     SessionStore, StoreError, Subject, Successor, Timing,
 };
 use crate::api_tokens::{CacheEntry, CacheLookup, TokenHash};
@@ -305,34 +305,35 @@ impl SessionStore for MemoryStore {
 
     async fn failures_over(
         &self,
-        keys: &[String],
-        limit: u32,
+        counters: &[Counter],
         now: Millis,
     ) -> Result<Option<Millis>, StoreError> {
         let sessions = self.lock();
-        Ok(keys
+        Ok(counters
             .iter()
-            .filter_map(|key| sessions.failures.get(key))
-            .filter(|(count, end)| *count >= limit && *end > now)
-            .map(|(_, end)| end - now)
+            .filter_map(|c| Some((c.limit, sessions.failures.get(&c.key)?)))
+            .filter(|(limit, (count, end))| count >= limit && *end > now)
+            .map(|(_, (_, end))| end - now)
             .max())
     }
 
     async fn record_failure(
         &self,
-        keys: &[String],
-        limit: u32,
+        counters: &[Counter],
         window: Millis,
         now: Millis,
     ) -> Result<(), StoreError> {
         let mut sessions = self.lock();
-        for key in keys {
-            let (count, end) = sessions.failures.entry(key.clone()).or_insert((0, 0));
+        for counter in counters {
+            let (count, end) = sessions
+                .failures
+                .entry(counter.key.clone())
+                .or_insert((0, 0));
             if *end <= now {
                 *count = 0;
             }
             *count = count.saturating_add(1);
-            if *count == 1 || *count >= limit {
+            if *count == 1 || *count >= counter.limit {
                 *end = now + window;
             }
         }

@@ -164,6 +164,14 @@ pub struct SessionInfo {
     pub last_active: Millis,
 }
 
+/// A failed-credential counter and the count at which it closes (see
+/// [`crate::throttle`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counter {
+    pub key: String,
+    pub limit: u32,
+}
+
 /// The store's verdict on ending a session for its owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Revocation {
@@ -237,21 +245,19 @@ pub trait SessionStore {
         now: Millis,
     ) -> Result<Option<Millis>, StoreError>;
 
-    /// If any of the failure counters `keys` has reached `limit`, how long
-    /// until it may try again (checked before any argon2 work).
+    /// If any of `counters` has reached its limit, how long until it may
+    /// try again (checked before any argon2 work).
     async fn failures_over(
         &self,
-        keys: &[String],
-        limit: u32,
+        counters: &[Counter],
         now: Millis,
     ) -> Result<Option<Millis>, StoreError>;
 
-    /// Counts one failed credential check on each of `keys` (see
+    /// Counts one failed credential check on each of `counters` (see
     /// [`crate::throttle`] for the window rule).
     async fn record_failure(
         &self,
-        keys: &[String],
-        limit: u32,
+        counters: &[Counter],
         window: Millis,
         now: Millis,
     ) -> Result<(), StoreError>;
@@ -367,21 +373,19 @@ impl SessionStore for Store {
 
     async fn failures_over(
         &self,
-        keys: &[String],
-        limit: u32,
+        counters: &[Counter],
         now: Millis,
     ) -> Result<Option<Millis>, StoreError> {
-        dispatch!(self, s => s.failures_over(keys, limit, now))
+        dispatch!(self, s => s.failures_over(counters, now))
     }
 
     async fn record_failure(
         &self,
-        keys: &[String],
-        limit: u32,
+        counters: &[Counter],
         window: Millis,
         now: Millis,
     ) -> Result<(), StoreError> {
-        dispatch!(self, s => s.record_failure(keys, limit, window, now))
+        dispatch!(self, s => s.record_failure(counters, window, now))
     }
 
     async fn api_token_lookup(

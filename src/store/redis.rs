@@ -7,8 +7,8 @@
 //! (ms), `q` the current access token's scope (after a rotation), and for
 //! OAuth clients `c` client id and `p` granted scope. Short field names and raw bytes keep the hash in
 //! Redis's compact listpack encoding. Rate-limit windows are `tg:rl:<client>`,
-//! failed credential checks `tg:fail:<kind>:a:<address>` and
-//! `tg:fail:<kind>:c:<client>`, the API-token cache `tg:at:<sha256 hex>`
+//! failed credential checks `tg:fail:<kind>:a:<address>`,
+//! `tg:fail:<kind>:p:<address>:<id>` and `tg:fail:<kind>:c:<id>`, the API-token cache `tg:at:<sha256 hex>`
 //! (see `scripts/api_token.lua`), and each user's index of sessions
 //! `tg:u:<sub>` (a sorted set of sids by the end of their refresh lifetime;
 //! `scripts/sessions.lua` and `logout_all.lua` read it).
@@ -58,7 +58,7 @@ use deadpool_redis::redis::{
 use uuid::Uuid;
 
 use super::{
-    Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome, SessionInfo,
+    Counter, Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome, SessionInfo,
     SessionStore, StoreError, Subject, Successor, Timing,
 };
 use crate::api_tokens::{CacheEntry, CacheLookup, CachedToken, TokenHash};
@@ -513,10 +513,17 @@ fn api_token_key(hash: &TokenHash) -> String {
     format!("{API_TOKEN_PREFIX}{}", hash.hex())
 }
 
-fn failure_keys(keys: &[String]) -> Vec<String> {
-    keys.iter()
-        .map(|k| format!("{FAILURE_PREFIX}{k}"))
-        .collect()
+/// The counters' keys, and their limits as script arguments in the same order.
+fn failure_counters(counters: &[Counter]) -> (Vec<String>, Vec<Vec<u8>>) {
+    counters
+        .iter()
+        .map(|c| {
+            (
+                format!("{FAILURE_PREFIX}{}", c.key),
+                num(u64::from(c.limit)),
+            )
+        })
+        .unzip()
 }
 
 fn num(n: u64) -> Vec<u8> {
@@ -670,12 +677,10 @@ impl SessionStore for RedisStore {
 
     async fn failures_over(
         &self,
-        keys: &[String],
-        limit: u32,
+        counters: &[Counter],
         _now: Millis,
     ) -> Result<Option<Millis>, StoreError> {
-        let keys = failure_keys(keys);
-        let args = [num(u64::from(limit))];
+        let (keys, args) = failure_counters(counters);
         let left: i64 = self
             .eval_keys(Repeat::Safe, &self.failures, &keys, &args)
             .await?;
@@ -684,13 +689,12 @@ impl SessionStore for RedisStore {
 
     async fn record_failure(
         &self,
-        keys: &[String],
-        limit: u32,
+        counters: &[Counter],
         window: Millis,
         _now: Millis,
     ) -> Result<(), StoreError> {
-        let keys = failure_keys(keys);
-        let args = [num(u64::from(limit)), num(window)];
+        let (keys, mut args) = failure_counters(counters);
+        args.push(num(window));
         // Counting twice would punish the caller for our failure.
         let _: i64 = self
             .eval_keys(Repeat::Unsafe, &self.fail, &keys, &args)

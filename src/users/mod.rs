@@ -8,11 +8,12 @@
 //! the same parameters, so it costs what a wrong password costs and the two
 //! answers cannot be told apart, in content or in time.
 //!
-//! Failed logins are counted in the session store, shared by replicas, per
-//! client address and per account (the key is a hash of the normalized
-//! email, counted whether or not the account exists: a `429` that only real
-//! accounts earned would tell which emails are registered). The check runs
-//! before any hashing.
+//! Failed logins are counted in the session store, shared by replicas (see
+//! [`crate::throttle`]): per account from one address, per address, and per
+//! account from everywhere (a ceiling only a distributed attack reaches).
+//! The account's key is a hash of the normalized email, counted whether or
+//! not the account exists: a `429` that only real accounts earned would
+//! tell which emails are registered. The check runs before any hashing.
 
 pub mod rules;
 
@@ -27,7 +28,7 @@ use uuid::Uuid;
 use crate::clients::{Attempt, parse_secret_hash};
 use crate::config::{Registration, UserSettings};
 use crate::db::{DbError, DurableStore, NewUser, OutboxEvent};
-use crate::store::{Millis, SessionStore, StoreError, millis};
+use crate::store::{Millis, SessionStore, StoreError};
 use crate::throttle::{Throttle, ThrottleError};
 use crate::verifier::{Verifier, VerifyError};
 
@@ -93,6 +94,7 @@ pub struct Users {
 impl Users {
     pub fn new(
         settings: &UserSettings,
+        throttle: Throttle,
         verifier: Arc<Verifier>,
         events: Arc<Notify>,
     ) -> Result<Self, String> {
@@ -101,10 +103,7 @@ impl Users {
             registration: settings.registration,
             password_min: settings.password_min,
             verifier,
-            throttle: Throttle {
-                max_failures: settings.max_failures,
-                window: millis(settings.failure_window),
-            },
+            throttle,
             dummy,
             events,
         })
@@ -151,8 +150,10 @@ impl Users {
         // unknown one, counted by address only.
         let email = rules::normalize_email(email).ok();
         let account = email.as_deref().map(account_key);
-        let keys = self.throttle.keys("user", account.as_deref(), attempt.addr);
-        self.throttle.check(store, &keys, attempt.now).await?;
+        let counters = self
+            .throttle
+            .counters("user", account.as_deref(), attempt.addr);
+        self.throttle.check(store, &counters, attempt.now).await?;
         let found = match &email {
             Some(email) => db.user_by_email(email).await?,
             None => None,
@@ -172,7 +173,7 @@ impl Users {
         match (found, email) {
             (Some(user), Some(email)) if verified => Ok(Account { id: user.id, email }),
             _ => {
-                self.throttle.fail(store, &keys, attempt.now).await?;
+                self.throttle.fail(store, &counters, attempt.now).await?;
                 Err(UserError::InvalidCredentials)
             }
         }

@@ -8,13 +8,17 @@ use crate::store::memory::MemoryStore;
 
 const T0: Millis = 1_800_000_000_000;
 
-fn users_with(max_failures: u32) -> Users {
+/// Users with `per_pair` failures allowed per account and address, and
+/// `per_account` in all.
+fn users_with(per_pair: u32, per_account: u32) -> Users {
     let settings = UserSettings {
-        max_failures,
+        max_failures: per_pair,
+        max_failures_per_account: per_account,
         ..UserSettings::default()
     };
+    let throttle = Throttle::for_users(&settings, &Default::default());
     let verifier = Arc::new(Verifier::new(2, 16, std::time::Duration::from_secs(10)));
-    Users::new(&settings, verifier, Arc::new(Notify::new())).unwrap()
+    Users::new(&settings, throttle, verifier, Arc::new(Notify::new())).unwrap()
 }
 
 fn sessions() -> MemoryStore {
@@ -43,7 +47,7 @@ fn db_with_alice(id: Uuid, password: &str) -> MockDurableStore {
 
 #[tokio::test]
 async fn registration_stores_a_normalized_email_a_hash_and_its_event() {
-    let users = users_with(5);
+    let users = users_with(5, 100);
     let written = Arc::new(Mutex::new(None));
     let mut db = MockDurableStore::new();
     let sink = written.clone();
@@ -77,7 +81,7 @@ async fn registration_stores_a_normalized_email_a_hash_and_its_event() {
 
 #[tokio::test]
 async fn refused_registrations_write_nothing_and_hash_nothing() {
-    let users = users_with(5);
+    let users = users_with(5, 100);
     let mut db = MockDurableStore::new();
     db.expect_create_user().never();
     for (email, password) in [
@@ -105,7 +109,7 @@ async fn refused_registrations_write_nothing_and_hash_nothing() {
 
 #[tokio::test]
 async fn a_taken_email_is_email_taken() {
-    let users = users_with(5);
+    let users = users_with(5, 100);
     let mut db = MockDurableStore::new();
     db.expect_create_user()
         .returning(|_, _| Err(DbError::EmailTaken));
@@ -119,7 +123,7 @@ async fn a_taken_email_is_email_taken() {
 
 #[tokio::test]
 async fn the_right_password_logs_in_with_any_case_of_the_email() {
-    let (users, store) = (users_with(5), sessions());
+    let (users, store) = (users_with(5, 100), sessions());
     let id = Uuid::new_v4();
     let db = db_with_alice(id, "correct horse");
     let got = users
@@ -138,7 +142,7 @@ async fn the_right_password_logs_in_with_any_case_of_the_email() {
 
 #[tokio::test]
 async fn unknown_email_and_wrong_password_cost_the_same_and_answer_the_same() {
-    let (users, store) = (users_with(5), sessions());
+    let (users, store) = (users_with(5, 100), sessions());
     let db = db_with_alice(Uuid::new_v4(), "correct horse");
     for email in ["alice@example.com", "nobody@example.com", "not an email"] {
         let before = users.verifier.runs().get();
@@ -158,8 +162,8 @@ async fn unknown_email_and_wrong_password_cost_the_same_and_answer_the_same() {
 }
 
 #[tokio::test]
-async fn failures_close_the_account_without_hashing_or_reading_the_database() {
-    let (users, store) = (users_with(3), sessions());
+async fn a_distributed_attack_closes_the_account_without_hashing_or_reading_the_database() {
+    let (users, store) = (users_with(5, 3), sessions());
     let id = Uuid::new_v4();
     let db = db_with_alice(id, "correct horse");
     for i in 0..3 {
@@ -186,9 +190,55 @@ async fn failures_close_the_account_without_hashing_or_reading_the_database() {
 }
 
 #[tokio::test]
+async fn guesses_lock_out_their_own_address_only() {
+    let (users, store) = (users_with(2, 100), sessions());
+    let id = Uuid::new_v4();
+    let db = db_with_alice(id, "correct horse");
+    let nat = "192.0.2.1";
+    for _ in 0..2 {
+        let _ = users
+            .login(&db, &store, "alice@example.com", "guess", from(nat))
+            .await;
+    }
+    assert!(matches!(
+        users
+            .login(&db, &store, "alice@example.com", "correct horse", from(nat))
+            .await,
+        Err(UserError::Throttled(_))
+    ));
+    let elsewhere = users
+        .login(
+            &db,
+            &store,
+            "alice@example.com",
+            "correct horse",
+            from("192.0.2.2"),
+        )
+        .await;
+    assert_eq!(elsewhere.unwrap().id, id);
+}
+
+#[tokio::test]
+async fn made_up_emails_from_a_shared_address_never_lock_out_a_real_user_there() {
+    let (users, store) = (users_with(5, 100), sessions());
+    let id = Uuid::new_v4();
+    let db = db_with_alice(id, "correct horse");
+    let nat = "192.0.2.1";
+    for i in 0..20 {
+        let email = format!("nobody{i}@example.com");
+        let refused = users.login(&db, &store, &email, "guess", from(nat)).await;
+        assert!(matches!(refused, Err(UserError::InvalidCredentials)));
+    }
+    let alice = users
+        .login(&db, &store, "alice@example.com", "correct horse", from(nat))
+        .await;
+    assert_eq!(alice.unwrap().id, id);
+}
+
+#[tokio::test]
 async fn unknown_accounts_are_counted_too() {
     // A 429 that only real accounts earned would tell which emails exist.
-    let (users, store) = (users_with(2), sessions());
+    let (users, store) = (users_with(5, 2), sessions());
     let db = db_with_alice(Uuid::new_v4(), "correct horse");
     for (email, addr) in [
         ("ghost@example.com", "192.0.2.1"),
@@ -206,7 +256,7 @@ async fn unknown_accounts_are_counted_too() {
 
 #[tokio::test]
 async fn an_unreachable_database_is_unavailable_not_a_refusal() {
-    let (users, store) = (users_with(5), sessions());
+    let (users, store) = (users_with(5, 100), sessions());
     let mut db = MockDurableStore::new();
     db.expect_user_by_email()
         .with(eq("alice@example.com"))

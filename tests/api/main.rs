@@ -18,6 +18,7 @@ mod grpc_interop;
 mod interop;
 mod keys;
 mod local_cache;
+mod lockout;
 mod oauth;
 mod process;
 mod redis_costs;

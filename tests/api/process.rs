@@ -367,6 +367,32 @@ async fn login_clients_authenticate_with_basic_and_hashed_secrets() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Behind a proxy that is not in `server.trusted_proxies`, every client
+/// counts as the proxy: the first `X-Forwarded-For` from such a peer says
+/// so in the log, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_from_an_untrusted_peer_is_warned_about_once() {
+    let mut p = Process::start(&[]);
+    p.ready().await;
+    for n in 0..3 {
+        let login = request(Method::POST, "/login")
+            .header("content-type", "application/json")
+            .header("x-forwarded-for", format!("203.0.113.{n}"))
+            .body(json_body(
+                &json!({"email": "x@example.com", "password": "wrong password"}),
+            ))
+            .unwrap();
+        assert_eq!(p.send(login).await.status, 401);
+    }
+    assert!(p.terminate().success());
+    let log = p.output();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("X-Forwarded-For") && l.contains("server.trusted_proxies"))
+        .count();
+    assert_eq!(warnings, 1, "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_never_contain_tokens_or_secrets() {
     let mut p = Process::start(&[

@@ -1,7 +1,7 @@
 //! A minimal HTTP/1.1 client for tests: one connection per request, so each
 //! request may land on whichever replica the test picks.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -68,6 +68,24 @@ where
 {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     exchange(stream, &addr.to_string(), request).await
+}
+
+/// [`send`] from the local address `from` (any of 127/8 on loopback), so
+/// that the server sees another client address.
+pub async fn send_from<B>(from: IpAddr, addr: SocketAddr, request: Request<B>) -> Reply
+where
+    B: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+{
+    let exchanged = async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(from, 0))?;
+        let stream = socket.connect(addr).await?;
+        exchange(stream, &addr.to_string(), request).await
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchanged)
+        .await
+        .expect("no reply within 10s")
+        .expect("request failed")
 }
 
 /// [`send`] over a Unix socket.
