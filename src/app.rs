@@ -6,6 +6,7 @@
 use bytes::Bytes;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -37,6 +38,13 @@ use crate::verifier::Verifier;
 pub struct App {
     pub sessions: Sessions<Store>,
     pub login_clients: ClientSecrets<()>,
+    /// `login.open` as configured, for [`App::load_clients`].
+    open_login_setting: bool,
+    /// `/login {"user_id"}` may start open: set at start-up when there is no
+    /// login client (with `login.open`, or the embedded store). It stays
+    /// open only until a login client first appears; removing clients
+    /// closes `/login`, never opens it (SPEC §11).
+    login_open: AtomicBool,
     pub oauth_clients: OAuthClients,
     /// How often the clients kept in the database are re-read.
     clients_refresh: Duration,
@@ -70,6 +78,20 @@ pub struct App {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct BuildError(String);
+
+/// Why a built app cannot start serving.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database.url: {0}")]
+    Clients(#[from] LoadError),
+    #[error(
+        "login.clients: required with Redis (cache.url or cache.sentinel), and the database \
+         has none either: without trusted clients anyone who reaches /login gets a session as \
+         any user (set login.clients, add one with `tokengate client add ID --kind login`, or \
+         set login.open: true behind a network that already authenticates callers)"
+    )]
+    NoLoginClients,
+}
 
 impl App {
     /// Builds the app with the store the settings ask for: Redis when
@@ -172,6 +194,8 @@ impl App {
         Ok(Self {
             sessions,
             login_clients,
+            open_login_setting: settings.login.open,
+            login_open: AtomicBool::new(false),
             oauth_clients,
             clients_refresh: settings.database.clients_refresh,
             database,
@@ -199,16 +223,39 @@ impl App {
     }
 
     /// Reads the clients kept in the database, before serving (the
-    /// background task re-reads them every `database.clients_refresh`).
-    pub async fn load_clients(&self) -> Result<(), LoadError> {
+    /// background task re-reads them every `database.clients_refresh`), and
+    /// decides whether `/login {"user_id"}` starts open: only without any
+    /// login client, in `config.yml` or the database, and then only with
+    /// `login.open` or the embedded store (development). With Redis and no
+    /// login client anywhere, start-up stops.
+    pub async fn load_clients(&self) -> Result<(), StartError> {
         stored::load(&self.database, &self.login_clients, &self.oauth_clients).await?;
-        if self.login_clients.is_empty() {
+        if self.login_clients.ever_had_clients() {
+            return Ok(());
+        }
+        if self.open_login_setting {
+            tracing::warn!(
+                "login.open is true and there is no login client: /login {{\"user_id\"}} gives \
+                 anyone who reaches it a session as any user; only behind a network that \
+                 already authenticates its callers"
+            );
+        } else if matches!(self.sessions.store(), Store::Memory(_)) {
             tracing::warn!(
                 "login.clients is empty and the database has no login clients: /login is \
                  open to anyone who can reach it; configure trusted clients before exposing it"
             );
+        } else {
+            return Err(StartError::NoLoginClients);
         }
+        self.login_open.store(true, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Whether `/login {"user_id"}` is taken without client credentials:
+    /// open from start-up until the first login client appears, then closed
+    /// for good.
+    pub fn login_is_open(&self) -> bool {
+        self.login_open.load(Ordering::Relaxed) && !self.login_clients.ever_had_clients()
     }
 
     /// What every replica runs beside serving, until dropped: the refresh

@@ -83,9 +83,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
     app.migrate()
         .await
         .map_err(|e| format!("database.url: cannot apply migrations: {e}"))?;
-    app.load_clients()
-        .await
-        .map_err(|e| format!("database.url: {e}"))?;
+    app.load_clients().await.map_err(|e| e.to_string())?;
     let address = (settings.server.host.as_str(), settings.server.port);
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
         format!(

@@ -28,6 +28,7 @@ pub mod stored;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use argon2::password_hash::phc::PasswordHash;
@@ -161,6 +162,9 @@ pub struct ClientSecrets<P> {
     /// From `config.yml`, fixed at start-up; they win over stored ones.
     configured: Vec<Arc<Client<P>>>,
     current: RwLock<Arc<ClientSet<P>>>,
+    /// Whether any client, configured or stored, has been known since
+    /// start-up (see [`ClientSecrets::ever_had_clients`]).
+    had_clients: AtomicBool,
     /// Stored ids already warned about (shadowed by `config.yml`, or with an
     /// unreadable hash), so that a refresh does not warn again.
     warned: Mutex<HashSet<String>>,
@@ -228,6 +232,7 @@ impl<P: Policy> ClientSecrets<P> {
         Ok(Self {
             kind,
             label,
+            had_clients: AtomicBool::new(!configured.is_empty()),
             configured,
             current: RwLock::new(Arc::new(ClientSet { clients, dummy })),
             warned: Mutex::default(),
@@ -240,6 +245,12 @@ impl<P: Policy> ClientSecrets<P> {
     /// No client at all, configured or stored (as last read).
     pub fn is_empty(&self) -> bool {
         self.snapshot().clients.is_empty()
+    }
+
+    /// Whether a client was ever known since start-up, even if all are gone
+    /// now: what stays closed once closed is decided from this.
+    pub fn ever_had_clients(&self) -> bool {
+        self.had_clients.load(Ordering::Relaxed)
     }
 
     /// The policies of every client, configured and stored.
@@ -393,6 +404,9 @@ impl<P: Policy> ClientSecrets<P> {
         }
         for id in old.clients.keys().filter(|id| !clients.contains_key(*id)) {
             tracing::info!(kind = self.label, %id, "client from the database removed");
+        }
+        if !clients.is_empty() {
+            self.had_clients.store(true, Ordering::Relaxed);
         }
         *self.current.write().unwrap_or_else(|e| e.into_inner()) =
             Arc::new(ClientSet { clients, dummy });

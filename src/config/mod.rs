@@ -709,14 +709,6 @@ impl Settings {
             ));
         }
         self.validate_keys()?;
-        if self.uses_redis() && self.login.clients.is_empty() && !self.login.open {
-            return Err(ConfigError::new(
-                "login.clients",
-                "required with Redis (cache.url or cache.sentinel): without trusted clients anyone who reaches /login \
-                 gets a session as any user (set login.clients, or login.open: true behind a \
-                 network that already authenticates callers)",
-            ));
-        }
         // A client given by secret_file gets its hash at start-up (clients.rs).
         let login = self
             .login
@@ -1120,24 +1112,6 @@ mod tests {
         let e = load("cache:\n  url: redis://127.0.0.1:6379\n", &[]).unwrap_err();
         assert_eq!(e.key, "auth.secret");
         assert!(e.message.contains("every replica"), "{e}");
-    }
-
-    #[test]
-    fn redis_without_login_clients_needs_login_open() {
-        let redis = [
-            ("TOKENGATE__CACHE__URL", "redis://127.0.0.1:6379"),
-            ("TOKENGATE__AUTH__SECRET", SECRET),
-        ];
-        let e = load("", &redis).unwrap_err();
-        assert_eq!(e.key, "login.clients");
-        assert!(e.message.contains("login.open"), "{e}");
-        let open = load("login:\n  open: true\n", &redis).unwrap();
-        assert!(open.login.open && open.login.clients.is_empty());
-        let hash = crate::clients::hash_secret(b"s").unwrap();
-        let with_client =
-            format!("login:\n  clients:\n    - id: web\n      secret_hash: '{hash}'\n");
-        assert!(!load(&with_client, &redis).unwrap().login.open);
-        assert!(load("", &[]).is_ok(), "the embedded store may stay open");
     }
 
     #[test]

@@ -154,6 +154,16 @@ async fn a_stored_login_client_vouches_for_login(backend: Backend) {
         // A login client is no OAuth client.
         assert!(answers(replica, WEB.0, WEB.1, 401).await);
     }
+    // Closed for good: removing the client does not open /login again.
+    assert!(db.remove_client(WEB.0).await.unwrap());
+    for replica in [cluster.a(), cluster.b()] {
+        let forgotten = eventually(WITHIN, || async move {
+            login(replica, Some(WEB)).await.status == 401
+        })
+        .await;
+        assert!(forgotten, "{} read the removal", replica.addr);
+        assert_eq!(login(replica, None).await.status, 401);
+    }
 }
 
 async fn the_configuration_wins_over_a_stored_client_with_its_id(backend: Backend) {
@@ -194,4 +204,55 @@ async fn the_configuration_wins_over_a_stored_client_with_its_id(backend: Backen
             "the ignored client's scopes are not offered"
         );
     }
+}
+
+/// SPEC §11: whether `/login {"user_id"}` is open is decided at start-up.
+/// A Redis deployment whose only login client lives in the database starts
+/// without `login.open`; removing that client closes `/login`, never opens it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_last_stored_login_client_never_opens_login() {
+    const WEB: (&str, &str) = ("web", "web-secret");
+    let mut c = Cluster::start_with(Backend::Redis, 0, |s| {
+        s.login.open = false;
+        s.database.clients_refresh = REFRESH;
+    })
+    .await;
+    let db = Database::open(&c.settings.database).expect("the cluster's database");
+    db.migrate().await.unwrap();
+    db.add_client(&stored(WEB.0, ClientKind::Login, WEB.1, &[]))
+        .await
+        .unwrap();
+    c.add_replica().await;
+    c.add_replica().await;
+    for replica in [c.a(), c.b()] {
+        assert_eq!(login(replica, Some(WEB)).await.status, 200);
+        assert_eq!(login(replica, None).await.status, 401);
+    }
+
+    assert!(db.remove_client(WEB.0).await.unwrap());
+    for replica in [c.a(), c.b()] {
+        let forgotten = eventually(WITHIN, || async move {
+            login(replica, Some(WEB)).await.status == 401
+        })
+        .await;
+        assert!(forgotten, "{} read the removal", replica.addr);
+        let anonymous = login(replica, None).await;
+        assert_eq!(anonymous.status, 401, "{:?}", anonymous.body);
+        assert_eq!(anonymous.error(), "invalid_client");
+    }
+}
+
+/// With Redis, no login client in `config.yml` or the database and no
+/// `login.open`, a replica does not start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_with_no_login_client_anywhere_does_not_start() {
+    let c = Cluster::start_with(Backend::Redis, 0, |s| s.login.open = false).await;
+    let app = tokengate::app::App::with_store(&c.settings, c.new_store()).unwrap();
+    app.migrate().await.unwrap();
+    let error = app.load_clients().await.expect_err("refused").to_string();
+    assert!(error.starts_with("login.clients: "), "{error}");
+    assert!(
+        error.contains("login.open") && !error.contains('\n'),
+        "{error}"
+    );
 }
