@@ -185,7 +185,8 @@ impl App {
         });
         let local = local_cache(settings, &store);
         let metrics = Metrics::new(&store, &verifier, local.as_ref());
-        let mut sessions = Sessions::new(store, access, refresh, Timing::from_auth(auth));
+        let mut sessions = Sessions::new(store, access, refresh, Timing::from_auth(auth))
+            .keeping_at_most(auth.max_sessions_per_user);
         if let Some(cache) = local {
             sessions = sessions
                 .with_local_cache(cache)

@@ -121,7 +121,7 @@ impl Throttle {
 
 /// The address as counted: IPv4 as is (also when mapped into IPv6), IPv6 by
 /// its /64 prefix.
-fn address_block(addr: IpAddr) -> String {
+pub fn address_block(addr: IpAddr) -> String {
     match addr {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -69,6 +69,9 @@ pub struct UserSettings {
     pub max_failures_per_account: u32,
     #[serde(deserialize_with = "duration")]
     pub failure_window: Duration,
+    /// Registrations one address may make per hour, unless a trusted login
+    /// client vouches for them; beyond, `429`; 0 = no limit.
+    pub registrations_per_address: u32,
 }
 
 /// Longest accepted password (SPEC §7); argon2 is fed no more than this.
@@ -82,6 +85,7 @@ impl Default for UserSettings {
             max_failures: 5,
             max_failures_per_account: 100,
             failure_window: Duration::from_secs(5 * 60),
+            registrations_per_address: 10,
         }
     }
 }
@@ -103,7 +107,7 @@ impl Default for EventSettings {
     fn default() -> Self {
         Self {
             stream: "tg:events".into(),
-            max_len: 1_000_000,
+            max_len: 100_000,
             relay_interval: Duration::from_secs(1),
         }
     }

@@ -341,6 +341,9 @@ pub struct AuthSettings {
     /// Absolute session lifetime from login; rotation never extends it.
     #[serde(deserialize_with = "duration")]
     pub max_session: Duration,
+    /// Live sessions one user keeps; a login beyond ends the oldest; 0 = no
+    /// limit. (An OAuth client's own sessions are bounded by its rate limit.)
+    pub max_sessions_per_user: u32,
     /// Signing algorithm; asymmetric ones take their keys from `signing_keys`.
     pub algorithm: SigningAlgorithm,
     /// Asymmetric keys: the first signs, all verify (matched by `kid`).
@@ -421,6 +424,7 @@ impl Default for AuthSettings {
             refresh_grace: Duration::from_secs(10),
             leeway: Duration::from_secs(5),
             max_session: Duration::from_secs(720 * 3600),
+            max_sessions_per_user: 100,
             algorithm: SigningAlgorithm::HS256,
             signing_keys: Vec::new(),
             local_cache: LocalCacheSettings::default(),
@@ -960,6 +964,9 @@ mod tests {
         assert_eq!(s.users.max_failures, 5);
         assert_eq!(s.users.max_failures_per_account, 100);
         assert_eq!(s.users.failure_window, Duration::from_secs(300));
+        assert_eq!(s.users.registrations_per_address, 10);
+        assert_eq!(s.auth.max_sessions_per_user, 100);
+        assert_eq!(s.events.max_len, 100_000);
         assert_eq!(s.throttle.max_failures, 10);
         assert_eq!(s.throttle.max_failures_per_address, 100);
         assert_eq!(s.events.stream, "tg:events");
@@ -975,6 +982,7 @@ mod tests {
         assert_eq!(s.server.port, d.server.port);
         assert_eq!(s.auth.refresh_grace, d.auth.refresh_grace);
         assert_eq!(s.auth.auto_logout, d.auth.auto_logout);
+        assert_eq!(s.auth.max_sessions_per_user, d.auth.max_sessions_per_user);
         assert_eq!(s.cache.pool_size, d.cache.pool_size);
         assert_eq!(s.grpc.port, d.grpc.port);
         assert_eq!(s.database.url.expose(), DEFAULT_DATABASE_URL);
@@ -990,6 +998,10 @@ mod tests {
             d.users.max_failures_per_account
         );
         assert_eq!(s.users.failure_window, d.users.failure_window);
+        assert_eq!(
+            s.users.registrations_per_address,
+            d.users.registrations_per_address
+        );
         assert_eq!(s.throttle.max_failures, d.throttle.max_failures);
         assert_eq!(
             s.throttle.max_failures_per_address,

@@ -31,6 +31,8 @@ pub struct NewUser {
     pub email: String,
     /// argon2id PHC string.
     pub password_hash: String,
+    /// Whether a trusted client vouched for the email (SPEC §11).
+    pub email_verified: bool,
     pub created_at: Millis,
 }
 
@@ -39,6 +41,7 @@ pub struct NewUser {
 pub struct UserLogin {
     pub id: Uuid,
     pub password_hash: String,
+    pub email_verified: bool,
 }
 
 /// One row of the outbox: an event not yet handed to the sink.
@@ -395,6 +398,7 @@ fn split_scopes(text: &str) -> Vec<String> {
 struct UserRow {
     id: String,
     password_hash: String,
+    email_verified: bool,
 }
 
 impl TryFrom<UserRow> for UserLogin {
@@ -404,6 +408,7 @@ impl TryFrom<UserRow> for UserLogin {
         Ok(Self {
             id: parse_uuid(&row.id)?,
             password_hash: row.password_hash,
+            email_verified: row.email_verified,
         })
     }
 }

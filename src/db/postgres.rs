@@ -58,11 +58,13 @@ impl DurableStore for PostgresStore {
     async fn create_user(&self, user: &NewUser, event: &OutboxEvent) -> Result<(), DbError> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO users (id, email, password_hash, email_verified, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(user.id.to_string())
         .bind(&user.email)
         .bind(&user.password_hash)
+        .bind(user.email_verified)
         .bind(to_db_millis(user.created_at))
         .execute(&mut *tx)
         .await;
@@ -84,7 +86,7 @@ impl DurableStore for PostgresStore {
 
     async fn user_by_email(&self, email: &str) -> Result<Option<UserLogin>, DbError> {
         let row: Option<UserRow> =
-            sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1")
+            sqlx::query_as("SELECT id, password_hash, email_verified FROM users WHERE email = $1")
                 .bind(email)
                 .fetch_optional(&self.pool)
                 .await?;

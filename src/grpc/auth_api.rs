@@ -18,7 +18,7 @@ use super::status::from_api_error;
 use crate::app::App;
 use crate::clients::Attempt;
 use crate::http::login::password_login;
-use crate::http::register::check_allowed;
+use crate::http::register::{register, registrant};
 use crate::http::{ApiError, now};
 use crate::session::{SessionError, TokenPair};
 use crate::tokens::Rejection;
@@ -88,11 +88,8 @@ impl AuthApi for AuthService {
         let RegisterRequest { email, password } = request.into_inner();
         let app = &self.app;
         let result = async {
-            check_allowed(app, authorization.as_deref(), attempt).await?;
-            let user_id = app
-                .users
-                .register(&app.database, &email, &password, now())
-                .await?;
+            let by = registrant(app, authorization.as_deref(), attempt).await?;
+            let user_id = register(app, by, &email, &password).await?;
             Ok(RegisterResponse {
                 user_id: user_id.to_string(),
             })

@@ -27,9 +27,10 @@ pub async fn handle<B>(app: &App, request: &Request<B>) -> Result<Response, ApiE
         return Err(ApiError::InsufficientScope(required.join(" ")));
     }
     // `sub` is printable by construction, but a token signed with our key
-    // elsewhere might not be: refuse rather than fail.
+    // elsewhere might not be: refuse rather than fail. An OAuth client's
+    // session answers as `client:<id>`, never as a user of that name.
     let malformed = |_| ApiError::InvalidToken(Rejection::Malformed);
-    let user = HeaderValue::from_bytes(claims.sub.as_bytes()).map_err(malformed)?;
+    let user = HeaderValue::from_bytes(claims.owner().as_bytes()).map_err(malformed)?;
     let session = HeaderValue::try_from(claims.sid.to_string()).map_err(malformed)?;
     let scope = HeaderValue::from_str(claims.scope.as_deref().unwrap_or("")).map_err(malformed)?;
 
@@ -40,9 +41,9 @@ pub async fn handle<B>(app: &App, request: &Request<B>) -> Result<Response, ApiE
         // The claims, as signed: sub, sid, jti, iat, exp, iss, aud (+ scope, client_id).
         json_response(StatusCode::OK, &claims)
     };
+    // Only a verified email is asserted to apps (SPEC §11).
     let email = claims
-        .email
-        .as_deref()
+        .verified_email()
         .and_then(|email| HeaderValue::from_str(email).ok());
     let out = response.headers_mut();
     identity_headers(app, out, &user, email.as_ref());
@@ -94,8 +95,8 @@ async fn api_token(
 }
 
 /// The conventional identity headers configured (`authenticate.identity_headers`):
-/// the user in each user header, the email (if the session has one) in
-/// each email header.
+/// the user in each user header, the email (if the session has a verified
+/// one) in each email header.
 fn identity_headers(
     app: &App,
     out: &mut http::HeaderMap,

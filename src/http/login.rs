@@ -100,7 +100,7 @@ pub(crate) async fn password_login(
     let sub = account.id.to_string();
     Ok(app
         .sessions
-        .login_with_email(&sub, Some(account.email), now())
+        .login_account(&sub, account.email, account.email_verified, now())
         .await?)
 }
 
@@ -124,19 +124,24 @@ async fn trusted_login(
 }
 
 /// The id becomes `sub` and the `X-User-Id` header: it must be printable,
-/// and not look like an API token's identity (`token:<name>`), so that an
-/// app behind the gate never takes a user for a service.
+/// and not look like an API token's or an OAuth client's identity
+/// (`token:<name>`, `client:<id>`), so that an app behind the gate never
+/// takes a user for a service (SPEC §11).
 fn check_user_id(sub: &str) -> Result<(), ApiError> {
     if sub.is_empty() || sub.len() > MAX_USER_ID_BYTES || sub.chars().any(char::is_control) {
         return Err(ApiError::InvalidRequest(format!(
             "user_id must be 1 to {MAX_USER_ID_BYTES} bytes without control characters"
         )));
     }
-    if sub.starts_with(crate::api_tokens::SUBJECT_PREFIX) {
-        return Err(ApiError::InvalidRequest(format!(
-            "user_id may not start with {:?}: that names API tokens",
-            crate::api_tokens::SUBJECT_PREFIX
-        )));
+    for (prefix, names) in [
+        (crate::api_tokens::SUBJECT_PREFIX, "API tokens"),
+        (crate::tokens::CLIENT_PREFIX, "OAuth clients"),
+    ] {
+        if sub.starts_with(prefix) {
+            return Err(ApiError::InvalidRequest(format!(
+                "user_id may not start with {prefix:?}: that names {names}"
+            )));
+        }
     }
     Ok(())
 }

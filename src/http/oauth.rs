@@ -75,7 +75,7 @@ pub async fn token(app: &App, request: Request<impl RequestBody>) -> Result<Resp
                 .map_err(|e| oauth(OAuthCode::InvalidScope, e))?;
             let pair = app
                 .sessions
-                .refresh(presented, Some(&client.id), narrow.as_deref(), now)
+                .refresh(presented, Some(&client), narrow.as_deref(), now)
                 .await
                 .map_err(|e| match e {
                     // On this endpoint a bad grant is 400 (RFC 6749 §5.2).

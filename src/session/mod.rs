@@ -71,6 +71,8 @@ pub struct Sessions<S> {
     access: AccessTokens,
     refresh: RefreshTokens,
     timing: Timing,
+    /// Most live sessions one owner keeps (`auth.max_sessions_per_user`).
+    max_sessions: u32,
     /// SPEC §10, when `auth.local_cache.enabled`.
     local: Option<local_cache::LocalCache>,
     /// Tokens verified before, with the local cache.
@@ -84,9 +86,18 @@ impl<S: SessionStore> Sessions<S> {
             access,
             refresh,
             timing,
+            max_sessions: 0,
             local: None,
             verified: None,
         }
+    }
+
+    /// Keeps at most `max` live sessions per user (0 = no limit): a login
+    /// beyond ends the user's oldest, atomically (SPEC §11). OAuth clients'
+    /// own sessions are bounded by their rate limits instead.
+    pub fn keeping_at_most(mut self, max: u32) -> Self {
+        self.max_sessions = max;
+        self
     }
 
     /// Answers `/authenticate` from `cache` when it can (SPEC §10).
@@ -110,22 +121,29 @@ impl<S: SessionStore> Sessions<S> {
         &self.store
     }
 
-    /// Starts a new session for `sub`; other sessions of the user live on.
+    /// Starts a new session for `sub`; other sessions of the user live on
+    /// (up to `auth.max_sessions_per_user`).
     pub async fn login(&self, sub: &str, now: Millis) -> Result<TokenPair, SessionError> {
-        self.login_with_email(sub, None, now).await
+        let subject = Subject {
+            sub: sub.into(),
+            ..Subject::default()
+        };
+        self.start(subject, self.timing.refresh_lifetime, now).await
     }
 
     /// [`Sessions::login`] for an account with an email: every access token
-    /// of the session carries it.
-    pub async fn login_with_email(
+    /// of the session carries it, and whether it was verified.
+    pub async fn login_account(
         &self,
         sub: &str,
-        email: Option<String>,
+        email: String,
+        email_verified: bool,
         now: Millis,
     ) -> Result<TokenPair, SessionError> {
         let subject = Subject {
             sub: sub.into(),
-            email,
+            email: Some(email),
+            email_verified,
             ..Subject::default()
         };
         self.start(subject, self.timing.refresh_lifetime, now).await
@@ -145,7 +163,7 @@ impl<S: SessionStore> Sessions<S> {
             sub: client.into(),
             client: Some(client.into()),
             scope,
-            email: None,
+            ..Subject::default()
         };
         let lifetime = if refresh_tokens {
             self.timing.refresh_lifetime
@@ -172,9 +190,11 @@ impl<S: SessionStore> Sessions<S> {
                 scope: subject.scope.as_deref(),
                 client_id: subject.client.as_deref(),
                 email: subject.email.as_deref(),
+                email_verified: subject.email_verified,
             },
         )?;
         let scope = subject.scope.clone();
+        let subject_is_client = subject.client.is_some();
         // No refresh token, first or rotated, outlives the session itself.
         let max_ends_at = now + self.timing.max_session;
         let ends_at = (now + lifetime).min(max_ends_at);
@@ -186,6 +206,13 @@ impl<S: SessionStore> Sessions<S> {
                 refresh_hash: refresh.secret_hash(),
                 ends_at,
                 max_ends_at,
+                // An OAuth client's sessions are the operator's to bound
+                // (its rate_limit): a fleet of workers may share one client.
+                max_sessions: if subject_is_client {
+                    0
+                } else {
+                    self.max_sessions
+                },
                 now,
             })
             .await?;
@@ -658,12 +685,15 @@ mod tests {
             sub: "billing".into(),
             client: Some("billing".into()),
             scope: Some("read write".into()),
-            email: None,
+            ..Subject::default()
         };
         let mut store = MockSessionStore::new();
         store
             .expect_rotate()
-            .withf(|r| r.client.as_deref() == Some("billing"))
+            .withf(|r| {
+                r.client.as_deref() == Some("billing")
+                    && r.ceiling == Some(vec!["read".into(), "write".into()])
+            })
             .returning(move |r| {
                 // The store refuses scopes the session does not hold, and
                 // says which scope the successor carries.
@@ -677,9 +707,15 @@ mod tests {
                 })
             });
         let s = sessions(store);
+        let billing = crate::oauth::ClientPolicy {
+            id: "billing".into(),
+            scopes: vec!["read".into(), "write".into()],
+            refresh_tokens: true,
+            rate_limit: 0,
+        };
         let narrow = ["read".to_owned()];
         let next = s
-            .refresh(&pair.refresh, Some("billing"), Some(&narrow), NOW)
+            .refresh(&pair.refresh, Some(&billing), Some(&narrow), NOW)
             .await
             .unwrap();
         assert_eq!(next.scope.as_deref(), Some("read"));
@@ -687,7 +723,7 @@ mod tests {
         assert_eq!(claims.scope.as_deref(), Some("read"));
         let wider = ["admin".to_owned()];
         let refused = s
-            .refresh(&pair.refresh, Some("billing"), Some(&wider), NOW)
+            .refresh(&pair.refresh, Some(&billing), Some(&wider), NOW)
             .await;
         assert!(matches!(refused, Err(SessionError::InvalidScope(_))));
     }

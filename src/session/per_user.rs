@@ -25,7 +25,10 @@ impl<S: SessionStore> Sessions<S> {
         now: Millis,
     ) -> Result<(AccessClaims, Vec<SessionInfo>), SessionError> {
         let claims = self.authenticate(token, now).await?;
-        let sessions = self.store.sessions_of(&claims.sub, now, LIST_LIMIT).await?;
+        let sessions = self
+            .store
+            .sessions_of(&claims.owner(), now, LIST_LIMIT)
+            .await?;
         Ok((std::sync::Arc::unwrap_or_clone(claims), sessions))
     }
 
@@ -38,7 +41,7 @@ impl<S: SessionStore> Sessions<S> {
         now: Millis,
     ) -> Result<(), SessionError> {
         let claims = self.authenticate(token, now).await?;
-        match self.store.end_owned(sid, &claims.sub).await? {
+        match self.store.end_owned(sid, &claims.owner()).await? {
             Revocation::Ended => Ok(()),
             Revocation::Unknown | Revocation::NotOwner => Err(SessionError::UnknownSession),
         }
@@ -51,7 +54,7 @@ impl<S: SessionStore> Sessions<S> {
         now: Millis,
     ) -> Result<u64, SessionError> {
         let claims = self.authenticate(token, now).await?;
-        Ok(self.store.end_all(&claims.sub).await?)
+        Ok(self.store.end_all(&claims.owner()).await?)
     }
 
     /// Ends every session of the holder of a current refresh token.
@@ -69,21 +72,22 @@ impl<S: SessionStore> Sessions<S> {
             .inspect_refresh(refresh.sid, refresh.generation, refresh.secret_hash(), now)
             .await?
             .ok_or(SessionError::InvalidGrant)?;
-        Ok(self.store.end_all(&state.subject.sub).await?)
+        Ok(self.store.end_all(&state.subject.owner()).await?)
     }
 
-    /// The live sessions of `sub`, for an operator.
+    /// The live sessions of `owner` (a user's `sub`, or `client:<id>`),
+    /// for an operator.
     pub async fn sessions_of(
         &self,
-        sub: &str,
+        owner: &str,
         now: Millis,
     ) -> Result<Vec<SessionInfo>, SessionError> {
-        Ok(self.store.sessions_of(sub, now, LIST_LIMIT).await?)
+        Ok(self.store.sessions_of(owner, now, LIST_LIMIT).await?)
     }
 
-    /// Ends every session of `sub`, for an operator.
-    pub async fn logout_user(&self, sub: &str) -> Result<u64, SessionError> {
-        Ok(self.store.end_all(sub).await?)
+    /// Ends every session of `owner`, for an operator.
+    pub async fn logout_user(&self, owner: &str) -> Result<u64, SessionError> {
+        Ok(self.store.end_all(owner).await?)
     }
 }
 

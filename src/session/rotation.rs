@@ -6,6 +6,7 @@
 use uuid::Uuid;
 
 use super::{SessionError, Sessions, TokenPair, secs};
+use crate::oauth::ClientPolicy;
 use crate::store::{Millis, Rotation, RotationOutcome, SessionStore};
 use crate::tokens::Grant;
 
@@ -15,12 +16,13 @@ impl<S: SessionStore> Sessions<S> {
     /// same successor; any other reuse of a rotated token ends the session.
     ///
     /// `client` is the authenticated OAuth client (`None` on `/refresh`):
-    /// only its own sessions rotate. `narrow` asks for fewer scopes than the
-    /// session holds (RFC 6749 §6).
+    /// only its own sessions rotate, and they hold at most the scopes it
+    /// has now (SPEC §11). `narrow` asks for fewer scopes than the session
+    /// holds (RFC 6749 §6).
     pub async fn refresh(
         &self,
         presented: &str,
-        client: Option<&str>,
+        client: Option<&ClientPolicy>,
         narrow: Option<&[String]>,
         now: Millis,
     ) -> Result<TokenPair, SessionError> {
@@ -34,12 +36,13 @@ impl<S: SessionStore> Sessions<S> {
             .ok_or(SessionError::InvalidGrant)?;
         let rotation = Rotation {
             sid: token.sid,
-            client: client.map(str::to_owned),
+            client: client.map(|c| c.id.clone()),
             presented_generation: token.generation,
             presented_hash: token.secret_hash(),
             successor_hash: successor.secret_hash(),
             successor_jti: Uuid::new_v4(),
             narrow: narrow.unwrap_or_default().to_vec(),
+            ceiling: client.map(|c| c.scopes.clone()),
             now,
         };
         // A retry within the grace window gets the successor exactly as first
@@ -67,6 +70,7 @@ impl<S: SessionStore> Sessions<S> {
                 scope: issued.scope.as_deref(),
                 client_id: issued.subject.client.as_deref(),
                 email: issued.subject.email.as_deref(),
+                email_verified: issued.subject.email_verified,
             },
         )?;
         Ok(self.pair(

@@ -119,6 +119,19 @@ impl MemoryStore {
 }
 
 impl Sessions {
+    /// The live sessions of `owner`, oldest first as the Redis index orders
+    /// them (by refresh end). A scan: this store is for one process and
+    /// few sessions.
+    fn owned_by(&self, owner: &str, now: Millis) -> Vec<(&Uuid, &Record)> {
+        let mut live: Vec<(&Uuid, &Record)> = self
+            .by_sid
+            .iter()
+            .filter(|(_, r)| r.expires_at > now && r.subject.is_owned_by(owner))
+            .collect();
+        live.sort_by_key(|(sid, r)| (r.ends_at, r.created_at, **sid));
+        live
+    }
+
     /// The live record of `sid`, dropping it if it has expired.
     fn live(&mut self, sid: Uuid, now: Millis) -> Option<&mut Record> {
         if self.by_sid.get(&sid).is_some_and(|r| r.expires_at <= now) {
@@ -136,6 +149,15 @@ impl SessionStore for MemoryStore {
             sessions.counters.retain(|_, (_, end)| *end > s.now);
             sessions.failures.retain(|_, (_, end)| *end > s.now);
             sessions.next_sweep = s.now + SWEEP_EVERY;
+        }
+        if s.max_sessions > 0 {
+            let owner = s.subject.owner();
+            let older = sessions.owned_by(&owner, s.now);
+            let excess = (older.len() + 1).saturating_sub(s.max_sessions as usize);
+            let ended: Vec<Uuid> = older.iter().take(excess).map(|(sid, _)| **sid).collect();
+            for sid in ended {
+                sessions.by_sid.remove(&sid);
+            }
         }
         sessions.by_sid.insert(
             s.sid,
@@ -176,7 +198,12 @@ impl SessionStore for MemoryStore {
             return Ok(RotationOutcome::Unknown);
         };
         Ok(match rotation::decide(&record.current(), r, &timing) {
-            Verdict::Rotate { scope, ends_at } => {
+            Verdict::Rotate {
+                scope,
+                ends_at,
+                session_scope,
+            } => {
+                record.subject.scope = session_scope;
                 record.generation += 1;
                 record.refresh_hash = r.successor_hash;
                 record.access_jti = r.successor_jti;
@@ -221,36 +248,29 @@ impl SessionStore for MemoryStore {
         Ok(Revocation::Ended)
     }
 
-    async fn end_owned(&self, sid: Uuid, sub: &str) -> Result<Revocation, StoreError> {
+    async fn end_owned(&self, sid: Uuid, owner: &str) -> Result<Revocation, StoreError> {
         let mut sessions = self.lock();
         let Some(record) = sessions.by_sid.get(&sid) else {
             return Ok(Revocation::Unknown);
         };
-        if record.subject.sub != sub {
+        if !record.subject.is_owned_by(owner) {
             return Ok(Revocation::NotOwner);
         }
         sessions.by_sid.remove(&sid);
         Ok(Revocation::Ended)
     }
 
-    /// A scan: this store is for one process and few sessions.
     async fn sessions_of(
         &self,
-        sub: &str,
+        owner: &str,
         now: Millis,
         limit: u32,
     ) -> Result<Vec<SessionInfo>, StoreError> {
         let sessions = self.lock();
-        let mut live: Vec<(&Uuid, &Record)> = sessions
-            .by_sid
-            .iter()
-            .filter(|(_, r)| r.subject.sub == sub && r.expires_at > now)
-            .collect();
-        // Oldest first, as the Redis index orders them (by refresh end).
-        live.sort_by_key(|(sid, r)| (r.ends_at, r.created_at, **sid));
+        let mut live = sessions.owned_by(owner, now);
+        live.truncate(limit as usize);
         Ok(live
             .into_iter()
-            .take(limit as usize)
             .map(|(sid, r)| SessionInfo {
                 sid: *sid,
                 client: r.subject.client.clone(),
@@ -260,10 +280,10 @@ impl SessionStore for MemoryStore {
             .collect())
     }
 
-    async fn end_all(&self, sub: &str) -> Result<u64, StoreError> {
+    async fn end_all(&self, owner: &str) -> Result<u64, StoreError> {
         let mut sessions = self.lock();
         let before = sessions.by_sid.len();
-        sessions.by_sid.retain(|_, r| r.subject.sub != sub);
+        sessions.by_sid.retain(|_, r| !r.subject.is_owned_by(owner));
         Ok((before - sessions.by_sid.len()) as u64)
     }
 
@@ -391,6 +411,7 @@ mod tests {
             refresh_hash: [1; 16],
             ends_at: now + TIMING.refresh_lifetime,
             max_ends_at: now + TIMING.max_session,
+            max_sessions: 0,
             now,
         };
         store.create(&session).await.unwrap();
@@ -402,6 +423,7 @@ mod tests {
             sid,
             client: None,
             narrow: Vec::new(),
+            ceiling: None,
             presented_generation: generation,
             presented_hash: [presented; 16],
             successor_hash: [presented + 1; 16],
@@ -434,6 +456,7 @@ mod tests {
             refresh_hash: [1; 16],
             ends_at: T0 + 90_000,
             max_ends_at: T0 + 90_000,
+            max_sessions: 0,
             now: T0,
         };
         store.create(&session).await.unwrap();
@@ -619,12 +642,13 @@ mod tests {
                 sub: "billing".into(),
                 client: Some("billing".into()),
                 scope: Some("read write".into()),
-                email: None,
+                ..Subject::default()
             },
             access_jti: Uuid::new_v4(),
             refresh_hash: [1; 16],
             ends_at: T0 + TIMING.refresh_lifetime,
             max_ends_at: T0 + TIMING.max_session,
+            max_sessions: 0,
             now: T0,
         };
         store.create(&session).await.unwrap();

@@ -80,6 +80,24 @@ pub struct Subject {
     pub scope: Option<String>,
     /// The account's email, for a password login (the `email` claim).
     pub email: Option<String>,
+    /// Whether that email was verified (the `email_verified` claim).
+    pub email_verified: bool,
+}
+
+impl Subject {
+    /// Who the session belongs to, as the gate names it and its owner's
+    /// index is keyed (see [`crate::tokens::owner`]).
+    pub fn owner(&self) -> std::borrow::Cow<'_, str> {
+        crate::tokens::owner(&self.sub, self.client.as_deref())
+    }
+
+    /// Whether [`Subject::owner`] is `owner`, without building it.
+    pub fn is_owned_by(&self, owner: &str) -> bool {
+        match &self.client {
+            Some(_) => owner.strip_prefix(crate::tokens::CLIENT_PREFIX) == Some(self.sub.as_str()),
+            None => owner == self.sub,
+        }
+    }
 }
 
 /// A session about to be created.
@@ -94,6 +112,9 @@ pub struct NewSession {
     /// When the session ends whatever happens (`auth.max_session`); no
     /// rotation extends a refresh token past it.
     pub max_ends_at: Millis,
+    /// Most live sessions its owner keeps (`auth.max_sessions_per_user`, 0 =
+    /// no limit): beyond, this login ends the oldest in the same atomic step.
+    pub max_sessions: u32,
     pub now: Millis,
 }
 
@@ -112,6 +133,9 @@ pub struct Rotation {
     /// narrow to any scopes granted to the session; a retry within the grace
     /// window may name only scopes of the successor it gets back.
     pub narrow: Vec<String>,
+    /// The client's scopes now (OAuth sessions): a first use narrows the
+    /// session to these for good, so a client's sessions shrink with it.
+    pub ceiling: Option<Vec<String>>,
     pub now: Millis,
 }
 
@@ -211,19 +235,20 @@ pub trait SessionStore {
     /// Ends the session only if it was issued to `client` (RFC 7009).
     async fn revoke(&self, sid: Uuid, client: &str) -> Result<Revocation, StoreError>;
 
-    /// Ends the session only if it belongs to `sub`.
-    async fn end_owned(&self, sid: Uuid, sub: &str) -> Result<Revocation, StoreError>;
+    /// Ends the session only if it belongs to `owner`.
+    async fn end_owned(&self, sid: Uuid, owner: &str) -> Result<Revocation, StoreError>;
 
-    /// Up to `limit` live sessions of `sub`, oldest first.
+    /// Up to `limit` live sessions of `owner`, oldest first.
     async fn sessions_of(
         &self,
-        sub: &str,
+        owner: &str,
         now: Millis,
         limit: u32,
     ) -> Result<Vec<SessionInfo>, StoreError>;
 
-    /// Ends every session of `sub` at once; returns how many it ended.
-    async fn end_all(&self, sub: &str) -> Result<u64, StoreError>;
+    /// Ends every session of `owner` (a user's `sub`, or `client:<id>`);
+    /// returns how many it ended.
+    async fn end_all(&self, owner: &str) -> Result<u64, StoreError>;
 
     /// The session behind a refresh token, if the token is its current one;
     /// changes nothing (token introspection).

@@ -9,9 +9,12 @@
 //! Redis's compact listpack encoding. Rate-limit windows are `tg:rl:<client>`,
 //! failed credential checks `tg:fail:<kind>:a:<address>`,
 //! `tg:fail:<kind>:p:<address>:<id>` and `tg:fail:<kind>:c:<id>`, the API-token cache `tg:at:<sha256 hex>`
-//! (see `scripts/api_token.lua`), and each user's index of sessions
-//! `tg:u:<sub>` (a sorted set of sids by the end of their refresh lifetime;
-//! `scripts/sessions.lua` and `logout_all.lua` read it).
+//! (see `scripts/api_token.lua`), and each owner's index of sessions
+//! `tg:u:<owner>` (a sorted set of sids by the end of their refresh
+//! lifetime; the owner is a user's `sub`, or `client:<id>` for an OAuth
+//! client's sessions; `scripts/sessions.lua` and `logout_all.lua` read it).
+//! Fields `x` and `v` hold a password login's email and whether it is
+//! verified.
 //!
 //! Scripts run with `EVALSHA`; `redis::Script` reloads them after `NOSCRIPT`,
 //! so a restarted Redis needs nothing from us.
@@ -74,8 +77,10 @@ const KEY_PREFIX: &str = "tg:s:";
 const RATE_PREFIX: &str = "tg:rl:";
 const FAILURE_PREFIX: &str = "tg:fail:";
 const API_TOKEN_PREFIX: &str = "tg:at:";
-/// A user's index of sessions; `scripts/*.lua` name it too.
+/// An owner's index of sessions; `scripts/*.lua` name it too.
 const USER_PREFIX: &str = "tg:u:";
+/// Index entries one run of `logout_all.lua` looks at: about 2 ms of Redis.
+const LOGOUT_ALL_BATCH: u64 = 500;
 
 /// Creates multiplexed connections; recycling is free (see the module doc):
 /// with Sentinel it only checks, in memory, that the connection goes to
@@ -222,19 +227,19 @@ impl RedisStore {
             watcher: Arc::new(OnceLock::new()),
             timeout,
             timing,
-            login: Script::new(include_str!("scripts/login.lua")),
+            login: with_owner(include_str!("scripts/login.lua")),
             authenticate: Script::new(include_str!("scripts/authenticate.lua")),
-            rotate: Script::new(include_str!("scripts/rotate.lua")),
-            revoke: Script::new(include_str!("scripts/revoke.lua")),
+            rotate: with_owner(include_str!("scripts/rotate.lua")),
+            revoke: with_owner(include_str!("scripts/revoke.lua")),
             inspect: Script::new(include_str!("scripts/inspect.lua")),
             count: Script::new(include_str!("scripts/count.lua")),
             failures: Script::new(include_str!("scripts/failures.lua")),
             fail: Script::new(include_str!("scripts/fail.lua")),
             api_token: Script::new(include_str!("scripts/api_token.lua")),
             api_token_put: Script::new(include_str!("scripts/api_token_put.lua")),
-            end: Script::new(include_str!("scripts/end.lua")),
-            sessions: Script::new(include_str!("scripts/sessions.lua")),
-            logout_all: Script::new(include_str!("scripts/logout_all.lua")),
+            end: with_owner(include_str!("scripts/end.lua")),
+            sessions: with_owner(include_str!("scripts/sessions.lua")),
+            logout_all: with_owner(include_str!("scripts/logout_all.lua")),
         })
     }
 
@@ -351,7 +356,11 @@ impl RedisStore {
         owner: &str,
         field: &str,
     ) -> Result<Revocation, StoreError> {
-        let args = [owner.as_bytes().to_vec(), field.as_bytes().to_vec()];
+        let args = [
+            owner.as_bytes().to_vec(),
+            field.as_bytes().to_vec(),
+            sid.to_string().into_bytes(),
+        ];
         let key = session_key(sid);
         let code: i64 = self.eval(Repeat::Safe, &self.revoke, key, &args).await?;
         Ok(match code {
@@ -393,6 +402,11 @@ impl RedisStore {
         })
         .await
     }
+}
+
+/// A script that names sessions' owners: `scripts/owner.lua` before it.
+fn with_owner(script: &str) -> Script {
+    Script::new(&[include_str!("scripts/owner.lua"), script].concat())
 }
 
 /// The client for `cache.url`, with the TLS files when there are any.
@@ -534,6 +548,11 @@ fn text(value: Option<&str>) -> Vec<u8> {
     value.unwrap_or_default().as_bytes().to_vec()
 }
 
+/// `1` or nothing, as the scripts read a yes or no.
+fn flag(yes: bool) -> Vec<u8> {
+    if yes { b"1".to_vec() } else { Vec::new() }
+}
+
 impl SessionStore for RedisStore {
     async fn create(&self, s: &NewSession) -> Result<(), StoreError> {
         let args = [
@@ -548,12 +567,21 @@ impl SessionStore for RedisStore {
             num(s.now),
             s.sid.to_string().into_bytes(),
             text(s.subject.email.as_deref()),
+            flag(s.subject.email_verified),
+            num(u64::from(s.max_sessions)),
         ];
-        // A repeat rewrites the same fields of the same new session.
-        let keys = [session_key(s.sid), user_key(&s.subject.sub)];
-        let _: i64 = self
+        // A repeat rewrites the same fields of the same new session (and
+        // finds the cap already enforced).
+        let keys = [session_key(s.sid), user_key(&s.subject.owner())];
+        let ended: u64 = self
             .eval_keys(Repeat::Safe, &self.login, &keys, &args)
             .await?;
+        if ended > 0 {
+            tracing::info!(
+                ended,
+                "login past auth.max_sessions_per_user: the owner's oldest sessions ended"
+            );
+        }
         Ok(())
     }
 
@@ -579,6 +607,12 @@ impl SessionStore for RedisStore {
             text(r.client.as_deref()),
             r.narrow.join(" ").into_bytes(),
             r.sid.to_string().into_bytes(),
+            flag(r.ceiling.is_some()),
+            r.ceiling
+                .as_deref()
+                .unwrap_or_default()
+                .join(" ")
+                .into_bytes(),
         ];
         // Repeating a rotation that did run is answered as a retry — the same
         // successor — if the repeat is sure to land inside the grace window.
@@ -604,19 +638,19 @@ impl SessionStore for RedisStore {
         self.end_if_owner(sid, client, "c").await
     }
 
-    async fn end_owned(&self, sid: Uuid, sub: &str) -> Result<Revocation, StoreError> {
-        self.end_if_owner(sid, sub, "s").await
+    async fn end_owned(&self, sid: Uuid, owner: &str) -> Result<Revocation, StoreError> {
+        self.end_if_owner(sid, owner, "s").await
     }
 
     async fn sessions_of(
         &self,
-        sub: &str,
+        owner: &str,
         now: Millis,
         limit: u32,
     ) -> Result<Vec<SessionInfo>, StoreError> {
-        let args = [sub.as_bytes().to_vec(), num(now), num(u64::from(limit))];
+        let args = [owner.as_bytes().to_vec(), num(now), num(u64::from(limit))];
         let reply: Vec<Value> = self
-            .eval(Repeat::Safe, &self.sessions, user_key(sub), &args)
+            .eval(Repeat::Safe, &self.sessions, user_key(owner), &args)
             .await?;
         let reply = Reply(&reply);
         (0..reply.0.len() / 4)
@@ -634,11 +668,27 @@ impl SessionStore for RedisStore {
             .collect()
     }
 
-    async fn end_all(&self, sub: &str) -> Result<u64, StoreError> {
-        let args = [sub.as_bytes().to_vec()];
-        // Ending what is already ended changes nothing.
-        self.eval(Repeat::Safe, &self.logout_all, user_key(sub), &args)
-            .await
+    /// One batch of [`LOGOUT_ALL_BATCH`] sessions per script run, so a
+    /// huge index never holds Redis for more than a few milliseconds; the
+    /// batches repeat until the index is empty, bounded by its size when
+    /// the first batch ran (logins meanwhile may add to it).
+    async fn end_all(&self, owner: &str) -> Result<u64, StoreError> {
+        let args = [owner.as_bytes().to_vec(), num(LOGOUT_ALL_BATCH)];
+        let key = user_key(owner);
+        let mut ended = 0;
+        let mut runs_left: Option<u64> = None;
+        loop {
+            // Ending what is already ended changes nothing.
+            let (batch, left): (u64, u64) = self
+                .eval(Repeat::Safe, &self.logout_all, key.clone(), &args)
+                .await?;
+            ended += batch;
+            let runs = runs_left.get_or_insert(left.div_ceil(LOGOUT_ALL_BATCH) + 1);
+            *runs = runs.saturating_sub(1);
+            if left == 0 || *runs == 0 {
+                return Ok(ended);
+            }
+        }
     }
 
     async fn inspect_refresh(
@@ -773,8 +823,8 @@ impl Reply<'_> {
         self.get(0)
     }
 
-    /// `sub, client, scope` from position `at`, the email at `email`;
-    /// empty strings mean none.
+    /// `sub, client, scope` from position `at`, the email and whether it
+    /// is verified from `email`; empty strings mean none.
     fn subject(&self, at: usize, email: usize) -> Result<Subject, StoreError> {
         let optional = |s: String| (!s.is_empty()).then_some(s);
         Ok(Subject {
@@ -782,6 +832,7 @@ impl Reply<'_> {
             client: optional(self.get(at + 1)?),
             scope: optional(self.get(at + 2)?),
             email: optional(self.get(email)?),
+            email_verified: self.get::<String>(email + 1)? == "1",
         })
     }
 }

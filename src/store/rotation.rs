@@ -31,10 +31,12 @@ pub struct Current<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Make the rotation's successor current, carrying `scope`, its refresh
-    /// token expiring at `ends_at`.
+    /// token expiring at `ends_at`; the session holds `session_scope` from
+    /// now on (narrower than before when its client's scopes shrank).
     Rotate {
         scope: Option<String>,
         ends_at: Millis,
+        session_scope: Option<String>,
     },
     /// Answer with the current successor unchanged (restarting the idle clock).
     Replay,
@@ -61,16 +63,24 @@ pub fn decide(current: &Current<'_>, r: &Rotation, timing: &Timing) -> Verdict {
         if current.refresh_hash != r.presented_hash {
             return Verdict::Unknown;
         }
-        if !holds_all(current.scope, &r.narrow) {
+        let session_scope = match &r.ceiling {
+            None => current.scope.map(str::to_owned),
+            Some(ceiling) => within(current.scope, ceiling),
+        };
+        if !holds_all(session_scope.as_deref(), &r.narrow) {
             return Verdict::NotGranted;
         }
         let scope = if r.narrow.is_empty() {
-            current.scope.map(str::to_owned)
+            session_scope.clone()
         } else {
             Some(r.narrow.join(" "))
         };
         let ends_at = (r.now + timing.refresh_lifetime).min(current.max_ends_at);
-        return Verdict::Rotate { scope, ends_at };
+        return Verdict::Rotate {
+            scope,
+            ends_at,
+            session_scope,
+        };
     }
     let retry = r.presented_generation + 1 == current.generation
         && r.now < current.rotated_at + timing.grace;
@@ -86,6 +96,17 @@ pub fn decide(current: &Current<'_>, r: &Rotation, timing: &Timing) -> Verdict {
         return Verdict::Reuse;
     }
     Verdict::Unknown
+}
+
+/// The scopes of the space-separated `held` that `ceiling` has, in order;
+/// `None` when none is left.
+fn within(held: Option<&str>, ceiling: &[String]) -> Option<String> {
+    let kept: Vec<&str> = held
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|scope| ceiling.iter().any(|c| c == scope))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(" "))
 }
 
 /// Whether every scope in `asked` is one of the space-separated `held`.
@@ -131,6 +152,7 @@ mod tests {
             successor_hash: [hash + 1; 16],
             successor_jti: Uuid::nil(),
             narrow: narrow.iter().map(|s| (*s).to_owned()).collect(),
+            ceiling: None,
             now,
         }
     }
@@ -145,6 +167,7 @@ mod tests {
                 Verdict::Rotate {
                     scope: Some("read write".into()),
                     ends_at: T0 + 1 + TIMING.refresh_lifetime,
+                    session_scope: Some("read write".into()),
                 },
             ),
             (
@@ -153,6 +176,7 @@ mod tests {
                 Verdict::Rotate {
                     scope: Some("write".into()),
                     ends_at: T0 + 1 + TIMING.refresh_lifetime,
+                    session_scope: Some("read write".into()),
                 },
             ),
             (
@@ -161,6 +185,7 @@ mod tests {
                 Verdict::Rotate {
                     scope: Some("read write".into()),
                     ends_at: T0 + 5_000_000,
+                    session_scope: Some("read write".into()),
                 },
             ),
             (
@@ -228,6 +253,39 @@ mod tests {
             decide(&owned, &r, &TIMING),
             Verdict::Rotate { .. }
         ));
+    }
+
+    #[test]
+    fn a_client_s_scopes_now_bound_its_session_at_rotation() {
+        let held = current(Some("read write"));
+        let bounded = |ceiling: &[&str], narrow: &[&str]| {
+            let mut r = rotation(3, 3, narrow, T0 + 1);
+            r.ceiling = Some(ceiling.iter().map(|s| (*s).to_owned()).collect());
+            decide(&held, &r, &TIMING)
+        };
+        let ends_at = T0 + 1 + TIMING.refresh_lifetime;
+        assert_eq!(
+            bounded(&["write", "admin"], &[]),
+            Verdict::Rotate {
+                scope: Some("write".into()),
+                ends_at,
+                session_scope: Some("write".into()),
+            },
+            "narrowed to what both have; never widened"
+        );
+        assert_eq!(
+            bounded(&[], &[]),
+            Verdict::Rotate {
+                scope: None,
+                ends_at,
+                session_scope: None,
+            }
+        );
+        assert_eq!(bounded(&["write"], &["read"]), Verdict::NotGranted);
+        // A retry in grace gets its successor as issued.
+        let mut retry = rotation(2, 2, &[], T0 + 1);
+        retry.ceiling = Some(vec![]);
+        assert_eq!(decide(&held, &retry, &TIMING), Verdict::Replay);
     }
 
     #[test]

@@ -36,9 +36,25 @@ pub struct AccessClaims {
     /// Connect's claim name), so the gate can say it without a lookup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// Whether that email was verified (OpenID Connect's claim); only a
+    /// verified email is asserted to apps in identity headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
 }
 
 impl AccessClaims {
+    /// Who the session belongs to, as the gate names it (see [`super::owner`]).
+    pub fn owner(&self) -> std::borrow::Cow<'_, str> {
+        super::owner(&self.sub, self.client_id.as_deref())
+    }
+
+    /// The email, if it was verified.
+    pub fn verified_email(&self) -> Option<&str> {
+        self.email
+            .as_deref()
+            .filter(|_| self.email_verified == Some(true))
+    }
+
     /// The granted scopes, one by one.
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
         self.scope.as_deref().unwrap_or("").split_ascii_whitespace()
@@ -51,6 +67,8 @@ pub struct Grant<'a> {
     pub scope: Option<&'a str>,
     pub client_id: Option<&'a str>,
     pub email: Option<&'a str>,
+    /// Whether `email` was verified (ignored without an email).
+    pub email_verified: bool,
 }
 
 /// Why an access token was refused; logged, never shown to the caller in
@@ -189,6 +207,7 @@ impl AccessTokens {
             scope: grant.scope.map(str::to_owned),
             client_id: grant.client_id.map(str::to_owned),
             email: grant.email.map(str::to_owned),
+            email_verified: grant.email.map(|_| grant.email_verified),
         };
         let token = jsonwebtoken::encode(&self.header, &claims, &self.encoding)?;
         Ok(SignedAccess { token, claims })
@@ -309,7 +328,7 @@ mod tests {
         let grant = Grant {
             scope: Some("read write"),
             client_id: Some("billing"),
-            email: None,
+            ..Grant::default()
         };
         let s = tokens()
             .sign("billing", Uuid::new_v4(), Uuid::new_v4(), NOW, grant)

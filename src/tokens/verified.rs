@@ -95,6 +95,7 @@ mod tests {
             scope: None,
             client_id: None,
             email: None,
+            email_verified: None,
         })
     }
 

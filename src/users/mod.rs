@@ -17,6 +17,7 @@
 
 pub mod rules;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -29,7 +30,7 @@ use crate::clients::{Attempt, parse_secret_hash};
 use crate::config::{Registration, UserSettings};
 use crate::db::{DbError, DurableStore, NewUser, OutboxEvent};
 use crate::store::{Millis, SessionStore, StoreError};
-use crate::throttle::{Throttle, ThrottleError};
+use crate::throttle::{Throttle, ThrottleError, address_block};
 use crate::verifier::{Verifier, VerifyError};
 
 /// What unknown emails verify against: argon2id with the parameters
@@ -41,6 +42,22 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$Tordjuw5TGubyv5fVVC/3A$
 
 /// The event a registration writes to the outbox.
 pub const USER_REGISTERED: &str = "UserRegistered";
+
+/// The window of `users.registrations_per_address`.
+const REGISTRATION_WINDOW: Millis = 3_600_000;
+
+/// Who asks for an account.
+#[derive(Debug, Clone, Copy)]
+pub struct Registrant {
+    /// Where the request comes from (see `server.trusted_proxies`).
+    pub addr: IpAddr,
+    /// A trusted login client vouches for it: no per-address limit (a
+    /// backend registers its many users from one address), and it may say
+    /// the email is verified.
+    pub trusted: bool,
+    /// The email is verified (only a trusted client may say so).
+    pub email_verified: bool,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
@@ -83,6 +100,9 @@ impl From<ThrottleError> for UserError {
 pub struct Users {
     registration: Registration,
     password_min: usize,
+    /// Registrations one address may make per [`REGISTRATION_WINDOW`]
+    /// without a trusted client; 0 = no limit.
+    registrations_per_address: u32,
     verifier: Arc<Verifier>,
     throttle: Throttle,
     /// What unknown emails verify against.
@@ -102,6 +122,7 @@ impl Users {
         Ok(Self {
             registration: settings.registration,
             password_min: settings.password_min,
+            registrations_per_address: settings.registrations_per_address,
             verifier,
             throttle,
             dummy,
@@ -114,22 +135,38 @@ impl Users {
     }
 
     /// Creates an account and its `UserRegistered` event; returns its id.
+    /// Anonymous registrations count against their address's hourly limit
+    /// (SPEC §11: one address cannot fill the database and the event
+    /// stream), checked before any hashing.
     pub async fn register(
         &self,
         db: &impl DurableStore,
+        store: &impl SessionStore,
         email: &str,
         password: &str,
+        by: Registrant,
         now: Millis,
     ) -> Result<Uuid, UserError> {
         let email = rules::normalize_email(email).map_err(UserError::InvalidEmail)?;
         if let Some(problem) = rules::password_problem(password, self.password_min) {
             return Err(UserError::InvalidPassword(problem));
         }
+        if !by.trusted && self.registrations_per_address > 0 {
+            let key = format!("reg:{}", address_block(by.addr));
+            let limit = self.registrations_per_address;
+            if let Some(left) = store
+                .count_request(&key, limit, REGISTRATION_WINDOW, now)
+                .await?
+            {
+                return Err(UserError::Throttled(left.div_ceil(1000).max(1)));
+            }
+        }
         let password_hash = self.verifier.hash(password.as_bytes().to_vec()).await?;
         let user = NewUser {
             id: Uuid::new_v4(),
             email,
             password_hash,
+            email_verified: by.trusted && by.email_verified,
             created_at: now,
         };
         db.create_user(&user, &registered_event(&user)).await?;
@@ -171,7 +208,11 @@ impl Users {
                 .await?
         };
         match (found, email) {
-            (Some(user), Some(email)) if verified => Ok(Account { id: user.id, email }),
+            (Some(user), Some(email)) if verified => Ok(Account {
+                id: user.id,
+                email,
+                email_verified: user.email_verified,
+            }),
             _ => {
                 self.throttle.fail(store, &counters, attempt.now).await?;
                 Err(UserError::InvalidCredentials)
@@ -186,6 +227,7 @@ pub struct Account {
     pub id: Uuid,
     /// As stored: normalized.
     pub email: String,
+    pub email_verified: bool,
 }
 
 /// The throttle's name for an account: a hash, so no address sits in Redis

@@ -25,6 +25,15 @@ fn sessions() -> MemoryStore {
     MemoryStore::for_tests()
 }
 
+/// An anonymous registration from `addr`.
+fn anyone(addr: &str) -> Registrant {
+    Registrant {
+        addr: addr.parse().unwrap(),
+        trusted: false,
+        email_verified: false,
+    }
+}
+
 fn from(addr: &str) -> Attempt {
     Attempt {
         addr: addr.parse().unwrap(),
@@ -40,6 +49,7 @@ fn db_with_alice(id: Uuid, password: &str) -> MockDurableStore {
         Ok((email == "alice@example.com").then(|| UserLogin {
             id,
             password_hash: hash.clone(),
+            email_verified: false,
         }))
     });
     db
@@ -58,13 +68,21 @@ async fn registration_stores_a_normalized_email_a_hash_and_its_event() {
             Ok(())
         });
     let id = users
-        .register(&db, "  Alice@Example.COM ", "correct horse", T0)
+        .register(
+            &db,
+            &sessions(),
+            "  Alice@Example.COM ",
+            "correct horse",
+            anyone("192.0.2.1"),
+            T0,
+        )
         .await
         .unwrap();
     let (user, event) = written.lock().unwrap().take().unwrap();
     assert_eq!(user.id, id);
     assert_eq!(user.email, "alice@example.com");
     assert_eq!(user.created_at, T0);
+    assert!(!user.email_verified, "self-registered: not verified");
     assert!(!user.password_hash.contains("correct horse"));
     let hash = parse_secret_hash(&user.password_hash).unwrap();
     assert_eq!(
@@ -90,7 +108,9 @@ async fn refused_registrations_write_nothing_and_hash_nothing() {
         ("alice@example.com", "short"),
         ("alice@example.com", "password123"),
     ] {
-        let refused = users.register(&db, email, password, T0).await;
+        let refused = users
+            .register(&db, &sessions(), email, password, anyone("192.0.2.1"), T0)
+            .await;
         assert!(
             matches!(
                 refused,
@@ -101,7 +121,16 @@ async fn refused_registrations_write_nothing_and_hash_nothing() {
     }
     let huge = "x".repeat(crate::config::MAX_PASSWORD_BYTES + 1);
     assert!(matches!(
-        users.register(&db, "alice@example.com", &huge, T0).await,
+        users
+            .register(
+                &db,
+                &sessions(),
+                "alice@example.com",
+                &huge,
+                anyone("192.0.2.1"),
+                T0
+            )
+            .await,
         Err(UserError::InvalidPassword(_))
     ));
     assert_eq!(users.verifier.runs().get(), 0);
@@ -115,10 +144,69 @@ async fn a_taken_email_is_email_taken() {
         .returning(|_, _| Err(DbError::EmailTaken));
     assert!(matches!(
         users
-            .register(&db, "alice@example.com", "correct horse", T0)
+            .register(
+                &db,
+                &sessions(),
+                "alice@example.com",
+                "correct horse",
+                anyone("192.0.2.1"),
+                T0
+            )
             .await,
         Err(UserError::EmailTaken)
     ));
+}
+
+#[tokio::test]
+async fn registrations_are_limited_per_address_unless_a_trusted_client_vouches() {
+    let users = Users::new(
+        &UserSettings {
+            registrations_per_address: 2,
+            ..UserSettings::default()
+        },
+        Throttle::for_users(&UserSettings::default(), &Default::default()),
+        Arc::new(Verifier::new(2, 16, std::time::Duration::from_secs(10))),
+        Arc::new(Notify::new()),
+    )
+    .unwrap();
+    let store = sessions();
+    let mut db = MockDurableStore::new();
+    let made = Arc::new(Mutex::new(Vec::new()));
+    let sink = made.clone();
+    db.expect_create_user().returning(move |user, _| {
+        sink.lock().unwrap().push(user.email_verified);
+        Ok(())
+    });
+    let register = |email: &'static str, by: Registrant| {
+        let (users, db, store) = (&users, &db, &store);
+        async move {
+            users
+                .register(db, store, email, "correct horse", by, T0)
+                .await
+        }
+    };
+    assert!(register("a@example.com", anyone("192.0.2.1")).await.is_ok());
+    assert!(register("b@example.com", anyone("192.0.2.1")).await.is_ok());
+    let runs = users.verifier.runs().get();
+    assert!(matches!(
+        register("c@example.com", anyone("192.0.2.1")).await,
+        Err(UserError::Throttled(s)) if s == 3600
+    ));
+    assert_eq!(users.verifier.runs().get(), runs, "refused before hashing");
+    assert!(register("c@example.com", anyone("192.0.2.2")).await.is_ok());
+    let backend = Registrant {
+        trusted: true,
+        email_verified: true,
+        ..anyone("192.0.2.1")
+    };
+    assert!(register("d@example.com", backend).await.is_ok());
+    // Only a trusted client's word makes an email verified.
+    let claimed = Registrant {
+        email_verified: true,
+        ..anyone("192.0.2.3")
+    };
+    assert!(register("e@example.com", claimed).await.is_ok());
+    assert_eq!(*made.lock().unwrap(), [false, false, false, true, false]);
 }
 
 #[tokio::test]

@@ -125,6 +125,7 @@ fn registration(email: &str) -> (NewUser, OutboxEvent) {
         id: Uuid::now_v7(),
         email: email.to_owned(),
         password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$hash-of-{email}"),
+        email_verified: false,
         created_at: 1_700_000_000_000,
     };
     let event = OutboxEvent {

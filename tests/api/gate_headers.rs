@@ -6,7 +6,7 @@
 use http::Method;
 use serde_json::json;
 use tokengate::api_tokens::NewApiToken;
-use tokengate::config::IdentityHeader;
+use tokengate::config::{IdentityHeader, LoginClient};
 use tokengate::db::Database;
 
 use crate::helpers::{Backend, Cluster, Pair};
@@ -23,14 +23,18 @@ const ALL: [IdentityHeader; 4] = [
     IdentityHeader::RemoteEmail,
 ];
 
-async fn identity_headers_carry_the_user_and_the_accounts_email(backend: Backend) {
-    let c = Cluster::start_with(backend, 2, |s| {
-        s.authenticate.identity_headers = ALL.to_vec();
-    })
-    .await;
+/// `/register` (with the login client `web` when `trusted`) and a password
+/// login on another replica; returns the user id and the pair.
+async fn registered_and_logged_in(c: &Cluster, email: &str, trusted: bool) -> (String, Pair) {
+    let mut builder =
+        client::request(Method::POST, "/register").header("content-type", "application/json");
+    if trusted {
+        builder = builder.header("authorization", basic(WEB, WEB_SECRET));
+    }
+    let body = json!({"email": email, "password": PASSWORD, "email_verified": trusted});
     let registered = c
         .a()
-        .post_json("/register", &json!({"email": EMAIL, "password": PASSWORD}))
+        .send(builder.body(client::json_body(&body)).unwrap())
         .await;
     assert_eq!(registered.status, 201, "{:?}", registered.body);
     let user_id = registered.json()["user_id"].as_str().unwrap().to_owned();
@@ -38,11 +42,36 @@ async fn identity_headers_carry_the_user_and_the_accounts_email(backend: Backend
         .b()
         .post_json(
             "/login",
-            &json!({"email": "  Grace@Example.com", "password": PASSWORD}),
+            &json!({"email": format!("  {}", email.to_uppercase()), "password": PASSWORD}),
         )
         .await;
-    let pair = Pair::from_reply(&login);
+    (user_id, Pair::from_reply(&login))
+}
+
+const WEB: &str = "web";
+const WEB_SECRET: &str = "web-client-secret";
+
+fn basic(id: &str, secret: &str) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+    format!("Basic {encoded}")
+}
+
+async fn identity_headers_carry_the_user_and_a_verified_email(backend: Backend) {
+    let c = Cluster::start_with(backend, 2, |s| {
+        s.authenticate.identity_headers = ALL.to_vec();
+        s.login.open = false;
+        s.login.clients = vec![LoginClient {
+            id: WEB.into(),
+            secret_hash: tokengate::clients::hash_secret(WEB_SECRET.as_bytes()).unwrap(),
+            ..LoginClient::default()
+        }];
+    })
+    .await;
+    // A trusted client vouched for this one's email.
+    let (user_id, pair) = registered_and_logged_in(&c, EMAIL, true).await;
     assert_eq!(pair.claims()["email"], EMAIL, "normalized, signed in");
+    assert_eq!(pair.claims()["email_verified"], true);
 
     // The email survives rotation: every access token of the session has it.
     let next = Pair::from_reply(&c.a().refresh(&pair.refresh).await);
@@ -54,9 +83,26 @@ async fn identity_headers_carry_the_user_and_the_accounts_email(backend: Backend
     assert_eq!(reply.header("x-auth-request-email"), Some(EMAIL));
     assert_eq!(reply.header("remote-email"), Some(EMAIL));
     assert_eq!(reply.json()["email"], EMAIL);
+    assert_eq!(reply.json()["email_verified"], true);
+
+    // Anyone may register any address: a self-registered email is signed
+    // in as unverified, and never asserted to the apps.
+    let (user_id, pair) = registered_and_logged_in(&c, "ceo@victim-corp.example", false).await;
+    assert_eq!(pair.claims()["email_verified"], false);
+    let next = Pair::from_reply(&c.b().refresh(&pair.refresh).await);
+    let reply = c.a().authenticate(&next.access).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("remote-user"), Some(user_id.as_str()));
+    assert_eq!(reply.header("x-auth-request-email"), None);
+    assert_eq!(reply.header("remote-email"), None);
 
     // A trusted login by id has no email: the email headers are left out.
-    let by_id = c.a().login(json!("42")).await;
+    let by_id = client::request(Method::POST, "/login")
+        .header("content-type", "application/json")
+        .header("authorization", basic(WEB, WEB_SECRET))
+        .body(client::json_body(&json!({"user_id": "42"})))
+        .unwrap();
+    let by_id = Pair::from_reply(&c.a().send(by_id).await);
     let reply = c.b().authenticate(&by_id.access).await;
     assert_eq!(reply.header("remote-user"), Some("42"));
     assert_eq!(reply.header("x-auth-request-email"), None);
@@ -124,7 +170,7 @@ async fn every_answer_carries_the_request_id(backend: Backend) {
 }
 
 on_both_stores!(
-    identity_headers_carry_the_user_and_the_accounts_email,
+    identity_headers_carry_the_user_and_a_verified_email,
     identity_headers_are_off_by_default,
     every_answer_carries_the_request_id,
 );

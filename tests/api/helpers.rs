@@ -95,6 +95,8 @@ impl Cluster {
             // Tests are the only callers; tests of login clients set them.
             settings.login.open = true;
         }
+        // Every test registers from 127.0.0.1; tests of the limit set it.
+        settings.users.registrations_per_address = 0;
         configure(&mut settings);
         let settings = settings.resolved().expect("valid test settings");
 

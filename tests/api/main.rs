@@ -7,6 +7,7 @@ mod support;
 mod helpers;
 
 mod api_tokens;
+mod bounded_state;
 mod durable_store;
 mod endpoints;
 mod faults;
@@ -15,6 +16,7 @@ mod forgery;
 mod gate_headers;
 mod grpc;
 mod grpc_interop;
+mod identities;
 mod interop;
 mod keys;
 mod local_cache;

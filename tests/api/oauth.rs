@@ -156,7 +156,13 @@ async fn client_credentials_with_basic_form_and_json(backend: Backend) {
 
     let auth = c.b().authenticate(access).await;
     assert_eq!(auth.status, 200);
-    assert_eq!(auth.header("x-user-id"), Some("billing"));
+    // A client's session is never taken for a user named like it (SPEC §11).
+    assert_eq!(auth.header("x-user-id"), Some("client:billing"));
+    assert_eq!(
+        auth.json()["sub"],
+        "billing",
+        "the JWT's sub stays the client id"
+    );
     assert_eq!(auth.header("x-scope"), Some("read write"));
 
     let posted = token(

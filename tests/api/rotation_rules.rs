@@ -23,6 +23,8 @@ struct Case {
     /// Which secret is presented: 0 = the first, 1 = the successor's, 9 = wrong.
     secret: u8,
     narrow: &'static [&'static str],
+    /// The client's scopes now, if the rotation is bounded by them.
+    ceiling: Option<&'static [&'static str]>,
     at: Millis,
     expect: Expect,
 }
@@ -44,10 +46,47 @@ fn hash(secret: u8) -> [u8; 16] {
 
 const CASES: &[Case] = &[
     Case {
+        name: "a client's scopes now bound the session",
+        generation: 1,
+        secret: 1,
+        narrow: &[],
+        ceiling: Some(&["write", "admin"]),
+        at: T0 + 5_000,
+        expect: Expect::Rotated("write", T0 + 5_000 + 600_000),
+    },
+    Case {
+        name: "a client left with no scopes leaves its session none",
+        generation: 1,
+        secret: 1,
+        narrow: &[],
+        ceiling: Some(&[]),
+        at: T0 + 5_000,
+        expect: Expect::Rotated("", T0 + 5_000 + 600_000),
+    },
+    Case {
+        name: "narrowing to a scope the client lost is refused",
+        generation: 1,
+        secret: 1,
+        narrow: &["read"],
+        ceiling: Some(&["write"]),
+        at: T0 + 5_000,
+        expect: Expect::NotGranted,
+    },
+    Case {
+        name: "a grace retry gets its successor whatever the client has now",
+        generation: 0,
+        secret: 0,
+        narrow: &[],
+        ceiling: Some(&[]),
+        at: T0 + 5_000,
+        expect: Expect::Replayed,
+    },
+    Case {
         name: "the successor rotates with the session's grant",
         generation: 1,
         secret: 1,
         narrow: &[],
+        ceiling: None,
         at: T0 + 5_000,
         expect: Expect::Rotated("read write", T0 + 5_000 + 600_000),
     },
@@ -56,6 +95,7 @@ const CASES: &[Case] = &[
         generation: 1,
         secret: 1,
         narrow: &["write"],
+        ceiling: None,
         at: T0 + 5_000,
         expect: Expect::Rotated("write", T0 + 5_000 + 600_000),
     },
@@ -64,6 +104,7 @@ const CASES: &[Case] = &[
         generation: 1,
         secret: 1,
         narrow: &[],
+        ceiling: None,
         at: T0 + 500_000,
         expect: Expect::Rotated("read write", T0 + 900_000),
     },
@@ -72,6 +113,7 @@ const CASES: &[Case] = &[
         generation: 1,
         secret: 1,
         narrow: &["admin"],
+        ceiling: None,
         at: T0 + 5_000,
         expect: Expect::NotGranted,
     },
@@ -80,6 +122,7 @@ const CASES: &[Case] = &[
         generation: 1,
         secret: 9,
         narrow: &[],
+        ceiling: None,
         at: T0 + 5_000,
         expect: Expect::Unknown,
     },
@@ -88,6 +131,7 @@ const CASES: &[Case] = &[
         generation: 0,
         secret: 0,
         narrow: &[],
+        ceiling: None,
         at: T0 + 9_999,
         expect: Expect::Replayed,
     },
@@ -96,6 +140,7 @@ const CASES: &[Case] = &[
         generation: 0,
         secret: 0,
         narrow: &["read"],
+        ceiling: None,
         at: T0 + 5_000,
         expect: Expect::Replayed,
     },
@@ -104,6 +149,7 @@ const CASES: &[Case] = &[
         generation: 0,
         secret: 0,
         narrow: &["read", "write"],
+        ceiling: None,
         at: T0 + 5_000,
         expect: Expect::NotGranted,
     },
@@ -112,6 +158,7 @@ const CASES: &[Case] = &[
         generation: 0,
         secret: 0,
         narrow: &[],
+        ceiling: None,
         at: T0 + 10_000,
         expect: Expect::Reused,
     },
@@ -120,6 +167,7 @@ const CASES: &[Case] = &[
         generation: 2,
         secret: 2,
         narrow: &[],
+        ceiling: None,
         at: T0 + 5_000,
         expect: Expect::Unknown,
     },
@@ -142,21 +190,31 @@ async fn rotated_once(store: &Store, sid: Uuid) -> RotationOutcome {
             scope: Some("read write".into()),
             // Carried through every rotation and replay, by both stores.
             email: Some("ops@example.com".into()),
+            email_verified: true,
         },
         access_jti: Uuid::new_v4(),
         refresh_hash: hash(0),
         ends_at: T0 + TIMING.refresh_lifetime,
         max_ends_at: T0 + TIMING.max_session,
+        max_sessions: 0,
         now: T0,
     };
     store.create(&session).await.unwrap();
     store
-        .rotate(&rotation(sid, 0, 0, &["read"], T0))
+        .rotate(&rotation(sid, 0, 0, &["read"], None, T0))
         .await
         .unwrap()
 }
 
-fn rotation(sid: Uuid, generation: u32, secret: u8, narrow: &[&str], now: Millis) -> Rotation {
+fn rotation(
+    sid: Uuid,
+    generation: u32,
+    secret: u8,
+    narrow: &[&str],
+    ceiling: Option<&[&str]>,
+    now: Millis,
+) -> Rotation {
+    let owned = |scopes: &[&str]| scopes.iter().map(|s| (*s).to_owned()).collect();
     Rotation {
         sid,
         client: Some("billing".into()),
@@ -164,7 +222,8 @@ fn rotation(sid: Uuid, generation: u32, secret: u8, narrow: &[&str], now: Millis
         presented_hash: hash(secret),
         successor_hash: hash(secret + 1),
         successor_jti: Uuid::new_v4(),
-        narrow: narrow.iter().map(|s| (*s).to_owned()).collect(),
+        narrow: owned(narrow),
+        ceiling: ceiling.map(owned),
         now,
     }
 }
@@ -185,14 +244,32 @@ async fn both_stores_follow_the_rotation_table(backend: Backend) {
         };
         assert_eq!(first.scope.as_deref(), Some("read"));
         assert_eq!(first.subject.email.as_deref(), Some("ops@example.com"));
-        let r = rotation(sid, case.generation, case.secret, case.narrow, case.at);
+        assert!(first.subject.email_verified);
+        let r = rotation(
+            sid,
+            case.generation,
+            case.secret,
+            case.narrow,
+            case.ceiling,
+            case.at,
+        );
         match (store.rotate(&r).await.unwrap(), &case.expect) {
             (RotationOutcome::Rotated(s), Expect::Rotated(scope, ends_at)) => {
-                assert_eq!(s.scope.as_deref(), Some(*scope), "{}", case.name);
+                let scope = Some(*scope).filter(|s| !s.is_empty());
+                assert_eq!(s.scope.as_deref(), scope, "{}", case.name);
                 assert_eq!(s.ends_at, *ends_at, "{}", case.name);
                 assert_eq!(s.access_jti, r.successor_jti, "{}", case.name);
                 assert_eq!(s.issued_at, case.at, "{}", case.name);
                 assert_eq!(s.subject.email, first.subject.email, "{}", case.name);
+                assert!(s.subject.email_verified, "{}", case.name);
+                if case.ceiling.is_some() {
+                    // Narrowed for good: the next rotation, unbounded, keeps it.
+                    let next = rotation(sid, 2, 2, &[], None, case.at + 1);
+                    let Ok(RotationOutcome::Rotated(next)) = store.rotate(&next).await else {
+                        panic!("{}: the next rotation", case.name);
+                    };
+                    assert_eq!(next.scope.as_deref(), scope, "{}: kept", case.name);
+                }
             }
             (RotationOutcome::Replayed(s), Expect::Replayed) => {
                 assert_eq!(s, first, "{}: exactly the first successor", case.name);
@@ -207,7 +284,9 @@ async fn both_stores_follow_the_rotation_table(backend: Backend) {
         }
         // Refusals change nothing: the successor still rotates.
         if matches!(case.expect, Expect::NotGranted | Expect::Unknown) {
-            let again = store.rotate(&rotation(sid, 1, 1, &[], T0 + 5_000)).await;
+            let again = store
+                .rotate(&rotation(sid, 1, 1, &[], None, T0 + 5_000))
+                .await;
             assert!(
                 matches!(again, Ok(RotationOutcome::Rotated(_))),
                 "{}: {again:?}",

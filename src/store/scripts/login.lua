@@ -1,10 +1,12 @@
 -- Creates a session (see store/mod.rs for the record) and lists it in its
--- user's index.
--- KEYS[1] session key, KEYS[2] the user's index (sorted set: sid → end of
+-- owner's index, ending the owner's oldest sessions beyond the cap.
+-- KEYS[1] session key, KEYS[2] the owner's index (sorted set: sid → end of
 -- its refresh lifetime, which rotate.lua moves)
 -- ARGV: sub, access jti (16 bytes), refresh hash (16 bytes), end (ms),
 --       ttl (ms), client ('' = none), scope ('' = none), absolute end (ms),
---       now (ms), sid (text), email ('' = none)
+--       now (ms), sid (text), email ('' = none), email verified ('1' or ''),
+--       most sessions the owner keeps (0 = no limit)
+-- Returns how many older sessions the cap ended.
 redis.call('HSET', KEYS[1], 's', ARGV[1], 'a', ARGV[2], 'r', ARGV[3], 'g', 0,
   'e', ARGV[4], 'm', ARGV[8], 'k', ARGV[9], 'l', ARGV[9])
 if ARGV[6] ~= '' then
@@ -16,6 +18,9 @@ end
 if ARGV[11] ~= '' then
   redis.call('HSET', KEYS[1], 'x', ARGV[11])
 end
+if ARGV[12] ~= '' then
+  redis.call('HSET', KEYS[1], 'v', ARGV[12])
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 -- No session outlives its refresh lifetime, so neither does its entry: the
 -- index forgets those here, and itself after its last session's end. Of
@@ -24,13 +29,39 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 -- number of live sessions without scanning it.
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[10])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[9])
+local me = owner(ARGV[1], ARGV[6])
+local function live(sid)
+  local v = redis.call('HMGET', 'tg:s:' .. sid, 's', 'c')
+  return v[1] and owner(v[1], v[2]) == me
+end
 for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, 1)) do
-  if redis.call('EXISTS', 'tg:s:' .. sid) == 0 then
+  if not live(sid) then
     redis.call('ZREM', KEYS[2], sid)
+  end
+end
+-- Over the cap (auth.max_sessions_per_user): the entries of ended sessions
+-- go, then the oldest live sessions (the soonest refresh ends), never the
+-- new one, until the cap holds. Only a login past the cap pays this scan
+-- of the index, at most cap + the ended entries not yet pruned.
+local ended = 0
+local cap = tonumber(ARGV[13])
+if cap > 0 and redis.call('ZCARD', KEYS[2]) > cap then
+  local older = {}
+  for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    if not live(sid) then
+      redis.call('ZREM', KEYS[2], sid)
+    elseif sid ~= ARGV[10] then
+      older[#older + 1] = sid
+    end
+  end
+  for i = 1, #older + 1 - cap do
+    redis.call('DEL', 'tg:s:' .. older[i])
+    redis.call('ZREM', KEYS[2], older[i])
+    ended = ended + 1
   end
 end
 local left = tonumber(ARGV[4]) - tonumber(ARGV[9])
 if redis.call('PTTL', KEYS[2]) < left then
   redis.call('PEXPIRE', KEYS[2], left)
 end
-return 1
+return ended

@@ -1,14 +1,16 @@
--- Ends every session of a user, on every replica at once (POST /logout
--- {"all": true}, POST /admin/users/{sub}/logout).
--- KEYS[1] the user's index; ARGV: sub
--- Returns how many live sessions were ended.
+-- Ends a batch of an owner's sessions (POST /logout {"all": true}, POST
+-- /admin/users/{sub}/logout); the caller repeats it until the index is
+-- empty, so that a huge index never holds Redis for more than one batch.
+-- KEYS[1] the owner's index; ARGV: owner, batch size
+-- Returns {live sessions ended, entries left in the index}.
 local ended = 0
-for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
   local key = 'tg:s:' .. sid
-  if redis.call('HGET', key, 's') == ARGV[1] then
+  local v = redis.call('HMGET', key, 's', 'c')
+  if v[1] and owner(v[1], v[2]) == ARGV[1] then
     redis.call('DEL', key)
     ended = ended + 1
   end
+  redis.call('ZREM', KEYS[1], sid)
 end
-redis.call('DEL', KEYS[1])
-return ended
+return {ended, redis.call('ZCARD', KEYS[1])}

@@ -1,14 +1,22 @@
 -- Ends a session only for its owner: the OAuth client it was issued to
--- (RFC 7009), or its user (DELETE /sessions/{sid}).
+-- (RFC 7009, ARGV[2] = 'c'), or the one it belongs to (DELETE
+-- /sessions/{sid}, ARGV[2] = 's': a user's sub, or client:<id>).
 -- KEYS[1] session key
--- ARGV: owner, the field that names it ('c' client, 's' sub)
--- Returns 1 ended, 0 unknown, 2 another owner (left alone)
-local v = redis.call('HMGET', KEYS[1], 's', ARGV[2])
+-- ARGV: who asks, what they are ('c' or 's'), sid (text)
+-- Returns 1 ended, 0 unknown, 2 someone else's (left alone)
+local v = redis.call('HMGET', KEYS[1], 's', 'c')
 if not v[1] then
   return 0
 end
-if v[2] ~= ARGV[1] then
+local mine
+if ARGV[2] == 'c' then
+  mine = v[2] == ARGV[1]
+else
+  mine = owner(v[1], v[2]) == ARGV[1]
+end
+if not mine then
   return 2
 end
 redis.call('DEL', KEYS[1])
+redis.call('ZREM', 'tg:u:' .. owner(v[1], v[2]), ARGV[3])
 return 1

@@ -7,15 +7,16 @@
 -- ARGV: presented generation, presented hash, successor hash,
 --       successor jti, now (ms), grace (ms), idle (ms), refresh lifetime (ms),
 --       client ('' = a /login session), scopes asked for ('' = none named),
---       sid (text: the member of its user's index tg:u:<sub>, which is named
---       here from the session's sub and moved to the new end)
--- Returns {1, sub, client, scope, end, email}                   rotated: the successor is current
---         {2, sub, client, scope, end, jti, rotated_at, email}  replayed: answer the same successor
+--       sid (text: the member of its owner's index tg:u:<owner>, which is
+--       named here from the session's sub and client and moved to the new end),
+--       '1' if the client's scopes now bound the session's (else ''), those scopes
+-- Returns {1, sub, client, scope, end, email, verified}                   rotated: the successor is current
+--         {2, sub, client, scope, end, jti, rotated_at, email, verified}  replayed: answer the same successor
 --         {3}                                            reused: the session is ended
 --         {4}                                            a scope asked for is not held
 --         {0}                                            unknown
-local v = redis.call('HMGET', KEYS[1], 'g', 'r', 'a', 't', 'e', 's', 'c', 'p', 'q', 'm', 'x')
-local email = v[11] or ''
+local v = redis.call('HMGET', KEYS[1], 'g', 'r', 'a', 't', 'e', 's', 'c', 'p', 'q', 'm', 'x', 'v')
+local email, verified = v[11] or '', v[12] or ''
 if not v[1] or (v[7] or '') ~= ARGV[9] then
   return {0}
 end
@@ -27,11 +28,14 @@ local ends = tonumber(v[5])
 -- A session written before max_session existed ends with its refresh token.
 local max_ends = tonumber(v[10]) or ends
 local client, scope = v[7] or '', v[8] or ''
+-- Whether the space-separated `held` has `one`.
+local function has(held, one)
+  return string.find(' ' .. held .. ' ', ' ' .. one .. ' ', 1, true) ~= nil
+end
 -- Every scope asked for must be one of `held`.
 local function holds_all(held)
-  held = ' ' .. held .. ' '
   for asked in string.gmatch(ARGV[10], '%S+') do
-    if not string.find(held, ' ' .. asked .. ' ', 1, true) then
+    if not has(held, asked) then
       return false
     end
   end
@@ -41,9 +45,23 @@ if ends <= now then
   redis.call('DEL', KEYS[1])
   return {0}
 end
+local index = 'tg:u:' .. owner(v[6], client)
 if presented == generation then
   if v[2] ~= ARGV[2] then
     return {0}
+  end
+  -- A client's sessions hold at most what the client may have now.
+  if ARGV[12] == '1' then
+    local kept = {}
+    for held in string.gmatch(scope, '%S+') do
+      if has(ARGV[13], held) then
+        kept[#kept + 1] = held
+      end
+    end
+    if #kept == 0 then
+      redis.call('HDEL', KEYS[1], 'p')
+    end
+    scope = table.concat(kept, ' ')
   end
   if not holds_all(scope) then
     return {4}
@@ -55,13 +73,15 @@ if presented == generation then
   local new_ends = math.min(now + tonumber(ARGV[8]), max_ends)
   redis.call('HSET', KEYS[1], 'g', generation + 1, 'r', ARGV[3], 'a', ARGV[4],
     't', ARGV[5], 'l', ARGV[5], 'e', new_ends, 'q', granted)
+  if scope ~= '' then
+    redis.call('HSET', KEYS[1], 'p', scope)
+  end
   redis.call('PEXPIRE', KEYS[1], math.min(idle, new_ends - now))
-  local index = 'tg:u:' .. v[6]
   redis.call('ZADD', index, new_ends, ARGV[11])
   if redis.call('PTTL', index) < new_ends - now then
     redis.call('PEXPIRE', index, new_ends - now)
   end
-  return {1, v[6], client, granted, new_ends, email}
+  return {1, v[6], client, granted, new_ends, email, verified}
 end
 if presented == generation - 1 and now < tonumber(v[4]) + tonumber(ARGV[6]) then
   -- Exactly the successor already issued; a retry may not ask for more.
@@ -70,15 +90,11 @@ if presented == generation - 1 and now < tonumber(v[4]) + tonumber(ARGV[6]) then
     return {4}
   end
   redis.call('PEXPIRE', KEYS[1], math.min(idle, ends - now))
-  return {2, v[6], client, successor, ends, v[3], tonumber(v[4]), email}
+  return {2, v[6], client, successor, ends, v[3], tonumber(v[4]), email, verified}
 end
 if presented < generation then
   redis.call('DEL', KEYS[1])
-  local index = 'tg:u:' .. v[6]
   redis.call('ZREM', index, ARGV[11])
-  if redis.call('ZCARD', index) == 0 then
-    redis.call('DEL', index)
-  end
   return {3}
 end
 return {0}
