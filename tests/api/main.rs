@@ -17,6 +17,7 @@ mod grpc;
 mod grpc_interop;
 mod interop;
 mod keys;
+mod listeners;
 mod local_cache;
 mod oauth;
 mod process;
