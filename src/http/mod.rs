@@ -123,7 +123,7 @@ async fn route(
         return ("other", Err(ApiError::NotFound));
     };
     if !route.allows(request.method()) {
-        let allow = route.allow().unwrap_or("GET, HEAD");
+        let allow = route.allow().unwrap_or(route::GET_HEAD);
         return (route.name(), Err(ApiError::MethodNotAllowed(allow)));
     }
     let result = match route {

@@ -71,7 +71,7 @@ pub(super) fn check_path(path: &str) -> Result<(), PathRefused> {
     }
 }
 
-const GET_HEAD: &str = "GET, HEAD";
+pub(super) const GET_HEAD: &str = "GET, HEAD";
 const POST: &str = "POST";
 const GET_HEAD_POST: &str = "GET, HEAD, POST";
 const DELETE: &str = "DELETE";
