@@ -31,7 +31,7 @@ use crate::support::postgres::PostgresServer;
 const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
 
 /// The admin token of the test clusters (its argon2id hash is configured).
-const ADMIN_TOKEN: &str = "integration-admin-token-0123456789abcdefghij";
+pub const ADMIN_TOKEN: &str = "integration-admin-token-0123456789abcdefghij";
 
 /// What a revocation must take at most to hold on every replica (SPEC §9).
 const EVERYWHERE_WITHIN: Duration = Duration::from_secs(1);
@@ -40,7 +40,7 @@ const INVALID_TOKEN: &str = r#"Bearer realm="tokengate", error="invalid_token""#
 const NO_TOKEN: &str = r#"Bearer realm="tokengate""#;
 
 /// Argon2 is slow on purpose: hash the admin token once per test binary.
-fn admin_hash() -> &'static str {
+pub fn admin_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
     HASH.get_or_init(|| tokengate::clients::hash_secret(ADMIN_TOKEN.as_bytes()).unwrap())
 }

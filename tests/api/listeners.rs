@@ -5,29 +5,14 @@
 //! every listener, never routed.
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 
 use http::Method;
 use http_body_util::Full;
 use serde_json::json;
 
+use crate::api_tokens::{ADMIN_TOKEN, admin_hash};
 use crate::helpers::{Backend, Cluster, Replica};
 use crate::support::client::{self, Reply, request};
-
-const ADMIN_TOKEN: &str = "listeners-admin-token-0123456789abcdefghij";
-
-/// Argon2 is slow on purpose: hash the admin token once per test binary.
-fn admin_hash() -> &'static str {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| tokengate::clients::hash_secret(ADMIN_TOKEN.as_bytes()).unwrap())
-}
-
-async fn cluster() -> Cluster {
-    Cluster::start_with(Backend::Redis, 2, |s| {
-        s.admin.token_hash = admin_hash().to_owned();
-    })
-    .await
-}
 
 /// `method path` at `addr` with the admin token as Bearer.
 async fn as_admin(addr: SocketAddr, method: Method, path: &str) -> Reply {
@@ -60,7 +45,10 @@ const OPERATORS: [(Method, &str); 6] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_endpoints_answer_on_the_admin_listener_only() {
-    let c = cluster().await;
+    let c = Cluster::start_with(Backend::Redis, 2, |s| {
+        s.admin.token_hash = admin_hash().to_owned();
+    })
+    .await;
     let session = c.a().login(json!("ada")).await;
     for replica in &c.replicas {
         for (method, path) in &OPERATORS {
