@@ -61,6 +61,9 @@ USER 65532:65532
 EXPOSE 8080
 # gRPC (grpc.port, SPEC §8); 0 turns it off.
 EXPOSE 9090
+# /admin/* and /metrics answer on admin.listen only (SPEC §11): 127.0.0.1:8081
+# by default, inside the container; compose.yaml sets 0.0.0.0:8081 for its
+# internal `ops` network. Deliberately not EXPOSEd beside the public ports.
 # `tokengate healthcheck` reads the same config as the server and GETs
 # http://127.0.0.1:<server.port>/ping: exit 0 on 200, else 1. No curl in the image.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \

@@ -505,6 +505,8 @@ class ExtraReplica:
                "TOKENGATE__SERVER__HOST": "127.0.0.1",
                "TOKENGATE__SERVER__PORT": str(self.port),
                "TOKENGATE__GRPC__PORT": str(free_port()),
+               # Replicas share the host: none takes the default admin port.
+               "TOKENGATE__ADMIN__LISTEN": f"127.0.0.1:{free_port()}",
                "TOKENGATE__CACHE__URL": self.state["redis"]["url"],
                "TOKENGATE__AUTH__SECRET": self.state["secret"],
                "TOKENGATE__LOGIN__OPEN": "true",

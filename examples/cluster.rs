@@ -41,7 +41,10 @@ options (run, up):
                      every replica's own gRPC port; default: a free port). Each
                      replica serves gRPC on a free port of its own (grpc.port),
                      listed in cluster.json (replicas[].grpc_port, grpc_url) and
-                     cluster.env (TG_GRPC_URL, TG_REPLICA_GRPC_PORTS)
+                     cluster.env (TG_GRPC_URL, TG_REPLICA_GRPC_PORTS). Each
+                     replica's admin listener (admin.listen: /admin/*, /metrics;
+                     never behind nginx) is on a free port too: replicas[].admin_url,
+                     TG_REPLICA_ADMIN_PORTS
   --no-access-log    no nginx access log (benchmarks)
   --log-level L      the replicas' logging.level (default: info)
   --env KEY=VALUE    extra environment for every replica, repeatable, e.g.
@@ -176,10 +179,11 @@ fn describe(state: &ClusterState) -> String {
     );
     for r in &state.replicas {
         out.push_str(&format!(
-            "  replica {} {}   gRPC {}   pid {}\n",
+            "  replica {} {}   gRPC {}   admin {}   pid {}\n",
             r.index,
             r.url,
             r.grpc_url,
+            r.admin_url,
             r.pid.map_or_else(|| "-".to_owned(), |p| p.to_string())
         ));
     }

@@ -71,7 +71,7 @@ pub struct App {
     /// Whose `X-Forwarded-For` tells the client's address.
     pub trusted_proxies: TrustedProxies,
     pub metrics: Metrics,
-    /// Connection limits and timeouts, for [`crate::server::run`].
+    /// Connection limits and timeouts, for [`crate::server::serve`].
     pub server: ServerSettings,
 }
 

@@ -92,6 +92,15 @@ async fn serve(settings: Settings) -> Result<(), String> {
         )
     })?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let admin = match settings.admin.listen_addr() {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|e| format!("admin.listen: cannot listen on {address}: {e}"))?,
+        ),
+        None => None,
+    };
+    let admin_address = admin.as_ref().and_then(|l| l.local_addr().ok());
     let grpc = match settings.grpc.port {
         0 => None,
         port => {
@@ -114,11 +123,12 @@ async fn serve(settings: Settings) -> Result<(), String> {
         })?),
         None => None,
     };
-    tracing::info!(address = %local, grpc = ?grpc_address, unix_socket = ?settings.server.unix_socket,
+    tracing::info!(address = %local, admin = ?admin_address, grpc = ?grpc_address, unix_socket = ?settings.server.unix_socket,
         store = app.sessions.store().kind(), database = app.database.kind(), "tokengate listening");
     let listeners = server::Listeners {
         http: listener,
         unix,
+        admin,
         grpc,
     };
     server::serve(

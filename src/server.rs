@@ -2,7 +2,7 @@
 //! graceful drain on shutdown — of the gRPC server beside it too. No HTTP
 //! semantics here — see [`crate::http`] (and [`crate::grpc`]).
 //!
-//! [`run`] takes an already-bound listener and any shutdown future, so
+//! [`serve`] takes already-bound listeners and any shutdown future, so
 //! production (SIGTERM) and tests (port 0, a oneshot) run the same path.
 //!
 //! Slow and greedy clients are bounded here, each by the cheapest tool:
@@ -22,6 +22,7 @@ pub mod fd_limit;
 mod socket;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,9 +32,10 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
 
 use crate::app::App;
+use crate::http::Listener;
 use crate::proxies::Peer;
 use connections::{Admission, Ended, Timeouts, Tracker};
 pub use deadline::{BodyDeadline, BodyTimeout};
@@ -52,36 +54,25 @@ pub fn ensure_fd_limit(max_connections: usize) -> Result<FdLimit, FdLimitError> 
 }
 
 /// Where the service listens: HTTP on TCP, and beside it on a Unix socket
-/// (`server.unix_socket`) and gRPC on TCP when given.
+/// (`server.unix_socket`), the operators' HTTP (`admin.listen`) and gRPC on
+/// TCP when given.
 pub struct Listeners {
     pub http: TcpListener,
     pub unix: Option<UnixListener>,
+    pub admin: Option<TcpListener>,
     pub grpc: Option<TcpListener>,
 }
 
-/// Serves HTTP on `listener`, and gRPC on `grpc` when given, until
-/// `shutdown` resolves; then stops accepting and waits up to `drain` for
-/// in-flight requests and calls to finish (idle keep-alive connections are
-/// closed at once; busy ones after their current response).
-pub async fn run(
-    listener: TcpListener,
-    grpc: Option<TcpListener>,
-    app: Arc<App>,
-    shutdown: impl Future<Output = ()>,
-    drain: Duration,
-) {
-    let listeners = Listeners {
-        http: listener,
-        unix: None,
-        grpc,
-    };
-    serve(listeners, app, shutdown, drain).await;
-}
-
-/// [`run`] on every listener of `listeners`. Connections over the Unix
-/// socket count against the same `server.max_connections` and come, for
-/// throttling and `server.trusted_proxies`, from 127.0.0.1 (the only peers
-/// a socket file can have are on this host).
+/// Serves HTTP on every listener of `listeners`, and gRPC beside them,
+/// until `shutdown` resolves; then stops accepting and waits up to `drain`
+/// for in-flight requests and calls to finish (idle keep-alive connections
+/// are closed at once; busy ones after their current response).
+///
+/// Connections on the admin listener and over the Unix socket count against
+/// the same `server.max_connections`, with the same timeouts; each request
+/// is answered as its listener serves it ([`crate::http::Listener`]). Unix
+/// socket peers are, for throttling and `server.trusted_proxies`, 127.0.0.1
+/// (the only peers a socket file can have are on this host).
 pub async fn serve(
     listeners: Listeners,
     app: Arc<App>,
@@ -91,6 +82,7 @@ pub async fn serve(
     let Listeners {
         http: listener,
         unix,
+        admin,
         grpc,
     } = listeners;
     let settings = app.server.clone();
@@ -124,14 +116,11 @@ pub async fn serve(
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => accepted.map(|(stream, peer)| {
-                // Small responses; don't let Nagle hold them back.
-                let _ = stream.set_nodelay(true);
-                (Socket::Tcp(stream), peer)
-            }),
+            accepted = listener.accept() => accepted.map(|(stream, peer)| tcp(stream, peer, Listener::Public)),
+            accepted = accept_tcp(admin.as_ref()) => accepted.map(|(stream, peer)| tcp(stream, peer, Listener::Admin)),
             accepted = accept_unix(unix.as_ref()) => accepted,
         };
-        let (stream, peer) = match accepted {
+        let (stream, peer, via) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Matched explicitly: a disabled select arm would stop
@@ -166,7 +155,7 @@ pub async fn serve(
                 async move {
                     let close_after = conn.begin_request();
                     let request = request.map(|body| BodyDeadline::new(body, body_timeout));
-                    let mut response = crate::http::handle(&app, request).await;
+                    let mut response = crate::http::handle(&app, via, request).await;
                     conn.end_request();
                     if close_after {
                         // Evicted while this request was arriving: answer it, then close.
@@ -193,6 +182,7 @@ pub async fn serve(
 
     drop(listener);
     drop(unix);
+    drop(admin);
     tracing::info!("shutting down: no longer accepting, draining in-flight requests");
     let _ = stop_grpc.send(());
     let grpc_drained = async {
@@ -240,16 +230,32 @@ pub fn bind_unix(path: &std::path::Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// The next connection on the Unix socket, if there is one; else never.
+/// A TCP connection, tagged with the listener it came in on.
+fn tcp(stream: TcpStream, peer: SocketAddr, via: Listener) -> (Socket, SocketAddr, Listener) {
+    // Small responses; don't let Nagle hold them back.
+    let _ = stream.set_nodelay(true);
+    (Socket::Tcp(stream), peer, via)
+}
+
+/// The next connection on an optional TCP listener, if there is one; else never.
+async fn accept_tcp(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next connection on the Unix socket, if there is one; else never. It
+/// serves the public routes, as nginx's upstream.
 async fn accept_unix(
     unix: Option<&UnixListener>,
-) -> std::io::Result<(Socket, std::net::SocketAddr)> {
+) -> std::io::Result<(Socket, SocketAddr, Listener)> {
     let Some(unix) = unix else {
         return std::future::pending().await;
     };
     let (stream, _) = unix.accept().await?;
-    let local = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
-    Ok((Socket::Unix(stream), local))
+    let local = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
+    Ok((Socket::Unix(stream), local, Listener::Public))
 }
 
 /// Ends the app's background tasks with the server.

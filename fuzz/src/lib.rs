@@ -295,7 +295,9 @@ impl Harness {
     /// Runs one request through the production router.
     pub fn send(&self, request: Request<Full<Bytes>>) -> Reply {
         self.runtime.block_on(async {
-            let response = tokengate::http::handle(&self.app, request).await;
+            let response =
+                tokengate::http::handle(&self.app, tokengate::http::Listener::Public, request)
+                    .await;
             let (parts, body) = response.into_parts();
             let body = body.collect().await.expect("infallible").to_bytes();
             let reply = Reply {

@@ -363,6 +363,7 @@ class GrpcReplica:
         (self.dir / "config.yml").write_text(f"""
 server: {{host: 127.0.0.2, port: {self.http_port}, trusted_proxies: [127.0.0.1]}}
 grpc: {{port: {self.port}}}
+admin: {{listen: ""}}
 logging: {{level: warn}}
 database: {{url: "sqlite://{self.dir}/tokengate.db?mode=rwc"}}
 users: {{max_failures: {GRPC_THROTTLE}}}
@@ -815,6 +816,7 @@ def compose_uds_mode(r, binary, work, grpc):
     (replica_dir / "config.yml").write_text(f"""
 server: {{host: 127.0.0.2, port: {http_port}, unix_socket: "{sock}", trusted_proxies: [127.0.0.1]}}
 grpc: {{port: 0}}
+admin: {{listen: ""}}
 login: {{open: true}}
 logging: {{level: warn}}
 database: {{url: "sqlite://{replica_dir}/tokengate.db?mode=rwc"}}

@@ -1,14 +1,22 @@
-//! `admin.*` (SPEC §9): the token that manages API tokens over HTTP.
+//! `admin.*` (SPEC §9, §11): the operators' listener and the token that
+//! manages API tokens over HTTP.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
 use super::{ConfigError, Secret, read_secret_file};
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Where the operators' endpoints answer unless configured: this host only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminSettings {
+    /// The address (`ip:port`) of the listener that serves `/admin/*` and
+    /// `/metrics`, never the public port (SPEC §11); empty: no such listener.
+    pub listen: String,
     /// argon2id PHC string of the admin token, from `tokengate hash-secret`.
     pub token_hash: String,
     /// Or a file holding the token itself (Docker secrets), hashed at start.
@@ -18,7 +26,23 @@ pub struct AdminSettings {
     pub token: Secret,
 }
 
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.into(),
+            token_hash: String::new(),
+            token_file: None,
+            token: Secret::default(),
+        }
+    }
+}
+
 impl AdminSettings {
+    /// The admin listener's address; `None`: off. Checked by `validate`.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
+
     /// Whether the admin API is on: without a token it answers `403`.
     pub fn is_enabled(&self) -> bool {
         !self.token_hash.is_empty() || self.token_file.is_some()
@@ -47,6 +71,12 @@ impl AdminSettings {
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if !self.listen.is_empty() && self.listen_addr().is_none() {
+            return Err(ConfigError::new(
+                "admin.listen",
+                "not an address and port, e.g. 127.0.0.1:8081 or [::1]:8081 (empty: no admin listener)",
+            ));
+        }
         if !self.token_hash.is_empty() {
             crate::clients::parse_secret_hash(&self.token_hash)
                 .map_err(|e| ConfigError::new("admin.token_hash", e))?;
@@ -61,6 +91,30 @@ mod tests {
 
     fn key(yaml: &str) -> String {
         load(yaml, &[]).unwrap_err().key
+    }
+
+    #[test]
+    fn the_admin_listener_is_on_loopback_by_default_and_off_when_empty() {
+        let default = load("", &[]).unwrap();
+        assert_eq!(default.admin.listen, super::DEFAULT_LISTEN);
+        assert_eq!(
+            default.admin.listen_addr(),
+            Some(([127, 0, 0, 1], 8081).into())
+        );
+        let off = load("", &[("TOKENGATE__ADMIN__LISTEN", "")]).unwrap();
+        assert_eq!(off.admin.listen_addr(), None);
+        let v6 = load("admin:\n  listen: '[::1]:9000'\n", &[]).unwrap();
+        assert_eq!(v6.admin.listen_addr().map(|a| a.port()), Some(9000));
+        for bad in [
+            "8081",
+            "localhost:8081",
+            "127.0.0.1",
+            "127.0.0.1:http",
+            "0.0.0.0:70000",
+        ] {
+            let error = load("", &[("TOKENGATE__ADMIN__LISTEN", bad)]).unwrap_err();
+            assert_eq!(error.key, "admin.listen", "{bad}");
+        }
     }
 
     #[test]

@@ -985,6 +985,7 @@ mod tests {
         assert_eq!(s.auth.max_sessions_per_user, d.auth.max_sessions_per_user);
         assert_eq!(s.cache.pool_size, d.cache.pool_size);
         assert_eq!(s.grpc.port, d.grpc.port);
+        assert_eq!(s.admin.listen, d.admin.listen);
         assert_eq!(s.database.url.expose(), DEFAULT_DATABASE_URL);
         assert_eq!(s.database.password_file, d.database.password_file);
         assert_eq!(s.database.max_connections, d.database.max_connections);
@@ -1044,6 +1045,7 @@ mod tests {
                 format!("{secrets}jwt_secret"),
             ),
             ("TOKENGATE__LOGGING__MODE", "json".to_owned()),
+            ("TOKENGATE__ADMIN__LISTEN", "0.0.0.0:8081".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -1063,6 +1065,7 @@ mod tests {
         assert_eq!(s.login.clients[0].id, "web");
         assert!(!s.login.open);
         assert!(!s.server.trusted_proxies.is_empty());
+        assert_eq!(s.admin.listen_addr(), Some(([0, 0, 0, 0], 8081).into()));
     }
 
     #[test]

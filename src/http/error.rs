@@ -4,6 +4,7 @@
 use http::header::{ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 
+use super::route::PathRefused;
 use super::{Response, json_response};
 use crate::admin::AdminError;
 use crate::api_tokens::ApiTokenError;
@@ -161,6 +162,13 @@ impl From<ApiTokenError> for ApiError {
             ApiTokenError::Store(e) => Self::Unavailable(e),
             ApiTokenError::Database(e) => e.into(),
         }
+    }
+}
+
+/// A path that could mean another one to a proxy (SPEC §11).
+impl From<PathRefused> for ApiError {
+    fn from(refused: PathRefused) -> Self {
+        Self::InvalidRequest(refused.to_string())
     }
 }
 

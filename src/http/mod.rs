@@ -1,6 +1,6 @@
-//! HTTP semantics (SPEC §2): routing by `(path, method)`, request parsing and
-//! the response shapes. One file per endpoint; errors are mapped to responses
-//! in [`error`] only.
+//! HTTP semantics (SPEC §2): routing by `(path, method)` on the listener the
+//! request came in on ([`route`]), request parsing and the response shapes.
+//! One file per endpoint; errors are mapped to responses in [`error`] only.
 //!
 //! Generic over the request body type so tests can drive the router
 //! in-process with `Full<Bytes>`; the server passes hyper's `Incoming`.
@@ -16,6 +16,7 @@ mod oauth;
 mod refresh;
 pub(crate) mod register;
 mod request_id;
+mod route;
 mod sessions;
 mod token_pair;
 mod validate;
@@ -36,6 +37,8 @@ use crate::clients::Attempt;
 use crate::proxies::Peer;
 use crate::store::Millis;
 pub use error::ApiError;
+pub use route::Listener;
+use route::Route;
 
 pub type Response = http::Response<Full<Bytes>>;
 
@@ -45,28 +48,33 @@ impl<B: Body<Data = Bytes, Error: Into<BoxError>>> RequestBody for B {}
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-const GET_HEAD: &str = "GET, HEAD";
-const POST: &str = "POST";
-const GET_HEAD_POST: &str = "GET, HEAD, POST";
-const DELETE: &str = "DELETE";
-
-/// Answers one request. Never fails: every error becomes its response here.
-/// Everything logged on the way carries the request's id (see [`request_id`]).
-pub async fn handle(app: &App, request: Request<impl RequestBody>) -> Response {
+/// Answers one request that came in on `listener`. Never fails: every
+/// error becomes its response here. Everything logged on the way carries the
+/// request's id (see [`request_id`]).
+pub async fn handle(
+    app: &App,
+    listener: Listener,
+    mut request: Request<impl RequestBody>,
+) -> Response {
+    if listener == Listener::Admin {
+        // Operators reach it directly, never through the proxy: the peer is
+        // the caller, whatever it claims (admin-token guesses count per peer).
+        request.headers_mut().remove(X_FORWARDED_FOR);
+    }
     let id = request_id::of(request.headers());
     let span = tracing::info_span!("request", id = %id.to_str().unwrap_or("-"));
-    let mut response = answer(app, request).instrument(span).await;
+    let mut response = answer(app, listener, request).instrument(span).await;
     response.headers_mut().insert(request_id::HEADER, id);
     response
 }
 
-async fn answer(app: &App, request: Request<impl RequestBody>) -> Response {
+async fn answer(app: &App, listener: Listener, request: Request<impl RequestBody>) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     // For logging; a Uri clone shares its bytes instead of copying the path.
     let uri = request.uri().clone();
     let path = uri.path();
-    let (route, result) = route(app, request).await;
+    let (route, result) = route(app, listener, request).await;
     let response = match result {
         Ok(response) => response,
         Err(error) => {
@@ -93,175 +101,29 @@ async fn answer(app: &App, request: Request<impl RequestBody>) -> Response {
     response
 }
 
-/// The endpoints, one per path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
-    Ping,
-    Health,
-    Metrics,
-    Login,
-    Register,
-    Refresh,
-    Logout,
-    Authenticate,
-    Token,
-    Introspect,
-    Revoke,
-    Verify,
-    Jwks,
-    Metadata,
-    /// `POST /auth/validate`: an API token, as JSON.
-    Validate,
-    /// `/admin/tokens`: list (GET) and create (POST).
-    AdminTokens,
-    /// `GET /admin/tokens/{id}`.
-    AdminToken,
-    /// `POST /admin/tokens/{id}/revoke`.
-    AdminRevoke,
-    /// `GET /sessions`: the caller's sessions.
-    Sessions,
-    /// `DELETE /sessions/{sid}`: end one of them.
-    Session,
-    /// `GET /admin/users/{sub}/sessions`.
-    AdminUserSessions,
-    /// `POST /admin/users/{sub}/logout`.
-    AdminUserLogout,
-}
-
-impl Route {
-    fn from_path(path: &str) -> Option<Self> {
-        Some(match path {
-            "/ping" => Self::Ping,
-            "/health" => Self::Health,
-            "/metrics" => Self::Metrics,
-            "/login" => Self::Login,
-            "/register" => Self::Register,
-            "/refresh" => Self::Refresh,
-            "/logout" => Self::Logout,
-            "/authenticate" => Self::Authenticate,
-            "/oauth/token" | "/token" => Self::Token,
-            "/oauth/introspect" => Self::Introspect,
-            "/oauth/revoke" => Self::Revoke,
-            "/oauth/verify" => Self::Verify,
-            "/.well-known/jwks.json" => Self::Jwks,
-            "/.well-known/oauth-authorization-server" => Self::Metadata,
-            "/auth/validate" => Self::Validate,
-            "/admin/tokens" => Self::AdminTokens,
-            "/sessions" => Self::Sessions,
-            _ => return Self::with_id(path),
-        })
-    }
-
-    /// The paths with an id in them, any id (a bad one is `404` from the
-    /// handler, like an unknown one).
-    fn with_id(path: &str) -> Option<Self> {
-        let (prefix, _, action) = split_id(path)?;
-        Some(match (prefix, action) {
-            ("/admin/tokens/", None) => Self::AdminToken,
-            ("/admin/tokens/", Some("revoke")) => Self::AdminRevoke,
-            ("/admin/users/", Some("sessions")) => Self::AdminUserSessions,
-            ("/admin/users/", Some("logout")) => Self::AdminUserLogout,
-            ("/sessions/", None) => Self::Session,
-            _ => return None,
-        })
-    }
-
-    /// The `{id}` of a path [`Route::with_id`] matched, percent-decoded.
-    fn id(path: &str) -> Option<String> {
-        let (_, id, _) = split_id(path)?;
-        percent_encoding::percent_decode_str(id)
-            .decode_utf8()
-            .ok()
-            .map(|id| id.into_owned())
-    }
-
-    /// A fixed label for metrics.
-    fn name(self) -> &'static str {
-        match self {
-            Self::Ping => "/ping",
-            Self::Health => "/health",
-            Self::Metrics => "/metrics",
-            Self::Login => "/login",
-            Self::Register => "/register",
-            Self::Refresh => "/refresh",
-            Self::Logout => "/logout",
-            Self::Authenticate => "/authenticate",
-            Self::Token => "/oauth/token",
-            Self::Introspect => "/oauth/introspect",
-            Self::Revoke => "/oauth/revoke",
-            Self::Verify => "/oauth/verify",
-            Self::Jwks => "/.well-known/jwks.json",
-            Self::Metadata => "/.well-known/oauth-authorization-server",
-            Self::Validate => "/auth/validate",
-            Self::AdminTokens => "/admin/tokens",
-            Self::AdminToken => "/admin/tokens/{id}",
-            Self::AdminRevoke => "/admin/tokens/{id}/revoke",
-            Self::Sessions => "/sessions",
-            Self::Session => "/sessions/{sid}",
-            Self::AdminUserSessions => "/admin/users/{sub}/sessions",
-            Self::AdminUserLogout => "/admin/users/{sub}/logout",
-        }
-    }
-
-    /// The methods answered, as the `Allow` header says them; `None`: all.
-    fn allow(self) -> Option<&'static str> {
-        match self {
-            Self::Authenticate => None, // nginx's auth_request forwards the client's method
-            Self::Ping
-            | Self::Health
-            | Self::Metrics
-            | Self::Jwks
-            | Self::Metadata
-            | Self::AdminToken
-            | Self::Sessions
-            | Self::AdminUserSessions => Some(GET_HEAD),
-            Self::AdminTokens => Some(GET_HEAD_POST),
-            Self::Session => Some(DELETE),
-            _ => Some(POST),
-        }
-    }
-
-    fn allows(self, method: &Method) -> bool {
-        let get = method == Method::GET || method == Method::HEAD;
-        match self.allow() {
-            None => true,
-            Some(GET_HEAD) => get,
-            Some(GET_HEAD_POST) => get || method == Method::POST,
-            Some(DELETE) => method == Method::DELETE,
-            Some(_) => method == Method::POST,
-        }
-    }
-}
-
 /// Whether the query sets `name` to `true` (or `1`), as in `?all=true`.
 fn query_flag(uri: &http::Uri, name: &str) -> bool {
     form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .any(|(key, value)| key == name && matches!(&*value, "true" | "1"))
 }
 
-/// A path with an id: `(prefix, id, what follows the id)`.
-fn split_id(path: &str) -> Option<(&'static str, &str, Option<&str>)> {
-    let (prefix, rest) = ["/admin/tokens/", "/admin/users/", "/sessions/"]
-        .into_iter()
-        .find_map(|prefix| Some((prefix, path.strip_prefix(prefix)?)))?;
-    let (id, action) = match rest.split_once('/') {
-        Some((id, action)) => (id, Some(action)),
-        None => (rest, None),
-    };
-    (!id.is_empty()).then_some((prefix, id, action))
-}
-
-/// Dispatches on the path, then the method. Returns the route's metric
-/// label with the answer.
+/// Dispatches on the path (refused if ambiguous, not found if `listener`
+/// does not serve it), then the method. Returns the route's metric label
+/// with the answer.
 async fn route(
     app: &App,
+    listener: Listener,
     request: Request<impl RequestBody>,
 ) -> (&'static str, Result<Response, ApiError>) {
-    let Some(route) = Route::from_path(request.uri().path()) else {
+    let path = request.uri().path();
+    if let Err(refused) = route::check_path(path) {
+        return ("other", Err(refused.into()));
+    }
+    let Some(route) = Route::find(path, listener) else {
         return ("other", Err(ApiError::NotFound));
     };
     if !route.allows(request.method()) {
-        let allow = route.allow().unwrap_or(GET_HEAD);
+        let allow = route.allow().unwrap_or(route::GET_HEAD);
         return (route.name(), Err(ApiError::MethodNotAllowed(allow)));
     }
     let result = match route {

@@ -8,6 +8,7 @@
 //! loses only the cache.
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::process::{ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,13 +25,13 @@ use tokengate::db::{ApiTokenRecord, Database, DurableStore};
 use uuid::Uuid;
 
 use crate::helpers::{Backend, Cluster, Db, Replica, SECRET, eventually};
-use crate::support::client::{Reply, json_body, request};
+use crate::support::client::{self, Reply, json_body, request};
 use crate::support::postgres::PostgresServer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
 
 /// The admin token of the test clusters (its argon2id hash is configured).
-const ADMIN_TOKEN: &str = "integration-admin-token-0123456789abcdefghij";
+pub const ADMIN_TOKEN: &str = "integration-admin-token-0123456789abcdefghij";
 
 /// What a revocation must take at most to hold on every replica (SPEC §9).
 const EVERYWHERE_WITHIN: Duration = Duration::from_secs(1);
@@ -39,7 +40,7 @@ const INVALID_TOKEN: &str = r#"Bearer realm="tokengate", error="invalid_token""#
 const NO_TOKEN: &str = r#"Bearer realm="tokengate""#;
 
 /// Argon2 is slow on purpose: hash the admin token once per test binary.
-fn admin_hash() -> &'static str {
+pub fn admin_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
     HASH.get_or_init(|| tokengate::clients::hash_secret(ADMIN_TOKEN.as_bytes()).unwrap())
 }
@@ -80,10 +81,10 @@ fn seconds(rfc3339: &Value) -> u64 {
         .as_secs()
 }
 
-/// `method path`, with `Authorization: Bearer token` when given and a JSON
-/// body when given.
-async fn call(
-    replica: &Replica,
+/// `method path` at `addr`, with `Authorization: Bearer token` when given
+/// and a JSON body when given.
+async fn call_at(
+    addr: SocketAddr,
     method: Method,
     path: &str,
     token: Option<&str>,
@@ -100,12 +101,34 @@ async fn call(
         }
         None => Full::default(),
     };
-    replica.send(builder.body(body).unwrap()).await
+    client::send(addr, builder.body(body).unwrap()).await
+}
+
+/// [`call_at`] the replica's public port.
+async fn call(
+    replica: &Replica,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Reply {
+    call_at(replica.addr, method, path, token, body).await
+}
+
+/// [`call_at`] the replica's admin listener, where `/admin/*` is served.
+async fn operator(
+    replica: &Replica,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Reply {
+    call_at(replica.admin_addr, method, path, token, body).await
 }
 
 /// An admin API call with the admin token.
 async fn admin(replica: &Replica, method: Method, path: &str, body: Option<&Value>) -> Reply {
-    call(replica, method, path, Some(ADMIN_TOKEN), body).await
+    operator(replica, method, path, Some(ADMIN_TOKEN), body).await
 }
 
 /// A token made with `POST /admin/tokens`.
@@ -629,12 +652,12 @@ async fn the_admin_api_takes_the_admin_token_and_nothing_else() {
     for (n, (method, path)) in endpoints.iter().enumerate() {
         let replica = &c.replicas[n % 2];
         let body = (*method == Method::POST).then_some(&new);
-        let none = call(replica, method.clone(), path, None, body).await;
+        let none = operator(replica, method.clone(), path, None, body).await;
         assert_eq!(none.status, 401, "{method} {path} without a token");
         assert_eq!(none.error(), "invalid_token");
         assert_eq!(none.header("www-authenticate"), Some(NO_TOKEN));
         let basic = replica
-            .send(
+            .send_admin(
                 request(method.clone(), path.as_str())
                     .header(
                         "authorization",
@@ -646,7 +669,7 @@ async fn the_admin_api_takes_the_admin_token_and_nothing_else() {
             .await;
         assert_eq!(basic.status, 401, "{method} {path} with Basic");
         for token in &wrong {
-            let reply = call(replica, method.clone(), path, Some(token), body).await;
+            let reply = operator(replica, method.clone(), path, Some(token), body).await;
             assert_eq!(reply.status, 401, "{method} {path} with {token:?}");
             assert_eq!(reply.error(), "invalid_token");
             assert_eq!(reply.header("www-authenticate"), Some(INVALID_TOKEN));
@@ -672,7 +695,7 @@ async fn without_an_admin_token_configured_the_admin_api_is_off() {
     let body = json!({"name": "x"});
     for (method, path) in &endpoints {
         for presented in [None, Some(ADMIN_TOKEN), Some(token.as_str())] {
-            let reply = call(c.a(), method.clone(), path, presented, Some(&body)).await;
+            let reply = operator(c.a(), method.clone(), path, presented, Some(&body)).await;
             assert_eq!(reply.status, 403, "{method} {path} {presented:?}");
             assert_eq!(reply.error(), "admin_disabled");
         }
@@ -700,7 +723,7 @@ async fn an_admin_token_file_holds_the_admin_token() {
     assert_eq!(listed(c.a(), "").await, vec![made.id.clone()]);
     let longer = format!("{ADMIN_TOKEN}x");
     for wrong in [&ADMIN_TOKEN[1..], longer.as_str(), "x"] {
-        let reply = call(c.a(), Method::GET, "/admin/tokens", Some(wrong), None).await;
+        let reply = operator(c.a(), Method::GET, "/admin/tokens", Some(wrong), None).await;
         assert_eq!(reply.status, 401, "{wrong:?}");
     }
 
@@ -742,11 +765,11 @@ async fn guessing_the_admin_token_is_throttled_on_every_replica() {
     assert!(listed(c.a(), "").await.is_empty());
     for n in 0..3 {
         let guess = format!("guess-{n}");
-        let reply = call(c.a(), Method::GET, "/admin/tokens", Some(&guess), None).await;
+        let reply = operator(c.a(), Method::GET, "/admin/tokens", Some(&guess), None).await;
         assert_eq!(reply.status, 401, "guess {n}");
     }
     for replica in [c.a(), c.b()] {
-        let reply = call(replica, Method::GET, "/admin/tokens", Some("guess-3"), None).await;
+        let reply = operator(replica, Method::GET, "/admin/tokens", Some("guess-3"), None).await;
         assert_eq!(reply.status, 429, "{:?}", reply.body);
         assert_eq!(reply.error(), "too_many_attempts");
         let retry: u64 = reply
@@ -800,13 +823,19 @@ async fn creating_a_token_checks_its_name_scopes_and_lifetime() {
             .body(Full::new(Bytes::from_static(body.as_bytes())))
             .unwrap()
     };
-    let malformed = c.a().send(raw("application/json", "{\"name\": ")).await;
+    let malformed = c
+        .a()
+        .send_admin(raw("application/json", "{\"name\": "))
+        .await;
     assert_eq!(malformed.status, 400);
     assert_eq!(malformed.error(), "invalid_request");
-    let empty = c.a().send(raw("application/json", "")).await;
+    let empty = c.a().send_admin(raw("application/json", "")).await;
     assert_eq!(empty.status, 400);
     assert_eq!(empty.error(), "invalid_request");
-    let form = c.a().send(raw("text/plain", "{\"name\": \"ok\"}")).await;
+    let form = c
+        .a()
+        .send_admin(raw("text/plain", "{\"name\": \"ok\"}"))
+        .await;
     assert_eq!(form.status, 415);
     assert!(
         listed(c.a(), "?all=true").await.is_empty(),

@@ -64,7 +64,7 @@ async fn redis_killed_fails_closed_then_recovers_without_restart() {
     for replica in &c.replicas {
         assert_fails_closed(replica, &pair.access, &pair.refresh).await;
     }
-    let metrics = String::from_utf8(c.a().get("/metrics").await.body.to_vec()).unwrap();
+    let metrics = String::from_utf8(c.a().get_admin("/metrics").await.body.to_vec()).unwrap();
     let errors: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("tokengate_store_errors_total "))

@@ -277,7 +277,7 @@ async fn health_follows_the_store_and_reflection_lists_the_service() {
     // The calls are counted by method and code.
     let mut a = client(c.a()).await;
     let _ = register(&mut a, "erin@example.com", "short").await;
-    let metrics = String::from_utf8_lossy(&c.a().get("/metrics").await.body).into_owned();
+    let metrics = String::from_utf8_lossy(&c.a().get_admin("/metrics").await.body).into_owned();
     assert!(
         metrics.contains(r#"tokengate_grpc_calls_total{method="/realchat.auth.v1.AuthApi/Register",code="INVALID_ARGUMENT"} 1"#),
         "{metrics}"

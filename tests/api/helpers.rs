@@ -12,6 +12,7 @@ use http_body_util::Full;
 use serde_json::{Value, json};
 use tokengate::app::App;
 use tokengate::config::{Secret, Settings};
+use tokengate::server::Listeners;
 use tokengate::store::memory::MemoryStore;
 use tokengate::store::redis::RedisStore;
 use tokengate::store::{Store, Timing};
@@ -62,7 +63,10 @@ pub struct Cluster {
 }
 
 pub struct Replica {
+    /// The public port: the API, behind nginx in production.
     pub addr: SocketAddr,
+    /// The admin listener (`admin.listen`): `/admin/*` and `/metrics`.
+    pub admin_addr: SocketAddr,
     /// Where its gRPC API listens.
     pub grpc_addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
@@ -171,14 +175,24 @@ impl Replica {
         let app = App::with_store(settings, store).expect("build app");
         app.migrate().await.expect("migrations");
         app.load_clients().await.expect("stored clients");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+        let (http, admin, grpc) = (
+            bind().await.unwrap(),
+            bind().await.unwrap(),
+            bind().await.unwrap(),
+        );
+        let addr = http.local_addr().unwrap();
+        let admin_addr = admin.local_addr().unwrap();
         let grpc_addr = grpc.local_addr().unwrap();
+        let listeners = Listeners {
+            http,
+            unix: None,
+            admin: Some(admin),
+            grpc: Some(grpc),
+        };
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(tokengate::server::run(
-            listener,
-            Some(grpc),
+        let task = tokio::spawn(tokengate::server::serve(
+            listeners,
             Arc::new(app),
             async {
                 let _ = rx.await;
@@ -187,6 +201,7 @@ impl Replica {
         ));
         Self {
             addr,
+            admin_addr,
             grpc_addr,
             shutdown: Some(tx),
             task: Some(task),
@@ -213,6 +228,16 @@ impl Replica {
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
         client::post_json(self.addr, path, body).await
+    }
+
+    /// [`Replica::send`] to the admin listener.
+    pub async fn send_admin(&self, request: Request<Full<Bytes>>) -> Reply {
+        client::send(self.admin_addr, request).await
+    }
+
+    /// `GET path` on the admin listener.
+    pub async fn get_admin(&self, path: &str) -> Reply {
+        client::get(self.admin_addr, path).await
     }
 
     /// Logs in as `user_id` and returns the pair; asserts success.
@@ -243,18 +268,13 @@ impl Replica {
 
     /// `tokengate_secret_verifications_total`: argon2 runs so far.
     pub async fn verifications(&self) -> u64 {
-        let metrics = self.get("/metrics").await;
-        let text = String::from_utf8_lossy(&metrics.body).into_owned();
-        text.lines()
-            .find_map(|line| line.strip_prefix("tokengate_secret_verifications_total "))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no verification counter in {text}"))
+        self.metric("tokengate_secret_verifications_total").await as u64
     }
 
     /// The value of the sample `name` (with its labels, if any, as
     /// exposed) in `/metrics`; panics if there is none.
     pub async fn metric(&self, name: &str) -> f64 {
-        let metrics = self.get("/metrics").await;
+        let metrics = self.get_admin("/metrics").await;
         let text = String::from_utf8_lossy(&metrics.body).into_owned();
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))

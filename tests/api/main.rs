@@ -19,6 +19,7 @@ mod grpc_interop;
 mod identities;
 mod interop;
 mod keys;
+mod listeners;
 mod local_cache;
 mod lockout;
 mod oauth;

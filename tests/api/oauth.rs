@@ -696,7 +696,7 @@ async fn metrics_count_requests_and_failures(backend: Backend) {
         assert!(c.a().accepts(&pair.access).await);
     }
     assert!(!c.a().accepts("garbage").await);
-    let text = String::from_utf8(c.a().get("/metrics").await.body.to_vec()).unwrap();
+    let text = String::from_utf8(c.a().get_admin("/metrics").await.body.to_vec()).unwrap();
     let value = |line_start: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with(line_start))

@@ -26,6 +26,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
 struct Process {
     child: Child,
     addr: SocketAddr,
+    /// Its admin listener (`admin.listen`).
+    admin_addr: SocketAddr,
     log: PathBuf,
 }
 
@@ -40,7 +42,7 @@ impl Process {
 
     /// Starts the binary in `dir` (where it looks for `config.yml`).
     fn start_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let port = free_port();
+        let (port, admin_port) = (free_port(), free_port());
         let log = std::env::temp_dir().join(format!("tokengate-{}.log", uuid::Uuid::new_v4()));
         let out = std::fs::File::create(&log).unwrap();
         let mut command = Command::new(BIN);
@@ -49,8 +51,12 @@ impl Process {
             .current_dir(dir)
             .env("TOKENGATE__SERVER__HOST", "127.0.0.1")
             .env("TOKENGATE__SERVER__PORT", port.to_string())
-            // Processes run side by side: none takes the fixed gRPC port.
+            // Processes run side by side: none takes the fixed gRPC or admin port.
             .env("TOKENGATE__GRPC__PORT", "0")
+            .env(
+                "TOKENGATE__ADMIN__LISTEN",
+                format!("127.0.0.1:{admin_port}"),
+            )
             .env(
                 "TOKENGATE__DATABASE__URL",
                 format!("sqlite://{}.db?mode=rwc", log.display()),
@@ -63,6 +69,7 @@ impl Process {
         Self {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], admin_port)),
             log,
         }
     }
@@ -83,6 +90,10 @@ impl Process {
 
     async fn send(&self, request: http::Request<Full<bytes::Bytes>>) -> Reply {
         client::send(self.addr, request).await
+    }
+
+    async fn send_admin(&self, request: http::Request<Full<bytes::Bytes>>) -> Reply {
+        client::send(self.admin_addr, request).await
     }
 
     async fn post(&self, path: &str, body: &Value) -> Reply {
@@ -130,11 +141,13 @@ fn wait_for_exit(child: &mut Child, within: Duration) -> ExitStatus {
     }
 }
 
-/// Runs the binary to completion with `env` and optional stdin.
+/// Runs the binary to completion with `env` and optional stdin (and no admin
+/// listener unless `env` gives one: processes run side by side).
 fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> (ExitStatus, String, String) {
     let mut child = Command::new(BIN)
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("TOKENGATE__ADMIN__LISTEN", "")
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -181,6 +194,42 @@ async fn checked_in_config_runs_with_no_redis_and_no_secret() {
     );
 }
 
+/// `admin.listen` (SPEC §11): the operators' endpoints on a port of their
+/// own, logged at start-up; an address another process holds stops start-up
+/// naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_is_logged_and_a_taken_address_named() {
+    let mut p = Process::start(&[]);
+    p.ready().await;
+    assert_eq!(client::get(p.admin_addr, "/metrics").await.status, 200);
+    assert_eq!(client::get(p.addr, "/metrics").await.status, 404);
+    assert!(p.terminate().success());
+    let log = p.output();
+    let started = log.lines().find(|l| l.contains("tokengate listening"));
+    assert!(
+        started.is_some_and(|line| line.contains(&p.admin_addr.to_string())),
+        "the admin address beside the others: {log}"
+    );
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let port = free_port().to_string();
+    let db = format!("sqlite://{}.db?mode=rwc", p.log.display());
+    let env = [
+        ("TOKENGATE__SERVER__HOST", "127.0.0.1"),
+        ("TOKENGATE__SERVER__PORT", port.as_str()),
+        ("TOKENGATE__GRPC__PORT", "0"),
+        ("TOKENGATE__ADMIN__LISTEN", taken.as_str()),
+        ("TOKENGATE__DATABASE__URL", db.as_str()),
+    ];
+    let (status, _, stderr) = run(&[], &env, None);
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains(&format!("admin.listen: cannot listen on {taken}")),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn invalid_configuration_stops_start_up_with_one_line() {
     let cases: &[(&[(&str, &str)], &str)] = &[
@@ -195,6 +244,10 @@ fn invalid_configuration_stops_start_up_with_one_line() {
             "auth.refresh_grace",
         ),
         (&[("TOKENGATE__SERVER__PORT", "http")], "server.port"),
+        (
+            &[("TOKENGATE__ADMIN__LISTEN", "localhost:8081")],
+            "admin.listen",
+        ),
         (
             &[
                 ("TOKENGATE__CACHE__URL", "postgres://x"),
@@ -725,11 +778,11 @@ async fn json_logs_never_contain_api_tokens_or_the_admin_token() {
     let new = json!({"name": "logged", "scopes": ["read"]});
     let wrong = format!("{ADMIN_TOKEN}-wrong");
     let refused = p
-        .send(admin(Method::POST, "/admin/tokens", &wrong, Some(&new)))
+        .send_admin(admin(Method::POST, "/admin/tokens", &wrong, Some(&new)))
         .await;
     assert_eq!(refused.status, 401);
     let created = p
-        .send(admin(
+        .send_admin(admin(
             Method::POST,
             "/admin/tokens",
             ADMIN_TOKEN,
@@ -771,12 +824,12 @@ async fn json_logs_never_contain_api_tokens_or_the_admin_token() {
     let active = p.send(introspect(&token)).await;
     assert_eq!(active.json()["active"], true, "{:?}", active.body);
     let listed = p
-        .send(admin(Method::GET, "/admin/tokens", ADMIN_TOKEN, None))
+        .send_admin(admin(Method::GET, "/admin/tokens", ADMIN_TOKEN, None))
         .await;
     assert_eq!(listed.status, 200);
     let revoke_path = format!("/admin/tokens/{id}/revoke");
     let revoked = p
-        .send(admin(Method::POST, &revoke_path, ADMIN_TOKEN, None))
+        .send_admin(admin(Method::POST, &revoke_path, ADMIN_TOKEN, None))
         .await;
     assert_eq!(revoked.status, 200);
     assert!(!api_token_valid(&p, &token).await);

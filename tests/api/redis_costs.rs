@@ -162,7 +162,7 @@ const ADMIN_TOKEN: &str = "redis-costs-admin-token-of-at-least-32-characters";
 /// `POST /admin/tokens` at `replica`; the new token and its id.
 async fn create_api_token(replica: &Replica, name: &str, scopes: &[&str]) -> (String, String) {
     let reply = replica
-        .send(
+        .send_admin(
             request(Method::POST, "/admin/tokens")
                 .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
                 .header("content-type", "application/json")
@@ -254,7 +254,7 @@ async fn an_api_token_check_is_one_evalsha_cached_and_two_on_a_miss() {
     // other in one EVALSHA.
     let reply = c
         .a()
-        .send(
+        .send_admin(
             request(Method::POST, format!("/admin/tokens/{id}/revoke").as_str())
                 .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
                 .body(Default::default())

@@ -244,10 +244,10 @@ async fn at_the_cap_with_every_connection_busy_a_new_one_is_refused() {
     others_are_served(&cluster).await;
 }
 
-/// `tokengate_open_connections` as `/metrics` says it (the asking
-/// connection included).
-async fn open_connections(addr: SocketAddr) -> u64 {
-    let reply = client::get(addr, "/metrics").await;
+/// `tokengate_open_connections` as `/metrics` on the admin listener `admin`
+/// says it (the asking connection included).
+async fn open_connections(admin: SocketAddr) -> u64 {
+    let reply = client::get(admin, "/metrics").await;
     assert_eq!(reply.status, 200);
     let text = String::from_utf8_lossy(&reply.body).into_owned();
     text.lines()
@@ -264,7 +264,7 @@ async fn ten_thousand_idle_connections_against_a_cap_of_1000_leave_ping_answerin
     tokengate::server::ensure_fd_limit(FLOOD + CAP + 1000)
         .expect("the test needs about 12,000 open files (ulimit -n)");
     let cluster = cluster(|s| s.max_connections = CAP).await;
-    let addr = cluster.a().addr;
+    let (addr, admin) = (cluster.a().addr, cluster.a().admin_addr);
 
     let mut flood = Vec::with_capacity(FLOOD);
     let mut peak = 0;
@@ -277,7 +277,7 @@ async fn ten_thousand_idle_connections_against_a_cap_of_1000_leave_ping_answerin
         if (i + 1) % 1000 == 0 {
             let ping = client::get(addr, "/ping").await;
             assert_eq!(ping.status, 200, "after {} idle connections", i + 1);
-            let open = open_connections(addr).await;
+            let open = open_connections(admin).await;
             peak = peak.max(open);
             assert!(open as usize <= CAP, "{open} open connections, cap {CAP}");
         }
@@ -314,7 +314,7 @@ async fn ten_thousand_idle_connections_against_a_cap_of_1000_leave_ping_answerin
     drop(flood);
     assert!(
         eventually(Duration::from_secs(10), || async {
-            open_connections(addr).await <= 2
+            open_connections(admin).await <= 2
         })
         .await,
         "connections closed by clients give their slots back"

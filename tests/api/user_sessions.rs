@@ -25,6 +25,11 @@ async fn bearer(replica: &Replica, method: Method, path: &str, token: &str) -> R
     client::with_bearer(replica.addr, method, path, token).await
 }
 
+/// [`bearer`] on the replica's admin listener.
+async fn operator(replica: &Replica, method: Method, path: &str, token: &str) -> Reply {
+    client::with_bearer(replica.admin_addr, method, path, token).await
+}
+
 /// The session ids `GET /sessions` lists, and which one is marked current.
 async fn listed(replica: &Replica, access: &str) -> (Vec<String>, Option<String>) {
     let reply = bearer(replica, Method::GET, "/sessions", access).await;
@@ -183,7 +188,7 @@ async fn operators_list_and_end_a_users_sessions(backend: Backend) {
 
     // `{sub}` is percent-decoded.
     let path = "/admin/users/user%40example.com/sessions";
-    let reply = bearer(c.b(), Method::GET, path, ADMIN_TOKEN).await;
+    let reply = operator(c.b(), Method::GET, path, ADMIN_TOKEN).await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     let ids: Vec<String> = reply.json()["sessions"]
         .as_array()
@@ -194,21 +199,24 @@ async fn operators_list_and_end_a_users_sessions(backend: Backend) {
     assert_eq!(ids, [sid(&first), sid(&second)]);
 
     for refused in ["wrong-admin-token", first.access.as_str()] {
-        assert_eq!(bearer(c.a(), Method::GET, path, refused).await.status, 401);
+        assert_eq!(
+            operator(c.a(), Method::GET, path, refused).await.status,
+            401
+        );
     }
-    assert_eq!(c.a().get(path).await.status, 401);
+    assert_eq!(c.a().get_admin(path).await.status, 401);
 
     // The login client (HTTP Basic) may end them, as the admin token may.
     let logout = client::request(Method::POST, "/admin/users/user%40example.com/logout")
         .header("authorization", basic.clone())
         .body(http_body_util::Full::default())
         .unwrap();
-    let reply = client::send(c.a().addr, logout).await;
+    let reply = c.a().send_admin(logout).await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     assert_eq!(reply.json(), json!({"ended": 2}));
     assert!(!c.b().accepts(&first.access).await);
     assert!(!c.b().accepts(&second.access).await);
-    let none = bearer(c.a(), Method::GET, path, ADMIN_TOKEN).await;
+    let none = operator(c.a(), Method::GET, path, ADMIN_TOKEN).await;
     assert_eq!(none.json(), json!({"sessions": []}));
 }
 

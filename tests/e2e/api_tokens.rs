@@ -1,8 +1,8 @@
 //! API tokens for services (SPEC §9) through nginx, with three replicas on one
 //! Redis and one database. The operator makes and revokes tokens where the
 //! replicas run — the CLI on the cluster's database and Redis, or the admin API
-//! on a replica's own port — never through nginx, which serves /auth/validate
-//! but answers /admin/* itself with a 404. Services then reach `/reports/`,
+//! on a replica's admin listener (SPEC §11) — never through nginx, which serves
+//! /auth/validate but answers /admin/* itself with a 404. Services then reach `/reports/`,
 //! which requires "reports:read" (as in nginx/nginx.conf), and the app is told
 //! `token:<name>` and the token's id.
 
@@ -107,9 +107,9 @@ async fn api_tokens_reach_their_scope_through_nginx_and_a_revocation_holds_every
     );
     let token = reporting["token"].as_str().expect("token").to_owned();
     let id = reporting["id"].as_str().expect("id").to_owned();
-    // ...and the admin API on a replica's own port.
+    // ...and the admin API on a replica's admin listener.
     let reply = admin(
-        cluster.replica_addr(1),
+        cluster.replica_admin_addr(1),
         Method::POST,
         "/admin/tokens",
         Some(&json!({ "name": "billing", "scopes": ["billing:write"] })),
@@ -119,10 +119,22 @@ async fn api_tokens_reach_their_scope_through_nginx_and_a_revocation_holds_every
     let billing = reply.field("token");
     let billing_id = reply.field("id");
 
-    // The admin API is not reachable through nginx, even with the admin token
-    // that a replica accepts: nginx's own JSON 404, whatever the method.
-    let direct = admin(cluster.replica_addr(0), Method::GET, "/admin/tokens", None).await;
-    assert_eq!(direct.status, 200, "at a replica: {direct:?}");
+    // The admin API is not reachable through nginx, nor on a replica's public
+    // port, even with the admin token its admin listener accepts: a JSON 404,
+    // whatever the method.
+    let direct = admin(
+        cluster.replica_admin_addr(0),
+        Method::GET,
+        "/admin/tokens",
+        None,
+    )
+    .await;
+    assert_eq!(
+        direct.status, 200,
+        "at a replica's admin listener: {direct:?}"
+    );
+    let public = admin(cluster.replica_addr(0), Method::GET, "/admin/tokens", None).await;
+    assert_eq!(public.status, 404, "at a replica's public port: {public:?}");
     for (method, path) in [
         (Method::GET, "/admin/tokens".to_owned()),
         (Method::GET, format!("/admin/tokens/{id}")),
@@ -226,7 +238,7 @@ async fn api_tokens_reach_their_scope_through_nginx_and_a_revocation_holds_every
 
     // Revoked with the admin API on one replica: refused by the others too.
     let reply = admin(
-        cluster.replica_addr(2),
+        cluster.replica_admin_addr(2),
         Method::POST,
         &format!("/admin/tokens/{billing_id}/revoke"),
         None,

@@ -1,6 +1,8 @@
 //! What nginx adds around tokengate for clients and apps, with three replicas:
 //! `/authenticate` on the public port (the original service's clients call it
-//! there) while `/metrics` and the admin API stay private; one request id per
+//! there) while `/metrics` and the admin API stay private, served on the
+//! replicas' admin listeners only, and no encoded path reaches them through a
+//! public location (SPEC §11); one request id per
 //! client request, the same in nginx's access log, tokengate's log, the app's
 //! request and the client's answer; and the opt-in conventional identity
 //! headers (`authenticate.identity_headers`), which a client can never set.
@@ -199,6 +201,81 @@ async fn authenticate_is_public_and_metrics_and_admin_are_not() {
         assert_eq!(reply.status, 404, "{method} {path}: {reply:?}");
         assert_eq!(reply.error(), "not_found", "{method} {path}");
     }
+    // Served where operators (and Prometheus) reach them: each replica's admin
+    // listener, never its public port.
+    for index in 0..cluster.replica_count() {
+        let metrics = client::get(cluster.replica_admin_addr(index), "/metrics").await;
+        assert_eq!(metrics.status, 200, "replica {index}");
+        let public = client::get(cluster.replica_addr(index), "/metrics").await;
+        assert_eq!(public.status, 404, "replica {index}: {public:?}");
+    }
+}
+
+/// The admin token of [`encoded_paths_never_reach_the_admin_api_through_nginx`].
+const ADMIN_TOKEN: &str = "e2e-gate-admin-token-of-at-least-thirty-two-characters";
+
+/// SPEC §11 "One path, one route": nginx decodes `%2F` and `%2e` and resolves
+/// dot segments before it picks a location, then passes the path on as the
+/// client sent it. `/admin/users/..%2F..%2Fsessions/sessions` is the public
+/// `/sessions/sessions` to nginx; tokengate refuses it (`400`) rather than
+/// routing it to the admin API, so even the real admin token gets nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoded_paths_never_reach_the_admin_api_through_nginx() {
+    let _shared = EXCLUSIVE.read().await;
+    let hash = tokengate::clients::hash_secret(ADMIN_TOKEN.as_bytes()).expect("hash");
+    let cluster = start(options().config(&format!("admin:\n  token_hash: '{hash}'\n")));
+    let bob = login(cluster.addr(), "bob").await;
+
+    // The client sends these paths byte for byte (hyper normalises nothing);
+    // each resolves, for nginx, to a public location or to none.
+    for (method, path) in [
+        (Method::GET, "/admin/users/..%2F..%2Fsessions/sessions"),
+        (Method::GET, "/admin/users/bob%2F..%2F..%2F..%2Fsessions"),
+        (Method::POST, "/admin/users/..%2f..%2fsessions/logout"),
+        (Method::GET, "/admin/tokens/..%2F..%2Fsessions/x"),
+        (Method::GET, "/sessions/%2e%2e/admin/tokens"),
+        (Method::GET, "/sessions/..%2Fmetrics"),
+        (Method::GET, "/metrics"),
+        (Method::GET, "/admin/tokens"),
+    ] {
+        for token in [ADMIN_TOKEN, bob.access.as_str()] {
+            let reply = call(&cluster, method.clone(), path, Some(token), &[]).await;
+            match reply.status.as_u16() {
+                400 => assert_eq!(reply.error(), "invalid_request", "{method} {path}"),
+                404 => assert_eq!(reply.error(), "not_found", "{method} {path}"),
+                _ => panic!("{method} {path} reached an endpoint: {reply:?}"),
+            }
+        }
+    }
+    // tokengate itself refused the one nginx routed to a replica.
+    let reply = call(
+        &cluster,
+        Method::GET,
+        "/admin/users/..%2F..%2Fsessions/sessions",
+        Some(ADMIN_TOKEN),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert!(
+        reply.json()["error_description"]
+            .as_str()
+            .is_some_and(|why| why.contains("encoded slash")),
+        "{reply:?}"
+    );
+    // bob's session was neither listed to nor ended by anyone.
+    let sessions = client::with_bearer(
+        cluster.replica_admin_addr(1),
+        Method::GET,
+        "/admin/users/bob/sessions",
+        ADMIN_TOKEN,
+    )
+    .await;
+    assert_eq!(sessions.status, 200, "{sessions:?}");
+    assert_eq!(
+        sessions.json()["sessions"].as_array().map(Vec::len),
+        Some(1)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,7 @@
 //! // or ClusterOptions::new(..).postgres(): a PostgreSQL instead of the SQLite file
 //! cluster.url();                 // "http://127.0.0.1:<nginx port>"
 //! cluster.grpc_url();            // nginx's gRPC port, in front of every replica's
+//! cluster.replica_admin_addr(0); // a replica's admin listener: /admin/*, /metrics
 //! cluster.kill_replica(1);       // SIGKILL; terminate_replica = SIGTERM + wait
 //! cluster.restart_replica(1)?;   // same port, so nginx finds it again
 //! cluster.kill_redis(); cluster.restart_redis();   // same port, empty
@@ -136,6 +137,9 @@ struct Replica {
     port: u16,
     /// Its gRPC API (`grpc.port`), behind nginx's gRPC server.
     grpc_port: u16,
+    /// Its admin listener (`admin.listen`): `/admin/*` and `/metrics`, which
+    /// nginx never reaches.
+    admin_port: u16,
     /// Its Unix socket, when the cluster has them (`ClusterOptions::unix_sockets`).
     socket: Option<PathBuf>,
     log: PathBuf,
@@ -225,6 +229,7 @@ impl Cluster {
                 index,
                 port: 0,
                 grpc_port: 0,
+                admin_port: 0,
                 socket,
                 log,
                 child: None,
@@ -261,16 +266,21 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Starts replica `index` (on `ports`, HTTP and gRPC, or on free ones) and
-    /// waits until it answers `/ping`.
-    fn spawn_replica(&mut self, index: usize, ports: Option<(u16, u16)>) -> Result<(), String> {
+    /// Starts replica `index` (on `ports`, HTTP, gRPC and admin, or on free
+    /// ones) and waits until it answers `/ping`.
+    fn spawn_replica(
+        &mut self,
+        index: usize,
+        ports: Option<(u16, u16, u16)>,
+    ) -> Result<(), String> {
         let redis_url = self.redis().url();
         let database_env = self.database().env();
         let fixed = ports.is_some();
         let tries = if fixed { 50 } else { 5 };
         let mut last_error = String::new();
         for _ in 0..tries {
-            let (port, grpc_port) = ports.unwrap_or_else(|| (free_port(), free_port()));
+            let (port, grpc_port, admin_port) =
+                ports.unwrap_or_else(|| (free_port(), free_port(), free_port()));
             let log_path = self.replicas[index].log.clone();
             let log = OpenOptions::new()
                 .create(true)
@@ -293,6 +303,11 @@ impl Cluster {
                 .env("TOKENGATE__SERVER__PORT", port.to_string())
                 // gRPC on a port of its own, behind nginx's gRPC server.
                 .env("TOKENGATE__GRPC__PORT", grpc_port.to_string())
+                // Operators' endpoints on a port of its own, beside nginx's view.
+                .env(
+                    "TOKENGATE__ADMIN__LISTEN",
+                    format!("127.0.0.1:{admin_port}"),
+                )
                 .env("TOKENGATE__CACHE__URL", &redis_url)
                 .env("TOKENGATE__AUTH__SECRET", &self.secret)
                 // A loopback-only cluster: its own tests are the only callers.
@@ -321,6 +336,7 @@ impl Cluster {
             if ready && exited.is_none() {
                 replica.port = port;
                 replica.grpc_port = grpc_port;
+                replica.admin_port = admin_port;
                 replica.child = Some(child);
                 return Ok(());
             }
@@ -330,7 +346,7 @@ impl Cluster {
             }
             let output = std::fs::read_to_string(&log_path).unwrap_or_default();
             last_error = format!(
-                "replica {index} on ports {port} (gRPC {grpc_port}) did not start ({}): {}",
+                "replica {index} on ports {port} (gRPC {grpc_port}, admin {admin_port}) did not start ({}): {}",
                 exited.map_or_else(|| "no answer to /ping".to_owned(), |s| s.to_string()),
                 output.lines().last().unwrap_or_default()
             );
@@ -390,6 +406,12 @@ impl Cluster {
     /// Replica `index`'s Unix socket, if the cluster has them.
     pub fn replica_socket(&self, index: usize) -> Option<&Path> {
         self.replicas[index].socket.as_deref()
+    }
+
+    /// Replica `index`'s admin listener (`/admin/*`, `/metrics`), which nginx
+    /// never routes to.
+    pub fn replica_admin_addr(&self, index: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.replicas[index].admin_port))
     }
 
     /// Replica `index`'s own gRPC address, bypassing nginx.
@@ -477,7 +499,8 @@ impl Cluster {
     /// runs), so nginx's upstreams find it without a reload.
     pub fn restart_replica(&mut self, index: usize) -> Result<(), String> {
         self.kill_replica(index);
-        let ports = (self.replicas[index].port, self.replicas[index].grpc_port);
+        let replica = &self.replicas[index];
+        let ports = (replica.port, replica.grpc_port, replica.admin_port);
         self.spawn_replica(index, Some(ports))
     }
 
@@ -541,6 +564,8 @@ impl Cluster {
                         url: format!("http://127.0.0.1:{}", r.port),
                         grpc_port: r.grpc_port,
                         grpc_url: format!("http://127.0.0.1:{}", r.grpc_port),
+                        admin_port: r.admin_port,
+                        admin_url: format!("http://127.0.0.1:{}", r.admin_port),
                         unix_socket: r.socket.clone(),
                         pid,
                         start_time: pid.and_then(procs::start_time),
@@ -695,6 +720,12 @@ pub struct ReplicaState {
     pub grpc_port: u16,
     #[serde(default)]
     pub grpc_url: String,
+    /// Its admin listener (`admin.listen`: `/admin/*`, `/metrics`), which
+    /// nginx never routes to (0: an older file).
+    #[serde(default)]
+    pub admin_port: u16,
+    #[serde(default)]
+    pub admin_url: String,
     /// Its Unix socket, nginx's way to it in a cluster with sockets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unix_socket: Option<PathBuf>,
@@ -762,6 +793,15 @@ impl ClusterState {
                     self.replicas
                         .iter()
                         .map(|r| r.grpc_port.to_string())
+                        .collect(),
+                ),
+            ),
+            (
+                "TG_REPLICA_ADMIN_PORTS",
+                join(
+                    self.replicas
+                        .iter()
+                        .map(|r| r.admin_port.to_string())
                         .collect(),
                 ),
             ),
