@@ -4,7 +4,10 @@
 //! second writer (another connection, or another replica on the same host)
 //! wait instead of failing. The relay takes the write lock up front
 //! (`BEGIN IMMEDIATE`): that lock is the single-writer guarantee that no two
-//! relays hand out the same events at once.
+//! relays hand out the same events at once. The file is private to the
+//! service's user ([`files`]).
+
+mod files;
 
 use std::str::FromStr;
 
@@ -27,9 +30,16 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Opens the pool (connecting on first use), after making the file
+    /// private: created 0600 here when `mode=rwc` may create it.
     pub fn open(settings: &DatabaseSettings) -> Result<Self, DbError> {
-        let options = SqliteConnectOptions::from_str(settings.url.expose())
-            .map_err(|e| DbError::Internal(format!("database.url: {e}")))?
+        let url = settings.url.expose();
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| DbError::Internal(format!("database.url: {e}")))?;
+        if let Some(create) = files::on_disk(url) {
+            files::make_private(options.get_filename(), create).map_err(DbError::Internal)?;
+        }
+        let options = options
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(settings.timeout)
             .foreign_keys(true);
