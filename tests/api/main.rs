@@ -6,6 +6,7 @@ mod support;
 
 mod helpers;
 
+mod api_token_misses;
 mod api_tokens;
 mod durable_store;
 mod endpoints;
@@ -19,6 +20,7 @@ mod interop;
 mod keys;
 mod local_cache;
 mod oauth;
+mod pending_revocations;
 mod process;
 mod redis_costs;
 mod redis_tls;

@@ -70,6 +70,24 @@ where
     exchange(stream, &addr.to_string(), request).await
 }
 
+/// [`send`] from the local address `from` (any of 127.0.0.0/8 reaches a
+/// server on 127.0.0.1): the server sees another client address.
+pub async fn send_from<B>(from: std::net::IpAddr, addr: SocketAddr, request: Request<B>) -> Reply
+where
+    B: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+{
+    let exchanged = async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(from, 0))?;
+        let stream = socket.connect(addr).await?;
+        exchange(stream, &addr.to_string(), request).await
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchanged)
+        .await
+        .expect("no reply within 10s")
+        .expect("request failed")
+}
+
 /// [`send`] over a Unix socket.
 pub async fn send_unix<B>(path: &std::path::Path, request: Request<B>) -> Reply
 where
