@@ -2,8 +2,10 @@
 //! `/authenticate` on the public port (the original service's clients call it
 //! there) while `/metrics` and the admin API stay private; one request id per
 //! client request, the same in nginx's access log, tokengate's log, the app's
-//! request and the client's answer; and the opt-in conventional identity
-//! headers (`authenticate.identity_headers`), which a client can never set.
+//! request and the client's answer; the opt-in conventional identity
+//! headers (`authenticate.identity_headers`), which a client can never set;
+//! and the client's `Authorization`, which stops at the gate unless a
+//! location opts in to pass it on.
 
 use std::time::Duration;
 
@@ -347,4 +349,47 @@ async fn identity_headers_reach_the_app_when_configured_and_cannot_be_spoofed() 
         let want = (!sent.ends_with("email")).then_some("bob");
         assert_eq!(reply.header(echoed), want, "{sent}: {reply:?}");
     }
+}
+
+/// SPEC §11: a protected app learns who the caller is, never the caller's
+/// credentials: neither a session's access token nor a service's long-lived
+/// API token reaches it. A location that opts in
+/// (`$tokengate_app_authorization`, here `/forwarding/`) passes the client's
+/// own `Authorization` on, and is protected all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protected_apps_get_the_identity_and_not_the_credentials_unless_opted_in() {
+    let _shared = EXCLUSIVE.read().await;
+    let cluster = start(options());
+    let session = login(cluster.addr(), "alice").await.access;
+    let made = crate::api_tokens::cli(
+        &cluster,
+        &["create", "reporting", "--scopes", "reports:read"],
+    );
+    let api_token = made["token"].as_str().expect("the token").to_owned();
+
+    for (path, token, user) in [
+        ("/app/orders", &session, "alice"),
+        ("/reports/daily", &api_token, "token:reporting"),
+    ] {
+        let reply = call(&cluster, Method::GET, path, Some(token), &[]).await;
+        assert_eq!(reply.status, 200, "{path}: {reply:?}");
+        assert_eq!(reply.json()["user_id"], user, "the identity arrives");
+        assert_eq!(
+            reply.header("x-echo-authorization"),
+            None,
+            "{path}: the app got the client's Authorization"
+        );
+    }
+
+    for token in [&session, &api_token] {
+        let reply = call(&cluster, Method::GET, "/forwarding/x", Some(token), &[]).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let bearer = format!("Bearer {token}");
+        assert_eq!(reply.header("x-echo-authorization"), Some(bearer.as_str()));
+        assert!(!reply.json()["user_id"].as_str().unwrap_or("").is_empty());
+    }
+    let refused = call(&cluster, Method::GET, "/forwarding/x", Some("forged"), &[]).await;
+    assert_eq!(refused.status, 401, "{refused:?}");
+    let missing = call(&cluster, Method::GET, "/forwarding/x", None, &[]).await;
+    assert_eq!(missing.status, 401, "{missing:?}");
 }
