@@ -71,7 +71,10 @@ pub async fn revoke(
     }
     // The tombstone is in; if forgetting the pending clear fails, a retry
     // only writes the tombstone once more.
-    if let Err(e) = db.cache_cleared(&[record.token_hash.clone()]).await {
+    if let Err(e) = db
+        .cache_cleared(std::slice::from_ref(&record.token_hash))
+        .await
+    {
         tracing::warn!(%id, error = %e, "cannot forget an API token's done cache clear");
     }
     Ok(Some(Revoked {
