@@ -5,6 +5,7 @@
 
 use bytes::Bytes;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -13,11 +14,10 @@ use tokio::sync::Notify;
 
 use crate::admin::Admin;
 use crate::admin::AdminError;
-use crate::api_tokens::{self, ApiToken, ApiTokenError, ApiTokens};
+use crate::api_tokens::{self, ApiToken, ApiTokenError, ApiTokens, Revoked};
 use crate::clients::stored::{self, LoadError};
 use crate::clients::{Attempt, ClientError, ClientSecrets, Credential};
 use crate::config::{EventSettings, IdentityHeader, ServerSettings, Settings};
-use crate::db::ApiTokenRecord;
 use crate::db::{ClientKind, Database, DbError, DurableStore};
 use crate::events::{Relay, RelayStatus};
 use crate::metrics::Metrics;
@@ -184,7 +184,9 @@ impl App {
             Store::Memory(_) => Relay::Off,
         });
         let local = local_cache(settings, &store);
-        let metrics = Metrics::new(&store, &verifier, local.as_ref());
+        let mut metrics = Metrics::new(&store, &verifier, local.as_ref());
+        let api_tokens = ApiTokens::new(&settings.api_tokens);
+        metrics.register_api_tokens(api_tokens.counts());
         let mut sessions = Sessions::new(store, access, refresh, Timing::from_auth(auth))
             .keeping_at_most(auth.max_sessions_per_user);
         if let Some(cache) = local {
@@ -204,7 +206,7 @@ impl App {
             events_wake,
             events: settings.events.clone(),
             relay,
-            api_tokens: ApiTokens::default(),
+            api_tokens,
             admin,
             identity_headers: settings.authenticate.identity_headers.clone(),
             jwks: Bytes::from(jwks),
@@ -260,8 +262,9 @@ impl App {
     }
 
     /// What every replica runs beside serving, until dropped: the refresh
-    /// of the clients kept in the database, the event relay and the
-    /// write-behind of API tokens' last use.
+    /// of the clients kept in the database, the event relay, the
+    /// write-behind of API tokens' last use and the retry of revocations
+    /// the cache has not heard of.
     pub async fn run_background(&self) {
         let clients = stored::refresh(
             &self.database,
@@ -270,7 +273,9 @@ impl App {
             self.clients_refresh,
         );
         let touches = self.api_tokens.write_touches(&self.database);
-        tokio::join!(clients, self.relay_events(), touches);
+        let clears =
+            api_tokens::revocation::retry_cache_clears(&self.database, self.sessions.store());
+        tokio::join!(clients, self.relay_events(), touches, clears);
     }
 
     /// Moves the outbox to the Redis stream (with the embedded store,
@@ -319,25 +324,28 @@ impl App {
         self.oauth_clients.verify(store, id, secret, attempt).await
     }
 
-    /// Checks an API token (SPEC §9): one cache round trip on a hit.
+    /// Checks an API token (SPEC §9) presented from `addr`: one cache round
+    /// trip on a hit; a miss counts against `addr` (SPEC §11).
     pub async fn validate_api_token(
         &self,
         token: &str,
+        addr: IpAddr,
         now: Millis,
     ) -> Result<ApiToken, ApiTokenError> {
         let cache = self.sessions.store();
         self.api_tokens
-            .validate(&self.database, cache, token, now)
+            .validate(&self.database, cache, token, addr, now)
             .await
     }
 
     /// Revokes an API token in the database and the cache shared by every
-    /// replica; `None` if there is no such token.
+    /// replica (or leaves the cache clear pending, retried); `None` if there
+    /// is no such token.
     pub async fn revoke_api_token(
         &self,
         id: uuid::Uuid,
         now: Millis,
-    ) -> Result<Option<ApiTokenRecord>, ApiTokenError> {
+    ) -> Result<Option<Revoked>, ApiTokenError> {
         api_tokens::revoke(&self.database, self.sessions.store(), id, now).await
     }
 

@@ -170,6 +170,22 @@ impl Metrics {
         }
     }
 
+    /// `tokengate_api_token_*`: what validating API tokens cost (SPEC §11:
+    /// database reads are bounded per address).
+    pub fn register_api_tokens(&mut self, counts: &crate::api_tokens::Counts) {
+        self.registry.register(
+            "api_token_database_reads",
+            "API-token cache misses answered by the database",
+            counts.reads.clone(),
+        );
+        self.registry.register(
+            "api_token_misses_refused",
+            "API-token cache misses refused without a database read: \
+             their address sent api_tokens.misses_per_address this minute",
+            counts.refused.clone(),
+        );
+    }
+
     /// The open-connections gauge, for the accept loop to keep up to date
     /// (once per connection, never per request).
     pub fn open_connections(&self) -> Gauge {

@@ -258,6 +258,8 @@ impl Harness {
         let app = runtime.block_on(async {
             let app = App::build(&settings).expect("build app");
             app.migrate().await.expect("migrations");
+            // The embedded store without login clients: /login is open.
+            app.load_clients().await.expect("clients");
             app
         });
         let mut harness = Self {
@@ -793,7 +795,9 @@ fn check_granted(harness: &Harness, params: &[(String, String)], answer: &Value)
     let passed = harness
         .authenticate(access)
         .expect("a granted token passes");
-    assert_eq!(passed.header("x-user-id"), Some(CLIENT_ID));
+    // The gate names a client's session `client:<id>` (SPEC §11).
+    let owner = format!("{}{CLIENT_ID}", tokengate::tokens::CLIENT_PREFIX);
+    assert_eq!(passed.header("x-user-id"), Some(owner.as_str()));
     assert_eq!(passed.header("x-scope").unwrap_or(""), scope);
     let refresh = answer["refresh_token"]
         .as_str()

@@ -101,9 +101,11 @@ ACCEPTED = {
     API_TOKEN: {"X-User-Id": "token:reporting", "X-Token-Id": TOKEN_ID, "X-Scope": "reports:read",
                 "X-Auth-Request-User": "token:reporting", "Remote-User": "token:reporting"},
 }
-# What the protected app must then see of each (None: the header is absent).
+# What the protected app must then see of each (None: the header is absent). Never
+# the client's Authorization: identity, not credentials (SPEC §11; a location opts in
+# to pass it on with $tokengate_app_authorization, see native mode's /legacy/).
 IDENTITY_HEADERS = ("X-User-Id", "X-Session-Id", "X-Token-Id", "X-Scope", "X-Auth-Request-User",
-                    "X-Auth-Request-Email", "Remote-User", "Remote-Email")
+                    "X-Auth-Request-Email", "Remote-User", "Remote-Email", "Authorization")
 # Whatever a client claims in those headers: replaced or dropped, never passed on.
 SPOOFED_IDENTITY = {"X-User-Id": "admin", "X-Session-Id": "evil", "X-Token-Id": "forged", "X-Scope": "admin",
                     "X-Auth-Request-User": "admin", "X-Auth-Request-Email": "boss@example.com",
@@ -955,6 +957,11 @@ http {{
             include {NGINX_DIR}/tokengate.protect.conf;
             proxy_pass http://app;
         }}
+        location /legacy/ {{
+            set $tokengate_app_authorization $http_authorization;
+            include {NGINX_DIR}/tokengate.protect.conf;
+            proxy_pass http://app;
+        }}
         location / {{
             default_type application/json;
             return 404 '{{"error":"not_found","error_description":"no such endpoint"}}';
@@ -979,6 +986,24 @@ http {{
 
         common_checks(r, front, [a, b], app_headers, work, app_request_id)
         grpc_checks(r, grpc, replica, grpc_front)
+
+        def forwarded_authorization():
+            for auth in ("Bearer good", API_TOKEN):
+                status, _, body = request(front, "GET", "/legacy/x", {"Authorization": auth})
+                expect(status == 200, f"{auth}: {status} {body[:200]!r}")
+                got = [v for k, v in json.loads(body)["headers"] if k.lower() == "authorization"]
+                expect(got == [auth], f"the opted-in app got Authorization {got}")
+            status, headers, body = request(front, "GET", "/legacy/x", {"Authorization": "Bearer forged"})
+            expect_json_error(status, headers, body, 401, "unauthorized")
+
+        def no_variable_warnings():
+            log = (work / "error.log").read_text(errors="replace") if (work / "error.log").exists() else ""
+            expect("uninitialized" not in log, f"nginx warned: {log[-500:]}")
+
+        r.check("a location that opts in ($tokengate_app_authorization) passes Authorization to its app",
+                forwarded_authorization)
+        r.check("no uninitialized-variable warnings from locations that opt in to nothing",
+                no_variable_warnings)
 
         def failover():
             expect(spread(front) == {"a", "b"}, "not both replicas")

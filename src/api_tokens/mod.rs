@@ -10,24 +10,38 @@
 //! first, then a tombstone over the cache entry — not a plain delete, so a
 //! fill racing it (a replica that read the record just before the revocation)
 //! finds the key taken and does not bring the token back. Every replica reads
-//! the same cache, so a revoked token fails everywhere at once.
+//! the same cache, so a revoked token fails everywhere at once; one the
+//! cache could not be told of is retried until it is ([`revocation`]).
+//!
+//! A miss costs a database read, and anyone can send well-formed tokens
+//! nobody issued, each a miss. So misses are counted per client address
+//! (SPEC §11, `api_tokens.misses_per_address` a minute, in the store so
+//! replicas share the count): past it, that address's uncached tokens are
+//! refused as unknown without a read. Cached tokens, live or dead, are
+//! answered as ever; a real token that is not cached yet waits for the
+//! minute to end, or for a use from another address to cache it.
 //!
 //! `last_used_at` is written behind: the cache lookup marks a token used at
 //! most once per [`TOUCH_EVERY`], and the replica that got the mark queues
 //! one database update, off the request path.
 
 pub mod format;
+pub mod revocation;
 
+use std::net::IpAddr;
 use std::sync::Mutex;
 
+use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use crate::config::ApiTokenSettings;
 use crate::db::{ApiTokenRecord, DbError, DurableStore};
 use crate::store::{Millis, SessionStore, StoreError};
 use crate::tokens::Rejection;
 pub use format::TokenHash;
+pub use revocation::{CacheClear, Revoked, revoke};
 
 /// What the `sub` of every API token starts with.
 pub const SUBJECT_PREFIX: &str = "token:";
@@ -54,6 +68,9 @@ pub const MAX_TTL_DAYS: u32 = 36_500;
 const TOUCH_QUEUE: usize = 1024;
 
 const DAY: Millis = 86_400_000;
+
+/// The window `api_tokens.misses_per_address` counts in.
+const MISS_WINDOW: Millis = 60_000;
 
 /// A token that validated: who it is and what it may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +181,25 @@ impl TokenView {
     }
 }
 
+/// A revocation's answer (admin API, `token revoke --json`): the record,
+/// and whether the cache has heard of it yet (`"cache": "cleared"` or
+/// `"pending"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RevokedView {
+    #[serde(flatten)]
+    pub token: TokenView,
+    pub cache: CacheClear,
+}
+
+impl RevokedView {
+    pub fn new(revoked: &Revoked, now: Millis) -> Self {
+        Self {
+            token: TokenView::new(&revoked.record, now),
+            cache: revoked.cache,
+        }
+    }
+}
+
 pub fn status(record: &ApiTokenRecord, now: Millis) -> &'static str {
     if record.revoked_at.is_some() {
         "revoked"
@@ -237,63 +273,65 @@ pub async fn create(
     Ok((token, record))
 }
 
-/// Revokes a token in the database, then in the cache; `None` if there is
-/// no such token. Revoking twice keeps the first time and writes the
-/// tombstone again, so a revocation whose cache write failed is finished
-/// by running it once more.
-pub async fn revoke(
-    db: &impl DurableStore,
-    cache: &impl SessionStore,
-    id: Uuid,
-    now: Millis,
-) -> Result<Option<ApiTokenRecord>, ApiTokenError> {
-    let Some(record) = db.revoke_api_token(id, now).await? else {
-        return Ok(None);
-    };
-    // The stored hash was made by `TokenHash::hex`; a record written any
-    // other way cannot be cached either.
-    if let Some(hash) = TokenHash::from_hex(&record.token_hash) {
-        let tombstone = CacheEntry::Dead(Rejection::Revoked);
-        cache
-            .cache_api_token(&hash, &tombstone, CACHE_TTL, true)
-            .await?;
-    }
-    Ok(Some(record))
-}
-
 /// Validation and the write-behind of `last_used_at`, per replica.
 pub struct ApiTokens {
+    /// Cache misses per client address per minute; 0 = no limit.
+    misses_per_address: u32,
+    counts: Counts,
     touches: mpsc::Sender<(Uuid, Millis)>,
     /// Taken by [`ApiTokens::write_touches`].
     queued: Mutex<Option<mpsc::Receiver<(Uuid, Millis)>>>,
 }
 
+/// What validation cost, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    /// Cache misses answered by the database.
+    pub reads: Counter,
+    /// Cache misses refused without a read: their address was over its limit.
+    pub refused: Counter,
+}
+
 impl Default for ApiTokens {
     fn default() -> Self {
-        let (touches, queued) = mpsc::channel(TOUCH_QUEUE);
-        Self {
-            touches,
-            queued: Mutex::new(Some(queued)),
-        }
+        Self::new(&ApiTokenSettings::default())
     }
 }
 
 impl ApiTokens {
+    pub fn new(settings: &ApiTokenSettings) -> Self {
+        let (touches, queued) = mpsc::channel(TOUCH_QUEUE);
+        Self {
+            misses_per_address: settings.misses_per_address,
+            counts: Counts::default(),
+            touches,
+            queued: Mutex::new(Some(queued)),
+        }
+    }
+
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
     /// The token behind `presented`, if it is well formed, known, unrevoked
-    /// and unexpired at `now`. One cache round trip; on a miss, one database
-    /// read and one cache write.
+    /// and unexpired at `now`. One cache round trip; on a miss, one count of
+    /// `addr`'s misses, then one database read and one cache write.
     pub async fn validate(
         &self,
         db: &impl DurableStore,
         cache: &impl SessionStore,
         presented: &str,
+        addr: IpAddr,
         now: Millis,
     ) -> Result<ApiToken, ApiTokenError> {
         let hash = format::parse(presented).ok_or(ApiTokenError::Invalid(Rejection::Malformed))?;
         let (token, touch) = match cache.api_token_lookup(&hash, now, TOUCH_EVERY).await? {
             CacheLookup::Dead(why) => return Err(ApiTokenError::Invalid(why)),
             CacheLookup::Live { token, touch } => (token, touch),
-            CacheLookup::Miss => return self.validate_stored(db, cache, &hash, now).await,
+            CacheLookup::Miss => {
+                self.count_miss(cache, addr, now).await?;
+                return self.validate_stored(db, cache, &hash, now).await;
+            }
         };
         if token.expires_at.is_some_and(|end| now >= end) {
             return Err(ApiTokenError::Invalid(Rejection::Expired));
@@ -315,6 +353,29 @@ impl ApiTokens {
         })
     }
 
+    /// Counts a cache miss from `addr`; past the address's limit, the token
+    /// is refused as unknown, and the database is not asked.
+    async fn count_miss(
+        &self,
+        cache: &impl SessionStore,
+        addr: IpAddr,
+        now: Millis,
+    ) -> Result<(), ApiTokenError> {
+        if self.misses_per_address == 0 {
+            return Ok(());
+        }
+        let key = misses_key(addr);
+        let over = cache
+            .count_request(&key, self.misses_per_address, MISS_WINDOW, now)
+            .await?;
+        if over.is_none() {
+            return Ok(());
+        }
+        self.counts.refused.inc();
+        tracing::debug!(%addr, "API token refused unread: too many unknown tokens from this address");
+        Err(ApiTokenError::Invalid(Rejection::Unknown))
+    }
+
     /// A cache miss: the database decides, and the cache learns it.
     async fn validate_stored(
         &self,
@@ -323,6 +384,7 @@ impl ApiTokens {
         hash: &TokenHash,
         now: Millis,
     ) -> Result<ApiToken, ApiTokenError> {
+        self.counts.reads.inc();
         let (why, ttl) = match db.api_token_by_hash(&hash.hex()).await? {
             None => (Rejection::Unknown, UNKNOWN_TTL),
             Some(r) if r.revoked_at.is_some() => (Rejection::Revoked, CACHE_TTL),
@@ -396,6 +458,14 @@ impl ApiTokens {
             }
         }
     }
+}
+
+/// The rate-limit key of an address's misses (`tg:rl:` in Redis, beside
+/// the OAuth clients' keys, whose ids have no `:`). IPv4 as is (also when
+/// mapped into IPv6), IPv6 per /64, the block one host usually holds, as
+/// failed credentials are counted.
+fn misses_key(addr: IpAddr) -> String {
+    format!("api_token_misses:{}", crate::throttle::address_block(addr))
 }
 
 #[cfg(test)]

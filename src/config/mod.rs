@@ -13,12 +13,14 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 mod admin;
+mod api_tokens;
 mod gate;
 mod grpc;
 mod identity;
 mod local_cache;
 mod sentinel;
 pub use admin::AdminSettings;
+pub use api_tokens::ApiTokenSettings;
 pub use gate::{AuthenticateSettings, IdentityHeader};
 pub use grpc::GrpcSettings;
 pub use identity::{
@@ -50,6 +52,7 @@ pub struct Settings {
     pub grpc: GrpcSettings,
     pub admin: AdminSettings,
     pub authenticate: AuthenticateSettings,
+    pub api_tokens: ApiTokenSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1011,6 +1014,10 @@ mod tests {
         assert_eq!(s.events.stream, d.events.stream);
         assert_eq!(s.events.max_len, d.events.max_len);
         assert_eq!(s.events.relay_interval, d.events.relay_interval);
+        assert_eq!(
+            s.api_tokens.misses_per_address,
+            d.api_tokens.misses_per_address
+        );
     }
 
     /// `config.compose.yml` as a replica in compose.yaml loads it: its secrets

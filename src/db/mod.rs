@@ -245,13 +245,23 @@ pub trait DurableStore: Send + Sync {
     /// Tokens oldest first: only those active at `now`, or all.
     async fn api_tokens(&self, all: bool, now: Millis) -> Result<Vec<ApiTokenRecord>, DbError>;
 
-    /// Marks the token revoked at `now` (an earlier revocation stays);
-    /// `None` if there is no such token.
+    /// Marks the token revoked at `now` (an earlier revocation stays) and,
+    /// in the same transaction, records that the cache must still learn it
+    /// (a pending clear, until [`DurableStore::cache_cleared`]); `None` if
+    /// there is no such token.
     async fn revoke_api_token(
         &self,
         id: Uuid,
         now: Millis,
     ) -> Result<Option<ApiTokenRecord>, DbError>;
+
+    /// The hashes (hex) of up to `limit` revoked tokens whose cache entries
+    /// may still say live, oldest revocation first.
+    async fn pending_cache_clears(&self, limit: u32) -> Result<Vec<String>, DbError>;
+
+    /// Forgets the pending clears of these hashes: the cache has their
+    /// tombstones.
+    async fn cache_cleared(&self, hashes: &[String]) -> Result<(), DbError>;
 
     /// Sets `last_used_at` to `now` unless it is already later.
     async fn touch_api_token(&self, id: Uuid, now: Millis) -> Result<(), DbError>;
@@ -375,6 +385,14 @@ impl DurableStore for Database {
         now: Millis,
     ) -> Result<Option<ApiTokenRecord>, DbError> {
         dispatch!(self, s => s.revoke_api_token(id, now))
+    }
+
+    async fn pending_cache_clears(&self, limit: u32) -> Result<Vec<String>, DbError> {
+        dispatch!(self, s => s.pending_cache_clears(limit))
+    }
+
+    async fn cache_cleared(&self, hashes: &[String]) -> Result<(), DbError> {
+        dispatch!(self, s => s.cache_cleared(hashes))
     }
 
     async fn touch_api_token(&self, id: Uuid, now: Millis) -> Result<(), DbError> {

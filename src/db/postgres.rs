@@ -239,15 +239,46 @@ impl DurableStore for PostgresStore {
         id: Uuid,
         now: Millis,
     ) -> Result<Option<ApiTokenRecord>, DbError> {
+        let mut tx = self.pool.begin().await?;
         let row: Option<ApiTokenRow> = sqlx::query_as(concat!(
             "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 RETURNING ",
             api_token_columns!()
         ))
         .bind(to_db_millis(now))
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        row.map(ApiTokenRecord::try_from).transpose()
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "INSERT INTO api_token_cache_clears (token_hash, revoked_at) VALUES ($1, $2) \
+             ON CONFLICT (token_hash) DO NOTHING",
+        )
+        .bind(&row.token_hash)
+        .bind(to_db_millis(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        ApiTokenRecord::try_from(row).map(Some)
+    }
+
+    async fn pending_cache_clears(&self, limit: u32) -> Result<Vec<String>, DbError> {
+        let hashes = sqlx::query_scalar(
+            "SELECT token_hash FROM api_token_cache_clears ORDER BY revoked_at LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(hashes)
+    }
+
+    async fn cache_cleared(&self, hashes: &[String]) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM api_token_cache_clears WHERE token_hash = ANY($1)")
+            .bind(hashes)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn touch_api_token(&self, id: Uuid, now: Millis) -> Result<(), DbError> {

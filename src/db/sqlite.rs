@@ -4,7 +4,10 @@
 //! second writer (another connection, or another replica on the same host)
 //! wait instead of failing. The relay takes the write lock up front
 //! (`BEGIN IMMEDIATE`): that lock is the single-writer guarantee that no two
-//! relays hand out the same events at once.
+//! relays hand out the same events at once. The file is private to the
+//! service's user ([`files`]).
+
+mod files;
 
 use std::str::FromStr;
 
@@ -27,9 +30,16 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Opens the pool (connecting on first use), after making the file
+    /// private: created 0600 here when `mode=rwc` may create it.
     pub fn open(settings: &DatabaseSettings) -> Result<Self, DbError> {
-        let options = SqliteConnectOptions::from_str(settings.url.expose())
-            .map_err(|e| DbError::Internal(format!("database.url: {e}")))?
+        let url = settings.url.expose();
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| DbError::Internal(format!("database.url: {e}")))?;
+        if let Some(create) = files::on_disk(url) {
+            files::make_private(options.get_filename(), create).map_err(DbError::Internal)?;
+        }
+        let options = options
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(settings.timeout)
             .foreign_keys(true);
@@ -237,15 +247,50 @@ impl DurableStore for SqliteStore {
         id: Uuid,
         now: Millis,
     ) -> Result<Option<ApiTokenRecord>, DbError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row: Option<ApiTokenRow> = sqlx::query_as(concat!(
             "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? RETURNING ",
             api_token_columns!()
         ))
         .bind(to_db_millis(now))
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        row.map(ApiTokenRecord::try_from).transpose()
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "INSERT INTO api_token_cache_clears (token_hash, revoked_at) VALUES (?, ?) \
+             ON CONFLICT (token_hash) DO NOTHING",
+        )
+        .bind(&row.token_hash)
+        .bind(to_db_millis(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        ApiTokenRecord::try_from(row).map(Some)
+    }
+
+    async fn pending_cache_clears(&self, limit: u32) -> Result<Vec<String>, DbError> {
+        let hashes = sqlx::query_scalar(
+            "SELECT token_hash FROM api_token_cache_clears ORDER BY revoked_at LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(hashes)
+    }
+
+    async fn cache_cleared(&self, hashes: &[String]) -> Result<(), DbError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for hash in hashes {
+            sqlx::query("DELETE FROM api_token_cache_clears WHERE token_hash = ?")
+                .bind(hash)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn touch_api_token(&self, id: Uuid, now: Millis) -> Result<(), DbError> {

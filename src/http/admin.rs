@@ -15,7 +15,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{ApiError, RequestBody, Response, attempt, bearer_token, body, json_response, now};
-use crate::api_tokens::{self, NewApiToken, TokenView};
+use crate::api_tokens::{self, NewApiToken, RevokedView, TokenView};
 use crate::app::App;
 use crate::db::DurableStore;
 use crate::session::per_user::describe;
@@ -79,17 +79,20 @@ pub async fn show<B>(app: &App, request: &Request<B>) -> Result<Response, ApiErr
     ))
 }
 
-/// `POST /admin/tokens/{id}/revoke`: idempotent; answers the record.
+/// `POST /admin/tokens/{id}/revoke`: idempotent; answers the record and
+/// `"cache": "cleared"`, or `"pending"` when the cache could not be told
+/// yet (the revocation holds in the database; replicas retry the clear).
 pub async fn revoke<B>(app: &App, request: &Request<B>) -> Result<Response, ApiError> {
     authorize(app, request).await?;
     let id = token_id(request.uri().path())?;
     let now = now();
-    let record = app
+    let revoked = app
         .revoke_api_token(id, now)
         .await?
         .ok_or(ApiError::NotFound)?;
-    tracing::info!(%id, name = record.name, "admin: API token revoked");
-    Ok(json_response(StatusCode::OK, &TokenView::new(&record, now)))
+    let view = RevokedView::new(&revoked, now);
+    tracing::info!(%id, name = revoked.record.name, cache = ?view.cache, "admin: API token revoked");
+    Ok(json_response(StatusCode::OK, &view))
 }
 
 /// `GET /admin/users/{sub}/sessions`.

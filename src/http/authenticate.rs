@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode};
 
-use super::{ApiError, Response, bearer_token, json_bytes_response, json_response, now};
+use super::{ApiError, Response, attempt, bearer_token, json_bytes_response, json_response, now};
 use crate::api_tokens::format::is_api_token;
 use crate::app::App;
 use crate::oauth::parse_scope;
@@ -16,7 +16,7 @@ pub async fn handle<B>(app: &App, request: &Request<B>) -> Result<Response, ApiE
     let required = required_scopes(request.uri().query())?;
     let token = bearer_token(request.headers())?.ok_or(ApiError::MissingToken)?;
     if is_api_token(token) {
-        return api_token(app, request.method(), token, &required).await;
+        return api_token(app, request, token, &required).await;
     }
     let claims = app.sessions.authenticate(token, now()).await?;
     if let Some(missing) = required
@@ -55,13 +55,14 @@ pub async fn handle<B>(app: &App, request: &Request<B>) -> Result<Response, ApiE
 
 /// An API token at the gate: `X-User-Id: token:<name>`, `X-Token-Id`,
 /// `X-Scope`; no session.
-async fn api_token(
+async fn api_token<B>(
     app: &App,
-    method: &Method,
+    request: &Request<B>,
     token: &str,
     required: &[String],
 ) -> Result<Response, ApiError> {
-    let token = app.validate_api_token(token, now()).await?;
+    let from = attempt(app, request);
+    let token = app.validate_api_token(token, from.addr, from.now).await?;
     if let Some(missing) = token.missing(required) {
         tracing::debug!(missing, id = %token.id, "scope required at the gate");
         return Err(ApiError::InsufficientScope(required.join(" ")));
@@ -73,7 +74,7 @@ async fn api_token(
     let user = HeaderValue::try_from(subject.as_str()).map_err(malformed)?;
     let scope_header = HeaderValue::try_from(scope.as_str()).map_err(malformed)?;
     let id = HeaderValue::try_from(token.id.to_string()).map_err(malformed)?;
-    let mut response = if method == Method::HEAD {
+    let mut response = if request.method() == Method::HEAD {
         json_bytes_response(StatusCode::OK, Bytes::new())
     } else {
         json_response(

@@ -130,7 +130,7 @@ pub async fn introspect(
     let token = params.require("token")?;
     let issuer = &app.issuer;
     if is_api_token(token) {
-        return introspect_api_token(app, token).await;
+        return introspect_api_token(app, token, attempt).await;
     }
     let body = match app.sessions.introspect(token, now()).await? {
         None => json!({"active": false}),
@@ -168,8 +168,8 @@ pub async fn introspect(
 }
 
 /// RFC 7662 for an API token (SPEC §9): `sub` is `token:<name>`, `jti` its id.
-async fn introspect_api_token(app: &App, token: &str) -> Result<Response, ApiError> {
-    let validated = app.validate_api_token(token, now()).await;
+async fn introspect_api_token(app: &App, token: &str, from: Attempt) -> Result<Response, ApiError> {
+    let validated = app.validate_api_token(token, from.addr, from.now).await;
     let body = match validated {
         Ok(token) => {
             let mut body = json!({

@@ -7,7 +7,7 @@ use http::{Request, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, RequestBody, Response, body, json_response, now};
+use super::{ApiError, RequestBody, Response, attempt, body, json_response};
 use crate::api_tokens::ApiTokenError;
 use crate::app::App;
 
@@ -19,11 +19,12 @@ struct ValidateRequest {
 }
 
 pub async fn handle(app: &App, request: Request<impl RequestBody>) -> Result<Response, ApiError> {
+    let from = attempt(app, &request);
     let ValidateRequest {
         token,
         required_scopes,
     } = body::parse(&body::read(request).await?)?;
-    let validated = app.validate_api_token(&token, now()).await;
+    let validated = app.validate_api_token(&token, from.addr, from.now).await;
     let body = match validated {
         Ok(token) => match token.missing(&required_scopes) {
             None => json!({

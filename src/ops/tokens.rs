@@ -4,16 +4,17 @@
 //! output, remarks on standard error.
 //!
 //! `revoke` also writes the revocation into the cache of `cache.url`, so
-//! every replica refuses the token at once; if Redis cannot be reached the
-//! database still says revoked, and the command fails, asking to run it
-//! again once Redis answers (replicas that cached the token would accept it
-//! until that entry expires).
+//! every replica refuses the token at once. If Redis cannot be reached the
+//! revocation still holds in the database and the command succeeds, saying
+//! the cache clear is pending (`"cache": "pending"` with `--json`): the
+//! running replicas retry it until Redis takes it, and until then one that
+//! has the token cached live may still accept it.
 
 use serde_json::json;
 use uuid::Uuid;
 
 use super::clients::now;
-use crate::api_tokens::{self, ApiTokenError, TokenView};
+use crate::api_tokens::{self, CacheClear, RevokedView, TokenView};
 use crate::cli::TokenAction;
 use crate::config::Settings;
 use crate::db::{ApiTokenRecord, DurableStore};
@@ -65,24 +66,31 @@ pub async fn run(settings: &Settings, action: TokenAction, json: bool) -> Result
         }
         TokenAction::Revoke { id } => {
             let cache = cache(settings)?;
-            let record = match api_tokens::revoke(&db, &cache, parse_id(&id)?, now).await {
-                Ok(Some(record)) => record,
-                Ok(None) => return Err(no_such(&id)),
-                Err(ApiTokenError::Store(e)) => {
-                    return Err(format!(
-                        "API token {id} is revoked in the database, but the cache (cache.url) \
-                         could not be told ({e}): replicas that cached it may accept it for up \
-                         to 10 minutes. Run `tokengate token revoke {id}` again once Redis \
-                         answers."
-                    ));
-                }
-                Err(e) => return Err(e.to_string()),
-            };
-            show(&record, now, json)?;
-            eprintln!(
-                "API token {:?} (id {}) revoked: every replica refuses it now",
-                record.name, record.id
-            );
+            let revoked = api_tokens::revoke(&db, &cache, parse_id(&id)?, now)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| no_such(&id))?;
+            if json {
+                let view = serde_json::to_value(RevokedView::new(&revoked, now))
+                    .map_err(|e| e.to_string())?;
+                println!("{view}");
+            } else {
+                print!("{}", details(&revoked.record, now));
+            }
+            let record = &revoked.record;
+            match revoked.cache {
+                CacheClear::Cleared => eprintln!(
+                    "API token {:?} (id {}) revoked: every replica refuses it now",
+                    record.name, record.id
+                ),
+                CacheClear::Pending => eprintln!(
+                    "API token {:?} (id {}) is revoked in the database, but the cache \
+                     (cache.url) could not be told yet: the cache clear is pending. The running \
+                     replicas retry it every second until Redis takes it; until then a replica \
+                     that has the token cached may still accept it.",
+                    record.name, record.id
+                ),
+            }
         }
     }
     Ok(())

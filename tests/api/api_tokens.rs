@@ -40,14 +40,18 @@ const INVALID_TOKEN: &str = r#"Bearer realm="tokengate", error="invalid_token""#
 const NO_TOKEN: &str = r#"Bearer realm="tokengate""#;
 
 /// Argon2 is slow on purpose: hash the admin token once per test binary.
-pub fn admin_hash() -> &'static str {
+pub(crate) fn admin_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
     HASH.get_or_init(|| tokengate::clients::hash_secret(ADMIN_TOKEN.as_bytes()).unwrap())
 }
 
 /// Replicas on Redis and `db`, with the admin token configured and no
 /// lock-out after failed admin tokens (the throttle test sets its own).
-async fn cluster(db: Db, replicas: usize, configure: impl FnOnce(&mut Settings)) -> Cluster {
+pub(crate) async fn cluster(
+    db: Db,
+    replicas: usize,
+    configure: impl FnOnce(&mut Settings),
+) -> Cluster {
     Cluster::start_with(Backend::Redis, replicas, |s| {
         db.configure(s);
         s.admin.token_hash = admin_hash().to_owned();
@@ -58,11 +62,11 @@ async fn cluster(db: Db, replicas: usize, configure: impl FnOnce(&mut Settings))
 }
 
 /// The cluster's database, as another process opens it.
-fn database(c: &Cluster) -> Database {
+pub(crate) fn database(c: &Cluster) -> Database {
     Database::open(&c.settings.database).expect("open the cluster's database")
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -132,11 +136,11 @@ async fn admin(replica: &Replica, method: Method, path: &str, body: Option<&Valu
 }
 
 /// A token made with `POST /admin/tokens`.
-struct Created {
-    token: String,
-    id: String,
+pub(crate) struct Created {
+    pub token: String,
+    pub id: String,
     /// The `201` body.
-    view: Value,
+    pub view: Value,
 }
 
 impl Created {
@@ -147,7 +151,7 @@ impl Created {
     }
 }
 
-async fn create(replica: &Replica, body: Value) -> Created {
+pub(crate) async fn create(replica: &Replica, body: Value) -> Created {
     let reply = admin(replica, Method::POST, "/admin/tokens", Some(&body)).await;
     assert_eq!(reply.status, 201, "{body}: {:?}", reply.body);
     let view = reply.json();
@@ -164,7 +168,7 @@ async fn show(replica: &Replica, id: &str) -> Value {
     reply.json()
 }
 
-async fn revoke(replica: &Replica, id: &str) -> Reply {
+pub(crate) async fn revoke(replica: &Replica, id: &str) -> Reply {
     admin(
         replica,
         Method::POST,
@@ -199,7 +203,7 @@ async fn validate(replica: &Replica, token: &str, required: &[&str]) -> Value {
 }
 
 /// Whether `/auth/validate` says valid.
-async fn validates(replica: &Replica, token: &str) -> bool {
+pub(crate) async fn validates(replica: &Replica, token: &str) -> bool {
     let answer = validate(replica, token, &[]).await;
     match answer["valid"].as_bool() {
         Some(true) => true,
@@ -225,7 +229,7 @@ async fn gate(replica: &Replica, token: &str, query: &str) -> Reply {
 
 /// Whether `/authenticate` lets the token pass: `200`, or `401
 /// invalid_token` with its challenge; anything else panics.
-async fn passes(replica: &Replica, token: &str) -> bool {
+pub(crate) async fn passes(replica: &Replica, token: &str) -> bool {
     let reply = gate(replica, token, "").await;
     match reply.status.as_u16() {
         200 => true,
@@ -245,7 +249,7 @@ fn assert_refused(reply: &Reply) {
 }
 
 /// Whether every replica refuses the token, at `/auth/validate` and at the gate.
-async fn refused_everywhere(c: &Cluster, token: &str) -> bool {
+pub(crate) async fn refused_everywhere(c: &Cluster, token: &str) -> bool {
     for replica in &c.replicas {
         if validates(replica, token).await || passes(replica, token).await {
             return false;
@@ -267,12 +271,12 @@ async fn assert_refused_everywhere_within_a_second(c: &Cluster, token: &str, sin
 }
 
 /// The `tg:at:` cache key of a token.
-fn cache_key(token: &str) -> String {
+pub(crate) fn cache_key(token: &str) -> String {
     format!("tg:at:{}", format::parse(token).expect("well formed").hex())
 }
 
 /// Runs the `tokengate` binary with the cluster's database, Redis and key.
-async fn cli(c: &Cluster, args: &[&str]) -> (ExitStatus, String, String) {
+pub(crate) async fn cli(c: &Cluster, args: &[&str]) -> (ExitStatus, String, String) {
     let output = tokio::process::Command::new(BIN)
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -292,7 +296,7 @@ async fn cli(c: &Cluster, args: &[&str]) -> (ExitStatus, String, String) {
 }
 
 /// `field: value` lines of the CLI's table mode.
-fn fields(text: &str) -> HashMap<String, String> {
+pub(crate) fn fields(text: &str) -> HashMap<String, String> {
     text.lines()
         .filter_map(|line| line.split_once(':'))
         .map(|(key, value)| (key.trim().to_owned(), value.trim().to_owned()))
@@ -421,6 +425,11 @@ async fn a_cli_token_works_everywhere_and_a_revocation_holds_everywhere_within_a
     let since = Instant::now();
     assert_eq!(revoked.status, 200, "{:?}", revoked.body);
     assert_eq!(revoked.json()["status"], "revoked");
+    assert_eq!(
+        revoked.json()["cache"],
+        "cleared",
+        "every replica refuses it now"
+    );
     assert_refused_everywhere_within_a_second(&c, &token, since).await;
     assert_eq!(
         validate(c.b(), &token, &["read"]).await,
@@ -462,6 +471,7 @@ async fn a_cli_token_works_everywhere_and_a_revocation_holds_everywhere_within_a
     assert!(status.success(), "{err}");
     let again: Value = serde_json::from_str(&again).expect("JSON");
     assert_eq!(again["revoked_at"], show(c.a(), &ci_id).await["revoked_at"]);
+    assert_eq!(again["cache"], "cleared", "{again}");
     assert!(refused_everywhere(&c, &ci).await);
 }
 

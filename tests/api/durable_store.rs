@@ -44,6 +44,7 @@ on_both_databases!(
     api_tokens_are_found_by_hash_and_by_id_and_are_unique,
     listing_api_tokens_leaves_out_revoked_and_expired_ones_unless_all,
     revoking_an_api_token_twice_keeps_the_first_time,
+    a_revocation_leaves_its_cache_clear_pending_until_it_is_done,
     touching_an_api_token_only_moves_its_last_use_forward,
 );
 
@@ -607,6 +608,64 @@ async fn revoking_an_api_token_twice_keeps_the_first_time(db: Db) {
         database.api_token(bystander.id).await.unwrap(),
         Some(bystander),
         "only that token is revoked"
+    );
+}
+
+/// A revocation records, with `revoked_at`, that the cache must still hear
+/// of it; the clears are listed oldest first, at most as many as asked,
+/// once per token however often it is revoked, until they are done.
+async fn a_revocation_leaves_its_cache_clear_pending_until_it_is_done(db: Db) {
+    let test = TestDb::new(db);
+    let database = test.migrated().await;
+    let tokens: Vec<ApiTokenRecord> = (0..3)
+        .map(|i| api_token(&format!("t{i}"), T0 + i, None))
+        .collect();
+    for token in &tokens {
+        database.create_api_token(token).await.unwrap();
+    }
+    assert!(database.pending_cache_clears(10).await.unwrap().is_empty());
+    for (i, token) in tokens.iter().enumerate().rev() {
+        let at = T0 + 100 - i as u64; // the last token first, the first last
+        assert!(
+            database
+                .revoke_api_token(token.id, at)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    assert!(
+        database
+            .revoke_api_token(Uuid::now_v7(), T0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let hashes: Vec<String> = tokens.iter().rev().map(|t| t.token_hash.clone()).collect();
+    assert_eq!(database.pending_cache_clears(10).await.unwrap(), hashes);
+    assert_eq!(database.pending_cache_clears(2).await.unwrap(), hashes[..2]);
+    // Revoked again: still one clear.
+    database
+        .revoke_api_token(tokens[0].id, T0 + 500)
+        .await
+        .unwrap();
+    assert_eq!(database.pending_cache_clears(10).await.unwrap(), hashes);
+
+    database.cache_cleared(&hashes[..2]).await.unwrap();
+    assert_eq!(
+        database.pending_cache_clears(10).await.unwrap(),
+        hashes[2..]
+    );
+    database.cache_cleared(&hashes).await.unwrap(); // done twice: no harm
+    assert!(database.pending_cache_clears(10).await.unwrap().is_empty());
+    // Revoked once more after it was done: pending once more.
+    database
+        .revoke_api_token(tokens[1].id, T0 + 600)
+        .await
+        .unwrap();
+    assert_eq!(
+        database.pending_cache_clears(10).await.unwrap(),
+        [tokens[1].token_hash.clone()]
     );
 }
 

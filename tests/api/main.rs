@@ -6,6 +6,7 @@ mod support;
 
 mod helpers;
 
+mod api_token_misses;
 mod api_tokens;
 mod bounded_state;
 mod durable_store;
@@ -23,6 +24,7 @@ mod listeners;
 mod local_cache;
 mod lockout;
 mod oauth;
+mod pending_revocations;
 mod process;
 mod redis_costs;
 mod redis_tls;

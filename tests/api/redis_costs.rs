@@ -193,27 +193,31 @@ fn counts(pairs: &[(&str, u64)]) -> HashMap<String, u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_api_token_check_is_one_evalsha_cached_and_two_on_a_miss() {
+async fn an_api_token_check_is_one_evalsha_cached_and_three_on_a_miss() {
     let hash = tokengate::clients::hash_secret(ADMIN_TOKEN.as_bytes()).expect("hash");
     let c = Cluster::start_with(Backend::Redis, 2, |s| s.admin.token_hash = hash).await;
     let redis = c.redis();
     let (warm, _) = create_api_token(c.a(), "warm-up", &["read"]).await;
     let (token, id) = create_api_token(c.a(), "costs", &["read"]).await;
-    // Warm up: a miss runs both scripts, so both are loaded (NOSCRIPT, SCRIPT
-    // LOAD: once per Redis), and both replicas have a connection.
+    // Warm up: a miss runs every script of a check, so each is loaded
+    // (NOSCRIPT, SCRIPT LOAD: once per Redis), and both replicas have a
+    // connection.
     assert!(c.a().accepts(&warm).await);
     assert!(c.b().accepts(&warm).await);
     // One check, cached: one EVALSHA (HMGET inside), nothing else.
     let one = counts(&[("evalsha", 1), ("hmget", 1)]);
 
-    // A miss: one EVALSHA finds nothing (HMGET), the database answers, one
-    // EVALSHA fills the cache if nobody did meanwhile (EXISTS, HSET, PEXPIRE).
+    // A miss: one EVALSHA finds nothing (HMGET), one counts the miss against
+    // the address (INCR of a window the warm-up opened; SPEC §11), the
+    // database answers, one EVALSHA fills the cache if nobody did meanwhile
+    // (EXISTS, HSET, PEXPIRE).
     let miss = ran_during(redis, async { assert!(c.b().accepts(&token).await) }).await;
     assert_eq!(
         miss,
         counts(&[
-            ("evalsha", 2),
+            ("evalsha", 3),
             ("hmget", 1),
+            ("incr", 1),
             ("exists", 1),
             ("hset", 1),
             ("pexpire", 1)

@@ -23,7 +23,7 @@ const ADMIN_TOKEN: &str = "e2e-admin-token-of-at-least-thirty-two-characters";
 /// `tokengate token ARGS --json` as an operator runs it on a replica's host: the
 /// same configuration (the cluster's config.yml, in its directory) and the same
 /// environment as the replicas, so the same database and Redis.
-fn cli(cluster: &Cluster, args: &[&str]) -> Value {
+pub(crate) fn cli(cluster: &Cluster, args: &[&str]) -> Value {
     let database = cluster
         .state()
         .database

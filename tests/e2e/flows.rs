@@ -239,7 +239,10 @@ async fn oauth_clients_and_scopes_at_the_gate_through_nginx() {
     let reply = get("/app/admin/users", Some(&admin)).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     let echo = reply.json();
-    assert_eq!(echo["user_id"], "ops");
+    assert_eq!(
+        echo["user_id"], "client:ops",
+        "never taken for a user named ops"
+    );
     assert_eq!(echo["scope"], "admin");
     // ...a user session without the scope gets a clean 403...
     let user = login(addr, "bob").await;

@@ -4,8 +4,10 @@
 //! replicas' admin listeners only, and no encoded path reaches them through a
 //! public location (SPEC §11); one request id per
 //! client request, the same in nginx's access log, tokengate's log, the app's
-//! request and the client's answer; and the opt-in conventional identity
-//! headers (`authenticate.identity_headers`), which a client can never set.
+//! request and the client's answer; the opt-in conventional identity
+//! headers (`authenticate.identity_headers`), which a client can never set;
+//! and the client's `Authorization`, which stops at the gate unless a
+//! location opts in to pass it on.
 
 use std::time::Duration;
 
@@ -364,23 +366,38 @@ async fn one_request_id_in_nginx_tokengate_the_app_and_the_answer() {
     }
 }
 
+const WEB_SECRET: &str = "web-client-secret";
+
+/// A JSON POST through nginx as the trusted login client `web`.
+async fn as_web(addr: std::net::SocketAddr, path: &str, body: &serde_json::Value) -> Reply {
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("web:{WEB_SECRET}"));
+    let request = request(Method::POST, path)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Basic {basic}"))
+        .body(client::json_body(body))
+        .unwrap();
+    client::send(addr, request).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_headers_reach_the_app_when_configured_and_cannot_be_spoofed() {
     let _shared = EXCLUSIVE.read().await;
-    let config = "authenticate:\n  identity_headers: \
-                  [x-auth-request-user, x-auth-request-email, remote-user, remote-email]\n";
-    let cluster = start(options().config(config));
+    let web_hash = tokengate::clients::hash_secret(WEB_SECRET.as_bytes()).expect("hash");
+    let config = format!(
+        "authenticate:\n  identity_headers: \
+         [x-auth-request-user, x-auth-request-email, remote-user, remote-email]\n\
+         login:\n  clients:\n    - id: web\n      secret_hash: '{web_hash}'\n"
+    );
+    let cluster = start(options().config(&config));
     let addr = cluster.addr();
 
-    // A password login's session: the user and the account's email.
+    // A password login's session: the user and the account's email, which
+    // the trusted backend (login client `web`) vouched for at registration.
     let email = format!("ada-{}@example.com", uuid::Uuid::new_v4().simple());
     let password = "correct horse battery staple";
-    let reply = post_json(
-        addr,
-        "/register",
-        &json!({ "email": email, "password": password }),
-    )
-    .await;
+    let body = json!({ "email": email, "password": password, "email_verified": true });
+    let reply = as_web(addr, "/register", &body).await;
     assert_eq!(reply.status, 201, "{reply:?}");
     let user_id = reply.field("user_id");
     let reply = post_json(
@@ -408,9 +425,26 @@ async fn identity_headers_reach_the_app_when_configured_and_cannot_be_spoofed() 
         );
     }
 
+    // Anyone may register any email: a self-registered one is never
+    // asserted to the app, and the client's own email headers are dropped.
+    let claimed = format!("ceo-{}@example.com", uuid::Uuid::new_v4().simple());
+    let body = json!({ "email": claimed, "password": password });
+    let reply = post_json(addr, "/register", &body).await;
+    assert_eq!(reply.status, 201, "{reply:?}");
+    let claimant = reply.field("user_id");
+    let reply = post_json(addr, "/login", &body).await;
+    let access = reply.field("access");
+    let reply = call(&cluster, Method::GET, "/app/x", Some(&access), &SPOOFED).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    for (sent, echoed) in ECHO_HEADERS {
+        let want = (!sent.ends_with("email")).then_some(claimant.as_str());
+        assert_eq!(reply.header(echoed), want, "{sent}: {reply:?}");
+    }
+
     // A session without an email (a user_id login): the email headers are
     // absent, the client's own dropped; the user ones replaced.
-    let pair = login(addr, "bob").await;
+    let reply = as_web(addr, "/login", &json!({ "user_id": "bob" })).await;
+    let pair = crate::Pair::from_reply("bob", &reply);
     let reply = call(
         &cluster,
         Method::GET,
@@ -424,4 +458,47 @@ async fn identity_headers_reach_the_app_when_configured_and_cannot_be_spoofed() 
         let want = (!sent.ends_with("email")).then_some("bob");
         assert_eq!(reply.header(echoed), want, "{sent}: {reply:?}");
     }
+}
+
+/// SPEC §11: a protected app learns who the caller is, never the caller's
+/// credentials: neither a session's access token nor a service's long-lived
+/// API token reaches it. A location that opts in
+/// (`$tokengate_app_authorization`, here `/forwarding/`) passes the client's
+/// own `Authorization` on, and is protected all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protected_apps_get_the_identity_and_not_the_credentials_unless_opted_in() {
+    let _shared = EXCLUSIVE.read().await;
+    let cluster = start(options());
+    let session = login(cluster.addr(), "alice").await.access;
+    let made = crate::api_tokens::cli(
+        &cluster,
+        &["create", "reporting", "--scopes", "reports:read"],
+    );
+    let api_token = made["token"].as_str().expect("the token").to_owned();
+
+    for (path, token, user) in [
+        ("/app/orders", &session, "alice"),
+        ("/reports/daily", &api_token, "token:reporting"),
+    ] {
+        let reply = call(&cluster, Method::GET, path, Some(token), &[]).await;
+        assert_eq!(reply.status, 200, "{path}: {reply:?}");
+        assert_eq!(reply.json()["user_id"], user, "the identity arrives");
+        assert_eq!(
+            reply.header("x-echo-authorization"),
+            None,
+            "{path}: the app got the client's Authorization"
+        );
+    }
+
+    for token in [&session, &api_token] {
+        let reply = call(&cluster, Method::GET, "/forwarding/x", Some(token), &[]).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let bearer = format!("Bearer {token}");
+        assert_eq!(reply.header("x-echo-authorization"), Some(bearer.as_str()));
+        assert!(!reply.json()["user_id"].as_str().unwrap_or("").is_empty());
+    }
+    let refused = call(&cluster, Method::GET, "/forwarding/x", Some("forged"), &[]).await;
+    assert_eq!(refused.status, 401, "{refused:?}");
+    let missing = call(&cluster, Method::GET, "/forwarding/x", None, &[]).await;
+    assert_eq!(missing.status, 401, "{missing:?}");
 }

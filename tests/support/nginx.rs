@@ -17,6 +17,10 @@
 //!     when it got none);
 //!   * `/reports/` — the same app for the "reports:read" scope, as nginx/nginx.conf
 //!     protects it for services' API tokens;
+//!   * `/forwarding/` — the same app, for a location that opts in to pass the
+//!     client's `Authorization` on (`$tokengate_app_authorization`); the app
+//!     answers the `Authorization` it received as `X-Echo-Authorization`
+//!     (everywhere else it receives none);
 //!   * `/trivial/` — the same echo app behind `auth_request` to a location that
 //!     only does `return 204`: the ceiling of any external auth service (for the
 //!     benchmark's `nginx_trivial_auth` case);
@@ -505,6 +509,14 @@ http {{
             proxy_pass http://app;
         }}
 
+        # An app that needs the client's own Authorization: opted in (SPEC §11;
+        # everywhere else it stops at the gate).
+        location /forwarding/ {{
+            set $tokengate_app_authorization $http_authorization;
+            include {dir}/tokengate.protect.conf;
+            proxy_pass http://app;
+        }}
+
         # The ceiling of any external auth service: auth_request to a location
         # that says yes at once, then the same app.
         location /trivial/ {{
@@ -560,6 +572,7 @@ http {{
             add_header X-Echo-Auth-Request-Email $http_x_auth_request_email;
             add_header X-Echo-Remote-User $http_remote_user;
             add_header X-Echo-Remote-Email $http_remote_email;
+            add_header X-Echo-Authorization $http_authorization;
             return 200 '{{"app":"echo","method":"$request_method","user_id":"$echo_user_id","session_id":"$echo_session_id","token_id":"$echo_token_id","scope":"$echo_scope"}}\n';
         }}
     }}
