@@ -33,6 +33,8 @@ Run it through `scripts/bench` (installs wrk, builds the binary). What it does:
    then a cluster with one OAuth client for oauth_token (client_credentials,
    right secret) alone and while a second wrk floods /oauth/token with wrong
    secrets (oauth_token_flood_same_id, _random_ids, _random_addrs);
+   then login_client (a login client's /login) alone, and login_client_flooded
+   on a fresh replica while another address floods its id with wrong secrets;
    then a cluster for the users' cases, which are argon2-bound (one argon2id
    hash or verification each, its parameters read from a stored hash):
    register (new emails), password_login (users registered in a setup
@@ -140,6 +142,21 @@ FLOOD_VARIANTS = [
 ]
 OAUTH_CASES = ["oauth_token"] + [name for name, _ in FLOOD_VARIANTS]
 
+# A login client's honest /login rate (as from 192.0.2.10) alone, then on a
+# fresh replica, which has not yet verified its secret, while the flood of
+# wrong secrets for its id comes from another address (198.18.0.1).
+LOGIN_CLIENT = ("web", "web-client-secret-not-a-real-one")
+LOGIN_FLOOD_CASES = ["login_client", "login_client_flooded"]
+LOGIN_FLOOD_EXPLAINED = (
+    "SPEC §11: failed secrets count per (client id, address) and per address, so guesses "
+    "from one address never refuse the right secret from another. Each case runs on a "
+    "replica started for it, without pre-check or warm-up: its first honest requests are "
+    "its first verifications of the client's secret (argon2, one per core, before the "
+    "secret is remembered), and in login_client_flooded the flood (from 0.5 s before) has "
+    "already filled the flooding address's counters by then. The honest client must get no "
+    "429, and its rate should stay within noise of login_client; after the first checks "
+    "each login writes a session, so the rate is bound by Redis and tokengate.")
+
 # The users' cases (SPEC §7), on a cluster of their own. One password for every
 # bench user: at least users.password_min (8) characters.
 USER_PASSWORD = "bench-password-not-a-real-one"
@@ -149,18 +166,19 @@ USERS_EXPLAINED = (
     "bounded pool of one worker per core (throttle.hash_queue waiting at most "
     "throttle.hash_wait, 503 beyond): their rate is about cores / argon2 time, so they use "
     "--argon2-connections, enough to keep every worker busy without waiting past hash_wait. "
-    "The logins all succeed: users.max_failures (5 in 5m) counts failures per account and per "
-    "address, and every request here comes from 127.0.0.1. authenticate_with_users is "
+    "The logins all succeed: users.max_failures (5 in 5m) counts failures per account and "
+    "address, and none fails here. authenticate_with_users is "
     "authenticate on that cluster once its database holds the users: a token check never "
     "touches the database, so it should match authenticate (ratio about 1).")
 # The flood starts this long before the honest run and ends about as long after.
 FLOOD_LEAD_S = 0.5
 FLOOD_EXPLAINED = (
     "The flood comes from one address (loopback), as the honest client does: after "
-    "throttle.max_failures (10) failures per address and per client id within "
-    "throttle.window (5m) every further guess gets 429 before any argon2 work, and the "
-    "honest client, whose secret is remembered after its first success, never reaches that "
-    "check, so it is not locked out. That is the point of these cases. random_addrs sends "
+    "throttle.max_failures (10) failures of the client id from that address, or "
+    "throttle.max_failures_per_address (100) of any id, within throttle.window (5m), every "
+    "further guess gets 429 before any argon2 work (counted before it is hashed, so a burst "
+    "gets exactly the limit), and the honest client, whose secret is remembered after its "
+    "first success, never reaches that check, so it is not locked out. random_addrs sends "
     "X-Forwarded-For from 198.18.0.0/15 (believed: the bench trusts 127.0.0.1), a new "
     "address and id per guess, as a botnet would: nothing is throttled, so every guess costs "
     "an argon2 verification, one per core, throttle.hash_queue (64) waiting at most "
@@ -1034,6 +1052,38 @@ class Bench:
         for name in OAUTH_CASES:
             self.note_noise(only=name)
 
+    def login_flood_cases(self, want) -> None:
+        """login_client on a replica of its own, then login_client_flooded on a
+        fresh one (a new cluster: an empty Redis, a secret never verified)."""
+        client, secret = LOGIN_CLIENT
+        config = (
+            "# Written by benches/bench.py for the login_client cases.\n"
+            "login:\n  clients:\n"
+            f"    - id: {client}\n"
+            f"      secret_hash: {json.dumps(self.hash_secret(secret))}\n"
+            "auth:\n  max_sessions_per_user: 0\n"
+            "server:\n  trusted_proxies: [127.0.0.1]\n")
+        basic = "Basic " + base64.b64encode(f"{client}:{secret}".encode()).decode()
+        honest = [f"Authorization: {basic}", "X-Forwarded-For: 192.0.2.10"]
+        for name in LOGIN_FLOOD_CASES:
+            if not want(name):
+                continue
+            self.start_cluster(1, f"cluster-{name}", config)
+            port = self.replica_port(0)
+            url = f"http://127.0.0.1:{port}/login"
+            # Both cold, so that they differ in the flood alone: no pre-check or
+            # warm-up, the first requests are the replica's first verifications
+            # of the secret (the flood then 0.5 s under way).
+            flood = None
+            if name == "login_client_flooded":
+                flood = {"url": url, "script": "oauth_flood.lua",
+                         "args": ("other-addr", client, "login")}
+            self.measure(name, url, "login.lua", honest, redis_ops=True, warmup=False,
+                         flood=flood)
+            self.stop_cluster()
+        for name in LOGIN_FLOOD_CASES:
+            self.note_noise(only=name)
+
     # -- users: registration and password login (argon2-bound) --
 
     def register_user(self, port: int, email: str, conn=None):
@@ -1115,7 +1165,9 @@ class Bench:
         """register, password_login and authenticate_with_users on a cluster of
         their own (one replica): argon2's memory stays out of the first cluster's
         RSS, and its rate out of every other case."""
-        self.start_cluster(1, "cluster-users")
+        # Every registration here comes from 127.0.0.1: no per-address limit.
+        self.start_cluster(1, "cluster-users",
+                           "users:\n  registrations_per_address: 0\n")
         port = self.replica_port(0)
         direct = f"http://127.0.0.1:{port}"
         conns = self.o.argon2_connections
@@ -1757,6 +1809,8 @@ class Bench:
         if o.cached and any(want(name) for name in CACHED_CASES):
             self.cached_cases(want)
 
+        if any(want(name) for name in LOGIN_FLOOD_CASES):
+            self.login_flood_cases(want)
         if any(want(name) for name in OAUTH_CASES):
             self.oauth_cases(want)
 
@@ -1824,6 +1878,10 @@ class Bench:
             "nginx_tokengate_auth_uds / nginx_trivial_auth": ratio("nginx_tokengate_auth_uds",
                                                                    "nginx_trivial_auth"),
         }
+        # SPEC §11: a flood from another address costs the honest client nothing
+        # but CPU (should be within noise of 1).
+        ratios["login_client_flooded / login_client"] = ratio("login_client_flooded",
+                                                              "login_client")
         # The local cache (SPEC §10): cached beside strict, and against the ceilings.
         ratios.update({
             "authenticate_cached / ping": ratio("authenticate_cached", "ping"),
@@ -2017,6 +2075,24 @@ def render_text(rep: dict) -> str:
                 lines.append(f"  {name:31} {r['rps']:>12.0f}   (alone)")
         lines.append("  (other: any other status, or a socket error such as a timeout)")
         lines.extend(wrapped(FLOOD_EXPLAINED))
+        lines.append("")
+    if any(name in by for name in LOGIN_FLOOD_CASES):
+        alone = by.get("login_client", {}).get("rps")
+        lines.append("A login client's honest /login while another address floods its id with "
+                     "wrong secrets (direct to the replica):")
+        for name in LOGIN_FLOOD_CASES:
+            if name not in by:
+                continue
+            r = by[name]
+            vs = f"  {r['rps'] / alone:.2f} of alone" if alone and name != "login_client" else ""
+            line = f"  {name:31} {r['rps']:>10.0f} req/s  non-2xx {r['non2xx']}{vs}"
+            f = r.get("flood")
+            if f:
+                st = f["status"]
+                line += (f"  (flood {f['rps']:.0f} req/s: 401 {st['401']}, 429 {st['429']}, "
+                         f"503 {st['503']})")
+            lines.append(line)
+        lines.extend(wrapped(LOGIN_FLOOD_EXPLAINED))
         lines.append("")
     if any(name in by for name in USER_CASES):
         a = rep.get("argon2") or {}

@@ -24,8 +24,9 @@ usage: grpc_probe --url http://HOST:PORT [--throttle N]
   --throttle N   also check that the caller's address reaching the replica is the
                  proxy's view of it, not a client-sent x-forwarded-for: N+1 failed
                  logins, each claiming another address, must be throttled
-                 (RESOURCE_EXHAUSTED) once the replica's users.max_failures = N is
-                 reached; the replica must trust the proxy (server.trusted_proxies)
+                 (RESOURCE_EXHAUSTED) once the replica's
+                 throttle.max_failures_per_address = N is reached; the replica
+                 must trust the proxy (server.trusted_proxies)
   --unavailable  instead, check that a proxy with no replica behind it answers
                  every call UNAVAILABLE (the status clients may retry)";
 
@@ -237,7 +238,7 @@ async fn forwarded_for(mut client: AuthApiClient<Channel>, n: u32) -> Result<(),
             }
             (false, code) => {
                 return Err(format!(
-                    "failed login {} (over users.max_failures = {n}): want RESOURCE_EXHAUSTED, got {code:?}; \
+                    "failed login {} (over throttle.max_failures_per_address = {n}): want RESOURCE_EXHAUSTED, got {code:?}; \
                      the replica saw the client's own x-forwarded-for",
                     i + 1
                 ));

@@ -75,15 +75,16 @@ mod tests {
     use super::*;
     use crate::config::Secret;
     use crate::store::memory::MemoryStore;
+    use crate::throttle::Limits;
 
     fn admin(settings: &AdminSettings) -> Admin {
         let verifier = Arc::new(Verifier::per_core(8, Duration::from_secs(5)));
-        let throttle = Throttle {
+        let throttle = Throttle::new(Limits {
             per_pair: 2,
             per_address: 100,
             per_identity: 0,
             window: 60_000,
-        };
+        });
         Admin::new(settings, verifier, throttle).unwrap()
     }
 

@@ -147,7 +147,6 @@ impl App {
         let refresh = RefreshTokens::new(&secret);
         let limits = &settings.throttle;
         let verifier = Arc::new(Verifier::per_core(limits.hash_queue, limits.hash_wait));
-        let throttle = Throttle::for_clients(limits);
         let login = settings.login.clients.iter().map(|c| {
             let credential = match &c.secret_file {
                 Some(_) => Credential::Secret(c.secret.expose().as_bytes()),
@@ -155,14 +154,18 @@ impl App {
             };
             (c.id.as_str(), credential, ())
         });
-        let login_clients =
-            ClientSecrets::new(ClientKind::Login, login, verifier.clone(), throttle)
-                .map_err(|e| BuildError(format!("login.clients: {e}")))?;
+        let login_clients = ClientSecrets::new(
+            ClientKind::Login,
+            login,
+            verifier.clone(),
+            Throttle::for_clients(limits),
+        )
+        .map_err(|e| BuildError(format!("login.clients: {e}")))?;
         let oauth_clients = ClientSecrets::new(
             ClientKind::OAuth,
             crate::oauth::configured(&settings.oauth.clients),
             verifier.clone(),
-            throttle,
+            Throttle::for_clients(limits),
         )
         .map_err(|e| BuildError(format!("oauth.clients: {e}")))?;
         let trusted_proxies = TrustedProxies::parse(&settings.server.trusted_proxies)
@@ -177,8 +180,12 @@ impl App {
             events_wake.clone(),
         )
         .map_err(BuildError)?;
-        let admin = Admin::new(&settings.admin, verifier.clone(), throttle)
-            .map_err(|e| BuildError(format!("admin: {e}")))?;
+        let admin = Admin::new(
+            &settings.admin,
+            verifier.clone(),
+            Throttle::for_clients(limits),
+        )
+        .map_err(|e| BuildError(format!("admin: {e}")))?;
         let relay = RelayStatus::new(match store {
             Store::Redis(_) => Relay::Delivering,
             Store::Memory(_) => Relay::Off,

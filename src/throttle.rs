@@ -2,9 +2,11 @@
 //! admin token, user passwords), counted in the store so every replica sees
 //! the same counts (SPEC §11: nobody is locked out from elsewhere).
 //!
-//! Callers [`check`](Throttle::check) before any argon2 work and
-//! [`fail`](Throttle::fail) after a refused secret. Each failure counts on
-//! up to three counters, each with its own limit:
+//! Callers [`admit`](Throttle::admit) an attempt before any argon2 work,
+//! which counts it as a failure at once (atomically with the check, so a
+//! burst of concurrent guesses cannot slip past a limit together), and
+//! [`forgive`](Throttle::forgive) it when the secret proves right. Each
+//! failure counts on up to three counters, each with its own limit:
 //! - **the pair** (this identity from this address): guesses from one place
 //!   close the door for that place only, never for the identity's owner
 //!   elsewhere;
@@ -19,15 +21,26 @@
 //! failure that reaches its limit holds it a full `window` more, and
 //! meanwhile checks answer how long to wait, without hashing anything.
 //! IPv6 addresses count per /64, the block one host usually holds.
+//!
+//! Each replica also remembers, for as long as the store said, the counters
+//! it saw closed: a flood of guesses that is already refused then costs no
+//! store round trip at all, sparing the Redis every replica shares. The
+//! memory can only refuse what the store refused, never admit.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Mutex;
 
 use crate::config::{ThrottleSettings, UserSettings};
-use crate::store::{Counter, Millis, SessionStore, StoreError, millis};
+use crate::store::{Admission, Counter, Millis, SessionStore, StoreError, millis};
+
+/// Closed counters one replica remembers at most; beyond, the store alone
+/// decides (a flood that varies its keys that much meets the address limit).
+const REMEMBERED_CLOSED: usize = 10_000;
 
 /// The limits of one kind of credential; a limit of 0 never closes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Throttle {
+pub struct Limits {
     /// Failures of one identity from one address.
     pub per_pair: u32,
     /// Failures from one address, whatever the identity.
@@ -35,6 +48,14 @@ pub struct Throttle {
     /// Failures of one identity from every address together.
     pub per_identity: u32,
     pub window: Millis,
+}
+
+/// One kind of credential's limits, and the counters this replica saw
+/// closed (key → when it opens again).
+#[derive(Debug)]
+pub struct Throttle {
+    limits: Limits,
+    closed: Mutex<HashMap<String, Millis>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,25 +67,32 @@ pub enum ThrottleError {
 }
 
 impl Throttle {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            closed: Mutex::default(),
+        }
+    }
+
     /// For client secrets and the admin token (`throttle.*`): no total per
     /// identity.
     pub fn for_clients(settings: &ThrottleSettings) -> Self {
-        Self {
+        Self::new(Limits {
             per_pair: settings.max_failures,
             per_address: settings.max_failures_per_address,
             per_identity: 0,
             window: millis(settings.window),
-        }
+        })
     }
 
     /// For passwords (`users.*`), with the address limit of `throttle`.
     pub fn for_users(users: &UserSettings, throttle: &ThrottleSettings) -> Self {
-        Self {
+        Self::new(Limits {
             per_pair: users.max_failures,
             per_address: throttle.max_failures_per_address,
             per_identity: users.max_failures_per_account,
             window: millis(users.failure_window),
-        }
+        })
     }
 
     /// The counters an attempt of `kind` (`login`, `oauth`, `user`, …)
@@ -73,6 +101,7 @@ impl Throttle {
     /// address only: a counter per invented id would let a flood fill the
     /// store.
     pub fn counters(&self, kind: &str, identity: Option<&str>, addr: IpAddr) -> Vec<Counter> {
+        let limits = &self.limits;
         let addr = address_block(addr);
         let mut counters = Vec::with_capacity(3);
         let mut add = |key: String, limit: u32| {
@@ -80,16 +109,20 @@ impl Throttle {
                 counters.push(Counter { key, limit });
             }
         };
-        add(format!("{kind}:a:{addr}"), self.per_address);
+        add(format!("{kind}:a:{addr}"), limits.per_address);
         if let Some(id) = identity {
-            add(format!("{kind}:p:{addr}:{id}"), self.per_pair);
-            add(format!("{kind}:c:{id}"), self.per_identity);
+            add(format!("{kind}:p:{addr}:{id}"), limits.per_pair);
+            add(format!("{kind}:c:{id}"), limits.per_identity);
         }
         counters
     }
 
-    /// `Throttled` if any counter is at its limit.
-    pub async fn check(
+    /// Before a credential check: `Throttled` if any counter is at its
+    /// limit, else the attempt is counted as a failure right away, so that
+    /// a burst of concurrent guesses gets exactly the limit's worth of
+    /// checks (argon2 work), never more. Call [`Throttle::forgive`] if it
+    /// was no failure after all.
+    pub async fn admit(
         &self,
         store: &impl SessionStore,
         counters: &[Counter],
@@ -98,24 +131,67 @@ impl Throttle {
         if counters.is_empty() {
             return Ok(());
         }
-        match store.failures_over(counters, now).await? {
-            None => Ok(()),
-            Some(left) => Err(ThrottleError::Throttled(left.div_ceil(1000).max(1))),
-        }
+        let remembered = {
+            let closed = self.closed();
+            counters
+                .iter()
+                .filter_map(|c| closed.get(&c.key))
+                .filter(|until| **until > now)
+                .max()
+                .map(|until| until - now)
+        };
+        let left = match remembered {
+            Some(left) => left,
+            None => match store
+                .admit_attempt(counters, self.limits.window, now)
+                .await?
+            {
+                Admission::Admitted => return Ok(()),
+                Admission::Refused(waits) => self.remember_closed(counters, &waits, now),
+            },
+        };
+        Err(ThrottleError::Throttled(left.div_ceil(1000).max(1)))
     }
 
-    /// Counts one failure on every counter.
-    pub async fn fail(
+    /// Remembers the counters the store said are closed, for as long as it
+    /// said; returns the longest wait.
+    fn remember_closed(
         &self,
-        store: &impl SessionStore,
         counters: &[Counter],
+        waits: &[Option<Millis>],
         now: Millis,
-    ) -> Result<(), ThrottleError> {
-        if counters.is_empty() {
-            return Ok(());
+    ) -> Millis {
+        let mut closed = self.closed();
+        if closed.len() >= REMEMBERED_CLOSED {
+            closed.retain(|_, until| *until > now);
         }
-        store.record_failure(counters, self.window, now).await?;
-        Ok(())
+        let mut longest = 0;
+        for (counter, wait) in counters.iter().zip(waits) {
+            let Some(wait) = *wait else { continue };
+            longest = longest.max(wait);
+            if closed.len() < REMEMBERED_CLOSED {
+                closed.insert(counter.key.clone(), now + wait);
+            }
+        }
+        longest
+    }
+
+    fn closed(&self) -> std::sync::MutexGuard<'_, HashMap<String, Millis>> {
+        // Single inserts and removals: whole after any panic.
+        self.closed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes back an admitted attempt: the secret was right, or could not
+    /// be checked (the verifier was busy, the database down). A store
+    /// that cannot be reached leaves the failure counted, which only errs
+    /// on the careful side; it is logged, not passed on.
+    pub async fn forgive(&self, store: &impl SessionStore, counters: &[Counter], now: Millis) {
+        if counters.is_empty() {
+            return;
+        }
+        if let Err(e) = store.forgive_attempt(counters, now).await {
+            tracing::warn!(error = %e, "could not take back a counted attempt");
+        }
     }
 }
 
@@ -142,14 +218,14 @@ mod tests {
 
     const T0: Millis = 1_800_000_000_000;
     /// A client's limits: no total per identity.
-    const CLIENTS: Throttle = Throttle {
+    const CLIENTS: Limits = Limits {
         per_pair: 3,
         per_address: 5,
         per_identity: 0,
         window: 60_000,
     };
     /// An account's limits.
-    const USERS: Throttle = Throttle {
+    const USERS: Limits = Limits {
         per_pair: 2,
         per_address: 100,
         per_identity: 4,
@@ -160,17 +236,23 @@ mod tests {
         text.parse().unwrap()
     }
 
+    /// `n` wrong secrets: admitted, and never forgiven.
     async fn fail_n(t: &Throttle, store: &MemoryStore, id: &str, addr: &str, n: u64) {
         let counters = t.counters("k", Some(id), ip(addr));
         for i in 0..n {
-            t.fail(store, &counters, T0 + i).await.unwrap();
+            t.admit(store, &counters, T0 + i).await.unwrap();
         }
     }
 
+    /// Whether the right secret would be refused unhashed; when it is
+    /// admitted, it proves right and is forgiven.
     async fn refused(t: &Throttle, store: &MemoryStore, id: Option<&str>, addr: &str) -> bool {
         let counters = t.counters("k", id, ip(addr));
-        match t.check(store, &counters, T0 + 1_000).await {
-            Ok(()) => false,
+        match t.admit(store, &counters, T0 + 1_000).await {
+            Ok(()) => {
+                t.forgive(store, &counters, T0 + 1_000).await;
+                false
+            }
             Err(ThrottleError::Throttled(_)) => true,
             Err(e) => panic!("{e}"),
         }
@@ -183,7 +265,7 @@ mod tests {
         assert_eq!(address_block(a), address_block(b));
         let mapped = ip("::ffff:192.0.2.7");
         assert_eq!(address_block(mapped), "192.0.2.7");
-        let keys: Vec<String> = USERS
+        let keys: Vec<String> = Throttle::new(USERS)
             .counters("user", Some("abc"), mapped)
             .into_iter()
             .map(|c| c.key)
@@ -196,8 +278,9 @@ mod tests {
 
     #[test]
     fn unknown_identities_and_unlimited_counters_make_no_keys() {
+        let clients = Throttle::new(CLIENTS);
         assert_eq!(
-            CLIENTS.counters("login", None, ip("192.0.2.1")),
+            clients.counters("login", None, ip("192.0.2.1")),
             [Counter {
                 key: "login:a:192.0.2.1".into(),
                 limit: 5
@@ -205,17 +288,17 @@ mod tests {
         );
         // Clients have no total per identity: two counters, not three.
         assert_eq!(
-            CLIENTS
+            clients
                 .counters("login", Some("web"), ip("192.0.2.1"))
                 .len(),
             2
         );
-        let off = Throttle {
+        let off = Throttle::new(Limits {
             per_pair: 0,
             per_address: 0,
             per_identity: 0,
             window: 1,
-        };
+        });
         assert!(
             off.counters("login", Some("web"), ip("192.0.2.1"))
                 .is_empty()
@@ -224,64 +307,101 @@ mod tests {
 
     #[tokio::test]
     async fn guesses_from_one_address_never_lock_out_another() {
+        let clients = Throttle::new(CLIENTS);
         let store = MemoryStore::for_tests();
-        fail_n(&CLIENTS, &store, "web", "192.0.2.1", 3).await;
-        assert!(refused(&CLIENTS, &store, Some("web"), "192.0.2.1").await);
-        assert!(!refused(&CLIENTS, &store, Some("web"), "192.0.2.2").await);
+        fail_n(&clients, &store, "web", "192.0.2.1", 3).await;
+        assert!(refused(&clients, &store, Some("web"), "192.0.2.1").await);
+        assert!(!refused(&clients, &store, Some("web"), "192.0.2.2").await);
         // However many addresses guess, a client's own total never closes.
         for i in 3..50 {
-            fail_n(&CLIENTS, &store, "web", &format!("192.0.2.{i}"), 3).await;
+            fail_n(&clients, &store, "web", &format!("192.0.2.{i}"), 3).await;
         }
-        assert!(!refused(&CLIENTS, &store, Some("web"), "198.51.100.1").await);
+        assert!(!refused(&clients, &store, Some("web"), "198.51.100.1").await);
     }
 
     #[tokio::test]
     async fn the_address_closes_for_every_identity_and_reopens_after_the_window() {
+        let clients = Throttle::new(CLIENTS);
         let store = MemoryStore::for_tests();
         for id in ["a", "b", "c", "d", "e"] {
-            fail_n(&CLIENTS, &store, id, "192.0.2.1", 1).await;
+            fail_n(&clients, &store, id, "192.0.2.1", 1).await;
         }
-        assert!(refused(&CLIENTS, &store, Some("fresh"), "192.0.2.1").await);
-        assert!(refused(&CLIENTS, &store, None, "192.0.2.1").await);
-        assert!(!refused(&CLIENTS, &store, Some("fresh"), "192.0.2.9").await);
+        assert!(refused(&clients, &store, Some("fresh"), "192.0.2.1").await);
+        assert!(refused(&clients, &store, None, "192.0.2.1").await);
+        assert!(!refused(&clients, &store, Some("fresh"), "192.0.2.9").await);
         // The fifth failure (at T0) holds the door for a full window.
-        let counters = CLIENTS.counters("k", None, ip("192.0.2.1"));
-        match CLIENTS.check(&store, &counters, T0 + 30_000).await {
+        let counters = clients.counters("k", None, ip("192.0.2.1"));
+        match clients.admit(&store, &counters, T0 + 30_000).await {
             Err(ThrottleError::Throttled(seconds)) => assert_eq!(seconds, 30),
             other => panic!("expected throttled, got {other:?}"),
         }
-        CLIENTS.check(&store, &counters, T0 + 60_000).await.unwrap();
+        clients.admit(&store, &counters, T0 + 60_000).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_right_secret_is_no_failure_and_a_burst_gets_the_limit_exactly() {
+        let clients = Throttle::new(CLIENTS);
+        let store = MemoryStore::for_tests();
+        let counters = clients.counters("k", Some("web"), ip("192.0.2.1"));
+        for _ in 0..10 {
+            clients.admit(&store, &counters, T0).await.unwrap();
+            clients.forgive(&store, &counters, T0).await;
+        }
+        // Three guesses in flight at once are admitted, a fourth is not,
+        // before any of them is decided.
+        for _ in 0..3 {
+            clients.admit(&store, &counters, T0).await.unwrap();
+        }
+        assert!(matches!(
+            clients.admit(&store, &counters, T0).await,
+            Err(ThrottleError::Throttled(_))
+        ));
     }
 
     #[tokio::test]
     async fn an_account_has_a_total_across_addresses() {
+        let users = Throttle::new(USERS);
         let store = MemoryStore::for_tests();
-        fail_n(&USERS, &store, "alice", "192.0.2.1", 2).await;
-        assert!(refused(&USERS, &store, Some("alice"), "192.0.2.1").await);
-        assert!(!refused(&USERS, &store, Some("alice"), "192.0.2.2").await);
-        fail_n(&USERS, &store, "alice", "192.0.2.2", 1).await;
-        fail_n(&USERS, &store, "alice", "192.0.2.3", 1).await;
+        fail_n(&users, &store, "alice", "192.0.2.1", 2).await;
+        assert!(refused(&users, &store, Some("alice"), "192.0.2.1").await);
+        assert!(!refused(&users, &store, Some("alice"), "192.0.2.2").await);
+        fail_n(&users, &store, "alice", "192.0.2.2", 1).await;
+        fail_n(&users, &store, "alice", "192.0.2.3", 1).await;
         // Four in all, from three addresses: closed everywhere.
-        assert!(refused(&USERS, &store, Some("alice"), "198.51.100.1").await);
-        assert!(!refused(&USERS, &store, Some("bob"), "192.0.2.3").await);
+        assert!(refused(&users, &store, Some("alice"), "198.51.100.1").await);
+        assert!(!refused(&users, &store, Some("bob"), "192.0.2.3").await);
     }
 
     #[tokio::test]
     async fn store_answers_are_passed_through_and_no_counters_ask_nothing() {
-        let counters = CLIENTS.counters("login", Some("web"), ip("192.0.2.1"));
+        let clients = Throttle::new(CLIENTS);
+        let counters = clients.counters("login", Some("web"), ip("192.0.2.1"));
         let mut store = MockSessionStore::new();
         let expected = counters.clone();
         store
-            .expect_failures_over()
-            .withf(move |c, now| c == expected.as_slice() && *now == T0)
+            .expect_admit_attempt()
+            .withf(move |c, window, now| {
+                c == expected.as_slice() && *window == 60_000 && *now == T0
+            })
             .times(1)
-            .returning(|_, _| Ok(Some(1_500)));
-        store.expect_record_failure().never();
+            .returning(|_, _, _| Ok(Admission::Refused(vec![Some(1_500), None])));
+        store
+            .expect_forgive_attempt()
+            .times(1)
+            .returning(|_, _| Err(crate::store::StoreError::Timeout));
         assert!(matches!(
-            CLIENTS.check(&store, &counters, T0).await,
+            clients.admit(&store, &counters, T0).await,
             Err(ThrottleError::Throttled(2))
         ));
-        CLIENTS.check(&store, &[], T0).await.unwrap();
-        CLIENTS.fail(&store, &[], T0).await.unwrap();
+        // Remembered: the next guess is refused without asking the store
+        // (which is asked once), until the counter opens.
+        assert!(matches!(
+            clients.admit(&store, &counters, T0 + 1_000).await,
+            Err(ThrottleError::Throttled(1))
+        ));
+        // A forgiveness that cannot reach the store is only logged.
+        clients.forgive(&store, &counters, T0).await;
+        clients.admit(&store, &[], T0).await.unwrap();
+        clients.forgive(&store, &[], T0).await;
     }
 }

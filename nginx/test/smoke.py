@@ -350,8 +350,9 @@ def wait_until(what, predicate, seconds=8.0):
 
 # --- gRPC: a real replica and the probe -------------------------------------------
 
-# users.max_failures of the gRPC replica: the probe's spoofed-address check needs
-# this many failed logins, and one more.
+# throttle.max_failures_per_address of the gRPC replica: the probe's
+# spoofed-address check needs this many failed logins (each for another
+# account), and one more.
 GRPC_THROTTLE = 3
 
 
@@ -364,11 +365,11 @@ class GrpcReplica:
         self.http_port, self.port = free_port(), free_port()
         (self.dir / "config.yml").write_text(f"""
 server: {{host: 127.0.0.2, port: {self.http_port}, trusted_proxies: [127.0.0.1]}}
+throttle: {{max_failures_per_address: {GRPC_THROTTLE}}}
 grpc: {{port: {self.port}}}
 admin: {{listen: ""}}
 logging: {{level: warn}}
 database: {{url: "sqlite://{self.dir}/tokengate.db?mode=rwc"}}
-users: {{max_failures: {GRPC_THROTTLE}}}
 """)
         self.log = open(self.dir / "replica.log", "wb")
         self.proc = subprocess.Popen([binary, "--config", str(self.dir / "config.yml")], cwd=self.dir,

@@ -70,7 +70,7 @@ pub fn is_client_id(id: &str) -> bool {
     !id.is_empty() && !id.contains(':')
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
     #[error("no HTTP Basic client credentials")]
     Missing,
@@ -171,7 +171,16 @@ pub struct ClientSecrets<P> {
     cache_key: Hmac<Sha256>,
     verifier: Arc<Verifier>,
     throttle: Throttle,
+    /// Checks under way, by client id and MAC of the secret: requests that
+    /// present the same secret at once share one check (see `verify`).
+    in_flight: Mutex<InFlight<P>>,
 }
+
+/// The outcome of one check, shared by every request that waits for it.
+type Check<P> = tokio::sync::OnceCell<Result<Arc<P>, ClientError>>;
+
+/// Checks under way, by client id and MAC of the secret presented.
+type InFlight<P> = HashMap<(String, [u8; 32]), Arc<Check<P>>>;
 
 impl<P: Policy> ClientSecrets<P> {
     /// Clients that passed [`crate::config::Settings::validate`].
@@ -239,6 +248,7 @@ impl<P: Policy> ClientSecrets<P> {
             cache_key,
             verifier,
             throttle,
+            in_flight: Mutex::default(),
         })
     }
 
@@ -289,10 +299,45 @@ impl<P: Policy> ClientSecrets<P> {
                 return Ok(client.policy.clone());
             }
         }
+        // A burst of requests with one secret, such as a busy backend's on a
+        // replica that just started, shares one check: one argon2 run and
+        // one counted attempt, not one each (which would queue them behind
+        // each other and count them past the throttle's limit).
+        let key = (id.to_owned(), mac);
+        let check = lock(&self.in_flight)
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        // Forgotten when this request is done, or dropped midway: the map
+        // holds checks under way only, whatever clients do.
+        let _forget = ForgetCheck {
+            in_flight: &self.in_flight,
+            key,
+            check: check.clone(),
+        };
+        check
+            .get_or_init(|| self.check_fresh(store, &set, id, secret, mac, attempt))
+            .await
+            .clone()
+    }
+
+    /// Checks a secret not remembered: throttled, then argon2 (against the
+    /// dummy hash for an unknown id).
+    async fn check_fresh(
+        &self,
+        store: &impl SessionStore,
+        set: &ClientSet<P>,
+        id: &str,
+        secret: Vec<u8>,
+        mac: [u8; 32],
+        attempt: Attempt,
+    ) -> Result<Arc<P>, ClientError> {
+        let client = set.clients.get(id);
         let counters =
             self.throttle
                 .counters(self.label, client.map(|c| c.id.as_str()), attempt.addr);
-        self.throttle.check(store, &counters, attempt.now).await?;
+        // Counted as a failure from here until the secret proves right.
+        self.throttle.admit(store, &counters, attempt.now).await?;
         let hash = match client {
             Some(client) => client.hash.clone(),
             None => set
@@ -301,16 +346,20 @@ impl<P: Policy> ClientSecrets<P> {
                 .map(|d| d.hash.clone())
                 .ok_or(ClientError::Rejected)?,
         };
-        let verified = self.verifier.verify(secret, hash).await?;
+        let verified = match self.verifier.verify(secret, hash).await {
+            Ok(verified) => verified,
+            Err(e) => {
+                self.throttle.forgive(store, &counters, attempt.now).await;
+                return Err(e.into());
+            }
+        };
         match client {
             Some(client) if verified => {
                 *client.accepted() = Some(mac);
+                self.throttle.forgive(store, &counters, attempt.now).await;
                 Ok(client.policy.clone())
             }
-            _ => {
-                self.throttle.fail(store, &counters, attempt.now).await?;
-                Err(ClientError::Rejected)
-            }
+            _ => Err(ClientError::Rejected),
         }
     }
 
@@ -436,6 +485,26 @@ impl<P: Policy> ClientSecrets<P> {
     }
 }
 
+/// Takes a check off the map of those under way, unless a newer one for
+/// the same key took its place.
+struct ForgetCheck<'a, P> {
+    in_flight: &'a Mutex<InFlight<P>>,
+    key: (String, [u8; 32]),
+    check: Arc<Check<P>>,
+}
+
+impl<P> Drop for ForgetCheck<'_, P> {
+    fn drop(&mut self) {
+        let mut in_flight = lock(self.in_flight);
+        if in_flight
+            .get(&self.key)
+            .is_some_and(|c| Arc::ptr_eq(c, &self.check))
+        {
+            in_flight.remove(&self.key);
+        }
+    }
+}
+
 /// A set stays whole after any panic (inserts and removals are single steps).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
@@ -485,8 +554,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::store::MockSessionStore;
     use crate::store::memory::MemoryStore;
+    use crate::store::{Admission, MockSessionStore};
+    use crate::throttle::Limits;
 
     const T0: Millis = 1_800_000_000_000;
 
@@ -507,12 +577,12 @@ mod tests {
     fn clients_with(max_failures: u32) -> ClientSecrets<Named> {
         let hash = hash_secret(b"s3cret:with:colons").unwrap();
         let verifier = Arc::new(Verifier::new(2, 16, Duration::from_secs(10)));
-        let throttle = Throttle {
+        let throttle = Throttle::new(Limits {
             per_pair: max_failures,
             per_address: 100,
             per_identity: 0,
             window: 60_000,
-        };
+        });
         ClientSecrets::new(
             ClientKind::Login,
             [("web", Credential::Hash(&hash), Named("web".into()))],
@@ -634,15 +704,64 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_burst_with_one_secret_shares_one_check() {
+        // A limit of 2: were each request checked and counted, most of the
+        // burst would be refused.
+        let (c, s) = (clients_with(2), store());
+        let right = basic("web", "s3cret:with:colons");
+        let burst = (0..32).map(|_| check(&c, &s, &right));
+        let answers = futures_util::future::join_all(burst).await;
+        assert!(answers.iter().all(|a| a.as_deref().ok() == Some("web")));
+        assert_eq!(c.verifier.runs().get(), 1, "one argon2 run");
+        // Wrong secrets are each their own check.
+        let guesses: Vec<Vec<u8>> = (0..2).map(|n| basic("web", &format!("guess{n}"))).collect();
+        let wrong = guesses.iter().map(|g| check(&c, &s, g));
+        let _ = futures_util::future::join_all(wrong).await;
+        assert_eq!(c.verifier.runs().get(), 3);
+        assert!(
+            lock(&c.in_flight).is_empty(),
+            "only checks under way are kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_right_secret_takes_its_counted_attempt_back() {
+        let c = clients_with(2);
+        let mut store = MockSessionStore::new();
+        store
+            .expect_admit_attempt()
+            .times(1)
+            .returning(|_, _, _| Ok(Admission::Admitted));
+        store
+            .expect_forgive_attempt()
+            .times(1)
+            .returning(|counters, _| {
+                assert_eq!(counters.len(), 2);
+                Ok(())
+            });
+        let got = c
+            .verify_basic(
+                &store,
+                Some(&basic("web", "s3cret:with:colons")),
+                from("192.0.2.1"),
+            )
+            .await;
+        assert_eq!(got.unwrap().0, "web");
+    }
+
+    #[tokio::test]
     async fn throttled_attempts_never_count_or_hash() {
         let c = clients_with(2);
         let mut store = MockSessionStore::new();
-        store.expect_failures_over().times(1).returning(|keys, _| {
-            let keys: Vec<&str> = keys.iter().map(|c| c.key.as_str()).collect();
-            assert_eq!(keys, ["login:a:192.0.2.1", "login:p:192.0.2.1:web"]);
-            Ok(Some(30_000))
-        });
-        store.expect_record_failure().never();
+        store
+            .expect_admit_attempt()
+            .times(1)
+            .returning(|keys, _, _| {
+                let keys: Vec<&str> = keys.iter().map(|c| c.key.as_str()).collect();
+                assert_eq!(keys, ["login:a:192.0.2.1", "login:p:192.0.2.1:web"]);
+                Ok(Admission::Refused(vec![None, Some(30_000)]))
+            });
+        store.expect_forgive_attempt().never();
         let got = c
             .verify_basic(&store, Some(&basic("web", "guess")), from("192.0.2.1"))
             .await;
@@ -651,22 +770,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unknown_ids_are_counted_by_address_only() {
+    async fn unknown_ids_are_counted_by_address_only_and_never_forgiven() {
         let c = clients_with(2);
         let mut store = MockSessionStore::new();
-        store.expect_failures_over().returning(|counters, _| {
-            assert_eq!(counters.len(), 1);
-            assert_eq!(counters[0].key, "login:a:192.0.2.1");
-            Ok(None)
-        });
         store
-            .expect_record_failure()
+            .expect_admit_attempt()
             .times(1)
             .returning(|counters, _, _| {
                 assert_eq!(counters.len(), 1);
                 assert_eq!(counters[0].key, "login:a:192.0.2.1");
-                Ok(())
+                Ok(Admission::Admitted)
             });
+        store.expect_forgive_attempt().never();
         let got = c
             .verify_basic(&store, Some(&basic("ghost", "x")), from("192.0.2.1"))
             .await;

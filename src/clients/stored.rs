@@ -110,7 +110,7 @@ mod tests {
     use crate::db::{ClientKind, MockDurableStore, StoredClient};
     use crate::oauth::ClientPolicy;
     use crate::store::memory::MemoryStore;
-    use crate::throttle::Throttle;
+    use crate::throttle::{Limits, Throttle};
     use crate::verifier::Verifier;
 
     /// argon2id with tiny costs: these tests are about sets, not hashing.
@@ -126,12 +126,12 @@ mod tests {
     }
 
     fn throttle() -> Throttle {
-        Throttle {
+        Throttle::new(Limits {
             per_pair: 0,
             per_address: 0,
             per_identity: 0,
             window: 60_000,
-        }
+        })
     }
 
     fn verifier() -> Arc<Verifier> {

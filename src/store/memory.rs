@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use super::rotation::{self, Current, Verdict};
 use super::{
-    Counter, Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome, SessionInfo,
-    SessionStore, StoreError, Subject, Successor, Timing,
+    Admission, Counter, Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome,
+    SessionInfo, SessionStore, StoreError, Subject, Successor, Timing,
 };
 use crate::api_tokens::{CacheEntry, CacheLookup, TokenHash};
 use crate::tokens::SecretHash;
@@ -323,38 +323,49 @@ impl SessionStore for MemoryStore {
         Ok((*count > limit).then(|| *ends - now))
     }
 
-    async fn failures_over(
-        &self,
-        counters: &[Counter],
-        now: Millis,
-    ) -> Result<Option<Millis>, StoreError> {
-        let sessions = self.lock();
-        Ok(counters
-            .iter()
-            .filter_map(|c| Some((c.limit, sessions.failures.get(&c.key)?)))
-            .filter(|(limit, (count, end))| count >= limit && *end > now)
-            .map(|(_, (_, end))| end - now)
-            .max())
-    }
-
-    async fn record_failure(
+    async fn admit_attempt(
         &self,
         counters: &[Counter],
         window: Millis,
         now: Millis,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Admission, StoreError> {
         let mut sessions = self.lock();
+        let failures = &mut sessions.failures;
         for counter in counters {
-            let (count, end) = sessions
-                .failures
-                .entry(counter.key.clone())
-                .or_insert((0, 0));
-            if *end <= now {
-                *count = 0;
+            if failures
+                .get(&counter.key)
+                .is_some_and(|(_, end)| *end <= now)
+            {
+                failures.remove(&counter.key);
             }
+        }
+        let waits: Vec<Option<Millis>> = counters
+            .iter()
+            .map(|c| {
+                let (count, end) = failures.get(&c.key)?;
+                (*count >= c.limit).then(|| end - now)
+            })
+            .collect();
+        if waits.iter().any(Option::is_some) {
+            return Ok(Admission::Refused(waits));
+        }
+        for counter in counters {
+            let (count, end) = failures.entry(counter.key.clone()).or_insert((0, 0));
             *count = count.saturating_add(1);
             if *count == 1 || *count >= counter.limit {
                 *end = now + window;
+            }
+        }
+        Ok(Admission::Admitted)
+    }
+
+    async fn forgive_attempt(&self, counters: &[Counter], now: Millis) -> Result<(), StoreError> {
+        let mut sessions = self.lock();
+        for counter in counters {
+            if let Some((count, end)) = sessions.failures.get_mut(&counter.key)
+                && *end > now
+            {
+                *count = count.saturating_sub(1);
             }
         }
         Ok(())

@@ -188,6 +188,16 @@ pub struct SessionInfo {
     pub last_active: Millis,
 }
 
+/// What [`SessionStore::admit_attempt`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Counted; go on and check the secret.
+    Admitted,
+    /// Refused: for each counter, in order, how long it stays closed
+    /// (`None`: it is open).
+    Refused(Vec<Option<Millis>>),
+}
+
 /// A failed-credential counter and the count at which it closes (see
 /// [`crate::throttle`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,7 +215,7 @@ pub enum Revocation {
     NotOwner,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("session store did not answer in time")]
     Timeout,
@@ -270,22 +280,21 @@ pub trait SessionStore {
         now: Millis,
     ) -> Result<Option<Millis>, StoreError>;
 
-    /// If any of `counters` has reached its limit, how long until it may
-    /// try again (checked before any argon2 work).
-    async fn failures_over(
-        &self,
-        counters: &[Counter],
-        now: Millis,
-    ) -> Result<Option<Millis>, StoreError>;
-
-    /// Counts one failed credential check on each of `counters` (see
-    /// [`crate::throttle`] for the window rule).
-    async fn record_failure(
+    /// Before a credential check (and any argon2 work): refused if any of
+    /// `counters` has reached its limit; else counts the attempt as a
+    /// failure on each, in the same atomic step, so concurrent guesses can
+    /// never pass the limit together (see [`crate::throttle`] for the
+    /// window rule).
+    async fn admit_attempt(
         &self,
         counters: &[Counter],
         window: Millis,
         now: Millis,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Admission, StoreError>;
+
+    /// Takes back an admitted attempt that was no failure after all (the
+    /// secret was right, or it could not be checked).
+    async fn forgive_attempt(&self, counters: &[Counter], now: Millis) -> Result<(), StoreError>;
 
     /// The API-token cache's entry for `hash` (SPEC §9). A live entry not
     /// marked used for `touch_every` is marked used at `now` and answered
@@ -396,21 +405,17 @@ impl SessionStore for Store {
         dispatch!(self, s => s.count_request(key, limit, window, now))
     }
 
-    async fn failures_over(
-        &self,
-        counters: &[Counter],
-        now: Millis,
-    ) -> Result<Option<Millis>, StoreError> {
-        dispatch!(self, s => s.failures_over(counters, now))
-    }
-
-    async fn record_failure(
+    async fn admit_attempt(
         &self,
         counters: &[Counter],
         window: Millis,
         now: Millis,
-    ) -> Result<(), StoreError> {
-        dispatch!(self, s => s.record_failure(counters, window, now))
+    ) -> Result<Admission, StoreError> {
+        dispatch!(self, s => s.admit_attempt(counters, window, now))
+    }
+
+    async fn forgive_attempt(&self, counters: &[Counter], now: Millis) -> Result<(), StoreError> {
+        dispatch!(self, s => s.forgive_attempt(counters, now))
     }
 
     async fn api_token_lookup(

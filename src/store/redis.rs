@@ -61,8 +61,8 @@ use deadpool_redis::redis::{
 use uuid::Uuid;
 
 use super::{
-    Counter, Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome, SessionInfo,
-    SessionStore, StoreError, Subject, Successor, Timing,
+    Admission, Counter, Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome,
+    SessionInfo, SessionStore, StoreError, Subject, Successor, Timing,
 };
 use crate::api_tokens::{CacheEntry, CacheLookup, CachedToken, TokenHash};
 use crate::config::CacheSettings;
@@ -184,8 +184,8 @@ pub struct RedisStore {
     revoke: Script,
     inspect: Script,
     count: Script,
-    failures: Script,
-    fail: Script,
+    admit: Script,
+    forgive: Script,
     api_token: Script,
     api_token_put: Script,
     end: Script,
@@ -233,8 +233,8 @@ impl RedisStore {
             revoke: with_owner(include_str!("scripts/revoke.lua")),
             inspect: Script::new(include_str!("scripts/inspect.lua")),
             count: Script::new(include_str!("scripts/count.lua")),
-            failures: Script::new(include_str!("scripts/failures.lua")),
-            fail: Script::new(include_str!("scripts/fail.lua")),
+            admit: Script::new(include_str!("scripts/admit.lua")),
+            forgive: Script::new(include_str!("scripts/forgive.lua")),
             api_token: Script::new(include_str!("scripts/api_token.lua")),
             api_token_put: Script::new(include_str!("scripts/api_token_put.lua")),
             end: with_owner(include_str!("scripts/end.lua")),
@@ -725,29 +725,30 @@ impl SessionStore for RedisStore {
         Ok(u64::try_from(left).ok())
     }
 
-    async fn failures_over(
-        &self,
-        counters: &[Counter],
-        _now: Millis,
-    ) -> Result<Option<Millis>, StoreError> {
-        let (keys, args) = failure_counters(counters);
-        let left: i64 = self
-            .eval_keys(Repeat::Safe, &self.failures, &keys, &args)
-            .await?;
-        Ok(u64::try_from(left).ok())
-    }
-
-    async fn record_failure(
+    async fn admit_attempt(
         &self,
         counters: &[Counter],
         window: Millis,
         _now: Millis,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Admission, StoreError> {
         let (keys, mut args) = failure_counters(counters);
         args.push(num(window));
         // Counting twice would punish the caller for our failure.
+        let waits: Vec<i64> = self
+            .eval_keys(Repeat::Unsafe, &self.admit, &keys, &args)
+            .await?;
+        Ok(if waits.is_empty() {
+            Admission::Admitted
+        } else {
+            Admission::Refused(waits.into_iter().map(|w| u64::try_from(w).ok()).collect())
+        })
+    }
+
+    async fn forgive_attempt(&self, counters: &[Counter], _now: Millis) -> Result<(), StoreError> {
+        let (keys, _) = failure_counters(counters);
+        // Forgiving twice would hand the caller a free guess.
         let _: i64 = self
-            .eval_keys(Repeat::Unsafe, &self.fail, &keys, &args)
+            .eval_keys(Repeat::Unsafe, &self.forgive, &keys, &[])
             .await?;
         Ok(())
     }

@@ -190,7 +190,22 @@ impl Users {
         let counters = self
             .throttle
             .counters("user", account.as_deref(), attempt.addr);
-        self.throttle.check(store, &counters, attempt.now).await?;
+        // Counted as a failure from here until the password proves right.
+        self.throttle.admit(store, &counters, attempt.now).await?;
+        let checked = self.check_password(db, email, password).await;
+        if !matches!(checked, Err(UserError::InvalidCredentials)) {
+            self.throttle.forgive(store, &counters, attempt.now).await;
+        }
+        checked
+    }
+
+    /// The account behind `email` if `password` is its password.
+    async fn check_password(
+        &self,
+        db: &impl DurableStore,
+        email: Option<String>,
+        password: &str,
+    ) -> Result<Account, UserError> {
         let found = match &email {
             Some(email) => db.user_by_email(email).await?,
             None => None,
@@ -213,10 +228,7 @@ impl Users {
                 email,
                 email_verified: user.email_verified,
             }),
-            _ => {
-                self.throttle.fail(store, &counters, attempt.now).await?;
-                Err(UserError::InvalidCredentials)
-            }
+            _ => Err(UserError::InvalidCredentials),
         }
     }
 }

@@ -139,7 +139,9 @@ async fn a_full_hash_queue_answers_503_fast(backend: Backend) {
     let wait = Duration::from_millis(100);
     let c = Cluster::start_with(backend, 1, |s| {
         guarded(s);
-        s.throttle.max_failures = 0; // only the queue bound here
+        // Only the queue bound here.
+        s.throttle.max_failures = 0;
+        s.throttle.max_failures_per_address = 0;
         s.throttle.hash_queue = 1;
         s.throttle.hash_wait = wait;
     })

@@ -150,6 +150,29 @@ async fn guesses_for_a_login_client_never_lock_it_out_of_a_fresh_replica() {
     }
 }
 
+/// A burst of concurrent guesses gets exactly the limit's worth of argon2
+/// work: each is counted before it is hashed, not after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_guesses_from_one_address_costs_the_limit_in_hashes_and_no_more() {
+    let c = cluster(2, |_| {}).await;
+    let before = c.a().verifications().await + c.b().verifications().await;
+    let guesses: Vec<String> = (0..60).map(|n| format!("guess-{n}")).collect();
+    let burst = guesses.iter().enumerate().map(|(n, guess)| {
+        let replica = if n % 2 == 0 { c.a() } else { c.b() };
+        client_login(replica, attacker(0), guess)
+    });
+    let replies = futures_util::future::join_all(burst).await;
+    let hashed = c.a().verifications().await + c.b().verifications().await - before;
+    let refused = replies.iter().filter(|r| r.status == 401).count();
+    assert_eq!((hashed, refused), (10, 10), "throttle.max_failures is 10");
+    assert!(
+        replies
+            .iter()
+            .all(|r| matches!(r.status.as_u16(), 401 | 429))
+    );
+    assert_eq!(client_login(c.b(), honest(), WEB_SECRET).await.status, 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guesses_for_an_oauth_client_never_lock_it_out_of_a_fresh_replica() {
     let mut c = cluster(1, |_| {}).await;
@@ -162,6 +185,27 @@ async fn guesses_for_an_oauth_client_never_lock_it_out_of_a_fresh_replica() {
     let reply = client_token(fresh, honest(), BILLING_SECRET).await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     assert_eq!(reply.json()["scope"], "read");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guesses_at_the_admin_token_never_lock_the_operator_out_of_a_fresh_replica() {
+    const ADMIN_TOKEN: &str = "an admin token of at least thirty-two characters";
+    let mut c = cluster(1, |s| {
+        s.admin.token_hash = tokengate::clients::hash_secret(ADMIN_TOKEN.as_bytes()).unwrap();
+    })
+    .await;
+    let list = |replica: &Replica, from: IpAddr, token: &str| {
+        let request = request(Method::GET, "/admin/tokens")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::default())
+            .unwrap();
+        send_from(from, replica.admin_addr, request)
+    };
+    let replica = c.a();
+    guess_until_throttled(10, |guess| list(replica, attacker(0), &guess)).await;
+    let fresh = c.add_replica().await;
+    let reply = list(fresh, honest(), ADMIN_TOKEN).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
