@@ -39,6 +39,7 @@ fn billing(scopes: &[&str]) -> StoredClient {
 async fn cluster(backend: Backend) -> (Cluster, Database) {
     let c = Cluster::start_with(backend, 0, |s| {
         s.database.clients_refresh = Duration::from_millis(100);
+        s.admin.token_hash = crate::api_tokens::admin_hash().to_owned();
     })
     .await;
     let db = Database::open(&c.settings.database).unwrap();
