@@ -194,7 +194,12 @@ impl<S: SessionStore> Sessions<S> {
             },
         )?;
         let scope = subject.scope.clone();
-        let subject_is_client = subject.client.is_some();
+        // An OAuth client's own sessions are bounded by its rate_limit
+        // instead: a fleet of workers may share one client.
+        let max_sessions = match subject.client {
+            Some(_) => 0,
+            None => self.max_sessions,
+        };
         // No refresh token, first or rotated, outlives the session itself.
         let max_ends_at = now + self.timing.max_session;
         let ends_at = (now + lifetime).min(max_ends_at);
@@ -206,13 +211,7 @@ impl<S: SessionStore> Sessions<S> {
                 refresh_hash: refresh.secret_hash(),
                 ends_at,
                 max_ends_at,
-                // An OAuth client's sessions are the operator's to bound
-                // (its rate_limit): a fleet of workers may share one client.
-                max_sessions: if subject_is_client {
-                    0
-                } else {
-                    self.max_sessions
-                },
+                max_sessions,
                 now,
             })
             .await?;
@@ -412,6 +411,26 @@ mod tests {
             .times(1)
             .returning(|_| Ok(()));
         sessions(store).login("alice", NOW).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn users_sessions_are_capped_and_clients_own_ones_are_not() {
+        let mut store = MockSessionStore::new();
+        store
+            .expect_create()
+            .withf(|n| n.subject.client.is_none() && n.max_sessions == 3)
+            .times(1)
+            .returning(|_| Ok(()));
+        store
+            .expect_create()
+            .withf(|n| n.subject.client.is_some() && n.max_sessions == 0)
+            .times(1)
+            .returning(|_| Ok(()));
+        let s = sessions(store).keeping_at_most(3);
+        s.login("alice", NOW).await.unwrap();
+        s.client_credentials("billing", None, false, NOW)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
