@@ -15,7 +15,7 @@ use crate::admin::AdminError;
 use crate::api_tokens::{self, ApiToken, ApiTokenError, ApiTokens};
 use crate::clients::stored::{self, LoadError};
 use crate::clients::{Attempt, ClientError, ClientSecrets, Credential};
-use crate::config::{EventSettings, IdentityHeader, ServerSettings, Settings};
+use crate::config::{EventSettings, GrpcSettings, IdentityHeader, ServerSettings, Settings};
 use crate::db::ApiTokenRecord;
 use crate::db::{ClientKind, Database, DbError, DurableStore};
 use crate::events::{Relay, RelayStatus};
@@ -65,6 +65,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Connection limits and timeouts, for [`crate::server::run`].
     pub server: ServerSettings,
+    /// The gRPC listener's limits and timeouts, and its health watches.
+    pub grpc: GrpcSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +188,7 @@ impl App {
             trusted_proxies,
             metrics,
             server: settings.server.clone(),
+            grpc: settings.grpc.clone(),
         })
     }
 }

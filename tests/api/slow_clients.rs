@@ -261,7 +261,7 @@ async fn ten_thousand_idle_connections_against_a_cap_of_1000_leave_ping_answerin
     const CAP: usize = 1000;
     const FLOOD: usize = 10_000;
     // Our 10,000 client sockets and the replica's 1,000 share this process.
-    tokengate::server::ensure_fd_limit(FLOOD + CAP + 1000)
+    tokengate::server::fd_limit::ensure(&[("the test's sockets", FLOOD + CAP + 1000)])
         .expect("the test needs about 12,000 open files (ulimit -n)");
     let cluster = cluster(|s| s.max_connections = CAP).await;
     let addr = cluster.a().addr;
