@@ -15,6 +15,7 @@ mod forgery;
 mod gate_headers;
 mod grpc;
 mod grpc_interop;
+mod grpc_limits;
 mod interop;
 mod keys;
 mod local_cache;

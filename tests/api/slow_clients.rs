@@ -15,7 +15,7 @@ use crate::support::client;
 
 const SHORT: Duration = Duration::from_secs(1);
 /// Scheduling slack on a shared 2-core machine.
-const MARGIN: Duration = Duration::from_millis(1500);
+pub(crate) const MARGIN: Duration = Duration::from_millis(1500);
 
 async fn cluster(configure: impl FnOnce(&mut tokengate::config::ServerSettings)) -> Cluster {
     Cluster::start_with(Backend::Memory, 1, |s| configure(&mut s.server)).await
@@ -61,7 +61,7 @@ async fn trickle(addr: SocketAddr, head: &'static [u8], drip: u8, every: Duratio
 }
 
 /// Reads until the server closes; `None` if it is still open after `within`.
-async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
+pub(crate) async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
     let started = Instant::now();
     let mut sink = Vec::new();
     loop {
