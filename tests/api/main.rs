@@ -10,6 +10,7 @@ mod api_tokens;
 mod durable_store;
 mod endpoints;
 mod faults;
+mod fd_budget;
 mod floods;
 mod forgery;
 mod gate_headers;

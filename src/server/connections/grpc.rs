@@ -43,8 +43,9 @@ const CALLS: u32 = HANDSHAKE - 1;
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
 const PREFACE_LEN: u8 = 24;
 
-/// How long a connection closed for idleness may take to say goodbye
-/// (GOAWAY, and the ping hyper sends with it) before it is dropped.
+/// How long a connection shut down gracefully may take to say goodbye
+/// (GOAWAY, and the ping hyper sends with it) once no call is in flight,
+/// before it is dropped: a peer that never answers holds nothing up.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// The per-connection timers.
@@ -157,9 +158,9 @@ impl Drop for Call {
 
 /// Drives `connection` until it ends: closed by the peer or hyper, dropped
 /// at its handshake deadline or when evicted with no call in flight, or
-/// shut down gracefully (GOAWAY; calls in flight finish) when idle for too
-/// long, evicted while a call began, or when `stop` changes (the server is
-/// shutting down: its drain bounds how long that takes).
+/// shut down gracefully — GOAWAY; calls in flight finish, then at most
+/// [`CLOSE_GRACE`] for the goodbye — when idle for too long, evicted while
+/// a call began, or when `stop` changes (the server is shutting down).
 pub async fn supervise<C: GracefulConnection>(
     connection: C,
     conn: &Conn<Grpc>,
@@ -173,8 +174,8 @@ pub async fn supervise<C: GracefulConnection>(
         sleep: pin!(tokio::time::sleep(Duration::ZERO)),
         armed: None,
     };
-    // Why, and since when, a graceful shutdown was started.
-    let mut closing: Option<(Ended, Option<Instant>)> = None;
+    // Why a graceful shutdown was started, and when its grace runs out.
+    let mut closing: Option<(Ended, Instant)> = None;
     poll_fn(|cx| {
         loop {
             if let Poll::Ready(output) = connection.as_mut().poll(cx) {
@@ -186,36 +187,29 @@ pub async fn supervise<C: GracefulConnection>(
             }
             let state = conn.proto.state();
             let busy = state & CALLS != 0;
-            // What to start now, if anything: a graceful shutdown is polled
-            // through the connection at once (it writes the GOAWAY).
-            let start = match closing {
-                None if stopping.as_mut().poll(cx).is_ready() => Some((Ended::Closed, None)),
+            let why = match closing {
                 _ if state & EVICTED != 0 && !busy => return Poll::Ready((Ended::Evicted, None)),
-                None if state & EVICTED != 0 => Some((Ended::Evicted, None)),
+                Some((why, grace)) => {
+                    if !busy && timer.poll_at(grace, cx).is_ready() {
+                        return Poll::Ready((why, None));
+                    }
+                    return Poll::Pending;
+                }
+                None if stopping.as_mut().poll(cx).is_ready() => Ended::Closed,
+                None if state & EVICTED != 0 => Ended::Evicted,
                 None => match conn.deadline(&timeouts) {
                     Some((deadline, why)) if timer.poll_at(deadline, cx).is_ready() => {
                         if why == Ended::HandshakeTimeout {
                             return Poll::Ready((why, None));
                         }
-                        Some((why, Some(Instant::now() + CLOSE_GRACE)))
+                        why
                     }
-                    _ => None,
+                    _ => return Poll::Pending,
                 },
-                Some((why, Some(grace))) if !busy => {
-                    if timer.poll_at(grace, cx).is_ready() {
-                        return Poll::Ready((why, None));
-                    }
-                    None
-                }
-                Some(_) => None,
             };
-            match start {
-                Some(close) => {
-                    connection.as_mut().graceful_shutdown();
-                    closing = Some(close);
-                }
-                None => return Poll::Pending,
-            }
+            // Polled again at once: the connection writes its GOAWAY.
+            connection.as_mut().graceful_shutdown();
+            closing = Some((why, Instant::now() + CLOSE_GRACE));
         }
     })
     .await
