@@ -324,9 +324,11 @@ async fn health_check_passes_nginx_but_health_watch_is_not_published() {
 
     let _shared = EXCLUSIVE.read().await;
     let cluster = start(options());
-    let mut through = HealthClient::connect(cluster.grpc_url())
-        .await
-        .expect("connect to nginx's gRPC port");
+    let connect = |url: String| async move {
+        let channel = tonic::transport::Channel::from_shared(url).unwrap();
+        HealthClient::new(channel.connect().await.expect("connect over gRPC"))
+    };
+    let mut through = connect(cluster.grpc_url()).await;
     let check = through
         .check(HealthCheckRequest::default())
         .await
@@ -341,8 +343,7 @@ async fn health_check_passes_nginx_but_health_watch_is_not_published() {
     assert_eq!(watch.code(), tonic::Code::Unimplemented, "{watch:?}");
 
     // A replica itself serves it (bounded there, grpc.max_health_watches).
-    let direct = format!("http://{}", cluster.replica_grpc_addr(0));
-    let mut direct = HealthClient::connect(direct).await.unwrap();
+    let mut direct = connect(format!("http://{}", cluster.replica_grpc_addr(0))).await;
     let mut stream = direct
         .watch(HealthCheckRequest::default())
         .await
