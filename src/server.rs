@@ -1,6 +1,6 @@
-//! The accept loop: one task per connection, HTTP/1.1 with keep-alive, and a
-//! graceful drain on shutdown — of the gRPC server beside it too. No HTTP
-//! semantics here — see [`crate::http`] (and [`crate::grpc`]).
+//! The accept loops: one task per connection, HTTP/1.1 with keep-alive here,
+//! HTTP/2 for gRPC in [`grpc`], and a graceful drain of both on shutdown. No
+//! HTTP semantics here — see [`crate::http`] (and [`crate::grpc`]).
 //!
 //! [`run`] takes an already-bound listener and any shutdown future, so
 //! production (SIGTERM) and tests (port 0, a oneshot) run the same path.
@@ -14,7 +14,10 @@
 //!   from a request's first byte to its complete headers ([`connections`]:
 //!   hyper's own header timer covers both as one, and stays as a backstop);
 //! - `server.body_read_timeout` once the headers are in ([`deadline`]: hyper
-//!   has no body timer), answered `408`.
+//!   has no body timer), answered `408`;
+//! - on the gRPC port, a cap of its own in the same descriptor budget, and a
+//!   handshake and an idle timer ([`grpc`]), so neither listener can starve
+//!   the other.
 
 mod connections;
 mod deadline;
