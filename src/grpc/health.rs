@@ -150,7 +150,7 @@ mod tests {
             "ended (OK) after its lifetime"
         );
         assert!(third.next().await.is_none());
-        watch(&health)
+        let _fourth = watch(&health)
             .await
             .expect("ended watches give their slots back");
     }

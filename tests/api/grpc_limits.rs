@@ -101,7 +101,7 @@ async fn idle_grpc_connections_past_the_cap_leave_http_and_grpc_served() {
     const CAP: usize = 20;
     const FLOOD: usize = 60;
     let c = cluster(|g| g.max_connections = CAP).await;
-    let (http, grpc) = (c.a().addr, c.a().grpc_addr);
+    let grpc = c.a().grpc_addr;
 
     // Half speak HTTP/2 and idle, half never say a word.
     let mut flood = Vec::with_capacity(FLOOD);
@@ -252,8 +252,7 @@ async fn health_watches_beyond_the_bound_are_refused_and_each_ends_after_its_lif
     let refused = health
         .watch(HealthCheckRequest::default())
         .await
-        .err()
-        .expect("a third watch is refused");
+        .expect_err("a third watch is refused");
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(serving(&mut health).await, "Check is never refused");
 

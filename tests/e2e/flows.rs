@@ -338,8 +338,7 @@ async fn health_check_passes_nginx_but_health_watch_is_not_published() {
     let watch = through
         .watch(HealthCheckRequest::default())
         .await
-        .err()
-        .expect("Health/Watch is answered by nginx itself");
+        .expect_err("Health/Watch is answered by nginx itself");
     assert_eq!(watch.code(), tonic::Code::Unimplemented, "{watch:?}");
 
     // A replica itself serves it (bounded there, grpc.max_health_watches).
