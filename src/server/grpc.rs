@@ -18,9 +18,10 @@
 //! the peer address behind `Request::remote_addr`, the 30 s call timeout
 //! answered `CANCELLED`. A client's own `grpc-timeout` is left to the
 //! client: when it expires the client resets the stream, and hyper drops
-//! the call. Measured (benches/README.md): AuthApi/Refresh at the same
-//! rate as on tonic's server, and `/ping` unchanged while 10,000 idle
-//! connections sit on the gRPC port.
+//! the call. Measured (benches/README.md, release build, three runs each):
+//! AuthApi/Refresh costs the replica 35 µs of CPU per call, 34 µs on
+//! tonic's server (within the run-to-run spread); `/ping`'s CPU per
+//! request is the same while 10,000 idle connections sit on the gRPC port.
 
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
