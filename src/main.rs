@@ -68,13 +68,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 async fn serve(settings: Settings) -> Result<(), String> {
     telemetry::init(&settings.logging);
-    match server::ensure_fd_limit(&settings.server, &settings.grpc).map_err(|e| e.to_string())? {
-        server::FdLimit::Raised { from, to } => {
-            let caps = server::fd_budget(&settings.server, &settings.grpc);
-            let keys = server::fd_limit::keys(&caps);
-            tracing::info!(from, to, "raised the open-file limit for {keys}");
-        }
-        server::FdLimit::Fits { .. } => {}
+    let caps = server::fd_budget(&settings.server, &settings.grpc);
+    let limit = server::fd_limit::ensure(&caps).map_err(|e| e.to_string())?;
+    if let server::FdLimit::Raised { from, to } = limit {
+        let keys = server::fd_limit::keys(&caps);
+        tracing::info!(from, to, "raised the open-file limit for {keys}");
     }
     let app = App::build(&settings).map_err(|e| e.to_string())?;
     app.migrate()

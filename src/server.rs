@@ -49,17 +49,8 @@ use socket::Socket;
 /// Pause after a failed `accept` (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Makes room for every listener's connections under the open-file limit
-/// (raising the soft limit if allowed): `server.max_connections`, plus
-/// `grpc.max_connections` while gRPC is on. An error names the keys.
-pub fn ensure_fd_limit(
-    server: &ServerSettings,
-    grpc: &GrpcSettings,
-) -> Result<FdLimit, FdLimitError> {
-    fd_limit::ensure(&fd_budget(server, grpc))
-}
-
-/// The caps that share the descriptor budget.
+/// The connection caps that share the descriptor budget (see [`fd_limit`]):
+/// `server.max_connections`, plus `grpc.max_connections` while gRPC is on.
 pub fn fd_budget(server: &ServerSettings, grpc: &GrpcSettings) -> Vec<fd_limit::Cap> {
     let mut caps = vec![("server.max_connections", server.max_connections)];
     if grpc.port != 0 {

@@ -49,7 +49,7 @@ const EVICTION_WAIT: Duration = Duration::from_millis(500);
 const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What a protocol tells the shared bookkeeping about one connection.
-pub trait Protocol: Default + Send + Sync + Sized + 'static {
+pub trait Protocol: Default + Send + Sync + 'static {
     /// Nothing in flight: the connection may be evicted.
     fn evictable(&self) -> bool;
     /// Marks the connection evicted if it is still evictable.
