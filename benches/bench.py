@@ -7,7 +7,9 @@ Run it through `scripts/bench` (installs wrk, builds the binary). What it does:
    nginx with the real nginx/*.conf files) with `scripts/cluster up`;
 2. runs every case with wrk, each after a short warm-up, in one run so the
    ratios compare numbers taken minutes apart on the same machine:
-     ping, authenticate (direct), authenticate_api_token (direct, an API token
+     ping, ping_grpc_idle (ping while --grpc-idle-connections idle HTTP/2
+     connections sit on the replica's gRPC port: benches/idle_flood.py),
+     authenticate (direct), authenticate_api_token (direct, an API token
      made with `tokengate token create` on the cluster's database; cached in
      Redis after the pre-check), nginx_trivial_auth, nginx_tokengate_auth,
      nginx_upstream_204_auth (an extra nginx with nginx_tokengate_auth's
@@ -73,6 +75,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from idle_flood import IdleFlood
 
 ROOT = Path(__file__).resolve().parent.parent
 WRK_DIR = ROOT / "benches" / "wrk"
@@ -927,6 +931,24 @@ class Bench:
             row = self.results[-1]
             row["grpc"] = {"connections": self.o.grpc_connections, "streams": self.o.grpc_streams}
 
+    def ping_grpc_idle(self, port: int, direct: str) -> None:
+        """ping, while --grpc-idle-connections idle HTTP/2 connections sit on the
+        replica's gRPC port (benches/idle_flood.py): at the default
+        grpc.max_connections the replica keeps the newest and closes the rest,
+        and /ping must not notice either way."""
+        grpc_port = self.state["replicas"][0].get("grpc_port")
+        if not grpc_port:
+            raise BenchError("cluster.json has no gRPC port: a scripts/cluster older than this bench?")
+        with IdleFlood("127.0.0.1", grpc_port, self.o.grpc_idle_connections) as flood:
+            log(f"ping_grpc_idle: {len(flood.socks)} idle connections opened on the gRPC port "
+                f"in {flood.seconds:.1f} s")
+            row = self.measure("ping_grpc_idle", f"{direct}/ping", "get.lua",
+                               check=self.expect_2xx(port, "/ping"))
+            row["grpc_idle"] = {"opened": len(flood.socks), "open_at_server": flood.open_at_server(),
+                                "seconds_to_open": round(flood.seconds, 2)}
+        if flood.note:
+            self.notes.append(f"ping_grpc_idle: {flood.note}")
+
     def _check_errors(self, name: str, res: dict) -> None:
         non2xx = max(res["errors"]["status"], res["counters"]["non2xx"])
         sock = sum(v for k, v in res["errors"].items() if k != "status")
@@ -1737,6 +1759,8 @@ class Bench:
 
         if want("ping"):
             self.measure("ping", f"{direct}/ping", "get.lua", check=expect_2xx(port, "/ping"))
+        if want("ping_grpc_idle"):
+            self.ping_grpc_idle(port, direct)
         if want("authenticate"):
             self.measure("authenticate", f"{direct}/authenticate", "get.lua", [bearer],
                          redis_ops=True, check=expect_2xx(port, "/authenticate", headers=auth_hdr))
@@ -2051,6 +2075,17 @@ def render_text(rep: dict) -> str:
         lines.append(f"  {r['case']:30} {u['tokengate']:>9.1f} {u['redis']:>6.1f} {u['nginx']:>6.1f} {u['wrk']:>5.1f}")
     lines.append("")
     by = {r["case"]: r for r in rep["cases"]}
+    if "ping_grpc_idle" in by:
+        r, g = by["ping_grpc_idle"], by["ping_grpc_idle"]["grpc_idle"]
+        lines.append(f"/ping while {g['opened']} idle HTTP/2 connections sit on the gRPC port "
+                     f"(opened in {g['seconds_to_open']:g} s; the replica holds {g['open_at_server']}, "
+                     f"at most grpc.max_connections):")
+        for name in ("ping", "ping_grpc_idle"):
+            if name in by:
+                lat = by[name]["latency_ms"]
+                lines.append(f"  {name:16} {by[name]['rps']:>9.0f} req/s  p50 {lat['p50']:.2f} ms  "
+                             f"p99 {lat['p99']:.2f} ms")
+        lines.append("")
     if any(name in by for name in OAUTH_CASES):
         alone = by.get("oauth_token", {}).get("rps")
         lines.append("Client authentication under a flood of wrong secrets (POST /oauth/token, "
@@ -2287,6 +2322,9 @@ def main() -> int:
                    help="HTTP/2 connections of the gRPC cases (default 4)")
     p.add_argument("--grpc-streams", type=int, default=64,
                    help="gRPC calls in flight at once, over those connections (default 64)")
+    p.add_argument("--grpc-idle-connections", type=int, default=10_000,
+                   help="idle HTTP/2 connections held on the gRPC port during ping_grpc_idle "
+                        "(default 10000; smoke: 500)")
     p.add_argument("--binary", type=Path, required=True)
     p.add_argument("--profile", default="release")
     p.add_argument("--out", type=Path, default=ROOT / "target" / "bench")
@@ -2309,6 +2347,7 @@ def main() -> int:
         o.cost_ops = min(o.cost_ops, 50)
         o.max_logout_pool = min(o.max_logout_pool, 5000)
         o.grpc_streams = min(o.grpc_streams, 16)
+        o.grpc_idle_connections = min(o.grpc_idle_connections, 500)
     o.out.mkdir(parents=True, exist_ok=True)
     o.binary = o.binary.resolve()
     o.grpc_load = o.grpc_load.resolve() if o.grpc_load else None

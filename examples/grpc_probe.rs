@@ -104,6 +104,10 @@ async fn main() -> ExitCode {
         "a method outside the public services is UNIMPLEMENTED",
         unknown_method(channel.clone()).await,
     );
+    probe.check(
+        "Health/Watch (a long-lived stream) is not published: UNIMPLEMENTED",
+        health_watch(channel.clone()).await,
+    );
     if let Some(n) = throttle {
         probe.check(
             "a client-sent x-forwarded-for is replaced: failed logins are throttled by the real address",
@@ -207,6 +211,19 @@ async fn unknown_method(channel: Channel) -> Result<(), String> {
         other => Err(format!(
             "want UNIMPLEMENTED, got {:?}",
             other.map(|_| "OK").map_err(|s| s.code())
+        )),
+    }
+}
+
+async fn health_watch(channel: Channel) -> Result<(), String> {
+    let reply = HealthClient::new(channel)
+        .watch(HealthCheckRequest::default())
+        .await;
+    match reply {
+        Err(s) if s.code() == Code::Unimplemented => Ok(()),
+        other => Err(format!(
+            "want UNIMPLEMENTED, got {:?}",
+            other.map(|_| "a watch stream").map_err(|s| s.code())
         )),
     }
 }

@@ -17,7 +17,7 @@ use crate::admin::AdminError;
 use crate::api_tokens::{self, ApiToken, ApiTokenError, ApiTokens, Revoked};
 use crate::clients::stored::{self, LoadError};
 use crate::clients::{Attempt, ClientError, ClientSecrets, Credential};
-use crate::config::{EventSettings, IdentityHeader, ServerSettings, Settings};
+use crate::config::{EventSettings, GrpcSettings, IdentityHeader, ServerSettings, Settings};
 use crate::db::{ClientKind, Database, DbError, DurableStore};
 use crate::events::{Relay, RelayStatus};
 use crate::metrics::Metrics;
@@ -73,6 +73,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Connection limits and timeouts, for [`crate::server::serve`].
     pub server: ServerSettings,
+    /// The gRPC listener's limits and timeouts, and its health watches.
+    pub grpc: GrpcSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -222,6 +224,7 @@ impl App {
             trusted_proxies,
             metrics,
             server: settings.server.clone(),
+            grpc: settings.grpc.clone(),
         })
     }
 }

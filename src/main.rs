@@ -68,16 +68,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 async fn serve(settings: Settings) -> Result<(), String> {
     telemetry::init(&settings.logging);
-    let connections = settings.server.max_connections;
-    match server::ensure_fd_limit(connections).map_err(|e| e.to_string())? {
-        server::FdLimit::Raised { from, to } => {
-            tracing::info!(
-                from,
-                to,
-                "raised the open-file limit for server.max_connections"
-            );
-        }
-        server::FdLimit::Fits { .. } => {}
+    let caps = server::fd_budget(&settings.server, &settings.grpc);
+    let limit = server::fd_limit::ensure(&caps).map_err(|e| e.to_string())?;
+    if let server::FdLimit::Raised { from, to } = limit {
+        let keys = server::fd_limit::keys(&caps);
+        tracing::info!(from, to, "raised the open-file limit for {keys}");
     }
     let app = App::build(&settings).map_err(|e| e.to_string())?;
     app.migrate()

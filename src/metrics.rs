@@ -62,6 +62,7 @@ pub struct Metrics {
     pool_waiting: Gauge,
     pool_max: Gauge,
     open_connections: Gauge,
+    grpc_open_connections: Gauge,
     local_cache: Option<CacheGauges>,
 }
 
@@ -128,6 +129,12 @@ impl Metrics {
             "Client connections open now (at most server.max_connections)",
             Clone::clone(&open_connections),
         );
+        let grpc_open_connections = Gauge::default();
+        registry.register(
+            "grpc_open_connections",
+            "gRPC connections open now (at most grpc.max_connections)",
+            Clone::clone(&grpc_open_connections),
+        );
         let (pool_size, pool_idle, pool_waiting, pool_max) = Default::default();
         if matches!(store, Store::Redis(_)) {
             let pool = registry.sub_registry_with_prefix("redis_pool");
@@ -167,6 +174,7 @@ impl Metrics {
             pool_waiting,
             pool_max,
             open_connections,
+            grpc_open_connections,
         }
     }
 
@@ -190,6 +198,11 @@ impl Metrics {
     /// (once per connection, never per request).
     pub fn open_connections(&self) -> Gauge {
         Clone::clone(&self.open_connections)
+    }
+
+    /// The same for the gRPC listener.
+    pub fn grpc_open_connections(&self) -> Gauge {
+        Clone::clone(&self.grpc_open_connections)
     }
 
     pub fn observe(&self, route: &'static str, status: u16, seconds: f64) {

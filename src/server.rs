@@ -1,6 +1,6 @@
-//! The accept loop: one task per connection, HTTP/1.1 with keep-alive, and a
-//! graceful drain on shutdown — of the gRPC server beside it too. No HTTP
-//! semantics here — see [`crate::http`] (and [`crate::grpc`]).
+//! The accept loops: one task per connection, HTTP/1.1 with keep-alive here,
+//! HTTP/2 for gRPC in [`grpc`], and a graceful drain of both on shutdown. No
+//! HTTP semantics here — see [`crate::http`] (and [`crate::grpc`]).
 //!
 //! [`serve`] takes already-bound listeners and any shutdown future, so
 //! production (SIGTERM) and tests (port 0, a oneshot) run the same path.
@@ -14,17 +14,21 @@
 //!   from a request's first byte to its complete headers ([`connections`]:
 //!   hyper's own header timer covers both as one, and stays as a backstop);
 //! - `server.body_read_timeout` once the headers are in ([`deadline`]: hyper
-//!   has no body timer), answered `408`.
+//!   has no body timer), answered `408`;
+//! - on the gRPC port, a cap of its own in the same descriptor budget, and a
+//!   handshake and an idle timer ([`grpc`]), so neither listener can starve
+//!   the other.
 
 mod connections;
 mod deadline;
 pub mod fd_limit;
+mod grpc;
 mod socket;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::HeaderValue;
 use http::header::CONNECTION;
@@ -35,22 +39,26 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 
 use crate::app::App;
+use crate::config::{GrpcSettings, ServerSettings};
 use crate::http::Listener;
 use crate::proxies::Peer;
-use connections::{Admission, Ended, Timeouts, Tracker};
+use connections::http::{self as conns, Http, Timeouts};
+use connections::{Admission, Ended, Tracker};
 pub use deadline::{BodyDeadline, BodyTimeout};
 pub use fd_limit::{FdLimit, FdLimitError};
 use socket::Socket;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-/// At most one warning per this while the connection cap is reached.
-const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Makes room for `server.max_connections` under the open-file limit
-/// (raising the soft limit if allowed); an error names the key.
-pub fn ensure_fd_limit(max_connections: usize) -> Result<FdLimit, FdLimitError> {
-    fd_limit::ensure(max_connections)
+/// The connection caps that share the descriptor budget (see [`fd_limit`]):
+/// `server.max_connections`, plus `grpc.max_connections` while gRPC is on.
+pub fn fd_budget(server: &ServerSettings, grpc: &GrpcSettings) -> Vec<fd_limit::Cap> {
+    let mut caps = vec![("server.max_connections", server.max_connections)];
+    if grpc.port != 0 {
+        caps.push(("grpc.max_connections", grpc.max_connections));
+    }
+    caps
 }
 
 /// Where the service listens: HTTP on TCP, and beside it on a Unix socket
@@ -92,12 +100,7 @@ pub async fn serve(
     };
     let _background = AbortOnDrop(background);
     let (stop_grpc, grpc_stopped) = tokio::sync::watch::channel(());
-    let grpc = grpc.map(|listener| {
-        let mut stopped = grpc_stopped.clone();
-        tokio::spawn(crate::grpc::serve(listener, app.clone(), async move {
-            let _ = stopped.changed().await;
-        }))
-    });
+    let grpc = grpc.map(|listener| tokio::spawn(grpc::serve(listener, app.clone(), grpc_stopped)));
     let timeouts = Timeouts {
         idle: settings.idle_timeout,
         header: settings.header_read_timeout,
@@ -109,8 +112,8 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(timeouts.idle + timeouts.header)
         .keep_alive(true);
-    let mut tracker = Tracker::new(settings.max_connections, app.metrics.open_connections());
-    let mut cap_warned: Option<Instant> = None;
+    let mut tracker =
+        Tracker::<Http>::new(settings.max_connections, app.metrics.open_connections());
     tokio::pin!(shutdown);
 
     loop {
@@ -130,10 +133,7 @@ pub async fn serve(
                 continue;
             }
         };
-        if tracker.open() >= settings.max_connections
-            && cap_warned.is_none_or(|at| at.elapsed() >= CAP_WARNING_INTERVAL)
-        {
-            cap_warned = Some(Instant::now());
+        if tracker.warn_at_cap() {
             tracing::warn!(
                 max_connections = settings.max_connections,
                 "server.max_connections reached: evicting idle connections, refusing when all are busy"
@@ -170,7 +170,7 @@ pub async fn serve(
         let connection = http.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            match connections::supervise(connection, &conn, timeouts).await {
+            match conns::supervise(connection, &conn, timeouts).await {
                 (Ended::Closed, Some(Err(e))) => {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
@@ -186,12 +186,10 @@ pub async fn serve(
     tracing::info!("shutting down: no longer accepting, draining in-flight requests");
     let _ = stop_grpc.send(());
     let grpc_drained = async {
-        if let Some(grpc) = grpc {
-            match grpc.await {
-                Ok(Err(e)) => tracing::error!(error = %e, "gRPC server failed"),
-                Err(e) => tracing::error!(error = %e, "gRPC server task failed"),
-                Ok(Ok(())) => {}
-            }
+        if let Some(grpc) = grpc
+            && let Err(e) = grpc.await
+        {
+            tracing::error!(error = %e, "gRPC server task failed");
         }
     };
     let drained = async { tokio::join!(graceful.shutdown(), grpc_drained) };

@@ -683,6 +683,7 @@ impl Settings {
         )?;
         positive("server.body_read_timeout", self.server.body_read_timeout)?;
         positive("server.idle_timeout", self.server.idle_timeout)?;
+        self.grpc.validate()?;
         if self.cache.pool_size == 0 {
             return Err(ConfigError::new("cache.pool_size", "must be at least 1"));
         }

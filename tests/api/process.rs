@@ -23,9 +23,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
 
 /// A `tokengate` process started from the repository root (so it reads the
 /// checked-in `config.yml`), its output captured in a file.
-struct Process {
-    child: Child,
-    addr: SocketAddr,
+pub(crate) struct Process {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
     /// Its admin listener (`admin.listen`).
     admin_addr: SocketAddr,
     log: PathBuf,
@@ -42,6 +42,16 @@ impl Process {
 
     /// Starts the binary in `dir` (where it looks for `config.yml`).
     fn start_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(dir, args, env, |_| {})
+    }
+
+    /// [`Process::start_in`], with `prepare` adjusting the command first.
+    pub(crate) fn spawn(
+        dir: &std::path::Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&mut Command),
+    ) -> Self {
         let (port, admin_port) = (free_port(), free_port());
         let log = std::env::temp_dir().join(format!("tokengate-{}.log", uuid::Uuid::new_v4()));
         let out = std::fs::File::create(&log).unwrap();
@@ -65,6 +75,7 @@ impl Process {
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out);
+        prepare(&mut command);
         let child = command.spawn().expect("start tokengate");
         Self {
             child,
@@ -74,7 +85,7 @@ impl Process {
         }
     }
 
-    async fn ready(&mut self) {
+    pub(crate) async fn ready(&mut self) {
         let addr = self.addr;
         let up = eventually(Duration::from_secs(10), || async move {
             client::try_send(
@@ -104,12 +115,12 @@ impl Process {
         client::with_bearer(self.addr, method, path, token).await
     }
 
-    fn terminate(&mut self) -> ExitStatus {
+    pub(crate) fn terminate(&mut self) -> ExitStatus {
         signal("-TERM", self.child.id());
         wait_for_exit(&mut self.child, Duration::from_secs(10))
     }
 
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -130,7 +141,7 @@ fn signal(which: &str, pid: u32) {
     assert!(status.success());
 }
 
-fn wait_for_exit(child: &mut Child, within: Duration) -> ExitStatus {
+pub(crate) fn wait_for_exit(child: &mut Child, within: Duration) -> ExitStatus {
     let deadline = Instant::now() + within;
     loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -15,7 +15,7 @@ use crate::support::client;
 
 const SHORT: Duration = Duration::from_secs(1);
 /// Scheduling slack on a shared 2-core machine.
-const MARGIN: Duration = Duration::from_millis(1500);
+pub(crate) const MARGIN: Duration = Duration::from_millis(1500);
 
 async fn cluster(configure: impl FnOnce(&mut tokengate::config::ServerSettings)) -> Cluster {
     Cluster::start_with(Backend::Memory, 1, |s| configure(&mut s.server)).await
@@ -61,7 +61,7 @@ async fn trickle(addr: SocketAddr, head: &'static [u8], drip: u8, every: Duratio
 }
 
 /// Reads until the server closes; `None` if it is still open after `within`.
-async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
+pub(crate) async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
     let started = Instant::now();
     let mut sink = Vec::new();
     loop {
@@ -261,7 +261,7 @@ async fn ten_thousand_idle_connections_against_a_cap_of_1000_leave_ping_answerin
     const CAP: usize = 1000;
     const FLOOD: usize = 10_000;
     // Our 10,000 client sockets and the replica's 1,000 share this process.
-    tokengate::server::ensure_fd_limit(FLOOD + CAP + 1000)
+    tokengate::server::fd_limit::ensure(&[("the test's sockets", FLOOD + CAP + 1000)])
         .expect("the test needs about 12,000 open files (ulimit -n)");
     let cluster = cluster(|s| s.max_connections = CAP).await;
     let (addr, admin) = (cluster.a().addr, cluster.a().admin_addr);

@@ -318,3 +318,39 @@ async fn grpc_through_nginx_reaches_every_replica_and_shares_the_session_with_ht
         .expect_err("a logged-out session does not refresh");
     assert_eq!(reused.code(), tonic::Code::Unauthenticated);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_check_passes_nginx_but_health_watch_is_not_published() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let _shared = EXCLUSIVE.read().await;
+    let cluster = start(options());
+    let connect = |url: String| async move {
+        let channel = tonic::transport::Channel::from_shared(url).unwrap();
+        HealthClient::new(channel.connect().await.expect("connect over gRPC"))
+    };
+    let mut through = connect(cluster.grpc_url()).await;
+    let check = through
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("Health/Check through nginx");
+    assert_eq!(check.into_inner().status, ServingStatus::Serving as i32);
+    // A watch is a stream nginx would hold for as long as the client likes.
+    let watch = through
+        .watch(HealthCheckRequest::default())
+        .await
+        .expect_err("Health/Watch is answered by nginx itself");
+    assert_eq!(watch.code(), tonic::Code::Unimplemented, "{watch:?}");
+
+    // A replica itself serves it (bounded there, grpc.max_health_watches).
+    let mut direct = connect(format!("http://{}", cluster.replica_grpc_addr(0))).await;
+    let mut stream = direct
+        .watch(HealthCheckRequest::default())
+        .await
+        .expect("Health/Watch on a replica's own port")
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+}
