@@ -48,6 +48,7 @@ pub mod session;
 pub mod store;
 pub mod telemetry;
 pub mod throttle;
+pub mod time;
 pub mod tokens;
 pub mod users;
 pub mod verifier;

@@ -32,7 +32,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 
 use crate::config::{ThrottleSettings, UserSettings};
-use crate::store::{Admission, Counter, Millis, SessionStore, StoreError, millis};
+use crate::store::{Admission, Counter, SessionStore, StoreError};
+use crate::time::{Millis, millis};
 
 /// Closed counters one replica remembers at most; beyond, the store alone
 /// decides (a flood that varies its keys that much meets the address limit).

@@ -38,7 +38,8 @@ use uuid::Uuid;
 
 use crate::config::ApiTokenSettings;
 use crate::db::{ApiTokenRecord, DbError, DurableStore};
-use crate::store::{Millis, SessionStore, StoreError};
+use crate::store::{SessionStore, StoreError};
+use crate::time::{Millis, rfc3339_seconds};
 use crate::tokens::Rejection;
 pub use format::TokenHash;
 pub use revocation::{CacheClear, Revoked, revoke};
@@ -173,10 +174,10 @@ impl TokenView {
             name: record.name.clone(),
             scopes: record.scopes.clone(),
             status: status(record, now),
-            created_at: rfc3339(record.created_at),
-            expires_at: record.expires_at.map(rfc3339),
-            last_used_at: record.last_used_at.map(rfc3339),
-            revoked_at: record.revoked_at.map(rfc3339),
+            created_at: rfc3339_seconds(record.created_at),
+            expires_at: record.expires_at.map(rfc3339_seconds),
+            last_used_at: record.last_used_at.map(rfc3339_seconds),
+            revoked_at: record.revoked_at.map(rfc3339_seconds),
         }
     }
 }
@@ -208,12 +209,6 @@ pub fn status(record: &ApiTokenRecord, now: Millis) -> &'static str {
     } else {
         "expired"
     }
-}
-
-/// UTC, to the second.
-pub fn rfc3339(ms: Millis) -> String {
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 /// Checks and normalizes what a new token is asked for: a trimmed name of

@@ -21,7 +21,8 @@ use uuid::Uuid;
 
 use super::{ApiTokenError, CACHE_TTL, CacheEntry, TokenHash};
 use crate::db::{ApiTokenRecord, DurableStore};
-use crate::store::{Millis, SessionStore, StoreError};
+use crate::store::{SessionStore, StoreError};
+use crate::time::Millis;
 use crate::tokens::Rejection;
 
 /// How often each replica retries pending cache clears.

@@ -40,8 +40,9 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::db::{ClientKind, StoredClient};
-use crate::store::{Millis, SessionStore, StoreError};
+use crate::store::{SessionStore, StoreError};
 use crate::throttle::{Throttle, ThrottleError};
+use crate::time::Millis;
 use crate::verifier::{Verifier, VerifyError};
 
 /// Hashes a client secret for `login.clients[].secret_hash` (argon2id, PHC

@@ -21,7 +21,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::config::DatabaseSettings;
-use crate::store::Millis;
+use crate::time::Millis;
 
 /// An account about to be created. `email` is already normalized (trimmed,
 /// ASCII lower case): the unique index compares it as stored.

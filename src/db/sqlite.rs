@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::api_token_columns;
 use crate::config::DatabaseSettings;
-use crate::store::Millis;
+use crate::time::Millis;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 

@@ -22,7 +22,7 @@ mod token_pair;
 mod validate;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
@@ -35,7 +35,6 @@ use tracing::Instrument;
 use crate::app::App;
 use crate::clients::Attempt;
 use crate::proxies::Peer;
-use crate::store::Millis;
 pub use error::ApiError;
 pub use route::Listener;
 use route::Route;
@@ -270,9 +269,4 @@ fn attempt<B>(app: &App, request: &Request<B>) -> Attempt {
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
-/// Wall-clock time for the session rules, which never read the clock.
-pub(crate) fn now() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Millis)
-}
+pub(crate) use crate::time::now;

@@ -8,8 +8,6 @@
 //! again. An id the configuration already has for the same kind is refused:
 //! the service would ignore the stored one.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -17,7 +15,7 @@ use crate::cli::ClientAction;
 use crate::config::Settings;
 use crate::db::{ClientKind, DbError, DurableStore, StoredClient};
 use crate::oauth::is_scope_token;
-use crate::store::Millis;
+use crate::time::Millis;
 
 /// Random bytes of a new secret (256 bits; 43 base64url characters).
 const SECRET_BYTES: usize = 32;
@@ -167,7 +165,7 @@ pub fn table(clients: &[StoredClient]) -> String {
             c.id.clone(),
             c.kind.as_str().to_owned(),
             super::or_dash(c.scopes.join(" ")),
-            crate::api_tokens::rfc3339(c.created_at),
+            crate::time::rfc3339_seconds(c.created_at),
         ]
     });
     super::table(["ID", "KIND", "SCOPES", "CREATED"], rows)
@@ -181,11 +179,7 @@ fn configured(settings: &Settings, kind: ClientKind, id: &str) -> bool {
     }
 }
 
-pub(super) fn now() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, crate::store::millis)
-}
+pub(super) use crate::time::now;
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,8 @@
 //! by token (RFC 7009 revocation).
 
 use super::{Introspection, SessionError, Sessions, secs};
-use crate::store::{Millis, Revocation, SessionStore};
+use crate::store::{Revocation, SessionStore};
+use crate::time::Millis;
 
 impl<S: SessionStore> Sessions<S> {
     /// Revocation for an OAuth client (RFC 7009): ends the session of an

@@ -2,7 +2,8 @@
 //! every replica shares one budget.
 
 use super::{SessionError, Sessions};
-use crate::store::{Millis, SessionStore};
+use crate::store::SessionStore;
+use crate::time::Millis;
 
 /// Length of a rate-limit window.
 const RATE_WINDOW: Millis = 60_000;

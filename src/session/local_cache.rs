@@ -59,8 +59,9 @@ use tokio::task::AbortHandle;
 use uuid::Uuid;
 
 use crate::config::{Settings, touch_interval};
+use crate::store::StoreError;
 use crate::store::redis::{Peek, RedisStore, Tracking, tracked_sid};
-use crate::store::{Millis, StoreError, millis};
+use crate::time::{Millis, millis};
 
 /// How often the tracking connection is asked for a `PING`.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -243,14 +244,6 @@ impl Drop for LocalCache {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn now_millis() -> Millis {
-    millis(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default(),
-    )
 }
 
 impl LocalCache {
@@ -495,7 +488,7 @@ async fn drain(inner: Weak<Inner>, interval: Duration) {
     loop {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
-        let now = now_millis();
+        let now = crate::time::now();
         lock(&inner.entries)
             .map
             .retain(|_, slot| !matches!(slot, Slot::Ready { deadline, .. } if *deadline <= now));

@@ -22,7 +22,8 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::store::{Millis, NewSession, RefreshState, SessionStore, StoreError, Subject, Timing};
+use crate::store::{NewSession, RefreshState, SessionStore, StoreError, Subject, Timing};
+use crate::time::Millis;
 use crate::tokens::verified::VerifiedTokens;
 use crate::tokens::{AccessClaims, AccessTokens, Grant, RefreshToken, RefreshTokens, Rejection};
 

@@ -10,7 +10,8 @@
 use uuid::Uuid;
 
 use super::{SessionError, Sessions, secs};
-use crate::store::{Millis, Revocation, SessionInfo, SessionStore};
+use crate::store::{Revocation, SessionInfo, SessionStore};
+use crate::time::Millis;
 use crate::tokens::AccessClaims;
 
 /// Most sessions one listing returns.

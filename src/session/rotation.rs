@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use super::{SessionError, Sessions, TokenPair, secs};
 use crate::oauth::ClientPolicy;
-use crate::store::{Millis, Rotation, RotationOutcome, SessionStore};
+use crate::store::{Rotation, RotationOutcome, SessionStore};
+use crate::time::Millis;
 use crate::tokens::Grant;
 
 impl<S: SessionStore> Sessions<S> {

@@ -13,10 +13,11 @@ use uuid::Uuid;
 
 use super::rotation::{self, Current, Verdict};
 use super::{
-    Admission, Counter, Millis, NewSession, RefreshState, Revocation, Rotation, RotationOutcome,
+    Admission, Counter, NewSession, RefreshState, Revocation, Rotation, RotationOutcome,
     SessionInfo, SessionStore, StoreError, Subject, Successor, Timing,
 };
 use crate::api_tokens::{CacheEntry, CacheLookup, TokenHash};
+use crate::time::Millis;
 use crate::tokens::SecretHash;
 
 const SWEEP_EVERY: Millis = 60_000;

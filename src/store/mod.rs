@@ -23,16 +23,12 @@ pub mod memory;
 pub mod redis;
 pub mod rotation;
 
-use std::time::Duration;
-
 use uuid::Uuid;
 
 use crate::api_tokens::{CacheEntry, CacheLookup, TokenHash};
 use crate::config::AuthSettings;
+use crate::time::{Millis, millis};
 use crate::tokens::SecretHash;
-
-/// Milliseconds since the Unix epoch.
-pub type Millis = u64;
 
 /// Timing rules shared by every operation, fixed at start-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,11 +59,6 @@ impl Timing {
     pub fn ttl(&self, ends_at: Millis, now: Millis) -> Millis {
         self.idle.min(ends_at.saturating_sub(now))
     }
-}
-
-/// A duration in whole milliseconds (saturating).
-pub fn millis(d: Duration) -> Millis {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Who a session belongs to and what it may do; fixed at creation.

@@ -7,7 +7,8 @@
 //! for Redis (a script must decide inside Redis to stay atomic). One
 //! table-driven test (`tests/api/rotation_rules.rs`) holds both stores to it.
 
-use super::{Millis, Rotation, Timing};
+use super::{Rotation, Timing};
+use crate::time::Millis;
 use crate::tokens::SecretHash;
 
 /// What a session record knows that the rule decides on.

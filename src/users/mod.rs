@@ -19,7 +19,6 @@ pub mod rules;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 use argon2::password_hash::phc::PasswordHash;
 use sha2::{Digest, Sha256};
@@ -29,8 +28,9 @@ use uuid::Uuid;
 use crate::clients::{Attempt, parse_secret_hash};
 use crate::config::{Registration, UserSettings};
 use crate::db::{DbError, DurableStore, NewUser, OutboxEvent};
-use crate::store::{Millis, SessionStore, StoreError};
+use crate::store::{SessionStore, StoreError};
 use crate::throttle::{Throttle, ThrottleError, address_block};
+use crate::time::Millis;
 use crate::verifier::{Verifier, VerifyError};
 
 /// What unknown emails verify against: argon2id with the parameters
@@ -251,11 +251,10 @@ fn account_key(email: &str) -> String {
 
 /// `UserRegistered {user_id, email, registered_at}` (RFC 3339, UTC).
 fn registered_event(user: &NewUser) -> OutboxEvent {
-    let at = UNIX_EPOCH + Duration::from_millis(user.created_at);
     let payload = serde_json::json!({
         "user_id": user.id,
         "email": user.email,
-        "registered_at": humantime::format_rfc3339_millis(at).to_string(),
+        "registered_at": crate::time::rfc3339_millis(user.created_at),
     });
     OutboxEvent {
         id: Uuid::now_v7(),

@@ -4,8 +4,9 @@
 //! fails here.
 
 use tokengate::store::{
-    Millis, NewSession, Rotation, RotationOutcome, SessionStore, Store, Subject, Timing,
+    NewSession, Rotation, RotationOutcome, SessionStore, Store, Subject, Timing,
 };
+use tokengate::time::Millis;
 use uuid::Uuid;
 
 use crate::helpers::{Backend, Cluster};

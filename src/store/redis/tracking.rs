@@ -57,7 +57,8 @@ use uuid::Uuid;
 
 use super::sentinel::MasterWatch;
 use super::{KEY_PREFIX, RedisStore, Repeat, Target, num, session_key};
-use crate::store::{Millis, StoreError};
+use crate::store::StoreError;
+use crate::time::Millis;
 
 /// `CLIENT SETNAME` of the tracking connection (operators and tests find it
 /// in `CLIENT LIST`).
