@@ -8,7 +8,7 @@ Run it through `scripts/bench` (installs wrk, builds the binary). What it does:
 2. runs every case with wrk, each after a short warm-up, in one run so the
    ratios compare numbers taken minutes apart on the same machine:
      ping, ping_grpc_idle (ping while --grpc-idle-connections idle HTTP/2
-     connections sit on the replica's gRPC port: benches/idle_flood.py),
+     connections sit on the replica's gRPC port: tokengate_bench/idle_flood.py),
      authenticate (direct), authenticate_api_token (direct, an API token
      made with `tokengate token create` on the cluster's database; cached in
      Redis after the pre-check), nginx_trivial_auth, nginx_tokengate_auth,
@@ -68,7 +68,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -76,12 +75,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from idle_flood import IdleFlood
-
-ROOT = Path(__file__).resolve().parent.parent
-WRK_DIR = ROOT / "benches" / "wrk"
-NGINX_CONF_DIR = ROOT / "nginx"
-USER_HZ = os.sysconf("SC_CLK_TCK")
+from tokengate_bench.clients import Redis, free_port, http_request
+from tokengate_bench.cluster import Cluster, ExtraNginx, ExtraReplica
+from tokengate_bench.common import NGINX_CONF_DIR, ROOT, BenchError, log, parse_duration
+from tokengate_bench.idle_flood import IdleFlood
+from tokengate_bench.measure import (CpuMeter, children_ticks, finish_wrk, percentile, run_wrk,
+                                     start_wrk, vm_kb, wrk_command)
 
 # Targets from issue 5. `kind`: what the value is compared with.
 TARGETS = [
@@ -189,242 +188,6 @@ FLOOD_EXPLAINED = (
     "throttle.hash_wait (1s), 503 beyond.")
 
 
-def log(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
-
-
-class BenchError(Exception):
-    pass
-
-
-# --------------------------------------------------------------------------
-# Small clients
-# --------------------------------------------------------------------------
-
-
-class Redis:
-    """A minimal RESP client: enough for INFO, CONFIG, MEMORY and FLUSHALL."""
-
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.buf = b""
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def cmd(self, *args):
-        out = [f"*{len(args)}\r\n".encode()]
-        for a in args:
-            b = a if isinstance(a, bytes) else str(a).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(b), b))
-        self.sock.sendall(b"".join(out))
-        return self._reply()
-
-    def _line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise BenchError("redis closed the connection")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def _exact(self, n: int) -> bytes:
-        while len(self.buf) < n + 2:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise BenchError("redis closed the connection")
-            self.buf += chunk
-        data, self.buf = self.buf[:n], self.buf[n + 2 :]
-        return data
-
-    def _reply(self):
-        line = self._line()
-        kind, rest = line[:1], line[1:]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            raise BenchError(f"redis: {rest.decode()}")
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            return None if n < 0 else self._exact(n)
-        if kind == b"*":
-            n = int(rest)
-            return None if n < 0 else [self._reply() for _ in range(n)]
-        raise BenchError(f"redis: unexpected reply {line!r}")
-
-    def info(self, section: str) -> dict[str, str]:
-        text = self.cmd("INFO", *section.split()).decode()
-        out = {}
-        for line in text.splitlines():
-            if ":" in line and not line.startswith("#"):
-                k, v = line.split(":", 1)
-                out[k] = v
-        return out
-
-    def commandstats(self, info: dict[str, str] | None = None) -> dict[str, int]:
-        calls = {}
-        for k, v in (info or self.info("commandstats")).items():
-            m = re.search(r"calls=(\d+)", v)
-            if k.startswith("cmdstat_") and m:
-                calls[k[len("cmdstat_") :]] = int(m.group(1))
-        return calls
-
-    def calls_and_writes(self) -> tuple[dict[str, int], int]:
-        """Calls per command and total_writes_processed from one INFO, so that
-        nothing Redis does in between is counted in one and not the other."""
-        info = self.info("stats commandstats")
-        return self.commandstats(info), int(info["total_writes_processed"])
-
-
-def http_request(port: int, method: str, path: str, headers=None, body=None, conn=None):
-    """One request; returns (status, body, connection) so callers can keep it alive."""
-    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    data = json.dumps(body).encode() if body is not None else None
-    hdrs = dict(headers or {})
-    if data is not None:
-        hdrs["Content-Type"] = "application/json"
-    conn.request(method, path, body=data, headers=hdrs)
-    resp = conn.getresponse()
-    return resp.status, resp.read(), conn
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(port: int, path: str, proc: subprocess.Popen | None, within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise BenchError(f"process {proc.args[0]} exited with {proc.returncode} on start")
-        try:
-            status, _, conn = http_request(port, "GET", path)
-            conn.close()
-            if status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise BenchError(f"nothing answered 200 on 127.0.0.1:{port}{path} within {within}s")
-
-
-# --------------------------------------------------------------------------
-# The cluster: scripts/cluster, the same native topology the e2e tests use
-# --------------------------------------------------------------------------
-
-
-class Cluster:
-    """redis-server + N replicas + nginx, started and stopped by
-    `scripts/cluster up/down --dir DIR`, described by its cluster.json."""
-
-    def __init__(self, directory: Path, replicas: int, binary: Path, nginx_workers: str,
-                 env: list[str] = (), config: str | None = None, postgres: bool = False):
-        self.env = list(env)
-        self.config = config
-        self.postgres = postgres
-        self.dir = directory
-        self.replicas = replicas
-        self.binary = binary
-        self.nginx_workers = nginx_workers
-        self.state: dict = {}
-
-    def up(self) -> dict:
-        if self.dir.exists():
-            shutil.rmtree(self.dir)
-        self.dir.mkdir(parents=True)
-        cmd = [
-            str(ROOT / "scripts" / "cluster"), "up", "--dir", str(self.dir),
-            "--replicas", str(self.replicas), "--binary", str(self.binary),
-            "--no-access-log", "--log-level", "warn",
-        ]
-        if self.nginx_workers != "auto":
-            cmd += ["--nginx-workers", self.nginx_workers]
-        if self.postgres:
-            cmd.append("--postgres")
-        for pair in self.env:
-            cmd += ["--env", pair]
-        if self.config is not None:
-            # Outside the cluster directory: `up` writes its own copy there.
-            path = self.dir.with_name(self.dir.name + ".config.yml")
-            path.write_text(self.config)
-            cmd += ["--config", str(path)]
-        run = subprocess.run(cmd, capture_output=True, text=True)
-        if run.returncode != 0:
-            raise BenchError(f"scripts/cluster up failed:\n{run.stdout}{run.stderr}")
-        self.state = json.loads((self.dir / "cluster.json").read_text())
-        return self.state
-
-    def down(self) -> None:
-        subprocess.run(
-            [str(ROOT / "scripts" / "cluster"), "down", "--dir", str(self.dir)],
-            capture_output=True,
-        )
-
-
-class ExtraNginx:
-    """An extra nginx beside the cluster's, for the cases that need another
-    front: its `http` block from one of the builders below, started in
-    `directory`, stopped by `down`. The cluster's own nginx keeps serving
-    its echo app (cluster.json's app_port), so the fronts that proxy to it
-    differ from the cluster's only in what sits between nginx and the app."""
-
-    def __init__(self, directory: Path, workers: str, root_workers: bool = False):
-        self.dir = directory
-        self.workers = workers
-        # A 0660 socket is the replica's: workers of a root master would run
-        # as `nobody` and be refused, so they run as the replica's user.
-        self.user = "user root root;\n" if root_workers and os.geteuid() == 0 else ""
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-
-    def up(self, http_block, ready_path: str) -> int:
-        """Starts it on a free port; `http_block(port)` is the config."""
-        d = self.dir
-        self.port = free_port()
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "tmp").mkdir(exist_ok=True)
-        conf = d / "nginx.conf"
-        conf.write_text(f"""# Generated by benches/bench.py.
-daemon off;
-{self.user}worker_processes {self.workers};
-worker_rlimit_nofile 16384;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    server_tokens off;
-    default_type application/json;
-    client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp;
-    fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
-{http_block(self.port)}
-}}
-""")
-        nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
-        log_file = open(d / "nginx.log", "wb")
-        self.proc = subprocess.Popen([nginx_bin, "-p", str(d), "-c", str(conf),
-                                      "-e", str(d / "error.log")],
-                                     stdout=log_file, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
-        wait_http(self.port, ready_path, self.proc)
-        return self.port
-
-    def down(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-
 def shipped_front(port: int, tokengate_server: str, app_port: int) -> str:
     """nginx_tokengate_auth's front, as the cluster's nginx has it (the
     shared tokengate.locations.conf / tokengate.protect.conf, /app/ to the
@@ -503,196 +266,10 @@ def bare_204_front(port: int) -> str:
              location / {{ return 204; }} }}"""
 
 
-class ExtraReplica:
-    """One more tokengate replica beside a cluster's, as scripts/cluster starts
-    them (its Redis, database and secret from cluster.json, login.open, a
-    port of its own, in the cluster's directory), with `env` on top; not
-    behind nginx. The cached cluster's replica 1: the other replica of the
-    invalidation trials, and where its sessions are made. (scripts/cluster's
-    --env applies to every replica, and replica 0 alone has the Unix socket.)"""
-
-    def __init__(self, state: dict, binary: Path, index: int, env: list[str]):
-        self.state = state
-        self.binary = binary
-        self.index = index
-        self.env = env
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-
-    def up(self) -> int:
-        d = Path(self.state["dir"])
-        self.port = free_port()
-        db = self.state.get("database") or {}
-        env = {**os.environ,
-               "TOKENGATE__SERVER__HOST": "127.0.0.1",
-               "TOKENGATE__SERVER__PORT": str(self.port),
-               "TOKENGATE__GRPC__PORT": str(free_port()),
-               # Replicas share the host: none takes the default admin port.
-               "TOKENGATE__ADMIN__LISTEN": f"127.0.0.1:{free_port()}",
-               "TOKENGATE__CACHE__URL": self.state["redis"]["url"],
-               "TOKENGATE__AUTH__SECRET": self.state["secret"],
-               "TOKENGATE__LOGIN__OPEN": "true",
-               "TOKENGATE__LOGGING__LEVEL": "warn",
-               "TOKENGATE__DATABASE__URL": db.get("url", "")}
-        if db.get("password_file"):
-            env["TOKENGATE__DATABASE__PASSWORD_FILE"] = db["password_file"]
-        for pair in self.env:
-            k, v = pair.split("=", 1)
-            env[k] = v
-        log_file = open(d / f"replica-{self.index}.log", "ab")
-        self.proc = subprocess.Popen([str(self.binary)], cwd=d, env=env, stdout=log_file,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        wait_http(self.port, "/ping", self.proc)
-        return self.port
-
-    def down(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest rank, as the seedflow harness reports it."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, -(-len(sorted_values) * q // 100))
-    return sorted_values[int(rank) - 1]
-
-
-def vm_kb(pid: int) -> dict:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return {"vm_rss_kb": int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)),
-            "vm_hwm_kb": int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))}
-
-
 # The replica's socket in nginx_tokengate_auth_uds; a Unix socket's path has at
 # most 107 bytes.
 UDS_NAME = "tokengate.sock"
 SUN_PATH_MAX = 107
-
-
-# --------------------------------------------------------------------------
-# CPU accounting: which process used how much of the two cores in a case
-# --------------------------------------------------------------------------
-
-
-def proc_ticks(pid: int) -> int:
-    """utime + stime of pid and all its descendants (nginx workers), in ticks."""
-    total = 0
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    except (OSError, IndexError, ValueError):
-        return 0
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
-    for child in children:
-        total += proc_ticks(int(child))
-    return total
-
-
-def machine_ticks() -> tuple[int, int]:
-    """(busy ticks of every core, of which interrupt + softirq ticks). Loopback
-    TCP is mostly processed in softirq context, charged to no process."""
-    with open("/proc/stat") as f:
-        parts = f.readline().split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in parts[:8])
-    return user + nice + system + irq + softirq + steal, irq + softirq
-
-
-class CpuMeter:
-    def __init__(self, groups: dict[str, list[int]]):
-        self.groups = groups
-
-    def snapshot(self):
-        return (
-            {name: sum(proc_ticks(p) for p in pids) for name, pids in self.groups.items()},
-            machine_ticks(),
-            time.monotonic(),
-        )
-
-    @staticmethod
-    def cores(before, after, wrk_ticks: int) -> dict[str, float]:
-        """Cores used during the case, per process group; `kernel` is interrupt
-        and softirq time (loopback networking), `other` is everything else on
-        the machine (other processes: a noisy neighbour shows up here)."""
-        groups_b, (busy_b, irq_b), t_b = before
-        groups_a, (busy_a, irq_a), t_a = after
-        secs = max(t_a - t_b, 1e-6)
-        out = {n: (groups_a[n] - groups_b[n]) / USER_HZ / secs for n in groups_a}
-        out["wrk"] = wrk_ticks / USER_HZ / secs
-        out["kernel"] = (irq_a - irq_b) / USER_HZ / secs
-        ours = sum(out.values())
-        out["other"] = max((busy_a - busy_b) / USER_HZ / secs - ours, 0.0)
-        return {k: round(v, 2) for k, v in out.items()}
-
-
-# --------------------------------------------------------------------------
-# wrk
-# --------------------------------------------------------------------------
-
-
-def run_wrk(url: str, script: str, duration: float, threads: int, connections: int,
-            headers=(), args=(), timeout_s: int = 30, stop_file: Path | None = None,
-            stop_count: int = 0):
-    """Runs wrk; returns (result dict from common.lua's done(), wrk CPU ticks).
-
-    With `stop_file`, wrk is interrupted (SIGINT: it then reports and exits)
-    once every thread has written its `<stop_file>.<tid>.done` marker."""
-    duration = max(1, round(duration))
-    cmd = wrk_command(url, script, duration, threads, connections, headers, args, timeout_s)
-    proc = start_wrk(cmd)
-    if stop_file is not None:
-        deadline = time.monotonic() + duration
-        while proc.poll() is None and time.monotonic() < deadline:
-            done = sum(1 for t in range(threads) if Path(f"{stop_file}.{t}.done").exists())
-            if done >= stop_count:
-                proc.send_signal(signal.SIGINT)
-                break
-            time.sleep(0.05)
-    return finish_wrk(proc, cmd, duration)
-
-
-def wrk_command(url: str, script: str, duration: float, threads: int, connections: int,
-                headers=(), args=(), timeout_s: int = 30) -> list[str]:
-    # wrk takes whole seconds.
-    duration = max(1, round(duration))
-    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s",
-           "--timeout", f"{timeout_s}s", "-s", str(WRK_DIR / script)]
-    for h in headers:
-        cmd += ["-H", h]
-    cmd.append(url)
-    if args:
-        cmd += ["--", *[str(a) for a in args]]
-    return cmd
-
-
-def start_wrk(cmd: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def finish_wrk(proc: subprocess.Popen, cmd: list[str], duration: float) -> dict:
-    """Waits for a wrk started with start_wrk; its done() line as a dict."""
-    out_b, err_b = proc.communicate(timeout=duration + 60)
-    # Popen has reaped the child; its CPU is in our children's rusage.
-    out, err = out_b.decode(errors="replace"), err_b.decode(errors="replace")
-    line = next((l for l in out.splitlines() if l.startswith("WRK_JSON ")), None)
-    if proc.returncode not in (0, None) or line is None:
-        raise BenchError(f"wrk failed ({proc.returncode}): {' '.join(cmd)}\n{out}\n{err}")
-    return json.loads(line[len("WRK_JSON "):])
-
-
-def children_ticks() -> int:
-    r = os.times()
-    return round((r.children_user + r.children_system) * USER_HZ)
 
 
 # --------------------------------------------------------------------------
@@ -2257,14 +1834,6 @@ def wrapped(text: str, indent: str = "  ", width: int = 96) -> list[str]:
         line += w + " "
     out.append(line.rstrip())
     return out
-
-
-def parse_duration(text: str) -> float:
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)?", text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a duration: {text} (e.g. 10s, 500ms, 1m)")
-    n, unit = float(m.group(1)), m.group(2) or "s"
-    return n / 1000 if unit == "ms" else n * 60 if unit == "m" else n
 
 
 def main() -> int:
