@@ -54,11 +54,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # The cluster, CPU accounting and machine description are bench.py's.
-import bench  # noqa: E402
 from tokengate_bench.clients import http_request  # noqa: E402
 from tokengate_bench.cluster import Cluster  # noqa: E402
 from tokengate_bench.common import ROOT, BenchError, log, parse_duration  # noqa: E402
 from tokengate_bench.measure import USER_HZ, CpuMeter, percentile  # noqa: E402
+from tokengate_bench.report import machine_info  # noqa: E402
 
 STEPS = ("ping", "login", "authenticate", "refresh", "logout")
 # (label, p95 limit in ms, failed-rate limit): the original k6 thresholds, and ours.
@@ -338,7 +338,7 @@ def run(o) -> int:
                          "pass": p95_ok and rate_ok, "enforced": enforced})
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": bench.machine_info(),
+        "machine": machine_info(),
         "settings": {"vus": o.vus, "ramp_s": o.ramp, "hold_s": o.hold, "think_max_s": o.think_max,
                      "timeout_s": o.timeout, "replicas": o.replicas, "nginx_workers": o.nginx_workers,
                      "binary": str(o.binary), "profile": o.profile, "replica_env": o.env},
