@@ -39,6 +39,15 @@ def render_text(rep: dict) -> str:
         lines.append(f"  {r['case']:30} {u['tokengate']:>9.1f} {u['redis']:>6.1f} {u['nginx']:>6.1f} {u['wrk']:>5.1f}")
     lines.append("")
     by = {r["case"]: r for r in rep["cases"]}
+    for section in (_ping_grpc_idle, _oauth_floods, _login_floods, _users, _local_cache,
+                    _redis_and_rss, _targets_and_ratios):
+        lines.extend(section(rep, by))
+    return "\n".join(lines) + "\n"
+
+
+def _ping_grpc_idle(rep: dict, by: dict) -> list[str]:
+    """/ping beside ping_grpc_idle."""
+    lines: list[str] = []
     if "ping_grpc_idle" in by:
         r, g = by["ping_grpc_idle"], by["ping_grpc_idle"]["grpc_idle"]
         lines.append(f"/ping while {g['opened']} idle HTTP/2 connections sit on the gRPC port "
@@ -50,6 +59,13 @@ def render_text(rep: dict) -> str:
                 lines.append(f"  {name:16} {by[name]['rps']:>9.0f} req/s  p50 {lat['p50']:.2f} ms  "
                              f"p99 {lat['p99']:.2f} ms")
         lines.append("")
+    return lines
+
+
+def _oauth_floods(rep: dict, by: dict) -> list[str]:
+    """oauth_token alone and under each flood of wrong secrets."""
+    s = rep["settings"]
+    lines: list[str] = []
     if any(name in by for name in OAUTH_CASES):
         alone = by.get("oauth_token", {}).get("rps")
         lines.append("Client authentication under a flood of wrong secrets (POST /oauth/token, "
@@ -75,6 +91,12 @@ def render_text(rep: dict) -> str:
         lines.append("  (other: any other status, or a socket error such as a timeout)")
         lines.extend(wrapped(FLOOD_EXPLAINED))
         lines.append("")
+    return lines
+
+
+def _login_floods(rep: dict, by: dict) -> list[str]:
+    """A login client's /login alone and flooded."""
+    lines: list[str] = []
     if any(name in by for name in LOGIN_FLOOD_CASES):
         alone = by.get("login_client", {}).get("rps")
         lines.append("A login client's honest /login while another address floods its id with "
@@ -93,6 +115,13 @@ def render_text(rep: dict) -> str:
             lines.append(line)
         lines.extend(wrapped(LOGIN_FLOOD_EXPLAINED))
         lines.append("")
+    return lines
+
+
+def _users(rep: dict, by: dict) -> list[str]:
+    """The users' cases, argon2-bound."""
+    s = rep["settings"]
+    lines: list[str] = []
     if any(name in by for name in USER_CASES):
         a = rep.get("argon2") or {}
         params = (f"{a['algorithm']} v={a['version']} m={a['m_kib']} KiB, t={a['t']}, p={a['p']} "
@@ -125,6 +154,12 @@ def render_text(rep: dict) -> str:
                    else "database transactions not counted (SQLite: no server to ask; --postgres counts them)"))
         lines.extend(wrapped(USERS_EXPLAINED))
         lines.append("")
+    return lines
+
+
+def _local_cache(rep: dict, by: dict) -> list[str]:
+    """The cached cluster beside strict mode: rates, Redis per authenticate, invalidation, RSS."""
+    lines: list[str] = []
     lc = rep.get("local_cache") or {}
     pairs = [("authenticate", "authenticate_cached"),
              ("nginx_tokengate_auth", "nginx_tokengate_auth_cached"),
@@ -182,6 +217,12 @@ def render_text(rep: dict) -> str:
                          f"{rss['sample']} of them asked again: {rss['sample_redis_commands']} Redis commands")
         lines.extend(wrapped(CACHED_EXPLAINED))
         lines.append("")
+    return lines
+
+
+def _redis_and_rss(rep: dict, by: dict) -> list[str]:
+    """Redis per operation and per session, the replicas' peak RSS, the notes."""
+    lines: list[str] = []
     costs = rep["redis_costs"]
     if costs:
         lines.append("Redis per operation (sequential run, INFO deltas):")
@@ -200,6 +241,12 @@ def render_text(rep: dict) -> str:
         lines.append(f"Replica peak RSS (VmHWM): {rss}")
     for n in rep["notes"]:
         lines.append(f"note: {n}")
+    return lines
+
+
+def _targets_and_ratios(rep: dict, by: dict) -> list[str]:
+    """Every target, met or not, and every ratio."""
+    lines: list[str] = []
     lines.append("")
     lines.append("Targets:")
     for t in rep["targets"]:
@@ -209,7 +256,8 @@ def render_text(rep: dict) -> str:
     lines.append("Ratios:")
     for k, v in rep["ratios"].items():
         lines.append(f"  {k:48} {v if v is not None else 'n/a'}")
-    return "\n".join(lines) + "\n"
+    return lines
+
 
 
 def wrapped(text: str, indent: str = "  ", width: int = 96) -> list[str]:
