@@ -35,8 +35,9 @@ def render_text(rep: dict) -> str:
     lines.append("CPU per request, µs (cores used / req/s; steadier than req/s when the machine is busy):")
     lines.append(f"  {'case':30} {'tokengate':>9} {'redis':>6} {'nginx':>6} {'wrk':>5}")
     for r in rep["cases"]:
-        u = r["cpu_us_per_request"]
-        lines.append(f"  {r['case']:30} {u['tokengate']:>9.1f} {u['redis']:>6.1f} {u['nginx']:>6.1f} {u['wrk']:>5.1f}")
+        # None: the case completed no request in its time (a busy machine, a smoke run).
+        u = {k: "-" if v is None else f"{v:.1f}" for k, v in r["cpu_us_per_request"].items()}
+        lines.append(f"  {r['case']:30} {u['tokengate']:>9} {u['redis']:>6} {u['nginx']:>6} {u['wrk']:>5}")
     lines.append("")
     by = {r["case"]: r for r in rep["cases"]}
     for section in (_ping_grpc_idle, _oauth_floods, _login_floods, _users, _local_cache,
@@ -136,7 +137,7 @@ def _users(rep: dict, by: dict) -> list[str]:
             r = by[name]
             lines.append(f"  {name:31} {r['rps']:>9.0f} {r['latency_ms']['p50']:>7.2f} "
                          f"{r['latency_ms']['p99']:>7.2f} {r['cpu_us_per_request']['tokengate'] or 0:>21.1f}")
-        if "authenticate" in by and "authenticate_with_users" in by:
+        if "authenticate" in by and "authenticate_with_users" in by and by["authenticate"]["rps"]:
             r0, r1 = by["authenticate"], by["authenticate_with_users"]
             lines.append(f"  authenticate_with_users / authenticate: {r1['rps'] / r0['rps']:.2f} in req/s, "
                          f"{(r1['cpu_us_per_request']['tokengate'] or 0) / (r0['cpu_us_per_request']['tokengate'] or 1):.2f} "
