@@ -53,7 +53,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench  # noqa: E402  (the cluster, CPU accounting and machine description)
+# The cluster, CPU accounting and machine description are bench.py's.
+from tokengate_bench.clients import http_request  # noqa: E402
+from tokengate_bench.cluster import Cluster  # noqa: E402
+from tokengate_bench.common import ROOT, BenchError, log, parse_duration  # noqa: E402
+from tokengate_bench.measure import USER_HZ, CpuMeter, percentile  # noqa: E402
+from tokengate_bench.report import machine_info  # noqa: E402
 
 STEPS = ("ping", "login", "authenticate", "refresh", "logout")
 # (label, p95 limit in ms, failed-rate limit): the original k6 thresholds, and ours.
@@ -241,8 +246,8 @@ async def scenario(port: int, o) -> tuple[Stats, float, int]:
             elapsed = loop.time() - t0
             running = min(o.vus, int(elapsed / o.ramp * o.vus) + 1) if o.ramp else o.vus
             done = sum(len(v) for v in stats.latency_ms.values())
-            bench.log(f"seedflow: t={elapsed:5.1f}s  VUs {running:>5}  requests {done:>7}  "
-                      f"failed {sum(stats.failed.values())}")
+            log(f"seedflow: t={elapsed:5.1f}s  VUs {running:>5}  requests {done:>7}  "
+                f"failed {sum(stats.failed.values())}")
 
     reporter = asyncio.create_task(progress())
     try:
@@ -253,13 +258,6 @@ async def scenario(port: int, o) -> tuple[Stats, float, int]:
     return stats, loop.time() - t0, o.vus
 
 
-def pct(sorted_ms: list[float], p: float) -> float:
-    if not sorted_ms:
-        return 0.0
-    rank = max(1, min(len(sorted_ms), -(-len(sorted_ms) * p // 100)))
-    return sorted_ms[int(rank) - 1]
-
-
 def summary(latencies: list[float], failed: int) -> dict:
     s = sorted(latencies)
     n = len(s)
@@ -267,7 +265,8 @@ def summary(latencies: list[float], failed: int) -> dict:
         "requests": n,
         "failed": failed,
         "failed_rate": failed / n if n else 0.0,
-        "latency_ms": {"p50": pct(s, 50), "p95": pct(s, 95), "p99": pct(s, 99), "max": s[-1] if s else 0.0},
+        "latency_ms": {"p50": percentile(s, 50), "p95": percentile(s, 95),
+                       "p99": percentile(s, 99), "max": s[-1] if s else 0.0},
     }
 
 
@@ -275,10 +274,10 @@ def precheck(port: int) -> None:
     """One iteration, in order, before any load: a clear error for a cluster that
     cannot run the scenario (say, an nginx that does not serve /authenticate)."""
     for step, method, path in (("ping", "GET", "/ping"), ("login", "POST", "/login")):
-        status, body, conn = bench.http_request(port, method, path, body={"user_id": 0} if step == "login" else None)
+        status, body, conn = http_request(port, method, path, body={"user_id": 0} if step == "login" else None)
         conn.close()
         if status != 200:
-            raise bench.BenchError(f"pre-check: {method} {path} through nginx answered {status}: {body[:200]!r}")
+            raise BenchError(f"pre-check: {method} {path} through nginx answered {status}: {body[:200]!r}")
     pair = json.loads(body)
     checks = [
         ("GET", "/authenticate", {"Authorization": f"Bearer {pair['access']}"}, None),
@@ -286,10 +285,10 @@ def precheck(port: int) -> None:
         ("POST", "/logout", {"Authorization": f"Bearer {pair['access']}"}, None),
     ]
     for method, path, headers, body in checks:
-        status, answer, conn = bench.http_request(port, method, path, headers, body)
+        status, answer, conn = http_request(port, method, path, headers, body)
         conn.close()
         if status != 200:
-            raise bench.BenchError(f"pre-check: {method} {path} through nginx answered {status}: {answer[:200]!r}")
+            raise BenchError(f"pre-check: {method} {path} through nginx answered {status}: {answer[:200]!r}")
 
 
 def run(o) -> int:
@@ -299,10 +298,10 @@ def run(o) -> int:
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
         if min(want, hard) < want:
-            raise bench.BenchError(f"{o.vus} VUs need {want} open files; the hard limit is {hard}")
+            raise BenchError(f"{o.vus} VUs need {want} open files; the hard limit is {hard}")
     work = o.out / "run-seedflow"
-    cluster = bench.Cluster(work / "cluster", o.replicas, o.binary, o.nginx_workers, o.env)
-    bench.log(f"starting cluster: redis + {o.replicas} replicas + nginx (scripts/cluster)")
+    cluster = Cluster(work / "cluster", o.replicas, o.binary, o.nginx_workers, o.env)
+    log(f"starting cluster: redis + {o.replicas} replicas + nginx (scripts/cluster)")
     state = cluster.up()
     try:
         port = state["nginx"]["port"]
@@ -312,15 +311,15 @@ def run(o) -> int:
             "redis": [state["redis"]["pid"]],
             "nginx": [state["nginx"]["pid"]],
         }
-        meter = bench.CpuMeter(groups)
-        bench.log(f"seedflow: {o.vus} VUs, ramp {o.ramp:g} s, hold {o.hold:g} s, think 0-{o.think_max:g} s, "
-                  f"through nginx on :{port}")
+        meter = CpuMeter(groups)
+        log(f"seedflow: {o.vus} VUs, ramp {o.ramp:g} s, hold {o.hold:g} s, think 0-{o.think_max:g} s, "
+            f"through nginx on :{port}")
         before, own_before = meter.snapshot(), os.times()
         stats, wall, _ = asyncio.run(scenario(port, o))
         after, own_after = meter.snapshot(), os.times()
         own_ticks = round((own_after.user + own_after.system - own_before.user - own_before.system)
-                          * bench.USER_HZ)
-        cpu = bench.CpuMeter.cores(before, after, own_ticks)
+                          * USER_HZ)
+        cpu = CpuMeter.cores(before, after, own_ticks)
         cpu["load client"] = cpu.pop("wrk")
         rss = {}
         for r in state["replicas"]:
@@ -339,7 +338,7 @@ def run(o) -> int:
                          "pass": p95_ok and rate_ok, "enforced": enforced})
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": bench.machine_info(),
+        "machine": machine_info(),
         "settings": {"vus": o.vus, "ramp_s": o.ramp, "hold_s": o.hold, "think_max_s": o.think_max,
                      "timeout_s": o.timeout, "replicas": o.replicas, "nginx_workers": o.nginx_workers,
                      "binary": str(o.binary), "profile": o.profile, "replica_env": o.env},
@@ -402,13 +401,13 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="scripts/bench --seedflow", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--vus", type=int, default=None, help="virtual users at the peak (default 1000; smoke: 50)")
-    p.add_argument("--ramp", type=bench.parse_duration, default=None,
+    p.add_argument("--ramp", type=parse_duration, default=None,
                    help="time to add them, linearly from 0 (default 20s; smoke: 2s)")
-    p.add_argument("--hold", type=bench.parse_duration, default=None,
+    p.add_argument("--hold", type=parse_duration, default=None,
                    help="time all of them run (default 10s; smoke: 2s)")
-    p.add_argument("--think-max", type=bench.parse_duration, default=None,
+    p.add_argument("--think-max", type=parse_duration, default=None,
                    help="each VU thinks a uniform 0..this after every iteration (default 5s; smoke: 200ms)")
-    p.add_argument("--timeout", type=bench.parse_duration, default=bench.parse_duration("30s"),
+    p.add_argument("--timeout", type=parse_duration, default=parse_duration("30s"),
                    help="a request not answered within this fails (default 30s)")
     p.add_argument("--smoke", action="store_true", help="a short run: 50 VUs, 2 s + 2 s, think 0-200 ms")
     p.add_argument("--replicas", type=int, default=3, help="tokengate replicas (default 3)")
@@ -417,7 +416,7 @@ def main() -> int:
                    help="extra environment for every replica, repeatable")
     p.add_argument("--binary", type=Path, required=True)
     p.add_argument("--profile", default="release")
-    p.add_argument("--out", type=Path, default=bench.ROOT / "target" / "bench")
+    p.add_argument("--out", type=Path, default=ROOT / "target" / "bench")
     o = p.parse_args()
     defaults = (50, 2.0, 2.0, 0.2) if o.smoke else (1000, 20.0, 10.0, 5.0)
     for name, default in zip(("vus", "ramp", "hold", "think_max"), defaults):
@@ -433,7 +432,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         return run(o)
-    except bench.BenchError as e:
+    except BenchError as e:
         print(f"\nBENCHMARK BROKEN: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
