@@ -25,7 +25,6 @@
 //! most once per [`TOUCH_EVERY`], and the replica that got the mark queues
 //! one database update, off the request path.
 
-pub mod format;
 pub mod revocation;
 
 use std::net::IpAddr;
@@ -38,10 +37,10 @@ use uuid::Uuid;
 
 use crate::config::ApiTokenSettings;
 use crate::db::{ApiTokenRecord, DbError, DurableStore};
-use crate::store::{SessionStore, StoreError};
+use crate::store::{CacheEntry, CacheLookup, CachedToken, SessionStore, StoreError};
 use crate::time::{Millis, rfc3339_seconds};
 use crate::tokens::Rejection;
-pub use format::TokenHash;
+use crate::tokens::api::{self as format, TokenHash};
 pub use revocation::{CacheClear, Revoked, revoke};
 
 /// What the `sub` of every API token starts with.
@@ -97,38 +96,6 @@ impl ApiToken {
     pub fn subject(&self) -> String {
         format!("{SUBJECT_PREFIX}{}", self.name)
     }
-}
-
-/// A live token as the cache keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CachedToken {
-    pub id: Uuid,
-    pub name: String,
-    /// Space-separated.
-    pub scopes: String,
-    pub created_at: Millis,
-    pub expires_at: Option<Millis>,
-}
-
-/// What the cache says of a token hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CacheLookup {
-    /// Not cached: ask the database.
-    Miss,
-    /// Revoked, expired or unknown.
-    Dead(Rejection),
-    /// `touch`: this lookup is the one that should record the use.
-    Live { token: CachedToken, touch: bool },
-}
-
-/// What is written into the cache.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CacheEntry {
-    Live {
-        token: CachedToken,
-        used_at: Option<Millis>,
-    },
-    Dead(Rejection),
 }
 
 /// A token to create, as the admin API or the CLI is asked for it.
@@ -225,7 +192,7 @@ pub fn check(new: NewApiToken) -> Result<NewApiToken, String> {
     }
     let mut scopes: Vec<String> = Vec::with_capacity(new.scopes.len());
     for scope in new.scopes {
-        if !crate::oauth::is_scope_token(&scope) {
+        if !crate::tokens::scope::is_scope_token(&scope) {
             return Err(format!(
                 "{scope:?} is not a scope (printable ASCII, no space, quote or backslash)"
             ));

@@ -735,7 +735,7 @@ impl Settings {
             if let Some(bad) = client
                 .scopes
                 .iter()
-                .find(|s| !crate::oauth::is_scope_token(s))
+                .find(|s| !crate::tokens::scope::is_scope_token(s))
             {
                 return Err(ConfigError::new(
                     format!("oauth.clients[{i}].scopes"),

@@ -7,10 +7,10 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode};
 
 use super::{ApiError, Response, attempt, bearer_token, json_bytes_response, json_response, now};
-use crate::api_tokens::format::is_api_token;
 use crate::app::App;
-use crate::oauth::parse_scope;
 use crate::tokens::Rejection;
+use crate::tokens::api::is_api_token;
+use crate::tokens::scope::parse_scope;
 
 pub async fn handle<B>(app: &App, request: &Request<B>) -> Result<Response, ApiError> {
     let required = required_scopes(request.uri().query())?;

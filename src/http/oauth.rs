@@ -15,11 +15,12 @@ use super::body::{self, Params};
 use super::error::OAuthCode;
 use super::{ApiError, RequestBody, Response, attempt, json_response, now};
 use crate::api_tokens::ApiTokenError;
-use crate::api_tokens::format::is_api_token;
 use crate::app::App;
 use crate::clients::{Attempt, ClientError, parse_basic};
-use crate::oauth::{ClientPolicy, parse_scope};
+use crate::oauth::ClientPolicy;
 use crate::session::{Introspection, SessionError, TokenPair};
+use crate::tokens::api::is_api_token;
+use crate::tokens::scope::parse_scope;
 
 fn oauth(code: OAuthCode, description: impl Into<String>) -> ApiError {
     ApiError::OAuth {

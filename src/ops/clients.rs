@@ -14,8 +14,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::cli::ClientAction;
 use crate::config::Settings;
 use crate::db::{ClientKind, DbError, DurableStore, StoredClient};
-use crate::oauth::is_scope_token;
 use crate::time::Millis;
+use crate::tokens::scope::is_scope_token;
 
 /// Random bytes of a new secret (256 bits; 43 base64url characters).
 const SECRET_BYTES: usize = 32;

@@ -13,12 +13,12 @@ use uuid::Uuid;
 
 use super::rotation::{self, Current, Verdict};
 use super::{
-    Admission, Counter, NewSession, RefreshState, Revocation, Rotation, RotationOutcome,
-    SessionInfo, SessionStore, StoreError, Subject, Successor, Timing,
+    Admission, CacheEntry, CacheLookup, Counter, NewSession, RefreshState, Revocation, Rotation,
+    RotationOutcome, SessionInfo, SessionStore, StoreError, Subject, Successor, Timing,
 };
-use crate::api_tokens::{CacheEntry, CacheLookup, TokenHash};
 use crate::time::Millis;
 use crate::tokens::SecretHash;
+use crate::tokens::api::TokenHash;
 
 const SWEEP_EVERY: Millis = 60_000;
 

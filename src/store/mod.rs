@@ -19,16 +19,19 @@
 //! (listing, logout everywhere), kept by the same scripts and expiring with
 //! its last session.
 
+mod api_token_cache;
 pub mod memory;
 pub mod redis;
 pub mod rotation;
 
+pub use api_token_cache::{CacheEntry, CacheLookup, CachedToken};
+
 use uuid::Uuid;
 
-use crate::api_tokens::{CacheEntry, CacheLookup, TokenHash};
 use crate::config::AuthSettings;
 use crate::time::{Millis, millis};
 use crate::tokens::SecretHash;
+use crate::tokens::api::TokenHash;
 
 /// Timing rules shared by every operation, fixed at start-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

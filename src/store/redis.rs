@@ -61,12 +61,12 @@ use deadpool_redis::redis::{
 use uuid::Uuid;
 
 use super::{
-    Admission, Counter, NewSession, RefreshState, Revocation, Rotation, RotationOutcome,
-    SessionInfo, SessionStore, StoreError, Subject, Successor, Timing,
+    Admission, CacheEntry, CacheLookup, CachedToken, Counter, NewSession, RefreshState, Revocation,
+    Rotation, RotationOutcome, SessionInfo, SessionStore, StoreError, Subject, Successor, Timing,
 };
-use crate::api_tokens::{CacheEntry, CacheLookup, CachedToken, TokenHash};
 use crate::config::CacheSettings;
 use crate::time::Millis;
+use crate::tokens::api::TokenHash;
 use crate::tokens::{Rejection, SecretHash};
 
 mod sentinel;

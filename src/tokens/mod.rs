@@ -1,10 +1,13 @@
-//! Token formats: signed access JWTs ([`access`], with [`keys`]) and opaque
-//! refresh tokens ([`refresh`]). Nothing here touches the store; the session rules decide
+//! Token formats: signed access JWTs ([`access`], with [`keys`]), opaque
+//! refresh tokens ([`refresh`]), API tokens ([`api`]) and scope syntax
+//! ([`scope`]). Nothing here touches the store; the session rules decide
 //! what a verified token is still worth.
 
 pub mod access;
+pub mod api;
 pub mod keys;
 pub mod refresh;
+pub mod scope;
 pub mod verified;
 
 pub use access::{AccessClaims, AccessTokens, Grant, Rejection, SignedAccess};

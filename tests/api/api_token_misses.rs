@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use http::Method;
 use serde_json::{Value, json};
-use tokengate::api_tokens::format;
+use tokengate::tokens::api as format;
 
 use crate::api_tokens::{cluster, create, passes, validates};
 use crate::helpers::{Backend, Cluster, Db, Replica};

@@ -19,9 +19,9 @@ use bytes::Bytes;
 use http::Method;
 use http_body_util::Full;
 use serde_json::{Value, json};
-use tokengate::api_tokens::format;
 use tokengate::config::{Secret, Settings};
 use tokengate::db::{ApiTokenRecord, Database, DurableStore};
+use tokengate::tokens::api as format;
 use uuid::Uuid;
 
 use crate::helpers::{Backend, Cluster, Db, Replica, SECRET, eventually};

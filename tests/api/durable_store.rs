@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use sqlx::Connection;
-use tokengate::api_tokens::format;
 use tokengate::config::{DatabaseSettings, Secret};
 use tokengate::db::{
     ApiTokenRecord, ClientKind, Database, DbError, DurableStore, EventSink, NewUser, OutboxEvent,
     SinkError, StoredClient,
 };
+use tokengate::tokens::api as format;
 use uuid::Uuid;
 
 use crate::helpers::Db;

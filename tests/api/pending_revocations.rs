@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use deadpool_redis::redis;
 use serde_json::{Value, json};
-use tokengate::api_tokens::format;
 use tokengate::config::Secret;
 use tokengate::db::DurableStore;
+use tokengate::tokens::api as format;
 use uuid::Uuid;
 
 use crate::api_tokens::{

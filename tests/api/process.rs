@@ -847,7 +847,7 @@ async fn json_logs_never_contain_api_tokens_or_the_admin_token() {
     let after = p.bearer(Method::GET, "/authenticate", &token).await;
     assert_eq!(after.status, 401);
     assert_eq!(p.send(introspect(&token)).await.json()["active"], false);
-    let (unknown, unknown_hash) = tokengate::api_tokens::format::generate();
+    let (unknown, unknown_hash) = tokengate::tokens::api::generate();
     assert!(!api_token_valid(&p, &unknown).await);
     let near_miss = format!("tg_test_{}", &unknown[8..]);
     let refused_gate = p.bearer(Method::GET, "/authenticate", &near_miss).await;
@@ -855,7 +855,7 @@ async fn json_logs_never_contain_api_tokens_or_the_admin_token() {
     assert!(p.terminate().success());
 
     let log = p.output();
-    let hash = tokengate::api_tokens::format::parse(&token).unwrap().hex();
+    let hash = tokengate::tokens::api::parse(&token).unwrap().hex();
     for secret in [
         token.as_str(),
         &token[8..],
@@ -922,10 +922,7 @@ async fn token_subcommands_manage_the_tokens_the_service_validates() {
     let ci: Value = serde_json::from_str(&out).unwrap();
     let ci_token = ci["token"].as_str().expect("the token").to_owned();
     let ci_id = ci["id"].as_str().unwrap().to_owned();
-    assert!(
-        tokengate::api_tokens::format::parse(&ci_token).is_some(),
-        "{out}"
-    );
+    assert!(tokengate::tokens::api::parse(&ci_token).is_some(), "{out}");
     assert_eq!(ci["scopes"], json!(["deploy", "read"]));
     assert_eq!(ci["status"], "active");
     assert!(err.contains(&ci_id) && !err.contains(&ci_token), "{err}");
@@ -934,7 +931,7 @@ async fn token_subcommands_manage_the_tokens_the_service_validates() {
     assert!(status.success(), "{err}");
     let billing_token = out.lines().next().unwrap().to_owned();
     assert!(
-        tokengate::api_tokens::format::parse(&billing_token).is_some(),
+        tokengate::tokens::api::parse(&billing_token).is_some(),
         "the token on the first line: {out}"
     );
     let billing = token_fields(&out);
@@ -963,7 +960,7 @@ async fn token_subcommands_manage_the_tokens_the_service_validates() {
     assert_eq!(status.code(), Some(2), "a usage error: {err}");
 
     let hashes =
-        [&ci_token, &billing_token].map(|t| tokengate::api_tokens::format::parse(t).unwrap().hex());
+        [&ci_token, &billing_token].map(|t| tokengate::tokens::api::parse(t).unwrap().hex());
     let never_shown = |output: &str| {
         for secret in [&ci_token, &billing_token, &hashes[0], &hashes[1]] {
             assert!(!output.contains(secret.as_str()), "{output}");

@@ -277,7 +277,7 @@ async fn an_api_token_check_is_one_evalsha_cached_and_three_on_a_miss() {
         let ttl = redis.pttl(key);
         assert!(ttl > 0 && ttl <= 10 * 60_000, "{key}: TTL {ttl}");
     }
-    let hash = tokengate::api_tokens::format::parse(&unknown).expect("well-formed");
+    let hash = tokengate::tokens::api::parse(&unknown).expect("well-formed");
     let ttl = redis.pttl(&format!("tg:at:{}", hash.hex()));
     assert!(
         ttl > 0 && ttl <= 30_000,
