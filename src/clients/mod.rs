@@ -316,8 +316,10 @@ impl<P: Policy> ClientSecrets<P> {
             key,
             check: check.clone(),
         };
+        // Boxed: a cold path (a secret not yet remembered) whose future
+        // would otherwise be nested into every caller's.
         check
-            .get_or_init(|| self.check_fresh(store, &set, id, secret, mac, attempt))
+            .get_or_init(|| Box::pin(self.check_fresh(store, &set, id, secret, mac, attempt)))
             .await
             .clone()
     }
