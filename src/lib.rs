@@ -44,6 +44,7 @@ pub mod oauth;
 pub mod ops;
 pub mod proxies;
 pub mod server;
+pub mod service;
 pub mod session;
 pub mod store;
 pub mod telemetry;

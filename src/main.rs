@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokengate::cli::{self, Command};
 use tokengate::config::Settings;
-use tokengate::{app::App, ops, server, telemetry};
+use tokengate::{app, ops, server, telemetry};
 
 fn main() -> ExitCode {
     let command = match cli::parse(std::env::args().skip(1)) {
@@ -74,7 +74,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
         let keys = server::fd_limit::keys(&caps);
         tracing::info!(from, to, "raised the open-file limit for {keys}");
     }
-    let app = App::build(&settings).map_err(|e| e.to_string())?;
+    let app = app::build(&settings).map_err(|e| e.to_string())?;
     app.migrate()
         .await
         .map_err(|e| format!("database.url: cannot apply migrations: {e}"))?;
@@ -119,7 +119,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
         None => None,
     };
     tracing::info!(address = %local, admin = ?admin_address, grpc = ?grpc_address, unix_socket = ?settings.server.unix_socket,
-        store = app.sessions.store().kind(), database = app.database.kind(), "tokengate listening");
+        store = app.describe_stores().0, database = app.describe_stores().1, "tokengate listening");
     let listeners = server::Listeners {
         http: listener,
         unix,

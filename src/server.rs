@@ -13,14 +13,14 @@
 //! - `server.idle_timeout` between requests and `server.header_read_timeout`
 //!   from a request's first byte to its complete headers ([`connections`]:
 //!   hyper's own header timer covers both as one, and stays as a backstop);
-//! - `server.body_read_timeout` once the headers are in ([`deadline`]: hyper
+//! - `server.body_read_timeout` once the headers are in
+//!   ([`crate::http::BodyDeadline`]: hyper
 //!   has no body timer), answered `408`;
 //! - on the gRPC port, a cap of its own in the same descriptor budget, and a
 //!   handshake and an idle timer ([`grpc`]), so neither listener can starve
 //!   the other.
 
 mod connections;
-mod deadline;
 pub mod fd_limit;
 mod grpc;
 mod socket;
@@ -38,13 +38,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 
-use crate::app::App;
 use crate::config::{GrpcSettings, ServerSettings};
+use crate::http::BodyDeadline;
 use crate::http::Listener;
 use crate::proxies::Peer;
+use crate::service::Gate;
 use connections::http::{self as conns, Http, Timeouts};
 use connections::{Admission, Ended, Tracker};
-pub use deadline::{BodyDeadline, BodyTimeout};
 pub use fd_limit::{FdLimit, FdLimitError};
 use socket::Socket;
 
@@ -83,7 +83,7 @@ pub struct Listeners {
 /// (the only peers a socket file can have are on this host).
 pub async fn serve(
     listeners: Listeners,
-    app: Arc<App>,
+    gate: Arc<Gate>,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) {
@@ -93,14 +93,14 @@ pub async fn serve(
         admin,
         grpc,
     } = listeners;
-    let settings = app.server.clone();
+    let settings = gate.server_settings().clone();
     let background = {
-        let app = app.clone();
-        tokio::spawn(async move { app.run_background().await })
+        let gate = gate.clone();
+        tokio::spawn(async move { gate.run_background().await })
     };
     let _background = AbortOnDrop(background);
     let (stop_grpc, grpc_stopped) = tokio::sync::watch::channel(());
-    let grpc = grpc.map(|listener| tokio::spawn(grpc::serve(listener, app.clone(), grpc_stopped)));
+    let grpc = grpc.map(|listener| tokio::spawn(grpc::serve(listener, gate.clone(), grpc_stopped)));
     let timeouts = Timeouts {
         idle: settings.idle_timeout,
         header: settings.header_read_timeout,
@@ -113,7 +113,7 @@ pub async fn serve(
         .header_read_timeout(timeouts.idle + timeouts.header)
         .keep_alive(true);
     let mut tracker =
-        Tracker::<Http>::new(settings.max_connections, app.metrics.open_connections());
+        Tracker::<Http>::new(settings.max_connections, gate.metrics().open_connections());
     tokio::pin!(shutdown);
 
     loop {
@@ -147,15 +147,15 @@ pub async fn serve(
             }
         };
         let service = {
-            let (app, conn) = (app.clone(), conn.clone());
+            let (gate, conn) = (gate.clone(), conn.clone());
             service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
                 // Where the request comes from, for throttling (see `proxies`).
                 request.extensions_mut().insert(Peer(peer));
-                let (app, conn) = (app.clone(), conn.clone());
+                let (gate, conn) = (gate.clone(), conn.clone());
                 async move {
                     let close_after = conn.begin_request();
                     let request = request.map(|body| BodyDeadline::new(body, body_timeout));
-                    let mut response = crate::http::handle(&app, via, request).await;
+                    let mut response = crate::http::handle(&gate, via, request).await;
                     conn.end_request();
                     if close_after {
                         // Evicted while this request was arriving: answer it, then close.
@@ -256,7 +256,7 @@ async fn accept_unix(
     Ok((Socket::Unix(stream), local, Listener::Public))
 }
 
-/// Ends the app's background tasks with the server.
+/// Ends the gate's background tasks with the server.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {

@@ -5,7 +5,7 @@
 //!
 //! The parsers private to `http` (the Bearer header, the JSON and form body
 //! readers) are reached the way production reaches them: through
-//! `tokengate::http::handle` on an `App` built once on the in-memory store.
+//! `tokengate::http::handle` on a `Gate` built once on the in-memory store.
 //! The checks are invariants of the SPEC (§2, §6), not "did not panic":
 //! the statuses an input may get, the JSON error shape, that random input
 //! never authenticates, and that what does succeed is exactly what was asked.
@@ -28,8 +28,8 @@ use http::{HeaderMap, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tokengate::app::App;
 use tokengate::config::{OAuthClient, Secret, Settings};
+use tokengate::service::Gate;
 use tokengate::tokens::RefreshTokens;
 
 /// The server secret of the harness (≥ 32 bytes).
@@ -196,7 +196,7 @@ pub fn mutate(text: &[u8], ops: &[u8]) -> Vec<u8> {
 
 pub struct Harness {
     runtime: tokio::runtime::Runtime,
-    pub app: App,
+    pub app: Gate,
     pub refresh_tokens: RefreshTokens,
     /// An access token of a live session, for mutation.
     pub access: String,
@@ -256,7 +256,7 @@ impl Harness {
             .expect("runtime");
         // The database pool starts its upkeep task on the runtime it is built in.
         let app = runtime.block_on(async {
-            let app = App::build(&settings).expect("build app");
+            let app = tokengate::app::build(&settings).expect("build app");
             app.migrate().await.expect("migrations");
             // The embedded store without login clients: /login is open.
             app.load_clients().await.expect("clients");

@@ -14,22 +14,16 @@ use super::proto::{
     LoginRequest, LoginResponse, LogoutRequest, LogoutResponse, RefreshRequest, RefreshResponse,
     RegisterRequest, RegisterResponse,
 };
-use super::status::from_api_error;
-use crate::app::App;
-use crate::clients::Attempt;
-use crate::http::login::password_login;
-use crate::http::register::{register, registrant};
-use crate::http::{ApiError, now};
-use crate::session::{SessionError, TokenPair};
-use crate::tokens::Rejection;
+use super::status::from_service_error;
+use crate::service::{Attempt, Gate, Logout, Registration, ServiceError, TokenPair};
 
 pub struct AuthService {
-    app: Arc<App>,
+    gate: Arc<Gate>,
 }
 
 impl AuthService {
-    pub fn new(app: Arc<App>) -> Self {
-        Self { app }
+    pub fn new(gate: Arc<Gate>) -> Self {
+        Self { gate }
     }
 
     /// Counts and logs the call, and turns an error into its status.
@@ -37,38 +31,31 @@ impl AuthService {
         &self,
         method: &'static str,
         started: Instant,
-        result: Result<T, ApiError>,
+        result: Result<T, ServiceError>,
     ) -> Result<Response<T>, Status> {
         let result = result.map(Response::new).map_err(|error| {
-            error.log(&http::Method::POST, method);
-            if let Some(reason) = error.auth_failure() {
-                self.app.metrics.auth_failure(reason);
-            }
-            from_api_error(&error)
+            error.log("POST", method);
+            self.gate.count_failure(&error);
+            from_service_error(&error)
         });
         let code = result
             .as_ref()
             .map_or_else(Status::code, |_| tonic::Code::Ok);
-        self.app
-            .metrics
+        self.gate
+            .metrics()
             .grpc_call(method, code, started.elapsed().as_secs_f64());
         result
     }
 
     /// The caller's address, for throttling: the peer, or `x-forwarded-for`
     /// when the peer is a trusted proxy (as over HTTP).
-    fn attempt<T>(&self, request: &Request<T>) -> Attempt {
+    fn caller<T>(&self, request: &Request<T>) -> Attempt {
         let peer = request
             .remote_addr()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip());
         let forwarded = request.metadata().get_all("x-forwarded-for");
-        Attempt {
-            addr: self
-                .app
-                .trusted_proxies
-                .client(peer, forwarded.iter().map(|v| v.as_bytes())),
-            now: now(),
-        }
+        self.gate
+            .caller(peer, forwarded.iter().map(|v| v.as_bytes()))
     }
 }
 
@@ -79,22 +66,27 @@ impl AuthApi for AuthService {
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
         let started = Instant::now();
-        let attempt = self.attempt(&request);
+        let caller = self.caller(&request);
         // Trusted login clients send HTTP Basic as `authorization` metadata.
         let authorization = request
             .metadata()
             .get("authorization")
             .map(|v| v.as_bytes().to_vec());
         let RegisterRequest { email, password } = request.into_inner();
-        let app = &self.app;
-        let result = async {
-            let by = registrant(app, authorization.as_deref(), attempt).await?;
-            let user_id = register(app, by, &email, &password).await?;
-            Ok(RegisterResponse {
-                user_id: user_id.to_string(),
+        let account = || {
+            Ok(Registration {
+                email,
+                password,
+                email_verified: false,
             })
-        }
-        .await;
+        };
+        let result = self
+            .gate
+            .register(authorization.as_deref(), account, caller)
+            .await
+            .map(|user_id| RegisterResponse {
+                user_id: user_id.to_string(),
+            });
         self.finish("/realchat.auth.v1.AuthApi/Register", started, result)
     }
 
@@ -103,9 +95,11 @@ impl AuthApi for AuthService {
         request: Request<LoginRequest>,
     ) -> Result<Response<LoginResponse>, Status> {
         let started = Instant::now();
-        let attempt = self.attempt(&request);
+        let caller = self.caller(&request);
         let LoginRequest { email, password } = request.into_inner();
-        let result = password_login(&self.app, &email, &password, attempt)
+        let result = self
+            .gate
+            .password_login(&email, &password, caller)
             .await
             .map(LoginResponse::from);
         self.finish("/realchat.auth.v1.AuthApi/Login", started, result)
@@ -118,12 +112,10 @@ impl AuthApi for AuthService {
         let started = Instant::now();
         let RefreshRequest { refresh_token } = request.into_inner();
         let result = self
-            .app
-            .sessions
-            .refresh(&refresh_token, None, None, now())
+            .gate
+            .refresh(&refresh_token)
             .await
-            .map(RefreshResponse::from)
-            .map_err(ApiError::from);
+            .map(RefreshResponse::from);
         self.finish("/realchat.auth.v1.AuthApi/Refresh", started, result)
     }
 
@@ -134,16 +126,10 @@ impl AuthApi for AuthService {
         let started = Instant::now();
         let LogoutRequest { refresh_token } = request.into_inner();
         let result = self
-            .app
-            .sessions
-            .logout_with_refresh(&refresh_token)
+            .gate
+            .logout(Logout::Refresh(&refresh_token), false)
             .await
-            .map(|()| LogoutResponse {})
-            .map_err(|e| match e {
-                // As over HTTP: a token we never minted is the problem, not a grant.
-                SessionError::InvalidGrant => ApiError::InvalidToken(Rejection::Malformed),
-                other => other.into(),
-            });
+            .map(|_| LogoutResponse {});
         self.finish("/realchat.auth.v1.AuthApi/Logout", started, result)
     }
 }

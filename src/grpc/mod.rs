@@ -1,6 +1,6 @@
 //! The gRPC API (SPEC §8): `realchat.auth.v1.AuthApi` from
 //! `proto/auth_api.proto`, served by tonic beside the HTTP server, in the
-//! same process and on the same [`App`].
+//! same process and on the same [`Gate`].
 //!
 //! A thin adapter, like `http/`: each call parses its message, asks the
 //! same rules (`users`, `session`) and maps their errors once, in
@@ -29,9 +29,7 @@ use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::HealthReporter;
 
-use crate::app::App;
-use crate::db::DurableStore;
-use crate::store::SessionStore;
+use crate::service::Gate;
 
 /// The messages and service traits generated from `proto/auth_api.proto`.
 pub mod proto {
@@ -41,8 +39,8 @@ pub mod proto {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("auth_api");
 }
 
-/// The largest message accepted, as the HTTP body limit: no call needs more.
-pub const MAX_MESSAGE_BYTES: usize = crate::http::error::BODY_LIMIT;
+/// The largest message accepted, as over HTTP.
+pub const MAX_MESSAGE_BYTES: usize = crate::service::MAX_REQUEST_BYTES;
 
 /// How often health follows the store and the database.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
@@ -51,16 +49,16 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 /// [`follow_health`] keeps current. `stopping` changes when the server
 /// begins to shut down (open health watches end then).
 pub fn routes(
-    app: &Arc<App>,
+    gate: &Arc<Gate>,
     stopping: watch::Receiver<()>,
 ) -> Result<(Routes, HealthReporter), tonic_reflection::server::Error> {
     let reporter = HealthReporter::new();
     let health = HealthServer::new(health::BoundedHealth::new(
         reporter.clone(),
-        &app.grpc,
+        gate.grpc_settings(),
         stopping,
     ));
-    let auth = proto::auth_api_server::AuthApiServer::new(auth_api::AuthService::new(app.clone()))
+    let auth = proto::auth_api_server::AuthApiServer::new(auth_api::AuthService::new(gate.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     // Both reflection versions: grpcurl asks v1 first, many clients
     // (grpcio's included) still ask v1alpha.
@@ -79,12 +77,11 @@ pub fn routes(
 
 /// Sets `AuthApi` (and the whole server, `""`) serving while both the
 /// session store and the database answer, not serving otherwise.
-pub async fn follow_health(app: Arc<App>, reporter: HealthReporter) {
+pub async fn follow_health(gate: Arc<Gate>, reporter: HealthReporter) {
     let service = <proto::auth_api_server::AuthApiServer<auth_api::AuthService> as tonic::server::NamedService>::NAME;
     let mut last = None;
     loop {
-        let (store, database) = tokio::join!(app.sessions.store().ping(), app.database.ping());
-        let status = if store.is_ok() && database.is_ok() {
+        let status = if gate.health().await.ready() {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing

@@ -1,24 +1,32 @@
-//! The one mapping from [`ApiError`] to a gRPC status (SPEC §8): the code
-//! by the HTTP status it stands for, the message led by the same error code
-//! HTTP answers (`email_taken: …`), which is also in the `tokengate-error`
-//! metadata, and `retry-after` where HTTP sends `Retry-After`.
+//! The one mapping from [`ServiceError`] to a gRPC status (SPEC §8): a code
+//! for what went wrong, the message led by the same error code HTTP answers
+//! (`email_taken: …`), which is also in the `tokengate-error` metadata, and
+//! `retry-after` where HTTP sends `Retry-After`.
 
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
-use crate::http::ApiError;
+use crate::service::ServiceError;
 
-pub fn from_api_error(error: &ApiError) -> Status {
-    let code = match error.status().as_u16() {
-        400 | 413 | 415 => Code::InvalidArgument,
-        401 => Code::Unauthenticated,
-        403 => Code::PermissionDenied,
-        404 => Code::NotFound,
-        408 => Code::DeadlineExceeded,
-        409 => Code::AlreadyExists,
-        429 => Code::ResourceExhausted,
-        503 => Code::Unavailable,
-        _ => Code::Internal,
+pub fn from_service_error(error: &ServiceError) -> Status {
+    use ServiceError as E;
+    let code = match error {
+        E::InvalidRequest(_) | E::InvalidEmail(_) | E::InvalidPassword(_) | E::OAuth { .. } => {
+            Code::InvalidArgument
+        }
+        E::MissingToken
+        | E::InvalidToken(_)
+        | E::InvalidGrant
+        | E::RefreshReuse
+        | E::InvalidClient(_)
+        | E::InvalidCredentials
+        | E::InvalidAdminToken => Code::Unauthenticated,
+        E::InsufficientScope(_) | E::AdminDisabled => Code::PermissionDenied,
+        E::NotFound(_) => Code::NotFound,
+        E::EmailTaken => Code::AlreadyExists,
+        E::RateLimited(_) | E::TooManyAttempts(_) => Code::ResourceExhausted,
+        E::StoreUnavailable(_) | E::DatabaseUnavailable(_) | E::Busy => Code::Unavailable,
+        E::Internal(_) => Code::Internal,
     };
     let mut status = Status::new(code, format!("{}: {}", error.code(), error.description()));
     let metadata = status.metadata_mut();
@@ -37,7 +45,7 @@ mod tests {
 
     #[test]
     fn codes_follow_the_spec() {
-        let cases: Vec<(ApiError, Code, &str)> = vec![
+        let cases: Vec<(ServiceError, Code, &str)> = vec![
             (
                 UserError::InvalidEmail("email must look like name@domain").into(),
                 Code::InvalidArgument,
@@ -64,23 +72,23 @@ mod tests {
                 "too_many_attempts",
             ),
             (
-                ApiError::Unavailable(StoreError::Timeout),
+                ServiceError::StoreUnavailable(StoreError::Timeout),
                 Code::Unavailable,
                 "temporarily_unavailable",
             ),
             (
-                ApiError::InvalidGrant,
+                ServiceError::InvalidGrant,
                 Code::Unauthenticated,
                 "invalid_grant",
             ),
             (
-                ApiError::Internal("boom".into()),
+                ServiceError::Internal("boom".into()),
                 Code::Internal,
                 "server_error",
             ),
         ];
         for (error, code, name) in cases {
-            let status = from_api_error(&error);
+            let status = from_service_error(&error);
             assert_eq!(status.code(), code, "{error}");
             assert!(
                 status.message().starts_with(&format!("{name}: ")),
@@ -89,9 +97,9 @@ mod tests {
             );
             assert_eq!(status.metadata().get("tokengate-error").unwrap(), name);
         }
-        let throttled = from_api_error(&UserError::Throttled(42).into());
+        let throttled = from_service_error(&UserError::Throttled(42).into());
         assert_eq!(throttled.metadata().get("retry-after").unwrap(), "42");
-        let internal = from_api_error(&ApiError::Internal("secret detail".into()));
+        let internal = from_service_error(&ServiceError::Internal("secret detail".into()));
         assert!(!internal.message().contains("secret detail"));
     }
 }

@@ -10,7 +10,9 @@ use http_body_util::{BodyExt, Limited};
 use serde::de::DeserializeOwned;
 
 use super::RequestBody;
+use super::deadline::BodyTimeout;
 use super::error::{ApiError, BODY_LIMIT};
+use crate::service::ServiceError;
 
 /// Reads the whole body, refusing non-JSON types and oversized bodies.
 /// An absent `Content-Type` is taken as JSON.
@@ -36,23 +38,23 @@ pub struct Params {
 impl Params {
     /// The value of `name`. Empty values count as absent and repeating a
     /// parameter is an error (RFC 6749 §3.1).
-    pub fn get(&self, name: &str) -> Result<Option<&str>, ApiError> {
+    pub fn get(&self, name: &str) -> Result<Option<&str>, ServiceError> {
         let mut values = self
             .pairs
             .iter()
             .filter(|(key, value)| key == name && !value.is_empty());
         let first = values.next().map(|(_, value)| value.as_str());
         if values.next().is_some() {
-            return Err(ApiError::InvalidRequest(format!(
+            return Err(ServiceError::InvalidRequest(format!(
                 "parameter {name} is given more than once"
             )));
         }
         Ok(first)
     }
 
-    pub fn require(&self, name: &str) -> Result<&str, ApiError> {
+    pub fn require(&self, name: &str) -> Result<&str, ServiceError> {
         self.get(name)?
-            .ok_or_else(|| ApiError::InvalidRequest(format!("parameter {name} is required")))
+            .ok_or_else(|| ServiceError::InvalidRequest(format!("parameter {name} is required")))
     }
 }
 
@@ -71,7 +73,7 @@ pub async fn read_params(request: Request<impl RequestBody>) -> Result<Params, A
             .map(|(key, value)| match value {
                 serde_json::Value::String(text) => Ok((key, text)),
                 serde_json::Value::Null => Ok((key, String::new())),
-                _ => Err(ApiError::InvalidRequest(format!(
+                _ => Err(ApiError::invalid(format!(
                     "parameter {key} must be a string"
                 ))),
             })
@@ -98,8 +100,8 @@ async fn read_limited(request: Request<impl RequestBody>) -> Result<Bytes, ApiEr
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge),
         // The server's body deadline (`server.body_read_timeout`) passed.
-        Err(e) if e.is::<crate::server::BodyTimeout>() => Err(ApiError::RequestTimeout),
-        Err(e) => Err(ApiError::InvalidRequest(format!(
+        Err(e) if e.is::<BodyTimeout>() => Err(ApiError::RequestTimeout),
+        Err(e) => Err(ApiError::invalid(format!(
             "could not read the request body: {e}"
         ))),
     }
@@ -107,27 +109,22 @@ async fn read_limited(request: Request<impl RequestBody>) -> Result<Bytes, ApiEr
 
 /// Parses a JSON object body into `T`. Only an object: serde would also
 /// read a struct from an array (`[1]`), which no client means.
-pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ServiceError> {
+    let invalid = |why: String| ServiceError::InvalidRequest(why);
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         None => {
-            return Err(ApiError::InvalidRequest(
+            return Err(invalid(
                 "the request body is empty; a JSON object is expected".into(),
             ));
         }
         Some(b'{') => {}
-        Some(_) => {
-            return Err(ApiError::InvalidRequest(
-                "the request body must be a JSON object".into(),
-            ));
-        }
+        Some(_) => return Err(invalid("the request body must be a JSON object".into())),
     }
     // JSON is UTF-8 (RFC 8259 §8.1). `from_slice` checks only the strings it
     // keeps: invalid bytes in an ignored field would pass unseen.
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        ApiError::InvalidRequest(format!("malformed request body: not UTF-8 ({e})"))
-    })?;
-    serde_json::from_str(text)
-        .map_err(|e| ApiError::InvalidRequest(format!("malformed request body: {e}")))
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| invalid(format!("malformed request body: not UTF-8 ({e})")))?;
+    serde_json::from_str(text).map_err(|e| invalid(format!("malformed request body: {e}")))
 }
 
 /// `application/json`, `application/<anything>+json`, with any parameters.
@@ -202,7 +199,7 @@ mod tests {
         ] {
             assert!(matches!(
                 parse::<Refresh>(body),
-                Err(ApiError::InvalidRequest(_))
+                Err(ServiceError::InvalidRequest(_))
             ));
         }
         assert!(parse::<Refresh>("{\"extra\": \"é\", \"refresh\": \"x\"}".as_bytes()).is_ok());

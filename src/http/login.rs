@@ -2,18 +2,14 @@
 //! (`{"email", "password"}`, SPEC §7) or for a `user_id` a trusted login
 //! client vouches for (`{"user_id": 1 | "alice"}`, SPEC §2).
 
+use http::header::AUTHORIZATION;
 use http::{Request, StatusCode};
 use serde::Deserialize;
 
 use super::{
-    ApiError, RequestBody, Response, attempt, body, json_response, now, token_pair::TokenPairBody,
+    ApiError, RequestBody, Response, body, caller, json_response, token_pair::TokenPairBody,
 };
-use crate::app::App;
-use crate::clients::Attempt;
-use crate::session::TokenPair;
-
-/// Longest accepted user id; it travels in every token and header.
-const MAX_USER_ID_BYTES: usize = 255;
+use crate::service::Gate;
 
 #[derive(Deserialize)]
 struct LoginRequest {
@@ -59,89 +55,26 @@ impl<'de> Deserialize<'de> for UserId {
     }
 }
 
-pub async fn handle(app: &App, request: Request<impl RequestBody>) -> Result<Response, ApiError> {
-    let attempt = attempt(app, &request);
+pub async fn handle(gate: &Gate, request: Request<impl RequestBody>) -> Result<Response, ApiError> {
+    let caller = caller(gate, &request);
     let authorization = request
         .headers()
-        .get(http::header::AUTHORIZATION)
+        .get(AUTHORIZATION)
         .map(|v| v.as_bytes().to_vec());
     let bytes = body::read(request).await?;
-    let sub = match serde_json::from_slice::<Shape>(&bytes) {
+    let pair = match serde_json::from_slice::<Shape>(&bytes) {
         Ok(Shape { email, password }) if email.is_some() || password.is_some() => {
             let PasswordLogin { email, password } = body::parse(&bytes)?;
-            return Ok(json_response(
-                StatusCode::OK,
-                &TokenPairBody::from(password_login(app, &email, &password, attempt).await?),
-            ));
+            gate.password_login(&email, &password, caller).await?
         }
-        _ => trusted_login(app, authorization.as_deref(), attempt, &bytes).await?,
+        _ => {
+            let user_id = || {
+                let LoginRequest { user_id } = body::parse(&bytes)?;
+                Ok(user_id.0)
+            };
+            gate.trusted_login(authorization.as_deref(), user_id, caller)
+                .await?
+        }
     };
-    let pair = app.sessions.login(&sub, now()).await?;
     Ok(json_response(StatusCode::OK, &TokenPairBody::from(pair)))
-}
-
-/// A session for an email and password, also for gRPC `Login`.
-pub(crate) async fn password_login(
-    app: &App,
-    email: &str,
-    password: &str,
-    attempt: Attempt,
-) -> Result<TokenPair, ApiError> {
-    let account = app
-        .users
-        .login(
-            &app.database,
-            app.sessions.store(),
-            email,
-            password,
-            attempt,
-        )
-        .await?;
-    let sub = account.id.to_string();
-    Ok(app
-        .sessions
-        .login_account(&sub, account.email, account.email_verified, now())
-        .await?)
-}
-
-/// `{"user_id"}` from a trusted login client (any caller while `/login` is
-/// open, as decided at start-up).
-async fn trusted_login(
-    app: &App,
-    authorization: Option<&[u8]>,
-    attempt: Attempt,
-    bytes: &[u8],
-) -> Result<String, ApiError> {
-    if !app.login_is_open() {
-        app.authenticate_login_client(authorization, attempt)
-            .await?;
-    }
-    let LoginRequest {
-        user_id: UserId(sub),
-    } = body::parse(bytes)?;
-    check_user_id(&sub)?;
-    Ok(sub)
-}
-
-/// The id becomes `sub` and the `X-User-Id` header: it must be printable,
-/// and not look like an API token's or an OAuth client's identity
-/// (`token:<name>`, `client:<id>`), so that an app behind the gate never
-/// takes a user for a service (SPEC §11).
-fn check_user_id(sub: &str) -> Result<(), ApiError> {
-    if sub.is_empty() || sub.len() > MAX_USER_ID_BYTES || sub.chars().any(char::is_control) {
-        return Err(ApiError::InvalidRequest(format!(
-            "user_id must be 1 to {MAX_USER_ID_BYTES} bytes without control characters"
-        )));
-    }
-    for (prefix, names) in [
-        (crate::api_tokens::SUBJECT_PREFIX, "API tokens"),
-        (crate::tokens::CLIENT_PREFIX, "OAuth clients"),
-    ] {
-        if sub.starts_with(prefix) {
-            return Err(ApiError::InvalidRequest(format!(
-                "user_id may not start with {prefix:?}: that names {names}"
-            )));
-        }
-    }
-    Ok(())
 }

@@ -8,6 +8,7 @@
 mod admin;
 mod authenticate;
 mod body;
+mod deadline;
 pub mod error;
 mod health;
 pub(crate) mod login;
@@ -32,9 +33,8 @@ use hyper::body::Body;
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::app::App;
-use crate::clients::Attempt;
-use crate::proxies::Peer;
+use crate::service::{Attempt, Gate, Peer, Rejection, ServiceError};
+pub use deadline::{BodyDeadline, BodyTimeout};
 pub use error::ApiError;
 pub use route::Listener;
 use route::Route;
@@ -51,7 +51,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// error becomes its response here. Everything logged on the way carries the
 /// request's id (see [`request_id`]).
 pub async fn handle(
-    app: &App,
+    gate: &Gate,
     listener: Listener,
     mut request: Request<impl RequestBody>,
 ) -> Response {
@@ -62,34 +62,31 @@ pub async fn handle(
     }
     let id = request_id::of(request.headers());
     let span = tracing::info_span!("request", id = %id.to_str().unwrap_or("-"));
-    let mut response = answer(app, listener, request).instrument(span).await;
+    let mut response = answer(gate, listener, request).instrument(span).await;
     response.headers_mut().insert(request_id::HEADER, id);
     response
 }
 
-async fn answer(app: &App, listener: Listener, request: Request<impl RequestBody>) -> Response {
+async fn answer(gate: &Gate, listener: Listener, request: Request<impl RequestBody>) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     // For logging; a Uri clone shares its bytes instead of copying the path.
     let uri = request.uri().clone();
     let path = uri.path();
-    let (route, result) = route(app, listener, request).await;
+    let (route, result) = route(gate, listener, request).await;
     let response = match result {
         Ok(response) => response,
         Err(error) => {
             error.log(&method, path);
-            if let Some(reason) = error.auth_failure() {
-                app.metrics.auth_failure(reason);
-            }
-            if matches!(error, ApiError::Unavailable(_)) {
-                app.metrics.store_error();
+            if let ApiError::Service(e) = &error {
+                gate.count_failure(e);
             }
             error.into_response()
         }
     };
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    app.metrics.observe(route, status, elapsed.as_secs_f64());
+    gate.metrics().observe(route, status, elapsed.as_secs_f64());
     tracing::debug!(
         %method,
         path,
@@ -110,7 +107,7 @@ fn query_flag(uri: &http::Uri, name: &str) -> bool {
 /// does not serve it), then the method. Returns the route's metric label
 /// with the answer.
 async fn route(
-    app: &App,
+    gate: &Gate,
     listener: Listener,
     request: Request<impl RequestBody>,
 ) -> (&'static str, Result<Response, ApiError>) {
@@ -127,34 +124,36 @@ async fn route(
     }
     let result = match route {
         Route::Ping => Ok(text_response(StatusCode::OK, "text/plain", "pong".into())),
-        Route::Health => Ok(health::handle(app).await),
+        Route::Health => Ok(health::handle(gate).await),
         Route::Metrics => Ok(text_response(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            app.metrics.render(app.sessions.store()).into(),
+            gate.metrics_text().into(),
         )),
-        Route::Login => login::handle(app, request).await,
-        Route::Register => register::handle(app, request).await,
-        Route::Refresh => refresh::handle(app, request).await,
-        Route::Logout => logout::handle(app, request).await,
-        Route::Authenticate => authenticate::handle(app, &request).await,
-        Route::Token => oauth::token(app, request).await,
-        Route::Introspect => oauth::introspect(app, request).await,
-        Route::Revoke => oauth::revoke(app, request).await,
-        Route::Verify => oauth::verify(app, request).await,
-        Route::Jwks => Ok(public_json(app.jwks.clone())),
-        Route::Validate => validate::handle(app, request).await,
-        Route::AdminTokens if request.method() == Method::POST => admin::create(app, request).await,
-        Route::AdminTokens => admin::list(app, &request).await,
-        Route::AdminToken => admin::show(app, &request).await,
-        Route::AdminRevoke => admin::revoke(app, &request).await,
-        Route::Sessions => sessions::list(app, &request).await,
-        Route::Session => sessions::end(app, &request).await,
-        Route::AdminUserSessions => admin::user_sessions(app, &request).await,
-        Route::AdminUserLogout => admin::logout_user(app, &request).await,
+        Route::Login => login::handle(gate, request).await,
+        Route::Register => register::handle(gate, request).await,
+        Route::Refresh => refresh::handle(gate, request).await,
+        Route::Logout => logout::handle(gate, request).await,
+        Route::Authenticate => authenticate::handle(gate, &request).await,
+        Route::Token => oauth::token(gate, request).await,
+        Route::Introspect => oauth::introspect(gate, request).await,
+        Route::Revoke => oauth::revoke(gate, request).await,
+        Route::Verify => oauth::verify(gate, request).await,
+        Route::Jwks => Ok(public_json(gate.jwks())),
+        Route::Validate => validate::handle(gate, request).await,
+        Route::AdminTokens if request.method() == Method::POST => {
+            admin::create(gate, request).await
+        }
+        Route::AdminTokens => admin::list(gate, &request).await,
+        Route::AdminToken => admin::show(gate, &request).await,
+        Route::AdminRevoke => admin::revoke(gate, &request).await,
+        Route::Sessions => sessions::list(gate, &request).await,
+        Route::Session => sessions::end(gate, &request).await,
+        Route::AdminUserSessions => admin::user_sessions(gate, &request).await,
+        Route::AdminUserLogout => admin::logout_user(gate, &request).await,
         Route::Metadata => {
-            let base = public_base(app, request.headers());
-            let metadata = serde_json::Value::Object(oauth::metadata(app, &base));
+            let base = public_base(request.headers());
+            let metadata = serde_json::Value::Object(gate.metadata(&base));
             Ok(public_json(Bytes::from(metadata.to_string())))
         }
     };
@@ -170,10 +169,10 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     };
     let text = value
         .to_str()
-        .map_err(|_| ApiError::InvalidToken(crate::tokens::Rejection::Malformed))?;
+        .map_err(|_| ServiceError::InvalidToken(Rejection::Malformed))?;
     let Some((scheme, token)) = text.trim().split_once(' ') else {
         return if text.trim().eq_ignore_ascii_case("bearer") {
-            Err(ApiError::MissingToken)
+            Err(ServiceError::MissingToken.into())
         } else {
             Ok(None)
         };
@@ -182,7 +181,7 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
         return Ok(None);
     }
     match token.trim() {
-        "" => Err(ApiError::MissingToken),
+        "" => Err(ServiceError::MissingToken.into()),
         token => Ok(Some(token)),
     }
 }
@@ -223,12 +222,10 @@ fn public_json(body: Bytes) -> Response {
     response
 }
 
-/// The base URL clients reach us at: `oauth.public_url`, else the request's
-/// `X-Forwarded-Proto`/`X-Forwarded-Host` (set by the proxy) or `Host`.
-fn public_base(app: &App, headers: &HeaderMap) -> String {
-    if !app.public_url.is_empty() {
-        return app.public_url.clone();
-    }
+/// The base URL clients reach us at, as the request says: its
+/// `X-Forwarded-Proto`/`X-Forwarded-Host` (set by the proxy) or `Host`
+/// (`oauth.public_url`, when set, wins in the service).
+fn public_base(headers: &HeaderMap) -> String {
     let header = |name: &str| {
         headers
             .get(name)
@@ -251,22 +248,15 @@ fn public_base(app: &App, headers: &HeaderMap) -> String {
     format!("{scheme}://{host}")
 }
 
-/// Where a credential check comes from: the client's address (the peer, or
-/// what a trusted proxy says) and the time.
-fn attempt<B>(app: &App, request: &Request<B>) -> Attempt {
+/// Who asks: the client's address (the peer, or what a trusted proxy
+/// says) and the time.
+fn caller<B>(gate: &Gate, request: &Request<B>) -> Attempt {
     let peer = request
         .extensions()
         .get::<Peer>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |peer| peer.0.ip());
     let forwarded = request.headers().get_all(X_FORWARDED_FOR);
-    Attempt {
-        addr: app
-            .trusted_proxies
-            .client(peer, forwarded.iter().map(HeaderValue::as_bytes)),
-        now: now(),
-    }
+    gate.caller(peer, forwarded.iter().map(HeaderValue::as_bytes))
 }
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
-
-pub(crate) use crate::time::now;

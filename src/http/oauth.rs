@@ -1,102 +1,34 @@
 //! The OAuth 2.0 endpoints (SPEC §6): token (RFC 6749 §4.4, §6),
-//! introspection (RFC 7662), revocation (RFC 7009) and a simple verify.
-//! They reuse the session rules of `/login` and `/refresh` — same rotation,
-//! grace and theft rules — and answer in the OAuth shapes.
-
-use std::sync::Arc;
+//! introspection (RFC 7662), revocation (RFC 7009) and a simple verify —
+//! reading client credentials and parameters the OAuth ways, and answering
+//! in the OAuth shapes; the use cases are the service's.
 
 use http::header::{AUTHORIZATION, PRAGMA};
 use http::{HeaderValue, Request, StatusCode};
 use percent_encoding::percent_decode;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::body::{self, Params};
-use super::error::OAuthCode;
-use super::{ApiError, RequestBody, Response, attempt, json_response, now};
-use crate::api_tokens::ApiTokenError;
-use crate::app::App;
-use crate::clients::{Attempt, ClientError, parse_basic};
-use crate::oauth::ClientPolicy;
-use crate::session::{Introspection, SessionError, TokenPair};
-use crate::tokens::api::is_api_token;
-use crate::tokens::scope::parse_scope;
-
-fn oauth(code: OAuthCode, description: impl Into<String>) -> ApiError {
-    ApiError::OAuth {
-        code,
-        description: description.into(),
-    }
-}
+use super::{ApiError, RequestBody, Response, caller, json_response};
+use crate::service::{
+    ClientCredentials, ClientError, Gate, Grant, Introspected, Issued, ServiceError, parse_basic,
+};
 
 /// `POST /oauth/token` (and `/token`).
-pub async fn token(app: &App, request: Request<impl RequestBody>) -> Result<Response, ApiError> {
+pub async fn token(gate: &Gate, request: Request<impl RequestBody>) -> Result<Response, ApiError> {
     let authorization = request.headers().get(AUTHORIZATION).cloned();
-    let attempt = attempt(app, &request);
+    let caller = caller(gate, &request);
     let params = body::read_params(request).await?;
-    let client = authenticate_client(app, authorization.as_ref(), &params, attempt).await?;
-    let now = now();
-    app.sessions
-        .count_request(&client.id, client.rate_limit, now)
-        .await?;
-
-    // A JSON body without grant_type means client_credentials (SPEC §6).
-    let grant_type = match params.get("grant_type")? {
-        Some(grant_type) => grant_type,
-        None if params.is_json => "client_credentials",
-        None => {
-            return Err(ApiError::InvalidRequest(
-                "parameter grant_type is required".into(),
-            ));
-        }
+    let credentials = client_credentials(authorization.as_ref(), &params)?;
+    let grant = Grant {
+        grant_type: params.get("grant_type")?,
+        scope: params.get("scope")?,
+        refresh_token: params.get("refresh_token")?,
+        json: params.is_json,
     };
-    let (pair, show_refresh) = match grant_type {
-        "client_credentials" => {
-            let scope = client
-                .grant(params.get("scope")?)
-                .map_err(|e| oauth(OAuthCode::InvalidScope, e))?;
-            let pair = app
-                .sessions
-                .client_credentials(&client.id, scope, client.refresh_tokens, now)
-                .await?;
-            (pair, client.refresh_tokens)
-        }
-        "refresh_token" if !client.refresh_tokens => {
-            return Err(oauth(
-                OAuthCode::UnauthorizedClient,
-                "this client is not configured for refresh tokens",
-            ));
-        }
-        "refresh_token" => {
-            let presented = params.require("refresh_token")?;
-            let narrow = params
-                .get("scope")?
-                .map(parse_scope)
-                .transpose()
-                .map_err(|e| oauth(OAuthCode::InvalidScope, e))?;
-            let pair = app
-                .sessions
-                .refresh(presented, Some(&client), narrow.as_deref(), now)
-                .await
-                .map_err(|e| match e {
-                    // On this endpoint a bad grant is 400 (RFC 6749 §5.2).
-                    SessionError::InvalidGrant | SessionError::RefreshReuse => {
-                        oauth(OAuthCode::InvalidGrant, e.to_string())
-                    }
-                    other => other.into(),
-                })?;
-            (pair, true)
-        }
-        other => {
-            return Err(oauth(
-                OAuthCode::UnsupportedGrantType,
-                format!(
-                    "grant_type {other:?} is not supported; use client_credentials or refresh_token"
-                ),
-            ));
-        }
-    };
-    let mut response = json_response(StatusCode::OK, &token_body(pair, show_refresh));
+    let issued = gate.issue_token(credentials, grant, caller).await?;
+    let mut response = json_response(StatusCode::OK, &token_body(issued));
     response
         .headers_mut()
         .insert(PRAGMA, HeaderValue::from_static("no-cache"));
@@ -104,7 +36,7 @@ pub async fn token(app: &App, request: Request<impl RequestBody>) -> Result<Resp
 }
 
 /// The RFC 6749 §5.1 answer.
-fn token_body(pair: TokenPair, show_refresh: bool) -> Value {
+fn token_body(Issued { pair, show_refresh }: Issued) -> Value {
     let mut body = json!({
         "access_token": pair.access,
         "token_type": "Bearer",
@@ -121,21 +53,17 @@ fn token_body(pair: TokenPair, show_refresh: bool) -> Value {
 
 /// `POST /oauth/introspect` (RFC 7662).
 pub async fn introspect(
-    app: &App,
+    gate: &Gate,
     request: Request<impl RequestBody>,
 ) -> Result<Response, ApiError> {
     let authorization = request.headers().get(AUTHORIZATION).cloned();
-    let attempt = attempt(app, &request);
+    let caller = caller(gate, &request);
     let params = body::read_params(request).await?;
-    authenticate_client(app, authorization.as_ref(), &params, attempt).await?;
+    let credentials = client_credentials(authorization.as_ref(), &params)?;
     let token = params.require("token")?;
-    let issuer = &app.issuer;
-    if is_api_token(token) {
-        return introspect_api_token(app, token, attempt).await;
-    }
-    let body = match app.sessions.introspect(token, now()).await? {
-        None => json!({"active": false}),
-        Some(Introspection::Access(claims)) => {
+    let body = match gate.introspect(credentials, token, caller).await? {
+        Introspected::Inactive => json!({"active": false}),
+        Introspected::Access(claims) => {
             let mut body = json!({
                 "active": true,
                 "token_type": "Bearer",
@@ -151,28 +79,25 @@ pub async fn introspect(
             optional(&mut body, "client_id", claims.client_id);
             body
         }
-        Some(Introspection::Refresh { sid, state }) => {
+        Introspected::Refresh {
+            sid,
+            subject,
+            ends_at,
+        } => {
             let mut body = json!({
                 "active": true,
                 "token_type": "refresh_token",
-                "sub": state.subject.sub,
-                "exp": state.ends_at / 1000,
-                "iss": issuer,
+                "sub": subject.sub,
+                "exp": ends_at / 1000,
+                "iss": gate.issuer(),
                 "sid": sid,
             });
-            optional(&mut body, "scope", state.subject.scope);
-            optional(&mut body, "client_id", state.subject.client);
+            optional(&mut body, "scope", subject.scope);
+            optional(&mut body, "client_id", subject.client);
             body
         }
-    };
-    Ok(json_response(StatusCode::OK, &body))
-}
-
-/// RFC 7662 for an API token (SPEC §9): `sub` is `token:<name>`, `jti` its id.
-async fn introspect_api_token(app: &App, token: &str, from: Attempt) -> Result<Response, ApiError> {
-    let validated = app.validate_api_token(token, from.addr, from.now).await;
-    let body = match validated {
-        Ok(token) => {
+        // RFC 7662 for an API token (SPEC §9): `sub` is `token:<name>`, `jti` its id.
+        Introspected::ApiToken(token) => {
             let mut body = json!({
                 "active": true,
                 "token_type": "api_token",
@@ -180,18 +105,13 @@ async fn introspect_api_token(app: &App, token: &str, from: Attempt) -> Result<R
                 "jti": token.id,
                 "scope": token.scopes.join(" "),
                 "iat": token.created_at / 1000,
-                "iss": app.issuer,
+                "iss": gate.issuer(),
             });
             if let Some(end) = token.expires_at {
                 body["exp"] = (end / 1000).into();
             }
             body
         }
-        Err(ApiTokenError::Invalid(reason)) => {
-            tracing::debug!(reason = reason.label(), "introspect: API token refused");
-            json!({"active": false})
-        }
-        Err(other) => return Err(other.into()),
     };
     Ok(json_response(StatusCode::OK, &body))
 }
@@ -203,14 +123,14 @@ fn optional(body: &mut Value, key: &str, value: Option<String>) {
 }
 
 /// `POST /oauth/revoke` (RFC 7009): `200` whether or not the token was live.
-pub async fn revoke(app: &App, request: Request<impl RequestBody>) -> Result<Response, ApiError> {
+pub async fn revoke(gate: &Gate, request: Request<impl RequestBody>) -> Result<Response, ApiError> {
     let authorization = request.headers().get(AUTHORIZATION).cloned();
-    let attempt = attempt(app, &request);
+    let caller = caller(gate, &request);
     let params = body::read_params(request).await?;
-    let client = authenticate_client(app, authorization.as_ref(), &params, attempt).await?;
-    let token = params.require("token")?;
+    let credentials = client_credentials(authorization.as_ref(), &params)?;
     // token_type_hint only speeds up a search; both kinds are recognised anyway.
-    app.sessions.revoke(token, &client.id, now()).await?;
+    gate.revoke(credentials, params.require("token")?, caller)
+        .await?;
     Ok(json_response(StatusCode::OK, &json!({})))
 }
 
@@ -220,15 +140,11 @@ struct VerifyRequest {
 }
 
 /// `POST /oauth/verify {"token": …}`: the checks of `/authenticate`, as JSON.
-pub async fn verify(app: &App, request: Request<impl RequestBody>) -> Result<Response, ApiError> {
+pub async fn verify(gate: &Gate, request: Request<impl RequestBody>) -> Result<Response, ApiError> {
     let VerifyRequest { token } = body::parse(&body::read(request).await?)?;
-    let body = match app.sessions.authenticate(&token, now()).await {
-        Ok(claims) => json!({"valid": true, "claims": claims}),
-        Err(SessionError::InvalidToken(reason)) => {
-            tracing::debug!(reason = reason.label(), "verify: token refused");
-            json!({"valid": false})
-        }
-        Err(other) => return Err(other.into()),
+    let body = match gate.verify(&token).await? {
+        Some(claims) => json!({"valid": true, "claims": claims}),
+        None => json!({"valid": false}),
     };
     Ok(json_response(StatusCode::OK, &body))
 }
@@ -236,44 +152,40 @@ pub async fn verify(app: &App, request: Request<impl RequestBody>) -> Result<Res
 /// Client authentication at the OAuth endpoints (RFC 6749 §2.3.1): HTTP
 /// Basic with form-encoded id and secret, or `client_id` + `client_secret`
 /// in the body — one method, not both.
-async fn authenticate_client(
-    app: &App,
+fn client_credentials(
     authorization: Option<&HeaderValue>,
     params: &Params,
-    attempt: Attempt,
-) -> Result<Arc<ClientPolicy>, ApiError> {
+) -> Result<ClientCredentials, ApiError> {
+    let invalid_client = |e| ApiError::Service(ServiceError::InvalidClient(e));
     let basic = match authorization.map(|value| parse_basic(value.as_bytes())) {
         None | Some(Err(ClientError::Missing)) => None,
-        Some(Err(e)) => return Err(ApiError::InvalidClient(e)),
+        Some(Err(e)) => return Err(invalid_client(e)),
         Some(Ok((id, secret))) => Some((form_decode(id.as_bytes()), form_decode(&secret))),
     };
     let body_secret = params.get("client_secret")?;
     let body_id = params.get("client_id")?;
     let (id, secret) = match (basic, body_secret) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::InvalidRequest(
-                "use one client authentication method: HTTP Basic or client_secret".into(),
+            return Err(ApiError::invalid(
+                "use one client authentication method: HTTP Basic or client_secret",
             ));
         }
         (Some((id, secret)), None) => {
-            let id = String::from_utf8(id)
-                .map_err(|_| ApiError::InvalidClient(ClientError::Malformed))?;
+            let id = String::from_utf8(id).map_err(|_| invalid_client(ClientError::Malformed))?;
             if body_id.is_some_and(|body_id| body_id != id) {
-                return Err(ApiError::InvalidRequest(
-                    "client_id differs from the Basic credentials".into(),
+                return Err(ApiError::invalid(
+                    "client_id differs from the Basic credentials",
                 ));
             }
             (id, secret)
         }
         (None, Some(secret)) => {
-            let id = body_id.ok_or_else(|| {
-                ApiError::InvalidRequest("client_secret without client_id".into())
-            })?;
+            let id = body_id.ok_or_else(|| ApiError::invalid("client_secret without client_id"))?;
             (id.to_owned(), secret.as_bytes().to_vec())
         }
-        (None, None) => return Err(ApiError::InvalidClient(ClientError::Missing)),
+        (None, None) => return Err(invalid_client(ClientError::Missing)),
     };
-    Ok(app.authenticate_oauth_client(&id, secret, attempt).await?)
+    Ok(ClientCredentials { id, secret })
 }
 
 /// `application/x-www-form-urlencoded` decoding of one value (`+` is a space).
@@ -283,42 +195,6 @@ fn form_decode(raw: &[u8]) -> Vec<u8> {
         .map(|&b| if b == b'+' { b' ' } else { b })
         .collect();
     percent_decode(&spaced).collect()
-}
-
-/// RFC 8414 metadata (`/.well-known/oauth-authorization-server`).
-pub fn metadata(app: &App, base: &str) -> Map<String, Value> {
-    let auth_methods = json!(["client_secret_basic", "client_secret_post"]);
-    let mut metadata = Map::new();
-    let mut put = |key: &str, value: Value| {
-        metadata.insert(key.to_owned(), value);
-    };
-    put("issuer", app.issuer.clone().into());
-    put("token_endpoint", format!("{base}/oauth/token").into());
-    put("jwks_uri", format!("{base}/.well-known/jwks.json").into());
-    put(
-        "introspection_endpoint",
-        format!("{base}/oauth/introspect").into(),
-    );
-    put("revocation_endpoint", format!("{base}/oauth/revoke").into());
-    put(
-        "grant_types_supported",
-        json!(["client_credentials", "refresh_token"]),
-    );
-    put("response_types_supported", json!([]));
-    put(
-        "token_endpoint_auth_methods_supported",
-        auth_methods.clone(),
-    );
-    put(
-        "introspection_endpoint_auth_methods_supported",
-        auth_methods.clone(),
-    );
-    put("revocation_endpoint_auth_methods_supported", auth_methods);
-    put(
-        "scopes_supported",
-        json!(app.oauth_clients.scopes_supported()),
-    );
-    metadata
 }
 
 #[cfg(test)]

@@ -6,18 +6,13 @@ use http::{Request, StatusCode};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{ApiError, Response, Route, bearer_token, json_response, now};
-use crate::app::App;
-use crate::session::per_user::describe;
+use super::{ApiError, Response, Route, bearer_token, json_response};
+use crate::service::{Gate, ServiceError};
 
 /// `GET /sessions`.
-pub async fn list<B>(app: &App, request: &Request<B>) -> Result<Response, ApiError> {
-    let token = bearer_token(request.headers())?.ok_or(ApiError::MissingToken)?;
-    let (claims, sessions) = app.sessions.own_sessions(token, now()).await?;
-    let sessions: Vec<_> = sessions
-        .iter()
-        .map(|s| describe(s, Some(claims.sid)))
-        .collect();
+pub async fn list<B>(gate: &Gate, request: &Request<B>) -> Result<Response, ApiError> {
+    let token = bearer_token(request.headers())?.ok_or(ServiceError::MissingToken)?;
+    let sessions = gate.own_sessions(token).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({ "sessions": sessions }),
@@ -26,12 +21,11 @@ pub async fn list<B>(app: &App, request: &Request<B>) -> Result<Response, ApiErr
 
 /// `DELETE /sessions/{sid}`: `200 {}`; `404` if it is not one of the
 /// caller's live sessions.
-pub async fn end<B>(app: &App, request: &Request<B>) -> Result<Response, ApiError> {
-    let token = bearer_token(request.headers())?.ok_or(ApiError::MissingToken)?;
+pub async fn end<B>(gate: &Gate, request: &Request<B>) -> Result<Response, ApiError> {
+    let token = bearer_token(request.headers())?.ok_or(ServiceError::MissingToken)?;
     let sid = Route::id(request.uri().path())
         .and_then(|id| Uuid::try_parse(&id).ok())
-        .ok_or(ApiError::UnknownSession)?;
-    app.sessions.end_own_session(token, sid, now()).await?;
-    tracing::info!(%sid, "session ended by its user");
+        .ok_or(ServiceError::NotFound("no such session of yours"))?;
+    gate.end_own_session(token, sid).await?;
     Ok(json_response(StatusCode::OK, &json!({})))
 }

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::session::TokenPair;
+use crate::service::TokenPair;
 
 #[derive(Serialize)]
 pub struct TokenPairBody {

@@ -45,7 +45,7 @@ use super::connections::grpc::{self as conns, Call, Grpc, Timeouts};
 use super::connections::{Admission, Conn, Ended, Tracker};
 use super::socket::Socket;
 use super::{ACCEPT_BACKOFF, AbortOnDrop};
-use crate::app::App;
+use crate::service::Gate;
 
 /// The longest a call may take to answer; then `CANCELLED` for the caller.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -61,8 +61,8 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// shuts every connection down gracefully (calls in flight finish, health
 /// watches end) and returns once all are closed (the caller bounds how
 /// long, as for HTTP).
-pub(super) async fn serve(listener: TcpListener, app: Arc<App>, stop: watch::Receiver<()>) {
-    let (routes, reporter) = match crate::grpc::routes(&app, stop.clone()) {
+pub(super) async fn serve(listener: TcpListener, gate: Arc<Gate>, stop: watch::Receiver<()>) {
+    let (routes, reporter) = match crate::grpc::routes(&gate, stop.clone()) {
         Ok(built) => built,
         Err(e) => {
             // The descriptors are compiled in: only a build defect gets here.
@@ -71,10 +71,10 @@ pub(super) async fn serve(listener: TcpListener, app: Arc<App>, stop: watch::Rec
         }
     };
     let _health = AbortOnDrop(tokio::spawn(crate::grpc::follow_health(
-        app.clone(),
+        gate.clone(),
         reporter,
     )));
-    let settings = &app.grpc;
+    let settings = gate.grpc_settings();
     let timeouts = Timeouts {
         handshake: settings.handshake_timeout,
         idle: settings.idle_timeout,
@@ -87,7 +87,7 @@ pub(super) async fn serve(listener: TcpListener, app: Arc<App>, stop: watch::Rec
         .keep_alive_timeout(KEEPALIVE_TIMEOUT);
     let mut tracker = Tracker::<Grpc>::new(
         settings.max_connections,
-        app.metrics.grpc_open_connections(),
+        gate.metrics().grpc_open_connections(),
     );
     let local_addr = listener.local_addr().ok();
     let mut stopped = stop.clone();

@@ -9,7 +9,7 @@
 
 use uuid::Uuid;
 
-use super::{SessionError, Sessions, secs};
+use super::{SessionError, Sessions};
 use crate::store::{Revocation, SessionInfo, SessionStore};
 use crate::time::Millis;
 use crate::tokens::AccessClaims;
@@ -90,15 +90,4 @@ impl<S: SessionStore> Sessions<S> {
     pub async fn logout_user(&self, owner: &str) -> Result<u64, SessionError> {
         Ok(self.store.end_all(owner).await?)
     }
-}
-
-/// A session as the API lists it: times in seconds, like JWT claims.
-pub fn describe(session: &SessionInfo, current: Option<Uuid>) -> serde_json::Value {
-    serde_json::json!({
-        "session_id": session.sid,
-        "created_at": secs(session.created_at),
-        "last_active": secs(session.last_active),
-        "client_id": session.client,
-        "current": current == Some(session.sid),
-    })
 }

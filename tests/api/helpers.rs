@@ -10,7 +10,6 @@ use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::Full;
 use serde_json::{Value, json};
-use tokengate::app::App;
 use tokengate::config::{Secret, Settings};
 use tokengate::server::Listeners;
 use tokengate::store::memory::MemoryStore;
@@ -172,7 +171,7 @@ impl Drop for Cluster {
 
 impl Replica {
     pub async fn spawn(settings: &Settings, store: Store) -> Self {
-        let app = App::with_store(settings, store).expect("build app");
+        let app = tokengate::app::with_store(settings, store).expect("build app");
         app.migrate().await.expect("migrations");
         app.load_clients().await.expect("stored clients");
         let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");

@@ -247,7 +247,7 @@ async fn removing_the_last_stored_login_client_never_opens_login() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_with_no_login_client_anywhere_does_not_start() {
     let c = Cluster::start_with(Backend::Redis, 0, |s| s.login.open = false).await;
-    let app = tokengate::app::App::with_store(&c.settings, c.new_store()).unwrap();
+    let app = tokengate::app::with_store(&c.settings, c.new_store()).unwrap();
     app.migrate().await.unwrap();
     let error = app.load_clients().await.expect_err("refused").to_string();
     assert!(error.starts_with("login.clients: "), "{error}");
