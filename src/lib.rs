@@ -29,6 +29,13 @@
 //! Data flows one way: request → `http` → `session` → `store`, and for
 //! accounts request → `http` → `users` → `db`.
 
+// The futures of the handlers that reach the database (sqlx) nest deeper than
+// the default 128 queries when rustc computes their layouts from scratch: a
+// fresh, non-incremental build (the Docker image, CI on a new machine) stops
+// with "queries overflow the depth limit", while a warm incremental cache
+// can hide it.
+#![recursion_limit = "256"]
+
 pub mod admin;
 pub mod api_tokens;
 pub mod app;
