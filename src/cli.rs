@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use crate::api_tokens::NewApiToken;
 use crate::config::SigningAlgorithm;
 use crate::db::ClientKind;
-use crate::ops::clients::NewClient;
+use crate::ops::clients::{ClientAction, NewClient};
+use crate::ops::tokens::TokenAction;
 
 pub const USAGE: &str = "\
 usage: tokengate [--config PATH]              run the service
@@ -67,23 +68,6 @@ pub enum Command {
     },
     Help,
     Version,
-}
-
-/// `tokengate client …`.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ClientAction {
-    Add(NewClient),
-    List,
-    Remove { id: String },
-}
-
-/// `tokengate token …`.
-#[derive(Debug, PartialEq, Eq)]
-pub enum TokenAction {
-    Create(NewApiToken),
-    List { all: bool },
-    Info { id: String },
-    Revoke { id: String },
 }
 
 /// The options given, before we know which subcommand may take them.
