@@ -14,6 +14,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Serving loads the configuration whole; the other commands read it and
+    // resolve the sections they use (ops).
     let result = match command {
         Command::Help => {
             println!("{}", cli::USAGE);
@@ -29,20 +31,20 @@ fn main() -> ExitCode {
         Command::GenKey { algorithm } => {
             tokengate::tokens::keys::generate_private_key(algorithm).map(|pem| print!("{pem}"))
         }
-        Command::Healthcheck { config } => Settings::load(config.as_deref())
+        Command::Healthcheck { config } => Settings::read(config.as_deref())
             .map_err(|e| e.to_string())
             .and_then(|settings| runtime()?.block_on(ops::healthcheck(&settings.server))),
-        Command::Migrate { config } => Settings::load(config.as_deref())
+        Command::Migrate { config } => Settings::read(config.as_deref())
             .map_err(|e| e.to_string())
             .and_then(|settings| runtime()?.block_on(ops::migrate(&settings.database))),
-        Command::Client { config, action } => Settings::load(config.as_deref())
+        Command::Client { config, action } => Settings::read(config.as_deref())
             .map_err(|e| e.to_string())
             .and_then(|settings| runtime()?.block_on(ops::clients::run(&settings, action))),
         Command::Token {
             config,
             action,
             json,
-        } => Settings::load(config.as_deref())
+        } => Settings::read(config.as_deref())
             .map_err(|e| e.to_string())
             .and_then(|settings| runtime()?.block_on(ops::tokens::run(&settings, action, json))),
         Command::Serve { config } => Settings::load(config.as_deref())
