@@ -289,7 +289,30 @@ fn invalid_configuration_stops_start_up_with_one_line() {
     assert!(stderr.contains("missing.yml"), "{stderr}");
     let (status, _, stderr) = run(&["--frobnicate"], &[], None);
     assert_eq!(status.code(), Some(2));
-    assert!(stderr.contains("usage"), "{stderr}");
+    // clap's wording: "Usage: tokengate [OPTIONS] [COMMAND]".
+    assert!(stderr.contains("Usage: tokengate"), "{stderr}");
+}
+
+/// The command line: `--version`, a command's own `--help` on standard
+/// output, and a bad value a usage error (exit 2) with that command's usage.
+#[test]
+fn version_help_and_usage_errors() {
+    let (status, stdout, _) = run(&["--version"], &[], None);
+    assert!(status.success());
+    assert_eq!(stdout, format!("tokengate {}\n", env!("CARGO_PKG_VERSION")));
+    let (status, stdout, _) = run(&["token", "create", "--help"], &[], None);
+    assert!(status.success());
+    assert!(
+        stdout.contains("Usage: tokengate token create") && stdout.contains("--ttl <DAYS>"),
+        "{stdout}"
+    );
+    let (status, stdout, stderr) = run(&["client", "add", "b", "--kind", "robot"], &[], None);
+    assert_eq!(status.code(), Some(2));
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("'robot'") && stderr.contains("Usage: tokengate client add"),
+        "{stderr}"
+    );
 }
 
 /// A command checks only the configuration it uses: `migrate`,
