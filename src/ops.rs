@@ -3,11 +3,12 @@
 //! ([`tokens`]). The command line is parsed in `cli`, which this never sees.
 //!
 //! Serving takes the configuration resolved and checked whole
-//! ([`Settings::load`]); the other commands take it as read
-//! ([`Settings::read`]) and resolve only the sections they use, so a key
-//! they do not use cannot stop them: the database for `migrate`, `client`
-//! and `token`, the cache for `token revoke`, `server.host` and `server.port`
-//! (plain values) for `healthcheck`.
+//! ([`Settings::load`](crate::config::Settings::load)); the other commands
+//! take it as read ([`Settings::read`](crate::config::Settings::read)) and
+//! resolve only the sections they use, so a key they do not use cannot stop
+//! them: the database for `migrate`, `client` and `token`, the cache for
+//! `token revoke`, `server.host` and `server.port` (plain values) for
+//! `healthcheck`.
 
 pub mod clients;
 pub mod serve;
@@ -19,8 +20,6 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-#[cfg(doc)]
-use crate::config::Settings;
 use crate::config::{DatabaseSettings, ServerSettings};
 use crate::db::{Database, DurableStore};
 
