@@ -1,510 +1,284 @@
-//! Command line: which subcommand, which config file. Small enough that a
-//! hand-written parser is clearer than a dependency.
+//! The command line, declared with clap: the commands, their arguments and
+//! `--config`. What a command does is in [`crate::ops`], which never sees
+//! these types; `main` loads the configuration the command uses and runs it.
 
-use std::iter::Peekable;
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::api_tokens::NewApiToken;
 use crate::config::SigningAlgorithm;
 use crate::db::ClientKind;
-use crate::ops::clients::NewClient;
+use crate::ops::clients::{ClientAction, NewClient};
+use crate::ops::tokens::TokenAction;
 
-pub const USAGE: &str = "\
-usage: tokengate [--config PATH]              run the service
-       tokengate migrate [--config PATH]      apply the database migrations and exit
-       tokengate client add ID --kind login|oauth [--scopes A B ...] [--refresh-tokens]
-                            [--rate-limit N] [--config PATH]
-                                              keep a client in the database; prints its new
-                                              secret once (only its argon2id hash is stored)
-       tokengate client list [--config PATH]  the clients in the database: id, kind, scopes, created
-       tokengate client remove ID [--config PATH]
-                                              remove a client from the database
-       tokengate token create NAME [--scopes A B ...] [--ttl DAYS] [--json] [--config PATH]
-                                              create an API token; prints it once (only its
-                                              SHA-256 is stored)
-       tokengate token list [--all] [--json] [--config PATH]
-                                              the active API tokens (--all: revoked and expired too)
-       tokengate token info ID [--json] [--config PATH]
-                                              one API token's record
-       tokengate token revoke ID [--json] [--config PATH]
-                                              revoke an API token on every replica at once
-       tokengate hash-secret                  read a secret (client, admin token) on stdin, print
-                                              its argon2id hash
-       tokengate healthcheck [--config PATH]  exit 0 if this host's replica answers GET /ping
-       tokengate gen-key --algorithm ALG      print a new PKCS#8 PEM signing key (EdDSA, ES256, RS256)
-       tokengate --help | --version
-
+/// Under the help: where the configuration comes from, and which of it
+/// each command checks.
+const CONFIGURATION: &str = "\
 Configuration: config.yml in the working directory (or --config PATH), then
 TOKENGATE__SECTION__KEY environment variables, e.g. TOKENGATE__SERVER__PORT=9000.
-migrate, client and token use the database of database.url, as the service does; every
-replica sees a client added or removed within database.clients_refresh (default 5s),
-a token revoked at once (token revoke also clears it from the cache in cache.url).";
+Running the service checks all of it; a command checks only what it uses: migrate,
+client and token the database of database.url (token revoke also the cache of
+cache.url), healthcheck server.host and server.port.";
 
-#[derive(Debug, PartialEq, Eq)]
+/// A stateless JWT session service for NGINX auth_request. Without a
+/// command, it runs the service.
+#[derive(Debug, PartialEq, Eq, Parser)]
+#[command(name = "tokengate", version, after_help = CONFIGURATION)]
+pub struct Cli {
+    /// The configuration file [default: config.yml in the working directory, if there is one]
+    #[arg(short, long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
 pub enum Command {
-    Serve {
-        config: Option<PathBuf>,
-    },
-    Migrate {
-        config: Option<PathBuf>,
-    },
-    Client {
-        config: Option<PathBuf>,
-        action: ClientAction,
-    },
-    Token {
-        config: Option<PathBuf>,
-        action: TokenAction,
-        /// JSON on standard output instead of a table.
-        json: bool,
-    },
+    /// Apply the database migrations and exit
+    Migrate(ConfigFile),
+    /// Clients kept in the database, beside those in config.yml
+    ///
+    /// Every replica sees a client added or removed within
+    /// database.clients_refresh (default 5s).
+    Client(ClientCommand),
+    /// API tokens kept in the database
+    ///
+    /// Every replica refuses a revoked token at once: token revoke also
+    /// clears it from the cache of cache.url.
+    Token(TokenCommand),
+    /// Read a secret (client, admin token) on stdin, print its argon2id hash
     HashSecret,
-    Healthcheck {
-        config: Option<PathBuf>,
-    },
+    /// Exit 0 if this host's replica answers GET /ping
+    ///
+    /// For container health checks: the image needs no curl.
+    Healthcheck(ConfigFile),
+    /// Print a new PKCS#8 PEM signing key
     GenKey {
+        /// EdDSA, ES256 or RS256
+        #[arg(long, value_name = "ALG")]
         algorithm: SigningAlgorithm,
     },
-    Help,
-    Version,
+}
+
+/// `--config PATH` of a command that reads the configuration; given before
+/// the command, it is the same option.
+#[derive(Debug, PartialEq, Eq, Args)]
+pub struct ConfigFile {
+    /// The configuration file [default: config.yml in the working directory, if there is one]
+    #[arg(short, long, value_name = "PATH", global = true)]
+    config: Option<PathBuf>,
 }
 
 /// `tokengate client …`.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ClientAction {
-    Add(NewClient),
+#[derive(Debug, PartialEq, Eq, Args)]
+pub struct ClientCommand {
+    #[command(flatten)]
+    file: ConfigFile,
+    #[command(subcommand)]
+    action: ClientVerb,
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+enum ClientVerb {
+    /// Keep a client in the database; prints its new secret once
+    ///
+    /// The secret goes to standard output, the rest to standard error, so
+    /// SECRET=$(tokengate client add …) works. Only its argon2id hash is
+    /// stored: a lost secret means remove and add again.
+    Add(AddClient),
+    /// The clients in the database: id, kind, scopes, created
     List,
-    Remove { id: String },
+    /// Remove a client from the database
+    Remove {
+        /// The client's id
+        id: String,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq, Args)]
+struct AddClient {
+    /// The new client's id (no ':')
+    id: String,
+    /// A trusted caller of /login and /register, or a client of /oauth/token
+    #[arg(long, value_enum)]
+    kind: Kind,
+    /// OAuth only: the most it may ask for (several, or one quoted "a b")
+    #[arg(long, value_name = "SCOPE", num_args = 1.., value_parser = scope_words)]
+    scopes: Vec<Scopes>,
+    /// OAuth only: it gets refresh tokens
+    #[arg(long)]
+    refresh_tokens: bool,
+    /// OAuth only: token requests per minute; 0 = unlimited
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    rate_limit: u32,
+}
+
+/// `--kind`, as typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Kind {
+    Login,
+    Oauth,
 }
 
 /// `tokengate token …`.
-#[derive(Debug, PartialEq, Eq)]
-pub enum TokenAction {
-    Create(NewApiToken),
-    List { all: bool },
-    Info { id: String },
-    Revoke { id: String },
+#[derive(Debug, PartialEq, Eq, Args)]
+pub struct TokenCommand {
+    #[command(flatten)]
+    file: ConfigFile,
+    /// JSON on standard output (the admin API's shapes) instead of a table
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    action: TokenVerb,
 }
 
-/// The options given, before we know which subcommand may take them.
-#[derive(Default)]
-struct Options {
-    config: Option<PathBuf>,
-    algorithm: Option<String>,
-    kind: Option<String>,
-    scopes: Option<Vec<String>>,
-    refresh_tokens: bool,
-    rate_limit: Option<String>,
-    ttl: Option<String>,
-    all: bool,
-    json: bool,
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+enum TokenVerb {
+    /// Create an API token; prints it once
+    ///
+    /// Only its SHA-256 is stored: keep the token now.
+    Create {
+        /// What it is for, as listed
+        name: String,
+        /// The scopes it carries (several, or one quoted "a b")
+        #[arg(long, value_name = "SCOPE", num_args = 1.., value_parser = scope_words)]
+        scopes: Vec<Scopes>,
+        /// Days until it expires [default: never]
+        #[arg(long, value_name = "DAYS")]
+        ttl: Option<u32>,
+    },
+    /// The active API tokens
+    List {
+        /// Revoked and expired ones too
+        #[arg(long)]
+        all: bool,
+    },
+    /// One API token's record
+    Info {
+        /// The token's id (from token list)
+        id: String,
+    },
+    /// Revoke an API token on every replica at once
+    Revoke {
+        /// The token's id (from token list)
+        id: String,
+    },
 }
 
-/// Parses the arguments after the program name.
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
-    let mut args = args.into_iter().peekable();
-    let mut words = Vec::new();
-    let mut o = Options::default();
-    while let Some(arg) = args.next() {
-        // `--name=value` as well as `--name value`.
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        match flag {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
-            "-c" | "--config" => {
-                o.config = Some(value(&mut args, inline, "--config needs a path")?.into());
-            }
-            "--algorithm" => {
-                o.algorithm = Some(value(&mut args, inline, "--algorithm needs a value")?);
-            }
-            "--kind" => o.kind = Some(value(&mut args, inline, "--kind needs login or oauth")?),
-            "--rate-limit" => {
-                o.rate_limit = Some(value(&mut args, inline, "--rate-limit needs a number")?);
-            }
-            "--refresh-tokens" if inline.is_none() => o.refresh_tokens = true,
-            "--ttl" => o.ttl = Some(value(&mut args, inline, "--ttl needs a number of days")?),
-            "--all" if inline.is_none() => o.all = true,
-            "--json" if inline.is_none() => o.json = true,
-            "--scopes" => {
-                // Values up to the next option; "a b" in one argument counts as two.
-                let mut given: Vec<String> = inline.into_iter().collect();
-                while let Some(next) = args.next_if(|a| !a.starts_with('-')) {
-                    given.push(next);
-                }
-                let scopes: Vec<String> = given
-                    .iter()
-                    .flat_map(|v| v.split(' ').filter(|s| !s.is_empty()))
-                    .map(str::to_owned)
-                    .collect();
-                if scopes.is_empty() {
-                    return Err("--scopes needs at least one scope".into());
-                }
-                o.scopes.get_or_insert_default().extend(scopes);
-            }
-            _ if !arg.starts_with('-') => words.push(arg),
-            _ => return Err(format!("unexpected argument {arg:?}")),
-        }
+impl Cli {
+    /// The arguments of this process. A usage error exits 2 with the usage
+    /// line; `--help` and `--version` exit 0.
+    pub fn from_args() -> Self {
+        Self::try_from_args(std::env::args_os()).unwrap_or_else(|e| e.exit())
     }
-    let mut words = words.into_iter();
-    let command = match words.next().as_deref() {
-        None => Command::Serve {
-            config: o.config.take(),
-        },
-        Some("migrate") => Command::Migrate {
-            config: o.config.take(),
-        },
-        Some("healthcheck") => Command::Healthcheck {
-            config: o.config.take(),
-        },
-        Some("hash-secret") => Command::HashSecret,
-        Some("gen-key") => Command::GenKey {
-            algorithm: o
-                .algorithm
-                .take()
-                .ok_or("gen-key needs --algorithm")?
-                .parse()?,
-        },
-        Some("client") => {
-            let action = match words.next().as_deref() {
-                Some("add") => ClientAction::Add(new_client(&mut o, words.next())?),
-                Some("list") => ClientAction::List,
-                Some("remove") => ClientAction::Remove {
-                    id: words.next().ok_or("client remove needs the client's ID")?,
-                },
-                _ => return Err("client needs add, list or remove".into()),
-            };
-            Command::Client {
-                config: o.config.take(),
-                action,
-            }
-        }
-        Some("token") => {
-            let verb = words.next();
-            let mut id = || {
-                words.next().ok_or_else(|| {
-                    format!(
-                        "token {} needs the token's ID",
-                        verb.as_deref().unwrap_or("")
-                    )
-                })
-            };
-            let action = match verb.as_deref() {
-                Some("create") => TokenAction::Create(new_token(&mut o, id().ok())?),
-                Some("list") => TokenAction::List {
-                    all: std::mem::take(&mut o.all),
-                },
-                Some("info") => TokenAction::Info { id: id()? },
-                Some("revoke") => TokenAction::Revoke { id: id()? },
-                _ => return Err("token needs create, list, info or revoke".into()),
-            };
-            Command::Token {
-                config: o.config.take(),
-                action,
-                json: std::mem::take(&mut o.json),
-            }
-        }
-        Some(other) => return Err(format!("unexpected argument {other:?}")),
-    };
-    if let Some(extra) = words.next() {
-        return Err(format!("unexpected argument {extra:?}"));
-    }
-    if o.config.is_some() {
-        return Err("hash-secret and gen-key take no --config".into());
-    }
-    if o.algorithm.is_some() {
-        return Err("only gen-key takes --algorithm".into());
-    }
-    if o.kind.is_some() || o.scopes.is_some() || o.refresh_tokens || o.rate_limit.is_some() {
-        return Err(
-            "--kind, --scopes, --refresh-tokens and --rate-limit are for client add \
-             (--scopes also for token create)"
-                .into(),
+
+    /// Parses `args`, the program's name first.
+    pub fn try_from_args(
+        args: impl IntoIterator<Item = impl Into<OsString>>,
+    ) -> Result<Self, clap::Error> {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let cli = Self::try_parse_from(&args).map_err(|e| with_usage(e, &args))?;
+        let reads_no_config = matches!(
+            cli.command,
+            Some(Command::HashSecret | Command::GenKey { .. })
         );
+        if cli.config.is_some() && reads_no_config {
+            return Err(Self::command().error(
+                ErrorKind::ArgumentConflict,
+                "hash-secret and gen-key read no configuration: they take no --config",
+            ));
+        }
+        Ok(cli)
     }
-    if o.ttl.is_some() || o.all || o.json {
-        return Err("--ttl is for token create, --all for token list, --json for token".into());
+
+    /// The configuration file given, after the command or before it.
+    pub fn config_file(&self) -> Option<&Path> {
+        let after = match &self.command {
+            Some(Command::Migrate(file) | Command::Healthcheck(file)) => Some(file),
+            Some(Command::Client(client)) => Some(&client.file),
+            Some(Command::Token(token)) => Some(&token.file),
+            Some(Command::HashSecret | Command::GenKey { .. }) | None => None,
+        };
+        after
+            .and_then(|file| file.config.as_deref())
+            .or(self.config.as_deref())
     }
-    Ok(command)
 }
 
-/// The next argument, or the one after `=`.
-fn value(
-    args: &mut Peekable<impl Iterator<Item = String>>,
-    inline: Option<String>,
-    missing: &str,
-) -> Result<String, String> {
-    inline
-        .or_else(|| args.next_if(|a| !a.starts_with('-')))
-        .ok_or_else(|| missing.to_owned())
+impl From<ClientCommand> for ClientAction {
+    fn from(command: ClientCommand) -> Self {
+        match command.action {
+            ClientVerb::Add(add) => ClientAction::Add(NewClient {
+                id: add.id,
+                kind: match add.kind {
+                    Kind::Login => ClientKind::Login,
+                    Kind::Oauth => ClientKind::OAuth,
+                },
+                scopes: scopes(add.scopes),
+                refresh_tokens: add.refresh_tokens,
+                rate_limit: add.rate_limit,
+            }),
+            ClientVerb::List => ClientAction::List,
+            ClientVerb::Remove { id } => ClientAction::Remove { id },
+        }
+    }
 }
 
-/// `client add ID --kind …`, taking the options it uses.
-fn new_client(o: &mut Options, id: Option<String>) -> Result<NewClient, String> {
-    let id = id.ok_or("client add needs the new client's ID")?;
-    let kind = o.kind.take().ok_or("client add needs --kind login|oauth")?;
-    let kind = ClientKind::parse(&kind).ok_or("--kind must be login or oauth")?;
-    let rate_limit = match o.rate_limit.take() {
-        None => 0,
-        Some(text) => text
-            .parse()
-            .map_err(|_| "--rate-limit must be a whole number of requests per minute")?,
-    };
-    Ok(NewClient {
-        id,
-        kind,
-        scopes: o.scopes.take().unwrap_or_default(),
-        refresh_tokens: std::mem::take(&mut o.refresh_tokens),
-        rate_limit,
-    })
+impl From<TokenCommand> for TokenAction {
+    fn from(command: TokenCommand) -> Self {
+        match command.action {
+            TokenVerb::Create {
+                name,
+                scopes: s,
+                ttl,
+            } => TokenAction::Create(NewApiToken {
+                name,
+                scopes: scopes(s),
+                ttl_days: ttl,
+            }),
+            TokenVerb::List { all } => TokenAction::List { all },
+            TokenVerb::Info { id } => TokenAction::Info { id },
+            TokenVerb::Revoke { id } => TokenAction::Revoke { id },
+        }
+    }
 }
 
-/// `token create NAME [--scopes …] [--ttl DAYS]`, taking the options it uses.
-fn new_token(o: &mut Options, name: Option<String>) -> Result<NewApiToken, String> {
-    let name = name.ok_or("token create needs the new token's NAME")?;
-    let ttl_days = match o.ttl.take() {
-        None => None,
-        Some(text) => Some(
-            text.parse()
-                .map_err(|_| "--ttl must be a whole number of days")?,
-        ),
-    };
-    Ok(NewApiToken {
-        name,
-        scopes: o.scopes.take().unwrap_or_default(),
-        ttl_days,
-    })
+/// `error` with the usage line of the command `args` name, where clap leaves
+/// it out (a bad value): every usage error shows one.
+fn with_usage(mut error: clap::Error, args: &[OsString]) -> clap::Error {
+    if error.exit_code() != 2 || error.get(ContextKind::Usage).is_some() {
+        return error;
+    }
+    let mut cli = Cli::command();
+    cli.build();
+    let mut command = &cli;
+    for word in args.iter().skip(1).filter_map(|a| a.to_str()) {
+        command = command.find_subcommand(word).unwrap_or(command);
+    }
+    let usage = command.clone().render_usage();
+    error.insert(ContextKind::Usage, ContextValue::StyledStr(usage));
+    error
+}
+
+/// One argument of `--scopes`: a scope, or several apart by spaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Scopes(Vec<String>);
+
+fn scope_words(arg: &str) -> Result<Scopes, &'static str> {
+    let words: Vec<String> = arg.split_whitespace().map(str::to_owned).collect();
+    if words.is_empty() {
+        return Err("no scope in it");
+    }
+    Ok(Scopes(words))
+}
+
+/// Every `--scopes` argument's scopes, in order.
+fn scopes(given: Vec<Scopes>) -> Vec<String> {
+    given.into_iter().flat_map(|Scopes(words)| words).collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(args: &[&str]) -> Result<Command, String> {
-        parse(args.iter().map(|s| s.to_string()))
-    }
-
-    #[test]
-    fn commands() {
-        assert_eq!(p(&[]), Ok(Command::Serve { config: None }));
-        assert_eq!(
-            p(&["--config", "a.yml"]),
-            Ok(Command::Serve {
-                config: Some("a.yml".into())
-            })
-        );
-        assert_eq!(
-            p(&["--config=b.yml", "healthcheck"]),
-            Ok(Command::Healthcheck {
-                config: Some("b.yml".into())
-            })
-        );
-        assert_eq!(p(&["hash-secret"]), Ok(Command::HashSecret));
-        assert_eq!(p(&["--help"]), Ok(Command::Help));
-        assert!(p(&["--config"]).is_err());
-        assert!(p(&["serve-forever"]).is_err());
-        assert!(p(&["hash-secret", "hash-secret"]).is_err());
-        assert!(p(&["hash-secret", "--config", "a.yml"]).is_err());
-        assert_eq!(
-            p(&["gen-key", "--algorithm", "EdDSA"]),
-            Ok(Command::GenKey {
-                algorithm: SigningAlgorithm::EdDSA
-            })
-        );
-        assert!(p(&["gen-key"]).is_err());
-        assert!(p(&["gen-key", "--algorithm=HS512"]).is_err());
-        assert!(p(&["--algorithm", "EdDSA"]).is_err());
-        assert_eq!(
-            p(&["migrate", "-c", "c.yml"]),
-            Ok(Command::Migrate {
-                config: Some("c.yml".into())
-            })
-        );
-        assert!(p(&["migrate", "now"]).is_err());
-    }
-
-    fn client(action: ClientAction) -> Result<Command, String> {
-        Ok(Command::Client {
-            config: None,
-            action,
-        })
-    }
-
-    #[test]
-    fn client_subcommands() {
-        assert_eq!(
-            p(&[
-                "client",
-                "add",
-                "billing",
-                "--kind",
-                "oauth",
-                "--scopes",
-                "read",
-                "write",
-                "--refresh-tokens",
-                "--rate-limit=600",
-                "--config",
-                "x.yml"
-            ]),
-            Ok(Command::Client {
-                config: Some("x.yml".into()),
-                action: ClientAction::Add(NewClient {
-                    id: "billing".into(),
-                    kind: ClientKind::OAuth,
-                    scopes: vec!["read".into(), "write".into()],
-                    refresh_tokens: true,
-                    rate_limit: 600,
-                }),
-            })
-        );
-        assert_eq!(
-            p(&["client", "add", "web", "--kind=login"]),
-            client(ClientAction::Add(NewClient {
-                id: "web".into(),
-                kind: ClientKind::Login,
-                scopes: vec![],
-                refresh_tokens: false,
-                rate_limit: 0,
-            }))
-        );
-        let Ok(Command::Client {
-            action: ClientAction::Add(quoted),
-            ..
-        }) = p(&[
-            "client",
-            "add",
-            "b",
-            "--kind",
-            "oauth",
-            "--scopes=read write",
-            "jobs",
-        ])
-        else {
-            panic!("quoted scopes");
-        };
-        assert_eq!(quoted.scopes, ["read", "write", "jobs"]);
-        assert_eq!(p(&["client", "list"]), client(ClientAction::List));
-        assert_eq!(
-            p(&["client", "remove", "billing"]),
-            client(ClientAction::Remove {
-                id: "billing".into()
-            })
-        );
-        for bad in [
-            &["client"][..],
-            &["client", "show"],
-            &["client", "add", "--kind", "oauth"],
-            &["client", "add", "b"],
-            &["client", "add", "b", "--kind", "robot"],
-            &["client", "add", "b", "--kind", "oauth", "--scopes"],
-            &[
-                "client",
-                "add",
-                "b",
-                "--kind",
-                "oauth",
-                "--rate-limit",
-                "-1",
-            ],
-            &[
-                "client",
-                "add",
-                "b",
-                "--kind",
-                "oauth",
-                "--rate-limit",
-                "lots",
-            ],
-            &[
-                "client",
-                "add",
-                "b",
-                "--kind",
-                "oauth",
-                "--refresh-tokens=yes",
-            ],
-            &["client", "list", "extra"],
-            &["client", "list", "--kind", "oauth"],
-            &["client", "remove"],
-            &["client", "remove", "a", "b"],
-            &["--scopes", "read"],
-            &["healthcheck", "--refresh-tokens"],
-        ] {
-            assert!(p(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    fn token(action: TokenAction, json: bool) -> Result<Command, String> {
-        Ok(Command::Token {
-            config: None,
-            action,
-            json,
-        })
-    }
-
-    #[test]
-    fn token_subcommands() {
-        assert_eq!(
-            p(&[
-                "token", "create", "billing", "--scopes", "read", "write", "--ttl", "30", "--json"
-            ]),
-            token(
-                TokenAction::Create(NewApiToken {
-                    name: "billing".into(),
-                    scopes: vec!["read".into(), "write".into()],
-                    ttl_days: Some(30),
-                }),
-                true
-            )
-        );
-        assert_eq!(
-            p(&["token", "create", "ci", "--config", "x.yml"]),
-            Ok(Command::Token {
-                config: Some("x.yml".into()),
-                action: TokenAction::Create(NewApiToken {
-                    name: "ci".into(),
-                    scopes: vec![],
-                    ttl_days: None,
-                }),
-                json: false,
-            })
-        );
-        assert_eq!(
-            p(&["token", "list", "--all"]),
-            token(TokenAction::List { all: true }, false)
-        );
-        assert_eq!(
-            p(&["token", "list"]),
-            token(TokenAction::List { all: false }, false)
-        );
-        assert_eq!(
-            p(&["token", "info", "abc", "--json"]),
-            token(TokenAction::Info { id: "abc".into() }, true)
-        );
-        assert_eq!(
-            p(&["token", "revoke", "abc"]),
-            token(TokenAction::Revoke { id: "abc".into() }, false)
-        );
-        for bad in [
-            &["token"][..],
-            &["token", "show", "x"],
-            &["token", "create"],
-            &["token", "create", "a", "--ttl", "soon"],
-            &["token", "create", "a", "--ttl", "-3"],
-            &["token", "create", "a", "--all"],
-            &["token", "list", "--ttl", "3"],
-            &["token", "list", "--scopes", "a"],
-            &["token", "info"],
-            &["token", "revoke"],
-            &["token", "revoke", "a", "b"],
-            &["token", "list", "--json=yes"],
-            &["client", "list", "--json"],
-            &["--all"],
-        ] {
-            assert!(p(bad).is_err(), "{bad:?}");
-        }
-    }
-}
+mod tests;

@@ -23,11 +23,13 @@
 //!   SQLite or PostgreSQL.
 //! - [`events`] — the outbox relay to the Redis stream `tg:events`.
 //! - [`grpc`] — `realchat.auth.v1.AuthApi` over tonic, beside `http`.
-//! - [`cli`] and [`ops`] — command line and its non-serving subcommands
-//!   (`migrate`, `client add|list|remove`, `hash-secret`, `healthcheck`).
+//! - [`cli`] — the command line (clap); [`ops`] — what each command does
+//!   (serve, `migrate`, `client`, `token`, `hash-secret`, `healthcheck`),
+//!   given plain data: `ops` never sees `cli`.
 //!
 //! Data flows one way: request → `http` → `session` → `store`, and for
 //! accounts request → `http` → `users` → `db`.
+
 
 pub mod admin;
 pub mod api_tokens;

@@ -1,56 +1,15 @@
-//! `tokengate`: parse arguments, load configuration, start logging, serve.
+//! `tokengate`: parse arguments, load the configuration the command uses,
+//! start logging when serving, run.
 
+use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use tokengate::cli::{self, Command};
+use tokengate::cli::{Cli, Command};
 use tokengate::config::Settings;
-use tokengate::{app, ops, server, telemetry};
+use tokengate::{ops, telemetry};
 
 fn main() -> ExitCode {
-    let command = match cli::parse(std::env::args().skip(1)) {
-        Ok(command) => command,
-        Err(e) => {
-            eprintln!("tokengate: {e}\n\n{}", cli::USAGE);
-            return ExitCode::from(2);
-        }
-    };
-    let result = match command {
-        Command::Help => {
-            println!("{}", cli::USAGE);
-            Ok(())
-        }
-        Command::Version => {
-            println!("tokengate {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
-        Command::HashSecret => ops::hash_secret_from(std::io::stdin().lock()).map(|hash| {
-            println!("{hash}");
-        }),
-        Command::GenKey { algorithm } => {
-            tokengate::tokens::keys::generate_private_key(algorithm).map(|pem| print!("{pem}"))
-        }
-        Command::Healthcheck { config } => Settings::load(config.as_deref())
-            .map_err(|e| e.to_string())
-            .and_then(|settings| runtime()?.block_on(ops::healthcheck(&settings))),
-        Command::Migrate { config } => Settings::load(config.as_deref())
-            .map_err(|e| e.to_string())
-            .and_then(|settings| runtime()?.block_on(ops::migrate(&settings))),
-        Command::Client { config, action } => Settings::load(config.as_deref())
-            .map_err(|e| e.to_string())
-            .and_then(|settings| runtime()?.block_on(ops::clients::run(&settings, action))),
-        Command::Token {
-            config,
-            action,
-            json,
-        } => Settings::load(config.as_deref())
-            .map_err(|e| e.to_string())
-            .and_then(|settings| runtime()?.block_on(ops::tokens::run(&settings, action, json))),
-        Command::Serve { config } => Settings::load(config.as_deref())
-            .map_err(|e| e.to_string())
-            .and_then(|settings| runtime()?.block_on(serve(settings))),
-    };
-    match result {
+    match run(Cli::from_args()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tokengate: {e}");
@@ -59,102 +18,42 @@ fn main() -> ExitCode {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
+fn run(cli: Cli) -> Result<(), String> {
+    let file = cli.config_file().map(Path::to_path_buf);
+    let file = file.as_deref();
+    let Some(command) = cli.command else {
+        let settings = Settings::load(file).map_err(|e| e.to_string())?;
+        telemetry::init(&settings.logging);
+        return block_on(ops::serve::run(settings));
+    };
+    // Read, not loaded: each command resolves the sections it uses.
+    let read = || Settings::read(file).map_err(|e| e.to_string());
+    match command {
+        Command::HashSecret => {
+            let hash = ops::hash_secret_from(std::io::stdin().lock())?;
+            println!("{hash}");
+            Ok(())
+        }
+        Command::GenKey { algorithm } => {
+            let pem = tokengate::tokens::keys::generate_private_key(algorithm)?;
+            print!("{pem}");
+            Ok(())
+        }
+        Command::Healthcheck(_) => block_on(ops::healthcheck(&read()?.server)),
+        Command::Migrate(_) => block_on(ops::migrate(&read()?.database)),
+        Command::Client(client) => block_on(ops::clients::run(&read()?, client.into())),
+        Command::Token(token) => {
+            let json = token.json;
+            block_on(ops::tokens::run(&read()?, token.into(), json))
+        }
+    }
+}
+
+/// Runs `command` on a new runtime (after its configuration was read).
+fn block_on(command: impl Future<Output = Result<(), String>>) -> Result<(), String> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))
-}
-
-async fn serve(settings: Settings) -> Result<(), String> {
-    telemetry::init(&settings.logging);
-    let caps = server::fd_budget(&settings.server, &settings.grpc);
-    let limit = server::fd_limit::ensure(&caps).map_err(|e| e.to_string())?;
-    if let server::FdLimit::Raised { from, to } = limit {
-        let keys = server::fd_limit::keys(&caps);
-        tracing::info!(from, to, "raised the open-file limit for {keys}");
-    }
-    let app = app::build(&settings).map_err(|e| e.to_string())?;
-    app.migrate()
-        .await
-        .map_err(|e| format!("database.url: cannot apply migrations: {e}"))?;
-    app.load_clients().await.map_err(|e| e.to_string())?;
-    let address = (settings.server.host.as_str(), settings.server.port);
-    let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
-        format!(
-            "server.host/server.port: cannot listen on {}:{}: {e}",
-            address.0, address.1
-        )
-    })?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let admin = match settings.admin.listen_addr() {
-        Some(address) => Some(
-            tokio::net::TcpListener::bind(address)
-                .await
-                .map_err(|e| format!("admin.listen: cannot listen on {address}: {e}"))?,
-        ),
-        None => None,
-    };
-    let admin_address = admin.as_ref().and_then(|l| l.local_addr().ok());
-    let grpc = match settings.grpc.port {
-        0 => None,
-        port => {
-            let address = (settings.server.host.as_str(), port);
-            Some(tokio::net::TcpListener::bind(address).await.map_err(|e| {
-                format!(
-                    "server.host/grpc.port: cannot listen on {}:{}: {e}",
-                    address.0, address.1
-                )
-            })?)
-        }
-    };
-    let grpc_address = grpc.as_ref().and_then(|l| l.local_addr().ok());
-    let unix = match &settings.server.unix_socket {
-        Some(path) => Some(server::bind_unix(path).map_err(|e| {
-            format!(
-                "server.unix_socket: cannot listen on {}: {e}",
-                path.display()
-            )
-        })?),
-        None => None,
-    };
-    tracing::info!(address = %local, admin = ?admin_address, grpc = ?grpc_address, unix_socket = ?settings.server.unix_socket,
-        store = app.describe_stores().0, database = app.describe_stores().1, "tokengate listening");
-    let listeners = server::Listeners {
-        http: listener,
-        unix,
-        admin,
-        grpc,
-    };
-    server::serve(
-        listeners,
-        Arc::new(app),
-        shutdown_signal(),
-        settings.server.shutdown_timeout,
-    )
-    .await;
-    if let Some(path) = &settings.server.unix_socket {
-        let _ = std::fs::remove_file(path);
-    }
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// Resolves on SIGTERM (orchestrators) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = terminate => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?
+        .block_on(command)
 }

@@ -1,7 +1,17 @@
-//! The subcommands that do not serve: `hash-secret`, `healthcheck`,
-//! `migrate`, `client` ([`clients`]) and `token` ([`tokens`]).
+//! What each command does, given plain data: serving ([`serve`]),
+//! `hash-secret`, `healthcheck`, `migrate`, `client` ([`clients`]) and `token`
+//! ([`tokens`]). The command line is parsed in `cli`, which this never sees.
+//!
+//! Serving takes the configuration resolved and checked whole
+//! ([`Settings::load`](crate::config::Settings::load)); the other commands
+//! take it as read ([`Settings::read`](crate::config::Settings::read)) and
+//! resolve only the sections they use, so a key they do not use cannot stop
+//! them: the database for `migrate`, `client` and `token`, the cache for
+//! `token revoke`, `server.host` and `server.port` (plain values) for
+//! `healthcheck`.
 
 pub mod clients;
+pub mod serve;
 pub mod tokens;
 
 use std::io::BufRead;
@@ -10,13 +20,14 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::config::Settings;
+use crate::config::{DatabaseSettings, ServerSettings};
 use crate::db::{Database, DurableStore};
 
-/// The configured database with every migration applied, as the service
-/// opens it at start-up.
-pub async fn open_database(settings: &Settings) -> Result<Database, String> {
-    let db = Database::open(&settings.database).map_err(|e| format!("database.url: {e}"))?;
+/// The configured database, its section resolved and checked here, with
+/// every migration applied, as the service opens it at start-up.
+pub async fn open_database(database: &DatabaseSettings) -> Result<Database, String> {
+    let database = database.clone().resolved().map_err(|e| e.to_string())?;
+    let db = Database::open(&database).map_err(|e| format!("database.url: {e}"))?;
     db.migrate()
         .await
         .map_err(|e| format!("database.url: cannot apply migrations: {e}"))?;
@@ -24,8 +35,8 @@ pub async fn open_database(settings: &Settings) -> Result<Database, String> {
 }
 
 /// `tokengate migrate`: applies the migrations not yet applied, and exits.
-pub async fn migrate(settings: &Settings) -> Result<(), String> {
-    let db = open_database(settings).await?;
+pub async fn migrate(database: &DatabaseSettings) -> Result<(), String> {
+    let db = open_database(database).await?;
     eprintln!("the {} database is migrated", db.kind());
     Ok(())
 }
@@ -48,14 +59,14 @@ pub fn hash_secret_from(input: impl BufRead) -> Result<String, String> {
 /// `GET /ping` on the replica this configuration describes, via loopback
 /// when it listens on every address. For container health checks: the
 /// runtime image needs no curl.
-pub async fn healthcheck(settings: &Settings) -> Result<(), String> {
-    let host: IpAddr = match settings.server.host.parse() {
+pub async fn healthcheck(server: &ServerSettings) -> Result<(), String> {
+    let host: IpAddr = match server.host.parse() {
         Ok(IpAddr::V4(ip)) if ip.is_unspecified() => Ipv4Addr::LOCALHOST.into(),
         Ok(IpAddr::V6(ip)) if ip.is_unspecified() => Ipv6Addr::LOCALHOST.into(),
         Ok(ip) => ip,
         Err(_) => Ipv4Addr::LOCALHOST.into(),
     };
-    let address = (host, settings.server.port);
+    let address = (host, server.port);
     let probe = async {
         let mut stream = tokio::net::TcpStream::connect(address)
             .await

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, Secret, duration, positive};
+use super::{ConfigError, Secret, duration, positive, read_secret_file};
 
 /// The embedded default: a file next to the process, created on first start.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://tokengate.db?mode=rwc";
@@ -117,6 +117,23 @@ impl DatabaseSettings {
     pub fn is_postgres(&self) -> bool {
         let url = self.url.expose();
         url.starts_with("postgres://") || url.starts_with("postgresql://")
+    }
+
+    /// Reads `password_file` and checks the section: all a command that only
+    /// opens the database uses (`migrate`, `client`, `token`).
+    pub fn resolved(mut self) -> Result<Self, ConfigError> {
+        self.read_password_file()?;
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Puts the password of `password_file` into the URL.
+    pub(super) fn read_password_file(&mut self) -> Result<(), ConfigError> {
+        if let Some(path) = &self.password_file {
+            let password = read_secret_file("database.password_file", path)?;
+            self.url = Secret::new(with_postgres_password(self.url.expose(), &password)?);
+        }
+        Ok(())
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {

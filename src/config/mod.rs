@@ -3,8 +3,10 @@
 //! Sources, later ones winning: built-in defaults → the YAML file (`config.yml`
 //! or `--config PATH`) → `TOKENGATE__SECTION__KEY` environment variables.
 //! [`Settings::load`] also resolves `*_file` indirections and validates every
-//! value, so the rest of the crate never sees a half-valid configuration: an
-//! error names the offending key in one line and start-up stops.
+//! value, so the service never sees a half-valid configuration: an error names
+//! the offending key in one line and start-up stops. A command that uses a few
+//! sections [`Settings::read`]s the configuration and resolves only those
+//! ([`DatabaseSettings::resolved`], [`CacheSettings::resolved`]).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -189,6 +191,53 @@ impl Default for CacheSettings {
 }
 
 impl CacheSettings {
+    /// Reads the section's files and checks it: all a Redis client needs, for
+    /// a command that uses nothing else (`token revoke`).
+    pub fn resolved(mut self) -> Result<Self, ConfigError> {
+        self.read_files()?;
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Reads `password_file`, the sentinel's passwords and the `tls_*` files.
+    fn read_files(&mut self) -> Result<(), ConfigError> {
+        self.resolve_sentinel()?;
+        if let Some(path) = &self.password_file
+            && self.sentinel.is_none()
+        {
+            let password = read_secret_file("cache.password_file", path)?;
+            self.url = Secret(with_redis_password(self.url.expose(), &password)?);
+        }
+        self.read_tls_files()
+    }
+
+    /// Checks the section, its files read.
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_sentinel()?;
+        if !self.url.is_empty() {
+            let client = deadpool_redis::redis::Client::open(self.url.expose()).map_err(|_| {
+                ConfigError::new(
+                    "cache.url",
+                    "not a Redis URL (expected redis[s]://[:password@]host:port[/db])",
+                )
+            })?;
+            if let deadpool_redis::redis::ConnectionAddr::TcpTls { insecure: true, .. } =
+                client.get_connection_info().addr()
+            {
+                return Err(ConfigError::new(
+                    "cache.url",
+                    "#insecure (no certificate check) is not supported; \
+                     trust the server's CA with cache.tls_ca_file",
+                ));
+            }
+        }
+        self.validate_tls()?;
+        if self.pool_size == 0 {
+            return Err(ConfigError::new("cache.pool_size", "must be at least 1"));
+        }
+        positive("cache.timeout", self.timeout)
+    }
+
     /// Whether `url` asks for TLS (`rediss://`); `None` when it is no Redis URL.
     fn uses_tls(&self) -> Option<bool> {
         let client = deadpool_redis::redis::Client::open(self.url.expose()).ok()?;
@@ -568,7 +617,7 @@ impl Settings {
     /// Loads defaults, the file and the process environment, then resolves and
     /// validates. An explicitly given file must exist; the default one may not.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::load_from(path, config::Environment::with_prefix("TOKENGATE"))
+        Self::read(path)?.resolved()
     }
 
     /// [`Settings::load`] with the environment as a parameter, so tests never
@@ -577,20 +626,34 @@ impl Settings {
         path: Option<&Path>,
         environment: config::Environment,
     ) -> Result<Self, ConfigError> {
+        Self::read_from(path, environment)?.resolved()
+    }
+
+    /// Loads defaults, the file and the process environment, checked for shape
+    /// only (types, unknown keys): no file read, no value validated. For the
+    /// commands that resolve just the sections they use.
+    pub fn read(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::read_from(path, config::Environment::with_prefix("TOKENGATE"))
+    }
+
+    /// [`Settings::read`] with the environment as a parameter.
+    pub fn read_from(
+        path: Option<&Path>,
+        environment: config::Environment,
+    ) -> Result<Self, ConfigError> {
         let file = match path {
             Some(path) => config::File::from(path).required(true),
             None => config::File::with_name(DEFAULT_CONFIG_FILE).required(false),
         };
         let key = path.map_or(DEFAULT_CONFIG_FILE.into(), |p| p.display().to_string());
-        let settings: Settings = config::Config::builder()
+        config::Config::builder()
             .add_source(file.format(config::FileFormat::Yaml))
             // No `try_parsing`: it would turn a digits-only secret into a float.
             // Numbers still deserialize from strings where a number is expected.
             .add_source(environment.separator("__"))
             .build()
             .and_then(config::Config::try_deserialize)
-            .map_err(|e| from_config_error(&key, e))?;
-        settings.resolved()
+            .map_err(|e| from_config_error(&key, e))
     }
 
     /// Reads `*_file` indirections into their values, then validates.
@@ -624,22 +687,9 @@ impl Settings {
                 return Err(ConfigError::new(key, "the file is empty"));
             }
         }
-        self.cache.resolve_sentinel()?;
-        if let Some(path) = &self.cache.password_file
-            && self.cache.sentinel.is_none()
-        {
-            let password = read_secret_file("cache.password_file", path)?;
-            self.cache.url = Secret(with_redis_password(self.cache.url.expose(), &password)?);
-        }
-        self.cache.read_tls_files()?;
+        self.cache.read_files()?;
         self.admin.resolve()?;
-        if let Some(path) = &self.database.password_file {
-            let password = read_secret_file("database.password_file", path)?;
-            self.database.url = Secret(identity::with_postgres_password(
-                self.database.url.expose(),
-                &password,
-            )?);
-        }
+        self.database.read_password_file()?;
         self.validate()?;
         Ok(self)
     }
@@ -648,26 +698,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         tracing_subscriber::EnvFilter::try_new(&self.logging.level)
             .map_err(|e| ConfigError::new("logging.level", format!("not a tracing filter: {e}")))?;
-        self.cache.validate_sentinel()?;
-        if !self.cache.url.is_empty() {
-            let client =
-                deadpool_redis::redis::Client::open(self.cache.url.expose()).map_err(|_| {
-                    ConfigError::new(
-                        "cache.url",
-                        "not a Redis URL (expected redis[s]://[:password@]host:port[/db])",
-                    )
-                })?;
-            if let deadpool_redis::redis::ConnectionAddr::TcpTls { insecure: true, .. } =
-                client.get_connection_info().addr()
-            {
-                return Err(ConfigError::new(
-                    "cache.url",
-                    "#insecure (no certificate check) is not supported; \
-                     trust the server's CA with cache.tls_ca_file",
-                ));
-            }
-        }
-        self.cache.validate_tls()?;
+        self.cache.validate()?;
         self.database.validate()?;
         self.users.validate()?;
         self.events.validate()?;
@@ -684,10 +715,6 @@ impl Settings {
         positive("server.body_read_timeout", self.server.body_read_timeout)?;
         positive("server.idle_timeout", self.server.idle_timeout)?;
         self.grpc.validate()?;
-        if self.cache.pool_size == 0 {
-            return Err(ConfigError::new("cache.pool_size", "must be at least 1"));
-        }
-        positive("cache.timeout", self.cache.timeout)?;
         non_empty("auth.issuer", &self.auth.issuer)?;
         non_empty("auth.audience", &self.auth.audience)?;
         let secret_len = self.auth.secret.expose().len();
@@ -927,6 +954,15 @@ mod tests {
     use std::collections::HashMap;
 
     pub(super) fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        from_file(yaml, env, Settings::load_from)
+    }
+
+    /// `how` (load or read) of `yaml` in a file and `env`.
+    fn from_file(
+        yaml: &str,
+        env: &[(&str, &str)],
+        how: fn(Option<&Path>, config::Environment) -> Result<Settings, ConfigError>,
+    ) -> Result<Settings, ConfigError> {
         let dir = std::env::temp_dir().join(format!("tokengate-config-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("config.yml");
@@ -935,7 +971,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let result = Settings::load_from(
+        let result = how(
             Some(&path),
             config::Environment::with_prefix("TOKENGATE").source(Some(vars)),
         );
@@ -1128,6 +1164,36 @@ mod tests {
             "server.port"
         );
         assert_eq!(error_key("auth:\n  leeway: 5\n", &[]), "auth.leeway");
+    }
+
+    /// What a command that opens only the database or the cache checks: the
+    /// shape of everything, then that section alone.
+    #[test]
+    fn a_section_is_resolved_and_checked_alone() {
+        let yaml = "auth:\n  algorithm: EdDSA\n  secret_file: /nonexistent/secret\n\
+                    login:\n  clients: [{id: web, secret_hash: not-a-hash}]\n";
+        let env = [("TOKENGATE__CACHE__POOL_SIZE", "0")];
+        assert_eq!(load(yaml, &env).unwrap_err().key, "auth.secret_file");
+        let read = from_file(yaml, &env, Settings::read_from).unwrap();
+        let database = read.database.clone().resolved().unwrap();
+        assert_eq!(database.url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(read.cache.resolved().unwrap_err().key, "cache.pool_size");
+
+        let bad_url = [("TOKENGATE__DATABASE__URL", "mysql://db")];
+        let read = from_file("", &bad_url, Settings::read_from).unwrap();
+        assert_eq!(read.database.resolved().unwrap_err().key, "database.url");
+        let file = [("TOKENGATE__CACHE__PASSWORD_FILE", "/nonexistent/password")];
+        let read = from_file("", &file, Settings::read_from).unwrap();
+        assert_eq!(
+            read.cache.resolved().unwrap_err().key,
+            "cache.password_file"
+        );
+        // The shape is everyone's.
+        let port = [("TOKENGATE__SERVER__PORT", "http")];
+        let e = from_file("", &port, Settings::read_from).unwrap_err();
+        assert_eq!(e.key, "server.port");
+        let e = from_file("loggin: {}\n", &[], Settings::read_from).unwrap_err();
+        assert!(e.message.contains("loggin"), "{e}");
     }
 
     #[test]

@@ -11,7 +11,6 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::cli::ClientAction;
 use crate::config::Settings;
 use crate::db::{ClientKind, DbError, DurableStore, StoredClient};
 use crate::time::Millis;
@@ -19,6 +18,14 @@ use crate::tokens::scope::is_scope_token;
 
 /// Random bytes of a new secret (256 bits; 43 base64url characters).
 const SECRET_BYTES: usize = 32;
+
+/// What `tokengate client` is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAction {
+    Add(NewClient),
+    List,
+    Remove { id: String },
+}
 
 /// A client to add, as given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,9 +41,11 @@ pub struct NewClient {
 }
 
 /// Runs one `client` subcommand against the configured database (migrated
-/// first). Data goes to standard output, remarks to standard error.
+/// first). Of `settings`, only the database section is resolved and checked;
+/// the configured clients are compared by id. Data goes to standard output,
+/// remarks to standard error.
 pub async fn run(settings: &Settings, action: ClientAction) -> Result<(), String> {
-    let db = super::open_database(settings).await?;
+    let db = super::open_database(&settings.database).await?;
     match action {
         ClientAction::Add(client) => {
             let (id, kind) = (client.id.clone(), client.kind);

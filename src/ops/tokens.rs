@@ -14,84 +14,110 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::clients::now;
-use crate::api_tokens::{self, CacheClear, RevokedView, TokenView};
-use crate::cli::TokenAction;
+use crate::api_tokens::{self, CacheClear, NewApiToken, RevokedView, TokenView};
 use crate::config::Settings;
-use crate::db::{ApiTokenRecord, DurableStore};
+use crate::db::{ApiTokenRecord, Database, DurableStore};
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::{Store, Timing};
 
+/// What `tokengate token` is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenAction {
+    Create(NewApiToken),
+    List { all: bool },
+    Info { id: String },
+    Revoke { id: String },
+}
+
 /// Runs one `token` subcommand against the configured database (migrated
-/// first).
+/// first). Of `settings`, only the database section is resolved and checked,
+/// and for `revoke` the cache section too.
 pub async fn run(settings: &Settings, action: TokenAction, json: bool) -> Result<(), String> {
-    let db = super::open_database(settings).await?;
     let now = now();
+    let database = || super::open_database(&settings.database);
     match action {
-        TokenAction::Create(new) => {
-            let (token, record) = api_tokens::create(&db, new, now)
-                .await
-                .map_err(|e| e.to_string())?;
-            if json {
-                let mut body = view_json(&record, now)?;
-                body["token"] = token.into();
-                println!("{body}");
-            } else {
-                println!("{token}");
-                print!("{}", details(&record, now));
-            }
-            eprintln!(
-                "API token {:?} created (id {}); the token is printed above, this once: only \
-                 its SHA-256 is stored, so keep it now.",
-                record.name, record.id
-            );
-        }
-        TokenAction::List { all } => {
-            let records = db.api_tokens(all, now).await.map_err(|e| e.to_string())?;
-            if json {
-                let tokens: Vec<TokenView> =
-                    records.iter().map(|r| TokenView::new(r, now)).collect();
-                println!("{}", json!({ "tokens": tokens }));
-            } else {
-                print!("{}", table(&records, now));
-            }
-        }
+        TokenAction::Create(new) => create(&database().await?, new, now, json).await,
+        TokenAction::List { all } => list(&database().await?, all, now, json).await,
         TokenAction::Info { id } => {
+            let db = database().await?;
             let record = db
                 .api_token(parse_id(&id)?)
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| no_such(&id))?;
-            show(&record, now, json)?;
+            show(&record, now, json)
         }
         TokenAction::Revoke { id } => {
+            // Checked before the database is touched.
             let cache = cache(settings)?;
-            let revoked = api_tokens::revoke(&db, &cache, parse_id(&id)?, now)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| no_such(&id))?;
-            if json {
-                let view = serde_json::to_value(RevokedView::new(&revoked, now))
-                    .map_err(|e| e.to_string())?;
-                println!("{view}");
-            } else {
-                print!("{}", details(&revoked.record, now));
-            }
-            let record = &revoked.record;
-            match revoked.cache {
-                CacheClear::Cleared => eprintln!(
-                    "API token {:?} (id {}) revoked: every replica refuses it now",
-                    record.name, record.id
-                ),
-                CacheClear::Pending => eprintln!(
-                    "API token {:?} (id {}) is revoked in the database, but the cache \
-                     (cache.url) could not be told yet: the cache clear is pending. The running \
-                     replicas retry it every second until Redis takes it; until then a replica \
-                     that has the token cached may still accept it.",
-                    record.name, record.id
-                ),
-            }
+            revoke(&database().await?, &cache, &id, now, json).await
         }
+    }
+}
+
+async fn create(db: &Database, new: NewApiToken, now: u64, json: bool) -> Result<(), String> {
+    let (token, record) = api_tokens::create(db, new, now)
+        .await
+        .map_err(|e| e.to_string())?;
+    if json {
+        let mut body = view_json(&record, now)?;
+        body["token"] = token.into();
+        println!("{body}");
+    } else {
+        println!("{token}");
+        print!("{}", details(&record, now));
+    }
+    eprintln!(
+        "API token {:?} created (id {}); the token is printed above, this once: only \
+         its SHA-256 is stored, so keep it now.",
+        record.name, record.id
+    );
+    Ok(())
+}
+
+async fn list(db: &Database, all: bool, now: u64, json: bool) -> Result<(), String> {
+    let records = db.api_tokens(all, now).await.map_err(|e| e.to_string())?;
+    if json {
+        let tokens: Vec<TokenView> = records.iter().map(|r| TokenView::new(r, now)).collect();
+        println!("{}", json!({ "tokens": tokens }));
+    } else {
+        print!("{}", table(&records, now));
+    }
+    Ok(())
+}
+
+async fn revoke(
+    db: &Database,
+    cache: &Store,
+    id: &str,
+    now: u64,
+    json: bool,
+) -> Result<(), String> {
+    let revoked = api_tokens::revoke(db, cache, parse_id(id)?, now)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| no_such(id))?;
+    if json {
+        let view =
+            serde_json::to_value(RevokedView::new(&revoked, now)).map_err(|e| e.to_string())?;
+        println!("{view}");
+    } else {
+        print!("{}", details(&revoked.record, now));
+    }
+    let record = &revoked.record;
+    match revoked.cache {
+        CacheClear::Cleared => eprintln!(
+            "API token {:?} (id {}) revoked: every replica refuses it now",
+            record.name, record.id
+        ),
+        CacheClear::Pending => eprintln!(
+            "API token {:?} (id {}) is revoked in the database, but the cache \
+             (cache.url) could not be told yet: the cache clear is pending. The running \
+             replicas retry it every second until Redis takes it; until then a replica \
+             that has the token cached may still accept it.",
+            record.name, record.id
+        ),
     }
     Ok(())
 }
@@ -100,13 +126,17 @@ pub async fn run(settings: &Settings, action: TokenAction, json: bool) -> Result
 /// embedded store caches nothing.
 fn cache(settings: &Settings) -> Result<Store, String> {
     let timing = Timing::from_auth(&settings.auth);
-    if settings.uses_redis() {
-        RedisStore::new(&settings.cache, timing)
-            .map(Store::Redis)
-            .map_err(|e| e.to_string())
-    } else {
-        Ok(Store::Memory(MemoryStore::new(timing)))
+    if !settings.uses_redis() {
+        return Ok(Store::Memory(MemoryStore::new(timing)));
     }
+    let cache = settings
+        .cache
+        .clone()
+        .resolved()
+        .map_err(|e| e.to_string())?;
+    RedisStore::new(&cache, timing)
+        .map(Store::Redis)
+        .map_err(|e| e.to_string())
 }
 
 fn parse_id(id: &str) -> Result<Uuid, String> {

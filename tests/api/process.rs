@@ -289,7 +289,115 @@ fn invalid_configuration_stops_start_up_with_one_line() {
     assert!(stderr.contains("missing.yml"), "{stderr}");
     let (status, _, stderr) = run(&["--frobnicate"], &[], None);
     assert_eq!(status.code(), Some(2));
-    assert!(stderr.contains("usage"), "{stderr}");
+    // clap's wording: "Usage: tokengate [OPTIONS] [COMMAND]".
+    assert!(stderr.contains("Usage: tokengate"), "{stderr}");
+}
+
+/// The command line: `--version`, a command's own `--help` on standard
+/// output, and a bad value a usage error (exit 2) with that command's usage.
+#[test]
+fn version_help_and_usage_errors() {
+    let (status, stdout, _) = run(&["--version"], &[], None);
+    assert!(status.success());
+    assert_eq!(stdout, format!("tokengate {}\n", env!("CARGO_PKG_VERSION")));
+    let (status, stdout, _) = run(&["token", "create", "--help"], &[], None);
+    assert!(status.success());
+    assert!(
+        stdout.contains("Usage: tokengate token create") && stdout.contains("--ttl <DAYS>"),
+        "{stdout}"
+    );
+    let (status, stdout, stderr) = run(&["client", "add", "b", "--kind", "robot"], &[], None);
+    assert_eq!(status.code(), Some(2));
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("'robot'") && stderr.contains("Usage: tokengate client add"),
+        "{stderr}"
+    );
+}
+
+/// A command checks only the configuration it uses: `migrate`,
+/// `client` and `token` run on the database where the service refuses to
+/// start over another key, and the service still names that key in one line.
+#[test]
+fn a_command_checks_only_the_configuration_it_uses() {
+    let dir = std::env::temp_dir().join(format!("tokengate-uses-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.yml");
+    std::fs::write(
+        &config,
+        "login:\n  clients:\n    - id: web\n      secret_hash: not-a-hash\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.join("x.db").display());
+    let database = ("TOKENGATE__DATABASE__URL", url.as_str());
+    let closed = format!("redis://127.0.0.1:{}/0", free_port());
+    /// Arguments, environment, and the key the service names.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
+        (&["--config", config], &[], "login.clients[0].secret_hash"),
+        (
+            &[],
+            &[("TOKENGATE__AUTH__ALGORITHM", "EdDSA")],
+            "auth.signing_keys",
+        ),
+        (
+            &[],
+            &[("TOKENGATE__AUTH__SECRET_FILE", "/nonexistent/secret")],
+            "auth.secret_file",
+        ),
+        // Redis without the signing secret every replica shares: the tools
+        // sign nothing.
+        (
+            &[],
+            &[("TOKENGATE__CACHE__URL", closed.as_str())],
+            "auth.secret",
+        ),
+    ];
+    let mut created = None;
+    for (config, env, key) in cases {
+        let env: Vec<(&str, &str)> = env.iter().copied().chain([database]).collect();
+        let (status, stdout, stderr) = run(config, &env, None);
+        assert_eq!(status.code(), Some(1), "{key}: the service started");
+        assert_eq!(stderr.lines().count(), 1, "{key}: {stderr}");
+        assert!(stderr.contains(key), "{key} not named: {stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+
+        let command = |args: &[&str]| {
+            let args: Vec<&str> = args.iter().chain(config).copied().collect();
+            let (status, stdout, stderr) = run(&args, &env, None);
+            assert!(status.success(), "{key}: {args:?}: {stderr}");
+            stdout
+        };
+        command(&["migrate"]);
+        command(&["client", "list"]);
+        let id = created.get_or_insert_with(|| {
+            let out = command(&["token", "create", "ci", "--json"]);
+            let token: Value = serde_json::from_str(&out).unwrap();
+            token["id"].as_str().unwrap().to_owned()
+        });
+        assert!(command(&["token", "list"]).contains(id.as_str()), "{key}");
+    }
+    let id = created.unwrap();
+    let revoke = |env: &[(&str, &str)]| {
+        let env: Vec<(&str, &str)> = env.iter().copied().chain([database]).collect();
+        run(&["token", "revoke", &id], &env, None)
+    };
+    // `token revoke` uses the cache too: a bad cache key stops it, naming
+    // the key, before anything is revoked.
+    let (status, _, stderr) = revoke(&[("TOKENGATE__CACHE__URL", "postgres://x")]);
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("cache.url"), "{stderr}");
+    let (status, list, _) = run(&["token", "list"], &[database], None);
+    assert!(
+        status.success() && list.contains(&id),
+        "still active: {list}"
+    );
+    let (status, out, stderr) = revoke(&[("TOKENGATE__CACHE__URL", closed.as_str())]);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(token_fields(&out)["status"], "revoked", "{out}");
+    assert!(stderr.contains("the cache clear is pending"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
