@@ -32,7 +32,8 @@ pub enum AdminError {
 }
 
 impl Admin {
-    /// From settings that passed validation (`token_file` already read).
+    /// From settings whose `token_file` was read; an unusable token is an
+    /// error that names its key.
     pub fn new(
         settings: &AdminSettings,
         verifier: Arc<Verifier>,
@@ -46,7 +47,11 @@ impl Admin {
             None => Credential::Hash(&settings.token_hash),
         };
         let token =
-            ClientSecrets::labelled(None, ADMIN, [(ADMIN, credential, ())], verifier, throttle)?;
+            ClientSecrets::labelled(None, ADMIN, [(ADMIN, credential, ())], verifier, throttle)
+                .map_err(|e| {
+                    let key = e.field.replace("secret", "admin.token");
+                    format!("{key}: {e}")
+                })?;
         Ok(Self { token: Some(token) })
     }
 

@@ -98,14 +98,14 @@ pub fn with_store(settings: &Settings, store: Store) -> Result<Gate, BuildError>
         verifier.clone(),
         Throttle::for_clients(limits),
     )
-    .map_err(|e| BuildError(format!("login.clients: {e}")))?;
+    .map_err(|e| BuildError(format!("login.clients[{}].{}: {e}", e.index, e.field)))?;
     let oauth_clients = ClientSecrets::new(
         ClientKind::OAuth,
-        crate::oauth::configured(&settings.oauth.clients),
+        crate::oauth::configured(&settings.oauth.clients).map_err(BuildError)?,
         verifier.clone(),
         Throttle::for_clients(limits),
     )
-    .map_err(|e| BuildError(format!("oauth.clients: {e}")))?;
+    .map_err(|e| BuildError(format!("oauth.clients[{}].{}: {e}", e.index, e.field)))?;
     let trusted_proxies = TrustedProxies::parse(&settings.server.trusted_proxies)
         .map_err(|e| BuildError(format!("server.trusted_proxies: {e}")))?;
     let database =
@@ -123,7 +123,7 @@ pub fn with_store(settings: &Settings, store: Store) -> Result<Gate, BuildError>
         verifier.clone(),
         Throttle::for_clients(limits),
     )
-    .map_err(|e| BuildError(format!("admin: {e}")))?;
+    .map_err(BuildError)?;
     let relay = RelayStatus::new(match store {
         Store::Redis(_) => Relay::Delivering,
         Store::Memory(_) => Relay::Off,
@@ -178,4 +178,75 @@ fn local_cache(settings: &Settings, store: &Store) -> Option<LocalCache> {
         return None;
     };
     Some(LocalCache::start(settings, redis))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::load;
+
+    /// What stops start-up when the gate is built from settings the
+    /// configuration's shape checks let through.
+    async fn build_error(yaml: &str) -> String {
+        let settings = load(yaml, &[("TOKENGATE__DATABASE__URL", "sqlite::memory:")]).unwrap();
+        match super::build(&settings) {
+            Ok(_) => panic!("built with {yaml}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn names(error: &str, key: &str) -> bool {
+        error.starts_with(&format!("{key}: ")) && !error.contains('\n')
+    }
+
+    #[tokio::test]
+    async fn secrets_scopes_and_keys_are_refused_naming_their_key() {
+        let hash = crate::clients::hash_secret(b"s").unwrap();
+        let cases = [
+            (
+                "login:\n  clients:\n    - id: web\n      secret_hash: plain\n".to_owned(),
+                "login.clients[0].secret_hash",
+            ),
+            (
+                format!(
+                    "oauth:\n  clients:\n    - id: a\n      secret_hash: '{hash}'\n    \
+                     - id: billing\n      secret_hash: plain\n"
+                ),
+                "oauth.clients[1].secret_hash",
+            ),
+            (
+                format!(
+                    "oauth:\n  clients:\n    - id: billing\n      secret_hash: '{hash}'\n      \
+                     scopes: ['two words']\n"
+                ),
+                "oauth.clients[0].scopes",
+            ),
+            (
+                "admin:\n  token_hash: 'plain text'\n".to_owned(),
+                "admin.token_hash",
+            ),
+        ];
+        for (yaml, key) in cases {
+            let error = build_error(&yaml).await;
+            assert!(names(&error, key), "{key}: {error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_signing_key_that_is_no_pem_is_refused_naming_its_file() {
+        let dir = std::env::temp_dir().join(format!("tokengate-app-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(&garbage, "nope").unwrap();
+        let yaml = format!(
+            "auth:\n  algorithm: EdDSA\n  signing_keys:\n    - kid: k1\n      algorithm: EdDSA\n      \
+             private_key_file: {}\n",
+            garbage.display()
+        );
+        let error = build_error(&yaml).await;
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            names(&error, "auth.signing_keys[0].private_key_file"),
+            "{error}"
+        );
+    }
 }

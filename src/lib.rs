@@ -30,7 +30,6 @@
 //! Data flows one way: request → `http` → `session` → `store`, and for
 //! accounts request → `http` → `users` → `db`.
 
-
 pub mod admin;
 pub mod api_tokens;
 pub mod app;

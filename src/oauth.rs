@@ -4,7 +4,7 @@
 use crate::clients::{ClientSecrets, Credential, Policy};
 use crate::config::OAuthClient;
 use crate::db::StoredClient;
-use crate::tokens::scope::parse_scope;
+use crate::tokens::scope::{is_scope_token, parse_scope};
 
 /// What one client is allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,17 +42,28 @@ impl From<&OAuthClient> for ClientPolicy {
     }
 }
 
-/// What [`ClientSecrets::new`] needs of each configured client.
+/// What [`ClientSecrets::new`] needs of each configured client, once its
+/// scopes are scope tokens (an error names the key).
 pub fn configured(
     clients: &[OAuthClient],
-) -> impl Iterator<Item = (&str, Credential<'_>, ClientPolicy)> {
-    clients.iter().map(|c| {
-        (
-            c.id.as_str(),
-            Credential::Hash(&c.secret_hash),
-            ClientPolicy::from(c),
-        )
-    })
+) -> Result<Vec<(&str, Credential<'_>, ClientPolicy)>, String> {
+    clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if let Some(bad) = c.scopes.iter().find(|s| !is_scope_token(s)) {
+                return Err(format!(
+                    "oauth.clients[{i}].scopes: {bad:?} is not a scope \
+                     (printable ASCII, no space, quote or backslash)"
+                ));
+            }
+            Ok((
+                c.id.as_str(),
+                Credential::Hash(&c.secret_hash),
+                ClientPolicy::from(c),
+            ))
+        })
+        .collect()
 }
 
 impl ClientSecrets<ClientPolicy> {

@@ -65,11 +65,7 @@ pub fn parse_secret_hash(text: &str) -> Result<PasswordHash, String> {
     Ok(hash)
 }
 
-/// Whether `id` can name a client: HTTP Basic splits `id:secret` at the
-/// first colon, so an id may not contain one.
-pub fn is_client_id(id: &str) -> bool {
-    !id.is_empty() && !id.contains(':')
-}
+pub use crate::config::is_client_id;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
@@ -97,11 +93,33 @@ impl From<ThrottleError> for ClientError {
 }
 
 /// How a configured client proves itself.
+#[derive(Clone, Copy)]
 pub enum Credential<'a> {
     /// An argon2id PHC string (`secret_hash`).
     Hash(&'a str),
     /// The secret itself (`secret_file`), hashed once at start-up.
     Secret(&'a [u8]),
+}
+
+impl Credential<'_> {
+    /// The configuration field it was given in.
+    fn field(self) -> &'static str {
+        match self {
+            Self::Hash(_) => "secret_hash",
+            Self::Secret(_) => "secret_file",
+        }
+    }
+}
+
+/// A configured client whose secret cannot be used: which one (its place
+/// among those given), in which field, and why — for an error that names
+/// the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Unusable {
+    pub index: usize,
+    pub field: &'static str,
+    pub message: String,
 }
 
 /// What a client may do once it proved itself: `()` for login clients,
@@ -184,13 +202,14 @@ type Check<P> = tokio::sync::OnceCell<Result<Arc<P>, ClientError>>;
 type InFlight<P> = HashMap<(String, [u8; 32]), Arc<Check<P>>>;
 
 impl<P: Policy> ClientSecrets<P> {
-    /// Clients that passed [`crate::config::Settings::validate`].
+    /// The clients of `config.yml` of one kind, in its order (an error
+    /// says which one).
     pub fn new<'a>(
         kind: ClientKind,
         clients: impl IntoIterator<Item = (&'a str, Credential<'a>, P)>,
         verifier: Arc<Verifier>,
         throttle: Throttle,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Unusable> {
         Self::labelled(Some(kind), kind.as_str(), clients, verifier, throttle)
     }
 
@@ -202,15 +221,21 @@ impl<P: Policy> ClientSecrets<P> {
         clients: impl IntoIterator<Item = (&'a str, Credential<'a>, P)>,
         verifier: Arc<Verifier>,
         throttle: Throttle,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Unusable> {
         let configured = clients
             .into_iter()
-            .map(|(id, credential, policy)| {
+            .enumerate()
+            .map(|(index, (id, credential, policy))| {
+                let unusable = |message| Unusable {
+                    index,
+                    field: credential.field(),
+                    message,
+                };
                 let hash = match credential {
-                    Credential::Hash(text) => parse_secret_hash(text)?,
+                    Credential::Hash(text) => parse_secret_hash(text).map_err(unusable)?,
                     Credential::Secret(secret) => Argon2::default()
                         .hash_password(secret)
-                        .map_err(|e| format!("client {id:?}: cannot hash its secret: {e}"))?,
+                        .map_err(|e| unusable(format!("cannot hash the secret: {e}")))?,
                 };
                 Ok(Arc::new(Client {
                     id: id.to_owned(),
@@ -220,12 +245,18 @@ impl<P: Policy> ClientSecrets<P> {
                     accepted: Mutex::new(None),
                 }))
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, Unusable>>()?;
         let dummy = match configured.first() {
             Some(first) => {
-                let params = params_of(&first.hash)?;
+                // Parameters a hash that parsed has; failing here is ours.
+                let unusable = |message| Unusable {
+                    index: 0,
+                    field: "secret_hash",
+                    message,
+                };
+                let params = params_of(&first.hash).map_err(unusable)?;
                 Some(Dummy {
-                    hash: dummy_with(params.clone())?,
+                    hash: dummy_with(params.clone()).map_err(unusable)?,
                     params,
                 })
             }
@@ -237,8 +268,9 @@ impl<P: Policy> ClientSecrets<P> {
             .collect();
         let mut random = [0u8; 32];
         rand::fill(&mut random);
-        let cache_key =
-            <Hmac<Sha256> as KeyInit>::new_from_slice(&random).map_err(|e| e.to_string())?;
+        // Any key length suits an HMAC.
+        let cache_key = <Hmac<Sha256> as KeyInit>::new_from_slice(&random)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         Ok(Self {
             kind,
             label,

@@ -199,7 +199,7 @@ pub(super) fn with_postgres_password(url: &str, password: &str) -> Result<String
     }
     Ok(format!(
         "{scheme}{user}:{}@{host}",
-        super::percent_encode(password)
+        super::cache::percent_encode(password)
     ))
 }
 

@@ -9,20 +9,30 @@
 //! ([`DatabaseSettings::resolved`], [`CacheSettings::resolved`]).
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
 mod admin;
 mod api_tokens;
+mod auth;
+mod cache;
+mod clients;
 mod gate;
 mod grpc;
 mod identity;
 mod local_cache;
 mod sentinel;
+mod server;
 pub use admin::AdminSettings;
 pub use api_tokens::ApiTokenSettings;
+pub use auth::{AuthSettings, SigningAlgorithm, SigningKeySettings};
+pub use cache::CacheSettings;
+use clients::validate_clients;
+pub use clients::{
+    LoginClient, LoginSettings, OAuthClient, OAuthSettings, ThrottleSettings, is_client_id,
+};
 pub use gate::{AuthenticateSettings, IdentityHeader};
 pub use grpc::GrpcSettings;
 pub use identity::{
@@ -31,6 +41,7 @@ pub use identity::{
 };
 pub use local_cache::{LocalCacheSettings, touch_interval};
 pub use sentinel::SentinelSettings;
+pub use server::{LogMode, LoggingSettings, ServerSettings};
 
 /// The file read when no `--config` is given; missing is fine.
 pub const DEFAULT_CONFIG_FILE: &str = "config.yml";
@@ -55,516 +66,6 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub authenticate: AuthenticateSettings,
     pub api_tokens: ApiTokenSettings,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServerSettings {
-    pub host: String,
-    pub port: u16,
-    /// How long a SIGTERM waits for in-flight requests before exiting anyway.
-    #[serde(deserialize_with = "duration")]
-    pub shutdown_timeout: Duration,
-    /// Open client connections per replica. At the cap a new connection
-    /// evicts the one idle the longest, or is refused if all are busy.
-    pub max_connections: usize,
-    /// From the first byte of a request to its complete header block.
-    #[serde(deserialize_with = "duration")]
-    pub header_read_timeout: Duration,
-    /// From the complete header block to the last byte of the body.
-    #[serde(deserialize_with = "duration")]
-    pub body_read_timeout: Duration,
-    /// A connection with no request in flight for this long is closed. Keep
-    /// it above the proxy's upstream `keepalive_timeout`, so the proxy lets go
-    /// of an idle connection first.
-    #[serde(deserialize_with = "duration")]
-    pub idle_timeout: Duration,
-    /// Proxies (addresses or `address/prefix`) whose `X-Forwarded-For` is
-    /// believed when telling where a request comes from.
-    pub trusted_proxies: Vec<String>,
-    /// Also listen on this Unix socket (mode 0660), for nginx on the same
-    /// host; its peers count as 127.0.0.1.
-    pub unix_socket: Option<PathBuf>,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        Self {
-            host: "0.0.0.0".into(),
-            port: 8080,
-            shutdown_timeout: Duration::from_secs(10),
-            max_connections: 4096,
-            header_read_timeout: Duration::from_secs(10),
-            body_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(10),
-            trusted_proxies: Vec::new(),
-            unix_socket: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogMode {
-    #[default]
-    Text,
-    Json,
-}
-
-impl<'de> Deserialize<'de> for LogMode {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        match text.as_str() {
-            "text" => Ok(Self::Text),
-            "json" => Ok(Self::Json),
-            _ => Err(serde::de::Error::custom(format!(
-                "must be text or json, got {text:?}"
-            ))),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LoggingSettings {
-    pub mode: LogMode,
-    pub level: String,
-}
-
-impl Default for LoggingSettings {
-    fn default() -> Self {
-        Self {
-            mode: LogMode::Text,
-            level: "info".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CacheSettings {
-    /// Redis URL; empty selects the embedded in-memory store.
-    pub url: Secret,
-    /// File holding the Redis password (Docker secrets); overrides the URL's.
-    pub password_file: Option<PathBuf>,
-    /// Most Redis connections per replica. Concurrent requests share
-    /// (pipeline over) one multiplexed connection, so few are ever opened.
-    pub pool_size: usize,
-    /// Deadline for one store operation, pool wait included.
-    #[serde(deserialize_with = "duration")]
-    pub timeout: Duration,
-    /// PEM bundle of the CAs that may sign Redis's certificate (`rediss://`
-    /// only); unset = the system's trust store.
-    pub tls_ca_file: Option<PathBuf>,
-    /// PEM client certificate (chain) for Redis's `tls-auth-clients`; needs
-    /// `tls_key_file`.
-    pub tls_cert_file: Option<PathBuf>,
-    /// PEM private key of `tls_cert_file`.
-    pub tls_key_file: Option<PathBuf>,
-    /// Find the master through Redis Sentinel instead of `url` (see
-    /// [`SentinelSettings`]).
-    pub sentinel: Option<SentinelSettings>,
-    /// The files' contents, read by [`Settings::resolved`].
-    #[serde(skip)]
-    pub tls_ca_pem: Option<String>,
-    #[serde(skip)]
-    pub tls_cert_pem: Option<String>,
-    #[serde(skip)]
-    pub tls_key_pem: Option<Secret>,
-}
-
-impl Default for CacheSettings {
-    fn default() -> Self {
-        Self {
-            url: Secret::default(),
-            password_file: None,
-            pool_size: 32,
-            timeout: Duration::from_secs(1),
-            tls_ca_file: None,
-            tls_cert_file: None,
-            tls_key_file: None,
-            sentinel: None,
-            tls_ca_pem: None,
-            tls_cert_pem: None,
-            tls_key_pem: None,
-        }
-    }
-}
-
-impl CacheSettings {
-    /// Reads the section's files and checks it: all a Redis client needs, for
-    /// a command that uses nothing else (`token revoke`).
-    pub fn resolved(mut self) -> Result<Self, ConfigError> {
-        self.read_files()?;
-        self.validate()?;
-        Ok(self)
-    }
-
-    /// Reads `password_file`, the sentinel's passwords and the `tls_*` files.
-    fn read_files(&mut self) -> Result<(), ConfigError> {
-        self.resolve_sentinel()?;
-        if let Some(path) = &self.password_file
-            && self.sentinel.is_none()
-        {
-            let password = read_secret_file("cache.password_file", path)?;
-            self.url = Secret(with_redis_password(self.url.expose(), &password)?);
-        }
-        self.read_tls_files()
-    }
-
-    /// Checks the section, its files read.
-    fn validate(&self) -> Result<(), ConfigError> {
-        self.validate_sentinel()?;
-        if !self.url.is_empty() {
-            let client = deadpool_redis::redis::Client::open(self.url.expose()).map_err(|_| {
-                ConfigError::new(
-                    "cache.url",
-                    "not a Redis URL (expected redis[s]://[:password@]host:port[/db])",
-                )
-            })?;
-            if let deadpool_redis::redis::ConnectionAddr::TcpTls { insecure: true, .. } =
-                client.get_connection_info().addr()
-            {
-                return Err(ConfigError::new(
-                    "cache.url",
-                    "#insecure (no certificate check) is not supported; \
-                     trust the server's CA with cache.tls_ca_file",
-                ));
-            }
-        }
-        self.validate_tls()?;
-        if self.pool_size == 0 {
-            return Err(ConfigError::new("cache.pool_size", "must be at least 1"));
-        }
-        positive("cache.timeout", self.timeout)
-    }
-
-    /// Whether `url` asks for TLS (`rediss://`); `None` when it is no Redis URL.
-    fn uses_tls(&self) -> Option<bool> {
-        let client = deadpool_redis::redis::Client::open(self.url.expose()).ok()?;
-        Some(matches!(
-            client.get_connection_info().addr(),
-            deadpool_redis::redis::ConnectionAddr::TcpTls { .. }
-        ))
-    }
-
-    /// The `tls_*` files that are set, with their keys.
-    fn tls_files(&self) -> impl Iterator<Item = (&'static str, &PathBuf)> {
-        [
-            ("cache.tls_ca_file", &self.tls_ca_file),
-            ("cache.tls_cert_file", &self.tls_cert_file),
-            ("cache.tls_key_file", &self.tls_key_file),
-        ]
-        .into_iter()
-        .filter_map(|(key, path)| Some((key, path.as_ref()?)))
-    }
-
-    /// TLS files only with a `rediss://` URL; a client certificate and its
-    /// key together or not at all.
-    fn check_tls_combination(&self) -> Result<(), ConfigError> {
-        if let Some((key, _)) = self.tls_files().next()
-            && self.uses_tls() != Some(true)
-        {
-            return Err(ConfigError::new(
-                key,
-                "needs cache.url to be a rediss:// (TLS) URL",
-            ));
-        }
-        match (&self.tls_cert_file, &self.tls_key_file) {
-            (Some(_), None) => Err(ConfigError::new(
-                "cache.tls_key_file",
-                "required with cache.tls_cert_file (the client certificate's private key)",
-            )),
-            (None, Some(_)) => Err(ConfigError::new(
-                "cache.tls_cert_file",
-                "required with cache.tls_key_file (the certificate of that key)",
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    /// Reads the `tls_*` files.
-    fn read_tls_files(&mut self) -> Result<(), ConfigError> {
-        self.check_tls_combination()?;
-        let read = |key: &str, path: &Option<PathBuf>| {
-            path.as_deref()
-                .map(|path| read_pem_file(key, path))
-                .transpose()
-        };
-        self.tls_ca_pem = read("cache.tls_ca_file", &self.tls_ca_file)?;
-        self.tls_cert_pem = read("cache.tls_cert_file", &self.tls_cert_file)?;
-        self.tls_key_pem = read("cache.tls_key_file", &self.tls_key_file)?.map(Secret);
-        Ok(())
-    }
-
-    /// Checks the read PEM files as rustls will use them, so that a bad file
-    /// stops start-up instead of failing every connection to Redis.
-    fn validate_tls(&self) -> Result<(), ConfigError> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-        fn content<'a>(
-            key: &str,
-            path: &Option<PathBuf>,
-            pem: Option<&'a str>,
-        ) -> Result<Option<&'a str>, ConfigError> {
-            match (path, pem) {
-                (Some(_), None) => Err(ConfigError::new(key, "not read (Settings::resolved)")),
-                (_, pem) => Ok(pem),
-            }
-        }
-        self.check_tls_combination()?;
-        let certificates = |key: &'static str, pem: &str| {
-            let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ConfigError::new(key, format!("not a PEM certificate file: {e}")))?;
-            if certs.is_empty() {
-                return Err(ConfigError::new(
-                    key,
-                    "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-                ));
-            }
-            Ok(certs)
-        };
-        let ca = content(
-            "cache.tls_ca_file",
-            &self.tls_ca_file,
-            self.tls_ca_pem.as_deref(),
-        )?;
-        if let Some(pem) = ca {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in certificates("cache.tls_ca_file", pem)? {
-                roots.add(cert).map_err(|e| {
-                    ConfigError::new(
-                        "cache.tls_ca_file",
-                        format!("not a usable CA certificate: {e}"),
-                    )
-                })?;
-            }
-        }
-        let cert = content(
-            "cache.tls_cert_file",
-            &self.tls_cert_file,
-            self.tls_cert_pem.as_deref(),
-        )?;
-        let key = content(
-            "cache.tls_key_file",
-            &self.tls_key_file,
-            self.tls_key_pem.as_ref().map(Secret::expose),
-        )?;
-        if let (Some(cert), Some(key)) = (cert, key) {
-            let chain = certificates("cache.tls_cert_file", cert)?;
-            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| {
-                ConfigError::new("cache.tls_key_file", format!("no PEM private key: {e}"))
-            })?;
-            // The provider the store installs; it refuses an unsupported key
-            // type and a key that is not the certificate's.
-            let provider = rustls::crypto::aws_lc_rs::default_provider();
-            rustls::sign::CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
-                let message = match e {
-                    rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
-                        "is not the private key of the certificate in cache.tls_cert_file".into()
-                    }
-                    other => format!("unusable with cache.tls_cert_file: {other}"),
-                };
-                ConfigError::new("cache.tls_key_file", message)
-            })?;
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthSettings {
-    pub issuer: String,
-    pub audience: String,
-    pub secret: Secret,
-    pub secret_file: Option<PathBuf>,
-    #[serde(deserialize_with = "duration")]
-    pub access_lifetime: Duration,
-    #[serde(deserialize_with = "duration")]
-    pub refresh_lifetime: Duration,
-    #[serde(deserialize_with = "duration")]
-    pub auto_logout: Duration,
-    #[serde(deserialize_with = "duration")]
-    pub refresh_grace: Duration,
-    #[serde(deserialize_with = "duration")]
-    pub leeway: Duration,
-    /// Absolute session lifetime from login; rotation never extends it.
-    #[serde(deserialize_with = "duration")]
-    pub max_session: Duration,
-    /// Live sessions one user keeps; a login beyond ends the oldest; 0 = no
-    /// limit. (An OAuth client's own sessions are bounded by its rate limit.)
-    pub max_sessions_per_user: u32,
-    /// Signing algorithm; asymmetric ones take their keys from `signing_keys`.
-    pub algorithm: SigningAlgorithm,
-    /// Asymmetric keys: the first signs, all verify (matched by `kid`).
-    pub signing_keys: Vec<SigningKeySettings>,
-    /// SPEC §10; see `local_cache.rs`.
-    pub local_cache: LocalCacheSettings,
-    #[serde(deserialize_with = "local_cache::optional_duration")]
-    pub touch_interval: Option<Duration>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SigningAlgorithm {
-    #[default]
-    HS256,
-    EdDSA,
-    ES256,
-    RS256,
-}
-
-impl SigningAlgorithm {
-    pub const ALL: [Self; 4] = [Self::HS256, Self::EdDSA, Self::ES256, Self::RS256];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::HS256 => "HS256",
-            Self::EdDSA => "EdDSA",
-            Self::ES256 => "ES256",
-            Self::RS256 => "RS256",
-        }
-    }
-
-    pub fn is_symmetric(self) -> bool {
-        self == Self::HS256
-    }
-}
-
-impl std::str::FromStr for SigningAlgorithm {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.name() == text)
-            .ok_or_else(|| format!("must be one of HS256, EdDSA, ES256, RS256, got {text:?}"))
-    }
-}
-
-impl<'de> Deserialize<'de> for SigningAlgorithm {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// One asymmetric signing key (`auth.signing_keys[]`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SigningKeySettings {
-    pub kid: String,
-    pub algorithm: SigningAlgorithm,
-    pub private_key_file: PathBuf,
-    /// The file's content, read by [`Settings::resolved`].
-    #[serde(skip)]
-    pub private_key_pem: Secret,
-}
-
-impl Default for AuthSettings {
-    fn default() -> Self {
-        Self {
-            issuer: "tokengate".into(),
-            audience: "tokengate".into(),
-            secret: Secret::default(),
-            secret_file: None,
-            access_lifetime: Duration::from_secs(15 * 60),
-            refresh_lifetime: Duration::from_secs(720 * 3600),
-            auto_logout: Duration::from_secs(24 * 3600),
-            refresh_grace: Duration::from_secs(10),
-            leeway: Duration::from_secs(5),
-            max_session: Duration::from_secs(720 * 3600),
-            max_sessions_per_user: 100,
-            algorithm: SigningAlgorithm::HS256,
-            signing_keys: Vec::new(),
-            local_cache: LocalCacheSettings::default(),
-            touch_interval: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LoginSettings {
-    pub clients: Vec<LoginClient>,
-    /// Allow `/login` without client credentials on a Redis cluster (only
-    /// behind a network that already authenticates its callers).
-    pub open: bool,
-}
-
-/// A trusted caller of `/login`, authenticated by HTTP Basic.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LoginClient {
-    pub id: String,
-    /// argon2id PHC string from `tokengate hash-secret`.
-    pub secret_hash: String,
-    /// Or a file holding the secret itself (Docker secrets), hashed at start.
-    pub secret_file: Option<PathBuf>,
-    /// The file's content, read by [`Settings::resolved`].
-    #[serde(skip)]
-    pub secret: Secret,
-}
-
-/// Machine clients of the OAuth 2.0 endpoints (SPEC §6).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OAuthSettings {
-    pub clients: Vec<OAuthClient>,
-    /// Public base URL for discovery metadata, e.g. `https://auth.example.com`;
-    /// empty = taken from each request's `Host` and `X-Forwarded-Proto`.
-    pub public_url: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OAuthClient {
-    pub id: String,
-    /// argon2id PHC string from `tokengate hash-secret`.
-    pub secret_hash: String,
-    /// The most this client may ask for.
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    /// Issue a refresh token with `client_credentials`.
-    #[serde(default)]
-    pub refresh_tokens: bool,
-    /// Token requests per minute, counted across replicas; 0 = unlimited.
-    #[serde(default)]
-    pub rate_limit: u32,
-}
-
-/// Limits against floods of bad credentials (see `throttle.rs`, `verifier.rs`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ThrottleSettings {
-    /// Failed credential checks of one client id (or the admin token) from
-    /// one address within `window` before that pair gets `429`; 0 = no limit.
-    pub max_failures: u32,
-    /// Failed credential checks from one address, whatever the id (user
-    /// passwords included, within `users.failure_window`), before the
-    /// address gets `429`; 0 = no limit.
-    pub max_failures_per_address: u32,
-    #[serde(deserialize_with = "duration")]
-    pub window: Duration,
-    /// argon2 verifications that may wait for a core; beyond, `503` at once.
-    pub hash_queue: usize,
-    /// Longest wait for a core; then `503` with `Retry-After`.
-    #[serde(deserialize_with = "duration")]
-    pub hash_wait: Duration,
-}
-
-impl Default for ThrottleSettings {
-    fn default() -> Self {
-        Self {
-            max_failures: 10,
-            max_failures_per_address: 100,
-            window: Duration::from_secs(5 * 60),
-            hash_queue: 64,
-            hash_wait: Duration::from_secs(1),
-        }
-    }
 }
 
 /// A configuration value that must never reach a log line.
@@ -743,35 +244,10 @@ impl Settings {
                 "must be at least auth.access_lifetime: no access token may outlive its session",
             ));
         }
-        self.validate_keys()?;
-        // A client given by secret_file gets its hash at start-up (clients.rs).
-        let login = self
-            .login
-            .clients
-            .iter()
-            .map(|c| (&c.id, c.secret_file.is_none().then_some(&c.secret_hash)));
-        validate_clients("login.clients", login)?;
-        let oauth = self
-            .oauth
-            .clients
-            .iter()
-            .map(|c| (&c.id, Some(&c.secret_hash)));
-        validate_clients("oauth.clients", oauth)?;
+        self.auth.validate_keys()?;
+        validate_clients("login.clients", self.login.clients.iter().map(|c| &c.id))?;
+        validate_clients("oauth.clients", self.oauth.clients.iter().map(|c| &c.id))?;
         self.admin.validate()?;
-        for (i, client) in self.oauth.clients.iter().enumerate() {
-            if let Some(bad) = client
-                .scopes
-                .iter()
-                .find(|s| !crate::tokens::scope::is_scope_token(s))
-            {
-                return Err(ConfigError::new(
-                    format!("oauth.clients[{i}].scopes"),
-                    format!(
-                        "{bad:?} is not a scope (printable ASCII, no space, quote or backslash)"
-                    ),
-                ));
-            }
-        }
         let url = &self.oauth.public_url;
         let is_http = url.starts_with("http://") || url.starts_with("https://");
         if !url.is_empty() && !is_http {
@@ -783,94 +259,19 @@ impl Settings {
         Ok(())
     }
 
-    fn validate_keys(&self) -> Result<(), ConfigError> {
-        let auth = &self.auth;
-        if auth.algorithm.is_symmetric() {
-            if !auth.signing_keys.is_empty() {
-                return Err(ConfigError::new(
-                    "auth.signing_keys",
-                    "only used with an asymmetric auth.algorithm (EdDSA, ES256, RS256)",
-                ));
-            }
-            return Ok(());
-        }
-        let Some(first) = auth.signing_keys.first() else {
-            return Err(ConfigError::new(
-                "auth.signing_keys",
-                format!("{} needs at least one key", auth.algorithm.name()),
-            ));
-        };
-        if first.algorithm != auth.algorithm {
-            return Err(ConfigError::new(
-                "auth.signing_keys[0].algorithm",
-                format!(
-                    "the first key signs, so it must be auth.algorithm ({})",
-                    auth.algorithm.name()
-                ),
-            ));
-        }
-        for (i, key) in auth.signing_keys.iter().enumerate() {
-            let at = format!("auth.signing_keys[{i}]");
-            if key.kid.is_empty() || auth.signing_keys[..i].iter().any(|k| k.kid == key.kid) {
-                return Err(ConfigError::new(
-                    format!("{at}.kid"),
-                    "must be non-empty and unique",
-                ));
-            }
-            if key.algorithm.is_symmetric() {
-                return Err(ConfigError::new(
-                    format!("{at}.algorithm"),
-                    "signing keys are asymmetric: EdDSA, ES256 or RS256",
-                ));
-            }
-            crate::tokens::keys::parse_private_key(key.algorithm, key.private_key_pem.expose())
-                .map_err(|e| ConfigError::new(format!("{at}.private_key_file"), e))?;
-        }
-        Ok(())
-    }
-
     pub fn uses_redis(&self) -> bool {
         !self.cache.url.is_empty() || self.cache.sentinel.is_some()
     }
 }
 
-/// Client ids are unique, Basic-safe, and each hash given is an argon2id
-/// PHC string.
-fn validate_clients<'a>(
-    section: &str,
-    clients: impl Iterator<Item = (&'a String, Option<&'a String>)>,
-) -> Result<(), ConfigError> {
-    let mut seen = std::collections::HashSet::new();
-    for (i, (id, hash)) in clients.enumerate() {
-        let key = format!("{section}[{i}]");
-        if !crate::clients::is_client_id(id) {
-            return Err(ConfigError::new(
-                format!("{key}.id"),
-                "must be non-empty and contain no ':' (HTTP Basic splits there)",
-            ));
-        }
-        if !seen.insert(id) {
-            return Err(ConfigError::new(
-                format!("{key}.id"),
-                format!("duplicate client id {id:?}"),
-            ));
-        }
-        if let Some(hash) = hash {
-            crate::clients::parse_secret_hash(hash)
-                .map_err(|message| ConfigError::new(format!("{key}.secret_hash"), message))?;
-        }
-    }
-    Ok(())
-}
-
-fn positive(key: &str, value: Duration) -> Result<(), ConfigError> {
+pub(super) fn positive(key: &str, value: Duration) -> Result<(), ConfigError> {
     if value.is_zero() {
         return Err(ConfigError::new(key, "must be longer than 0s"));
     }
     Ok(())
 }
 
-fn non_empty(key: &str, value: &str) -> Result<(), ConfigError> {
+pub(super) fn non_empty(key: &str, value: &str) -> Result<(), ConfigError> {
     if value.is_empty() {
         return Err(ConfigError::new(key, "must not be empty"));
     }
@@ -878,7 +279,7 @@ fn non_empty(key: &str, value: &str) -> Result<(), ConfigError> {
 }
 
 /// Reads a Docker-secrets style file: its content minus one trailing newline.
-fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
+pub(super) fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
     let mut content = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))?;
     if content.ends_with('\n') {
@@ -888,40 +289,6 @@ fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
         }
     }
     Ok(content)
-}
-
-/// Reads a PEM file; its shape is checked by [`Settings::validate`].
-fn read_pem_file(key: &str, path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))
-}
-
-/// Puts `password` into the user-info part of a Redis URL (TLS or not).
-fn with_redis_password(url: &str, password: &str) -> Result<String, ConfigError> {
-    let (scheme, rest) = ["redis://", "rediss://"]
-        .into_iter()
-        .find_map(|scheme| Some((scheme, url.strip_prefix(scheme)?)))
-        .ok_or_else(|| {
-            ConfigError::new(
-                "cache.password_file",
-                "needs cache.url to be a redis:// or rediss:// URL",
-            )
-        })?;
-    // Drop any user-info already in the URL; the file wins.
-    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    Ok(format!("{scheme}:{}@{host}", percent_encode(password)))
-}
-
-/// Percent-encodes all but RFC 3986 unreserved characters (URL user-info).
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Turns the `config` crate's errors into one line that names the key.
@@ -939,7 +306,7 @@ fn from_config_error(file: &str, error: config::ConfigError) -> ConfigError {
 }
 
 /// Deserializes human durations such as `15m`, `720h`, `90s`, `500ms`.
-fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+pub(super) fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
     humantime::parse_duration(text.trim()).map_err(|e| {
         serde::de::Error::custom(format!(
@@ -949,11 +316,12 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::path::PathBuf;
     use std::collections::HashMap;
 
-    pub(super) fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    pub(crate) fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         from_file(yaml, env, Settings::load_from)
     }
 
@@ -1244,8 +612,8 @@ mod tests {
 
     #[test]
     fn login_clients_are_checked() {
-        let bad_hash = "login:\n  clients:\n    - id: web\n      secret_hash: plain\n";
-        assert_eq!(error_key(bad_hash, &[]), "login.clients[0].secret_hash");
+        // A bad secret_hash is refused when the clients are built
+        // (app::tests), naming the key as this does.
         let colon = format!(
             "login:\n  clients:\n    - id: 'a:b'\n      secret_hash: '{}'\n",
             crate::clients::hash_secret(b"s").unwrap()
@@ -1501,10 +869,8 @@ mod tests {
             error_key(&keys("ES256", "EdDSA", &pem), &[]),
             "auth.signing_keys[0].algorithm"
         );
-        assert_eq!(
-            error_key(&keys("EdDSA", "EdDSA", &garbage), &[]),
-            "auth.signing_keys[0].private_key_file"
-        );
+        // A garbage PEM is refused when the keys are built (app::tests).
+        assert!(load(&keys("EdDSA", "EdDSA", &garbage), &[]).is_ok());
         assert_eq!(
             error_key(&keys("EdDSA", "EdDSA", &dir.join("missing.pem")), &[]),
             "auth.signing_keys[0].private_key_file"
@@ -1536,10 +902,8 @@ mod tests {
         assert_eq!(s.oauth.clients[0].scopes, ["read", "write"]);
         assert_eq!(s.oauth.clients[0].rate_limit, 600);
         assert!(!s.oauth.clients[0].refresh_tokens);
-        assert_eq!(
-            error_key(&client("['two words']"), &[]),
-            "oauth.clients[0].scopes"
-        );
+        // Scopes that are no scope tokens are refused when the clients are
+        // built (app::tests).
         assert_eq!(
             error_key("oauth:\n  public_url: auth.example.com\n", &[]),
             "oauth.public_url"

@@ -65,10 +65,11 @@ impl Keys {
         let mut verifying = Vec::new();
         let mut jwks = Vec::new();
         let mut signing = None;
-        for configured in &auth.signing_keys {
+        for (i, configured) in auth.signing_keys.iter().enumerate() {
             let algorithm = algorithm(configured.algorithm);
             let private =
-                parse_private_key(configured.algorithm, configured.private_key_pem.expose())?;
+                parse_private_key(configured.algorithm, configured.private_key_pem.expose())
+                    .map_err(|e| format!("auth.signing_keys[{i}].private_key_file: {e}"))?;
             let mut jwk = Jwk::from_encoding_key(&private, algorithm)
                 .map_err(|e| format!("key {:?}: no public key: {e}", configured.kid))?;
             jwk.common.key_id = Some(configured.kid.clone());
