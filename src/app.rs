@@ -42,13 +42,16 @@ pub fn build(settings: &Settings) -> Result<Gate, BuildError> {
             RedisStore::new(&settings.cache, timing).map_err(|e| BuildError(e.to_string()))?;
         Store::Redis(redis)
     } else {
-        tracing::warn!(
-            "cache.url is empty: sessions live in this process only; \
-                 run a single replica, or set cache.url to share them through Redis"
-        );
         Store::Memory(MemoryStore::new(timing))
     };
-    with_store(settings, store)
+    let gate = with_store(settings, store)?;
+    if !settings.uses_redis() {
+        tracing::warn!(
+            "cache.url is empty: sessions live in this process only; \
+             run a single replica, or set cache.url to share them through Redis"
+        );
+    }
+    Ok(gate)
 }
 
 /// Builds the gate around a given store (tests share one memory store
@@ -57,15 +60,6 @@ pub fn with_store(settings: &Settings, store: Store) -> Result<Gate, BuildError>
     let auth = &settings.auth;
     // The secret keys refresh tokens always, and signs access tokens with HS256.
     let secret = if auth.secret.is_empty() {
-        let which = if auth.algorithm.is_symmetric() {
-            "tokens"
-        } else {
-            "refresh tokens"
-        };
-        tracing::warn!(
-            "auth.secret is empty: using a random key made at start-up; \
-                 {which} die with this process and no other replica accepts them"
-        );
         let mut key = vec![0u8; 32];
         rand::fill(&mut key[..]);
         key
@@ -124,6 +118,19 @@ pub fn with_store(settings: &Settings, store: Store) -> Result<Gate, BuildError>
         Throttle::for_clients(limits),
     )
     .map_err(BuildError)?;
+    // Warnings once everything that can refuse the configuration has
+    // accepted it: a refusal is one line.
+    if auth.secret.is_empty() {
+        let which = if auth.algorithm.is_symmetric() {
+            "tokens"
+        } else {
+            "refresh tokens"
+        };
+        tracing::warn!(
+            "auth.secret is empty: using a random key made at start-up; \
+             {which} die with this process and no other replica accepts them"
+        );
+    }
     let relay = RelayStatus::new(match store {
         Store::Redis(_) => Relay::Delivering,
         Store::Memory(_) => Relay::Off,

@@ -318,8 +318,8 @@ pub(super) fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Dur
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::path::PathBuf;
     use std::collections::HashMap;
+    use std::path::PathBuf;
 
     pub(crate) fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         from_file(yaml, env, Settings::load_from)
