@@ -38,11 +38,14 @@ fn layer(module: &str) -> usize {
 
 /// The code of a file without comments and its trailing test module.
 fn code_of(text: &str) -> String {
-    let end = ["#[cfg(test)]\nmod tests", "#[cfg(test)]\npub(crate) mod tests"]
-        .iter()
-        .filter_map(|marker| text.find(marker))
-        .min()
-        .unwrap_or(text.len());
+    let end = [
+        "#[cfg(test)]\nmod tests",
+        "#[cfg(test)]\npub(crate) mod tests",
+    ]
+    .iter()
+    .filter_map(|marker| text.find(marker))
+    .min()
+    .unwrap_or(text.len());
     text[..end]
         .lines()
         .filter(|line| !line.trim_start().starts_with("//"))
@@ -114,7 +117,10 @@ fn transports_reach_the_rules_through_the_service_only() {
         }
         let other = if transport == "http" { "grpc" } else { "http" };
         assert!(!used.contains(other), "{transport} imports {other}");
-        assert!(used.contains("service"), "{transport} does not use the service");
+        assert!(
+            used.contains("service"),
+            "{transport} does not use the service"
+        );
     }
 }
 

@@ -50,28 +50,33 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use deadpool::managed::{
-    self, Metrics, Object, PoolConfig, QueueMode, RecycleError, RecycleResult, Timeouts, WeakPool,
-};
+use deadpool::managed::{self, Object, PoolConfig, QueueMode, Timeouts};
 use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{
-    self, AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ErrorKind,
-    FromRedisValue, ProtocolVersion, RedisError, Script, ServerErrorKind, TlsCertificates, Value,
+    self, AsyncConnectionConfig, FromRedisValue, RedisError, Script, Value,
 };
 use uuid::Uuid;
 
 use super::{
-    Admission, CacheEntry, CacheLookup, CachedToken, Counter, NewSession, RefreshState, Revocation,
-    Rotation, RotationOutcome, SessionInfo, SessionStore, StoreError, Subject, Successor, Timing,
+    Admission, CacheEntry, CacheLookup, Counter, NewSession, RefreshState, Revocation, Rotation,
+    RotationOutcome, SessionInfo, SessionStore, StoreError, Timing,
 };
 use crate::config::CacheSettings;
 use crate::time::Millis;
+use crate::tokens::SecretHash;
 use crate::tokens::api::TokenHash;
-use crate::tokens::{Rejection, SecretHash};
 
+mod connections;
+mod keys;
+mod replies;
 mod sentinel;
-use sentinel::Sentinels;
 mod tracking;
+pub use connections::Link;
+use connections::{Connections, Pool, Target, Watcher, answered, client, not_the_master};
+pub use keys::session_key;
+use keys::{api_token_key, failure_counters, flag, num, text, user_key};
+use replies::{Reply, parse_api_token, parse_rotation};
+use sentinel::Sentinels;
 pub use tracking::{Peek, TRACKING_NAME, Tracking, tracked_sid};
 
 const KEY_PREFIX: &str = "tg:s:";
@@ -82,71 +87,6 @@ const API_TOKEN_PREFIX: &str = "tg:at:";
 const USER_PREFIX: &str = "tg:u:";
 /// Index entries one run of `logout_all.lua` looks at: about 2 ms of Redis.
 const LOGOUT_ALL_BATCH: u64 = 500;
-
-/// Creates multiplexed connections; recycling is free (see the module doc):
-/// with Sentinel it only checks, in memory, that the connection goes to
-/// the master the sentinels name now.
-pub struct Connections {
-    target: Target,
-    config: AsyncConnectionConfig,
-}
-
-/// Where connections go.
-enum Target {
-    /// `cache.url`.
-    Url(Client),
-    /// The master `cache.sentinel` names at the time.
-    Sentinel(Sentinels),
-}
-
-/// A pooled connection, and with Sentinel the master it goes to.
-pub struct Link {
-    connection: MultiplexedConnection,
-    master: Option<sentinel::Address>,
-}
-
-impl Connections {
-    /// Whether `link` goes where new connections would go.
-    fn is_current(&self, link: &Link) -> bool {
-        match (&self.target, &link.master) {
-            (Target::Sentinel(sentinels), Some(master)) => sentinels.is_newest(master),
-            _ => true,
-        }
-    }
-}
-
-impl managed::Manager for Connections {
-    type Type = Link;
-    type Error = RedisError;
-
-    async fn create(&self) -> Result<Link, RedisError> {
-        let (connection, master) = match &self.target {
-            Target::Url(client) => {
-                let connection = client
-                    .get_multiplexed_async_connection_with_config(&self.config)
-                    .await?;
-                (connection, None)
-            }
-            Target::Sentinel(sentinels) => {
-                let (connection, master) = sentinels
-                    .connect(&self.config, ProtocolVersion::RESP2)
-                    .await?;
-                (connection, Some(master))
-            }
-        };
-        Ok(Link { connection, master })
-    }
-
-    async fn recycle(&self, link: &mut Link, _: &Metrics) -> RecycleResult<RedisError> {
-        if self.is_current(link) {
-            Ok(())
-        } else {
-            Err(RecycleError::message("the sentinels name another master"))
-        }
-    }
-}
-
-type Pool = managed::Pool<Connections>;
 
 /// Whether an operation may run twice without changing its outcome.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -410,150 +350,6 @@ fn with_owner(script: &str) -> Script {
     Script::new(&[include_str!("scripts/owner.lua"), script].concat())
 }
 
-/// The client for `cache.url`, with the TLS files when there are any.
-fn client(cache: &CacheSettings) -> Result<Client, SetupError> {
-    let url = cache.url.expose();
-    let client = Client::open(url).map_err(SetupError::Url)?;
-    if !matches!(
-        client.get_connection_info().addr(),
-        ConnectionAddr::TcpTls { .. }
-    ) {
-        return Ok(client);
-    }
-    install_crypto_provider();
-    let client_tls = match (&cache.tls_cert_pem, &cache.tls_key_pem) {
-        (Some(cert), Some(key)) => Some(ClientTlsConfig {
-            client_cert: cert.as_bytes().to_vec(),
-            client_key: key.expose().as_bytes().to_vec(),
-        }),
-        _ => None,
-    };
-    let root_cert = cache.tls_ca_pem.as_ref().map(|pem| pem.as_bytes().to_vec());
-    if client_tls.is_none() && root_cert.is_none() {
-        return Ok(client); // the system's trust store, no client certificate
-    }
-    let certificates = TlsCertificates {
-        client_tls,
-        root_cert,
-    };
-    Client::build_with_tls(url, certificates).map_err(SetupError::Tls)
-}
-
-/// rustls needs one process-wide crypto provider, which redis's TLS uses
-/// through `ClientConfig::builder()`. Ours is aws-lc-rs; a provider already
-/// installed (by an earlier store, or a program embedding us) stays.
-fn install_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Err only means another thread installed one just now: fine too.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    }
-}
-
-/// Whether Redis answered (with an error reply): the connection is fine.
-fn answered(error: &RedisError) -> bool {
-    matches!(
-        error.kind(),
-        ErrorKind::Server(_) | ErrorKind::Parse | ErrorKind::UnexpectedReturnType
-    )
-}
-
-/// Whether the node refused the command as no serving master: demoted to
-/// a replica (`READONLY`), a replica cut off from its master
-/// (`MASTERDOWN`), or still loading its data (`LOADING`). Such a refusal
-/// comes before any write (on a replica, a script's first write is
-/// refused), so nothing ran.
-fn not_the_master(error: &RedisError) -> bool {
-    matches!(
-        error.kind(),
-        ErrorKind::Server(
-            ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown | ServerErrorKind::BusyLoading
-        )
-    )
-}
-
-/// Follows the sentinels: when they name a new master, the pool drops its
-/// connections to the old one. Aborted when the store is dropped.
-struct Watcher(tokio::task::AbortHandle);
-
-impl Watcher {
-    fn start(pool: WeakPool<Connections>) -> Self {
-        let task = tokio::spawn(async move {
-            let mut every = tokio::time::interval(sentinel::CHECK_EVERY);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                let Some(pool) = pool.upgrade() else {
-                    return;
-                };
-                let manager = pool.manager();
-                let Target::Sentinel(sentinels) = &manager.target else {
-                    return;
-                };
-                sentinels.survey().await;
-                let old = pool.retain(|link, _| manager.is_current(link)).removed;
-                if let Some(Link {
-                    master: Some(from), ..
-                }) = old.first()
-                {
-                    tracing::warn!(
-                        master = sentinels.master(),
-                        %from,
-                        "the sentinels name another Redis master: reconnecting"
-                    );
-                }
-            }
-        });
-        Self(task.abort_handle())
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-pub fn session_key(sid: Uuid) -> String {
-    let mut key = String::with_capacity(KEY_PREFIX.len() + 36);
-    key.push_str(KEY_PREFIX);
-    key.push_str(sid.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
-    key
-}
-
-fn user_key(sub: &str) -> String {
-    format!("{USER_PREFIX}{sub}")
-}
-
-fn api_token_key(hash: &TokenHash) -> String {
-    format!("{API_TOKEN_PREFIX}{}", hash.hex())
-}
-
-/// The counters' keys, and their limits as script arguments in the same order.
-fn failure_counters(counters: &[Counter]) -> (Vec<String>, Vec<Vec<u8>>) {
-    counters
-        .iter()
-        .map(|c| {
-            (
-                format!("{FAILURE_PREFIX}{}", c.key),
-                num(u64::from(c.limit)),
-            )
-        })
-        .unzip()
-}
-
-fn num(n: u64) -> Vec<u8> {
-    n.to_string().into_bytes()
-}
-
-fn text(value: Option<&str>) -> Vec<u8> {
-    value.unwrap_or_default().as_bytes().to_vec()
-}
-
-/// `1` or nothing, as the scripts read a yes or no.
-fn flag(yes: bool) -> Vec<u8> {
-    if yes { b"1".to_vec() } else { Vec::new() }
-}
-
 impl SessionStore for RedisStore {
     async fn create(&self, s: &NewSession) -> Result<(), StoreError> {
         let args = [
@@ -807,130 +603,5 @@ impl SessionStore for RedisStore {
         })
         .await?;
         Ok(())
-    }
-}
-
-/// A script's array reply, read field by field.
-struct Reply<'a>(&'a [Value]);
-
-impl Reply<'_> {
-    fn get<T: FromRedisValue>(&self, i: usize) -> Result<T, StoreError> {
-        self.0
-            .get(i)
-            .and_then(|v| T::from_redis_value_ref(v).ok())
-            .ok_or_else(|| StoreError::Protocol(format!("script replied {:?}", self.0)))
-    }
-
-    fn code(&self) -> Result<i64, StoreError> {
-        self.get(0)
-    }
-
-    /// `sub, client, scope` from position `at`, the email and whether it
-    /// is verified from `email`; empty strings mean none.
-    fn subject(&self, at: usize, email: usize) -> Result<Subject, StoreError> {
-        let optional = |s: String| (!s.is_empty()).then_some(s);
-        Ok(Subject {
-            sub: self.get(at)?,
-            client: optional(self.get(at + 1)?),
-            scope: optional(self.get(at + 2)?),
-            email: optional(self.get(email)?),
-            email_verified: self.get::<String>(email + 1)? == "1",
-        })
-    }
-}
-
-fn parse_api_token(reply: &[Value]) -> Result<CacheLookup, StoreError> {
-    let reply = Reply(reply);
-    Ok(match reply.code()? {
-        0 => CacheLookup::Miss,
-        1 => {
-            let why: String = reply.get(1)?;
-            CacheLookup::Dead(match why.as_str() {
-                "unknown" => Rejection::Unknown,
-                "expired" => Rejection::Expired,
-                _ => Rejection::Revoked,
-            })
-        }
-        2 => {
-            let id: String = reply.get(1)?;
-            let expires: String = reply.get(5)?;
-            let bad = |what: &str| StoreError::Protocol(format!("cached API token {what}"));
-            CacheLookup::Live {
-                token: CachedToken {
-                    id: Uuid::parse_str(&id).map_err(|_| bad("id"))?,
-                    name: reply.get(2)?,
-                    scopes: reply.get(3)?,
-                    created_at: reply.get(4)?,
-                    expires_at: match expires.as_str() {
-                        "" => None,
-                        ms => Some(ms.parse().map_err(|_| bad("expiry"))?),
-                    },
-                },
-                touch: reply.get::<i64>(6)? == 1,
-            }
-        }
-        other => return Err(StoreError::Protocol(format!("api_token replied {other}"))),
-    })
-}
-
-fn parse_rotation(reply: &[Value], r: &Rotation) -> Result<RotationOutcome, StoreError> {
-    let reply = Reply(reply);
-    let successor = |access_jti, issued_at, email| -> Result<Successor, StoreError> {
-        let subject = reply.subject(1, email)?;
-        let scope: String = reply.get(3)?;
-        Ok(Successor {
-            subject,
-            scope: (!scope.is_empty()).then_some(scope),
-            access_jti,
-            issued_at,
-            ends_at: reply.get(4)?,
-        })
-    };
-    Ok(match reply.code()? {
-        0 => RotationOutcome::Unknown,
-        1 => RotationOutcome::Rotated(successor(r.successor_jti, r.now, 5)?),
-        2 => {
-            let jti: Vec<u8> = reply.get(5)?;
-            let jti = Uuid::from_slice(&jti)
-                .map_err(|_| StoreError::Protocol("stored jti is not 16 bytes".into()))?;
-            RotationOutcome::Replayed(successor(jti, reply.get(6)?, 7)?)
-        }
-        3 => RotationOutcome::Reused,
-        4 => RotationOutcome::NotGranted,
-        other => return Err(StoreError::Protocol(format!("rotate replied {other}"))),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn reply(line: &str) -> RedisError {
-        let value = redis::parse_redis_value(format!("-{line}\r\n").as_bytes()).unwrap();
-        value.extract_error().unwrap_err()
-    }
-
-    #[test]
-    fn a_node_that_is_no_master_is_told_apart_from_other_error_replies() {
-        for refusal in [
-            "READONLY You can't write against a read only replica. script: 53a4, on @user_script:1.",
-            "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
-            "LOADING Redis is loading the dataset in memory",
-        ] {
-            let e = reply(refusal);
-            assert!(not_the_master(&e), "{refusal}");
-            assert!(
-                answered(&e),
-                "a reply, yet the connection must go: {refusal}"
-            );
-        }
-        for other in [
-            "ERR Error running script",
-            "NOSCRIPT No matching script. Please use EVAL.",
-            "WRONGTYPE Operation against a key holding the wrong kind of value",
-            "NOAUTH Authentication required.",
-        ] {
-            assert!(!not_the_master(&reply(other)), "{other}");
-        }
     }
 }
