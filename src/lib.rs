@@ -3,32 +3,38 @@
 //! Redis, so a logout, refresh or idle timeout on one replica holds on all.
 //!
 //! # Layout
-//! - [`config`] — settings from defaults, `config.yml` and `TOKENGATE__*`.
-//! - [`telemetry`] — tracing subscriber (text or JSON).
-//! - [`app`] — everything built once at start-up and shared by requests.
-//! - [`server`] — accept loop, connections, graceful shutdown.
-//! - [`http`] — routing, one module per endpoint, the error → response map.
-//! - [`session`] — the rules: login, rotation with grace, logout, authenticate.
-//! - [`tokens`] — signing keys, access JWTs and opaque refresh tokens.
-//! - [`clients`] — client authentication (argon2id + HTTP Basic or form), from
-//!   `config.yml` and from the database (re-read every `database.clients_refresh`).
-//! - [`throttle`] — failed credential checks counted per id and address.
-//! - [`verifier`] — the bounded pool every argon2 verification runs in.
-//! - [`proxies`] — the client's address behind trusted proxies.
-//! - [`oauth`] — OAuth 2.0 client policies and scopes.
+//! Layers, lowest first; a module imports only from layers below it
+//! (`tests/layering.rs` holds it to that):
+//! - [`config`] — settings as plain data: defaults, `config.yml`,
+//!   `TOKENGATE__*`, checked for shape; [`time`] — the one clock.
+//! - [`tokens`] — signing keys, access JWTs, opaque refresh tokens, API-token
+//!   format, scopes; [`proxies`] — the client's address behind trusted
+//!   proxies; [`verifier`] — the bounded argon2 pool; [`telemetry`] — logs.
+//! - [`store`] — the atomic session operations, on Redis (one Lua script
+//!   each) or in memory.
+//! - [`db`] — the durable records (users, stored clients, API tokens, the
+//!   outbox), on SQLite or PostgreSQL.
+//! - [`throttle`] — failed credential checks counted per id and address;
+//!   [`events`] — the outbox relay to the Redis stream `tg:events`.
+//! - [`clients`] — client authentication (argon2id; HTTP Basic or form), from
+//!   `config.yml` and the database.
+//! - [`oauth`] — OAuth 2.0 client policies; [`admin`] — the admin token.
+//! - [`session`] — the session rules: login, rotation with grace, logout,
+//!   authenticate, the local cache; [`users`] — registration and password
+//!   login; [`api_tokens`] — API tokens for services.
 //! - [`metrics`] — Prometheus counters and histograms.
-//! - [`store`] — the atomic session operations, on Redis or in memory.
-//! - [`users`] — registration and password login (SPEC §7).
-//! - [`db`] — the durable records (users, stored clients, the outbox), on
-//!   SQLite or PostgreSQL.
-//! - [`events`] — the outbox relay to the Redis stream `tg:events`.
-//! - [`grpc`] — `realchat.auth.v1.AuthApi` over tonic, beside `http`.
-//! - [`cli`] — the command line (clap); [`ops`] — what each command does
-//!   (serve, `migrate`, `client`, `token`, `hash-secret`, `healthcheck`),
-//!   given plain data: `ops` never sees `cli`.
+//! - [`service`] — **the one door**: [`service::Gate`] answers every use case
+//!   (log in, authenticate, refresh, OAuth, admin, health) in the words of the
+//!   domain, with one error type, for every transport.
+//! - [`http`] and [`grpc`] — thin transports: parse, call the `Gate`, map its
+//!   answer and [`service::ServiceError`] to the wire.
+//! - [`server`] — listeners, connections, graceful shutdown.
+//! - [`app`] — builds the `Gate` from the settings, once.
+//! - [`ops`] — what each command does (serve, `migrate`, `client`, `token`,
+//!   `hash-secret`, `healthcheck`); [`cli`] — the command line (clap).
 //!
-//! Data flows one way: request → `http` → `session` → `store`, and for
-//! accounts request → `http` → `users` → `db`.
+//! A request flows one way: `server` → `http`/`grpc` → `service` →
+//! `session`/`users`/`api_tokens` → `store`/`db`.
 
 pub mod admin;
 pub mod api_tokens;

@@ -3,7 +3,7 @@
 //! store errors, Redis pool usage, open client connections, and what the
 //! local cache (SPEC §10) does.
 //!
-//! One registry per [`crate::app::App`] (no globals), so in-process test
+//! One registry per [`crate::service::Gate`] (no globals), so in-process test
 //! replicas count apart. Label sets are small fixed strings and numbers: the
 //! hot path pays a read lock and a hash lookup, no allocation.
 

@@ -92,7 +92,7 @@ pub struct SigningKeySettings {
     pub kid: String,
     pub algorithm: SigningAlgorithm,
     pub private_key_file: PathBuf,
-    /// The file's content, read by [`Settings::resolved`].
+    /// The file's content, read by [`Settings::resolved`](super::Settings::resolved).
     #[serde(skip)]
     pub private_key_pem: Secret,
 }

@@ -31,7 +31,7 @@ pub struct CacheSettings {
     /// Find the master through Redis Sentinel instead of `url` (see
     /// [`SentinelSettings`]).
     pub sentinel: Option<SentinelSettings>,
-    /// The files' contents, read by [`Settings::resolved`].
+    /// The files' contents, read by [`Settings::resolved`](super::Settings::resolved).
     #[serde(skip)]
     pub tls_ca_pem: Option<String>,
     #[serde(skip)]

@@ -27,7 +27,7 @@ pub struct LoginClient {
     pub secret_hash: String,
     /// Or a file holding the secret itself (Docker secrets), hashed at start.
     pub secret_file: Option<PathBuf>,
-    /// The file's content, read by [`Settings::resolved`].
+    /// The file's content, read by [`Settings::resolved`](super::Settings::resolved).
     #[serde(skip)]
     pub secret: Secret,
 }

@@ -1,6 +1,6 @@
 //! SPEC §6 keys: EdDSA, ES256 and RS256 signing from PEM files, `kid` on
 //! every token, several keys where the first signs and all verify, the JWKS
-//! document, and the README's rotation procedure walked through on
+//! document, and the rotation procedure of docs/oauth.md walked through on
 //! replicas that share one Redis — logging no one out.
 
 use std::path::{Path, PathBuf};

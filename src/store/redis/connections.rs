@@ -187,7 +187,8 @@ mod tests {
     use super::*;
 
     fn reply(line: &str) -> RedisError {
-        let value = deadpool_redis::redis::parse_redis_value(format!("-{line}\r\n").as_bytes()).unwrap();
+        let value =
+            deadpool_redis::redis::parse_redis_value(format!("-{line}\r\n").as_bytes()).unwrap();
         value.extract_error().unwrap_err()
     }
 
