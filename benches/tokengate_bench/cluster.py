@@ -14,6 +14,17 @@ from .clients import free_port, wait_http
 from .common import ROOT, BenchError
 
 
+def stop(proc: subprocess.Popen | None) -> None:
+    """SIGTERM, then SIGKILL after 10 s: a process the benchmark started."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class Cluster:
     """redis-server + N replicas + nginx, started and stopped by
     `scripts/cluster up/down --dir DIR`, described by its cluster.json."""
@@ -111,13 +122,7 @@ http {{
         return self.port
 
     def down(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
         self.proc = None
 
 
@@ -164,12 +169,6 @@ class ExtraReplica:
         return self.port
 
     def down(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
         self.proc = None
 
