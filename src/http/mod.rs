@@ -14,6 +14,7 @@ mod health;
 pub(crate) mod login;
 mod logout;
 mod oauth;
+mod openapi;
 mod refresh;
 pub(crate) mod register;
 mod request_id;
