@@ -55,7 +55,9 @@ impl PartialSchema for UserId {
         OneOfBuilder::new()
             .item(of(Type::Integer))
             .item(of(Type::String))
-            .description(Some("The user's id: an integer or a string of 1 to 255 bytes"))
+            .description(Some(
+                "The user's id: an integer or a string of 1 to 255 bytes",
+            ))
             .into()
     }
 }
@@ -84,19 +86,25 @@ impl<'de> Deserialize<'de> for UserId {
     }
 }
 
-/// Starts a new session (other sessions of the user live on).
+/// Starts a new session.
+///
+/// For an email and password, or for a `user_id` a trusted login client
+/// vouches for (HTTP Basic; any caller while `/login` is open). Other
+/// sessions of the user live on.
 #[utoipa::path(
     post,
     path = "/login",
     operation_id = "login",
     tag = "sessions",
     request_body(content = LoginBody),
+    security(("login_client" = []), ()),
     responses(
         (status = 200, description = "A new session's token pair", body = TokenPairBody),
         (status = 400, description = "Malformed body or user id", body = ErrorBody),
-        (status = 401, description = "Wrong password, or no trusted client", body = ErrorBody),
+        (status = 401, description = "Unknown email or wrong password (`invalid_credentials`), or a `user_id` login without a trusted client (`invalid_client`)", body = ErrorBody),
         (status = 429, description = "Too many failures from this address or for this account", body = ErrorBody),
-        (status = 503, description = "Store or database unavailable", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Session store or database unavailable", body = ErrorBody),
     )
 )]
 pub async fn handle(gate: &Gate, request: Request<impl RequestBody>) -> Result<Response, ApiError> {

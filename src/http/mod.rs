@@ -124,7 +124,7 @@ async fn route(
         return (route.name(), Err(ApiError::MethodNotAllowed(allow)));
     }
     let result = match route {
-        Route::Ping => Ok(text_response(StatusCode::OK, "text/plain", "pong".into())),
+        Route::Ping => Ok(health::ping()),
         Route::Health => Ok(health::handle(gate).await),
         Route::Metrics => Ok(text_response(
             StatusCode::OK,
