@@ -9,6 +9,7 @@ mod admin;
 mod authenticate;
 mod body;
 mod deadline;
+mod discovery;
 pub mod error;
 mod health;
 pub(crate) mod login;
@@ -140,7 +141,7 @@ async fn route(
         Route::Introspect => oauth::introspect(gate, request).await,
         Route::Revoke => oauth::revoke(gate, request).await,
         Route::Verify => oauth::verify(gate, request).await,
-        Route::Jwks => Ok(public_json(gate.jwks())),
+        Route::Jwks => Ok(discovery::jwks(gate)),
         Route::Validate => validate::handle(gate, request).await,
         Route::AdminTokens if request.method() == Method::POST => {
             admin::create(gate, request).await
@@ -152,11 +153,7 @@ async fn route(
         Route::Session => sessions::end(gate, &request).await,
         Route::AdminUserSessions => admin::user_sessions(gate, &request).await,
         Route::AdminUserLogout => admin::logout_user(gate, &request).await,
-        Route::Metadata => {
-            let base = public_base(request.headers());
-            let metadata = serde_json::Value::Object(gate.metadata(&base));
-            Ok(public_json(Bytes::from(metadata.to_string())))
-        }
+        Route::Metadata => Ok(discovery::metadata(gate, request.headers())),
     };
     (route.name(), result)
 }
