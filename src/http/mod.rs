@@ -154,6 +154,7 @@ async fn route(
         Route::AdminUserSessions => admin::user_sessions(gate, &request).await,
         Route::AdminUserLogout => admin::logout_user(gate, &request).await,
         Route::Metadata => Ok(discovery::metadata(gate, request.headers())),
+        Route::Openapi => Ok(openapi::handle()),
     };
     (route.name(), result)
 }
