@@ -6,6 +6,8 @@
 
 use http::header::{ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::route::PathRefused;
 use super::{Response, json_response};
@@ -17,6 +19,16 @@ pub const BODY_LIMIT: usize = crate::service::MAX_REQUEST_BYTES;
 const BEARER_CHALLENGE: &str = r#"Bearer realm="tokengate""#;
 const INVALID_TOKEN_CHALLENGE: &str = r#"Bearer realm="tokengate", error="invalid_token""#;
 const BASIC_CHALLENGE: &str = r#"Basic realm="tokengate", charset="UTF-8""#;
+
+/// Every error's body (SPEC §2).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// A machine-readable code: RFC 6749 §5.2 / RFC 6750 §3.1 names where
+    /// one exists (`invalid_request`, `invalid_token`, …).
+    pub error: &'static str,
+    /// What went wrong, for a human.
+    pub error_description: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -113,10 +125,10 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "error": self.code(),
-            "error_description": self.description(),
-        });
+        let body = ErrorBody {
+            error: self.code(),
+            error_description: self.description(),
+        };
         let mut response = json_response(self.status(), &body);
         let headers = response.headers_mut();
         let Self::Service(error) = self else {

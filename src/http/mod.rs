@@ -9,11 +9,13 @@ mod admin;
 mod authenticate;
 mod body;
 mod deadline;
+mod discovery;
 pub mod error;
 mod health;
 pub(crate) mod login;
 mod logout;
 mod oauth;
+mod openapi;
 mod refresh;
 pub(crate) mod register;
 mod request_id;
@@ -123,7 +125,7 @@ async fn route(
         return (route.name(), Err(ApiError::MethodNotAllowed(allow)));
     }
     let result = match route {
-        Route::Ping => Ok(text_response(StatusCode::OK, "text/plain", "pong".into())),
+        Route::Ping => Ok(health::ping()),
         Route::Health => Ok(health::handle(gate).await),
         Route::Metrics => Ok(text_response(
             StatusCode::OK,
@@ -139,7 +141,7 @@ async fn route(
         Route::Introspect => oauth::introspect(gate, request).await,
         Route::Revoke => oauth::revoke(gate, request).await,
         Route::Verify => oauth::verify(gate, request).await,
-        Route::Jwks => Ok(public_json(gate.jwks())),
+        Route::Jwks => Ok(discovery::jwks(gate)),
         Route::Validate => validate::handle(gate, request).await,
         Route::AdminTokens if request.method() == Method::POST => {
             admin::create(gate, request).await
@@ -151,11 +153,8 @@ async fn route(
         Route::Session => sessions::end(gate, &request).await,
         Route::AdminUserSessions => admin::user_sessions(gate, &request).await,
         Route::AdminUserLogout => admin::logout_user(gate, &request).await,
-        Route::Metadata => {
-            let base = public_base(request.headers());
-            let metadata = serde_json::Value::Object(gate.metadata(&base));
-            Ok(public_json(Bytes::from(metadata.to_string())))
-        }
+        Route::Metadata => Ok(discovery::metadata(gate, request.headers())),
+        Route::Openapi => Ok(openapi::handle()),
     };
     (route.name(), result)
 }

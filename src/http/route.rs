@@ -109,9 +109,39 @@ pub(super) enum Route {
     AdminUserSessions,
     /// `POST /admin/users/{sub}/logout`.
     AdminUserLogout,
+    /// `GET /openapi.json`: the API's own description (SPEC §12).
+    Openapi,
 }
 
 impl Route {
+    /// Every route, so that tests can hold each one to what is said of it
+    /// (its listener, the OpenAPI document).
+    pub(super) const ALL: [Self; 23] = [
+        Self::Ping,
+        Self::Health,
+        Self::Metrics,
+        Self::Login,
+        Self::Register,
+        Self::Refresh,
+        Self::Logout,
+        Self::Authenticate,
+        Self::Token,
+        Self::Introspect,
+        Self::Revoke,
+        Self::Verify,
+        Self::Jwks,
+        Self::Metadata,
+        Self::Validate,
+        Self::AdminTokens,
+        Self::AdminToken,
+        Self::AdminRevoke,
+        Self::Sessions,
+        Self::Session,
+        Self::AdminUserSessions,
+        Self::AdminUserLogout,
+        Self::Openapi,
+    ];
+
     /// The route of `path` as `listener` serves it; `None`: not found there.
     pub(super) fn find(path: &str, listener: Listener) -> Option<Self> {
         Self::from_path(path).filter(|route| route.listener().is_none_or(|l| l == listener))
@@ -119,7 +149,7 @@ impl Route {
 
     /// Where the route is served (SPEC §11); `None`: on both listeners.
     /// Listed one by one, so a new route has to say where it belongs.
-    fn listener(self) -> Option<Listener> {
+    pub(super) fn listener(self) -> Option<Listener> {
         match self {
             // Probes: a load balancer and an operator each ask their own port.
             Self::Ping | Self::Health => None,
@@ -142,7 +172,8 @@ impl Route {
             | Self::Metadata
             | Self::Validate
             | Self::Sessions
-            | Self::Session => Some(Listener::Public),
+            | Self::Session
+            | Self::Openapi => Some(Listener::Public),
         }
     }
 
@@ -165,6 +196,7 @@ impl Route {
             "/auth/validate" => Self::Validate,
             "/admin/tokens" => Self::AdminTokens,
             "/sessions" => Self::Sessions,
+            "/openapi.json" => Self::Openapi,
             _ => return Self::with_id(path),
         })
     }
@@ -192,7 +224,8 @@ impl Route {
             .map(|id| id.into_owned())
     }
 
-    /// A fixed label for metrics.
+    /// The path, `{…}` for an id: the label of its metrics and its name in
+    /// the OpenAPI document.
     pub(super) fn name(self) -> &'static str {
         match self {
             Self::Ping => "/ping",
@@ -217,6 +250,7 @@ impl Route {
             Self::Session => "/sessions/{sid}",
             Self::AdminUserSessions => "/admin/users/{sub}/sessions",
             Self::AdminUserLogout => "/admin/users/{sub}/logout",
+            Self::Openapi => "/openapi.json",
         }
     }
 
@@ -231,7 +265,8 @@ impl Route {
             | Self::Metadata
             | Self::AdminToken
             | Self::Sessions
-            | Self::AdminUserSessions => Some(GET_HEAD),
+            | Self::AdminUserSessions
+            | Self::Openapi => Some(GET_HEAD),
             Self::AdminTokens => Some(GET_HEAD_POST),
             Self::Session => Some(DELETE),
             _ => Some(POST),
@@ -302,6 +337,17 @@ mod tests {
         ];
         for (path, expected) in table {
             assert_eq!(check_path(path), *expected, "{path}");
+        }
+    }
+
+    #[test]
+    fn all_lists_each_route_once_under_its_own_path() {
+        for (i, route) in Route::ALL.into_iter().enumerate() {
+            assert!(!Route::ALL[..i].contains(&route), "{route:?} listed twice");
+            let path = ["{id}", "{sub}", "{sid}"]
+                .into_iter()
+                .fold(route.name().to_owned(), |path, id| path.replace(id, "x"));
+            assert_eq!(Route::from_path(&path), Some(route), "{path}");
         }
     }
 

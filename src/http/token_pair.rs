@@ -1,16 +1,23 @@
 //! The token-pair answer shared by `/login` and `/refresh`.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::service::TokenPair;
 
-#[derive(Serialize)]
+/// A session's token pair.
+#[derive(Serialize, ToSchema)]
 pub struct TokenPairBody {
+    /// The access token: a JWT (`typ: at+jwt`) for `Authorization: Bearer`.
     access: String,
+    /// The refresh token: opaque, single-use, for `/refresh`.
     refresh: String,
+    /// Always `Bearer`.
     token_type: &'static str,
+    /// Seconds until the access token expires.
     expires_in: u64,
+    /// Seconds until the refresh token expires.
     refresh_expires_in: u64,
     session_id: Uuid,
 }

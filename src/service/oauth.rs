@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::{Gate, OAuthCode, ServiceError};
@@ -169,46 +168,20 @@ impl Gate {
         Ok(self.sessions.revoke(token, &client.id, caller.now).await?)
     }
 
-    /// RFC 8414 metadata for clients that reach us at `base` (or at
-    /// `oauth.public_url`, when set).
-    pub fn metadata(&self, base: &str) -> Map<String, Value> {
-        let base = if self.public_url.is_empty() {
+    /// The base URL of discovery metadata (RFC 8414): `oauth.public_url`
+    /// when set, else `base`, where the request says clients reach us.
+    pub fn public_base<'a>(&'a self, base: &'a str) -> &'a str {
+        if self.public_url.is_empty() {
             base
         } else {
             &self.public_url
-        };
-        let auth_methods = json!(["client_secret_basic", "client_secret_post"]);
-        let mut metadata = Map::new();
-        let mut put = |key: &str, value: Value| {
-            metadata.insert(key.to_owned(), value);
-        };
-        put("issuer", self.issuer.clone().into());
-        put("token_endpoint", format!("{base}/oauth/token").into());
-        put("jwks_uri", format!("{base}/.well-known/jwks.json").into());
-        put(
-            "introspection_endpoint",
-            format!("{base}/oauth/introspect").into(),
-        );
-        put("revocation_endpoint", format!("{base}/oauth/revoke").into());
-        put(
-            "grant_types_supported",
-            json!(["client_credentials", "refresh_token"]),
-        );
-        put("response_types_supported", json!([]));
-        put(
-            "token_endpoint_auth_methods_supported",
-            auth_methods.clone(),
-        );
-        put(
-            "introspection_endpoint_auth_methods_supported",
-            auth_methods.clone(),
-        );
-        put("revocation_endpoint_auth_methods_supported", auth_methods);
-        put(
-            "scopes_supported",
-            json!(self.oauth_clients.scopes_supported()),
-        );
-        metadata
+        }
+    }
+
+    /// Every scope some OAuth client may be granted (RFC 8414
+    /// `scopes_supported`), stored clients as last read included.
+    pub fn scopes_supported(&self) -> Vec<String> {
+        self.oauth_clients.scopes_supported()
     }
 
     /// The public keys, as `/.well-known/jwks.json` serves them.

@@ -3,7 +3,8 @@
 //! and Authlib (a standard OAuth 2.0 client) using discovery, both grants,
 //! introspection and revocation. The scripts live in `tests/interop/`;
 //! `scripts/test` installs their pinned dependencies in
-//! `target/interop-venv`. Those of the gRPC API (grpcio) are in `grpc_interop`.
+//! `target/interop-venv`. Those of the gRPC API (grpcio) are in `grpc_interop`,
+//! the OpenAPI document's (openapi-spec-validator) in `openapi`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -32,13 +33,14 @@ pub(crate) fn python() -> PathBuf {
     let ready = Command::new(&python)
         .args([
             "-c",
-            "import jwt, authlib, requests, grpc, grpc_tools, grpc_reflection, grpc_health",
+            "import jwt, authlib, requests, grpc, grpc_tools, grpc_reflection, grpc_health, \
+             openapi_spec_validator",
         ])
         .status()
         .is_ok_and(|s| s.success());
     assert!(
         ready,
-        "{} lacks PyJWT/Authlib/grpcio: run scripts/test, which installs \
+        "{} lacks PyJWT/Authlib/grpcio/openapi-spec-validator: run scripts/test, which installs \
          tests/interop/requirements.txt into target/interop-venv",
         python.display()
     );

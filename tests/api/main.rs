@@ -26,6 +26,7 @@ mod listeners;
 mod local_cache;
 mod lockout;
 mod oauth;
+mod openapi;
 mod pending_revocations;
 mod process;
 mod redis_costs;
