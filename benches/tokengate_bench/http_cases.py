@@ -70,9 +70,12 @@ def costs(b: Bench, api_token: str | None) -> Path:
 
 
 def refresh(b: Bench, pool: Path) -> None:
-    """The pool's refresh tokens; successors are chained (refresh.lua)."""
+    """The pool's refresh tokens; successors are chained (refresh.lua). No
+    warm-up: it would rotate the pool's tokens, and the run would present
+    them again — reuse, which ends the session (the cost run has loaded the
+    script and opened the connections)."""
     b.measure("refresh", f"{direct(b)}/refresh", "refresh.lua",
-              args=(pool, b.o.threads), redis_ops=True)
+              args=(pool, b.o.threads), redis_ops=True, warmup=False)
 
 
 def logout(b: Bench) -> None:
@@ -133,13 +136,13 @@ def sequential_costs(b: Bench, port: int, pool: Path, n: int, api_token: str | N
     # One more than measured: the warm-up takes the first.
     logout_tokens = [t[0] for t in tokens[2 : 3 + n]]
 
-    def run(op, own=None):
+    def run(name, op, own=None, n=n):
         # Warm-up: the first call of each script loads it (NOSCRIPT, then
         # SCRIPT LOAD) and may open a pooled connection; not measured.
         status, body, c = op(n, None)
         c.close()
         if status != 200:
-            raise BenchError(f"cost run warm-up: answer {status}: {body[:200]!r}")
+            raise BenchError(f"cost run warm-up of {name}: answer {status}: {body[:200]!r}")
         r = b.redis()
         # One INFO on each side of the run.
         s0, w0 = r.calls_and_writes()
@@ -150,7 +153,7 @@ def sequential_costs(b: Bench, port: int, pool: Path, n: int, api_token: str | N
                 r.cmd(*own)
             status, body, conn = op(i, conn)
             if status != 200:
-                raise BenchError(f"cost run: answer {status}: {body[:200]!r}")
+                raise BenchError(f"cost run of {name}, request {i}: answer {status}: {body[:200]!r}")
         s1, w1 = r.calls_and_writes()
         r.close()
         if conn:
@@ -172,7 +175,10 @@ def sequential_costs(b: Bench, port: int, pool: Path, n: int, api_token: str | N
                             {"Authorization": f"Bearer {access}"}, conn=conn)
 
     def login(i, conn):
-        return http_request(port, "POST", "/login", body={"user_id": 7}, conn=conn)
+        return http_request(port, "POST", "/login", body={"user_id": 900_000_000 + i}, conn=conn)
+
+    def login_at_cap(i, conn):
+        return http_request(port, "POST", "/login", body={"user_id": "at-cap"}, conn=conn)
 
     def refresh(i, conn):
         status, body, conn = http_request(port, "POST", "/refresh",
@@ -185,9 +191,14 @@ def sequential_costs(b: Bench, port: int, pool: Path, n: int, api_token: str | N
         return http_request(port, "POST", "/logout",
                             {"Authorization": f"Bearer {logout_tokens[i]}"}, conn=conn)
 
-    costs = {name: run(op) for name, op in
+    costs = {name: run(name, op) for name, op in
              (("authenticate", authenticate), ("login", login),
               ("refresh", refresh), ("logout", logout))}
+    # A user already at auth.max_sessions_per_user (100): each login also
+    # ends the oldest, after checking every entry of the user's index.
+    for i in range(100):
+        login_at_cap(i, None)[2].close()
+    costs["login_at_cap"] = run("login_at_cap", login_at_cap)
     if api_token:
         def authenticate_api_token(i, conn):
             return http_request(port, "GET", "/authenticate",
@@ -195,8 +206,11 @@ def sequential_costs(b: Bench, port: int, pool: Path, n: int, api_token: str | N
 
         # The cache key of the token (src/store/redis.rs): its SHA-256, in hex.
         key = "tg:at:" + hashlib.sha256(api_token.encode()).hexdigest()
-        costs["authenticate_api_token"] = run(authenticate_api_token)
-        costs["authenticate_api_token_miss"] = run(authenticate_api_token, own=("DEL", key))
+        costs["authenticate_api_token"] = run("authenticate_api_token", authenticate_api_token)
+        # api_tokens.misses_per_address (60 a minute, SPEC §11) refuses more
+        # misses from one address: the pre-check took one.
+        costs["authenticate_api_token_miss"] = run("authenticate_api_token_miss", authenticate_api_token,
+                                                   own=("DEL", key), n=min(n, 50))
     return costs
 
 
@@ -210,7 +224,13 @@ def session_memory(b: Bench, port: int, count: int) -> tuple[dict, Path]:
     pool = b.make_sessions(port, count, b.work / "sessions")
     time.sleep(0.2)
     after = int(r.info("memory")["used_memory"])
-    keys = r.cmd("DBSIZE") - keys_before
+    # Sessions, not keys: each session's user also has an index (tg:u:<sub>),
+    # one per session here, since every pool session has a user of its own —
+    # the most the index can cost per session.
+    count_keys = "return #redis.call('KEYS', ARGV[1])"
+    keys = r.cmd("EVAL", count_keys, "0", "tg:s:*")
+    index_keys = r.cmd("EVAL", count_keys, "0", "tg:u:*")
+    other_keys = r.cmd("DBSIZE") - keys_before - keys - index_keys
     first = pool.read_text().split("\n", 1)[0].split()
     sid = json.loads(base64.urlsafe_b64decode(first[0].split(".")[1] + "=="))["sid"]
     key = f"tg:s:{sid}"
@@ -221,6 +241,8 @@ def session_memory(b: Bench, port: int, count: int) -> tuple[dict, Path]:
     r.close()
     mem = {
         "sessions": keys,
+        "user_index_keys": index_keys,
+        "other_keys": other_keys,
         "used_memory_before": before,
         "used_memory_after": after,
         "bytes_per_session": round((after - before) / max(keys, 1), 1),
@@ -229,6 +251,7 @@ def session_memory(b: Bench, port: int, count: int) -> tuple[dict, Path]:
         "fields_one_key": fields,
         "redis_config": {k.decode(): v.decode() for k, v in cfg.items()},
     }
-    log(f"memory: {mem['bytes_per_session']} B/session over {keys} sessions; "
+    log(f"memory: {mem['bytes_per_session']} B/session over {keys} sessions "
+        f"(with {index_keys} user indexes, {other_keys} other keys); "
         f"MEMORY USAGE of one key {usage} B ({mem['encoding_one_key']}, {fields} fields)")
     return mem, pool

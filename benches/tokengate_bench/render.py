@@ -234,7 +234,8 @@ def _redis_and_rss(rep: dict, by: dict) -> list[str]:
     if mem:
         lines.append(
             f"Redis memory: {mem['bytes_per_session']:g} B per live session "
-            f"({mem['sessions']} sessions, used_memory {mem['used_memory_before']} -> "
+            f"({mem['sessions']} sessions, each with its user's index: "
+            f"{mem.get('user_index_keys', 0)} index keys; used_memory {mem['used_memory_before']} -> "
             f"{mem['used_memory_after']}); MEMORY USAGE of one session key: "
             f"{mem['memory_usage_one_key']} B ({mem['encoding_one_key']}, {mem['fields_one_key']} fields)")
     if rep["replica_rss"]:
