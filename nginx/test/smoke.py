@@ -83,7 +83,8 @@ API_POSTS = ("/login", "/register", "/refresh", "/logout", "/token", "/oauth/tok
 # A request carrying this header is read, then its connection dropped without an
 # answer: a replica that died holding it.
 DROP = "X-Smoke-Drop"
-API_GETS = ("/ping", "/health", "/.well-known/jwks.json", "/.well-known/oauth-authorization-server")
+API_GETS = ("/ping", "/health", "/.well-known/jwks.json", "/.well-known/oauth-authorization-server",
+            "/openapi.json")
 # The login client of the compose deployment (config.compose.yml), as the stand-in knows it.
 LOGIN_CLIENT = ("web", "s3cr3t-from-secrets_login_client_secret")
 BASIC_CHALLENGE = 'Basic realm="tokengate", charset="UTF-8"'
