@@ -95,13 +95,17 @@ class Conn:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
 
-    async def request(self, method: str, path: str, bearer: str | None, body: dict | None):
-        """(status, body bytes) on the open connection. Raises OSError, HttpError or
-        asyncio.IncompleteReadError."""
+    async def request(self, method: str, path: str, bearer: str | None, body: dict | None,
+                      authorization: str | None = None):
+        """(status, body bytes) on the open connection; `authorization` is a whole
+        Authorization value (a login client's Basic) used when there is no bearer.
+        Raises OSError, HttpError or asyncio.IncompleteReadError."""
         data = json.dumps(body).encode() if body is not None else b""
         head = [f"{method} {path} HTTP/1.1".encode(), b"Host: " + self.host]
         if bearer:
-            head.append(f"Authorization: Bearer {bearer}".encode())
+            authorization = f"Bearer {bearer}"
+        if authorization:
+            head.append(f"Authorization: {authorization}".encode())
         if body is not None:
             head.append(b"Content-Type: application/json")
         if body is not None or method == "POST":
@@ -157,13 +161,16 @@ class Stats:
 
 
 class Vu:
-    def __init__(self, number: int, port: int, stats: Stats, timeout: float):
+    def __init__(self, number: int, port: int, stats: Stats, timeout: float, login_auth: str | None = None):
         self.n = number
+        # The Authorization of /login: none for an open login, a login client's
+        # Basic where /login is closed (the compose deployment).
+        self.login_auth = login_auth
         self.conn = Conn(port)
         self.stats = stats
         self.timeout = timeout
 
-    async def step(self, step: str, method: str, path: str, bearer=None, body=None):
+    async def step(self, step: str, method: str, path: str, bearer=None, body=None, authorization=None):
         """The answer's body if it was 200; None (counted as failed) otherwise. The
         latency excludes opening the connection, as k6's http_req_duration does."""
         started = time.perf_counter()
@@ -172,7 +179,7 @@ class Vu:
                 if self.conn.writer is None:
                     await self.conn.connect()
                     started = time.perf_counter()
-                status, payload = await self.conn.request(method, path, bearer, body)
+                status, payload = await self.conn.request(method, path, bearer, body, authorization)
         except TimeoutError:
             status, payload, problem = 0, b"", f"no answer within {self.timeout:g} s"
         except (OSError, HttpError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as e:
@@ -200,7 +207,8 @@ class Vu:
     async def iteration(self) -> bool:
         if await self.step("ping", "GET", "/ping") is None:
             return False
-        payload = await self.step("login", "POST", "/login", body={"user_id": self.n})
+        payload = await self.step("login", "POST", "/login", body={"user_id": self.n},
+                                  authorization=self.login_auth)
         tokens = payload is not None and self.pair("login", payload)
         if not tokens:
             return False
@@ -236,7 +244,7 @@ async def scenario(port: int, o) -> tuple[Stats, float, int]:
     stop_at = t0 + o.ramp + o.hold
     tasks = [
         asyncio.create_task(
-            Vu(n, port, stats, o.timeout).run(t0 + o.ramp * (n - 1) / o.vus, stop_at, o.think_max))
+            Vu(n, port, stats, o.timeout, getattr(o, "login_auth", None)).run(t0 + o.ramp * (n - 1) / o.vus, stop_at, o.think_max))
         for n in range(1, o.vus + 1)
     ]
 
