@@ -16,7 +16,8 @@ free loopback ports through an override and nothing made beforehand:
   6. `--scale jwt=5` then `--scale jwt=2` under traffic: 0 failed;
   7. `docker compose exec jwt tokengate token create` makes a token nginx lets through;
   8. `down` then `up`: users, API tokens and secrets are still there;
-  9. compose.uds.yaml (one replica on a Unix socket) comes up and serves.
+  9. compose.uds.yaml (one replica on a Unix socket) comes up and serves;
+ 10. compose.secrets.yaml with files from scripts/init-secrets: the replicas use them.
 
 Everything runs under one project name and ends with `down -v` whatever happens.
 Exit status 0 only if every check passed. Usage: compose_test.py [--keep-tree]
@@ -47,6 +48,7 @@ import seedflow  # noqa: E402  (the original load flow, shared with scripts/benc
 PROJECT = "tgcompose"
 BASE = ["-f", "compose.yaml"]
 UDS = ["-f", "compose.yaml", "-f", "compose.uds.yaml"]
+OWN = ["-f", "compose.yaml", "-f", "compose.secrets.yaml"]
 JSON = {"Content-Type": "application/json"}
 
 failures: list[str] = []
@@ -331,6 +333,18 @@ def scenario(d: Deployment, port: int) -> None:
     status = request(port, "GET", "/authenticate", {"Authorization": f"Bearer {doc.get('access')}"})[0]
     need(status == 200, f"/authenticate through nginx over the Unix socket ({status})")
 
+    # Operators' own files (a fresh database: PostgreSQL keeps the passwords of its first start).
+    d.compose("down", "-v", files=UDS, timeout=300)
+    subprocess.run([str(d.tree / "scripts" / "init-secrets")], check=True, capture_output=True)
+    own = (d.tree / "secrets" / "login_client_secret").read_text()
+    seconds = d.up("--scale", "jwt=1", files=OWN)
+    figure(f"compose.secrets.yaml (fresh volumes): healthy in {seconds:.0f} s")
+    own_basic = "Basic " + base64.b64encode(f"web:{own}".encode()).decode()
+    ok = request(port, "POST", "/login", {"Authorization": own_basic}, {"user_id": "own"})[0]
+    made = request(port, "POST", "/login", {"Authorization": basic}, {"user_id": "own"})[0]
+    need(own != secret and ok == 200 and made == 401,
+         f"compose.secrets.yaml: the replicas take scripts/init-secrets' files, not the volumes' ({ok}, {made})")
+
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -346,8 +360,8 @@ def main() -> int:
     d = Deployment(tree, override)
     log(f"tree {tree}, nginx on 127.0.0.1:{port} (HTTP) and :{grpc_port} (gRPC), project {PROJECT}")
     started = time.monotonic()
-    for files in (UDS, BASE):  # what an interrupted earlier run left
-        d.compose("down", "-v", "--remove-orphans", files=files, check=False, quiet=True)
+    # What an interrupted earlier run left: compose.uds.yaml names every service and volume.
+    d.compose("down", "-v", "--remove-orphans", files=UDS, check=False, quiet=True)
     try:
         scenario(d, port)
     except Exception as e:  # a broken step is a failed run, with its reason
@@ -355,8 +369,7 @@ def main() -> int:
         logs = d.compose("logs", "--tail", "30", "--no-color", files=UDS, check=False, quiet=True)
         print(logs.stdout[-6000:])
     finally:
-        for files in (UDS, BASE):
-            d.compose("down", "-v", "--remove-orphans", files=files, check=False, quiet=True, timeout=300)
+        d.compose("down", "-v", "--remove-orphans", files=UDS, check=False, quiet=True, timeout=300)
         if not o.keep_tree:
             shutil.rmtree(tree, ignore_errors=True)
     print("\ncompose-test figures:")
