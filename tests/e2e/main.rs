@@ -14,7 +14,8 @@
 //! request ids across nginx, tokengate and the app, the opt-in identity
 //! headers. `seedflow`: the original service's load test, shortened, with not
 //! one failed request. `uds`: nginx reaching a replica over its Unix socket
-//! (`server.unix_socket`) instead of TCP.
+//! (`server.unix_socket`) instead of TCP. `layer`: `tokengate-layer` in an
+//! axum service, with the replica's published keys or its shared secret.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -23,6 +24,7 @@ mod api_tokens;
 mod faults;
 mod flows;
 mod gate;
+mod layer;
 mod seedflow;
 mod tooling;
 mod uds;
