@@ -15,6 +15,12 @@ pub struct ServerSettings {
     /// How long a SIGTERM waits for in-flight requests before exiting anyway.
     #[serde(deserialize_with = "duration")]
     pub shutdown_timeout: Duration,
+    /// How long after SIGTERM the process stays up, refusing connections,
+    /// before it exits: a proxy that finds replicas by DNS keeps the address
+    /// until it re-resolves, and a refused connection moves on at once where
+    /// a vanished address costs a connect timeout.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_linger: Duration,
     /// Open client connections per replica. At the cap a new connection
     /// evicts the one idle the longest, or is refused if all are busy.
     pub max_connections: usize,
@@ -43,6 +49,7 @@ impl Default for ServerSettings {
             host: "0.0.0.0".into(),
             port: 8080,
             shutdown_timeout: Duration::from_secs(10),
+            shutdown_linger: Duration::ZERO,
             max_connections: 4096,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),

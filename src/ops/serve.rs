@@ -67,13 +67,28 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         admin,
         grpc,
     };
+    let signalled = Arc::new(std::sync::OnceLock::new());
+    let shutdown = {
+        let signalled = signalled.clone();
+        async move {
+            shutdown_signal().await;
+            let _ = signalled.set(tokio::time::Instant::now());
+        }
+    };
     server::serve(
         listeners,
         Arc::new(app),
-        shutdown_signal(),
+        shutdown,
         settings.server.shutdown_timeout,
     )
     .await;
+    if let Some(&at) = signalled.get() {
+        let until = at + settings.server.shutdown_linger;
+        if until > tokio::time::Instant::now() {
+            tracing::info!(linger = ?settings.server.shutdown_linger, "drained; refusing connections until server.shutdown_linger has passed");
+            tokio::time::sleep_until(until).await;
+        }
+    }
     if let Some(path) = &settings.server.unix_socket {
         let _ = std::fs::remove_file(path);
     }

@@ -484,6 +484,34 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_refuses_connections_for_shutdown_linger_before_exiting() {
+    let linger = Duration::from_millis(1500);
+    let mut p = Process::start(&[("TOKENGATE__SERVER__SHUTDOWN_LINGER", "1500ms")]);
+    p.ready().await;
+
+    let signalled = Instant::now();
+    signal("-TERM", p.child.id());
+    let addr = p.addr;
+    let refused = eventually(Duration::from_secs(5), || async move {
+        TcpStream::connect(addr).is_err()
+    })
+    .await;
+    assert!(refused, "still accepting after SIGTERM");
+    // Nothing in flight: without a linger it would be gone by now or soon.
+    assert!(
+        p.child.try_wait().unwrap().is_none() || signalled.elapsed() >= linger,
+        "exited before server.shutdown_linger had passed"
+    );
+    let status = wait_for_exit(&mut p.child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        signalled.elapsed() >= linger,
+        "exited {:?} after SIGTERM, before the {linger:?} linger",
+        signalled.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_clients_authenticate_with_basic_and_hashed_secrets() {
     let (status, hash, stderr) = run(&["hash-secret"], &[], Some("s3cret-value\n"));
     assert!(status.success(), "{stderr}");
