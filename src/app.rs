@@ -19,10 +19,12 @@ use crate::proxies::TrustedProxies;
 use crate::service::Gate;
 use crate::session::Sessions;
 use crate::session::local_cache::LocalCache;
+use crate::session_feed::SessionFeed;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::{Store, Timing};
 use crate::throttle::Throttle;
+use crate::time::millis;
 use crate::tokens::keys::Keys;
 use crate::tokens::{AccessTokens, RefreshTokens};
 use crate::users::Users;
@@ -168,6 +170,7 @@ pub fn with_store(settings: &Settings, store: Store) -> Result<Gate, BuildError>
         metrics,
         server: settings.server.clone(),
         grpc: settings.grpc.clone(),
+        session_feed: SessionFeed::new(millis(auth.access_lifetime)),
     })
 }
 

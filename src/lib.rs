@@ -53,6 +53,7 @@ pub mod proxies;
 pub mod server;
 pub mod service;
 pub mod session;
+pub mod session_feed;
 pub mod store;
 pub mod telemetry;
 pub mod throttle;

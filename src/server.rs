@@ -155,8 +155,11 @@ pub async fn serve(
                 async move {
                     let close_after = conn.begin_request();
                     let request = request.map(|body| BodyDeadline::new(body, body_timeout));
-                    let mut response = crate::http::handle(&gate, via, request).await;
-                    conn.end_request();
+                    let response = crate::http::handle(&gate, via, request).await;
+                    // The revocation feed keeps the connection busy while it streams.
+                    let busy = conn.clone();
+                    let mut response =
+                        crate::http::into_stream(gate, response, move || busy.end_request());
                     if close_after {
                         // Evicted while this request was arriving: answer it, then close.
                         response
@@ -183,6 +186,7 @@ pub async fn serve(
     drop(listener);
     drop(unix);
     drop(admin);
+    gate.close_session_feed();
     tracing::info!("shutting down: no longer accepting, draining in-flight requests");
     let _ = stop_grpc.send(());
     let grpc_drained = async {

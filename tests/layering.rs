@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["tokens", "proxies", "verifier", "telemetry"],
     &["store"],
     &["db"],
-    &["throttle", "events"],
+    &["throttle", "events", "session_feed"],
     &["clients"],
     &["oauth", "admin"],
     &["session", "users", "api_tokens"],

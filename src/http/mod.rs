@@ -20,6 +20,7 @@ mod refresh;
 pub(crate) mod register;
 mod request_id;
 mod route;
+mod session_events;
 mod sessions;
 mod token_pair;
 mod validate;
@@ -40,6 +41,7 @@ pub use deadline::{BodyDeadline, BodyTimeout};
 pub use error::ApiError;
 pub use route::Listener;
 use route::Route;
+pub use session_events::{EventStream, Reply, into_stream};
 
 pub type Response = http::Response<Full<Bytes>>;
 
@@ -155,6 +157,7 @@ async fn route(
         Route::AdminUserLogout => admin::logout_user(gate, &request).await,
         Route::Metadata => Ok(discovery::metadata(gate, request.headers())),
         Route::Openapi => Ok(openapi::handle()),
+        Route::SessionEvents => session_events::handle(gate, &request).await,
     };
     (route.name(), result)
 }

@@ -103,6 +103,8 @@ pub(super) enum Route {
     AdminRevoke,
     /// `GET /sessions`: the caller's sessions.
     Sessions,
+    /// `GET /events/sessions`: the revocation feed (Server-Sent Events).
+    SessionEvents,
     /// `DELETE /sessions/{sid}`: end one of them.
     Session,
     /// `GET /admin/users/{sub}/sessions`.
@@ -116,7 +118,7 @@ pub(super) enum Route {
 impl Route {
     /// Every route, so that tests can hold each one to what is said of it
     /// (its listener, the OpenAPI document).
-    pub(super) const ALL: [Self; 23] = [
+    pub(super) const ALL: [Self; 24] = [
         Self::Ping,
         Self::Health,
         Self::Metrics,
@@ -139,6 +141,7 @@ impl Route {
         Self::Session,
         Self::AdminUserSessions,
         Self::AdminUserLogout,
+        Self::SessionEvents,
         Self::Openapi,
     ];
 
@@ -158,7 +161,8 @@ impl Route {
             | Self::AdminToken
             | Self::AdminRevoke
             | Self::AdminUserSessions
-            | Self::AdminUserLogout => Some(Listener::Admin),
+            | Self::AdminUserLogout
+            | Self::SessionEvents => Some(Listener::Admin),
             Self::Login
             | Self::Register
             | Self::Refresh
@@ -196,6 +200,7 @@ impl Route {
             "/auth/validate" => Self::Validate,
             "/admin/tokens" => Self::AdminTokens,
             "/sessions" => Self::Sessions,
+            "/events/sessions" => Self::SessionEvents,
             "/openapi.json" => Self::Openapi,
             _ => return Self::with_id(path),
         })
@@ -250,6 +255,7 @@ impl Route {
             Self::Session => "/sessions/{sid}",
             Self::AdminUserSessions => "/admin/users/{sub}/sessions",
             Self::AdminUserLogout => "/admin/users/{sub}/logout",
+            Self::SessionEvents => "/events/sessions",
             Self::Openapi => "/openapi.json",
         }
     }
@@ -266,6 +272,7 @@ impl Route {
             | Self::AdminToken
             | Self::Sessions
             | Self::AdminUserSessions
+            | Self::SessionEvents
             | Self::Openapi => Some(GET_HEAD),
             Self::AdminTokens => Some(GET_HEAD_POST),
             Self::Session => Some(DELETE),

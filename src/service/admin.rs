@@ -118,7 +118,7 @@ impl Gate {
         caller: Attempt,
     ) -> Result<u64, ServiceError> {
         self.authorize_operator(by, caller).await?;
-        let ended = self.sessions.logout_user(owner).await?;
+        let ended = self.sessions.logout_user(owner, caller.now).await?;
         tracing::info!(owner, ended, "admin: every session of a user ended");
         Ok(ended)
     }

@@ -81,7 +81,8 @@ impl Gate {
             &self.database,
             self.sessions.store(),
         );
-        tokio::join!(clients, self.relay_events(), touches, clears);
+        let feed = self.session_feed.run(self.sessions.store());
+        tokio::join!(clients, self.relay_events(), touches, clears, feed);
     }
 
     /// Moves the outbox to the Redis stream (with the embedded store,

@@ -23,6 +23,7 @@ mod health;
 mod lifecycle;
 mod login;
 mod oauth;
+mod session_feed;
 mod sessions;
 
 use std::net::IpAddr;
@@ -64,6 +65,7 @@ pub use health::{Component, Health};
 pub use lifecycle::StartError;
 pub use login::Registration;
 pub use oauth::{ClientCredentials, Grant, Introspected, Issued};
+pub use session_feed::{WATCH_SCOPE, Watch};
 pub use sessions::{Logout, SessionView};
 
 /// The largest request either transport reads (SPEC §2: 16 KiB); no use
@@ -112,6 +114,7 @@ pub struct Gate {
     pub(crate) server: ServerSettings,
     /// The gRPC listener's limits and timeouts, and its health watches.
     pub(crate) grpc: GrpcSettings,
+    pub(crate) session_feed: crate::session_feed::SessionFeed,
 }
 
 impl Gate {

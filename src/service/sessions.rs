@@ -66,7 +66,7 @@ impl Gate {
             }
             (Logout::Refresh(token), false) => self
                 .sessions
-                .logout_with_refresh(token)
+                .logout_with_refresh(token, now)
                 .await
                 .map(|()| None)
                 .map_err(refresh_logout)?,

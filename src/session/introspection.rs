@@ -21,7 +21,7 @@ impl<S: SessionStore> Sessions<S> {
                 Err(_) => return Ok(()),
             }
         };
-        match self.store.revoke(sid, client).await? {
+        match self.store.revoke(sid, client, now).await? {
             Revocation::Ended | Revocation::Unknown => Ok(()),
             Revocation::NotOwner => Err(SessionError::NotOwner),
         }

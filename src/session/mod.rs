@@ -226,17 +226,21 @@ impl<S: SessionStore> Sessions<S> {
             .access
             .verify(token, secs(now))
             .map_err(SessionError::InvalidToken)?;
-        self.store.end(claims.sid).await?;
+        self.store.end(claims.sid, now).await?;
         Ok(())
     }
 
     /// Ends the session of a refresh token we minted, of any generation.
-    pub async fn logout_with_refresh(&self, presented: &str) -> Result<(), SessionError> {
+    pub async fn logout_with_refresh(
+        &self,
+        presented: &str,
+        now: Millis,
+    ) -> Result<(), SessionError> {
         let token = self
             .refresh
             .decode(presented)
             .ok_or(SessionError::InvalidGrant)?;
-        self.store.end(token.sid).await?;
+        self.store.end(token.sid, now).await?;
         Ok(())
     }
 
@@ -337,6 +341,7 @@ mod tests {
     }
 
     const TIMING: Timing = Timing {
+        access: 900_000,
         idle: 600_000,
         refresh_lifetime: 3_600_000,
         grace: 10_000,
@@ -539,7 +544,7 @@ mod tests {
             Err(SessionError::InvalidGrant)
         ));
         assert!(matches!(
-            s.logout_with_refresh("garbage").await,
+            s.logout_with_refresh("garbage", NOW).await,
             Err(SessionError::InvalidGrant)
         ));
         assert!(matches!(
@@ -666,12 +671,12 @@ mod tests {
         let mut store = MockSessionStore::new();
         store
             .expect_end()
-            .with(eq(pair.session_id))
+            .with(eq(pair.session_id), eq(NOW))
             .times(2)
-            .returning(|_| Ok(()));
+            .returning(|_, _| Ok(()));
         let s = sessions(store);
         s.logout_with_access(&pair.access, NOW).await.unwrap();
-        s.logout_with_refresh(&pair.refresh).await.unwrap();
+        s.logout_with_refresh(&pair.refresh, NOW).await.unwrap();
     }
 
     #[tokio::test]
@@ -754,8 +759,8 @@ mod tests {
         store.expect_create().returning(|_| Ok(()));
         store
             .expect_revoke()
-            .with(always(), eq("billing"))
-            .returning(|_, _| Ok(Revocation::Ended));
+            .with(always(), eq("billing"), always())
+            .returning(|_, _, _| Ok(Revocation::Ended));
         let s = sessions(store);
         let mine = s
             .client_credentials("billing", None, true, NOW)

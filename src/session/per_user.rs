@@ -42,7 +42,7 @@ impl<S: SessionStore> Sessions<S> {
         now: Millis,
     ) -> Result<(), SessionError> {
         let claims = self.authenticate(token, now).await?;
-        match self.store.end_owned(sid, &claims.owner()).await? {
+        match self.store.end_owned(sid, &claims.owner(), now).await? {
             Revocation::Ended => Ok(()),
             Revocation::Unknown | Revocation::NotOwner => Err(SessionError::UnknownSession),
         }
@@ -55,7 +55,7 @@ impl<S: SessionStore> Sessions<S> {
         now: Millis,
     ) -> Result<u64, SessionError> {
         let claims = self.authenticate(token, now).await?;
-        Ok(self.store.end_all(&claims.owner()).await?)
+        Ok(self.store.end_all(&claims.owner(), now).await?)
     }
 
     /// Ends every session of the holder of a current refresh token.
@@ -73,7 +73,7 @@ impl<S: SessionStore> Sessions<S> {
             .inspect_refresh(refresh.sid, refresh.generation, refresh.secret_hash(), now)
             .await?
             .ok_or(SessionError::InvalidGrant)?;
-        Ok(self.store.end_all(&state.subject.owner()).await?)
+        Ok(self.store.end_all(&state.subject.owner(), now).await?)
     }
 
     /// The live sessions of `owner` (a user's `sub`, or `client:<id>`),
@@ -87,7 +87,7 @@ impl<S: SessionStore> Sessions<S> {
     }
 
     /// Ends every session of `owner`, for an operator.
-    pub async fn logout_user(&self, owner: &str) -> Result<u64, SessionError> {
-        Ok(self.store.end_all(owner).await?)
+    pub async fn logout_user(&self, owner: &str, now: Millis) -> Result<u64, SessionError> {
+        Ok(self.store.end_all(owner, now).await?)
     }
 }

@@ -4,13 +4,18 @@
 //! cannot see these sessions. It implements exactly the rules of the Redis
 //! scripts (see `scripts/*.lua`), so one behaviour suite runs against both.
 //! Expiry is lazy (checked on access) plus a sweep at most once a minute, so
-//! abandoned sessions do not accumulate.
+//! abandoned sessions do not accumulate. Every end, an expiry included,
+//! goes through [`Sessions::remove`], which logs it for the revocation feed
+//! while its access tokens can still verify (see [`super::ended`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use uuid::Uuid;
 
+use tokio::sync::Notify;
+
+use super::ended::{self, LogId, LogPage, LogStart, MemoryLog};
 use super::rotation::{self, Current, Verdict};
 use super::{
     Admission, CacheEntry, CacheLookup, Counter, NewSession, RefreshState, Revocation, Rotation,
@@ -72,6 +77,7 @@ struct Sessions {
     /// Failed credential checks: key → (count, counter end).
     failures: HashMap<String, (u32, Millis)>,
     next_sweep: Millis,
+    log: MemoryLog,
 }
 
 /// Cheap to clone; clones share the same sessions (as replicas share Redis).
@@ -79,6 +85,8 @@ struct Sessions {
 pub struct MemoryStore {
     timing: Timing,
     sessions: Arc<Mutex<Sessions>>,
+    /// Woken by every logged end (see [`MemoryStore::next_ended`]).
+    ended: Arc<Notify>,
 }
 
 #[cfg(test)]
@@ -91,15 +99,44 @@ impl MemoryStore {
             refresh_lifetime: 1,
             grace: 0,
             max_session: 1,
+            access: 1,
         })
     }
 }
 
 impl MemoryStore {
     pub fn new(timing: Timing) -> Self {
+        let epoch = crate::time::now();
         Self {
             timing,
-            sessions: Arc::default(),
+            sessions: Arc::new(Mutex::new(Sessions {
+                log: MemoryLog::new(epoch),
+                ..Sessions::default()
+            })),
+            ended: Arc::default(),
+        }
+    }
+
+    /// Whether an end was logged after `after`, waiting up to `wait` for
+    /// one (the feed's tail on this store).
+    pub async fn has_ended_after(&self, after: LogId, wait: std::time::Duration) -> bool {
+        let notified = self.ended.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.lock().log.newest() > after {
+            return true;
+        }
+        let _ = tokio::time::timeout(wait, notified).await;
+        self.lock().log.newest() > after
+    }
+
+    /// Ends `sids`, then wakes the feed's tail.
+    fn end_each(&self, sessions: &mut Sessions, sids: &[Uuid], now: Millis) {
+        for sid in sids {
+            sessions.remove(*sid, now, self.timing.access);
+        }
+        if !sids.is_empty() {
+            self.ended.notify_waiters();
         }
     }
 
@@ -120,6 +157,19 @@ impl MemoryStore {
 }
 
 impl Sessions {
+    /// Drops the session, logging its end while its last access token can
+    /// still verify.
+    fn remove(&mut self, sid: Uuid, now: Millis, access: Millis) -> bool {
+        let Some(record) = self.by_sid.remove(&sid) else {
+            return false;
+        };
+        let until = ended::until(record.created_at.max(record.rotated_at), access);
+        if until * 1000 > now {
+            self.log.push(sid, record.subject.sub, until, now, access);
+        }
+        true
+    }
+
     /// The live sessions of `owner`, oldest first as the Redis index orders
     /// them (by refresh end). A scan: this store is for one process and
     /// few sessions.
@@ -133,12 +183,19 @@ impl Sessions {
         live
     }
 
-    /// The live record of `sid`, dropping it if it has expired.
+    /// The live record of `sid`; one that has expired is not (it goes at
+    /// the next sweep, which logs its end).
     fn live(&mut self, sid: Uuid, now: Millis) -> Option<&mut Record> {
-        if self.by_sid.get(&sid).is_some_and(|r| r.expires_at <= now) {
-            self.by_sid.remove(&sid);
-        }
-        self.by_sid.get_mut(&sid)
+        self.by_sid.get_mut(&sid).filter(|r| r.expires_at > now)
+    }
+
+    /// The sessions that have expired by `now`.
+    fn expired(&self, now: Millis) -> Vec<Uuid> {
+        self.by_sid
+            .iter()
+            .filter(|(_, r)| r.expires_at <= now)
+            .map(|(sid, _)| *sid)
+            .collect()
     }
 }
 
@@ -146,7 +203,8 @@ impl SessionStore for MemoryStore {
     async fn create(&self, s: &NewSession) -> Result<(), StoreError> {
         let mut sessions = self.lock();
         if s.now >= sessions.next_sweep {
-            sessions.by_sid.retain(|_, r| r.expires_at > s.now);
+            let expired = sessions.expired(s.now);
+            self.end_each(&mut sessions, &expired, s.now);
             sessions.counters.retain(|_, (_, end)| *end > s.now);
             sessions.failures.retain(|_, (_, end)| *end > s.now);
             sessions.next_sweep = s.now + SWEEP_EVERY;
@@ -156,9 +214,7 @@ impl SessionStore for MemoryStore {
             let older = sessions.owned_by(&owner, s.now);
             let excess = (older.len() + 1).saturating_sub(s.max_sessions as usize);
             let ended: Vec<Uuid> = older.iter().take(excess).map(|(sid, _)| **sid).collect();
-            for sid in ended {
-                sessions.by_sid.remove(&sid);
-            }
+            self.end_each(&mut sessions, &ended, s.now);
         }
         sessions.by_sid.insert(
             s.sid,
@@ -220,11 +276,11 @@ impl SessionStore for MemoryStore {
                 RotationOutcome::Replayed(record.successor())
             }
             Verdict::Reuse => {
-                sessions.by_sid.remove(&r.sid);
+                self.end_each(&mut sessions, &[r.sid], r.now);
                 RotationOutcome::Reused
             }
             Verdict::Expired => {
-                sessions.by_sid.remove(&r.sid);
+                self.end_each(&mut sessions, &[r.sid], r.now);
                 RotationOutcome::Unknown
             }
             Verdict::NotGranted => RotationOutcome::NotGranted,
@@ -232,32 +288,40 @@ impl SessionStore for MemoryStore {
         })
     }
 
-    async fn end(&self, sid: Uuid) -> Result<(), StoreError> {
-        self.lock().by_sid.remove(&sid);
+    async fn end(&self, sid: Uuid, now: Millis) -> Result<(), StoreError> {
+        let mut sessions = self.lock();
+        if sessions.live(sid, now).is_some() {
+            self.end_each(&mut sessions, &[sid], now);
+        }
         Ok(())
     }
 
-    async fn revoke(&self, sid: Uuid, client: &str) -> Result<Revocation, StoreError> {
+    async fn revoke(&self, sid: Uuid, client: &str, now: Millis) -> Result<Revocation, StoreError> {
         let mut sessions = self.lock();
-        let Some(record) = sessions.by_sid.get(&sid) else {
+        let Some(record) = sessions.live(sid, now) else {
             return Ok(Revocation::Unknown);
         };
         if record.subject.client.as_deref() != Some(client) {
             return Ok(Revocation::NotOwner);
         }
-        sessions.by_sid.remove(&sid);
+        self.end_each(&mut sessions, &[sid], now);
         Ok(Revocation::Ended)
     }
 
-    async fn end_owned(&self, sid: Uuid, owner: &str) -> Result<Revocation, StoreError> {
+    async fn end_owned(
+        &self,
+        sid: Uuid,
+        owner: &str,
+        now: Millis,
+    ) -> Result<Revocation, StoreError> {
         let mut sessions = self.lock();
-        let Some(record) = sessions.by_sid.get(&sid) else {
+        let Some(record) = sessions.live(sid, now) else {
             return Ok(Revocation::Unknown);
         };
         if !record.subject.is_owned_by(owner) {
             return Ok(Revocation::NotOwner);
         }
-        sessions.by_sid.remove(&sid);
+        self.end_each(&mut sessions, &[sid], now);
         Ok(Revocation::Ended)
     }
 
@@ -281,11 +345,15 @@ impl SessionStore for MemoryStore {
             .collect())
     }
 
-    async fn end_all(&self, owner: &str) -> Result<u64, StoreError> {
+    async fn end_all(&self, owner: &str, now: Millis) -> Result<u64, StoreError> {
         let mut sessions = self.lock();
-        let before = sessions.by_sid.len();
-        sessions.by_sid.retain(|_, r| !r.subject.is_owned_by(owner));
-        Ok((before - sessions.by_sid.len()) as u64)
+        let owned: Vec<Uuid> = sessions
+            .owned_by(owner, now)
+            .into_iter()
+            .map(|(sid, _)| *sid)
+            .collect();
+        self.end_each(&mut sessions, &owned, now);
+        Ok(owned.len() as u64)
     }
 
     async fn inspect_refresh(
@@ -397,6 +465,22 @@ impl SessionStore for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    async fn sweep_ended(&self, now: Millis) -> Result<u32, StoreError> {
+        let mut sessions = self.lock();
+        let expired = sessions.expired(now);
+        self.end_each(&mut sessions, &expired, now);
+        Ok(u32::try_from(expired.len()).unwrap_or(u32::MAX))
+    }
+
+    async fn ended_log(
+        &self,
+        start: LogStart,
+        limit: u32,
+        _now: Millis,
+    ) -> Result<LogPage, StoreError> {
+        Ok(self.lock().log.read(start, limit as usize))
+    }
 }
 
 #[cfg(test)]
@@ -405,6 +489,7 @@ mod tests {
 
     const T0: Millis = 1_800_000_000_000;
     const TIMING: Timing = Timing {
+        access: 900_000,
         idle: 60_000,
         refresh_lifetime: 3_600_000,
         grace: 10_000,
@@ -454,7 +539,45 @@ mod tests {
             "activity restarted the clock"
         );
         assert!(!store.authenticate(sid, jti, T0 + 178_000).await.unwrap());
+        assert_eq!(store.sweep_ended(T0 + 178_000).await.unwrap(), 1);
         assert!(store.is_empty(), "an expired session is dropped");
+    }
+
+    #[tokio::test]
+    async fn every_end_is_logged_while_its_access_tokens_can_verify() {
+        let store = MemoryStore::new(TIMING);
+        let (ended_by_logout, _) = new_session(&store, T0).await;
+        let (expired, _) = new_session(&store, T0).await;
+        let (too_late, _) = new_session(&store, T0).await;
+        store.end(ended_by_logout, T0 + 1_000).await.unwrap();
+        store.end(ended_by_logout, T0 + 2_000).await.unwrap();
+        store.end(Uuid::new_v4(), T0 + 2_000).await.unwrap();
+        // Idle past 60 s: the sweep logs it.
+        assert_eq!(store.sweep_ended(T0 + 61_000).await.unwrap(), 2);
+        let log = store
+            .ended_log(LogStart::Since(0), 10, T0 + 61_000)
+            .await
+            .unwrap();
+        let sids: Vec<Uuid> = log.entries.iter().map(|e| e.sid).collect();
+        assert_eq!(sids.len(), 3, "one entry per end: {sids:?}");
+        assert_eq!(sids[0], ended_by_logout);
+        assert!(sids.contains(&expired) && sids.contains(&too_late));
+        // `until`: the login's access token, issued at T0, lives 900 s.
+        assert!(log.entries.iter().all(|e| e.until == T0 / 1000 + 900));
+        assert_eq!(log.last, log.entries[2].id);
+        // An end after the last access token expired is not logged.
+        let (late, _) = new_session(&store, T0 + 100_000).await;
+        store.end(late, T0 + 100_000 + 900_001).await.unwrap();
+        let after = store
+            .ended_log(LogStart::After(log.last), 10, T0)
+            .await
+            .unwrap();
+        assert!(after.entries.is_empty(), "{after:?}");
+        assert!(
+            !store
+                .has_ended_after(log.last, std::time::Duration::ZERO)
+                .await
+        );
     }
 
     #[tokio::test]
@@ -486,7 +609,7 @@ mod tests {
         let (sid, jti) = new_session(&store, T0).await;
         assert!(!store.authenticate(sid, Uuid::new_v4(), T0).await.unwrap());
         assert!(!store.authenticate(Uuid::new_v4(), jti, T0).await.unwrap());
-        store.end(sid).await.unwrap();
+        store.end(sid, T0).await.unwrap();
         assert!(!store.authenticate(sid, jti, T0).await.unwrap());
     }
 
@@ -547,11 +670,11 @@ mod tests {
             RotationOutcome::Unknown
         );
         assert_eq!(
-            store.revoke(sid, "billing").await.unwrap(),
+            store.revoke(sid, "billing", T0).await.unwrap(),
             Revocation::NotOwner
         );
         assert_eq!(
-            store.revoke(Uuid::new_v4(), "billing").await.unwrap(),
+            store.revoke(Uuid::new_v4(), "billing", T0).await.unwrap(),
             Revocation::Unknown
         );
         let first_party = store.rotate(&rotation(sid, 0, 1, T0)).await.unwrap();

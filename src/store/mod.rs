@@ -20,11 +20,13 @@
 //! its last session.
 
 mod api_token_cache;
+pub mod ended;
 pub mod memory;
 pub mod redis;
 pub mod rotation;
 
 pub use api_token_cache::{CacheEntry, CacheLookup, CachedToken};
+pub use ended::{Cursor, EndedSession, LogId, LogPage, LogStart};
 
 use uuid::Uuid;
 
@@ -36,6 +38,9 @@ use crate::tokens::api::TokenHash;
 /// Timing rules shared by every operation, fixed at start-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
+    /// Lifetime of each access token (`auth.access_lifetime`): how long the
+    /// revocation feed remembers an end (see [`ended`]).
+    pub access: Millis,
     /// Inactivity after which a session ends (`auth.auto_logout`).
     pub idle: Millis,
     /// Lifetime of each refresh token (`auth.refresh_lifetime`).
@@ -51,6 +56,7 @@ impl Timing {
     /// `auth.max_session`.
     pub fn from_auth(auth: &AuthSettings) -> Self {
         Self {
+            access: millis(auth.access_lifetime),
             idle: millis(auth.auto_logout),
             refresh_lifetime: millis(auth.refresh_lifetime),
             grace: millis(auth.refresh_grace),
@@ -234,13 +240,18 @@ pub trait SessionStore {
     async fn rotate(&self, rotation: &Rotation) -> Result<RotationOutcome, StoreError>;
 
     /// Ends the session; ending an unknown one is not an error (`/logout`).
-    async fn end(&self, sid: Uuid) -> Result<(), StoreError>;
+    async fn end(&self, sid: Uuid, now: Millis) -> Result<(), StoreError>;
 
     /// Ends the session only if it was issued to `client` (RFC 7009).
-    async fn revoke(&self, sid: Uuid, client: &str) -> Result<Revocation, StoreError>;
+    async fn revoke(&self, sid: Uuid, client: &str, now: Millis) -> Result<Revocation, StoreError>;
 
     /// Ends the session only if it belongs to `owner`.
-    async fn end_owned(&self, sid: Uuid, owner: &str) -> Result<Revocation, StoreError>;
+    async fn end_owned(
+        &self,
+        sid: Uuid,
+        owner: &str,
+        now: Millis,
+    ) -> Result<Revocation, StoreError>;
 
     /// Up to `limit` live sessions of `owner`, oldest first.
     async fn sessions_of(
@@ -252,7 +263,7 @@ pub trait SessionStore {
 
     /// Ends every session of `owner` (a user's `sub`, or `client:<id>`);
     /// returns how many it ended.
-    async fn end_all(&self, owner: &str) -> Result<u64, StoreError>;
+    async fn end_all(&self, owner: &str, now: Millis) -> Result<u64, StoreError>;
 
     /// The session behind a refresh token, if the token is its current one;
     /// changes nothing (token introspection).
@@ -312,6 +323,18 @@ pub trait SessionStore {
 
     /// Is the store reachable (`/health`)?
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Logs the ends of watched sessions whose record expired by itself
+    /// (see [`ended`]); returns how many.
+    async fn sweep_ended(&self, now: Millis) -> Result<u32, StoreError>;
+
+    /// Up to `limit` entries of the ended-sessions log from `start`.
+    async fn ended_log(
+        &self,
+        start: LogStart,
+        limit: u32,
+        now: Millis,
+    ) -> Result<LogPage, StoreError>;
 }
 
 /// The store chosen at start-up. An enum rather than `dyn`: the trait has
@@ -354,16 +377,16 @@ impl SessionStore for Store {
         dispatch!(self, s => s.rotate(rotation))
     }
 
-    async fn end(&self, sid: Uuid) -> Result<(), StoreError> {
-        dispatch!(self, s => s.end(sid))
+    async fn end(&self, sid: Uuid, now: Millis) -> Result<(), StoreError> {
+        dispatch!(self, s => s.end(sid, now))
     }
 
-    async fn revoke(&self, sid: Uuid, client: &str) -> Result<Revocation, StoreError> {
-        dispatch!(self, s => s.revoke(sid, client))
+    async fn revoke(&self, sid: Uuid, client: &str, now: Millis) -> Result<Revocation, StoreError> {
+        dispatch!(self, s => s.revoke(sid, client, now))
     }
 
-    async fn end_owned(&self, sid: Uuid, sub: &str) -> Result<Revocation, StoreError> {
-        dispatch!(self, s => s.end_owned(sid, sub))
+    async fn end_owned(&self, sid: Uuid, sub: &str, now: Millis) -> Result<Revocation, StoreError> {
+        dispatch!(self, s => s.end_owned(sid, sub, now))
     }
 
     async fn sessions_of(
@@ -375,8 +398,8 @@ impl SessionStore for Store {
         dispatch!(self, s => s.sessions_of(sub, now, limit))
     }
 
-    async fn end_all(&self, sub: &str) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.end_all(sub))
+    async fn end_all(&self, sub: &str, now: Millis) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.end_all(sub, now))
     }
 
     async fn inspect_refresh(
@@ -433,5 +456,18 @@ impl SessionStore for Store {
 
     async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self, s => s.ping())
+    }
+
+    async fn sweep_ended(&self, now: Millis) -> Result<u32, StoreError> {
+        dispatch!(self, s => s.sweep_ended(now))
+    }
+
+    async fn ended_log(
+        &self,
+        start: LogStart,
+        limit: u32,
+        now: Millis,
+    ) -> Result<LogPage, StoreError> {
+        dispatch!(self, s => s.ended_log(start, limit, now))
     }
 }

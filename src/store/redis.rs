@@ -58,8 +58,8 @@ use deadpool_redis::redis::{
 use uuid::Uuid;
 
 use super::{
-    Admission, CacheEntry, CacheLookup, Counter, NewSession, RefreshState, Revocation, Rotation,
-    RotationOutcome, SessionInfo, SessionStore, StoreError, Timing,
+    Admission, CacheEntry, CacheLookup, Counter, LogPage, LogStart, NewSession, RefreshState,
+    Revocation, Rotation, RotationOutcome, SessionInfo, SessionStore, StoreError, Timing,
 };
 use crate::config::CacheSettings;
 use crate::time::Millis;
@@ -67,12 +67,14 @@ use crate::tokens::SecretHash;
 use crate::tokens::api::TokenHash;
 
 mod connections;
+mod ended;
 mod keys;
 mod replies;
 mod sentinel;
 mod tracking;
 pub use connections::Link;
 use connections::{Connections, Pool, Target, Watcher, answered, client, not_the_master};
+pub use ended::EndedTail;
 pub use keys::session_key;
 use keys::{api_token_key, failure_counters, flag, num, text, user_key};
 use replies::{Reply, parse_api_token, parse_rotation};
@@ -132,6 +134,7 @@ pub struct RedisStore {
     end: Script,
     sessions: Script,
     logout_all: Script,
+    sweep: Script,
 }
 
 impl RedisStore {
@@ -168,19 +171,20 @@ impl RedisStore {
             watcher: Arc::new(OnceLock::new()),
             timeout,
             timing,
-            login: with_owner(include_str!("scripts/login.lua")),
+            login: with_feed(include_str!("scripts/login.lua")),
             authenticate: Script::new(include_str!("scripts/authenticate.lua")),
-            rotate: with_owner(include_str!("scripts/rotate.lua")),
-            revoke: with_owner(include_str!("scripts/revoke.lua")),
+            rotate: with_feed(include_str!("scripts/rotate.lua")),
+            revoke: with_feed(include_str!("scripts/revoke.lua")),
             inspect: Script::new(include_str!("scripts/inspect.lua")),
             count: Script::new(include_str!("scripts/count.lua")),
             admit: Script::new(include_str!("scripts/admit.lua")),
             forgive: Script::new(include_str!("scripts/forgive.lua")),
             api_token: Script::new(include_str!("scripts/api_token.lua")),
             api_token_put: Script::new(include_str!("scripts/api_token_put.lua")),
-            end: with_owner(include_str!("scripts/end.lua")),
+            end: with_feed(include_str!("scripts/end.lua")),
             sessions: with_owner(include_str!("scripts/sessions.lua")),
-            logout_all: with_owner(include_str!("scripts/logout_all.lua")),
+            logout_all: with_feed(include_str!("scripts/logout_all.lua")),
+            sweep: with_feed(include_str!("scripts/sweep.lua")),
         })
     }
 
@@ -290,17 +294,27 @@ impl RedisStore {
         self.pool.retain(|_, _| false);
     }
 
+    /// The arguments `scripts/ended.lua` takes from the end of every
+    /// script that may end sessions: now and the access-token lifetime.
+    fn feed_args(&self, now: Millis) -> [Vec<u8>; 2] {
+        [num(now), num(self.timing.access)]
+    }
+
     /// Ends the session if its `field` (`c` client, `s` sub) is `owner`.
     async fn end_if_owner(
         &self,
         sid: Uuid,
         owner: &str,
         field: &str,
+        now: Millis,
     ) -> Result<Revocation, StoreError> {
+        let [now, access] = self.feed_args(now);
         let args = [
             owner.as_bytes().to_vec(),
             field.as_bytes().to_vec(),
             sid.to_string().into_bytes(),
+            now,
+            access,
         ];
         let key = session_key(sid);
         let code: i64 = self.eval(Repeat::Safe, &self.revoke, key, &args).await?;
@@ -350,6 +364,20 @@ fn with_owner(script: &str) -> Script {
     Script::new(&[include_str!("scripts/owner.lua"), script].concat())
 }
 
+/// A script that may end sessions: `scripts/owner.lua` and
+/// `scripts/ended.lua` before it; its last two arguments are
+/// [`RedisStore::feed_args`].
+fn with_feed(script: &str) -> Script {
+    Script::new(
+        &[
+            include_str!("scripts/owner.lua"),
+            include_str!("scripts/ended.lua"),
+            script,
+        ]
+        .concat(),
+    )
+}
+
 impl SessionStore for RedisStore {
     async fn create(&self, s: &NewSession) -> Result<(), StoreError> {
         let args = [
@@ -367,6 +395,7 @@ impl SessionStore for RedisStore {
             flag(s.subject.email_verified),
             num(u64::from(s.max_sessions)),
         ];
+        let args = [&args[..], &self.feed_args(s.now)].concat();
         // A repeat rewrites the same fields of the same new session (and
         // finds the cap already enforced).
         let keys = [session_key(s.sid), user_key(&s.subject.owner())];
@@ -411,6 +440,7 @@ impl SessionStore for RedisStore {
                 .join(" ")
                 .into_bytes(),
         ];
+        let args = [&args[..], &self.feed_args(r.now)].concat();
         // Repeating a rotation that did run is answered as a retry — the same
         // successor — if the repeat is sure to land inside the grace window.
         let repeat = if Duration::from_millis(self.timing.grace) > self.timeout {
@@ -423,20 +453,26 @@ impl SessionStore for RedisStore {
         parse_rotation(&reply, r)
     }
 
-    async fn end(&self, sid: Uuid) -> Result<(), StoreError> {
-        let args = [sid.to_string().into_bytes()];
+    async fn end(&self, sid: Uuid, now: Millis) -> Result<(), StoreError> {
+        let [now, access] = self.feed_args(now);
+        let args = [sid.to_string().into_bytes(), now, access];
         let _: i64 = self
             .eval(Repeat::Safe, &self.end, session_key(sid), &args)
             .await?;
         Ok(())
     }
 
-    async fn revoke(&self, sid: Uuid, client: &str) -> Result<Revocation, StoreError> {
-        self.end_if_owner(sid, client, "c").await
+    async fn revoke(&self, sid: Uuid, client: &str, now: Millis) -> Result<Revocation, StoreError> {
+        self.end_if_owner(sid, client, "c", now).await
     }
 
-    async fn end_owned(&self, sid: Uuid, owner: &str) -> Result<Revocation, StoreError> {
-        self.end_if_owner(sid, owner, "s").await
+    async fn end_owned(
+        &self,
+        sid: Uuid,
+        owner: &str,
+        now: Millis,
+    ) -> Result<Revocation, StoreError> {
+        self.end_if_owner(sid, owner, "s", now).await
     }
 
     async fn sessions_of(
@@ -469,8 +505,14 @@ impl SessionStore for RedisStore {
     /// huge index never holds Redis for more than a few milliseconds; the
     /// batches repeat until the index is empty, bounded by its size when
     /// the first batch ran (logins meanwhile may add to it).
-    async fn end_all(&self, owner: &str) -> Result<u64, StoreError> {
-        let args = [owner.as_bytes().to_vec(), num(LOGOUT_ALL_BATCH)];
+    async fn end_all(&self, owner: &str, now: Millis) -> Result<u64, StoreError> {
+        let [now, access] = self.feed_args(now);
+        let args = [
+            owner.as_bytes().to_vec(),
+            num(LOGOUT_ALL_BATCH),
+            now,
+            access,
+        ];
         let key = user_key(owner);
         let mut ended = 0;
         let mut runs_left: Option<u64> = None;
@@ -603,5 +645,18 @@ impl SessionStore for RedisStore {
         })
         .await?;
         Ok(())
+    }
+
+    async fn sweep_ended(&self, now: Millis) -> Result<u32, StoreError> {
+        self.sweep(now).await
+    }
+
+    async fn ended_log(
+        &self,
+        start: LogStart,
+        limit: u32,
+        now: Millis,
+    ) -> Result<LogPage, StoreError> {
+        self.read_ended(start, limit, now).await
     }
 }

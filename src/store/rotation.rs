@@ -125,6 +125,7 @@ mod tests {
 
     const T0: Millis = 1_800_000_000_000;
     const TIMING: Timing = Timing {
+        access: 900_000,
         idle: 60_000,
         refresh_lifetime: 3_600_000,
         grace: 10_000,

@@ -175,6 +175,7 @@ const CASES: &[Case] = &[
 ];
 
 const TIMING: Timing = Timing {
+    access: 900_000,
     idle: 3_600_000,
     refresh_lifetime: 600_000,
     grace: 10_000,

@@ -5,7 +5,8 @@
 -- ARGV: sub, access jti (16 bytes), refresh hash (16 bytes), end (ms),
 --       ttl (ms), client ('' = none), scope ('' = none), absolute end (ms),
 --       now (ms), sid (text), email ('' = none), email verified ('1' or ''),
---       most sessions the owner keeps (0 = no limit)
+--       most sessions the owner keeps (0 = no limit), now (ms), access
+--       lifetime (ms)
 -- Returns how many older sessions the cap ended.
 redis.call('HSET', KEYS[1], 's', ARGV[1], 'a', ARGV[2], 'r', ARGV[3], 'g', 0,
   'e', ARGV[4], 'm', ARGV[8], 'k', ARGV[9], 'l', ARGV[9])
@@ -22,6 +23,9 @@ if ARGV[12] ~= '' then
   redis.call('HSET', KEYS[1], 'v', ARGV[12])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
+watch_expiry(ARGV[10], ARGV[1], FEED_NOW + tonumber(ARGV[5]), FEED_NOW)
+-- Since when this Redis has kept sessions (store/ended.rs).
+redis.call('SET', 'tg:epoch', ARGV[9], 'NX')
 -- No session outlives its refresh lifetime, so neither does its entry: the
 -- index forgets those here, and itself after its last session's end. Of
 -- the entries whose session ended sooner (logout, idle, theft), the two
@@ -55,7 +59,10 @@ if cap > 0 and redis.call('ZCARD', KEYS[2]) > cap then
     end
   end
   for i = 1, #older + 1 - cap do
-    redis.call('DEL', 'tg:s:' .. older[i])
+    local key = 'tg:s:' .. older[i]
+    local o = redis.call('HMGET', key, 's', 'k', 't')
+    redis.call('DEL', key)
+    session_ended(older[i], o[1], last_issued(o[2], o[3]))
     redis.call('ZREM', KEYS[2], older[i])
     ended = ended + 1
   end

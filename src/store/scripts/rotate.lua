@@ -9,13 +9,14 @@
 --       client ('' = a /login session), scopes asked for ('' = none named),
 --       sid (text: the member of its owner's index tg:u:<owner>, which is
 --       named here from the session's sub and client and moved to the new end),
---       '1' if the client's scopes now bound the session's (else ''), those scopes
+--       '1' if the client's scopes now bound the session's (else ''), those scopes,
+--       now (ms), access lifetime (ms)
 -- Returns {1, sub, client, scope, end, email, verified}                   rotated: the successor is current
 --         {2, sub, client, scope, end, jti, rotated_at, email, verified}  replayed: answer the same successor
 --         {3}                                            reused: the session is ended
 --         {4}                                            a scope asked for is not held
 --         {0}                                            unknown
-local v = redis.call('HMGET', KEYS[1], 'g', 'r', 'a', 't', 'e', 's', 'c', 'p', 'q', 'm', 'x', 'v')
+local v = redis.call('HMGET', KEYS[1], 'g', 'r', 'a', 't', 'e', 's', 'c', 'p', 'q', 'm', 'x', 'v', 'k')
 local email, verified = v[11] or '', v[12] or ''
 if not v[1] or (v[7] or '') ~= ARGV[9] then
   return {0}
@@ -76,7 +77,9 @@ if presented == generation then
   if scope ~= '' then
     redis.call('HSET', KEYS[1], 'p', scope)
   end
-  redis.call('PEXPIRE', KEYS[1], math.min(idle, new_ends - now))
+  local ttl = math.min(idle, new_ends - now)
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  watch_expiry(ARGV[11], v[6], now + ttl, now)
   redis.call('ZADD', index, new_ends, ARGV[11])
   if redis.call('PTTL', index) < new_ends - now then
     redis.call('PEXPIRE', index, new_ends - now)
@@ -95,6 +98,7 @@ end
 if presented < generation then
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', index, ARGV[11])
+  session_ended(ARGV[11], v[6], last_issued(v[13], v[4]))
   return {3}
 end
 return {0}

@@ -1,0 +1,113 @@
+//! The ended-sessions log on Redis (see [`crate::store::ended`]): the
+//! stream `tg:ended`, the watched expiries `tg:expiry` (both written by the
+//! scripts that end sessions, `scripts/ended.lua`), the epoch `tg:epoch`,
+//! and a tail that waits for new entries on a connection of its own.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use deadpool::managed::Manager;
+use deadpool_redis::redis::aio::MultiplexedConnection;
+use deadpool_redis::redis::{self, Script, Value};
+use uuid::Uuid;
+
+use super::replies::Reply;
+use super::{RedisStore, Repeat, num};
+use crate::store::{EndedSession, LogId, LogPage, LogStart, StoreError};
+use crate::time::Millis;
+
+static READ: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../scripts/ended_read.lua")));
+
+/// Watched sessions one sweep looks at; more wait for the next sweep.
+const SWEEP_BATCH: u64 = 200;
+
+impl RedisStore {
+    pub(super) async fn sweep(&self, now: Millis) -> Result<u32, StoreError> {
+        let [now, access] = self.feed_args(now);
+        let args = [num(SWEEP_BATCH), now, access];
+        // A repeat finds the ends already logged.
+        self.eval_keys(Repeat::Safe, &self.sweep, &[], &args).await
+    }
+
+    pub(super) async fn read_ended(
+        &self,
+        start: LogStart,
+        limit: u32,
+        now: Millis,
+    ) -> Result<LogPage, StoreError> {
+        let first = match start {
+            LogStart::After(id) => format!("({id}"),
+            LogStart::Since(ms) => ms.to_string(),
+        };
+        let args = [first.into_bytes(), num(u64::from(limit)), num(now)];
+        let reply: Vec<Value> = self.eval_keys(Repeat::Safe, &READ, &[], &args).await?;
+        parse_page(&reply)
+    }
+
+    /// A connection of its own for [`EndedTail`]: a blocked read would hold
+    /// up every request sharing a pooled one.
+    pub async fn ended_tail(&self) -> Result<EndedTail, StoreError> {
+        let link = tokio::time::timeout(self.timeout, self.pool.manager().create())
+            .await
+            .map_err(|_| StoreError::Timeout)?
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(EndedTail {
+            connection: link.connection,
+            timeout: self.timeout,
+        })
+    }
+}
+
+/// Waits for entries of the log on its own connection.
+pub struct EndedTail {
+    connection: MultiplexedConnection,
+    timeout: Duration,
+}
+
+impl EndedTail {
+    /// Returns once an entry after `after` exists, or after `wait`; true if
+    /// one does. An error means the connection is gone: make a new tail.
+    pub async fn wait(&mut self, after: LogId, wait: Duration) -> Result<bool, StoreError> {
+        let block = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut command = redis::cmd("XREAD");
+        command
+            .arg("COUNT")
+            .arg(1)
+            .arg("BLOCK")
+            .arg(block)
+            .arg("STREAMS")
+            .arg("tg:ended")
+            .arg(after.to_string());
+        let read = command.query_async::<Value>(&mut self.connection);
+        let reply = tokio::time::timeout(wait + self.timeout, read)
+            .await
+            .map_err(|_| StoreError::Timeout)?
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(!matches!(reply, Value::Nil))
+    }
+}
+
+fn parse_page(reply: &[Value]) -> Result<LogPage, StoreError> {
+    let reply = Reply(reply);
+    let bad = |what: &str| StoreError::Protocol(format!("ended-sessions log: {what}"));
+    let id = |text: String| text.parse::<LogId>().map_err(|()| bad("entry id"));
+    let epoch: String = reply.get(0)?;
+    let entries = (0..reply.0.len().saturating_sub(2) / 4)
+        .map(|i| {
+            let at = 2 + 4 * i;
+            let sid: String = reply.get(at + 1)?;
+            Ok(EndedSession {
+                id: id(reply.get(at)?)?,
+                sid: Uuid::parse_str(&sid).map_err(|_| bad("sid"))?,
+                sub: reply.get(at + 2)?,
+                until: reply.get(at + 3)?,
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok(LogPage {
+        epoch: epoch.parse().map_err(|_| bad("epoch"))?,
+        last: id(reply.get(1)?)?,
+        entries,
+    })
+}

@@ -1,0 +1,23 @@
+-- Reads the ended-sessions log (store/ended.rs) and its epoch, which a
+-- Redis without one (new, or one that lost its data) starts now.
+-- ARGV: first id ('(ms-seq': after that entry; 'ms': since that time),
+--       most entries, now (ms)
+-- Returns {epoch, newest id, then id, sid, sub, until for each entry}
+redis.call('SET', 'tg:epoch', ARGV[3], 'NX')
+local out = {redis.call('GET', 'tg:epoch'), '0-0'}
+local newest = redis.call('XREVRANGE', 'tg:ended', '+', '-', 'COUNT', 1)
+if newest[1] then
+  out[2] = newest[1][1]
+end
+local entries = redis.call('XRANGE', 'tg:ended', ARGV[1], '+', 'COUNT', tonumber(ARGV[2]))
+for _, entry in ipairs(entries) do
+  local fields = {}
+  for i = 1, #entry[2], 2 do
+    fields[entry[2][i]] = entry[2][i + 1]
+  end
+  out[#out + 1] = entry[1]
+  out[#out + 1] = fields.sid or ''
+  out[#out + 1] = fields.sub or ''
+  out[#out + 1] = fields['until'] or '0'
+end
+return out
