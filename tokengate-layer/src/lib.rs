@@ -41,6 +41,7 @@
 mod axum;
 pub mod claims;
 pub mod jwks;
+mod endpoint;
 mod keys;
 pub mod layer;
 mod response;
