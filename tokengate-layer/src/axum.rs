@@ -1,26 +1,62 @@
-//! The verified [`Claims`] as an axum extractor (feature `axum`).
+//! The verified [`Claims`] and [`ApiTokenClaims`] as axum extractors
+//! (feature `axum`).
 //!
 //! The layer does the verifying; the extractor only takes what it left in
 //! the request. On a route the layer does not cover there is nothing to
 //! take, and the handler is refused with the same `401` as a request
 //! without a token — a forgotten layer fails closed.
 
-use axum::extract::FromRequestParts;
+use std::convert::Infallible;
+
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::response::Response;
 use http::request::Parts;
 
+use crate::api_tokens::ApiTokenClaims;
 use crate::claims::Claims;
-use crate::response;
+use crate::response::Refusal;
 
 impl<S: Send + Sync> FromRequestParts<S> for Claims {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Claims>().cloned().ok_or_else(|| {
-            tracing::warn!("Claims extracted on a route without the tokengate layer");
-            response::missing_token().map(axum::body::Body::new)
-        })
+        extract(parts, "Claims")
     }
+}
+
+/// An API token's identity; on a route that also accepts access tokens,
+/// take `Option<ApiTokenClaims>` and `Option<Claims>` and see which came.
+impl<S: Send + Sync> FromRequestParts<S> for ApiTokenClaims {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        extract(parts, "ApiTokenClaims")
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Claims {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Infallible> {
+        Ok(parts.extensions.get::<Self>().cloned())
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for ApiTokenClaims {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Infallible> {
+        Ok(parts.extensions.get::<Self>().cloned())
+    }
+}
+
+fn extract<T: Clone + Send + Sync + 'static>(parts: &Parts, name: &str) -> Result<T, Response> {
+    parts.extensions.get::<T>().cloned().ok_or_else(|| {
+        tracing::warn!("{name} extracted on a route the tokengate layer did not admit it to");
+        Refusal::MissingToken
+            .respond(false)
+            .map(axum::body::Body::new)
+    })
 }
 
 #[cfg(test)]

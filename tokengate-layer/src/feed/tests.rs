@@ -1,0 +1,1 @@
+//! The feed against a scripted tokengate.
