@@ -262,6 +262,11 @@ impl Feed {
     pub(crate) fn fallback(&self) -> Option<&Fallback> {
         self.shared.fallback.as_ref()
     }
+
+    #[cfg(test)]
+    pub(crate) fn ended_len(&self) -> usize {
+        self.shared.read().ended.len()
+    }
 }
 
 impl fmt::Debug for Feed {

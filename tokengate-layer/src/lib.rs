@@ -76,6 +76,9 @@ pub mod layer;
 mod response;
 pub mod verifier;
 
+#[cfg(test)]
+mod testing;
+
 pub use api_tokens::{ApiTokenClaims, ApiTokens, ApiTokensBuilder};
 pub use claims::Claims;
 pub use endpoint::UrlError;
