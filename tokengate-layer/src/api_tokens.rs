@@ -154,7 +154,11 @@ impl ApiTokens {
 
     /// The cached verdict, if there is a fresh one: no waiting.
     pub(crate) fn cached(&self, key: &Key) -> Option<Verdict> {
-        let cache = self.inner.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let cache = self
+            .inner
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         cache
             .get(key)
             .filter(|(_, at)| at.elapsed() < self.inner.ttl)
@@ -228,7 +232,11 @@ impl ApiTokens {
 
     fn remember(&self, key: Key, verdict: Verdict) {
         let now = Instant::now();
-        let mut cache = self.inner.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cache = self
+            .inner
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= self.inner.max_entries && !cache.contains_key(&key) {
             let ttl = self.inner.ttl;
             cache.retain(|_, (_, at)| now.duration_since(*at) < ttl);

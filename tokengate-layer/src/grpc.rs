@@ -85,8 +85,15 @@ mod tests {
             let http = refusal.respond(false);
             let grpc = refusal.respond(true);
             assert_eq!(grpc.status(), StatusCode::OK, "{refusal:?}");
-            assert_eq!(header(&grpc, "content-type").as_deref(), Some("application/grpc"));
-            assert_eq!(header(&grpc, "grpc-status").as_deref(), Some(code), "{refusal:?}");
+            assert_eq!(
+                header(&grpc, "content-type").as_deref(),
+                Some("application/grpc")
+            );
+            assert_eq!(
+                header(&grpc, "grpc-status").as_deref(),
+                Some(code),
+                "{refusal:?}"
+            );
             assert!(header(&grpc, "grpc-message").is_some_and(|m| !m.is_empty()));
             assert_eq!(
                 header(&grpc, "www-authenticate"),

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use http::{StatusCode, header};
 use http_body_util::Empty;
 
-pub use crate::endpoint::{BoxError, UrlError};
 use crate::endpoint::Endpoint;
+pub use crate::endpoint::{BoxError, UrlError};
 
 /// A future returned by a [`JwksSource`].
 pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<Bytes, BoxError>> + Send + 'a>>;

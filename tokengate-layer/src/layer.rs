@@ -31,7 +31,7 @@ use tower::{Layer, Service};
 use crate::api_tokens::{self, ApiTokenClaims, ApiTokens, Key, Verdict};
 use crate::claims::{Claims, is_scope_token};
 use crate::endpoint::UrlError;
-use crate::feed::{Feed, FallbackVerdict, Standing};
+use crate::feed::{FallbackVerdict, Feed, Standing};
 use crate::response::{self, Refusal};
 use crate::verifier::{Known, Rejection, Verifier, now_secs};
 
@@ -205,9 +205,9 @@ impl AuthLayer {
                     Err(rejection) => Decision::Refuse(Refusal::Token(rejection)),
                 },
                 Wait::ApiToken { key, token } => match &self.api_tokens {
-                    Some(api_tokens) => self.api_verdict(
-                        api_tokens.validate(key, &token, &self.required).await,
-                    ),
+                    Some(api_tokens) => {
+                        self.api_verdict(api_tokens.validate(key, &token, &self.required).await)
+                    }
                     None => Decision::Refuse(Refusal::Token(Rejection::Malformed)),
                 },
                 Wait::Authenticate {

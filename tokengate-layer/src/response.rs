@@ -21,7 +21,8 @@ use crate::verifier::Rejection;
 
 const BEARER_CHALLENGE: &str = r#"Bearer realm="tokengate""#;
 const INVALID_TOKEN_CHALLENGE: &str = r#"Bearer realm="tokengate", error="invalid_token""#;
-const SESSION_ENDED_CHALLENGE: &str = r#"Bearer realm="tokengate", error="invalid_token", error_description="the session has ended""#;
+const SESSION_ENDED_CHALLENGE: &str =
+    r#"Bearer realm="tokengate", error="invalid_token", error_description="the session has ended""#;
 
 /// Why a request does not reach the service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,12 +63,13 @@ struct ErrorBody<'a> {
 
 impl Refusal {
     pub(crate) fn answer(&self) -> Answer {
-        let answer = |status, error, description: &'static str, challenge: Option<&'static str>| Answer {
-            status,
-            error,
-            description: Cow::Borrowed(description),
-            challenge: challenge.map(HeaderValue::from_static),
-        };
+        let answer =
+            |status, error, description: &'static str, challenge: Option<&'static str>| Answer {
+                status,
+                error,
+                description: Cow::Borrowed(description),
+                challenge: challenge.map(HeaderValue::from_static),
+            };
         let unavailable = |description| {
             answer(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -91,9 +93,9 @@ impl Refusal {
                 "no access token given",
                 Some(BEARER_CHALLENGE),
             ),
-            Self::Token(Rejection::KeysUnavailable) => unavailable(
-                "the token's signing keys cannot be fetched right now; retry shortly",
-            ),
+            Self::Token(Rejection::KeysUnavailable) => {
+                unavailable("the token's signing keys cannot be fetched right now; retry shortly")
+            }
             Self::Token(_) => invalid("the access token is invalid or expired"),
             Self::InsufficientScope(scope) => Answer {
                 status: StatusCode::FORBIDDEN,
@@ -116,7 +118,9 @@ impl Refusal {
             Self::FeedDown => unavailable(
                 "logouts cannot be checked right now (revocation feed down); retry shortly",
             ),
-            Self::Unreachable => unavailable("tokengate cannot be reached right now; retry shortly"),
+            Self::Unreachable => {
+                unavailable("tokengate cannot be reached right now; retry shortly")
+            }
         }
     }
 

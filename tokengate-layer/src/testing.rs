@@ -120,8 +120,10 @@ impl FeedConnection {
 
     /// Starts the event stream (close-delimited, as a proxy may send it).
     pub(crate) async fn open(&mut self) {
-        self.send("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\r\n")
-            .await;
+        self.send(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\r\n",
+        )
+        .await;
     }
 
     /// Answers with `status` (e.g. `401 Unauthorized`) and closes.
@@ -224,7 +226,12 @@ impl VerdictServer {
 
     /// The last request: its head and body.
     pub(crate) fn last(&self) -> (String, String) {
-        self.asked.lock().unwrap().last().cloned().unwrap_or_default()
+        self.asked
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub(crate) fn last_header(&self, name: &str) -> Option<String> {

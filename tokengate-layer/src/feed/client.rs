@@ -94,7 +94,12 @@ pub(crate) async fn run(connector: Connector, shared: Arc<Shared>) {
 
 impl Connector {
     /// One stream, from connecting to its end.
-    async fn stream(&self, shared: &Shared, last_id: &mut String, reached_live: &mut bool) -> StreamEnd {
+    async fn stream(
+        &self,
+        shared: &Shared,
+        last_id: &mut String,
+        reached_live: &mut bool,
+    ) -> StreamEnd {
         let mut request = self
             .endpoint
             .request()

@@ -188,10 +188,7 @@ mod tests {
     #[test]
     fn fields_comments_and_dispatch_whatever_the_line_endings_and_pieces() {
         let lf = "\u{feff}: hello\nevent: session_ended\nid: 1-0\ndata: {\"a\":\ndata:1}\n\n: keepalive\n\nevent: live\ndata: {}\n\n";
-        let expected = vec![
-            event("session_ended", "{\"a\":\n1}"),
-            event("live", "{}"),
-        ];
+        let expected = vec![event("session_ended", "{\"a\":\n1}"), event("live", "{}")];
         for ending in ["\n", "\r\n", "\r"] {
             let stream = lf.replace('\n', ending);
             for piece in [1, 2, 3, 7, stream.len()] {
@@ -204,7 +201,8 @@ mod tests {
 
     #[test]
     fn what_the_rules_say_about_odd_lines() {
-        let stream = b"data\n\ndata:no space\nid\n\nevent:x\n\ndata:  two\nretry: 5\nfoo: bar\nid: a\0b\n\n";
+        let stream =
+            b"data\n\ndata:no space\nid\n\nevent:x\n\ndata:  two\nretry: 5\nfoo: bar\nid: a\0b\n\n";
         let (events, id) = parse_in_pieces(stream, 100);
         assert_eq!(
             events,

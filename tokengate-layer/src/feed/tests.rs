@@ -29,22 +29,48 @@ async fn live(feed: &Feed) {
 async fn the_snapshot_then_live_then_each_end_as_it_happens() {
     let mut server = FeedServer::start().await;
     let feed = builder(&server).start().unwrap();
-    let (snapshot, later, other, ignored) =
-        (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let (snapshot, later, other, ignored) = (
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+    );
     let until = now_secs() + 900;
 
     let mut stream = server.next().await;
-    assert_eq!(stream.header("authorization").as_deref(), Some("Bearer tg_live_watcher"));
-    assert_eq!(stream.header("accept").as_deref(), Some("text/event-stream"));
-    assert_eq!(stream.header("last-event-id"), None, "a first connect gets the snapshot");
-    assert_eq!(standing(&feed, other), Standing::Unknown, "not trusted before live");
+    assert_eq!(
+        stream.header("authorization").as_deref(),
+        Some("Bearer tg_live_watcher")
+    );
+    assert_eq!(
+        stream.header("accept").as_deref(),
+        Some("text/event-stream")
+    );
+    assert_eq!(
+        stream.header("last-event-id"),
+        None,
+        "a first connect gets the snapshot"
+    );
+    assert_eq!(
+        standing(&feed, other),
+        Standing::Unknown,
+        "not trusted before live"
+    );
 
     stream.open().await;
     stream.send(&session_ended("1-0", snapshot, until)).await;
     eventually("the snapshot is read", || feed.has_ended(&snapshot)).await;
     assert!(!feed.is_live());
-    assert_eq!(standing(&feed, other), Standing::Unknown, "the snapshot may not be complete");
-    assert_eq!(standing(&feed, snapshot), Standing::Ended, "an end is refused even so");
+    assert_eq!(
+        standing(&feed, other),
+        Standing::Unknown,
+        "the snapshot may not be complete"
+    );
+    assert_eq!(
+        standing(&feed, snapshot),
+        Standing::Ended,
+        "an end is refused even so"
+    );
 
     stream.send(": keepalive\n\n").await;
     stream.send(LIVE).await;
@@ -69,7 +95,10 @@ async fn the_snapshot_then_live_then_each_end_as_it_happens() {
 #[tokio::test]
 async fn a_reconnect_resumes_from_the_last_id_and_a_short_outage_keeps_trust() {
     let mut server = FeedServer::start().await;
-    let feed = builder(&server).max_outage(Duration::from_secs(3)).start().unwrap();
+    let feed = builder(&server)
+        .max_outage(Duration::from_secs(3))
+        .start()
+        .unwrap();
     let (first, missed, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     let until = now_secs() + 900;
 
@@ -83,7 +112,11 @@ async fn a_reconnect_resumes_from_the_last_id_and_a_short_outage_keeps_trust() {
     let mut stream = server.next().await;
     assert_eq!(stream.header("last-event-id").as_deref(), Some("1-0"));
     assert!(!feed.is_live());
-    assert_eq!(standing(&feed, other), Standing::Clear, "a blip within the bound");
+    assert_eq!(
+        standing(&feed, other),
+        Standing::Clear,
+        "a blip within the bound"
+    );
     assert_eq!(standing(&feed, first), Standing::Ended);
 
     // tokengate replays what came after 1-0, then says live.
@@ -106,7 +139,10 @@ async fn a_reconnect_resumes_from_the_last_id_and_a_short_outage_keeps_trust() {
 #[tokio::test]
 async fn a_longer_outage_is_not_trusted_until_live_again() {
     let mut server = FeedServer::start().await;
-    let feed = builder(&server).max_outage(Duration::from_millis(300)).start().unwrap();
+    let feed = builder(&server)
+        .max_outage(Duration::from_millis(300))
+        .start()
+        .unwrap();
     let other = Uuid::new_v4();
 
     let mut stream = server.next().await;
@@ -148,7 +184,9 @@ async fn an_oversize_event_drops_the_stream_and_it_resumes() {
     let feed = builder(&server).max_event(1024).start().unwrap();
     let mut stream = server.next().await;
     stream.open().await;
-    stream.send(&session_ended("1-0", Uuid::new_v4(), now_secs() + 900)).await;
+    stream
+        .send(&session_ended("1-0", Uuid::new_v4(), now_secs() + 900))
+        .await;
     stream.send(LIVE).await;
     live(&feed).await;
     stream.send("data: ").await;
@@ -161,7 +199,10 @@ async fn an_oversize_event_drops_the_stream_and_it_resumes() {
 #[tokio::test]
 async fn a_silent_stream_is_dropped_and_reopened() {
     let mut server = FeedServer::start().await;
-    let feed = builder(&server).idle_timeout(Duration::from_millis(200)).start().unwrap();
+    let feed = builder(&server)
+        .idle_timeout(Duration::from_millis(200))
+        .start()
+        .unwrap();
     let mut stream = server.next().await;
     stream.open().await;
     stream.send(LIVE).await;
@@ -184,11 +225,19 @@ async fn garbage_on_the_stream_never_breaks_the_feed() {
     let sid = Uuid::new_v4();
     let mut stream = server.next().await;
     stream.open().await;
-    stream.send("event: session_ended\ndata: {not json\n\n").await;
-    stream.send("event: session_ended\ndata: {\"sid\":\"nope\",\"until\":1}\n\n").await;
-    stream.send_bytes(b"\xff\xfe\r\r\n:\0\n\xEF\xBB\xBFid: \xff\n\n").await;
+    stream
+        .send("event: session_ended\ndata: {not json\n\n")
+        .await;
+    stream
+        .send("event: session_ended\ndata: {\"sid\":\"nope\",\"until\":1}\n\n")
+        .await;
+    stream
+        .send_bytes(b"\xff\xfe\r\r\n:\0\n\xEF\xBB\xBFid: \xff\n\n")
+        .await;
     stream.send("event: session_ended\ndata: {\"sid\":\"").await;
-    stream.send(&format!("{sid}\",\"until\":{}}}\n\n", now_secs() + 900)).await;
+    stream
+        .send(&format!("{sid}\",\"until\":{}}}\n\n", now_secs() + 900))
+        .await;
     stream.send(LIVE).await;
     live(&feed).await;
     assert!(feed.has_ended(&sid), "an event split across reads");
