@@ -66,3 +66,60 @@ async fn keys_that_cannot_be_fetched_are_unavailable() {
     let response = grpc_call(layer, Some(&bearer(&token))).await;
     assert_eq!(header(&response, "grpc-status"), Some("14"));
 }
+
+/// A real gRPC call (tonic's health service, served by tonic through the
+/// layer): tonic's client sees the statuses, not a protocol error.
+#[tokio::test]
+async fn a_tonic_client_sees_unauthenticated_and_permission_denied() {
+    use tonic::Code;
+    use tonic::transport::server::TcpIncoming;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let layer = secret_layer().require_scopes(["orders:read"]).unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(layer)
+            .add_service(health)
+            .serve_with_incoming(TcpIncoming::from(listener)),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = HealthClient::new(channel);
+
+    let check = |token: Option<String>| {
+        let mut request = tonic::Request::new(HealthCheckRequest::default());
+        if let Some(token) = token {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer(&token).parse().unwrap());
+        }
+        request
+    };
+    let status = client.check(check(None)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.message(), "no access token given");
+
+    let unscoped = hs256(&hs256_header(), &fresh(None), SECRET);
+    let status = client.check(check(Some(unscoped))).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(
+        status.message(),
+        r#"the token lacks a required scope (needs "orders:read")"#
+    );
+    let challenge = status.metadata().get("www-authenticate").unwrap();
+    assert!(challenge.to_str().unwrap().contains("insufficient_scope"));
+
+    let scoped = hs256(&hs256_header(), &fresh(Some("orders:read")), SECRET);
+    let answer = client.check(check(Some(scoped))).await.unwrap();
+    assert_eq!(
+        answer.into_inner().status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+}
