@@ -11,11 +11,11 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
+use http::{StatusCode, header};
+use http_body_util::Empty;
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::endpoint::Endpoint;
+pub use crate::endpoint::{BoxError, UrlError};
 
 /// A future returned by a [`JwksSource`].
 pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<Bytes, BoxError>> + Send + 'a>>;
@@ -32,94 +32,38 @@ const MAX_DOCUMENT: usize = 256 * 1024;
 /// [`JwksSource`] over plain HTTP/1.1: one connection per fetch.
 #[derive(Debug, Clone)]
 pub struct HttpJwks {
-    uri: Uri,
-    authority: String,
-    port: u16,
-    host: String,
+    endpoint: Endpoint,
     timeout: Duration,
-}
-
-/// Why a JWKS URL cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum UrlError {
-    #[error("not a URL: {0}")]
-    Invalid(#[from] http::uri::InvalidUri),
-    #[error(
-        "only http:// JWKS URLs are fetched by the built-in client; plug in your own `JwksSource` for https"
-    )]
-    Scheme,
-    #[error("the URL has no host")]
-    NoHost,
 }
 
 impl HttpJwks {
     /// `url` is e.g. `http://tokengate:8080/.well-known/jwks.json`. Each
     /// fetch (connect, request, whole body) must finish within `timeout`.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, UrlError> {
-        let uri: Uri = url.parse()?;
-        if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
-            return Err(UrlError::Scheme);
-        }
-        let authority = uri.authority().ok_or(UrlError::NoHost)?;
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        if host.is_empty() {
-            return Err(UrlError::NoHost);
-        }
         Ok(Self {
-            authority: authority.as_str().to_owned(),
-            port: authority.port_u16().unwrap_or(80),
-            host: host.to_owned(),
-            uri,
+            endpoint: Endpoint::parse(url)?,
             timeout,
         })
-    }
-
-    async fn get(&self) -> Result<Bytes, BoxError> {
-        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-        // Driven beside the request, and aborted with it (also when the
-        // timeout drops this future): with `Connection: close` there is
-        // nothing more for it to do.
-        let _connection = AbortOnDrop(tokio::spawn(connection));
-        let path = self
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        let request = Request::get(path)
-            .header(header::HOST, &self.authority)
-            .header(header::ACCEPT, "application/json")
-            .header(header::CONNECTION, "close")
-            .body(Empty::<Bytes>::new())?;
-        let response = sender.send_request(request).await?;
-        if response.status() != StatusCode::OK {
-            return Err(format!("JWKS answered {}", response.status()).into());
-        }
-        let body = Limited::new(response.into_body(), MAX_DOCUMENT)
-            .collect()
-            .await?;
-        Ok(body.to_bytes())
-    }
-}
-
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
 impl JwksSource for HttpJwks {
     fn fetch(&self) -> FetchFuture<'_> {
         Box::pin(async move {
-            tokio::time::timeout(self.timeout, self.get())
-                .await
-                .map_err(|_| BoxError::from(format!("no JWKS within {:?}", self.timeout)))?
+            let request = self
+                .endpoint
+                .request()
+                .header(header::ACCEPT, "application/json")
+                .header(header::CONNECTION, "close")
+                .body(Empty::<Bytes>::new())?;
+            let response = self
+                .endpoint
+                .call(request, MAX_DOCUMENT, self.timeout)
+                .await?;
+            if response.status() != StatusCode::OK {
+                return Err(format!("JWKS answered {}", response.status()).into());
+            }
+            Ok(response.into_body())
         })
     }
 }
@@ -129,21 +73,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_plain_http_urls_with_a_host_are_taken() {
-        let ok = HttpJwks::new(
-            "http://127.0.0.1:8080/.well-known/jwks.json",
-            Duration::from_secs(1),
-        )
-        .unwrap();
-        assert_eq!((ok.host.as_str(), ok.port), ("127.0.0.1", 8080));
-        let v6 = HttpJwks::new("http://[::1]/jwks", Duration::from_secs(1)).unwrap();
-        assert_eq!((v6.host.as_str(), v6.port), ("::1", 80));
+    fn only_plain_http_urls_are_taken() {
+        assert!(HttpJwks::new("http://127.0.0.1:8080/jwks", Duration::from_secs(1)).is_ok());
         assert!(matches!(
             HttpJwks::new("https://tokengate/jwks", Duration::from_secs(1)),
             Err(UrlError::Scheme)
         ));
-        assert!(HttpJwks::new("/.well-known/jwks.json", Duration::from_secs(1)).is_err());
-        assert!(HttpJwks::new("not a url", Duration::from_secs(1)).is_err());
     }
 
     #[tokio::test]

@@ -1,13 +1,20 @@
-//! The tower [`Layer`]: `Authorization: Bearer` → [`Verifier`] → the route's
-//! required scopes → the [`Claims`] as a request extension → the service.
+//! The tower [`Layer`]: `Authorization: Bearer` → a verified identity →
+//! the route's required scopes → the identity as a request extension → the
+//! service.
 //!
-//! A refused request never reaches the service; it gets tokengate's own
-//! answer (see [`crate::response`]). One layer per set of required scopes:
-//! give a route its own layer (`route_layer` in axum) to require more.
+//! An access token (a JWT) is verified by the [`Verifier`]; with a
+//! [`Feed`], its session must not have ended. An API token (`tg_live_…`)
+//! is judged by tokengate, through [`ApiTokens`]. A refused request never
+//! reaches the service; it gets tokengate's own answer (see
+//! `response`), in gRPC's form to a gRPC client. One layer per set of
+//! required scopes: give a route its own layer (`route_layer` in axum) to
+//! require more.
 //!
-//! With the key at hand, verification is synchronous and the service's own
-//! future is returned as it is (no box, no extra task); only a token naming
-//! an unknown key takes the boxed path that awaits a JWKS refresh.
+//! The hot path is synchronous: with the key at hand, a trusted feed and a
+//! cached API-token verdict, the service's own future is returned as it is
+//! (no box, no extra task). Only waiting for something — a JWKS refresh for
+//! an unknown key, tokengate's verdict on an uncached API token,
+//! `/authenticate` while the feed is down — takes the boxed path.
 
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
@@ -16,13 +23,16 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::{Either, Full};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
+use crate::api_tokens::{self, ApiTokenClaims, ApiTokens, Key, Verdict};
 use crate::claims::{Claims, is_scope_token};
-use crate::response;
+use crate::endpoint::UrlError;
+use crate::feed::{FallbackVerdict, Feed, Standing};
+use crate::response::{self, Refusal};
 use crate::verifier::{Known, Rejection, Verifier, now_secs};
 
 /// The body of a response through the layer: the service's, or ours.
@@ -41,15 +51,20 @@ pub struct AuthLayer {
     required: Arc<[String]>,
     /// `required`, space-separated, as the `403` challenge names it.
     challenge_scope: Arc<str>,
+    feed: Option<Feed>,
+    api_tokens: Option<ApiTokens>,
 }
 
 impl AuthLayer {
-    /// Any valid access token passes; no scope is required.
+    /// Any valid access token passes; no scope is required. Without a feed,
+    /// a logged-out session's tokens pass until they expire.
     pub fn new(verifier: Verifier) -> Self {
         Self {
             verifier,
             required: Arc::from(Vec::new()),
             challenge_scope: Arc::from(""),
+            feed: None,
+            api_tokens: None,
         }
     }
 
@@ -73,31 +88,189 @@ impl AuthLayer {
         Ok(Self {
             challenge_scope: Arc::from(required.join(" ")),
             required: Arc::from(required),
-            verifier: self.verifier,
+            ..self
         })
     }
 
-    /// The request with the claims in its extensions, if the token has
-    /// every required scope; else the `403`.
-    fn admit<B>(&self, claims: Claims, mut request: Request<B>) -> Result<Request<B>, Refusal> {
-        if !self.required.iter().all(|scope| claims.has_scope(scope)) {
-            tracing::debug!(sub = %claims.sub, sid = %claims.sid, "access token refused: insufficient scope");
-            return Err(Refusal::InsufficientScope);
-        }
-        request.extensions_mut().insert(claims);
-        Ok(request)
+    /// Refuses the access tokens of sessions that have ended, as the feed
+    /// reports them (`401`, "the session has ended"); while the feed cannot
+    /// be trusted, fails closed (`503`) or asks `/authenticate`.
+    pub fn with_feed(mut self, feed: Feed) -> Self {
+        feed.retain_for(self.verifier.leeway_secs());
+        self.feed = Some(feed);
+        self
     }
 
-    fn refusal(&self, refusal: Refusal) -> Response<Full<Bytes>> {
-        match refusal {
-            Refusal::InsufficientScope => response::insufficient_scope(&self.challenge_scope),
+    /// Accepts API tokens (`tg_live_…`) that tokengate says are valid and
+    /// hold the required scopes; without this they are refused (`401`).
+    pub fn with_api_tokens(mut self, api_tokens: ApiTokens) -> Self {
+        self.api_tokens = Some(api_tokens);
+        self
+    }
+
+    /// [`AuthLayer::with_api_tokens`] with the defaults (1 s TTL, 10,000
+    /// verdicts) and tokengate's `POST /auth/validate` at `url`.
+    pub fn api_tokens(self, url: impl Into<String>) -> Result<Self, UrlError> {
+        Ok(self.with_api_tokens(ApiTokens::builder(url).build()?))
+    }
+
+    /// What to do with a request, without waiting for anything.
+    fn decide(&self, headers: &HeaderMap, now: u64) -> Decision {
+        let (authorization, token) = match bearer_token(headers) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Decision::Refuse(Refusal::MissingToken),
+            Err(rejection) => return Decision::Refuse(Refusal::Token(rejection)),
+        };
+        if token.starts_with(api_tokens::PREFIX) {
+            return self.decide_api_token(token);
+        }
+        match self.verifier.verify_known(token, now) {
+            Known::Verified(claims) => self.decide_session(claims, authorization, now),
+            Known::Rejected(rejection) => Decision::Refuse(Refusal::Token(rejection)),
+            Known::UnknownKid(_) => Decision::Wait(Wait::Keys {
+                token: token.to_owned(),
+                authorization: authorization.clone(),
+            }),
+        }
+    }
+
+    /// A verified access token: has its session ended?
+    fn decide_session(&self, claims: Claims, authorization: &HeaderValue, now: u64) -> Decision {
+        let Some(feed) = &self.feed else {
+            return self.admit_scopes(claims);
+        };
+        match feed.standing(&claims.sid, now, self.verifier.leeway_secs()) {
+            Standing::Clear => self.admit_scopes(claims),
+            Standing::Ended => {
+                tracing::debug!(sub = %claims.sub, sid = %claims.sid, "access token refused: session ended");
+                Decision::Refuse(Refusal::SessionEnded)
+            }
+            Standing::Unknown if feed.fallback().is_some() => Decision::Wait(Wait::Authenticate {
+                claims,
+                authorization: authorization.clone(),
+            }),
+            Standing::Unknown => Decision::Refuse(Refusal::FeedDown),
+        }
+    }
+
+    fn admit_scopes(&self, claims: Claims) -> Decision {
+        if self.required.iter().all(|scope| claims.has_scope(scope)) {
+            Decision::Admit(Identity::Access(claims))
+        } else {
+            tracing::debug!(sub = %claims.sub, sid = %claims.sid, "access token refused: insufficient scope");
+            Decision::Refuse(self.insufficient_scope())
+        }
+    }
+
+    fn decide_api_token(&self, token: &str) -> Decision {
+        let Some(api_tokens) = &self.api_tokens else {
+            return Decision::Refuse(Refusal::Token(Rejection::Malformed));
+        };
+        let key = api_tokens::key(token, &self.required);
+        match api_tokens.cached(&key) {
+            Some(verdict) => self.api_verdict(verdict),
+            None => Decision::Wait(Wait::ApiToken {
+                key,
+                token: token.to_owned(),
+            }),
+        }
+    }
+
+    fn api_verdict(&self, verdict: Verdict) -> Decision {
+        match verdict {
+            Verdict::Valid(claims) if self.required.iter().all(|s| claims.has_scope(s)) => {
+                Decision::Admit(Identity::Api(claims))
+            }
+            Verdict::Valid(_) | Verdict::InsufficientScope => {
+                Decision::Refuse(self.insufficient_scope())
+            }
+            Verdict::Invalid => Decision::Refuse(Refusal::ApiToken),
+            Verdict::Unavailable => Decision::Refuse(Refusal::Unreachable),
+        }
+    }
+
+    fn insufficient_scope(&self) -> Refusal {
+        Refusal::InsufficientScope(Arc::clone(&self.challenge_scope))
+    }
+
+    /// Waits for what [`AuthLayer::decide`] could not know, then decides.
+    async fn decide_later(&self, mut wait: Wait, now: u64) -> Result<Identity, Refusal> {
+        loop {
+            let decision = match wait {
+                Wait::Keys {
+                    token,
+                    authorization,
+                } => match self.verifier.verify_at(&token, now).await {
+                    Ok(claims) => self.decide_session(claims, &authorization, now),
+                    Err(rejection) => Decision::Refuse(Refusal::Token(rejection)),
+                },
+                Wait::ApiToken { key, token } => match &self.api_tokens {
+                    Some(api_tokens) => {
+                        self.api_verdict(api_tokens.validate(key, &token, &self.required).await)
+                    }
+                    None => Decision::Refuse(Refusal::Token(Rejection::Malformed)),
+                },
+                Wait::Authenticate {
+                    claims,
+                    authorization,
+                } => match self.feed.as_ref().and_then(Feed::fallback) {
+                    Some(fallback) => match fallback.ask(authorization).await {
+                        FallbackVerdict::Pass => self.admit_scopes(claims),
+                        FallbackVerdict::Refused => Decision::Refuse(Refusal::SessionEnded),
+                        FallbackVerdict::Unavailable => Decision::Refuse(Refusal::Unreachable),
+                    },
+                    None => Decision::Refuse(Refusal::FeedDown),
+                },
+            };
+            match decision {
+                Decision::Admit(identity) => return Ok(identity),
+                Decision::Refuse(refusal) => return Err(refusal),
+                Decision::Wait(next) => wait = next,
+            }
         }
     }
 }
 
-/// Why a verified token does not reach the service.
-enum Refusal {
-    InsufficientScope,
+/// Who a request is, once admitted.
+enum Identity {
+    Access(Claims),
+    Api(ApiTokenClaims),
+}
+
+impl Identity {
+    fn attach<B>(self, request: &mut Request<B>) {
+        let extensions = request.extensions_mut();
+        match self {
+            Self::Access(claims) => {
+                extensions.insert(claims);
+            }
+            Self::Api(claims) => {
+                extensions.insert(claims);
+            }
+        }
+    }
+}
+
+enum Decision {
+    Admit(Identity),
+    Refuse(Refusal),
+    Wait(Wait),
+}
+
+/// What a decision waits for.
+enum Wait {
+    /// The JWKS, for a token naming a key we do not have.
+    Keys {
+        token: String,
+        authorization: HeaderValue,
+    },
+    /// tokengate's verdict on an API token not in the cache.
+    ApiToken { key: Key, token: String },
+    /// `/authenticate`'s verdict, while the feed is not trusted.
+    Authenticate {
+        claims: Claims,
+        authorization: HeaderValue,
+    },
 }
 
 impl<S> Layer<S> for AuthLayer {
@@ -118,7 +291,7 @@ pub struct Auth<S> {
     layer: AuthLayer,
 }
 
-type Refreshing<B, E> = Pin<Box<dyn Future<Output = Result<Response<AuthBody<B>>, E>> + Send>>;
+type Waiting<B, E> = Pin<Box<dyn Future<Output = Result<Response<AuthBody<B>>, E>> + Send>>;
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Auth<S>
 where
@@ -136,40 +309,31 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let token = match bearer_token(request.headers()) {
-            Ok(Some(token)) => token,
-            Ok(None) => return ResponseFuture::refused(response::missing_token()),
-            Err(rejection) => return refuse(rejection),
-        };
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let grpc = response::is_grpc(request.headers());
         let now = now_secs();
-        match self.layer.verifier.verify_known(token, now) {
-            Known::Verified(claims) => match self.layer.admit(claims, request) {
-                Ok(request) => ResponseFuture::Inner {
+        match self.layer.decide(request.headers(), now) {
+            Decision::Admit(identity) => {
+                identity.attach(&mut request);
+                ResponseFuture::Inner {
                     future: self.inner.call(request),
-                },
-                Err(refusal) => ResponseFuture::refused(self.layer.refusal(refusal)),
-            },
-            Known::Rejected(rejection) => refuse(rejection),
-            Known::UnknownKid(_) => {
-                let token = token.to_owned();
+                }
+            }
+            Decision::Refuse(refusal) => ResponseFuture::refused(refuse(&refusal, grpc)),
+            Decision::Wait(wait) => {
                 // The service that was polled ready serves this request
                 // later; a clone stays for the next one.
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 let layer = self.layer.clone();
-                ResponseFuture::Refreshing {
+                ResponseFuture::Waiting {
                     future: Box::pin(async move {
-                        let claims = match layer.verifier.verify_at(&token, now).await {
-                            Ok(claims) => claims,
-                            Err(rejection) => {
-                                log(rejection);
-                                return Ok(response::refused(rejection).map(Either::Right));
+                        match layer.decide_later(wait, now).await {
+                            Ok(identity) => {
+                                identity.attach(&mut request);
+                                Ok(inner.call(request).await?.map(Either::Left))
                             }
-                        };
-                        match layer.admit(claims, request) {
-                            Ok(request) => Ok(inner.call(request).await?.map(Either::Left)),
-                            Err(refusal) => Ok(layer.refusal(refusal).map(Either::Right)),
+                            Err(refusal) => Ok(refuse(&refusal, grpc).map(Either::Right)),
                         }
                     }),
                 }
@@ -178,23 +342,19 @@ where
     }
 }
 
-fn refuse<F, B, E>(rejection: Rejection) -> ResponseFuture<F, B, E> {
-    log(rejection);
-    ResponseFuture::refused(response::refused(rejection))
-}
-
-fn log(rejection: Rejection) {
-    tracing::debug!(reason = rejection.label(), "access token refused");
+fn refuse(refusal: &Refusal, grpc: bool) -> Response<Full<Bytes>> {
+    tracing::debug!(reason = refusal.label(), "request refused");
+    refusal.respond(grpc)
 }
 
 pin_project! {
-    /// The future of [`Auth`]: the service's own, a refusal, or a JWKS
-    /// refresh followed by the service.
+    /// The future of [`Auth`]: the service's own, a refusal, or a wait
+    /// (keys, a verdict) followed by the service.
     #[project = Projected]
     pub enum ResponseFuture<F, B, E> {
         Inner { #[pin] future: F },
         Refused { future: Ready<Result<Response<Full<Bytes>>, E>> },
-        Refreshing { future: Refreshing<B, E> },
+        Waiting { future: Waiting<B, E> },
     }
 }
 
@@ -220,15 +380,15 @@ where
             Projected::Refused { future } => Pin::new(future)
                 .poll(cx)
                 .map(|result| result.map(|response| response.map(Either::Right))),
-            Projected::Refreshing { future } => future.as_mut().poll(cx),
+            Projected::Waiting { future } => future.as_mut().poll(cx),
         }
     }
 }
 
-/// The bearer token of the `Authorization` header, as tokengate reads it:
+/// The `Authorization` header and its bearer token, as tokengate reads it:
 /// `Ok(None)` for no header, another scheme, or `Bearer` without a token; a
 /// header that is not text is a refused token.
-fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
+fn bearer_token(headers: &HeaderMap) -> Result<Option<(&HeaderValue, &str)>, Rejection> {
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Ok(None);
     };
@@ -241,7 +401,7 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
     }
     match token.trim() {
         "" => Ok(None),
-        token => Ok(Some(token)),
+        token => Ok(Some((value, token))),
     }
 }
 

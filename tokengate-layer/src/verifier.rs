@@ -266,6 +266,12 @@ impl Verifier {
         }
     }
 
+    /// The clock-skew tolerance, whole seconds: also how long past its
+    /// `until` a session's end must still be refused.
+    pub(crate) fn leeway_secs(&self) -> u64 {
+        self.inner.leeway_secs
+    }
+
     /// Verifies with the keys at hand, without waiting for anything.
     pub(crate) fn verify_known(&self, token: &str, now: u64) -> Known {
         let keys = Arc::clone(

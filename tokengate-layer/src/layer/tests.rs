@@ -1,5 +1,10 @@
 //! The layer around a service that echoes what reached it: what passes,
-//! what is refused and how, in tokengate's words.
+//! what is refused and how, in tokengate's words. With a feed, API tokens
+//! and gRPC callers in their own files.
+
+mod api_tokens;
+mod feed;
+mod grpc;
 
 use std::convert::Infallible;
 
@@ -36,22 +41,31 @@ struct Reply {
 
 /// One request with `authorization` through `layer` to an echo service.
 async fn call(layer: AuthLayer, authorization: Option<&str>) -> Reply {
+    let mut request = Request::builder().uri("/orders");
+    if let Some(value) = authorization {
+        request = request.header(AUTHORIZATION, value);
+    }
+    call_with(layer, request.body(()).unwrap()).await
+}
+
+/// `request` through `layer` to a service that echoes what reached it:
+/// the claims of an access token, the name of an API token.
+async fn call_with(layer: AuthLayer, request: Request<()>) -> Reply {
     let service =
         ServiceBuilder::new()
             .layer(layer)
             .service(service_fn(|request: Request<()>| async move {
                 let claims = request.extensions().get::<Claims>().cloned();
-                let body = json!({
+                let mut body = json!({
                     "sub": claims.as_ref().map(|c| c.sub.clone()),
                     "scopes": claims.map(|c| c.scopes),
                 });
+                if let Some(api) = request.extensions().get::<ApiTokenClaims>() {
+                    body["token_name"] = api.name.clone().into();
+                }
                 Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body.to_string()))))
             }));
-    let mut request = Request::builder().uri("/orders");
-    if let Some(value) = authorization {
-        request = request.header(AUTHORIZATION, value);
-    }
-    let response = service.oneshot(request.body(()).unwrap()).await.unwrap();
+    let response = service.oneshot(request).await.unwrap();
     let status = response.status();
     let challenge = response
         .headers()
@@ -61,7 +75,7 @@ async fn call(layer: AuthLayer, authorization: Option<&str>) -> Reply {
     Reply {
         status,
         challenge,
-        body: serde_json::from_slice(&bytes).unwrap(),
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     }
 }
 
