@@ -128,6 +128,7 @@ impl FeedBuilder {
         let shared = Arc::new(Shared {
             state: RwLock::new(State {
                 ended: Ended::default(),
+                since: 0,
                 up: false,
                 ever_live: false,
                 down_since: Instant::now(),
@@ -240,11 +241,13 @@ impl Feed {
         self.shared.went_down();
     }
 
-    /// The session's standing for a token verified at `now` (Unix seconds)
-    /// with `leeway`.
-    pub(crate) fn standing(&self, sid: &Uuid, now: u64, leeway: u64) -> Standing {
+    /// The session's standing for a token issued at `iat` and verified at
+    /// `now` (Unix seconds) with `leeway`. A token issued before the
+    /// store's epoch (the `since` of the `live` event) belongs to a session
+    /// tokengate no longer knows — its Redis lost its data — and has ended.
+    pub(crate) fn standing(&self, sid: &Uuid, iat: u64, now: u64, leeway: u64) -> Standing {
         let state = self.shared.read();
-        if state.ended.refuses(sid, now, leeway) {
+        if state.ended.refuses(sid, now, leeway) || iat < state.since {
             Standing::Ended
         } else if state.trusted(self.shared.max_outage) {
             Standing::Clear
@@ -293,6 +296,8 @@ struct Shared {
 
 struct State {
     ended: Ended,
+    /// The store's epoch (Unix seconds): tokens issued before it are refused.
+    since: u64,
     up: bool,
     ever_live: bool,
     /// When the stream last dropped (or the feed started).
@@ -310,6 +315,8 @@ impl State {
 pub(crate) struct Batch {
     pub(crate) ended: Vec<(Uuid, u64)>,
     pub(crate) live: bool,
+    /// The `since` of the `live` event, if it had one.
+    pub(crate) since: Option<u64>,
 }
 
 impl Shared {
@@ -335,6 +342,9 @@ impl Shared {
             }
             state.ended.prune(now, leeway);
             let became_live = batch.live && !state.up;
+            if let Some(since) = batch.since {
+                state.since = since;
+            }
             if batch.live {
                 state.up = true;
                 state.ever_live = true;

@@ -139,7 +139,7 @@ impl AuthLayer {
         let Some(feed) = &self.feed else {
             return self.admit_scopes(claims);
         };
-        match feed.standing(&claims.sid, now, self.verifier.leeway_secs()) {
+        match feed.standing(&claims.sid, claims.iat, now, self.verifier.leeway_secs()) {
             Standing::Clear => self.admit_scopes(claims),
             Standing::Ended => {
                 tracing::debug!(sub = %claims.sub, sid = %claims.sid, "access token refused: session ended");

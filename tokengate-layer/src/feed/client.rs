@@ -164,13 +164,24 @@ impl Connector {
     }
 }
 
+/// A `live` event's data: the store's epoch, if tokengate names it.
+#[derive(serde::Deserialize)]
+struct Live {
+    since: Option<u64>,
+}
+
 fn read_event(event: Event, batch: &mut Batch) {
     match event.kind.as_str() {
         "session_ended" => match serde_json::from_str::<SessionEnded>(&event.data) {
             Ok(ended) => batch.ended.push((ended.sid, ended.until)),
             Err(error) => tracing::warn!(%error, "a session_ended event that is not one; skipped"),
         },
-        "live" => batch.live = true,
+        "live" => {
+            batch.live = true;
+            batch.since = serde_json::from_str::<Live>(&event.data)
+                .ok()
+                .and_then(|live| live.since);
+        }
         // Other kinds are for other clients (or later versions).
         _ => {}
     }

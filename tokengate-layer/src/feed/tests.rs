@@ -17,7 +17,7 @@ fn builder(server: &FeedServer) -> FeedBuilder {
 }
 
 fn standing(feed: &Feed, sid: Uuid) -> Standing {
-    feed.standing(&sid, now_secs(), 5)
+    feed.standing(&sid, now_secs(), now_secs(), 5)
 }
 
 async fn live(feed: &Feed) {
@@ -302,4 +302,21 @@ fn starting_needs_a_runtime_and_a_plain_http_url() {
     ));
     let debug = format!("{:?}", Feed::builder("http://tokengate/", "tg_live_secret"));
     assert!(!debug.contains("tg_live_secret"), "{debug}");
+}
+
+#[tokio::test]
+async fn tokens_issued_before_the_stores_epoch_are_refused() {
+    let mut server = FeedServer::start().await;
+    let feed = builder(&server).start().unwrap();
+    let since = now_secs() - 10;
+    let mut stream = server.next().await;
+    stream.open().await;
+    stream
+        .send(&format!("event: live\nid: 1.0-0\ndata: {{\"since\":{since}}}\n\n"))
+        .await;
+    live(&feed).await;
+    let sid = Uuid::new_v4();
+    let now = now_secs();
+    assert_eq!(feed.standing(&sid, since - 1, now, 5), Standing::Ended);
+    assert_eq!(feed.standing(&sid, since, now, 5), Standing::Clear);
 }
