@@ -25,6 +25,7 @@ mod faults;
 mod flows;
 mod gate;
 mod layer;
+mod revocation_feed;
 mod seedflow;
 mod tooling;
 mod uds;

@@ -312,7 +312,9 @@ async fn tokens_issued_before_the_stores_epoch_are_refused() {
     let mut stream = server.next().await;
     stream.open().await;
     stream
-        .send(&format!("event: live\nid: 1.0-0\ndata: {{\"since\":{since}}}\n\n"))
+        .send(&format!(
+            "event: live\nid: 1.0-0\ndata: {{\"since\":{since}}}\n\n"
+        ))
         .await;
     live(&feed).await;
     let sid = Uuid::new_v4();
