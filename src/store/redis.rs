@@ -14,7 +14,8 @@
 //! lifetime; the owner is a user's `sub`, or `client:<id>` for an OAuth
 //! client's sessions; `scripts/sessions.lua` and `logout_all.lua` read it).
 //! Fields `x` and `v` hold a password login's email and whether it is
-//! verified.
+//! verified. The revocation feed's log is the stream `tg:ended`, with
+//! `tg:expiry` and `tg:epoch` (see [`ended`]).
 //!
 //! Scripts run with `EVALSHA`; `redis::Script` reloads them after `NOSCRIPT`,
 //! so a restarted Redis needs nothing from us.
@@ -71,10 +72,12 @@ mod ended;
 mod keys;
 mod replies;
 mod sentinel;
+mod stream;
 mod tracking;
 pub use connections::Link;
 use connections::{Connections, Pool, Target, Watcher, answered, client, not_the_master};
 pub use ended::EndedTail;
+use ended::with_feed;
 pub use keys::session_key;
 use keys::{api_token_key, failure_counters, flag, num, text, user_key};
 use replies::{Reply, parse_api_token, parse_rotation};
@@ -256,73 +259,12 @@ impl RedisStore {
         }
     }
 
-    /// Appends entries to a stream, all or none (`MULTI`/`EXEC`), each
-    /// `XADD stream [MAXLEN ~ max_len] * field value …`; `max_len` 0 =
-    /// unbounded. A retry after a dropped connection may append a batch twice:
-    /// streams are delivered at least once, and entries carry their own ids.
-    pub async fn append_to_stream(
-        &self,
-        stream: &str,
-        max_len: u64,
-        entries: &[Vec<(&str, &str)>],
-    ) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for fields in entries {
-            let cmd = pipe.cmd("XADD").arg(stream);
-            if max_len > 0 {
-                cmd.arg("MAXLEN").arg("~").arg(max_len);
-            }
-            cmd.arg("*");
-            for (field, value) in fields {
-                cmd.arg(*field).arg(*value);
-            }
-            cmd.ignore();
-        }
-        self.with_connection(Repeat::Safe, |mut conn| {
-            let pipe = pipe.clone();
-            async move { pipe.query_async::<()>(&mut conn).await }
-        })
-        .await
-    }
-
     /// Drops every pooled connection, so the next request connects afresh
     /// (and nothing more is queued behind a stalled command).
     /// A broken socket breaks every clone of it at once, and usually means
     /// Redis went away; requests still holding a clone finish on their own.
     fn forget_connections(&self) {
         self.pool.retain(|_, _| false);
-    }
-
-    /// The arguments `scripts/ended.lua` takes from the end of every
-    /// script that may end sessions: now and the access-token lifetime.
-    fn feed_args(&self, now: Millis) -> [Vec<u8>; 2] {
-        [num(now), num(self.timing.access)]
-    }
-
-    /// Ends the session if its `field` (`c` client, `s` sub) is `owner`.
-    async fn end_if_owner(
-        &self,
-        sid: Uuid,
-        owner: &str,
-        field: &str,
-        now: Millis,
-    ) -> Result<Revocation, StoreError> {
-        let [now, access] = self.feed_args(now);
-        let args = [
-            owner.as_bytes().to_vec(),
-            field.as_bytes().to_vec(),
-            sid.to_string().into_bytes(),
-            now,
-            access,
-        ];
-        let key = session_key(sid);
-        let code: i64 = self.eval(Repeat::Safe, &self.revoke, key, &args).await?;
-        Ok(match code {
-            1 => Revocation::Ended,
-            2 => Revocation::NotOwner,
-            _ => Revocation::Unknown,
-        })
     }
 
     /// Invokes a script with one key and the given arguments.
@@ -362,20 +304,6 @@ impl RedisStore {
 /// A script that names sessions' owners: `scripts/owner.lua` before it.
 fn with_owner(script: &str) -> Script {
     Script::new(&[include_str!("scripts/owner.lua"), script].concat())
-}
-
-/// A script that may end sessions: `scripts/owner.lua` and
-/// `scripts/ended.lua` before it; its last two arguments are
-/// [`RedisStore::feed_args`].
-fn with_feed(script: &str) -> Script {
-    Script::new(
-        &[
-            include_str!("scripts/owner.lua"),
-            include_str!("scripts/ended.lua"),
-            script,
-        ]
-        .concat(),
-    )
 }
 
 impl SessionStore for RedisStore {

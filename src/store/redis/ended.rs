@@ -12,8 +12,8 @@ use deadpool_redis::redis::{self, Script, Value};
 use uuid::Uuid;
 
 use super::replies::Reply;
-use super::{RedisStore, Repeat, num};
-use crate::store::{EndedSession, LogId, LogPage, LogStart, StoreError};
+use super::{RedisStore, Repeat, num, session_key};
+use crate::store::{EndedSession, LogId, LogPage, LogStart, Revocation, StoreError};
 use crate::time::Millis;
 
 static READ: LazyLock<Script> =
@@ -23,6 +23,37 @@ static READ: LazyLock<Script> =
 const SWEEP_BATCH: u64 = 200;
 
 impl RedisStore {
+    /// The arguments `scripts/ended.lua` takes from the end of every
+    /// script that may end sessions: now and the access-token lifetime.
+    pub(super) fn feed_args(&self, now: Millis) -> [Vec<u8>; 2] {
+        [num(now), num(self.timing.access)]
+    }
+
+    /// Ends the session if its `field` (`c` client, `s` sub) is `owner`.
+    pub(super) async fn end_if_owner(
+        &self,
+        sid: Uuid,
+        owner: &str,
+        field: &str,
+        now: Millis,
+    ) -> Result<Revocation, StoreError> {
+        let [now, access] = self.feed_args(now);
+        let args = [
+            owner.as_bytes().to_vec(),
+            field.as_bytes().to_vec(),
+            sid.to_string().into_bytes(),
+            now,
+            access,
+        ];
+        let key = session_key(sid);
+        let code: i64 = self.eval(Repeat::Safe, &self.revoke, key, &args).await?;
+        Ok(match code {
+            1 => Revocation::Ended,
+            2 => Revocation::NotOwner,
+            _ => Revocation::Unknown,
+        })
+    }
+
     pub(super) async fn sweep(&self, now: Millis) -> Result<u32, StoreError> {
         let [now, access] = self.feed_args(now);
         let args = [num(SWEEP_BATCH), now, access];
@@ -57,6 +88,20 @@ impl RedisStore {
             timeout: self.timeout,
         })
     }
+}
+
+/// A script that may end sessions: `scripts/owner.lua` and
+/// `scripts/ended.lua` before it; its last two arguments are
+/// [`RedisStore::feed_args`].
+pub(super) fn with_feed(script: &str) -> Script {
+    Script::new(
+        &[
+            include_str!("../scripts/owner.lua"),
+            include_str!("../scripts/ended.lua"),
+            script,
+        ]
+        .concat(),
+    )
 }
 
 /// Waits for entries of the log on its own connection.
