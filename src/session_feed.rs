@@ -2,6 +2,9 @@
 //! follows the ended-sessions log (see [`crate::store::ended`]) and hands
 //! every new end to the replica's watchers (`GET /events/sessions`), and
 //! one sweep that logs the ends of sessions that expired by themselves.
+//! Both run only while the replica has watchers (the first one starts
+//! them), so a deployment without downstream services pays nothing; a
+//! watcher's snapshot is read after a sweep of its own.
 //!
 //! A watcher subscribes before it reads its snapshot, so nothing logged in
 //! between is lost (it skips what it has already sent, by id). Whenever the
@@ -13,15 +16,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
+use tokio::time::Instant;
 
 use crate::store::redis::EndedTail;
 use crate::store::{EndedSession, LogId, LogStart, SessionStore, Store, StoreError};
 use crate::time::{Millis, now};
 
-/// How often each replica sweeps for expired sessions; an idle expiry
-/// reaches watchers within about this.
+/// How often a replica with watchers sweeps for expired sessions; an idle
+/// expiry reaches watchers within about this.
 const SWEEP_EVERY: Duration = Duration::from_millis(25);
+/// How long a watcher waits for the log to be followed.
+const START_WAIT: Duration = Duration::from_secs(2);
+/// A replica stops following this long after its last watcher left.
+const UNWATCHED: Duration = Duration::from_secs(30);
 /// A blocked read of the log returns this often, to check the epoch.
 const TAIL_WAIT: Duration = Duration::from_secs(1);
 /// Entries read from the log at a time.
@@ -38,6 +46,10 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 pub struct SessionFeed {
     state: Arc<Mutex<Option<Following>>>,
     closed: Arc<AtomicBool>,
+    /// Woken by a watcher while nobody follows the log.
+    wanted: Arc<Notify>,
+    /// Woken when following starts, or fails to.
+    started: Arc<Notify>,
     /// `auth.access_lifetime`: how far back a snapshot reads.
     access: Millis,
 }
@@ -59,6 +71,8 @@ impl SessionFeed {
         Self {
             state: Arc::default(),
             closed: Arc::default(),
+            wanted: Arc::default(),
+            started: Arc::default(),
             access,
         }
     }
@@ -67,8 +81,21 @@ impl SessionFeed {
         self.access
     }
 
-    /// The ends from now on; `None` while the log cannot be followed.
-    pub fn subscribe(&self) -> Option<Subscription> {
+    /// The ends from now on, once the log is followed (the first watcher
+    /// starts that); `None` if it cannot be within [`START_WAIT`].
+    pub async fn subscribe(&self) -> Option<Subscription> {
+        if let Some(subscription) = self.try_subscribe() {
+            return Some(subscription);
+        }
+        let started = self.started.notified();
+        tokio::pin!(started);
+        started.as_mut().enable();
+        self.wanted.notify_one();
+        let _ = tokio::time::timeout(START_WAIT, started).await;
+        self.try_subscribe()
+    }
+
+    fn try_subscribe(&self) -> Option<Subscription> {
         let state = self.lock();
         let following = state.as_ref()?;
         Some(Subscription {
@@ -81,37 +108,63 @@ impl SessionFeed {
     pub fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
         self.lock().take();
+        self.wanted.notify_one();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Following>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Follows the log and sweeps, until dropped.
+    /// Until dropped: while this replica has watchers, follows the log and
+    /// sweeps; without any for [`UNWATCHED`], sends Redis nothing.
     pub async fn run(&self, store: &Store) {
-        tokio::join!(self.follow_always(store), sweep(store));
-    }
-
-    async fn follow_always(&self, store: &Store) {
-        let mut retry = RETRY;
-        while !self.closed.load(Ordering::Relaxed) {
-            let error = self.follow(store).await;
-            self.lock().take();
-            if self.closed.load(Ordering::Relaxed) {
+        while !self.is_closed() {
+            self.wanted.notified().await;
+            if self.is_closed() {
                 return;
             }
-            tracing::warn!(error = %error, "revocation feed: cannot follow the ended-sessions log; watchers cut off");
-            tokio::time::sleep(retry).await;
-            retry = (retry * 2).min(RETRY_MAX);
-            // A follow that got going starts the next wait short again.
-            if matches!(error, Stop::AfterFollowing(_)) {
-                retry = RETRY;
+            tracing::debug!("revocation feed: following the ended-sessions log");
+            tokio::select! {
+                () = self.follow_while_watched(store) => {}
+                () = sweep(store) => {}
             }
+            self.lock().take();
+            tracing::debug!("revocation feed: no watcher left; not following");
         }
     }
 
-    /// Follows until something goes wrong.
-    async fn follow(&self, store: &Store) -> Stop {
+    async fn follow_while_watched(&self, store: &Store) {
+        let mut retry = RETRY;
+        let mut watched_at = Instant::now();
+        loop {
+            let stop = self.follow(store, &mut watched_at).await;
+            self.lock().take();
+            self.started.notify_waiters();
+            let error = match stop {
+                Stop::Unwatched => return,
+                _ if self.is_closed() => return,
+                Stop::Before(e) => e,
+                Stop::AfterFollowing(e) => {
+                    retry = RETRY;
+                    e
+                }
+            };
+            tracing::warn!(error = %error, "revocation feed: cannot follow the ended-sessions log; watchers cut off");
+            if watched_at.elapsed() > UNWATCHED {
+                return;
+            }
+            tokio::time::sleep(retry).await;
+            retry = (retry * 2).min(RETRY_MAX);
+        }
+    }
+
+    /// Follows until something goes wrong, or nobody has watched for
+    /// [`UNWATCHED`] (`watched_at`: when somebody last did).
+    async fn follow(&self, store: &Store, watched_at: &mut Instant) -> Stop {
         let mut tail = match Tail::open(store).await {
             Ok(tail) => tail,
             Err(e) => return Stop::Before(e),
@@ -123,13 +176,14 @@ impl SessionFeed {
         };
         let (epoch, mut last) = (start.epoch, start.last);
         let (ends, _) = broadcast::channel(BACKLOG);
-        if self.closed.load(Ordering::Relaxed) {
+        if self.is_closed() {
             return Stop::Before(StoreError::Unavailable("closed".into()));
         }
         *self.lock() = Some(Following {
             ends: ends.clone(),
             epoch,
         });
+        self.started.notify_waiters();
         loop {
             // Without news, a read of no entry checks the epoch.
             let more = match tail.wait(last, TAIL_WAIT).await {
@@ -158,8 +212,13 @@ impl SessionFeed {
                 }
                 from = LogStart::After(last);
             }
-            if self.lock().is_none() {
+            if self.is_closed() {
                 return Stop::AfterFollowing(StoreError::Unavailable("closed".into()));
+            }
+            if ends.receiver_count() > 0 {
+                *watched_at = Instant::now();
+            } else if watched_at.elapsed() > UNWATCHED {
+                return Stop::Unwatched;
             }
         }
     }
@@ -169,14 +228,7 @@ impl SessionFeed {
 enum Stop {
     Before(StoreError),
     AfterFollowing(StoreError),
-}
-
-impl std::fmt::Display for Stop {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Before(e) | Self::AfterFollowing(e) => e.fmt(f),
-        }
-    }
+    Unwatched,
 }
 
 /// Waits for new entries of the log.

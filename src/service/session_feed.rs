@@ -33,7 +33,11 @@ impl Gate {
         if token.missing(&[WATCH_SCOPE.to_owned()]).is_some() {
             return Err(ServiceError::InsufficientScope(WATCH_SCOPE.to_owned()));
         }
-        let subscription = self.session_feed.subscribe().ok_or_else(|| {
+        // Expiries since the last sweep anywhere, into the log first.
+        if let Err(e) = self.sessions.store().sweep_ended(caller.now).await {
+            tracing::warn!(error = %e, "revocation feed: sweep before a snapshot failed");
+        }
+        let subscription = self.session_feed.subscribe().await.ok_or_else(|| {
             StoreError::Unavailable("the ended-sessions log cannot be followed now".into())
         })?;
         let resume = last_event_id

@@ -75,7 +75,8 @@ async fn every_operation_is_one_round_trip() {
                 "zrange",
                 "hmget",
                 "zcard",
-                "pttl"
+                "pttl",
+                "set"
             ]
         ),
         HashMap::from([("evalsha".to_owned(), 1)]),
@@ -100,7 +101,7 @@ async fn every_operation_is_one_round_trip() {
         sent_between(
             &before,
             &after,
-            &["hmget", "hset", "pexpire", "zadd", "pttl"]
+            &["hmget", "hset", "pexpire", "zadd", "pttl", "zrem"]
         ),
         HashMap::from([("evalsha".to_owned(), 1)]),
         "refresh"
@@ -110,7 +111,11 @@ async fn every_operation_is_one_round_trip() {
     assert_eq!(c.a().logout(&next.access).await.status, 200);
     let after = commandstats(redis);
     assert_eq!(
-        sent_between(&before, &after, &["hmget", "del", "zrem"]),
+        sent_between(
+            &before,
+            &after,
+            &["hmget", "del", "zrem", "xadd", "pexpire"]
+        ),
         HashMap::from([("evalsha".to_owned(), 1)]),
         "logout"
     );
@@ -131,29 +136,44 @@ async fn every_key_has_a_ttl_within_the_idle_limit() {
     assert_eq!(c.b().logout(&pairs[1].access).await.status, 200);
 
     // One key per live session and one index per user with a live session
-    // (the logged-out user's index went with its only session), nothing else.
+    // (the logged-out user's index went with its only session), and the
+    // revocation feed's: the log of ends, the sessions whose idle expiry it
+    // watches (60 s is less than an access token's life) and its epoch.
     let keys = c.redis().keys("*");
-    assert_eq!(keys.len(), 8, "{keys:?}");
+    assert_eq!(keys.len(), 11, "{keys:?}");
     let refresh_lifetime = c.settings.auth.refresh_lifetime.as_millis() as i64;
+    let access = c.settings.auth.access_lifetime.as_millis() as i64;
+    let max_session = c.settings.auth.max_session.as_millis() as i64;
     for key in keys {
         let ttl = c.redis().pttl(&key);
-        let limit = if key.starts_with("tg:s:") {
-            idle.as_millis() as i64
-        } else {
-            assert!(key.starts_with("tg:u:"), "{key}");
-            refresh_lifetime
+        let limit = match key.as_str() {
+            "tg:ended" => access + 60_000,
+            "tg:expiry" => idle.as_millis() as i64 + 60_000,
+            "tg:epoch" => max_session + access,
+            _ if key.starts_with("tg:s:") => idle.as_millis() as i64,
+            _ => {
+                assert!(key.starts_with("tg:u:"), "{key}");
+                refresh_lifetime
+            }
         };
         assert!(ttl > 0 && ttl <= limit, "{key}: TTL {ttl}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_ended_by_theft_leaves_nothing_behind() {
+async fn a_session_ended_by_theft_leaves_nothing_behind_but_its_end_in_the_log() {
     let c = Cluster::start_with(Backend::Redis, 2, |s| s.auth.refresh_grace = Duration::ZERO).await;
     let first = c.a().login(json!(1)).await;
     let _second = c.b().refresh(&first.refresh).await;
     assert_eq!(c.a().refresh(&first.refresh).await.status, 401);
-    assert!(c.redis().keys("*").is_empty());
+    let mut keys = c.redis().keys("*");
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["tg:ended", "tg:epoch"],
+        "the revocation feed's, which expire"
+    );
+    assert!(keys.iter().all(|key| c.redis().pttl(key) > 0));
 }
 
 /// The admin token of the API-token cost tests (admin.token_hash holds its hash).

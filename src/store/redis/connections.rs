@@ -38,7 +38,7 @@ pub struct Link {
 
 impl Connections {
     /// Whether `link` goes where new connections would go.
-    fn is_current(&self, link: &Link) -> bool {
+    pub(super) fn is_current(&self, link: &Link) -> bool {
         match (&self.target, &link.master) {
             (Target::Sentinel(sentinels), Some(master)) => sentinels.is_newest(master),
             _ => true,

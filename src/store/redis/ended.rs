@@ -7,12 +7,11 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use deadpool::managed::Manager;
-use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, Script, Value};
 use uuid::Uuid;
 
 use super::replies::Reply;
-use super::{RedisStore, Repeat, num, session_key};
+use super::{Link, RedisStore, Repeat, num, session_key};
 use crate::store::{EndedSession, LogId, LogPage, LogStart, Revocation, StoreError};
 use crate::time::Millis;
 
@@ -71,7 +70,13 @@ impl RedisStore {
             LogStart::After(id) => format!("({id}"),
             LogStart::Since(ms) => ms.to_string(),
         };
-        let args = [first.into_bytes(), num(u64::from(limit)), num(now)];
+        let keep = self.timing.max_session + self.timing.access;
+        let args = [
+            first.into_bytes(),
+            num(u64::from(limit)),
+            num(now),
+            num(keep),
+        ];
         let reply: Vec<Value> = self.eval_keys(Repeat::Safe, &READ, &[], &args).await?;
         parse_page(&reply)
     }
@@ -84,8 +89,8 @@ impl RedisStore {
             .map_err(|_| StoreError::Timeout)?
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(EndedTail {
-            connection: link.connection,
-            timeout: self.timeout,
+            link,
+            store: self.clone(),
         })
     }
 }
@@ -106,14 +111,20 @@ pub(super) fn with_feed(script: &str) -> Script {
 
 /// Waits for entries of the log on its own connection.
 pub struct EndedTail {
-    connection: MultiplexedConnection,
-    timeout: Duration,
+    link: Link,
+    store: RedisStore,
 }
 
 impl EndedTail {
     /// Returns once an entry after `after` exists, or after `wait`; true if
     /// one does. An error means the connection is gone: make a new tail.
     pub async fn wait(&mut self, after: LogId, wait: Duration) -> Result<bool, StoreError> {
+        // After a failover, the old master's log says nothing new.
+        if !self.store.pool.manager().is_current(&self.link) {
+            return Err(StoreError::Unavailable(
+                "the sentinels name another master".into(),
+            ));
+        }
         let block = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut command = redis::cmd("XREAD");
         command
@@ -124,8 +135,8 @@ impl EndedTail {
             .arg("STREAMS")
             .arg("tg:ended")
             .arg(after.to_string());
-        let read = command.query_async::<Value>(&mut self.connection);
-        let reply = tokio::time::timeout(wait + self.timeout, read)
+        let read = command.query_async::<Value>(&mut self.link.connection);
+        let reply = tokio::time::timeout(wait + self.store.timeout, read)
             .await
             .map_err(|_| StoreError::Timeout)?
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;

@@ -2,7 +2,8 @@
 -- behind GET /events/sessions (SPEC §13, store/ended.rs).
 -- tg:ended is a stream of {sid, sub, until}: `until` (unix seconds) is when
 -- the session's last access token expires. Entries older than any access
--- token lives (plus a minute for clocks) are trimmed as new ones come.
+-- token lives (plus a minute for clocks) are trimmed as new ones come, and
+-- the stream itself expires that long after its newest entry.
 -- tg:expiry holds the sessions whose key may expire before their last
 -- access token does ('<sid> <sub>' by when the key may expire at the
 -- earliest): sweep.lua logs those ends, since an expiry runs no script.
@@ -24,9 +25,11 @@ end
 -- Logs the end of session `sid` of `sub`, whose last access token was
 -- issued at `issued` (ms).
 local function session_ended(sid, sub, issued)
+  local kept = FEED_ACCESS + 60000
   redis.call('ZREM', 'tg:expiry', sid .. ' ' .. sub)
-  redis.call('XADD', 'tg:ended', 'MINID', '~', FEED_NOW - FEED_ACCESS - 60000, '*',
+  redis.call('XADD', 'tg:ended', 'MINID', '~', FEED_NOW - kept, '*',
     'sid', sid, 'sub', sub, 'until', math.ceil((issued + FEED_ACCESS) / 1000))
+  redis.call('PEXPIRE', 'tg:ended', kept)
 end
 
 -- After a login or rotation at `now`: watches the session if its key, which
@@ -35,6 +38,11 @@ end
 local function watch_expiry(sid, sub, expires, now)
   if expires < now + FEED_ACCESS then
     redis.call('ZADD', 'tg:expiry', expires, sid .. ' ' .. sub)
+    -- The set outlives its latest entry by a minute, for the sweep.
+    local left = expires - now + 60000
+    if redis.call('PTTL', 'tg:expiry') < left then
+      redis.call('PEXPIRE', 'tg:expiry', left)
+    end
   else
     redis.call('ZREM', 'tg:expiry', sid .. ' ' .. sub)
   end

@@ -1,9 +1,10 @@
 -- Reads the ended-sessions log (store/ended.rs) and its epoch, which a
 -- Redis without one (new, or one that lost its data) starts now.
 -- ARGV: first id ('(ms-seq': after that entry; 'ms': since that time),
---       most entries, now (ms)
+--       most entries, now (ms), how long a new epoch is kept (ms: the
+--       longest a session and its last access token live)
 -- Returns {epoch, newest id, then id, sid, sub, until for each entry}
-redis.call('SET', 'tg:epoch', ARGV[3], 'NX')
+redis.call('SET', 'tg:epoch', ARGV[3], 'NX', 'PX', ARGV[4])
 local out = {redis.call('GET', 'tg:epoch'), '0-0'}
 local newest = redis.call('XREVRANGE', 'tg:ended', '+', '-', 'COUNT', 1)
 if newest[1] then

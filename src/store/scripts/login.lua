@@ -23,9 +23,16 @@ if ARGV[12] ~= '' then
   redis.call('HSET', KEYS[1], 'v', ARGV[12])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-watch_expiry(ARGV[10], ARGV[1], FEED_NOW + tonumber(ARGV[5]), FEED_NOW)
--- Since when this Redis has kept sessions (store/ended.rs).
-redis.call('SET', 'tg:epoch', ARGV[9], 'NX')
+-- A new session is in no watch yet: only its start may be needed.
+if tonumber(ARGV[5]) < FEED_ACCESS then
+  watch_expiry(ARGV[10], ARGV[1], FEED_NOW + tonumber(ARGV[5]), FEED_NOW)
+end
+-- Since when this Redis has kept sessions (store/ended.rs): kept while a
+-- session or its last access token may live.
+local epoch_ttl = tonumber(ARGV[8]) - FEED_NOW + FEED_ACCESS
+if not redis.call('SET', 'tg:epoch', ARGV[9], 'NX', 'PX', epoch_ttl) then
+  redis.call('PEXPIRE', 'tg:epoch', epoch_ttl)
+end
 -- No session outlives its refresh lifetime, so neither does its entry: the
 -- index forgets those here, and itself after its last session's end. Of
 -- the entries whose session ended sooner (logout, idle, theft), the two
