@@ -11,7 +11,7 @@ use deadpool_redis::redis::{self, Script, Value};
 use uuid::Uuid;
 
 use super::replies::Reply;
-use super::{Link, RedisStore, Repeat, num, session_key};
+use super::{Link, Pool, RedisStore, Repeat, num, session_key};
 use crate::store::{EndedSession, LogId, LogPage, LogStart, Revocation, StoreError};
 use crate::time::Millis;
 
@@ -90,7 +90,8 @@ impl RedisStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(EndedTail {
             link,
-            store: self.clone(),
+            pool: self.pool.clone(),
+            timeout: self.timeout,
         })
     }
 }
@@ -112,7 +113,8 @@ pub(super) fn with_feed(script: &str) -> Script {
 /// Waits for entries of the log on its own connection.
 pub struct EndedTail {
     link: Link,
-    store: RedisStore,
+    pool: Pool,
+    timeout: Duration,
 }
 
 impl EndedTail {
@@ -120,7 +122,7 @@ impl EndedTail {
     /// one does. An error means the connection is gone: make a new tail.
     pub async fn wait(&mut self, after: LogId, wait: Duration) -> Result<bool, StoreError> {
         // After a failover, the old master's log says nothing new.
-        if !self.store.pool.manager().is_current(&self.link) {
+        if !self.pool.manager().is_current(&self.link) {
             return Err(StoreError::Unavailable(
                 "the sentinels name another master".into(),
             ));
@@ -136,7 +138,7 @@ impl EndedTail {
             .arg("tg:ended")
             .arg(after.to_string());
         let read = command.query_async::<Value>(&mut self.link.connection);
-        let reply = tokio::time::timeout(wait + self.store.timeout, read)
+        let reply = tokio::time::timeout(wait + self.timeout, read)
             .await
             .map_err(|_| StoreError::Timeout)?
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
