@@ -12,7 +12,8 @@
 //! Prints a table and one JSON line (`layer_bench {...}`); exits 2 if the
 //! benchmark itself breaks, never because a target is missed.
 //!
-//! usage: layer_bench [--binary PATH] [--trials N] [--calls N]
+//! usage: layer_bench [--binary PATH] [--trials N] [--calls N] [--smoke]
+//! (`--smoke`: 100 trials, 20,000 calls)
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -59,6 +60,7 @@ fn options() -> Result<Options, String> {
                 options.trials = value()?.parse().map_err(|e| format!("--trials: {e}"))?
             }
             "--calls" => options.calls = value()?.parse().map_err(|e| format!("--calls: {e}"))?,
+            "--smoke" => (options.trials, options.calls) = (100, 20_000),
             other => return Err(format!("unknown argument {other}")),
         }
     }

@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::process::Command;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -145,4 +146,74 @@ async fn the_layer_accepts_hs256_tokens_with_the_shared_secret() {
     assert_eq!(jwks.load_keys().await.expect("the JWKS"), 0);
     let answer = call(&app(&jwks), "/orders", &pair.access).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.body);
+}
+
+/// A key made by `tokengate gen-key`, in a file of its own.
+fn key_file(name: &str) -> std::path::PathBuf {
+    let key = Command::new(BIN)
+        .args(["gen-key", "--algorithm", "EdDSA"])
+        .output()
+        .expect("run tokengate gen-key");
+    assert!(key.status.success(), "gen-key: {key:?}");
+    let path = std::env::temp_dir().join(format!("tokengate-{name}-{}.pem", uuid::Uuid::new_v4()));
+    std::fs::write(&path, &key.stdout).expect("write the key");
+    path
+}
+
+fn signing_keys(keys: &[(&str, &std::path::Path)]) -> String {
+    let mut yaml = "auth:\n  algorithm: EdDSA\n  signing_keys:\n".to_owned();
+    for (kid, file) in keys {
+        yaml.push_str(&format!(
+            "    - {{kid: \"{kid}\", algorithm: EdDSA, private_key_file: \"{}\"}}\n",
+            file.display()
+        ));
+    }
+    yaml
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotated_in_on_tokengate_is_fetched_by_the_layer_without_a_restart() {
+    let _shared = EXCLUSIVE.read().await;
+    let (old, new) = (key_file("old"), key_file("new"));
+    let mut cluster = start(
+        options()
+            .replicas(1)
+            .config(&signing_keys(&[("old", &old)])),
+    );
+    let verifier = Verifier::jwks(jwks_url(cluster.replica_addr(0)))
+        .build()
+        .expect("a verifier");
+    assert_eq!(verifier.load_keys().await.expect("the JWKS"), 1);
+    let app = app(&verifier);
+    let before = login(cluster.addr(), "frank").await;
+    assert_eq!(
+        call(&app, "/orders", &before.access).await.status,
+        StatusCode::OK
+    );
+
+    // The operator rotates: the new key signs, the old one still verifies.
+    std::fs::write(
+        cluster.dir().join("config.yml"),
+        signing_keys(&[("new", &new), ("old", &old)]),
+    )
+    .expect("rewrite config.yml");
+    tokio::task::block_in_place(|| cluster.restart_replica(0)).expect("restart the replica");
+    let after = login(cluster.addr(), "frank").await;
+    let header = jsonwebtoken::decode_header(&after.access).expect("a JWT");
+    assert_eq!(header.kid.as_deref(), Some("new"));
+
+    // The same layer, never restarted: the unknown kid fetches the JWKS
+    // again (at most once per 10 s, so perhaps not at once) and passes.
+    let passes = crate::eventually(Duration::from_secs(15), || async {
+        call(&app, "/orders", &after.access).await.status == StatusCode::OK
+    })
+    .await;
+    assert!(passes, "a token of the new key never passed");
+    assert_eq!(
+        call(&app, "/orders", &before.access).await.status,
+        StatusCode::OK
+    );
+    for file in [old, new] {
+        let _ = std::fs::remove_file(file);
+    }
 }
