@@ -52,7 +52,7 @@ impl Claims {
 /// The claims besides those above that the verifier reads but the handler
 /// does not need: `nbf` is optional in tokengate's tokens and checked when
 /// present.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Signed {
     #[serde(flatten)]
     pub claims: Claims,

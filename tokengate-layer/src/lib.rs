@@ -74,6 +74,7 @@ pub mod jwks;
 mod keys;
 pub mod layer;
 mod response;
+mod verified;
 pub mod verifier;
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use crate::claims::{Claims, Signed};
 use crate::jwks::{HttpJwks, JwksSource, UrlError};
 use crate::keys::{Expected, KeySet};
+use crate::verified::Verified;
 
 /// The `typ` header of tokengate's access tokens (RFC 9068 §2.1). Refresh
 /// tokens are opaque (never JWTs), and any other JWT signed with the same key
@@ -106,6 +107,8 @@ struct Inner {
     expected: Expected,
     leeway_secs: u64,
     keys: RwLock<Arc<KeySet>>,
+    /// Tokens already verified with these keys.
+    verified: Verified,
     /// `None` for the shared secret: nothing to fetch.
     refresh: Option<Refresh>,
 }
@@ -140,6 +143,7 @@ pub struct VerifierBuilder {
     leeway: Duration,
     refresh_interval: Duration,
     fetch_timeout: Duration,
+    cache: usize,
 }
 
 impl VerifierBuilder {
@@ -151,7 +155,16 @@ impl VerifierBuilder {
             leeway: Duration::from_secs(5),
             refresh_interval: Duration::from_secs(10),
             fetch_timeout: Duration::from_secs(5),
+            cache: 10_000,
         }
+    }
+
+    /// How many verified tokens are remembered, so the next request with
+    /// one skips its signature check (default 10,000; 0: verify every
+    /// request). About 1 KiB each.
+    pub fn cache(mut self, tokens: usize) -> Self {
+        self.cache = tokens;
+        self
     }
 
     /// tokengate's `auth.issuer`.
@@ -210,6 +223,7 @@ impl VerifierBuilder {
                 expected,
                 leeway_secs: self.leeway.as_secs(),
                 keys: RwLock::new(Arc::new(keys)),
+                verified: Verified::new(self.cache),
                 refresh,
             }),
         })
@@ -274,6 +288,13 @@ impl Verifier {
 
     /// Verifies with the keys at hand, without waiting for anything.
     pub(crate) fn verify_known(&self, token: &str, now: u64) -> Known {
+        if let Some(signed) = self.inner.verified.get(token) {
+            return match self.check_times(&signed, now) {
+                Ok(()) => Known::Verified(signed.claims),
+                Err(rejection) => Known::Rejected(rejection),
+            };
+        }
+        let generation = self.inner.verified.generation();
         let keys = Arc::clone(
             &self
                 .inner
@@ -311,7 +332,12 @@ impl Verifier {
             return Known::Rejected(Rejection::Type);
         }
         match self.check_times(&data.claims, now) {
-            Ok(()) => Known::Verified(data.claims.claims),
+            Ok(()) => {
+                let leeway = self.inner.leeway_secs;
+                let verified = &self.inner.verified;
+                verified.insert(token, &data.claims, generation, now, leeway);
+                Known::Verified(data.claims.claims)
+            }
             Err(rejection) => Known::Rejected(rejection),
         }
     }
@@ -382,6 +408,8 @@ impl Verifier {
             .keys
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
+        // A key may have gone: what it verified must not pass any more.
+        self.inner.verified.clear();
         state.healthy = true;
         tracing::debug!(keys = count, "JWKS loaded");
         Ok(count)
