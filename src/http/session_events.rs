@@ -121,9 +121,8 @@ async fn write(gate: &Gate, watch: Watch, frames: &mpsc::Sender<Bytes>) {
         start = LogStart::After(page.entries.last().map_or(page.last, |e| e.id));
     };
     let live = format!(
-        "event: live\nid: {}\ndata: {{\"since\":{}}}\n\n",
+        "event: live\nid: {}\ndata: {{\"since_ms\":{epoch}}}\n\n",
         Cursor { epoch, id: sent },
-        epoch / 1000
     );
     if frames.send(Bytes::from(live)).await.is_err() {
         return;

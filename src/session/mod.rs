@@ -180,7 +180,9 @@ impl<S: SessionStore> Sessions<S> {
         lifetime: Millis,
         now: Millis,
     ) -> Result<TokenPair, SessionError> {
-        let sid = Uuid::new_v4();
+        // Time-ordered: a downstream service tells a session begun before
+        // the store's epoch (one its Redis lost) by its id (SPEC §13).
+        let sid = Uuid::now_v7();
         let refresh = RefreshToken::first(sid);
         let access = self.access.sign(
             &subject.sub,

@@ -128,7 +128,7 @@ impl FeedBuilder {
         let shared = Arc::new(Shared {
             state: RwLock::new(State {
                 ended: Ended::default(),
-                since: 0,
+                since_ms: 0,
                 up: false,
                 ever_live: false,
                 down_since: Instant::now(),
@@ -242,12 +242,22 @@ impl Feed {
     }
 
     /// The session's standing for a token issued at `iat` and verified at
-    /// `now` (Unix seconds) with `leeway`. A token issued before the
-    /// store's epoch (the `since` of the `live` event) belongs to a session
-    /// tokengate no longer knows — its Redis lost its data — and has ended.
+    /// `now` (Unix seconds) with `leeway`. A session begun before the
+    /// store's epoch (`since_ms` of the `live` event) is one tokengate no
+    /// longer knows — its Redis lost its data — and has ended: told by the
+    /// time in its id (a UUIDv7), else by the token's `iat`.
     pub(crate) fn standing(&self, sid: &Uuid, iat: u64, now: u64, leeway: u64) -> Standing {
         let state = self.shared.read();
-        if state.ended.refuses(sid, now, leeway) || iat < state.since {
+        let begun_ms = match sid.get_timestamp() {
+            Some(ts) => {
+                let (secs, nanos) = ts.to_unix();
+                secs * 1000 + u64::from(nanos / 1_000_000)
+            }
+            // Whole seconds, rounded down: a token of the epoch's first
+            // second counts as before it.
+            None => iat.saturating_mul(1000),
+        };
+        if state.ended.refuses(sid, now, leeway) || begun_ms < state.since_ms {
             Standing::Ended
         } else if state.trusted(self.shared.max_outage) {
             Standing::Clear
@@ -296,8 +306,8 @@ struct Shared {
 
 struct State {
     ended: Ended,
-    /// The store's epoch (Unix seconds): tokens issued before it are refused.
-    since: u64,
+    /// The store's epoch (Unix ms): sessions begun before it are refused.
+    since_ms: u64,
     up: bool,
     ever_live: bool,
     /// When the stream last dropped (or the feed started).
@@ -315,8 +325,8 @@ impl State {
 pub(crate) struct Batch {
     pub(crate) ended: Vec<(Uuid, u64)>,
     pub(crate) live: bool,
-    /// The `since` of the `live` event, if it had one.
-    pub(crate) since: Option<u64>,
+    /// The `since_ms` of the `live` event, if it had one.
+    pub(crate) since_ms: Option<u64>,
 }
 
 impl Shared {
@@ -342,8 +352,8 @@ impl Shared {
             }
             state.ended.prune(now, leeway);
             let became_live = batch.live && !state.up;
-            if let Some(since) = batch.since {
-                state.since = since;
+            if let Some(since_ms) = batch.since_ms {
+                state.since_ms = since_ms;
             }
             if batch.live {
                 state.up = true;

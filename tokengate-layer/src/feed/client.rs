@@ -167,7 +167,7 @@ impl Connector {
 /// A `live` event's data: the store's epoch, if tokengate names it.
 #[derive(serde::Deserialize)]
 struct Live {
-    since: Option<u64>,
+    since_ms: Option<u64>,
 }
 
 fn read_event(event: Event, batch: &mut Batch) {
@@ -178,9 +178,9 @@ fn read_event(event: Event, batch: &mut Batch) {
         },
         "live" => {
             batch.live = true;
-            batch.since = serde_json::from_str::<Live>(&event.data)
+            batch.since_ms = serde_json::from_str::<Live>(&event.data)
                 .ok()
-                .and_then(|live| live.since);
+                .and_then(|live| live.since_ms);
         }
         // Other kinds are for other clients (or later versions).
         _ => {}

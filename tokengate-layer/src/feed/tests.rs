@@ -305,20 +305,40 @@ fn starting_needs_a_runtime_and_a_plain_http_url() {
 }
 
 #[tokio::test]
-async fn tokens_issued_before_the_stores_epoch_are_refused() {
+async fn sessions_begun_before_the_stores_epoch_are_refused() {
     let mut server = FeedServer::start().await;
     let feed = builder(&server).start().unwrap();
-    let since = now_secs() - 10;
+    let since_ms = now_secs() * 1000 - 10_000;
     let mut stream = server.next().await;
     stream.open().await;
     stream
         .send(&format!(
-            "event: live\nid: 1.0-0\ndata: {{\"since\":{since}}}\n\n"
+            "event: live\nid: 1.0-0\ndata: {{\"since_ms\":{since_ms}}}\n\n"
         ))
         .await;
     live(&feed).await;
-    let sid = Uuid::new_v4();
     let now = now_secs();
-    assert_eq!(feed.standing(&sid, since - 1, now, 5), Standing::Ended);
-    assert_eq!(feed.standing(&sid, since, now, 5), Standing::Clear);
+    // A UUIDv7 sid carries the session's start, to the millisecond.
+    let at = |ms: u64| {
+        Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            ms / 1000,
+            (ms % 1000) as u32 * 1_000_000,
+        ))
+    };
+    assert_eq!(
+        feed.standing(&at(since_ms - 1), now, now, 5),
+        Standing::Ended
+    );
+    assert_eq!(feed.standing(&at(since_ms), now, now, 5), Standing::Clear);
+    // Another sid: the token's iat, in whole seconds, tells.
+    let sid = Uuid::new_v4();
+    assert_eq!(
+        feed.standing(&sid, since_ms / 1000 - 1, now, 5),
+        Standing::Ended
+    );
+    assert_eq!(
+        feed.standing(&sid, since_ms / 1000, now, 5),
+        Standing::Clear
+    );
 }
