@@ -22,8 +22,7 @@ use hyper::body::{Body, Frame};
 use tokio::sync::{broadcast, mpsc};
 
 use super::{ApiError, RequestBody, Response, bearer_token, caller};
-use crate::service::{Gate, Watch};
-use crate::store::{Cursor, EndedSession, LogStart};
+use crate::service::{Cursor, ENDED_PAGE, EndedSession, Gate, LogStart, Watch};
 
 /// A comment this often keeps proxies and the watcher's idle timer happy
 /// (the SPEC asks for one at least every 15 s).
@@ -106,7 +105,7 @@ async fn write(gate: &Gate, watch: Watch, frames: &mpsc::Sender<Bytes>) {
             Ok(page) if page.epoch == epoch => page,
             _ => return,
         };
-        let full = page.entries.len() >= crate::session_feed::PAGE as usize;
+        let full = page.entries.len() >= ENDED_PAGE as usize;
         let now = crate::time::now() / 1000;
         for end in &page.entries {
             if (!snapshot || end.until + LEEWAY_MARGIN > now)
