@@ -217,3 +217,67 @@ async fn a_key_rotated_in_on_tokengate_is_fetched_by_the_layer_without_a_restart
         let _ = std::fs::remove_file(file);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_variants_of_a_real_token_are_refused() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+
+    let _shared = EXCLUSIVE.read().await;
+    let cluster = start(options().replicas(1));
+    let secret = Verifier::hs256(cluster.secret().as_bytes())
+        .build()
+        .expect("a verifier");
+    let app = app(&secret);
+    let pair = login(cluster.addr(), "mallory").await;
+    assert_eq!(
+        call(&app, "/orders", &pair.access).await.status,
+        StatusCode::OK
+    );
+    let mut parts = pair.access.split('.');
+    let (header, payload, signature) = (
+        parts.next().expect("a header"),
+        parts.next().expect("claims"),
+        parts.next().expect("a signature"),
+    );
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&B64.decode(payload).expect("base64")).expect("JSON");
+    claims["sub"] = "admin".into();
+    let forged = B64.encode(claims.to_string());
+
+    // The claims changed under the same signature.
+    let tampered = format!("{header}.{forged}.{signature}");
+    // No signature at all.
+    let none = format!(
+        "{}.{forged}.",
+        B64.encode(r#"{"alg":"none","typ":"at+jwt"}"#)
+    );
+    // Signed with the real secret, but not an access token (`typ: JWT`).
+    let mut jwt = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    jwt.typ = Some("JWT".to_owned());
+    let wrong_typ = jsonwebtoken::encode(
+        &jwt,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(cluster.secret().as_bytes()),
+    )
+    .expect("sign");
+    for (what, token) in [
+        ("tampered", tampered.as_str()),
+        ("alg none", none.as_str()),
+        ("typ JWT", wrong_typ.as_str()),
+        ("refresh token", pair.refresh.as_str()),
+    ] {
+        let answer = call(&app, "/orders", token).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNAUTHORIZED,
+            "{what}: {}",
+            answer.body
+        );
+        assert!(
+            answer.body.contains("invalid_token"),
+            "{what}: {}",
+            answer.body
+        );
+    }
+}
