@@ -312,3 +312,33 @@ async fn the_feed_wants_an_api_token_with_sessions_watch_and_api_tokens_pass_unt
         "a revoked API token passed the layer for {delay:?} (tokengate's 1 s + the layer's 200 ms cache)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_fallback_a_down_feed_asks_authenticate_per_request() {
+    let _shared = EXCLUSIVE.read().await;
+    let cluster = start(options().replicas(2).config(&config("")));
+    // A feed that never goes live: nothing listens on its replica's port.
+    let nowhere = crate::support::ports::free_port();
+    let feed = Feed::builder(
+        format!("http://127.0.0.1:{nowhere}/events/sessions"),
+        "tg_live_x",
+    )
+    .max_outage(Duration::from_millis(100))
+    .fallback_authenticate(format!("http://{}/authenticate", cluster.replica_addr(0)))
+    .start()
+    .expect("a feed");
+    let app = app(&cluster, &feed, None);
+    let grace = login(cluster.addr(), "grace").await;
+    assert_eq!(
+        status(&app, &grace.access).await,
+        StatusCode::OK,
+        "asked /authenticate"
+    );
+    assert_eq!(
+        logout(cluster.replica_addr(1), &grace.access).await.status,
+        200
+    );
+    // tokengate's own answer, at once: no feed to wait for.
+    assert_eq!(status(&app, &grace.access).await, StatusCode::UNAUTHORIZED);
+    assert!(!feed.is_live());
+}
