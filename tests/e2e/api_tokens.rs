@@ -18,7 +18,7 @@ use crate::support::cluster::Cluster;
 use crate::{BIN, EXCLUSIVE, login, options, post_json, start, through_every_replica};
 
 /// The cluster's admin token (admin.token_hash holds its argon2id hash).
-const ADMIN_TOKEN: &str = "e2e-admin-token-of-at-least-thirty-two-characters";
+pub(crate) const ADMIN_TOKEN: &str = "e2e-admin-token-of-at-least-thirty-two-characters";
 
 /// `tokengate token ARGS --json` as an operator runs it on a replica's host: the
 /// same configuration (the cluster's config.yml, in its directory) and the same
@@ -56,7 +56,12 @@ pub(crate) fn cli(cluster: &Cluster, args: &[&str]) -> Value {
 }
 
 /// `method path` at `addr` with the admin token, and a JSON body if given.
-async fn admin(addr: SocketAddr, method: Method, path: &str, body: Option<&Value>) -> Reply {
+pub(crate) async fn admin(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Reply {
     let builder = request(method, path).header("authorization", format!("Bearer {ADMIN_TOKEN}"));
     let request = match body {
         Some(body) => builder

@@ -18,11 +18,11 @@ use serde_json::json;
 use tokengate_layer::{ApiTokenClaims, ApiTokens, AuthLayer, Claims, Feed, Verifier};
 use tower::ServiceExt;
 
+use crate::api_tokens::{ADMIN_TOKEN, admin};
 use crate::support::client::{self, request};
 use crate::support::cluster::Cluster;
 use crate::{EXCLUSIVE, login, logout, options, refresh, start};
 
-const ADMIN_TOKEN: &str = "e2e-admin-token-of-at-least-thirty-two-characters";
 /// How soon an end on any replica must reach the layer.
 const WITHIN: Duration = Duration::from_millis(50);
 
@@ -34,12 +34,8 @@ fn config(extra: &str) -> String {
 /// An API token with `scopes`, made on replica 1's admin listener.
 async fn api_token(cluster: &Cluster, name: &str, scopes: &[&str]) -> (String, String) {
     let body = json!({ "name": name, "scopes": scopes });
-    let request = request(Method::POST, "/admin/tokens")
-        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
-        .header("content-type", "application/json")
-        .body(client::json_body(&body))
-        .expect("a request");
-    let reply = client::send(cluster.replica_admin_addr(1), request).await;
+    let addr = cluster.replica_admin_addr(1);
+    let reply = admin(addr, Method::POST, "/admin/tokens", Some(&body)).await;
     assert_eq!(reply.status, 201, "{reply:?}");
     (reply.field("token"), reply.field("id"))
 }
@@ -294,17 +290,10 @@ async fn the_feed_wants_an_api_token_with_sessions_watch_and_api_tokens_pass_unt
         .expect("api tokens");
     let app = app(&cluster, &feed, Some(api_tokens));
     assert_eq!(status(&app, &reader).await, StatusCode::OK);
-    let revoke = request(Method::POST, &format!("/admin/tokens/{reader_id}/revoke"))
-        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
-        .header("content-type", "application/json")
-        .body(client::json_body(&json!({})))
-        .expect("a request");
-    assert_eq!(
-        client::send(cluster.replica_admin_addr(1), revoke)
-            .await
-            .status,
-        200
-    );
+    let revoke = format!("/admin/tokens/{reader_id}/revoke");
+    let addr = cluster.replica_admin_addr(1);
+    let reply = admin(addr, Method::POST, &revoke, Some(&json!({}))).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
     let started = Instant::now();
     let delay = refused_after(&app, &reader, started).await;
     assert!(
