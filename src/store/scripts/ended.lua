@@ -32,18 +32,18 @@ local function session_ended(sid, sub, issued)
   redis.call('PEXPIRE', 'tg:ended', kept)
 end
 
--- After a login or rotation at `now`: watches the session if its key, which
--- expires at `expires` at the earliest, may go before the access token
--- issued now does.
+-- Whether a key that expires at `expires` at the earliest may go before
+-- the access token issued at `now`: then sweep.lua must watch it.
+local function outlived(expires, now)
+  return expires < now + FEED_ACCESS
+end
+
+-- Watches the session whose key expires at `expires` at the earliest.
 local function watch_expiry(sid, sub, expires, now)
-  if expires < now + FEED_ACCESS then
-    redis.call('ZADD', 'tg:expiry', expires, sid .. ' ' .. sub)
-    -- The set outlives its latest entry by a minute, for the sweep.
-    local left = expires - now + 60000
-    if redis.call('PTTL', 'tg:expiry') < left then
-      redis.call('PEXPIRE', 'tg:expiry', left)
-    end
-  else
-    redis.call('ZREM', 'tg:expiry', sid .. ' ' .. sub)
+  redis.call('ZADD', 'tg:expiry', expires, sid .. ' ' .. sub)
+  -- The set outlives its latest entry by a minute, for the sweep.
+  local left = expires - now + 60000
+  if redis.call('PTTL', 'tg:expiry') < left then
+    redis.call('PEXPIRE', 'tg:expiry', left)
   end
 end

@@ -23,9 +23,9 @@ if ARGV[12] ~= '' then
   redis.call('HSET', KEYS[1], 'v', ARGV[12])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
--- A new session is in no watch yet: only its start may be needed.
-if tonumber(ARGV[5]) < FEED_ACCESS then
-  watch_expiry(ARGV[10], ARGV[1], FEED_NOW + tonumber(ARGV[5]), FEED_NOW)
+local expires = FEED_NOW + tonumber(ARGV[5])
+if outlived(expires, FEED_NOW) then
+  watch_expiry(ARGV[10], ARGV[1], expires, FEED_NOW)
 end
 -- Since when this Redis has kept sessions (store/ended.rs): kept while a
 -- session or its last access token may live.

@@ -79,7 +79,12 @@ if presented == generation then
   end
   local ttl = math.min(idle, new_ends - now)
   redis.call('PEXPIRE', KEYS[1], ttl)
-  watch_expiry(ARGV[11], v[6], now + ttl, now)
+  if outlived(now + ttl, now) then
+    watch_expiry(ARGV[11], v[6], now + ttl, now)
+  else
+    -- Watched for an earlier access token, perhaps: not for this one.
+    redis.call('ZREM', 'tg:expiry', ARGV[11] .. ' ' .. v[6])
+  end
   redis.call('ZADD', index, new_ends, ARGV[11])
   if redis.call('PTTL', index) < new_ends - now then
     redis.call('PEXPIRE', index, new_ends - now)
