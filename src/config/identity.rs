@@ -90,29 +90,6 @@ impl Default for UserSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EventSettings {
-    /// The Redis stream events go to.
-    pub stream: String,
-    /// Approximate cap of the stream (`XADD MAXLEN ~`); 0 = unbounded.
-    pub max_len: u64,
-    /// How often the relay looks for events written by other replicas or
-    /// left behind while Redis was down.
-    #[serde(deserialize_with = "duration")]
-    pub relay_interval: Duration,
-}
-
-impl Default for EventSettings {
-    fn default() -> Self {
-        Self {
-            stream: "tg:events".into(),
-            max_len: 100_000,
-            relay_interval: Duration::from_secs(1),
-        }
-    }
-}
-
 impl DatabaseSettings {
     pub fn is_postgres(&self) -> bool {
         let url = self.url.expose();
@@ -164,15 +141,6 @@ impl UserSettings {
             ));
         }
         positive("users.failure_window", self.failure_window)
-    }
-}
-
-impl EventSettings {
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        if self.stream.is_empty() {
-            return Err(ConfigError::new("events.stream", "must not be empty"));
-        }
-        positive("events.relay_interval", self.relay_interval)
     }
 }
 

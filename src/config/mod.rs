@@ -19,6 +19,7 @@ mod api_tokens;
 mod auth;
 mod cache;
 mod clients;
+mod events;
 mod gate;
 mod grpc;
 mod identity;
@@ -33,10 +34,11 @@ use clients::validate_clients;
 pub use clients::{
     LoginClient, LoginSettings, OAuthClient, OAuthSettings, ThrottleSettings, is_client_id,
 };
+pub use events::{EventSettings, KafkaSasl, KafkaSettings, KafkaTls, WebhookSettings};
 pub use gate::{AuthenticateSettings, IdentityHeader};
 pub use grpc::GrpcSettings;
 pub use identity::{
-    DEFAULT_DATABASE_URL, DatabaseSettings, EventSettings, MAX_PASSWORD_BYTES, Registration,
+    DEFAULT_DATABASE_URL, DatabaseSettings, MAX_PASSWORD_BYTES, Registration,
     UserSettings,
 };
 pub use local_cache::{LocalCacheSettings, touch_interval};
@@ -191,6 +193,7 @@ impl Settings {
         self.cache.read_files()?;
         self.admin.resolve()?;
         self.database.read_password_file()?;
+        self.events.read_files()?;
         self.validate()?;
         Ok(self)
     }

@@ -128,7 +128,7 @@ impl CacheSettings {
 }
 
 /// A YAML list, or one comma-separated string.
-fn nodes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+pub(super) fn nodes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Nodes {

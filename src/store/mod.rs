@@ -21,6 +21,7 @@
 
 mod api_token_cache;
 pub mod ended;
+pub mod event_log;
 pub mod memory;
 pub mod redis;
 pub mod rotation;
