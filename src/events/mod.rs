@@ -27,7 +27,10 @@ use crate::db::{Database, DurableStore, EventSink, OutboxEvent, SinkError};
 use crate::store::Store;
 use crate::store::event_log::NewEvent;
 
+pub mod dispatch;
 pub mod sink;
+mod sinks;
+pub use sinks::Sinks;
 
 /// Events per round; a full batch is followed by another round at once.
 const BATCH: u32 = 100;
