@@ -199,7 +199,10 @@ mod tests {
         let kafka = s.events.kafka.expect("kafka on");
         assert_eq!(kafka.brokers, ["k1:9092"]);
         assert_eq!(kafka.topic, "tokengate.events");
-        assert_eq!(s.events.webhooks[0].secret.expose(), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        assert_eq!(
+            s.events.webhooks[0].secret.expose(),
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        );
 
         let json = format!(
             r#"[{{"url": "http://127.0.0.1:9/h", "events": ["SessionEnded"], "secret_file": "{}"}}]"#,
@@ -222,7 +225,13 @@ mod tests {
     fn a_sink_without_what_it_needs_is_refused_by_key() {
         let no_brokers = load(&format!("{BASE}events:\n  kafka:\n    topic: t\n"), &[]);
         assert_eq!(no_brokers.expect_err("refused").key, "events.kafka.brokers");
-        let no_secret = load(&format!("{BASE}events:\n  webhooks:\n    - url: https://h/x\n"), &[]);
-        assert_eq!(no_secret.expect_err("refused").key, "events.webhooks[0].secret_file");
+        let no_secret = load(
+            &format!("{BASE}events:\n  webhooks:\n    - url: https://h/x\n"),
+            &[],
+        );
+        assert_eq!(
+            no_secret.expect_err("refused").key,
+            "events.webhooks[0].secret_file"
+        );
     }
 }
