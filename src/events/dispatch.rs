@@ -113,7 +113,7 @@ impl EventMetrics {
             .inc_by(n as u64);
     }
 
-    fn retried(&self, sink: &str) {
+    pub fn retried(&self, sink: &str) {
         self.retried.get_or_create(&Self::label(sink)).inc();
     }
 

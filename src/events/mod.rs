@@ -1,19 +1,23 @@
-//! Events for other services (SPEC §7): the relay that moves the outbox to
-//! the Redis stream `events.stream` (`tg:events`).
+//! Events for other services (SPEC §7, §14; docs/events.md).
 //!
-//! A registration writes its event into the outbox in the same transaction
-//! as the user, so an event exists exactly when its cause does. Every
-//! replica runs a relay; each round takes a batch from the outbox (rows a
-//! concurrent relay holds are skipped), appends it to the stream and deletes
-//! it only after Redis acknowledged, all inside one database transaction.
-//! While Redis is down the rows stay and are retried every
+//! Every event passes through one log, the Redis stream `events.stream`
+//! (`tg:events`, see `store::event_log`), and is appended there atomically
+//! with its cause: session events (`UserLoggedIn`, `SessionEnded`) by the
+//! Lua script that logs in or ends the session — no database write on the
+//! hot path — and `LoginFailed` by the password check. Events the database
+//! commits (`UserRegistered`, `ApiToken*`) go through the transactional
+//! outbox and this module's relay.
+//!
+//! The relay: every replica runs one; each round takes a batch from the
+//! outbox (rows a concurrent relay holds are skipped), appends it to the log
+//! and deletes it only after Redis acknowledged, all inside one database
+//! transaction. While Redis is down the rows stay and are retried every
 //! `events.relay_interval`: nothing is lost, and an event is delivered at
 //! least once — a crash between Redis's acknowledgment and the commit
 //! delivers it again, which its `id` lets consumers notice.
 //!
-//! Stream entries have the fields `id` (uuid v7 of the event), `type`
-//! (`UserRegistered`), `data` (the event as JSON) and `created_at` (Unix
-//! milliseconds).
+//! The stream is the default sink; [`Sinks`] feeds the others (Kafka, each
+//! webhook endpoint) from it, one [`dispatch::Dispatcher`] per sink.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,12 +29,16 @@ use tokio::sync::Notify;
 use crate::config::EventSettings;
 use crate::db::{Database, DurableStore, EventSink, OutboxEvent, SinkError};
 use crate::store::Store;
-use crate::store::event_log::NewEvent;
+use crate::store::event_log::{Backlog, NewEvent};
+use dispatch::EventMetrics;
 
 pub mod dispatch;
 pub mod sink;
 mod sinks;
 pub use sinks::Sinks;
+
+/// The stream's name in the metrics: its pending events are the outbox's.
+const STREAM: &str = "stream";
 
 /// Events per round; a full batch is followed by another round at once.
 const BATCH: u32 = 100;
@@ -74,11 +82,17 @@ pub async fn relay(
     settings: &EventSettings,
     wake: Arc<Notify>,
     status: &RelayStatus,
+    metrics: &EventMetrics,
 ) {
     let mut failing = false;
     loop {
-        match db.relay_events(sink, BATCH).await {
+        let round = db.relay_events(sink, BATCH).await;
+        if let Ok(pending) = db.pending_events().await {
+            metrics.backlog(STREAM, Backlog { pending, ..Backlog::default() }, 0);
+        }
+        match round {
             Ok(delivered) => {
+                metrics.delivered(STREAM, delivered);
                 status.set(Relay::Delivering);
                 if failing {
                     tracing::info!("event relay: delivering again");
@@ -89,6 +103,7 @@ pub async fn relay(
                 }
             }
             Err(e) => {
+                metrics.retried(STREAM);
                 status.set(Relay::Failing);
                 // Once per outage, not once per round.
                 if !failing {

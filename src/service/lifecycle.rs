@@ -104,6 +104,7 @@ impl Gate {
             &self.events,
             self.events_wake.clone(),
             status,
+            self.event_sinks.metrics(),
         )
         .await;
     }
