@@ -27,6 +27,7 @@ use crate::db::{Database, DurableStore, EventSink, OutboxEvent, SinkError};
 use crate::store::redis::RedisStore;
 
 pub mod sink;
+pub mod webhooks;
 
 /// Events per round; a full batch is followed by another round at once.
 const BATCH: u32 = 100;
