@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::cluster::Cluster;
+use crate::support::redis::TestPki;
 use crate::{EXCLUSIVE, eventually, login, logout, options, post_json, start};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -325,4 +326,38 @@ async fn an_endpoint_that_never_answers_delays_no_other() {
         "{requests:?}"
     );
     println!("the healthy endpoint had both events {took:?} after the logout");
+}
+
+/// An `https://` endpoint is trusted through the system's CA certificates
+/// (the native roots; here a test CA named by `SSL_CERT_FILE`, which they
+/// honour), its name checked against the URL's host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_endpoint_is_trusted_through_the_systems_ca_certificates() {
+    let _shared = EXCLUSIVE.read().await;
+    let scratch = Scratch::new();
+    let pki = TestPki::new();
+    let (cert, key) = (pki.server_cert(), pki.server_key());
+    let flags = [
+        "--tls-cert",
+        cert.to_str().expect("a UTF-8 path"),
+        "--tls-key",
+        key.to_str().expect("a UTF-8 path"),
+    ];
+    let secure = Receiver::start(&scratch, "secure", &flags);
+    let url = format!("https://localhost:{}/hook", secure.port);
+    let ca = pki.ca();
+    let options = options()
+        .replicas(2)
+        .config(&config(&scratch, &[(url, r#"["*"]"#)]))
+        .env("SSL_CERT_FILE", ca.to_str().expect("a UTF-8 path"));
+    let cluster = start(options);
+
+    let user = format!("user-{}", uuid::Uuid::new_v4().simple());
+    login(cluster.addr(), &user).await;
+    let arrived = eventually(PROMPTLY, || async {
+        secure.types_about(&user) == ["UserLoggedIn"]
+    })
+    .await;
+    assert!(arrived, "over https: {:?}", secure.requests());
+    secure.assert_all_verified();
 }

@@ -11,7 +11,7 @@ to --out:
 `answered` is the status it replied with (null while it hangs). It answers
 500 to the first --fail-first requests, 400 to a request whose signature does
 not verify, 200 to the rest; with --hang it answers nothing, ever (the
-connection stays open).
+connection stays open). With --tls-cert and --tls-key it speaks https.
 
 It prints `listening on PORT` once it accepts connections (--port 0, the
 default, lets the system pick one).
@@ -19,6 +19,7 @@ default, lets the system pick one).
 
 import argparse
 import json
+import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,6 +35,8 @@ def main():
     parser.add_argument("--fail-first", type=int, default=0, metavar="N",
                         help="answer 500 to the first N requests")
     parser.add_argument("--hang", action="store_true", help="never answer")
+    parser.add_argument("--tls-cert", help="https with this certificate (PEM)")
+    parser.add_argument("--tls-key", help="and this key (PEM)")
     args = parser.parse_args()
 
     with open(args.secret_file, encoding="utf-8") as f:
@@ -88,6 +91,10 @@ def main():
 
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print(f"listening on {server.server_address[1]}", flush=True)
     try:
         server.serve_forever()
