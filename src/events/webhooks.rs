@@ -173,7 +173,7 @@ impl WebhookSink {
         let answer = tokio::time::timeout(self.timeout, self.client.request(request)).await;
         let response = match answer {
             Err(_) => return Err(fail(format!("no answer within {:?}", self.timeout))),
-            Ok(Err(e)) => return Err(fail(format!("no answer: {}", chain(&e)))),
+            Ok(Err(e)) => return Err(fail(format!("request failed: {}", chain(&e)))),
             Ok(Ok(response)) => response,
         };
         let status = response.status();
