@@ -14,6 +14,7 @@ use crate::clients::{ClientSecrets, Credential};
 use crate::config::Settings;
 use crate::db::{ClientKind, Database};
 use crate::events::{Relay, RelayStatus};
+use crate::store::event_log::EventStream;
 use crate::metrics::Metrics;
 use crate::proxies::TrustedProxies;
 use crate::service::Gate;
@@ -41,7 +42,12 @@ pub fn build(settings: &Settings) -> Result<Gate, BuildError> {
     let timing = Timing::from_auth(&settings.auth);
     let store = if settings.uses_redis() {
         let redis =
-            RedisStore::new(&settings.cache, timing).map_err(|e| BuildError(e.to_string()))?;
+            RedisStore::new(&settings.cache, timing)
+                .map_err(|e| BuildError(e.to_string()))?
+                .with_event_stream(EventStream {
+                    key: settings.events.stream.clone(),
+                    max_len: settings.events.max_len,
+                });
         Store::Redis(redis)
     } else {
         Store::Memory(MemoryStore::new(timing))

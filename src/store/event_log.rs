@@ -19,9 +19,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::StoreError;
 use crate::time::Millis;
 
 /// The version of every event's schema (docs/events.md).
@@ -278,6 +280,66 @@ impl MemoryEventLog {
             pending: log.next_seq.saturating_sub(state.acked_to),
             oldest,
             dropped: state.dropped,
+        }
+    }
+}
+
+/// The log of whichever store this is; with the embedded store, a lease
+/// is always held (one process).
+impl super::Store {
+    pub async fn append_events(&self, events: &[NewEvent]) -> Result<(), StoreError> {
+        match self {
+            Self::Redis(redis) => redis.append_events(events).await,
+            Self::Memory(memory) => {
+                memory.event_log().append(events);
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn join_events(&self, group: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Redis(redis) => redis.join_events(group).await,
+            Self::Memory(memory) => {
+                memory.event_log().join(group);
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn lease_events(
+        &self,
+        group: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Redis(redis) => redis.lease_events(group, holder, ttl).await,
+            Self::Memory(_) => Ok(true),
+        }
+    }
+
+    pub async fn next_events(&self, group: &str, count: usize) -> Result<EventBatch, StoreError> {
+        match self {
+            Self::Redis(redis) => redis.next_events(group, count).await,
+            Self::Memory(memory) => Ok(memory.event_log().next(group, count)),
+        }
+    }
+
+    pub async fn ack_events(&self, group: &str, entries: &[String]) -> Result<(), StoreError> {
+        match self {
+            Self::Redis(redis) => redis.ack_events(group, entries).await,
+            Self::Memory(memory) => {
+                memory.event_log().acknowledge(group, entries);
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn events_backlog(&self, group: &str) -> Result<Backlog, StoreError> {
+        match self {
+            Self::Redis(redis) => redis.events_backlog(group).await,
+            Self::Memory(memory) => Ok(memory.event_log().backlog(group)),
         }
     }
 }
