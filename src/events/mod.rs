@@ -27,8 +27,11 @@ use crate::db::{Database, DurableStore, EventSink, OutboxEvent, SinkError};
 use crate::store::Store;
 use crate::store::event_log::NewEvent;
 
+pub mod dispatch;
 pub mod sink;
+mod sinks;
 pub mod webhooks;
+pub use sinks::Sinks;
 
 /// Events per round; a full batch is followed by another round at once.
 const BATCH: u32 = 100;

@@ -82,7 +82,8 @@ impl Gate {
             self.sessions.store(),
         );
         let feed = self.session_feed.run(self.sessions.store());
-        tokio::join!(clients, self.relay_events(), touches, clears, feed);
+        let sinks = self.event_sinks.run(self.sessions.store());
+        tokio::join!(clients, self.relay_events(), sinks, touches, clears, feed);
     }
 
     /// Moves the outbox to the Redis stream (with the embedded store,
