@@ -35,6 +35,7 @@ use dispatch::EventMetrics;
 pub mod dispatch;
 pub mod sink;
 mod sinks;
+pub mod webhooks;
 pub use sinks::Sinks;
 
 /// The stream's name in the metrics: its pending events are the outbox's.

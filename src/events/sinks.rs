@@ -21,7 +21,10 @@ pub struct Sinks {
 impl Sinks {
     /// Builds the sinks `settings` name; an error names the key to fix.
     pub fn build(settings: &EventSettings) -> Result<Self, String> {
-        let sinks: Vec<Arc<dyn Sink>> = Vec::new();
+        let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();
+        for hook in super::webhooks::webhook_sinks(&settings.webhooks).map_err(|e| e.to_string())? {
+            sinks.push(Arc::new(hook));
+        }
         Ok(Self::new(sinks, settings.max_len))
     }
 

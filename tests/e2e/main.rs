@@ -16,11 +16,15 @@
 //! one failed request. `uds`: nginx reaching a replica over its Unix socket
 //! (`server.unix_socket`) instead of TCP. `layer`: `tokengate-layer` in an
 //! axum service, with the replica's published keys or its shared secret.
+//! `events_webhooks`: events to webhook endpoints that check signatures with
+//! the Standard Webhooks library (`webhook_receiver.py`), retries, and an
+//! endpoint that never answers.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod api_tokens;
+mod events_webhooks;
 mod faults;
 mod flows;
 mod gate;
