@@ -89,7 +89,14 @@ pub async fn relay(
     loop {
         let round = db.relay_events(sink, BATCH).await;
         if let Ok(pending) = db.pending_events().await {
-            metrics.backlog(STREAM, Backlog { pending, ..Backlog::default() }, 0);
+            metrics.backlog(
+                STREAM,
+                Backlog {
+                    pending,
+                    ..Backlog::default()
+                },
+                0,
+            );
         }
         match round {
             Ok(delivered) => {
