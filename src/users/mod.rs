@@ -41,7 +41,7 @@ use crate::verifier::{Verifier, VerifyError};
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$Tordjuw5TGubyv5fVVC/3A$oMole3I2n7ILX6lRz7i1LE5Y/dCfLw+oecCMyYfSabs";
 
 /// The event a registration writes to the outbox.
-pub const USER_REGISTERED: &str = "UserRegistered";
+pub const USER_REGISTERED: &str = crate::db::events::USER_REGISTERED;
 
 /// The window of `users.registrations_per_address`.
 const REGISTRATION_WINDOW: Millis = 3_600_000;
@@ -249,7 +249,8 @@ fn account_key(email: &str) -> String {
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `UserRegistered {user_id, email, registered_at}` (RFC 3339, UTC).
+/// `UserRegistered {user_id, email, registered_at}` (RFC 3339, UTC), about
+/// the user: its subject is the user's id, as the `sub` of its sessions.
 fn registered_event(user: &NewUser) -> OutboxEvent {
     let payload = serde_json::json!({
         "user_id": user.id,
@@ -259,6 +260,7 @@ fn registered_event(user: &NewUser) -> OutboxEvent {
     OutboxEvent {
         id: Uuid::now_v7(),
         kind: USER_REGISTERED.into(),
+        subject: user.id.to_string(),
         payload: payload.to_string(),
         created_at: user.created_at,
     }
