@@ -1,19 +1,21 @@
-//! Events for other services (SPEC §7): the relay that moves the outbox to
-//! the Redis stream `events.stream` (`tg:events`).
+//! Events for other services (SPEC §7, §14): the relay that moves the
+//! outbox to the log, the Redis stream `events.stream` (`tg:events`).
 //!
 //! A registration writes its event into the outbox in the same transaction
-//! as the user, so an event exists exactly when its cause does. Every
-//! replica runs a relay; each round takes a batch from the outbox (rows a
-//! concurrent relay holds are skipped), appends it to the stream and deletes
-//! it only after Redis acknowledged, all inside one database transaction.
+//! as the user, an API token's creation or revocation in the same
+//! transaction as the token's row, so an event exists exactly when its
+//! cause does. The request that committed it runs a relay round itself
+//! before it answers ([`deliver_now`]); besides, every replica runs a
+//! relay in the background. Each round takes a batch from the outbox (one
+//! round at a time: a concurrent one waits), appends it to the stream and
+//! deletes it only after Redis acknowledged, all inside one database
+//! transaction.
 //! While Redis is down the rows stay and are retried every
 //! `events.relay_interval`: nothing is lost, and an event is delivered at
 //! least once — a crash between Redis's acknowledgment and the commit
 //! delivers it again, which its `id` lets consumers notice.
 //!
-//! Stream entries have the fields `id` (uuid v7 of the event), `type`
-//! (`UserRegistered`), `data` (the event as JSON) and `created_at` (Unix
-//! milliseconds).
+//! The log's entries and the events' schemas: `docs/events.md`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::config::EventSettings;
+use crate::db::events::USER_REGISTERED;
 use crate::db::{Database, DurableStore, EventSink, OutboxEvent, SinkError};
 use crate::store::Store;
 use crate::store::event_log::NewEvent;
@@ -51,20 +54,58 @@ impl EventSink for ToLog<'_> {
     }
 }
 
-/// An outbox row as the log takes it.
+/// An outbox row as the log takes it. Rows written before the outbox had
+/// subjects (`""`) are `UserRegistered`: their data names the user.
 fn logged(event: &OutboxEvent) -> NewEvent {
+    let subject = if event.subject.is_empty() && event.kind == USER_REGISTERED {
+        serde_json::from_str::<serde_json::Value>(&event.payload)
+            .ok()
+            .and_then(|data| data["user_id"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    } else {
+        event.subject.clone()
+    };
     NewEvent {
         id: event.id,
         kind: event.kind.clone(),
-        subject: String::new(),
+        subject,
         occurred_at: event.created_at,
         data: event.payload.clone(),
     }
 }
 
+/// Most rounds a request runs on its own before it answers: its event is
+/// normally in the first, unless a backlog waits ahead of it.
+const ROUNDS_NOW: usize = 4;
+
+/// Moves the outbox to the log now, on behalf of a request that just
+/// committed an event (a registration, an API token created or revoked),
+/// before it answers: so an answer means the event is in the log, ahead of
+/// anything the client does next (the `UserLoggedIn` of the user it just
+/// registered, which the login script appends directly). Rounds are
+/// serialized with the background relays (see [`Database::relay_events`]),
+/// so the order stays the outbox's. A failure, or a backlog longer than
+/// [`ROUNDS_NOW`] batches, only wakes the background relay, which retries:
+/// the request still succeeds, its event is safe in the outbox.
+pub async fn deliver_now(db: &Database, sink: &dyn EventSink, wake: &Notify) {
+    for _ in 0..ROUNDS_NOW {
+        match db.relay_events(sink, BATCH).await {
+            Ok(delivered) if delivered < BATCH as usize => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e,
+                    "event relay: cannot deliver now; the event stays in the outbox and is retried");
+                break;
+            }
+        }
+    }
+    wake.notify_one();
+}
+
 /// Relays until the task is dropped. `wake` shortens the wait after a
-/// registration on this replica; rows from other replicas, or left behind
-/// by a failure, are found within `relay_interval`.
+/// request could not deliver its event itself ([`deliver_now`]); rows from
+/// other replicas, or left behind by a failure, are found within
+/// `relay_interval`.
 pub async fn relay(
     db: &Database,
     sink: &dyn EventSink,

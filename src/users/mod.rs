@@ -22,7 +22,6 @@ use std::sync::Arc;
 
 use argon2::password_hash::phc::PasswordHash;
 use sha2::{Digest, Sha256};
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::clients::{Attempt, parse_secret_hash};
@@ -107,8 +106,6 @@ pub struct Users {
     throttle: Throttle,
     /// What unknown emails verify against.
     dummy: PasswordHash,
-    /// Wakes the event relay once a registration has committed.
-    events: Arc<Notify>,
 }
 
 impl Users {
@@ -116,7 +113,6 @@ impl Users {
         settings: &UserSettings,
         throttle: Throttle,
         verifier: Arc<Verifier>,
-        events: Arc<Notify>,
     ) -> Result<Self, String> {
         let dummy = parse_secret_hash(DUMMY_HASH)?;
         Ok(Self {
@@ -126,7 +122,6 @@ impl Users {
             verifier,
             throttle,
             dummy,
-            events,
         })
     }
 
@@ -135,6 +130,8 @@ impl Users {
     }
 
     /// Creates an account and its `UserRegistered` event; returns its id.
+    /// The event is in the outbox; moving it on is the caller's (the
+    /// service runs a relay round before it answers).
     /// Anonymous registrations count against their address's hourly limit
     /// (SPEC §11: one address cannot fill the database and the event
     /// stream), checked before any hashing.
@@ -170,7 +167,6 @@ impl Users {
             created_at: now,
         };
         db.create_user(&user, &registered_event(&user)).await?;
-        self.events.notify_one();
         Ok(user.id)
     }
 
