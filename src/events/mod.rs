@@ -179,3 +179,33 @@ async fn wait(wake: &Notify, interval: Duration) {
         () = tokio::time::sleep(interval) => {},
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(kind: &str, subject: &str, payload: &str) -> OutboxEvent {
+        OutboxEvent {
+            id: uuid::Uuid::now_v7(),
+            kind: kind.into(),
+            subject: subject.into(),
+            payload: payload.into(),
+            created_at: 1_800_000_000_000,
+        }
+    }
+
+    #[test]
+    fn a_row_keeps_its_subject_and_old_registrations_name_their_user() {
+        let token = row("ApiTokenCreated", "token:billing", "{}");
+        assert_eq!(logged(&token).subject, "token:billing");
+        let old = row(
+            "UserRegistered",
+            "",
+            r#"{"user_id":"7d0c2b7e-5a3f-4c1e-9b8a-0f6e5d4c3b2a"}"#,
+        );
+        let event = logged(&old);
+        assert_eq!(event.subject, "7d0c2b7e-5a3f-4c1e-9b8a-0f6e5d4c3b2a");
+        assert_eq!((event.id, event.occurred_at), (old.id, old.created_at));
+        assert_eq!(logged(&row("UserRegistered", "", "not json")).subject, "");
+    }
+}
