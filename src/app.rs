@@ -116,7 +116,6 @@ pub fn with_store(settings: &Settings, store: Store) -> Result<Gate, BuildError>
         &settings.users,
         Throttle::for_users(&settings.users, limits),
         verifier.clone(),
-        events_wake.clone(),
     )
     .map_err(BuildError)?;
     let admin = Admin::new(

@@ -44,7 +44,7 @@ use crate::tokens::api::{self as format, TokenHash};
 pub use revocation::{CacheClear, Revoked, revoke};
 
 /// What the `sub` of every API token starts with.
-pub const SUBJECT_PREFIX: &str = "token:";
+pub const SUBJECT_PREFIX: &str = crate::db::TOKEN_SUBJECT_PREFIX;
 
 /// How often a token's `last_used_at` is written at most.
 pub const TOUCH_EVERY: Millis = 60_000;

@@ -11,6 +11,7 @@
 //! or with the database unreachable, the answer is
 //! [`DbError::Unavailable`], which the HTTP layer turns into `503`.
 
+pub mod events;
 pub mod postgres;
 pub mod sqlite;
 
@@ -51,6 +52,9 @@ pub struct OutboxEvent {
     pub id: Uuid,
     /// e.g. `UserRegistered`.
     pub kind: String,
+    /// Whom it is about (a user's id, `token:<name>`): the unit of order.
+    /// Rows written before it existed have `""`.
+    pub subject: String,
     /// The event's JSON body.
     pub payload: String,
     pub created_at: Millis,
@@ -98,6 +102,10 @@ pub struct StoredClient {
     pub created_at: Millis,
 }
 
+/// What the subject of every API token starts with, never mistaken for a
+/// user id (`/login` refuses ids with this prefix; client ids have no `:`).
+pub const TOKEN_SUBJECT_PREFIX: &str = "token:";
+
 /// An API token as stored (SPEC §9): never the token, only its SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiTokenRecord {
@@ -116,6 +124,12 @@ pub struct ApiTokenRecord {
 }
 
 impl ApiTokenRecord {
+    /// `token:<name>`: whom the token authenticates as (`X-User-Id`), and
+    /// the subject of its events.
+    pub fn subject(&self) -> String {
+        format!("{TOKEN_SUBJECT_PREFIX}{}", self.name)
+    }
+
     /// Neither revoked nor expired at `now`.
     pub fn is_active(&self, now: Millis) -> bool {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|end| now < end)
@@ -217,8 +231,9 @@ pub trait DurableStore: Send + Sync {
     async fn user_by_email(&self, email: &str) -> Result<Option<UserLogin>, DbError>;
 
     /// Hands up to `limit` of the oldest outbox events to `sink` and deletes
-    /// them once it accepted them, in one transaction that holds them: a
-    /// concurrent relay (another replica) skips them, a failed publish
+    /// them once it accepted them, in one transaction: one relay at a time
+    /// (another replica's, or a request's own round, waits for it), so
+    /// events reach the sink in the outbox's order; a failed publish
     /// leaves them for the next try. Returns how many were delivered.
     async fn relay_events(&self, sink: &dyn EventSink, limit: u32) -> Result<usize, DbError>;
 
@@ -234,7 +249,9 @@ pub trait DurableStore: Send + Sync {
     /// Whether a client with this id existed.
     async fn remove_client(&self, id: &str) -> Result<bool, DbError>;
 
-    /// `TokenExists` if the id or the hash is taken.
+    /// Inserts the token and, in the same transaction, its
+    /// `ApiTokenCreated` event; `TokenExists` if the id or the hash is
+    /// taken, and then nothing is written.
     async fn create_api_token(&self, token: &ApiTokenRecord) -> Result<(), DbError>;
 
     /// The token with this SHA-256 (hex), revoked and expired ones too.
@@ -247,8 +264,9 @@ pub trait DurableStore: Send + Sync {
 
     /// Marks the token revoked at `now` (an earlier revocation stays) and,
     /// in the same transaction, records that the cache must still learn it
-    /// (a pending clear, until [`DurableStore::cache_cleared`]); `None` if
-    /// there is no such token.
+    /// (a pending clear, until [`DurableStore::cache_cleared`]) and, if it
+    /// was not revoked before, writes its `ApiTokenRevoked` event; `None`
+    /// if there is no such token.
     async fn revoke_api_token(
         &self,
         id: Uuid,
@@ -436,6 +454,7 @@ struct OutboxRow {
     seq: i64,
     id: String,
     kind: String,
+    subject: String,
     payload: String,
     created_at: i64,
 }
@@ -447,6 +466,7 @@ impl TryFrom<OutboxRow> for OutboxEvent {
         Ok(Self {
             id: parse_uuid(&row.id)?,
             kind: row.kind,
+            subject: row.subject,
             payload: row.payload,
             created_at: from_db_millis(row.created_at),
         })

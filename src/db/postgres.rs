@@ -1,9 +1,11 @@
 //! [`DurableStore`] on PostgreSQL: any number of replicas share it.
 //!
-//! Replicas coordinate through the database alone. The relay claims its
-//! batch with `FOR UPDATE SKIP LOCKED`: a relay in another replica takes the
-//! next rows instead of waiting for these or delivering them twice, and a
-//! relay that dies mid-batch releases its rows with its transaction.
+//! Replicas coordinate through the database alone. A relay round holds a
+//! transaction-level advisory lock from its read to its commit: a relay in
+//! another replica (or a request running a round of its own) waits for it
+//! rather than passing it, so events leave in the outbox's order and none
+//! twice, and a relay that dies mid-batch releases the lock with its
+//! transaction.
 //! Migrations run under sqlx's advisory lock (`pg_advisory_lock`, taken
 //! before it even creates its own table), so replicas starting together
 //! apply each migration once.
@@ -12,7 +14,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::{
     ApiTokenRecord, ApiTokenRow, ClientRow, DbError, DurableStore, EventSink, NewUser, OutboxEvent,
-    OutboxRow, StoredClient, UserLogin, UserRow, is_unique_violation, join_scopes, to_db_millis,
+    OutboxRow, StoredClient, UserLogin, UserRow, events, is_unique_violation, join_scopes,
+    to_db_millis,
 };
 use uuid::Uuid;
 
@@ -21,6 +24,11 @@ use crate::config::DatabaseSettings;
 use crate::time::Millis;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The relay's transaction-level advisory lock (`pg_advisory_xact_lock`):
+/// a key of its own (`tgoutbox` in ASCII), apart from
+/// sqlx's migration lock.
+const RELAY_LOCK: i64 = 0x7467_6f75_7462_6f78;
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -73,13 +81,7 @@ impl DurableStore for PostgresStore {
             Err(e) if is_unique_violation(&e) => return Err(DbError::EmailTaken),
             other => other?,
         };
-        sqlx::query("INSERT INTO outbox (id, kind, payload, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(event.id.to_string())
-            .bind(&event.kind)
-            .bind(&event.payload)
-            .bind(to_db_millis(event.created_at))
-            .execute(&mut *tx)
-            .await?;
+        insert_event(&mut tx, event).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -95,9 +97,17 @@ impl DurableStore for PostgresStore {
 
     async fn relay_events(&self, sink: &dyn EventSink, limit: u32) -> Result<usize, DbError> {
         let mut tx = self.pool.begin().await?;
+        // One relay at a time, until this transaction ends: the next one
+        // (another replica's, or a request's own round) waits here, then
+        // reads what is left — so no later row passes an earlier one, and
+        // events reach the sink in the outbox's order per subject.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(RELAY_LOCK)
+            .execute(&mut *tx)
+            .await?;
         let rows: Vec<OutboxRow> = sqlx::query_as(
-            "SELECT seq, id, kind, payload, created_at FROM outbox ORDER BY seq LIMIT $1 \
-             FOR UPDATE SKIP LOCKED",
+            "SELECT seq, id, kind, subject, payload, created_at FROM outbox ORDER BY seq \
+             LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
@@ -105,17 +115,17 @@ impl DurableStore for PostgresStore {
         if rows.is_empty() {
             return Ok(0);
         }
-        // Rows another relay inserted or claimed meanwhile are not ours:
-        // delete exactly the ones locked above.
+        // Rows inserted meanwhile are not in this batch: delete exactly the
+        // ones read above.
         let seqs: Vec<i64> = rows.iter().map(|row| row.seq).collect();
         let events = rows
             .into_iter()
             .map(OutboxEvent::try_from)
             .collect::<Result<Vec<_>, DbError>>()?;
         if let Err(e) = sink.publish(&events).await {
-            // Release the rows now: the rollback of a dropped transaction runs
+            // Release the lock now: the rollback of a dropped transaction runs
             // later, when the pool gets round to it, and until then every
-            // relay skips them. If even the rollback fails, the connection is
+            // relay waits. If even the rollback fails, the connection is
             // broken and its locks go with it; the sink's error is the news.
             let _ = tx.rollback().await;
             return Err(DbError::Unavailable(e.to_string()));
@@ -175,6 +185,7 @@ impl DurableStore for PostgresStore {
     }
 
     async fn create_api_token(&self, token: &ApiTokenRecord) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(concat!(
             "INSERT INTO api_tokens (",
             api_token_columns!(),
@@ -188,12 +199,16 @@ impl DurableStore for PostgresStore {
         .bind(token.expires_at.map(to_db_millis))
         .bind(token.last_used_at.map(to_db_millis))
         .bind(token.revoked_at.map(to_db_millis))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
         match inserted {
-            Err(e) if is_unique_violation(&e) => Err(DbError::TokenExists),
-            other => other.map(drop).map_err(DbError::from),
-        }
+            // Dropping `tx` rolls it back.
+            Err(e) if is_unique_violation(&e) => return Err(DbError::TokenExists),
+            other => other?,
+        };
+        insert_event(&mut tx, &events::token_created(token)).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn api_token_by_hash(&self, hash: &str) -> Result<Option<ApiTokenRecord>, DbError> {
@@ -240,27 +255,49 @@ impl DurableStore for PostgresStore {
         now: Millis,
     ) -> Result<Option<ApiTokenRecord>, DbError> {
         let mut tx = self.pool.begin().await?;
-        let row: Option<ApiTokenRow> = sqlx::query_as(concat!(
-            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 RETURNING ",
+        // A concurrent revocation holds the row until it commits; this
+        // UPDATE then finds it revoked and matches nothing.
+        let newly: Option<ApiTokenRow> = sqlx::query_as(concat!(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
+             RETURNING ",
             api_token_columns!()
         ))
         .bind(to_db_millis(now))
         .bind(id.to_string())
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(row) = row else {
-            return Ok(None);
+        let record = match newly {
+            Some(row) => {
+                let record = ApiTokenRecord::try_from(row)?;
+                insert_event(&mut tx, &events::token_revoked(&record, now)).await?;
+                record
+            }
+            // Revoked before, or unknown: no event.
+            None => {
+                let before: Option<ApiTokenRow> = sqlx::query_as(concat!(
+                    "SELECT ",
+                    api_token_columns!(),
+                    " FROM api_tokens WHERE id = $1"
+                ))
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = before else {
+                    return Ok(None);
+                };
+                ApiTokenRecord::try_from(row)?
+            }
         };
         sqlx::query(
             "INSERT INTO api_token_cache_clears (token_hash, revoked_at) VALUES ($1, $2) \
              ON CONFLICT (token_hash) DO NOTHING",
         )
-        .bind(&row.token_hash)
+        .bind(&record.token_hash)
         .bind(to_db_millis(now))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        ApiTokenRecord::try_from(row).map(Some)
+        Ok(Some(record))
     }
 
     async fn pending_cache_clears(&self, limit: u32) -> Result<Vec<String>, DbError> {
@@ -294,4 +331,23 @@ impl DurableStore for PostgresStore {
         .await?;
         Ok(())
     }
+}
+
+/// Writes an event into the outbox, in the transaction of its cause.
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    event: &OutboxEvent,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO outbox (id, kind, subject, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(event.id.to_string())
+    .bind(&event.kind)
+    .bind(&event.subject)
+    .bind(&event.payload)
+    .bind(to_db_millis(event.created_at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -15,7 +15,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use super::{
     ApiTokenRecord, ApiTokenRow, ClientRow, DbError, DurableStore, EventSink, NewUser, OutboxEvent,
-    OutboxRow, StoredClient, UserLogin, UserRow, is_unique_violation, join_scopes, to_db_millis,
+    OutboxRow, StoredClient, UserLogin, UserRow, events, is_unique_violation, join_scopes,
+    to_db_millis,
 };
 use uuid::Uuid;
 
@@ -89,13 +90,7 @@ impl DurableStore for SqliteStore {
             Err(e) if is_unique_violation(&e) => return Err(DbError::EmailTaken),
             other => other?,
         };
-        sqlx::query("INSERT INTO outbox (id, kind, payload, created_at) VALUES (?, ?, ?, ?)")
-            .bind(event.id.to_string())
-            .bind(&event.kind)
-            .bind(&event.payload)
-            .bind(to_db_millis(event.created_at))
-            .execute(&mut *tx)
-            .await?;
+        insert_event(&mut tx, event).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -112,7 +107,7 @@ impl DurableStore for SqliteStore {
     async fn relay_events(&self, sink: &dyn EventSink, limit: u32) -> Result<usize, DbError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let rows: Vec<OutboxRow> = sqlx::query_as(
-            "SELECT seq, id, kind, payload, created_at FROM outbox ORDER BY seq LIMIT ?",
+            "SELECT seq, id, kind, subject, payload, created_at FROM outbox ORDER BY seq LIMIT ?",
         )
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
@@ -183,6 +178,7 @@ impl DurableStore for SqliteStore {
     }
 
     async fn create_api_token(&self, token: &ApiTokenRecord) -> Result<(), DbError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let inserted = sqlx::query(concat!(
             "INSERT INTO api_tokens (",
             api_token_columns!(),
@@ -196,12 +192,15 @@ impl DurableStore for SqliteStore {
         .bind(token.expires_at.map(to_db_millis))
         .bind(token.last_used_at.map(to_db_millis))
         .bind(token.revoked_at.map(to_db_millis))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
         match inserted {
-            Err(e) if is_unique_violation(&e) => Err(DbError::TokenExists),
-            other => other.map(drop).map_err(DbError::from),
-        }
+            Err(e) if is_unique_violation(&e) => return Err(DbError::TokenExists),
+            other => other?,
+        };
+        insert_event(&mut tx, &events::token_created(token)).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn api_token_by_hash(&self, hash: &str) -> Result<Option<ApiTokenRecord>, DbError> {
@@ -247,28 +246,48 @@ impl DurableStore for SqliteStore {
         id: Uuid,
         now: Millis,
     ) -> Result<Option<ApiTokenRecord>, DbError> {
+        // The write lock is held from here: nobody revokes it in between.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row: Option<ApiTokenRow> = sqlx::query_as(concat!(
-            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? RETURNING ",
+        let newly: Option<ApiTokenRow> = sqlx::query_as(concat!(
+            "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING ",
             api_token_columns!()
         ))
         .bind(to_db_millis(now))
         .bind(id.to_string())
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(row) = row else {
-            return Ok(None);
+        let record = match newly {
+            Some(row) => {
+                let record = ApiTokenRecord::try_from(row)?;
+                insert_event(&mut tx, &events::token_revoked(&record, now)).await?;
+                record
+            }
+            // Revoked before, or unknown: no event.
+            None => {
+                let before: Option<ApiTokenRow> = sqlx::query_as(concat!(
+                    "SELECT ",
+                    api_token_columns!(),
+                    " FROM api_tokens WHERE id = ?"
+                ))
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = before else {
+                    return Ok(None);
+                };
+                ApiTokenRecord::try_from(row)?
+            }
         };
         sqlx::query(
             "INSERT INTO api_token_cache_clears (token_hash, revoked_at) VALUES (?, ?) \
              ON CONFLICT (token_hash) DO NOTHING",
         )
-        .bind(&row.token_hash)
+        .bind(&record.token_hash)
         .bind(to_db_millis(now))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        ApiTokenRecord::try_from(row).map(Some)
+        Ok(Some(record))
     }
 
     async fn pending_cache_clears(&self, limit: u32) -> Result<Vec<String>, DbError> {
@@ -306,4 +325,22 @@ impl DurableStore for SqliteStore {
         .await?;
         Ok(())
     }
+}
+
+/// Writes an event into the outbox, in the transaction of its cause.
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    event: &OutboxEvent,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO outbox (id, kind, subject, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(event.id.to_string())
+    .bind(&event.kind)
+    .bind(&event.subject)
+    .bind(&event.payload)
+    .bind(to_db_millis(event.created_at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -6,11 +6,15 @@
 //! Lua script that logs in or ends the session — no database write on the
 //! hot path — and `LoginFailed` by the password check. Events the database
 //! commits (`UserRegistered`, `ApiToken*`) go through the transactional
-//! outbox and this module's relay.
+//! outbox, written in the same transaction as their cause, and this
+//! module's relay.
 //!
-//! The relay: every replica runs one; each round takes a batch from the
-//! outbox (rows a concurrent relay holds are skipped), appends it to the log
-//! and deletes it only after Redis acknowledged, all inside one database
+//! The relay: the request that committed an event runs a relay round
+//! itself before it answers ([`deliver_now`]), so the event is in the log
+//! before anything the client does next; besides, every replica runs a
+//! relay in the background. Each round takes a batch from the outbox (one
+//! round at a time: a concurrent one waits), appends it to the log and
+//! deletes it only after Redis acknowledged, all inside one database
 //! transaction. While Redis is down the rows stay and are retried every
 //! `events.relay_interval`: nothing is lost, and an event is delivered at
 //! least once — a crash between Redis's acknowledgment and the commit
@@ -27,6 +31,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::config::EventSettings;
+use crate::db::events::USER_REGISTERED;
 use crate::db::{Database, DurableStore, EventSink, OutboxEvent, SinkError};
 use crate::store::Store;
 use crate::store::event_log::{Backlog, NewEvent};
@@ -63,20 +68,58 @@ impl EventSink for ToLog<'_> {
     }
 }
 
-/// An outbox row as the log takes it.
+/// An outbox row as the log takes it. Rows written before the outbox had
+/// subjects (`""`) are `UserRegistered`: their data names the user.
 fn logged(event: &OutboxEvent) -> NewEvent {
+    let subject = if event.subject.is_empty() && event.kind == USER_REGISTERED {
+        serde_json::from_str::<serde_json::Value>(&event.payload)
+            .ok()
+            .and_then(|data| data["user_id"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    } else {
+        event.subject.clone()
+    };
     NewEvent {
         id: event.id,
         kind: event.kind.clone(),
-        subject: String::new(),
+        subject,
         occurred_at: event.created_at,
         data: event.payload.clone(),
     }
 }
 
+/// Most rounds a request runs on its own before it answers: its event is
+/// normally in the first, unless a backlog waits ahead of it.
+const ROUNDS_NOW: usize = 4;
+
+/// Moves the outbox to the log now, on behalf of a request that just
+/// committed an event (a registration, an API token created or revoked),
+/// before it answers: so an answer means the event is in the log, ahead of
+/// anything the client does next (the `UserLoggedIn` of the user it just
+/// registered, which the login script appends directly). Rounds are
+/// serialized with the background relays (see [`Database::relay_events`]),
+/// so the order stays the outbox's. A failure, or a backlog longer than
+/// [`ROUNDS_NOW`] batches, only wakes the background relay, which retries:
+/// the request still succeeds, its event is safe in the outbox.
+pub async fn deliver_now(db: &Database, sink: &dyn EventSink, wake: &Notify) {
+    for _ in 0..ROUNDS_NOW {
+        match db.relay_events(sink, BATCH).await {
+            Ok(delivered) if delivered < BATCH as usize => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e,
+                    "event relay: cannot deliver now; the event stays in the outbox and is retried");
+                break;
+            }
+        }
+    }
+    wake.notify_one();
+}
+
 /// Relays until the task is dropped. `wake` shortens the wait after a
-/// registration on this replica; rows from other replicas, or left behind
-/// by a failure, are found within `relay_interval`.
+/// request could not deliver its event itself ([`deliver_now`]); rows from
+/// other replicas, or left behind by a failure, are found within
+/// `relay_interval`.
 pub async fn relay(
     db: &Database,
     sink: &dyn EventSink,
@@ -162,5 +205,35 @@ async fn wait(wake: &Notify, interval: Duration) {
     tokio::select! {
         () = wake.notified() => {},
         () = tokio::time::sleep(interval) => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(kind: &str, subject: &str, payload: &str) -> OutboxEvent {
+        OutboxEvent {
+            id: uuid::Uuid::now_v7(),
+            kind: kind.into(),
+            subject: subject.into(),
+            payload: payload.into(),
+            created_at: 1_800_000_000_000,
+        }
+    }
+
+    #[test]
+    fn a_row_keeps_its_subject_and_old_registrations_name_their_user() {
+        let token = row("ApiTokenCreated", "token:billing", "{}");
+        assert_eq!(logged(&token).subject, "token:billing");
+        let old = row(
+            "UserRegistered",
+            "",
+            r#"{"user_id":"7d0c2b7e-5a3f-4c1e-9b8a-0f6e5d4c3b2a"}"#,
+        );
+        let event = logged(&old);
+        assert_eq!(event.subject, "7d0c2b7e-5a3f-4c1e-9b8a-0f6e5d4c3b2a");
+        assert_eq!((event.id, event.occurred_at), (old.id, old.created_at));
+        assert_eq!(logged(&row("UserRegistered", "", "not json")).subject, "");
     }
 }

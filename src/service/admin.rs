@@ -41,6 +41,7 @@ impl Gate {
         self.authorize_admin(admin, caller).await?;
         let now = now();
         let (token, record) = api_tokens::create(&self.database, new()?, now).await?;
+        self.deliver_events().await;
         tracing::info!(id = %record.id, name = record.name, scopes = record.scopes.join(" "),
             "admin: API token created");
         Ok(CreatedToken {
@@ -92,6 +93,7 @@ impl Gate {
         let revoked = api_tokens::revoke(&self.database, self.sessions.store(), id, now)
             .await?
             .ok_or(NO_TOKEN)?;
+        self.deliver_events().await;
         let view = RevokedView::new(&revoked, now);
         tracing::info!(%id, name = revoked.record.name, cache = ?view.cache, "admin: API token revoked");
         Ok(view)

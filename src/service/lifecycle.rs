@@ -86,6 +86,14 @@ impl Gate {
         tokio::join!(clients, self.relay_events(), sinks, touches, clears, feed);
     }
 
+    /// One relay round now, for a request that just committed an event,
+    /// before it answers (see [`crate::events::deliver_now`]); a failure
+    /// only wakes the background relay.
+    pub(super) async fn deliver_events(&self) {
+        let sink = crate::events::ToLog(self.sessions.store());
+        crate::events::deliver_now(&self.database, &sink, &self.events_wake).await;
+    }
+
     /// Moves the outbox to the Redis stream (with the embedded store,
     /// events wait in the outbox).
     async fn relay_events(&self) {

@@ -94,7 +94,7 @@ impl Gate {
             email_verified: account.email_verified,
         };
         let store = self.sessions.store();
-        Ok(self
+        let user_id = self
             .users
             .register(
                 &self.database,
@@ -104,7 +104,11 @@ impl Gate {
                 by,
                 caller.now,
             )
-            .await?)
+            .await?;
+        // Its UserRegistered is in the log before the client hears of the
+        // account, so before that user's first UserLoggedIn.
+        self.deliver_events().await;
+        Ok(user_id)
     }
 
     /// Checks a login client's HTTP Basic credentials.

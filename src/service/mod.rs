@@ -92,7 +92,8 @@ pub struct Gate {
     /// Users, stored clients and the outbox (SPEC §7).
     pub(crate) database: Database,
     pub(crate) users: Users,
-    /// Wakes the event relay after a registration.
+    /// Wakes the background event relay when a request could not deliver
+    /// its event itself.
     pub(crate) events_wake: Arc<Notify>,
     pub(crate) events: EventSettings,
     /// How the event relay is doing, for `/health`.

@@ -22,7 +22,6 @@ use std::sync::Arc;
 
 use argon2::password_hash::phc::PasswordHash;
 use sha2::{Digest, Sha256};
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::clients::{Attempt, parse_secret_hash};
@@ -41,7 +40,7 @@ use crate::verifier::{Verifier, VerifyError};
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$Tordjuw5TGubyv5fVVC/3A$oMole3I2n7ILX6lRz7i1LE5Y/dCfLw+oecCMyYfSabs";
 
 /// The event a registration writes to the outbox.
-pub const USER_REGISTERED: &str = "UserRegistered";
+pub const USER_REGISTERED: &str = crate::db::events::USER_REGISTERED;
 
 /// The window of `users.registrations_per_address`.
 const REGISTRATION_WINDOW: Millis = 3_600_000;
@@ -107,8 +106,6 @@ pub struct Users {
     throttle: Throttle,
     /// What unknown emails verify against.
     dummy: PasswordHash,
-    /// Wakes the event relay once a registration has committed.
-    events: Arc<Notify>,
 }
 
 impl Users {
@@ -116,7 +113,6 @@ impl Users {
         settings: &UserSettings,
         throttle: Throttle,
         verifier: Arc<Verifier>,
-        events: Arc<Notify>,
     ) -> Result<Self, String> {
         let dummy = parse_secret_hash(DUMMY_HASH)?;
         Ok(Self {
@@ -126,7 +122,6 @@ impl Users {
             verifier,
             throttle,
             dummy,
-            events,
         })
     }
 
@@ -135,6 +130,8 @@ impl Users {
     }
 
     /// Creates an account and its `UserRegistered` event; returns its id.
+    /// The event is in the outbox; moving it on is the caller's (the
+    /// service runs a relay round before it answers).
     /// Anonymous registrations count against their address's hourly limit
     /// (SPEC §11: one address cannot fill the database and the event
     /// stream), checked before any hashing.
@@ -170,7 +167,6 @@ impl Users {
             created_at: now,
         };
         db.create_user(&user, &registered_event(&user)).await?;
-        self.events.notify_one();
         Ok(user.id)
     }
 
@@ -249,7 +245,8 @@ fn account_key(email: &str) -> String {
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `UserRegistered {user_id, email, registered_at}` (RFC 3339, UTC).
+/// `UserRegistered {user_id, email, registered_at}` (RFC 3339, UTC), about
+/// the user: its subject is the user's id, as the `sub` of its sessions.
 fn registered_event(user: &NewUser) -> OutboxEvent {
     let payload = serde_json::json!({
         "user_id": user.id,
@@ -259,6 +256,7 @@ fn registered_event(user: &NewUser) -> OutboxEvent {
     OutboxEvent {
         id: Uuid::now_v7(),
         kind: USER_REGISTERED.into(),
+        subject: user.id.to_string(),
         payload: payload.to_string(),
         created_at: user.created_at,
     }

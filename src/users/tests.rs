@@ -18,7 +18,7 @@ fn users_with(per_pair: u32, per_account: u32) -> Users {
     };
     let throttle = Throttle::for_users(&settings, &Default::default());
     let verifier = Arc::new(Verifier::new(2, 16, std::time::Duration::from_secs(10)));
-    Users::new(&settings, throttle, verifier, Arc::new(Notify::new())).unwrap()
+    Users::new(&settings, throttle, verifier).unwrap()
 }
 
 fn sessions() -> MemoryStore {
@@ -90,6 +90,7 @@ async fn registration_stores_a_normalized_email_a_hash_and_its_event() {
         Ok(true)
     );
     assert_eq!(event.kind, "UserRegistered");
+    assert_eq!(event.subject, id.to_string(), "about the user");
     assert_eq!(event.id.get_version_num(), 7);
     let payload: serde_json::Value = serde_json::from_str(&event.payload).unwrap();
     assert_eq!(payload["user_id"], id.to_string());
@@ -166,7 +167,6 @@ async fn registrations_are_limited_per_address_unless_a_trusted_client_vouches()
         },
         Throttle::for_users(&UserSettings::default(), &Default::default()),
         Arc::new(Verifier::new(2, 16, std::time::Duration::from_secs(10))),
-        Arc::new(Notify::new()),
     )
     .unwrap();
     let store = sessions();

@@ -38,6 +38,8 @@ on_both_databases!(
     the_relay_hands_events_over_oldest_first_and_then_deletes_them,
     events_stay_pending_while_the_sink_fails_and_all_arrive_later,
     two_relays_at_once_never_deliver_an_event_twice,
+    relays_at_once_hand_events_over_in_the_outbox_order,
+    an_api_token_writes_its_events_with_its_changes,
     clients_are_added_listed_and_removed_and_ids_are_unique,
     an_unreachable_database_answers_unavailable_within_the_deadline_and_recovers,
     replicas_starting_together_migrate_once,
@@ -132,6 +134,7 @@ fn registration(email: &str) -> (NewUser, OutboxEvent) {
     let event = OutboxEvent {
         id: Uuid::now_v7(),
         kind: "UserRegistered".to_owned(),
+        subject: user.id.to_string(),
         payload: serde_json::json!({
             "user_id": user.id,
             "email": email,
@@ -409,6 +412,83 @@ async fn two_relays_at_once_never_deliver_an_event_twice(db: Db) {
         assert!(seqs.is_sorted(), "each relay goes oldest first: {seqs:?}");
     }
     assert_eq!(replicas[1].pending_events().await.unwrap(), 0);
+}
+
+/// Relays run one at a time: the second waits for the first's commit, so
+/// the events reach the one sink they share in the outbox's order — a
+/// later row never passes an earlier one (order per subject).
+async fn relays_at_once_hand_events_over_in_the_outbox_order(db: Db) {
+    let test = TestDb::new(db);
+    let replicas = [
+        test.migrated().await,
+        test.migrated().await,
+        test.migrated().await,
+    ];
+    let written = register_users(&replicas[0], 12).await;
+    let sink = RecordingSink::slow(Duration::from_millis(30));
+
+    let rounds = join_all(replicas.iter().map(|r| r.relay_events(&sink, 3))).await;
+    let first: usize = rounds.into_iter().map(|r| r.expect("relay")).sum();
+    assert_eq!(first, 9, "three rounds of three, one after the other");
+    let rounds = join_all(replicas.iter().map(|r| r.relay_events(&sink, 3))).await;
+    let second: usize = rounds.into_iter().map(|r| r.expect("relay")).sum();
+    assert_eq!(second, 3);
+
+    assert_eq!(sink.events(), written, "in the outbox's order");
+    assert_eq!(replicas[0].pending_events().await.unwrap(), 0);
+}
+
+/// `ApiTokenCreated` is written with the token, `ApiTokenRevoked` with its
+/// first revocation only, both about `token:<name>`; a refused creation,
+/// a second revocation and an unknown token write none.
+async fn an_api_token_writes_its_events_with_its_changes(db: Db) {
+    let test = TestDb::new(db);
+    let database = test.migrated().await;
+    let token = api_token("billing", T0, Some(T0 + 86_400_000));
+    database.create_api_token(&token).await.expect("create");
+    let duplicate = ApiTokenRecord {
+        id: token.id,
+        ..api_token("impostor", T0 + 1, None)
+    };
+    assert!(database.create_api_token(&duplicate).await.is_err());
+    assert_eq!(database.pending_events().await.unwrap(), 1);
+
+    database.revoke_api_token(token.id, T0 + 100).await.unwrap();
+    database.revoke_api_token(token.id, T0 + 200).await.unwrap();
+    database.revoke_api_token(Uuid::now_v7(), T0).await.unwrap();
+    assert_eq!(database.pending_events().await.unwrap(), 2);
+
+    let sink = RecordingSink::default();
+    assert_eq!(database.relay_events(&sink, 100).await.unwrap(), 2);
+    let events = sink.events();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["ApiTokenCreated", "ApiTokenRevoked"]);
+    for event in &events {
+        assert_eq!(event.subject, "token:billing");
+        assert_eq!(event.id.get_version_num(), 7);
+        assert!(!event.payload.contains(&token.token_hash), "never the hash");
+    }
+    assert_eq!((events[0].created_at, events[1].created_at), (T0, T0 + 100));
+    let created: serde_json::Value = serde_json::from_str(&events[0].payload).unwrap();
+    assert_eq!(
+        created,
+        serde_json::json!({
+            "token_id": token.id,
+            "name": "billing",
+            "scopes": ["read", "write"],
+            "expires_at": "2027-01-16T08:00:00.000Z",
+            "created_at": "2027-01-15T08:00:00.000Z",
+        })
+    );
+    let revoked: serde_json::Value = serde_json::from_str(&events[1].payload).unwrap();
+    assert_eq!(
+        revoked,
+        serde_json::json!({
+            "token_id": token.id,
+            "name": "billing",
+            "revoked_at": "2027-01-15T08:00:00.100Z",
+        })
+    );
 }
 
 async fn clients_are_added_listed_and_removed_and_ids_are_unique(db: Db) {

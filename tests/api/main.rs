@@ -11,6 +11,7 @@ mod api_tokens;
 mod bounded_state;
 mod durable_store;
 mod endpoints;
+mod event_log;
 mod faults;
 mod fd_budget;
 mod floods;

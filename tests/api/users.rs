@@ -29,6 +29,7 @@ on_both_databases!(
     failed_logins_are_throttled_on_every_replica,
     closed_registration_is_for_trusted_login_clients,
     registrations_reach_the_event_stream,
+    a_registration_is_logged_before_the_users_first_login,
     events_written_while_redis_is_down_arrive_after_it_returns,
 );
 
@@ -370,9 +371,14 @@ async fn registrations_reach_the_event_stream(db: Db) {
     let id = register(c.a(), " Ivan@Example.com ", PASSWORD)
         .await
         .field("user_id");
-    assert!(eventually(Duration::from_secs(10), || async { stream(&c).len() == 1 }).await);
-    let event = &stream(&c)[0];
+    // The request ran a relay round before it answered: the event is in
+    // the stream already.
+    let events = stream(&c);
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
     assert_eq!(event["type"], "UserRegistered");
+    assert_eq!(event["subject"], id.as_str(), "about the user");
+    assert_eq!(event["version"], "1");
     assert!(uuid::Uuid::parse_str(event["id"].as_str().unwrap()).is_ok());
     assert_eq!(event["data"]["user_id"], id.as_str());
     assert_eq!(event["data"]["email"], "ivan@example.com");
@@ -388,6 +394,33 @@ async fn registrations_reach_the_event_stream(db: Db) {
         })
         .await,
         "the outbox keeps a delivered event"
+    );
+}
+
+/// Order per subject: a user's UserRegistered is in the log when
+/// `/register` answers, so before anything that user's login appends
+/// (`UserLoggedIn`, which the login script writes directly).
+async fn a_registration_is_logged_before_the_users_first_login(db: Db) {
+    let c = cluster(db, 2, |_| {}).await;
+    let id = register(c.b(), "judy@example.com", PASSWORD)
+        .await
+        .field("user_id");
+    let login = password_login(c.a(), "judy@example.com", PASSWORD).await;
+    assert_eq!(login.status, 200, "{:?}", login.body);
+
+    let about_judy: Vec<String> = stream(&c)
+        .iter()
+        .filter(|e| e["subject"] == id.as_str())
+        .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        about_judy.first().map(String::as_str),
+        Some("UserRegistered"),
+        "{about_judy:?}"
+    );
+    assert_eq!(
+        about_judy.iter().filter(|t| *t == "UserRegistered").count(),
+        1
     );
 }
 
