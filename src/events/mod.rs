@@ -26,6 +26,7 @@ use crate::config::EventSettings;
 use crate::db::{Database, DurableStore, EventSink, OutboxEvent, SinkError};
 use crate::store::redis::RedisStore;
 
+pub mod kafka;
 pub mod sink;
 
 /// Events per round; a full batch is followed by another round at once.
