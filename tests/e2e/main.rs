@@ -16,11 +16,14 @@
 //! one failed request. `uds`: nginx reaching a replica over its Unix socket
 //! (`server.unix_socket`) instead of TCP. `layer`: `tokengate-layer` in an
 //! axum service, with the replica's published keys or its shared secret.
+//! `events_kafka`: events to a real Kafka-protocol broker (tansu), read by
+//! kafka-python, through a broker outage and a missing topic.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod api_tokens;
+mod events_kafka;
 mod faults;
 mod flows;
 mod gate;
