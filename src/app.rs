@@ -20,6 +20,7 @@ use crate::service::Gate;
 use crate::session::Sessions;
 use crate::session::local_cache::LocalCache;
 use crate::session_feed::SessionFeed;
+use crate::store::event_log::EventStream;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::{Store, Timing};
@@ -40,8 +41,12 @@ pub struct BuildError(String);
 pub fn build(settings: &Settings) -> Result<Gate, BuildError> {
     let timing = Timing::from_auth(&settings.auth);
     let store = if settings.uses_redis() {
-        let redis =
-            RedisStore::new(&settings.cache, timing).map_err(|e| BuildError(e.to_string()))?;
+        let redis = RedisStore::new(&settings.cache, timing)
+            .map_err(|e| BuildError(e.to_string()))?
+            .with_event_stream(EventStream {
+                key: settings.events.stream.clone(),
+                max_len: settings.events.max_len,
+            });
         Store::Redis(redis)
     } else {
         Store::Memory(MemoryStore::new(timing))
@@ -141,6 +146,8 @@ pub fn with_store(settings: &Settings, store: Store) -> Result<Gate, BuildError>
     let mut metrics = Metrics::new(&store, &verifier, local.as_ref());
     let api_tokens = ApiTokens::new(&settings.api_tokens);
     metrics.register_api_tokens(api_tokens.counts());
+    let event_sinks = crate::events::Sinks::build(&settings.events).map_err(BuildError)?;
+    metrics.register_events(event_sinks.metrics());
     let mut sessions = Sessions::new(store, access, refresh, Timing::from_auth(auth))
         .keeping_at_most(auth.max_sessions_per_user);
     if let Some(cache) = local {
@@ -160,6 +167,7 @@ pub fn with_store(settings: &Settings, store: Store) -> Result<Gate, BuildError>
         events_wake,
         events: settings.events.clone(),
         relay,
+        event_sinks,
         api_tokens,
         admin,
         identity_headers: settings.authenticate.identity_headers.clone(),

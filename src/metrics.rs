@@ -194,6 +194,11 @@ impl Metrics {
         );
     }
 
+    /// `tokengate_events_*{sink}` (SPEC §14).
+    pub fn register_events(&mut self, events: &crate::events::dispatch::EventMetrics) {
+        events.register(&mut self.registry);
+    }
+
     /// The open-connections gauge, for the accept loop to keep up to date
     /// (once per connection, never per request).
     pub fn open_connections(&self) -> Gauge {

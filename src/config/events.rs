@@ -126,7 +126,10 @@ impl EventSettings {
         for (i, hook) in self.webhooks.iter_mut().enumerate() {
             let key = format!("events.webhooks[{i}].secret_file");
             if hook.secret_file.as_os_str().is_empty() {
-                return Err(ConfigError::new(key, "is required (a file holding whsec_…)"));
+                return Err(ConfigError::new(
+                    key,
+                    "is required (a file holding whsec_…)",
+                ));
             }
             hook.secret = Secret::new(read_secret_file(&key, &hook.secret_file)?);
         }

@@ -38,8 +38,7 @@ pub use events::{EventSettings, KafkaSasl, KafkaSettings, KafkaTls, WebhookSetti
 pub use gate::{AuthenticateSettings, IdentityHeader};
 pub use grpc::GrpcSettings;
 pub use identity::{
-    DEFAULT_DATABASE_URL, DatabaseSettings, MAX_PASSWORD_BYTES, Registration,
-    UserSettings,
+    DEFAULT_DATABASE_URL, DatabaseSettings, MAX_PASSWORD_BYTES, Registration, UserSettings,
 };
 pub use local_cache::{LocalCacheSettings, touch_interval};
 pub use sentinel::SentinelSettings;

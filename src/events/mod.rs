@@ -24,48 +24,45 @@ use tokio::sync::Notify;
 
 use crate::config::EventSettings;
 use crate::db::{Database, DurableStore, EventSink, OutboxEvent, SinkError};
-use crate::store::redis::RedisStore;
+use crate::store::Store;
+use crate::store::event_log::NewEvent;
 
+pub mod dispatch;
 pub mod kafka;
 pub mod sink;
+mod sinks;
+pub use sinks::Sinks;
 
 /// Events per round; a full batch is followed by another round at once.
 const BATCH: u32 = 100;
 
-/// The Redis stream events are appended to.
-pub struct RedisStream<'a> {
-    pub redis: &'a RedisStore,
-    pub stream: &'a str,
-    pub max_len: u64,
-}
+/// The log of events (the Redis stream, or memory with the embedded
+/// store): where the relay hands the outbox.
+pub struct ToLog<'a>(pub &'a Store);
 
-impl EventSink for RedisStream<'_> {
+impl EventSink for ToLog<'_> {
     fn publish<'a>(
         &'a self,
         events: &'a [OutboxEvent],
     ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>> {
         Box::pin(async move {
-            let ids: Vec<(String, String)> = events
-                .iter()
-                .map(|e| (e.id.to_string(), e.created_at.to_string()))
-                .collect();
-            let entries: Vec<Vec<(&str, &str)>> = events
-                .iter()
-                .zip(&ids)
-                .map(|(event, (id, created_at))| {
-                    vec![
-                        ("id", id.as_str()),
-                        ("type", event.kind.as_str()),
-                        ("data", event.payload.as_str()),
-                        ("created_at", created_at.as_str()),
-                    ]
-                })
-                .collect();
-            self.redis
-                .append_to_stream(self.stream, self.max_len, &entries)
+            let events: Vec<NewEvent> = events.iter().map(logged).collect();
+            self.0
+                .append_events(&events)
                 .await
                 .map_err(|e| SinkError(e.to_string()))
         })
+    }
+}
+
+/// An outbox row as the log takes it.
+fn logged(event: &OutboxEvent) -> NewEvent {
+    NewEvent {
+        id: event.id,
+        kind: event.kind.clone(),
+        subject: String::new(),
+        occurred_at: event.created_at,
+        data: event.payload.clone(),
     }
 }
 

@@ -82,27 +82,28 @@ impl Gate {
             self.sessions.store(),
         );
         let feed = self.session_feed.run(self.sessions.store());
-        tokio::join!(clients, self.relay_events(), touches, clears, feed);
+        let sinks = self.event_sinks.run(self.sessions.store());
+        tokio::join!(clients, self.relay_events(), sinks, touches, clears, feed);
     }
 
     /// Moves the outbox to the Redis stream (with the embedded store,
     /// events wait in the outbox).
     async fn relay_events(&self) {
-        let Store::Redis(redis) = self.sessions.store() else {
-            std::future::pending::<()>().await;
-            return;
-        };
-        let sink = crate::events::RedisStream {
-            redis,
-            stream: &self.events.stream,
-            max_len: self.events.max_len,
+        let store = self.sessions.store();
+        let sink = crate::events::ToLog(store);
+        // With the embedded store the log is this process's memory: /health
+        // keeps saying the relay is off, as the outbox is all that lasts.
+        let unreported = crate::events::RelayStatus::new(crate::events::Relay::Off);
+        let status = match store {
+            Store::Redis(_) => &self.relay,
+            Store::Memory(_) => &unreported,
         };
         crate::events::relay(
             &self.database,
             &sink,
             &self.events,
             self.events_wake.clone(),
-            &self.relay,
+            status,
         )
         .await;
     }

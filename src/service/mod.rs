@@ -97,6 +97,8 @@ pub struct Gate {
     pub(crate) events: EventSettings,
     /// How the event relay is doing, for `/health`.
     pub(crate) relay: RelayStatus,
+    /// Kafka and the webhook endpoints (SPEC §14).
+    pub(crate) event_sinks: crate::events::Sinks,
     /// API tokens for services (SPEC §9).
     pub(crate) api_tokens: ApiTokens,
     /// The token of the management API.

@@ -19,9 +19,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::StoreError;
 use crate::time::Millis;
 
 /// The version of every event's schema (docs/events.md).
@@ -176,12 +178,13 @@ struct MemoryLogInner {
     trimmed: u64,
 }
 
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone)]
 struct Group {
     /// Sequence of the first event not acknowledged.
     acked_to: u64,
-    /// Sequence of the first event never handed out.
-    read_to: u64,
+    /// Events acknowledged beyond it (a sink skips the types it does not
+    /// want, ahead of one it is still retrying).
+    acked: std::collections::BTreeSet<u64>,
     dropped: u64,
 }
 
@@ -229,41 +232,47 @@ impl MemoryEventLog {
         let next = log.next_seq;
         log.groups.entry(group.to_owned()).or_insert(Group {
             acked_to: next,
-            read_to: next,
-            dropped: 0,
+            ..Group::default()
         });
     }
 
     pub fn next(&self, group: &str, count: usize) -> EventBatch {
         let mut log = self.lock();
         let first = log.events.front().map_or(log.next_seq, |(seq, _)| *seq);
-        let Some(mut state) = log.groups.get(group).copied() else {
+        let Some(mut state) = log.groups.get(group).cloned() else {
             return EventBatch::default();
         };
-        let dropped = first.saturating_sub(state.acked_to);
+        let skipped = state.acked.range(..first).count() as u64;
+        let dropped = first.saturating_sub(state.acked_to).saturating_sub(skipped);
         state.dropped += dropped;
         state.acked_to = state.acked_to.max(first);
-        state.read_to = state.read_to.max(first);
+        state.acked = state.acked.split_off(&state.acked_to);
         let events: Vec<LoggedEvent> = log
             .events
             .iter()
-            .skip_while(|(seq, _)| *seq < state.acked_to)
+            .filter(|(seq, _)| *seq >= state.acked_to && !state.acked.contains(seq))
             .take(count)
             .map(|(_, event)| event.clone())
             .collect();
-        state.read_to = state.read_to.max(state.acked_to + events.len() as u64);
         log.groups.insert(group.to_owned(), state);
         EventBatch { events, dropped }
     }
 
     pub fn acknowledge(&self, group: &str, entries: &[String]) {
         let mut log = self.lock();
-        let last = entries
+        let Some(state) = log.groups.get_mut(group) else {
+            return;
+        };
+        for seq in entries
             .iter()
             .filter_map(|e| e.rsplit_once('-')?.1.parse::<u64>().ok())
-            .max();
-        if let (Some(last), Some(state)) = (last, log.groups.get_mut(group)) {
-            state.acked_to = state.acked_to.max(last + 1);
+        {
+            if seq >= state.acked_to {
+                state.acked.insert(seq);
+            }
+        }
+        while state.acked.remove(&state.acked_to) {
+            state.acked_to += 1;
         }
     }
 
@@ -272,12 +281,75 @@ impl MemoryEventLog {
         let Some(state) = log.groups.get(group) else {
             return Backlog::default();
         };
-        let mut waiting = log.events.iter().filter(|(seq, _)| *seq >= state.acked_to);
+        let mut waiting = log
+            .events
+            .iter()
+            .filter(|(seq, _)| *seq >= state.acked_to && !state.acked.contains(seq));
         let oldest = waiting.next().map(|(_, e)| e.occurred_at);
         Backlog {
-            pending: log.next_seq.saturating_sub(state.acked_to),
+            pending: log.next_seq.saturating_sub(state.acked_to) - state.acked.len() as u64,
             oldest,
             dropped: state.dropped,
+        }
+    }
+}
+
+/// The log of whichever store this is; with the embedded store, a lease
+/// is always held (one process).
+impl super::Store {
+    pub async fn append_events(&self, events: &[NewEvent]) -> Result<(), StoreError> {
+        match self {
+            Self::Redis(redis) => redis.append_events(events).await,
+            Self::Memory(memory) => {
+                memory.event_log().append(events);
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn join_events(&self, group: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Redis(redis) => redis.join_events(group).await,
+            Self::Memory(memory) => {
+                memory.event_log().join(group);
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn lease_events(
+        &self,
+        group: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Redis(redis) => redis.lease_events(group, holder, ttl).await,
+            Self::Memory(_) => Ok(true),
+        }
+    }
+
+    pub async fn next_events(&self, group: &str, count: usize) -> Result<EventBatch, StoreError> {
+        match self {
+            Self::Redis(redis) => redis.next_events(group, count).await,
+            Self::Memory(memory) => Ok(memory.event_log().next(group, count)),
+        }
+    }
+
+    pub async fn ack_events(&self, group: &str, entries: &[String]) -> Result<(), StoreError> {
+        match self {
+            Self::Redis(redis) => redis.ack_events(group, entries).await,
+            Self::Memory(memory) => {
+                memory.event_log().acknowledge(group, entries);
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn events_backlog(&self, group: &str) -> Result<Backlog, StoreError> {
+        match self {
+            Self::Redis(redis) => redis.events_backlog(group).await,
+            Self::Memory(memory) => Ok(memory.event_log().backlog(group)),
         }
     }
 }
@@ -304,7 +376,11 @@ mod tests {
         log.append(&[event(1), event(2), event(3)]);
         let batch = log.next("kafka", 2);
         assert_eq!(
-            batch.events.iter().map(|e| e.subject.as_str()).collect::<Vec<_>>(),
+            batch
+                .events
+                .iter()
+                .map(|e| e.subject.as_str())
+                .collect::<Vec<_>>(),
             ["user-1", "user-2"]
         );
         // Not acknowledged: handed out again.
@@ -312,7 +388,11 @@ mod tests {
         log.acknowledge("kafka", &[batch.events[0].entry.clone()]);
         let again = log.next("kafka", 5);
         assert_eq!(
-            again.events.iter().map(|e| e.subject.as_str()).collect::<Vec<_>>(),
+            again
+                .events
+                .iter()
+                .map(|e| e.subject.as_str())
+                .collect::<Vec<_>>(),
             ["user-2", "user-3"]
         );
         assert_eq!(log.backlog("kafka").pending, 2);
@@ -336,8 +416,7 @@ mod tests {
         log.join("g");
         log.append(&[event(7)]);
         let logged = log.next("g", 1).events.remove(0);
-        let envelope: serde_json::Value =
-            serde_json::from_str(&logged.envelope()).expect("json");
+        let envelope: serde_json::Value = serde_json::from_str(&logged.envelope()).expect("json");
         assert_eq!(envelope["type"], "SessionEnded");
         assert_eq!(envelope["version"], 1);
         assert_eq!(envelope["subject"], "user-7");

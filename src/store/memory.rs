@@ -8,6 +8,7 @@
 //! goes through [`Sessions::remove`], which logs it for the revocation feed
 //! while its access tokens can still verify (see [`super::ended`]).
 
+use super::event_log::{EventStream, MemoryEventLog};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -87,6 +88,8 @@ pub struct MemoryStore {
     sessions: Arc<Mutex<Sessions>>,
     /// Woken by every logged end (see [`MemoryStore::next_ended`]).
     ended: Arc<Notify>,
+    /// The log of events (SPEC §14).
+    events: MemoryEventLog,
 }
 
 #[cfg(test)]
@@ -114,7 +117,13 @@ impl MemoryStore {
                 ..Sessions::default()
             })),
             ended: Arc::default(),
+            events: MemoryEventLog::new(EventStream::default().max_len),
         }
+    }
+
+    /// The log of events.
+    pub fn event_log(&self) -> &MemoryEventLog {
+        &self.events
     }
 
     /// Whether an end was logged after `after`, waiting up to `wait` for

@@ -63,16 +63,17 @@ use super::{
     Revocation, Rotation, RotationOutcome, SessionInfo, SessionStore, StoreError, Timing,
 };
 use crate::config::CacheSettings;
+use crate::store::event_log::EventStream;
 use crate::time::Millis;
 use crate::tokens::SecretHash;
 use crate::tokens::api::TokenHash;
 
 mod connections;
 mod ended;
+mod event_log;
 mod keys;
 mod replies;
 mod sentinel;
-mod stream;
 mod tracking;
 pub use connections::Link;
 use connections::{Connections, Pool, Target, Watcher, answered, client, not_the_master};
@@ -124,6 +125,8 @@ pub struct RedisStore {
     watcher: Arc<OnceLock<Watcher>>,
     timeout: Duration,
     timing: Timing,
+    /// The log of events (`events.stream`).
+    events: Arc<EventStream>,
     login: Script,
     authenticate: Script,
     rotate: Script,
@@ -174,6 +177,7 @@ impl RedisStore {
             watcher: Arc::new(OnceLock::new()),
             timeout,
             timing,
+            events: Arc::new(EventStream::default()),
             login: with_feed(include_str!("scripts/login.lua")),
             authenticate: Script::new(include_str!("scripts/authenticate.lua")),
             rotate: with_feed(include_str!("scripts/rotate.lua")),
@@ -189,6 +193,12 @@ impl RedisStore {
             logout_all: with_feed(include_str!("scripts/logout_all.lua")),
             sweep: with_feed(include_str!("scripts/sweep.lua")),
         })
+    }
+
+    /// Appends events to `stream` rather than the default `tg:events`.
+    pub fn with_event_stream(mut self, stream: EventStream) -> Self {
+        self.events = Arc::new(stream);
+        self
     }
 
     /// Connections open, idle and waited for, for `/metrics`.
