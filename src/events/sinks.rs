@@ -21,7 +21,11 @@ pub struct Sinks {
 impl Sinks {
     /// Builds the sinks `settings` name; an error names the key to fix.
     pub fn build(settings: &EventSettings) -> Result<Self, String> {
-        let sinks: Vec<Arc<dyn Sink>> = Vec::new();
+        let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();
+        if let Some(kafka) = &settings.kafka {
+            let sink = super::kafka::KafkaSink::new(kafka).map_err(|e| e.to_string())?;
+            sinks.push(Arc::new(sink));
+        }
         Ok(Self::new(sinks, settings.max_len))
     }
 
