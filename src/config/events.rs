@@ -27,8 +27,30 @@ pub struct EventSettings {
     pub relay_interval: Duration,
     /// Apache Kafka; off when absent.
     pub kafka: Option<KafkaSettings>,
-    /// Webhook endpoints; none when empty.
+    /// Webhook endpoints; none when empty. A list, or (as an environment
+    /// variable gives it) the list as one JSON string.
+    #[serde(deserialize_with = "webhooks")]
     pub webhooks: Vec<WebhookSettings>,
+}
+
+fn webhooks<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<WebhookSettings>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Webhooks {
+        List(Vec<WebhookSettings>),
+        Json(String),
+    }
+    match Webhooks::deserialize(deserializer)? {
+        Webhooks::List(hooks) => Ok(hooks),
+        Webhooks::Json(text) if text.trim().is_empty() => Ok(Vec::new()),
+        Webhooks::Json(text) => serde_json::from_str(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "not a JSON list of {{url, events, secret_file}} ({e})"
+            ))
+        }),
+    }
 }
 
 impl Default for EventSettings {
@@ -154,5 +176,62 @@ impl EventSettings {
             non_empty(&format!("events.webhooks[{i}].url"), &hook.url)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::load;
+
+    const BASE: &str = "auth:\n  secret: 0123456789abcdef0123456789abcdef\nlogin:\n  open: true\n";
+
+    #[test]
+    fn kafka_and_webhooks_come_from_the_file_or_the_environment() {
+        let dir = std::env::temp_dir().join(format!("tg-events-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let secret = dir.join("hook");
+        std::fs::write(&secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").expect("write");
+        let yaml = format!(
+            "{BASE}events:\n  kafka:\n    brokers: [\"k1:9092\"]\n  webhooks:\n    - url: https://hooks.example.com/tg\n      secret_file: {}\n",
+            secret.display()
+        );
+        let s = load(&yaml, &[]).expect("loads");
+        let kafka = s.events.kafka.expect("kafka on");
+        assert_eq!(kafka.brokers, ["k1:9092"]);
+        assert_eq!(kafka.topic, "tokengate.events");
+        assert_eq!(
+            s.events.webhooks[0].secret.expose(),
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        );
+
+        let json = format!(
+            r#"[{{"url": "http://127.0.0.1:9/h", "events": ["SessionEnded"], "secret_file": "{}"}}]"#,
+            secret.display()
+        );
+        let s = load(
+            BASE,
+            &[
+                ("TOKENGATE__EVENTS__KAFKA__BROKERS", "a:1, b:2"),
+                ("TOKENGATE__EVENTS__WEBHOOKS", &json),
+            ],
+        )
+        .expect("loads from the environment");
+        assert_eq!(s.events.kafka.expect("kafka").brokers, ["a:1", "b:2"]);
+        assert_eq!(s.events.webhooks[0].events, ["SessionEnded"]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_sink_without_what_it_needs_is_refused_by_key() {
+        let no_brokers = load(&format!("{BASE}events:\n  kafka:\n    topic: t\n"), &[]);
+        assert_eq!(no_brokers.expect_err("refused").key, "events.kafka.brokers");
+        let no_secret = load(
+            &format!("{BASE}events:\n  webhooks:\n    - url: https://h/x\n"),
+            &[],
+        );
+        assert_eq!(
+            no_secret.expect_err("refused").key,
+            "events.webhooks[0].secret_file"
+        );
     }
 }
