@@ -38,6 +38,7 @@ use crate::store::event_log::{Backlog, NewEvent};
 use dispatch::EventMetrics;
 
 pub mod dispatch;
+pub mod kafka;
 pub mod sink;
 mod sinks;
 pub mod webhooks;

@@ -25,6 +25,10 @@ impl Sinks {
         for hook in super::webhooks::webhook_sinks(&settings.webhooks).map_err(|e| e.to_string())? {
             sinks.push(Arc::new(hook));
         }
+        if let Some(kafka) = &settings.kafka {
+            let sink = super::kafka::KafkaSink::new(kafka).map_err(|e| e.to_string())?;
+            sinks.push(Arc::new(sink));
+        }
         Ok(Self::new(sinks, settings.max_len))
     }
 

@@ -19,11 +19,14 @@
 //! `events_webhooks`: events to webhook endpoints that check signatures with
 //! the Standard Webhooks library (`webhook_receiver.py`), retries, and an
 //! endpoint that never answers.
+//! `events_kafka`: events to a real Kafka-protocol broker (tansu), read by
+//! kafka-python, through a broker outage and a missing topic.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod api_tokens;
+mod events_kafka;
 mod events_webhooks;
 mod faults;
 mod flows;

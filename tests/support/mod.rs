@@ -10,3 +10,4 @@ pub mod ports;
 pub mod postgres;
 pub mod procs;
 pub mod redis;
+pub mod tansu;
