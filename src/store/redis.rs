@@ -96,8 +96,9 @@ const FAILURE_PREFIX: &str = "tg:fail:";
 const API_TOKEN_PREFIX: &str = "tg:at:";
 /// An owner's index of sessions; `scripts/*.lua` name it too.
 const USER_PREFIX: &str = "tg:u:";
-/// Index entries one run of `logout_all.lua` looks at: about 2 ms of Redis.
-const LOGOUT_ALL_BATCH: u64 = 500;
+/// Index entries one run of `logout_all.lua` looks at: a few ms of Redis
+/// (each end appends two stream entries, one of them a JSON event).
+const LOGOUT_ALL_BATCH: u64 = 200;
 
 /// Whether an operation may run twice without changing its outcome.
 #[derive(Clone, Copy, PartialEq, Eq)]
