@@ -130,7 +130,7 @@ impl SessionFeed {
             tracing::debug!("revocation feed: following the ended-sessions log");
             tokio::select! {
                 () = self.follow_while_watched(store) => {}
-                () = sweep(store) => {}
+                () = sweep(store, SWEEP_EVERY) => {}
             }
             self.lock().take();
             tracing::debug!("revocation feed: no watcher left; not following");
@@ -254,24 +254,30 @@ impl Tail {
     }
 }
 
-/// Logs the ends of sessions that expired by themselves, every
-/// [`SWEEP_EVERY`].
-async fn sweep(store: &Store) {
+/// How often every replica sweeps for expired sessions whatever its
+/// watchers: an idle or max_session end becomes a `SessionEnded` event
+/// within about this (SPEC §14). The sweep is atomic and idempotent, so
+/// replicas sweeping together only share the work.
+pub const EVENTS_SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Logs the ends of sessions that expired by themselves, every `every`
+/// ([`SWEEP_EVERY`] while watched, [`EVENTS_SWEEP_EVERY`] always).
+pub async fn sweep(store: &Store, every: Duration) {
     let mut failing = false;
     loop {
         match store.sweep_ended(now()).await {
             Ok(logged) => {
                 failing = false;
                 if logged > 0 {
-                    tracing::debug!(logged, "revocation feed: expired sessions logged");
+                    tracing::debug!(logged, "expired sessions logged");
                 }
             }
             Err(e) if !failing => {
                 failing = true;
-                tracing::warn!(error = %e, "revocation feed: cannot sweep expired sessions");
+                tracing::warn!(error = %e, "cannot sweep expired sessions (SessionEnded, revocation feed)");
             }
             Err(_) => {}
         }
-        tokio::time::sleep(SWEEP_EVERY).await;
+        tokio::time::sleep(every).await;
     }
 }

@@ -67,8 +67,10 @@ impl Gate {
 
     /// What every replica runs beside serving, until dropped: the refresh
     /// of the clients kept in the database, the event relay, the
-    /// write-behind of API tokens' last use and the retry of revocations
-    /// the cache has not heard of.
+    /// write-behind of API tokens' last use, the retry of revocations
+    /// the cache has not heard of, and the sweep that turns expiries into
+    /// `SessionEnded` events (beside the revocation feed's own, faster one
+    /// while it has watchers).
     pub async fn run_background(&self) {
         let clients = stored::refresh(
             &self.database,
@@ -83,7 +85,19 @@ impl Gate {
         );
         let feed = self.session_feed.run(self.sessions.store());
         let sinks = self.event_sinks.run(self.sessions.store());
-        tokio::join!(clients, self.relay_events(), sinks, touches, clears, feed);
+        let expiries = crate::session_feed::sweep(
+            self.sessions.store(),
+            crate::session_feed::EVENTS_SWEEP_EVERY,
+        );
+        tokio::join!(
+            clients,
+            self.relay_events(),
+            sinks,
+            touches,
+            clears,
+            feed,
+            expiries
+        );
     }
 
     /// One relay round now, for a request that just committed an event,

@@ -2,7 +2,7 @@
 //! by token (RFC 7009 revocation).
 
 use super::{Introspection, SessionError, Sessions, secs};
-use crate::store::{Revocation, SessionStore};
+use crate::store::{EndReason, Revocation, SessionStore};
 use crate::time::Millis;
 
 impl<S: SessionStore> Sessions<S> {
@@ -21,7 +21,11 @@ impl<S: SessionStore> Sessions<S> {
                 Err(_) => return Ok(()),
             }
         };
-        match self.store.revoke(sid, client, now).await? {
+        match self
+            .store
+            .revoke(sid, client, EndReason::Logout, now)
+            .await?
+        {
             Revocation::Ended | Revocation::Unknown => Ok(()),
             Revocation::NotOwner => Err(SessionError::NotOwner),
         }

@@ -22,7 +22,9 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::store::{NewSession, RefreshState, SessionStore, StoreError, Subject, Timing};
+use crate::store::{
+    EndReason, NewSession, RefreshState, SessionStore, StoreError, Subject, Timing,
+};
 use crate::time::Millis;
 use crate::tokens::verified::VerifiedTokens;
 use crate::tokens::{AccessClaims, AccessTokens, Grant, RefreshToken, RefreshTokens, Rejection};
@@ -228,7 +230,7 @@ impl<S: SessionStore> Sessions<S> {
             .access
             .verify(token, secs(now))
             .map_err(SessionError::InvalidToken)?;
-        self.store.end(claims.sid, now).await?;
+        self.store.end(claims.sid, EndReason::Logout, now).await?;
         Ok(())
     }
 
@@ -242,7 +244,7 @@ impl<S: SessionStore> Sessions<S> {
             .refresh
             .decode(presented)
             .ok_or(SessionError::InvalidGrant)?;
-        self.store.end(token.sid, now).await?;
+        self.store.end(token.sid, EndReason::Logout, now).await?;
         Ok(())
     }
 
@@ -673,9 +675,9 @@ mod tests {
         let mut store = MockSessionStore::new();
         store
             .expect_end()
-            .with(eq(pair.session_id), eq(NOW))
+            .with(eq(pair.session_id), eq(EndReason::Logout), eq(NOW))
             .times(2)
-            .returning(|_, _| Ok(()));
+            .returning(|_, _, _| Ok(()));
         let s = sessions(store);
         s.logout_with_access(&pair.access, NOW).await.unwrap();
         s.logout_with_refresh(&pair.refresh, NOW).await.unwrap();
@@ -761,8 +763,8 @@ mod tests {
         store.expect_create().returning(|_| Ok(()));
         store
             .expect_revoke()
-            .with(always(), eq("billing"), always())
-            .returning(|_, _, _| Ok(Revocation::Ended));
+            .with(always(), eq("billing"), eq(EndReason::Logout), always())
+            .returning(|_, _, _, _| Ok(Revocation::Ended));
         let s = sessions(store);
         let mine = s
             .client_credentials("billing", None, true, NOW)

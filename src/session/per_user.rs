@@ -10,7 +10,7 @@
 use uuid::Uuid;
 
 use super::{SessionError, Sessions};
-use crate::store::{Revocation, SessionInfo, SessionStore};
+use crate::store::{EndReason, Revocation, SessionInfo, SessionStore};
 use crate::time::Millis;
 use crate::tokens::AccessClaims;
 
@@ -42,7 +42,11 @@ impl<S: SessionStore> Sessions<S> {
         now: Millis,
     ) -> Result<(), SessionError> {
         let claims = self.authenticate(token, now).await?;
-        match self.store.end_owned(sid, &claims.owner(), now).await? {
+        match self
+            .store
+            .end_owned(sid, &claims.owner(), EndReason::Logout, now)
+            .await?
+        {
             Revocation::Ended => Ok(()),
             Revocation::Unknown | Revocation::NotOwner => Err(SessionError::UnknownSession),
         }
@@ -55,7 +59,10 @@ impl<S: SessionStore> Sessions<S> {
         now: Millis,
     ) -> Result<u64, SessionError> {
         let claims = self.authenticate(token, now).await?;
-        Ok(self.store.end_all(&claims.owner(), now).await?)
+        Ok(self
+            .store
+            .end_all(&claims.owner(), EndReason::LogoutAll, now)
+            .await?)
     }
 
     /// Ends every session of the holder of a current refresh token.
@@ -73,7 +80,10 @@ impl<S: SessionStore> Sessions<S> {
             .inspect_refresh(refresh.sid, refresh.generation, refresh.secret_hash(), now)
             .await?
             .ok_or(SessionError::InvalidGrant)?;
-        Ok(self.store.end_all(&state.subject.owner(), now).await?)
+        Ok(self
+            .store
+            .end_all(&state.subject.owner(), EndReason::LogoutAll, now)
+            .await?)
     }
 
     /// The live sessions of `owner` (a user's `sub`, or `client:<id>`),
@@ -88,6 +98,6 @@ impl<S: SessionStore> Sessions<S> {
 
     /// Ends every session of `owner`, for an operator.
     pub async fn logout_user(&self, owner: &str, now: Millis) -> Result<u64, SessionError> {
-        Ok(self.store.end_all(owner, now).await?)
+        Ok(self.store.end_all(owner, EndReason::Admin, now).await?)
     }
 }

@@ -6,7 +6,10 @@
 //! Expiry is lazy (checked on access) plus a sweep at most once a minute, so
 //! abandoned sessions do not accumulate. Every end, an expiry included,
 //! goes through [`Sessions::remove`], which logs it for the revocation feed
-//! while its access tokens can still verify (see [`super::ended`]).
+//! while its access tokens can still verify (see [`super::ended`]), and
+//! appends `SessionEnded` to the log of events; every login appends
+//! `UserLoggedIn` (see [`super::session_events`]). The background sweep
+//! ([`SessionStore::sweep_ended`]) makes expiries events within its period.
 
 use super::event_log::{EventStream, MemoryEventLog};
 use std::collections::HashMap;
@@ -17,7 +20,9 @@ use uuid::Uuid;
 use tokio::sync::Notify;
 
 use super::ended::{self, LogId, LogPage, LogStart, MemoryLog};
+use super::event_log::NewEvent;
 use super::rotation::{self, Current, Verdict};
+use super::session_events::{self, EndReason};
 use super::{
     Admission, CacheEntry, CacheLookup, Counter, NewSession, RefreshState, Revocation, Rotation,
     RotationOutcome, SessionInfo, SessionStore, StoreError, Subject, Successor, Timing,
@@ -55,6 +60,16 @@ impl Record {
             client: self.subject.client.as_deref(),
             scope: self.subject.scope.as_deref(),
             successor_scope: self.access_scope.as_deref(),
+        }
+    }
+
+    /// Why the record ended when it expired by itself: at the session's
+    /// absolute end, or before it (inactivity, or the refresh lifetime).
+    fn expiry_reason(&self) -> EndReason {
+        if self.expires_at >= self.max_ends_at {
+            EndReason::MaxSession
+        } else {
+            EndReason::Idle
         }
     }
 
@@ -139,12 +154,39 @@ impl MemoryStore {
         self.lock().log.newest() > after
     }
 
-    /// Ends `sids`, then wakes the feed's tail.
-    fn end_each(&self, sessions: &mut Sessions, sids: &[Uuid], now: Millis) {
-        for sid in sids {
-            sessions.remove(*sid, now, self.timing.access);
-        }
-        if !sids.is_empty() {
+    /// Ends `sids` for `reason`, then wakes the feed's tail.
+    fn end_each(&self, sessions: &mut Sessions, sids: &[Uuid], reason: EndReason, now: Millis) {
+        self.end_for(sessions, sids, now, |_| reason);
+    }
+
+    /// Ends `sids`, which expired by themselves.
+    fn expire_each(&self, sessions: &mut Sessions, sids: &[Uuid], now: Millis) {
+        self.end_for(sessions, sids, now, Record::expiry_reason);
+    }
+
+    /// Ends `sids`, each for what `reason` says of it, appending their
+    /// `SessionEnded`; then wakes the feed's tail.
+    fn end_for(
+        &self,
+        sessions: &mut Sessions,
+        sids: &[Uuid],
+        now: Millis,
+        reason: impl Fn(&Record) -> EndReason,
+    ) {
+        let events: Vec<NewEvent> = sids
+            .iter()
+            .filter_map(|sid| {
+                let record = sessions.remove(*sid, now, self.timing.access)?;
+                Some(session_events::ended(
+                    *sid,
+                    &record.subject.sub,
+                    reason(&record),
+                    now,
+                ))
+            })
+            .collect();
+        if !events.is_empty() {
+            self.events.append(&events);
             self.ended.notify_waiters();
         }
     }
@@ -168,15 +210,14 @@ impl MemoryStore {
 impl Sessions {
     /// Drops the session, logging its end while its last access token can
     /// still verify.
-    fn remove(&mut self, sid: Uuid, now: Millis, access: Millis) -> bool {
-        let Some(record) = self.by_sid.remove(&sid) else {
-            return false;
-        };
+    fn remove(&mut self, sid: Uuid, now: Millis, access: Millis) -> Option<Record> {
+        let record = self.by_sid.remove(&sid)?;
         let until = ended::until(record.created_at.max(record.rotated_at), access);
         if until * 1000 > now {
-            self.log.push(sid, record.subject.sub, until, now, access);
+            self.log
+                .push(sid, record.subject.sub.clone(), until, now, access);
         }
-        true
+        Some(record)
     }
 
     /// The live sessions of `owner`, oldest first as the Redis index orders
@@ -213,17 +254,19 @@ impl SessionStore for MemoryStore {
         let mut sessions = self.lock();
         if s.now >= sessions.next_sweep {
             let expired = sessions.expired(s.now);
-            self.end_each(&mut sessions, &expired, s.now);
+            self.expire_each(&mut sessions, &expired, s.now);
             sessions.counters.retain(|_, (_, end)| *end > s.now);
             sessions.failures.retain(|_, (_, end)| *end > s.now);
             sessions.next_sweep = s.now + SWEEP_EVERY;
         }
+        self.events
+            .append(&[session_events::logged_in(s.sid, &s.subject, s.now)]);
         if s.max_sessions > 0 {
             let owner = s.subject.owner();
             let older = sessions.owned_by(&owner, s.now);
             let excess = (older.len() + 1).saturating_sub(s.max_sessions as usize);
             let ended: Vec<Uuid> = older.iter().take(excess).map(|(sid, _)| **sid).collect();
-            self.end_each(&mut sessions, &ended, s.now);
+            self.end_each(&mut sessions, &ended, EndReason::Evicted, s.now);
         }
         sessions.by_sid.insert(
             s.sid,
@@ -285,11 +328,11 @@ impl SessionStore for MemoryStore {
                 RotationOutcome::Replayed(record.successor())
             }
             Verdict::Reuse => {
-                self.end_each(&mut sessions, &[r.sid], r.now);
+                self.end_each(&mut sessions, &[r.sid], EndReason::Reuse, r.now);
                 RotationOutcome::Reused
             }
             Verdict::Expired => {
-                self.end_each(&mut sessions, &[r.sid], r.now);
+                self.expire_each(&mut sessions, &[r.sid], r.now);
                 RotationOutcome::Unknown
             }
             Verdict::NotGranted => RotationOutcome::NotGranted,
@@ -297,15 +340,21 @@ impl SessionStore for MemoryStore {
         })
     }
 
-    async fn end(&self, sid: Uuid, now: Millis) -> Result<(), StoreError> {
+    async fn end(&self, sid: Uuid, reason: EndReason, now: Millis) -> Result<(), StoreError> {
         let mut sessions = self.lock();
         if sessions.live(sid, now).is_some() {
-            self.end_each(&mut sessions, &[sid], now);
+            self.end_each(&mut sessions, &[sid], reason, now);
         }
         Ok(())
     }
 
-    async fn revoke(&self, sid: Uuid, client: &str, now: Millis) -> Result<Revocation, StoreError> {
+    async fn revoke(
+        &self,
+        sid: Uuid,
+        client: &str,
+        reason: EndReason,
+        now: Millis,
+    ) -> Result<Revocation, StoreError> {
         let mut sessions = self.lock();
         let Some(record) = sessions.live(sid, now) else {
             return Ok(Revocation::Unknown);
@@ -313,7 +362,7 @@ impl SessionStore for MemoryStore {
         if record.subject.client.as_deref() != Some(client) {
             return Ok(Revocation::NotOwner);
         }
-        self.end_each(&mut sessions, &[sid], now);
+        self.end_each(&mut sessions, &[sid], reason, now);
         Ok(Revocation::Ended)
     }
 
@@ -321,6 +370,7 @@ impl SessionStore for MemoryStore {
         &self,
         sid: Uuid,
         owner: &str,
+        reason: EndReason,
         now: Millis,
     ) -> Result<Revocation, StoreError> {
         let mut sessions = self.lock();
@@ -330,7 +380,7 @@ impl SessionStore for MemoryStore {
         if !record.subject.is_owned_by(owner) {
             return Ok(Revocation::NotOwner);
         }
-        self.end_each(&mut sessions, &[sid], now);
+        self.end_each(&mut sessions, &[sid], reason, now);
         Ok(Revocation::Ended)
     }
 
@@ -354,14 +404,19 @@ impl SessionStore for MemoryStore {
             .collect())
     }
 
-    async fn end_all(&self, owner: &str, now: Millis) -> Result<u64, StoreError> {
+    async fn end_all(
+        &self,
+        owner: &str,
+        reason: EndReason,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
         let mut sessions = self.lock();
         let owned: Vec<Uuid> = sessions
             .owned_by(owner, now)
             .into_iter()
             .map(|(sid, _)| *sid)
             .collect();
-        self.end_each(&mut sessions, &owned, now);
+        self.end_each(&mut sessions, &owned, reason, now);
         Ok(owned.len() as u64)
     }
 
@@ -478,8 +533,13 @@ impl SessionStore for MemoryStore {
     async fn sweep_ended(&self, now: Millis) -> Result<u32, StoreError> {
         let mut sessions = self.lock();
         let expired = sessions.expired(now);
-        self.end_each(&mut sessions, &expired, now);
+        self.expire_each(&mut sessions, &expired, now);
         Ok(u32::try_from(expired.len()).unwrap_or(u32::MAX))
+    }
+
+    async fn log_events(&self, events: &[NewEvent]) -> Result<(), StoreError> {
+        self.events.append(events);
+        Ok(())
     }
 
     async fn ended_log(
@@ -491,6 +551,9 @@ impl SessionStore for MemoryStore {
         Ok(self.lock().log.read(start, limit as usize))
     }
 }
+
+#[cfg(test)]
+mod event_tests;
 
 #[cfg(test)]
 mod tests {
@@ -558,9 +621,18 @@ mod tests {
         let (ended_by_logout, _) = new_session(&store, T0).await;
         let (expired, _) = new_session(&store, T0).await;
         let (too_late, _) = new_session(&store, T0).await;
-        store.end(ended_by_logout, T0 + 1_000).await.unwrap();
-        store.end(ended_by_logout, T0 + 2_000).await.unwrap();
-        store.end(Uuid::new_v4(), T0 + 2_000).await.unwrap();
+        store
+            .end(ended_by_logout, EndReason::Logout, T0 + 1_000)
+            .await
+            .unwrap();
+        store
+            .end(ended_by_logout, EndReason::Logout, T0 + 2_000)
+            .await
+            .unwrap();
+        store
+            .end(Uuid::new_v4(), EndReason::Logout, T0 + 2_000)
+            .await
+            .unwrap();
         // Idle past 60 s: the sweep logs it.
         assert_eq!(store.sweep_ended(T0 + 61_000).await.unwrap(), 2);
         let log = store
@@ -576,7 +648,10 @@ mod tests {
         assert_eq!(log.last, log.entries[2].id);
         // An end after the last access token expired is not logged.
         let (late, _) = new_session(&store, T0 + 100_000).await;
-        store.end(late, T0 + 100_000 + 900_001).await.unwrap();
+        store
+            .end(late, EndReason::Logout, T0 + 100_000 + 900_001)
+            .await
+            .unwrap();
         let after = store
             .ended_log(LogStart::After(log.last), 10, T0)
             .await
@@ -618,7 +693,7 @@ mod tests {
         let (sid, jti) = new_session(&store, T0).await;
         assert!(!store.authenticate(sid, Uuid::new_v4(), T0).await.unwrap());
         assert!(!store.authenticate(Uuid::new_v4(), jti, T0).await.unwrap());
-        store.end(sid, T0).await.unwrap();
+        store.end(sid, EndReason::Logout, T0).await.unwrap();
         assert!(!store.authenticate(sid, jti, T0).await.unwrap());
     }
 
@@ -679,11 +754,17 @@ mod tests {
             RotationOutcome::Unknown
         );
         assert_eq!(
-            store.revoke(sid, "billing", T0).await.unwrap(),
+            store
+                .revoke(sid, "billing", EndReason::Logout, T0)
+                .await
+                .unwrap(),
             Revocation::NotOwner
         );
         assert_eq!(
-            store.revoke(Uuid::new_v4(), "billing", T0).await.unwrap(),
+            store
+                .revoke(Uuid::new_v4(), "billing", EndReason::Logout, T0)
+                .await
+                .unwrap(),
             Revocation::Unknown
         );
         let first_party = store.rotate(&rotation(sid, 0, 1, T0)).await.unwrap();

@@ -25,13 +25,16 @@ pub mod event_log;
 pub mod memory;
 pub mod redis;
 pub mod rotation;
+pub mod session_events;
 
 pub use api_token_cache::{CacheEntry, CacheLookup, CachedToken};
 pub use ended::{Cursor, EndedSession, LogId, LogPage, LogStart};
+pub use session_events::EndReason;
 
 use uuid::Uuid;
 
 use crate::config::AuthSettings;
+use crate::store::event_log::NewEvent;
 use crate::time::{Millis, millis};
 use crate::tokens::SecretHash;
 use crate::tokens::api::TokenHash;
@@ -241,16 +244,24 @@ pub trait SessionStore {
     async fn rotate(&self, rotation: &Rotation) -> Result<RotationOutcome, StoreError>;
 
     /// Ends the session; ending an unknown one is not an error (`/logout`).
-    async fn end(&self, sid: Uuid, now: Millis) -> Result<(), StoreError>;
+    /// Every end appends `SessionEnded` for `reason` to the log of events.
+    async fn end(&self, sid: Uuid, reason: EndReason, now: Millis) -> Result<(), StoreError>;
 
     /// Ends the session only if it was issued to `client` (RFC 7009).
-    async fn revoke(&self, sid: Uuid, client: &str, now: Millis) -> Result<Revocation, StoreError>;
+    async fn revoke(
+        &self,
+        sid: Uuid,
+        client: &str,
+        reason: EndReason,
+        now: Millis,
+    ) -> Result<Revocation, StoreError>;
 
     /// Ends the session only if it belongs to `owner`.
     async fn end_owned(
         &self,
         sid: Uuid,
         owner: &str,
+        reason: EndReason,
         now: Millis,
     ) -> Result<Revocation, StoreError>;
 
@@ -264,7 +275,8 @@ pub trait SessionStore {
 
     /// Ends every session of `owner` (a user's `sub`, or `client:<id>`);
     /// returns how many it ended.
-    async fn end_all(&self, owner: &str, now: Millis) -> Result<u64, StoreError>;
+    async fn end_all(&self, owner: &str, reason: EndReason, now: Millis)
+    -> Result<u64, StoreError>;
 
     /// The session behind a refresh token, if the token is its current one;
     /// changes nothing (token introspection).
@@ -325,9 +337,15 @@ pub trait SessionStore {
     /// Is the store reachable (`/health`)?
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Logs the ends of watched sessions whose record expired by itself
-    /// (see [`ended`]); returns how many.
+    /// Logs the ends of sessions whose record expired by itself (see
+    /// [`ended`]): `SessionEnded` (idle or max_session) to the log of
+    /// events, and to the revocation feed's log while their access tokens
+    /// live; returns how many.
     async fn sweep_ended(&self, now: Millis) -> Result<u32, StoreError>;
+
+    /// Appends `events` to the log of events (SPEC §14), all or none: for
+    /// events that no session operation appends by itself (`LoginFailed`).
+    async fn log_events(&self, events: &[NewEvent]) -> Result<(), StoreError>;
 
     /// Up to `limit` entries of the ended-sessions log from `start`.
     async fn ended_log(
@@ -378,16 +396,28 @@ impl SessionStore for Store {
         dispatch!(self, s => s.rotate(rotation))
     }
 
-    async fn end(&self, sid: Uuid, now: Millis) -> Result<(), StoreError> {
-        dispatch!(self, s => s.end(sid, now))
+    async fn end(&self, sid: Uuid, reason: EndReason, now: Millis) -> Result<(), StoreError> {
+        dispatch!(self, s => s.end(sid, reason, now))
     }
 
-    async fn revoke(&self, sid: Uuid, client: &str, now: Millis) -> Result<Revocation, StoreError> {
-        dispatch!(self, s => s.revoke(sid, client, now))
+    async fn revoke(
+        &self,
+        sid: Uuid,
+        client: &str,
+        reason: EndReason,
+        now: Millis,
+    ) -> Result<Revocation, StoreError> {
+        dispatch!(self, s => s.revoke(sid, client, reason, now))
     }
 
-    async fn end_owned(&self, sid: Uuid, sub: &str, now: Millis) -> Result<Revocation, StoreError> {
-        dispatch!(self, s => s.end_owned(sid, sub, now))
+    async fn end_owned(
+        &self,
+        sid: Uuid,
+        sub: &str,
+        reason: EndReason,
+        now: Millis,
+    ) -> Result<Revocation, StoreError> {
+        dispatch!(self, s => s.end_owned(sid, sub, reason, now))
     }
 
     async fn sessions_of(
@@ -399,8 +429,8 @@ impl SessionStore for Store {
         dispatch!(self, s => s.sessions_of(sub, now, limit))
     }
 
-    async fn end_all(&self, sub: &str, now: Millis) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.end_all(sub, now))
+    async fn end_all(&self, sub: &str, reason: EndReason, now: Millis) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.end_all(sub, reason, now))
     }
 
     async fn inspect_refresh(
@@ -461,6 +491,10 @@ impl SessionStore for Store {
 
     async fn sweep_ended(&self, now: Millis) -> Result<u32, StoreError> {
         dispatch!(self, s => s.sweep_ended(now))
+    }
+
+    async fn log_events(&self, events: &[NewEvent]) -> Result<(), StoreError> {
+        self.append_events(events).await
     }
 
     async fn ended_log(

@@ -15,7 +15,10 @@
 //! client's sessions; `scripts/sessions.lua` and `logout_all.lua` read it).
 //! Fields `x` and `v` hold a password login's email and whether it is
 //! verified. The revocation feed's log is the stream `tg:ended`, with
-//! `tg:expiry` and `tg:epoch` (see [`ended`]).
+//! `tg:expiry` (which watches every session's expiry, for the
+//! `SessionEnded` events of idle and max_session ends too) and `tg:epoch`
+//! (see [`ended`]). The scripts that log in or end sessions append their
+//! events to the stream `events.stream` in the same step.
 //!
 //! Scripts run with `EVALSHA`; `redis::Script` reloads them after `NOSCRIPT`,
 //! so a restarted Redis needs nothing from us.
@@ -59,15 +62,17 @@ use deadpool_redis::redis::{
 use uuid::Uuid;
 
 use super::{
-    Admission, CacheEntry, CacheLookup, Counter, LogPage, LogStart, NewSession, RefreshState,
-    Revocation, Rotation, RotationOutcome, SessionInfo, SessionStore, StoreError, Timing,
+    Admission, CacheEntry, CacheLookup, Counter, EndReason, LogPage, LogStart, NewSession,
+    RefreshState, Revocation, Rotation, RotationOutcome, SessionInfo, SessionStore, StoreError,
+    Timing,
 };
 use crate::config::CacheSettings;
-use crate::store::event_log::EventStream;
+use crate::store::event_log::{EventStream, NewEvent};
 use crate::time::Millis;
 use crate::tokens::SecretHash;
 use crate::tokens::api::TokenHash;
 
+mod api_token_cache;
 mod connections;
 mod ended;
 mod event_log;
@@ -91,8 +96,9 @@ const FAILURE_PREFIX: &str = "tg:fail:";
 const API_TOKEN_PREFIX: &str = "tg:at:";
 /// An owner's index of sessions; `scripts/*.lua` name it too.
 const USER_PREFIX: &str = "tg:u:";
-/// Index entries one run of `logout_all.lua` looks at: about 2 ms of Redis.
-const LOGOUT_ALL_BATCH: u64 = 500;
+/// Index entries one run of `logout_all.lua` looks at: a few ms of Redis
+/// (each end appends two stream entries, one of them a JSON event).
+const LOGOUT_ALL_BATCH: u64 = 200;
 
 /// Whether an operation may run twice without changing its outcome.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -391,26 +397,36 @@ impl SessionStore for RedisStore {
         parse_rotation(&reply, r)
     }
 
-    async fn end(&self, sid: Uuid, now: Millis) -> Result<(), StoreError> {
-        let [now, access] = self.feed_args(now);
-        let args = [sid.to_string().into_bytes(), now, access];
+    async fn end(&self, sid: Uuid, reason: EndReason, now: Millis) -> Result<(), StoreError> {
+        let args = [
+            sid.to_string().into_bytes(),
+            reason.as_str().as_bytes().to_vec(),
+        ];
+        let args = [&args[..], &self.feed_args(now)].concat();
         let _: i64 = self
             .eval(Repeat::Safe, &self.end, session_key(sid), &args)
             .await?;
         Ok(())
     }
 
-    async fn revoke(&self, sid: Uuid, client: &str, now: Millis) -> Result<Revocation, StoreError> {
-        self.end_if_owner(sid, client, "c", now).await
+    async fn revoke(
+        &self,
+        sid: Uuid,
+        client: &str,
+        reason: EndReason,
+        now: Millis,
+    ) -> Result<Revocation, StoreError> {
+        self.end_if_owner(sid, client, "c", reason, now).await
     }
 
     async fn end_owned(
         &self,
         sid: Uuid,
         owner: &str,
+        reason: EndReason,
         now: Millis,
     ) -> Result<Revocation, StoreError> {
-        self.end_if_owner(sid, owner, "s", now).await
+        self.end_if_owner(sid, owner, "s", reason, now).await
     }
 
     async fn sessions_of(
@@ -443,14 +459,18 @@ impl SessionStore for RedisStore {
     /// huge index never holds Redis for more than a few milliseconds; the
     /// batches repeat until the index is empty, bounded by its size when
     /// the first batch ran (logins meanwhile may add to it).
-    async fn end_all(&self, owner: &str, now: Millis) -> Result<u64, StoreError> {
-        let [now, access] = self.feed_args(now);
+    async fn end_all(
+        &self,
+        owner: &str,
+        reason: EndReason,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
         let args = [
             owner.as_bytes().to_vec(),
             num(LOGOUT_ALL_BATCH),
-            now,
-            access,
+            reason.as_str().as_bytes().to_vec(),
         ];
+        let args = [&args[..], &self.feed_args(now)].concat();
         let key = user_key(owner);
         let mut ended = 0;
         let mut runs_left: Option<u64> = None;
@@ -551,30 +571,7 @@ impl SessionStore for RedisStore {
         ttl: Millis,
         overwrite: bool,
     ) -> Result<(), StoreError> {
-        let flag = if overwrite { "1" } else { "" };
-        let mut args = vec![num(ttl.max(1)), flag.into()];
-        match entry {
-            CacheEntry::Dead(why) => args.push(why.label().into()),
-            CacheEntry::Live { token, used_at } => args.extend([
-                Vec::new(),
-                token.id.to_string().into_bytes(),
-                token.name.as_bytes().to_vec(),
-                token.scopes.as_bytes().to_vec(),
-                num(token.created_at),
-                token.expires_at.map(num).unwrap_or_default(),
-                num(used_at.unwrap_or(0)),
-            ]),
-        }
-        // Writing the same entry twice changes nothing.
-        let _: i64 = self
-            .eval(
-                Repeat::Safe,
-                &self.api_token_put,
-                api_token_key(hash),
-                &args,
-            )
-            .await?;
-        Ok(())
+        self.put_api_token(hash, entry, ttl, overwrite).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -587,6 +584,10 @@ impl SessionStore for RedisStore {
 
     async fn sweep_ended(&self, now: Millis) -> Result<u32, StoreError> {
         self.sweep(now).await
+    }
+
+    async fn log_events(&self, events: &[NewEvent]) -> Result<(), StoreError> {
+        self.append_events(events).await
     }
 
     async fn ended_log(

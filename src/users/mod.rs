@@ -15,6 +15,7 @@
 //! not the account exists: a `429` that only real accounts earned would
 //! tell which emails are registered. The check runs before any hashing.
 
+pub mod login_failed;
 pub mod rules;
 
 use std::net::IpAddr;
@@ -26,7 +27,7 @@ use uuid::Uuid;
 
 use crate::clients::{Attempt, parse_secret_hash};
 use crate::config::{Registration, UserSettings};
-use crate::db::{DbError, DurableStore, NewUser, OutboxEvent};
+use crate::db::{DbError, DurableStore, NewUser, OutboxEvent, UserLogin};
 use crate::store::{SessionStore, StoreError};
 use crate::throttle::{Throttle, ThrottleError, address_block};
 use crate::time::Millis;
@@ -170,7 +171,8 @@ impl Users {
         Ok(user.id)
     }
 
-    /// Checks an email and password; returns the account.
+    /// Checks an email and password; returns the account. A failure
+    /// appends `LoginFailed` to the log of events (see [`login_failed`]).
     pub async fn login(
         &self,
         db: &impl DurableStore,
@@ -181,31 +183,55 @@ impl Users {
     ) -> Result<Account, UserError> {
         // A malformed address has no account: it is checked like an
         // unknown one, counted by address only.
+        let given = email;
         let email = rules::normalize_email(email).ok();
         let account = email.as_deref().map(account_key);
         let counters = self
             .throttle
             .counters("user", account.as_deref(), attempt.addr);
+        let named = email.as_deref().unwrap_or(given);
+        let failed = |user: Option<Uuid>, why| {
+            login_failed::event(named, user, why, attempt.addr, attempt.now)
+        };
         // Counted as a failure from here until the password proves right.
-        self.throttle.admit(store, &counters, attempt.now).await?;
-        let checked = self.check_password(db, email, password).await;
-        if !matches!(checked, Err(UserError::InvalidCredentials)) {
-            self.throttle.forgive(store, &counters, attempt.now).await;
+        // A refusal reads no database, even to name the account in its
+        // event: that is what makes a flood of guesses cheap to refuse.
+        if let Err(refused) = self.throttle.admit(store, &counters, attempt.now).await {
+            if let ThrottleError::Throttled(_) = refused {
+                let why = login_failed::Failure::Throttled;
+                login_failed::record(store, failed(None, why)).await;
+            }
+            return Err(refused.into());
+        }
+        let found = match &email {
+            Some(email) => db.user_by_email(email).await,
+            None => Ok(None),
+        };
+        let user = found.as_ref().ok().and_then(|f| f.as_ref().map(|u| u.id));
+        let checked = match found {
+            Ok(found) => self.check_password(found, email.clone(), password).await,
+            Err(e) => Err(e.into()),
+        };
+        match &checked {
+            Err(UserError::InvalidCredentials) => {
+                let why = match user {
+                    Some(_) => login_failed::Failure::WrongPassword,
+                    None => login_failed::Failure::UnknownEmail,
+                };
+                login_failed::record(store, failed(user, why)).await;
+            }
+            _ => self.throttle.forgive(store, &counters, attempt.now).await,
         }
         checked
     }
 
-    /// The account behind `email` if `password` is its password.
+    /// The account `found` for `email` if `password` is its password.
     async fn check_password(
         &self,
-        db: &impl DurableStore,
+        found: Option<UserLogin>,
         email: Option<String>,
         password: &str,
     ) -> Result<Account, UserError> {
-        let found = match &email {
-            Some(email) => db.user_by_email(email).await?,
-            None => None,
-        };
         let verified = if password.len() > crate::config::MAX_PASSWORD_BYTES {
             false // no registration accepts it: nothing to hash
         } else {

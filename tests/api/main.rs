@@ -34,6 +34,7 @@ mod redis_costs;
 mod redis_tls;
 mod rotation_rules;
 mod sentinel;
+mod session_events;
 mod sessions;
 mod slow_clients;
 mod stored_clients;

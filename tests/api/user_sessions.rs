@@ -255,7 +255,11 @@ async fn concurrent_logins_then_logout_everywhere_leave_nothing() {
     }
     let mut left = c.redis().keys("*");
     left.sort();
-    assert_eq!(left, ["tg:ended", "tg:epoch"], "only the revocation feed's");
+    assert_eq!(
+        left,
+        ["tg:ended", "tg:epoch", "tg:events"],
+        "only the revocation feed's and the events"
+    );
 }
 
 /// Ended sessions leave the index as logins and listings pass by, so it

@@ -12,20 +12,29 @@ use uuid::Uuid;
 
 use super::replies::Reply;
 use super::{Link, Pool, RedisStore, Repeat, num, session_key};
-use crate::store::{EndedSession, LogId, LogPage, LogStart, Revocation, StoreError};
+use crate::store::{EndReason, EndedSession, LogId, LogPage, LogStart, Revocation, StoreError};
 use crate::time::Millis;
 
 static READ: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../scripts/ended_read.lua")));
 
-/// Watched sessions one sweep looks at; more wait for the next sweep.
+/// Watched sessions one run of `sweep.lua` looks at (about 1 ms of Redis).
 const SWEEP_BATCH: u64 = 200;
+/// Runs of `sweep.lua` one sweep makes at most while every run finds a
+/// full batch due; the rest waits for the next sweep.
+const SWEEP_RUNS: u32 = 50;
 
 impl RedisStore {
     /// The arguments `scripts/ended.lua` takes from the end of every
-    /// script that may end sessions: now and the access-token lifetime.
-    pub(super) fn feed_args(&self, now: Millis) -> [Vec<u8>; 2] {
-        [num(now), num(self.timing.access)]
+    /// script that logs in or ends sessions: the events stream, its cap,
+    /// now and the access-token lifetime.
+    pub(super) fn feed_args(&self, now: Millis) -> [Vec<u8>; 4] {
+        [
+            self.events.key.as_bytes().to_vec(),
+            num(self.events.max_len),
+            num(now),
+            num(self.timing.access),
+        ]
     }
 
     /// Ends the session if its `field` (`c` client, `s` sub) is `owner`.
@@ -34,16 +43,16 @@ impl RedisStore {
         sid: Uuid,
         owner: &str,
         field: &str,
+        reason: EndReason,
         now: Millis,
     ) -> Result<Revocation, StoreError> {
-        let [now, access] = self.feed_args(now);
         let args = [
             owner.as_bytes().to_vec(),
             field.as_bytes().to_vec(),
             sid.to_string().into_bytes(),
-            now,
-            access,
+            reason.as_str().as_bytes().to_vec(),
         ];
+        let args = [&args[..], &self.feed_args(now)].concat();
         let key = session_key(sid);
         let code: i64 = self.eval(Repeat::Safe, &self.revoke, key, &args).await?;
         Ok(match code {
@@ -53,11 +62,21 @@ impl RedisStore {
         })
     }
 
+    /// Runs `sweep.lua` until it finds less than a batch due.
     pub(super) async fn sweep(&self, now: Millis) -> Result<u32, StoreError> {
-        let [now, access] = self.feed_args(now);
-        let args = [num(SWEEP_BATCH), now, access];
-        // A repeat finds the ends already logged.
-        self.eval_keys(Repeat::Safe, &self.sweep, &[], &args).await
+        let args = [&[num(SWEEP_BATCH)][..], &self.feed_args(now)].concat();
+        let mut logged = 0;
+        for _ in 0..SWEEP_RUNS {
+            // A repeat finds the ends already logged.
+            let (ended, looked): (u32, u64) = self
+                .eval_keys(Repeat::Safe, &self.sweep, &[], &args)
+                .await?;
+            logged += ended;
+            if looked < SWEEP_BATCH {
+                break;
+            }
+        }
+        Ok(logged)
     }
 
     pub(super) async fn read_ended(
@@ -96,8 +115,8 @@ impl RedisStore {
     }
 }
 
-/// A script that may end sessions: `scripts/owner.lua` and
-/// `scripts/ended.lua` before it; its last two arguments are
+/// A script that may log in or end sessions: `scripts/owner.lua` and
+/// `scripts/ended.lua` before it; its last four arguments are
 /// [`RedisStore::feed_args`].
 pub(super) fn with_feed(script: &str) -> Script {
     Script::new(

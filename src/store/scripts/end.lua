@@ -1,12 +1,13 @@
 -- Ends a session (logout) and takes it off its owner's index.
--- KEYS[1] session key; ARGV: sid (text), now (ms), access lifetime (ms)
+-- KEYS[1] session key; ARGV: sid (text), reason (SessionEnded's), then
+-- ended.lua's four
 -- The index tg:u:<owner> is named here from the session's sub and client.
 -- Returns 1 if the session was live, else 0.
-local v = redis.call('HMGET', KEYS[1], 's', 'c', 'k', 't')
+local v = redis.call('HMGET', KEYS[1], 's', 'c', 'k', 't', 'm')
 if not v[1] then
   return 0
 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', 'tg:u:' .. owner(v[1], v[2]), ARGV[1])
-session_ended(ARGV[1], v[1], last_issued(v[3], v[4]))
+session_ended(ARGV[1], v[1], last_issued(v[3], v[4]), ARGV[2], v[5])
 return 1

@@ -5,9 +5,9 @@
 -- ARGV: sub, access jti (16 bytes), refresh hash (16 bytes), end (ms),
 --       ttl (ms), client ('' = none), scope ('' = none), absolute end (ms),
 --       now (ms), sid (text), email ('' = none), email verified ('1' or ''),
---       most sessions the owner keeps (0 = no limit), now (ms), access
---       lifetime (ms)
--- Returns how many older sessions the cap ended.
+--       most sessions the owner keeps (0 = no limit), then ended.lua's four
+-- Appends UserLoggedIn, and SessionEnded (evicted) for each session the
+-- cap ends. Returns how many older sessions the cap ended.
 redis.call('HSET', KEYS[1], 's', ARGV[1], 'a', ARGV[2], 'r', ARGV[3], 'g', 0,
   'e', ARGV[4], 'm', ARGV[8], 'k', ARGV[9], 'l', ARGV[9])
 if ARGV[6] ~= '' then
@@ -23,10 +23,15 @@ if ARGV[12] ~= '' then
   redis.call('HSET', KEYS[1], 'v', ARGV[12])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-local expires = FEED_NOW + tonumber(ARGV[5])
-if outlived(expires, FEED_NOW) then
-  watch_expiry(ARGV[10], ARGV[1], expires, FEED_NOW)
+watch_expiry(ARGV[10], ARGV[1], ARGV[8], FEED_NOW + tonumber(ARGV[5]), FEED_NOW)
+local function given(text)
+  if text == '' then
+    return cjson.null
+  end
+  return text
 end
+emit('UserLoggedIn', ARGV[1], {sid = ARGV[10], client_id = given(ARGV[6]),
+  scope = given(ARGV[7])})
 -- Since when this Redis has kept sessions (store/ended.rs): kept while a
 -- session or its last access token may live.
 local epoch_ttl = tonumber(ARGV[8]) - FEED_NOW + FEED_ACCESS
@@ -67,9 +72,9 @@ if cap > 0 and redis.call('ZCARD', KEYS[2]) > cap then
   end
   for i = 1, #older + 1 - cap do
     local key = 'tg:s:' .. older[i]
-    local o = redis.call('HMGET', key, 's', 'k', 't')
+    local o = redis.call('HMGET', key, 's', 'k', 't', 'm')
     redis.call('DEL', key)
-    session_ended(older[i], o[1], last_issued(o[2], o[3]))
+    session_ended(older[i], o[1], last_issued(o[2], o[3]), 'evicted', o[4])
     redis.call('ZREM', KEYS[2], older[i])
     ended = ended + 1
   end

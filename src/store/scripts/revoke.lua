@@ -2,10 +2,10 @@
 -- (RFC 7009, ARGV[2] = 'c'), or the one it belongs to (DELETE
 -- /sessions/{sid}, ARGV[2] = 's': a user's sub, or client:<id>).
 -- KEYS[1] session key
--- ARGV: who asks, what they are ('c' or 's'), sid (text), now (ms),
---       access lifetime (ms)
+-- ARGV: who asks, what they are ('c' or 's'), sid (text), reason
+--       (SessionEnded's), then ended.lua's four
 -- Returns 1 ended, 0 unknown, 2 someone else's (left alone)
-local v = redis.call('HMGET', KEYS[1], 's', 'c', 'k', 't')
+local v = redis.call('HMGET', KEYS[1], 's', 'c', 'k', 't', 'm')
 if not v[1] then
   return 0
 end
@@ -20,5 +20,5 @@ if not mine then
 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', 'tg:u:' .. owner(v[1], v[2]), ARGV[3])
-session_ended(ARGV[3], v[1], last_issued(v[3], v[4]))
+session_ended(ARGV[3], v[1], last_issued(v[3], v[4]), ARGV[4], v[5])
 return 1

@@ -10,7 +10,7 @@
 --       sid (text: the member of its owner's index tg:u:<owner>, which is
 --       named here from the session's sub and client and moved to the new end),
 --       '1' if the client's scopes now bound the session's (else ''), those scopes,
---       now (ms), access lifetime (ms)
+--       then ended.lua's four
 -- Returns {1, sub, client, scope, end, email, verified}                   rotated: the successor is current
 --         {2, sub, client, scope, end, jti, rotated_at, email, verified}  replayed: answer the same successor
 --         {3}                                            reused: the session is ended
@@ -79,12 +79,10 @@ if presented == generation then
   end
   local ttl = math.min(idle, new_ends - now)
   redis.call('PEXPIRE', KEYS[1], ttl)
-  if outlived(now + ttl, now) then
-    watch_expiry(ARGV[11], v[6], now + ttl, now)
-  else
-    -- Watched for an earlier access token, perhaps: not for this one.
-    redis.call('ZREM', 'tg:expiry', ARGV[11] .. ' ' .. v[6])
-  end
+  -- Watched for the previous access token: now for this one.
+  redis.call('ZREM', 'tg:expiry', expiry_member(ARGV[11], v[6], v[10], last_issued(v[13], v[4])),
+    ARGV[11] .. ' ' .. v[6])
+  watch_expiry(ARGV[11], v[6], v[10], now + ttl, now)
   redis.call('ZADD', index, new_ends, ARGV[11])
   if redis.call('PTTL', index) < new_ends - now then
     redis.call('PEXPIRE', index, new_ends - now)
@@ -103,7 +101,7 @@ end
 if presented < generation then
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', index, ARGV[11])
-  session_ended(ARGV[11], v[6], last_issued(v[13], v[4]))
+  session_ended(ARGV[11], v[6], last_issued(v[13], v[4]), 'reuse', v[10])
   return {3}
 end
 return {0}
