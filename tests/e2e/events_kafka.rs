@@ -224,7 +224,6 @@ async fn register(cluster: &Cluster, email: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs UserLoggedIn and SessionEnded in the log, and UserRegistered's subject (issue 27, item 1)"]
 async fn register_login_and_logout_reach_a_kafka_consumer() {
     let Some(tansu) = Tansu::start("register_login_and_logout_reach_a_kafka_consumer") else {
         return;

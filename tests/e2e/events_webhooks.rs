@@ -201,7 +201,6 @@ async fn register(cluster: &Cluster) -> (String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs UserLoggedIn and SessionEnded in the log (the Redis-born events, not yet on main)"]
 async fn a_users_events_reach_every_endpoint_signed_in_order_and_only_those_it_asked_for() {
     let _shared = EXCLUSIVE.read().await;
     let scratch = Scratch::new();
