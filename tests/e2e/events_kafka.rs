@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::events_webhooks::{Receiver, Scratch};
 use crate::support::cluster::Cluster;
 use crate::support::tansu::Tansu;
 use crate::{EXCLUSIVE, logout, options, post_json, start};
@@ -392,4 +393,55 @@ async fn a_missing_topic_is_named_in_the_log_and_its_events_arrive_once_created(
     let users = BTreeSet::from([user]);
     let messages = read_until(&tansu, registered_all(&users)).await;
     assert_well_formed(&messages);
+}
+
+/// A webhook endpoint that never answers holds its own queue only: the same
+/// events reach Kafka as promptly as without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_endpoint_that_never_answers_does_not_delay_kafka() {
+    let Some(tansu) = Tansu::start("a_webhook_endpoint_that_never_answers_does_not_delay_kafka")
+    else {
+        return;
+    };
+    let _shared = EXCLUSIVE.read().await;
+    create_topic(&tansu).await;
+    let scratch = Scratch::new();
+    let stuck = Receiver::start(&scratch, "stuck", &["--hang"]);
+    let hook = format!(
+        "  webhooks:\n    - url: \"{}\"\n      events: [\"*\"]\n      secret_file: \"{}\"\nusers:\n",
+        stuck.url("/hook"),
+        scratch.secret_file().display()
+    );
+    let cluster = start(
+        options()
+            .replicas(2)
+            .config(&config(&tansu).replacen("users:\n", &hook, 1)),
+    );
+
+    let since = Instant::now();
+    let mut users = BTreeSet::new();
+    for i in 0..3 {
+        users.insert(
+            register(
+                &cluster,
+                &format!("hang-{i}-{}@example.com", uuid::Uuid::new_v4().simple()),
+            )
+            .await,
+        );
+    }
+    read_until(&tansu, registered_all(&users)).await;
+    let took = since.elapsed();
+    // Behind the stuck endpoint, Kafka would wait out its 10 s timeout per try.
+    assert!(
+        took < Duration::from_secs(8),
+        "Kafka had the events only after {took:?}"
+    );
+    let requests = stuck.requests();
+    assert_eq!(
+        requests.len(),
+        1,
+        "the stuck endpoint holds its first event: {requests:?}"
+    );
+    assert_eq!(requests[0]["answered"], Value::Null, "{requests:?}");
+    println!("Kafka had all three events {took:?} after the first registration");
 }

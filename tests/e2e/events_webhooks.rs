@@ -51,17 +51,17 @@ fn python() -> PathBuf {
 }
 
 /// A directory of the test's own, removed when done.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("tokengate-webhooks-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("a scratch directory");
         std::fs::write(dir.join("webhook_secret"), format!("{SECRET}\n")).expect("the secret");
         Self(dir)
     }
 
-    fn secret_file(&self) -> PathBuf {
+    pub(crate) fn secret_file(&self) -> PathBuf {
         self.0.join("webhook_secret")
     }
 }
@@ -75,7 +75,7 @@ impl Drop for Scratch {
 }
 
 /// One `webhook_receiver.py`, stopped when dropped.
-struct Receiver {
+pub(crate) struct Receiver {
     child: Child,
     port: u16,
     out: PathBuf,
@@ -84,7 +84,7 @@ struct Receiver {
 impl Receiver {
     /// Starts one that records to `<dir>/<name>.jsonl`; `flags` as the
     /// script takes them (`--fail-first 1`, `--hang`).
-    fn start(scratch: &Scratch, name: &str, flags: &[&str]) -> Self {
+    pub(crate) fn start(scratch: &Scratch, name: &str, flags: &[&str]) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/webhook_receiver.py");
         let out = scratch.0.join(format!("{name}.jsonl"));
         let mut child = Command::new(python())
@@ -111,12 +111,12 @@ impl Receiver {
         Self { child, port, out }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
     /// Every request it got so far, in order.
-    fn requests(&self) -> Vec<Value> {
+    pub(crate) fn requests(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.out)
             .unwrap_or_default()
             .lines()
