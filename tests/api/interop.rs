@@ -16,35 +16,11 @@ use crate::helpers::{Backend, Cluster};
 use crate::keys::{KeyDir, use_keys};
 use crate::oauth::{WORKER, with_clients};
 
-/// The Python with the interop packages: `TOKENGATE_PYTHON`, else the venv
-/// `scripts/test` makes, else `python3`.
 pub(crate) fn python() -> PathBuf {
-    let python = std::env::var_os("TOKENGATE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let venv =
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/interop-venv/bin/python");
-            if venv.exists() {
-                venv
-            } else {
-                "python3".into()
-            }
-        });
-    let ready = Command::new(&python)
-        .args([
-            "-c",
-            "import jwt, authlib, requests, grpc, grpc_tools, grpc_reflection, grpc_health, \
-             openapi_spec_validator",
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ready,
-        "{} lacks PyJWT/Authlib/grpcio/openapi-spec-validator: run scripts/test, which installs \
-         tests/interop/requirements.txt into target/interop-venv",
-        python.display()
-    );
-    python
+    crate::support::python::with(
+        "jwt, authlib, requests, grpc, grpc_tools, grpc_reflection, grpc_health, openapi_spec_validator",
+        "PyJWT/Authlib/grpcio/openapi-spec-validator",
+    )
 }
 
 /// Runs a script of `tests/interop/` off the async runtime; returns stdout.

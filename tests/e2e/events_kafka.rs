@@ -64,31 +64,8 @@ impl Message {
     }
 }
 
-/// The Python with kafka-python: `TOKENGATE_PYTHON`, else the venv
-/// `scripts/test` makes, else `python3`.
 fn python() -> PathBuf {
-    let python = std::env::var_os("TOKENGATE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let venv =
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/interop-venv/bin/python");
-            if venv.exists() {
-                venv
-            } else {
-                "python3".into()
-            }
-        });
-    let ready = Command::new(&python)
-        .args(["-c", "import kafka"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ready,
-        "{} lacks kafka-python: run scripts/test, which installs \
-         tests/interop/requirements.txt into target/interop-venv",
-        python.display()
-    );
-    python
+    crate::support::python::with("kafka", "kafka-python")
 }
 
 /// Runs `kafka_consumer.py` off the async workers; its stdout.

@@ -23,31 +23,8 @@ const PASSWORD: &str = "correct horse battery staple";
 /// How soon an event must reach a healthy endpoint.
 const PROMPTLY: Duration = Duration::from_secs(5);
 
-/// The Python with `standardwebhooks`: `TOKENGATE_PYTHON`, else the venv
-/// `scripts/test` makes, else `python3`.
 fn python() -> PathBuf {
-    let python = std::env::var_os("TOKENGATE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let venv =
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/interop-venv/bin/python");
-            if venv.exists() {
-                venv
-            } else {
-                "python3".into()
-            }
-        });
-    let ready = Command::new(&python)
-        .args(["-c", "import standardwebhooks"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ready,
-        "{} lacks standardwebhooks: run scripts/test, which installs \
-         tests/interop/requirements.txt into target/interop-venv",
-        python.display()
-    );
-    python
+    crate::support::python::with("standardwebhooks", "the standardwebhooks library")
 }
 
 /// A directory of the test's own, removed when done.

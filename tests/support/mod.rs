@@ -9,5 +9,6 @@ pub mod nginx;
 pub mod ports;
 pub mod postgres;
 pub mod procs;
+pub mod python;
 pub mod redis;
 pub mod tansu;
