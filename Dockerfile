@@ -25,10 +25,16 @@ RUN cargo chef prepare --recipe-path recipe.json
 FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
 # Dependencies only: this layer changes only when Cargo.toml / Cargo.lock do.
-# C compiled here, all with what rust:bookworm already has (nothing to apt-get):
-# jsonwebtoken's aws_lc_rs backend (gcc; no cmake needed), and the Kafka sink's
-# librdkafka with a vendored OpenSSL and zlib (gcc, make, perl; about three minutes
-# on two cores), linked statically, so the runtime image needs nothing more.
+# C compiled here: jsonwebtoken's aws_lc_rs backend (gcc; no cmake needed), and the
+# Kafka sink's librdkafka with a vendored OpenSSL and zlib (gcc, make and perl with
+# its core modules — OpenSSL's Configure uses IPC::Cmd; about three minutes on two
+# cores), linked statically, so the runtime image needs nothing more. rust:bookworm
+# has perl already (then this is a no-op); a slimmer builder image may not.
+# hadolint ignore=DL3008
+RUN if ! perl -MIPC::Cmd -e1 2>/dev/null; then \
+        apt-get update && apt-get install -y --no-install-recommends perl \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 RUN cargo chef cook --release --locked --recipe-path recipe.json --bin tokengate
 # Everything, migrations/ included: sqlx::migrate! embeds migrations/sqlite and
 # migrations/postgres into the binary at compile time (the replicas apply them at
