@@ -311,6 +311,7 @@ impl Dispatcher<'_> {
 mod tests {
     use super::*;
     use crate::events::sink::{Backoff, BoxFuture, Delivered, DeliveryError};
+    use crate::store::SessionStore;
     use crate::store::event_log::NewEvent;
     use crate::store::memory::MemoryStore;
     use std::sync::Mutex;
@@ -399,7 +400,7 @@ mod tests {
         let events: Vec<NewEvent> = (0..5)
             .map(|i| event("SessionEnded", &format!("u{i}")))
             .collect();
-        store.append_events(&events).await.expect("append");
+        store.log_events(&events).await.expect("append");
         let sink = Arc::new(Recorder {
             fail: Mutex::new(2),
             seen: Mutex::default(),
@@ -414,7 +415,7 @@ mod tests {
         let store = Store::Memory(MemoryStore::for_tests());
         store.join_events("test").await.expect("join");
         store
-            .append_events(&[
+            .log_events(&[
                 event("UserLoggedIn", "a"),
                 event("SessionEnded", "b"),
                 event("UserLoggedIn", "c"),

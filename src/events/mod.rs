@@ -33,8 +33,8 @@ use tokio::sync::Notify;
 use crate::config::EventSettings;
 use crate::db::events::USER_REGISTERED;
 use crate::db::{Database, DurableStore, EventSink, OutboxEvent, SinkError};
-use crate::store::Store;
 use crate::store::event_log::{Backlog, NewEvent};
+use crate::store::{SessionStore, Store};
 use dispatch::EventMetrics;
 
 pub mod dispatch;
@@ -62,7 +62,7 @@ impl EventSink for ToLog<'_> {
         Box::pin(async move {
             let events: Vec<NewEvent> = events.iter().map(logged).collect();
             self.0
-                .append_events(&events)
+                .log_events(&events)
                 .await
                 .map_err(|e| SinkError(e.to_string()))
         })

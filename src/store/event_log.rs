@@ -62,6 +62,18 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
+    /// An event of `kind` about `subject` with a fresh id, `data` a JSON
+    /// object.
+    pub fn new(kind: &str, subject: &str, data: &serde_json::Value, at: Millis) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            kind: kind.into(),
+            subject: subject.into(),
+            occurred_at: at,
+            data: data.to_string(),
+        }
+    }
+
     /// The fields of its log entry, in order.
     pub fn fields(&self) -> [(&'static str, String); 7] {
         [
@@ -296,17 +308,8 @@ impl MemoryEventLog {
 
 /// The log of whichever store this is; with the embedded store, a lease
 /// is always held (one process).
+/// (Appending is [`super::SessionStore::log_events`].)
 impl super::Store {
-    pub async fn append_events(&self, events: &[NewEvent]) -> Result<(), StoreError> {
-        match self {
-            Self::Redis(redis) => redis.append_events(events).await,
-            Self::Memory(memory) => {
-                memory.event_log().append(events);
-                Ok(())
-            }
-        }
-    }
-
     pub async fn join_events(&self, group: &str) -> Result<(), StoreError> {
         match self {
             Self::Redis(redis) => redis.join_events(group).await,

@@ -494,7 +494,7 @@ impl SessionStore for Store {
     }
 
     async fn log_events(&self, events: &[NewEvent]) -> Result<(), StoreError> {
-        self.append_events(events).await
+        dispatch!(self, s => s.log_events(events))
     }
 
     async fn ended_log(

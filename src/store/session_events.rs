@@ -56,7 +56,7 @@ pub fn logged_in(sid: Uuid, subject: &Subject, now: Millis) -> NewEvent {
         "client_id": subject.client,
         "scope": subject.scope,
     });
-    event(USER_LOGGED_IN, &subject.sub, data, now)
+    NewEvent::new(USER_LOGGED_IN, &subject.sub, &data, now)
 }
 
 /// `SessionEnded {sid, sub, reason}` about `sub`.
@@ -66,17 +66,7 @@ pub fn ended(sid: Uuid, sub: &str, reason: EndReason, now: Millis) -> NewEvent {
         "sub": sub,
         "reason": reason.as_str(),
     });
-    event(SESSION_ENDED, sub, data, now)
-}
-
-fn event(kind: &str, subject: &str, data: serde_json::Value, now: Millis) -> NewEvent {
-    NewEvent {
-        id: Uuid::now_v7(),
-        kind: kind.into(),
-        subject: subject.into(),
-        occurred_at: now,
-        data: data.to_string(),
-    }
+    NewEvent::new(SESSION_ENDED, sub, &data, now)
 }
 
 #[cfg(test)]

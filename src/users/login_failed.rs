@@ -47,13 +47,8 @@ pub fn event(
         "reason": failure.as_str(),
         "address": addr.to_string(),
     });
-    NewEvent {
-        id: Uuid::now_v7(),
-        kind: LOGIN_FAILED.into(),
-        subject: user.map_or_else(|| email.to_owned(), |id| id.to_string()),
-        occurred_at: now,
-        data: data.to_string(),
-    }
+    let subject = user.map_or_else(|| email.to_owned(), |id| id.to_string());
+    NewEvent::new(LOGIN_FAILED, &subject, &data, now)
 }
 
 /// Appends `event`; a failure to is logged, never the caller's answer.
