@@ -102,9 +102,18 @@ const ROUNDS_NOW: usize = 4;
 /// so the order stays the outbox's. A failure, or a backlog longer than
 /// [`ROUNDS_NOW`] batches, only wakes the background relay, which retries:
 /// the request still succeeds, its event is safe in the outbox.
-pub async fn deliver_now(db: &Database, sink: &dyn EventSink, wake: &Notify) {
+pub async fn deliver_now(
+    db: &Database,
+    sink: &dyn EventSink,
+    wake: &Notify,
+    metrics: &EventMetrics,
+) {
     for _ in 0..ROUNDS_NOW {
-        match db.relay_events(sink, BATCH).await {
+        let round = db.relay_events(sink, BATCH).await;
+        if let Ok(delivered) = round {
+            metrics.delivered(STREAM, delivered);
+        }
+        match round {
             Ok(delivered) if delivered < BATCH as usize => return,
             Ok(_) => {}
             Err(e) => {

@@ -105,7 +105,13 @@ impl Gate {
     /// only wakes the background relay.
     pub(super) async fn deliver_events(&self) {
         let sink = crate::events::ToLog(self.sessions.store());
-        crate::events::deliver_now(&self.database, &sink, &self.events_wake).await;
+        crate::events::deliver_now(
+            &self.database,
+            &sink,
+            &self.events_wake,
+            self.event_sinks.metrics(),
+        )
+        .await;
     }
 
     /// Moves the outbox to the Redis stream (with the embedded store,
