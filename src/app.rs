@@ -40,16 +40,17 @@ pub struct BuildError(String);
 /// Tokio runtime: the database pool starts its upkeep task there.
 pub fn build(settings: &Settings) -> Result<Gate, BuildError> {
     let timing = Timing::from_auth(&settings.auth);
+    let events = EventStream {
+        key: settings.events.stream.clone(),
+        max_len: settings.events.max_len,
+    };
     let store = if settings.uses_redis() {
         let redis = RedisStore::new(&settings.cache, timing)
             .map_err(|e| BuildError(e.to_string()))?
-            .with_event_stream(EventStream {
-                key: settings.events.stream.clone(),
-                max_len: settings.events.max_len,
-            });
+            .with_event_stream(events);
         Store::Redis(redis)
     } else {
-        Store::Memory(MemoryStore::new(timing))
+        Store::Memory(MemoryStore::new(timing).with_event_stream(&events))
     };
     let gate = with_store(settings, store)?;
     if !settings.uses_redis() {

@@ -136,6 +136,13 @@ impl MemoryStore {
         }
     }
 
+    /// Keeps at most `stream.max_len` events in the log, as Redis would
+    /// (`events.max_len`; the key means nothing in memory).
+    pub fn with_event_stream(mut self, stream: &EventStream) -> Self {
+        self.events = MemoryEventLog::new(stream.max_len);
+        self
+    }
+
     /// The log of events.
     pub fn event_log(&self) -> &MemoryEventLog {
         &self.events
