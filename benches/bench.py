@@ -19,6 +19,10 @@ Run it through `scripts/bench` (installs wrk, builds the binary). What it does:
      passed on, an app that answers a constant),
      nginx_tokengate_auth_uds (an extra nginx with the same shared files, its
      upstream the replica's Unix socket, server.unix_socket, instead of TCP),
+     nginx_tokengate_bearer_auth and nginx_tokengate_cookie_auth (browser
+     sessions: the Bearer gate and the cookie gate /oauth2/auth, each on an
+     extra nginx built alike, a session signed in through the sign-in form;
+     tokengate_bench/browser_cases.py),
      login, refresh (pre-made pool, successors chained), logout (pre-made pool);
      grpc_refresh and grpc_refresh_nginx: AuthApi/Refresh over gRPC, to the
      replica's grpc.port and through nginx's gRPC server, with

@@ -10,6 +10,8 @@
   http_cases   direct cases: ping, authenticate (session, API token), login,
                refresh, logout; Redis costs per operation, memory per session
   nginx_cases  behind nginx: ceilings, the shipped config, Unix socket, 3 replicas
+  browser_cases the cookie gate (/oauth2/auth) beside the Bearer gate, each on an
+               extra nginx built alike; a browser session signed in by the form
   grpc_cases   AuthApi/Refresh direct and through nginx (examples/grpc_load.rs)
   cached_cases the local cache (SPEC §10): load cases, Redis per authenticate,
                invalidation delay, RSS with many sessions cached

@@ -113,16 +113,19 @@ def bare_204_front(port: int) -> str:
 
 
 def measure_on_front(b: Bench, case: str, http_block, ready_path: str, headers: list[str],
-                     root_workers: bool = False, **measure) -> None:
+                     root_workers: bool = False, check_for=None, **measure) -> None:
     """`case` against GET /app/ on an ExtraNginx (counted as nginx),
-    which runs only for the case."""
+    which runs only for the case. The pre-check: GET /app/ answers 2xx
+    twice, or `check_for(port, headers)`'s check."""
     front = ExtraNginx(b.work / f"nginx-{case}", b.o.nginx_workers, root_workers)
     try:
         port = front.up(http_block, ready_path)
         b.extra_pids = [front.proc.pid]
         auth = dict(h.split(": ", 1) for h in headers)
+        check = (check_for(port, auth) if check_for is not None
+                 else b.expect_2xx(port, "/app/", headers=auth, times=2))
         b.measure(case, f"http://127.0.0.1:{port}/app/", "get.lua", headers,
-                  check=b.expect_2xx(port, "/app/", headers=auth, times=2), **measure)
+                  check=check, **measure)
     finally:
         b.extra_pids = []
         front.down()

@@ -3,6 +3,7 @@ Redis costs and memory, notes, targets and ratios (target/bench/report.txt)."""
 
 from __future__ import annotations
 
+from .browser_cases import BROWSER_EXPLAINED
 from .cached_cases import CACHED_EXPLAINED, INVALIDATION_TRIAL_S
 from .flood_cases import FLOOD_EXPLAINED, LOGIN_FLOOD_CASES, LOGIN_FLOOD_EXPLAINED, OAUTH_CASES
 from .user_cases import USER_CASES, USERS_EXPLAINED
@@ -40,7 +41,7 @@ def render_text(rep: dict) -> str:
         lines.append(f"  {r['case']:30} {u['tokengate']:>9} {u['redis']:>6} {u['nginx']:>6} {u['wrk']:>5}")
     lines.append("")
     by = {r["case"]: r for r in rep["cases"]}
-    for section in (_ping_grpc_idle, _oauth_floods, _login_floods, _users, _local_cache,
+    for section in (_ping_grpc_idle, _browser, _oauth_floods, _login_floods, _users, _local_cache,
                     _redis_and_rss, _targets_and_ratios):
         lines.extend(section(rep, by))
     return "\n".join(lines) + "\n"
@@ -60,6 +61,42 @@ def _ping_grpc_idle(rep: dict, by: dict) -> list[str]:
                 lines.append(f"  {name:16} {by[name]['rps']:>9.0f} req/s  p50 {lat['p50']:.2f} ms  "
                              f"p99 {lat['p99']:.2f} ms")
         lines.append("")
+    return lines
+
+
+def _browser(rep: dict, by: dict) -> list[str]:
+    """The cookie gate beside the Bearer gate: rates, CPU and Redis per request."""
+    lines: list[str] = []
+    if "nginx_tokengate_cookie_auth" not in by:
+        return lines
+    lines.append("Browser sessions (SPEC §15): the cookie gate beside the Bearer gate, GET /app/ "
+                 "through nginx to the strict replica, same run:")
+    lines.append(f"  {'case':30} {'req/s':>9} {'p99 ms':>7}   µs/req: {'tokengate':>9} {'redis':>6} "
+                 f"{'nginx':>6}   Redis calls per request")
+
+    def us(v):
+        return "-" if v is None else f"{v:.1f}"
+
+    for name, where in (("nginx_tokengate_auth", "Bearer, the cluster's nginx"),
+                        ("nginx_tokengate_bearer_auth", "Bearer, an extra nginx"),
+                        ("nginx_tokengate_cookie_auth", "cookie, an extra nginx alike")):
+        r = by.get(name)
+        if not r:
+            continue
+        u = r["cpu_us_per_request"]
+        calls = ", ".join(f"{k} {v:g}" for k, v in (r.get("redis_calls_per_request") or {}).items())
+        lines.append(f"  {name:30} {r['rps']:>9.0f} {r['latency_ms']['p99']:>7.2f}   {'':7} "
+                     f"{us(u['tokengate']):>9} {us(u['redis']):>6} {us(u['nginx']):>6}   "
+                     f"{calls or '-'}  ({where})")
+    br = rep.get("browser") or {}
+    cpu = br.get("cpu_ratio")
+    if cpu:
+        rps = rep["ratios"].get("nginx_tokengate_cookie_auth / nginx_tokengate_bearer_auth")
+        lines.append(f"  cookie / Bearer (same nginx): {rps} in req/s; CPU per request: "
+                     + ", ".join(f"{k} {v}" for k, v in cpu.items()
+                                 if k in ("tokengate", "redis", "nginx") and v is not None))
+    lines.extend(wrapped(BROWSER_EXPLAINED))
+    lines.append("")
     return lines
 
 

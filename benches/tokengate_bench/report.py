@@ -36,6 +36,12 @@ TARGETS = [
     # against STRICT_BASELINE_US, within STRICT_TOLERANCE.
     ("strict authenticate, tokengate CPU µs/req", "strict_authenticate_us", "<=", None),
     ("strict nginx_tokengate_auth, tokengate CPU µs/req", "strict_nginx_us", "<=", None),
+    # Issue 28: "the cookie gate should cost within 5 % of the Bearer gate".
+    # Bearer = nginx_tokengate_auth's shipped config on an extra nginx built
+    # as the cookie case's (nginx_tokengate_bearer_auth), in the same run.
+    ("nginx_tokengate_cookie_auth / nginx_tokengate_bearer_auth", "ratio_cookie_bearer", ">=", 0.95),
+    ("cookie / Bearer gate, tokengate CPU µs per request", "cpu_cookie_bearer", "<=", 1.05),
+    ("EVALSHA per cookie check (its load run)", "cookie_evalsha", "==", 1),
 ]
 
 # Strict mode before the local cache, from benches/README.md (shared 2-core AMD
@@ -80,6 +86,18 @@ def report(b: Bench, elapsed: float) -> dict:
         "nginx_tokengate_auth_uds / nginx_trivial_auth": ratio("nginx_tokengate_auth_uds",
                                                                "nginx_trivial_auth"),
     }
+    # Browser sessions (SPEC §15): the cookie gate beside the Bearer gate on
+    # an identical extra nginx (the target), and beside the cluster's nginx.
+    ratios.update({
+        "nginx_tokengate_cookie_auth / nginx_tokengate_bearer_auth": ratio(
+            "nginx_tokengate_cookie_auth", "nginx_tokengate_bearer_auth"),
+        "nginx_tokengate_cookie_auth / nginx_tokengate_auth": ratio(
+            "nginx_tokengate_cookie_auth", "nginx_tokengate_auth"),
+        "nginx_tokengate_bearer_auth / nginx_tokengate_auth": ratio(
+            "nginx_tokengate_bearer_auth", "nginx_tokengate_auth"),
+        "nginx_tokengate_cookie_auth / nginx_trivial_auth": ratio(
+            "nginx_tokengate_cookie_auth", "nginx_trivial_auth"),
+    })
     # SPEC §11: a flood from another address costs the honest client nothing
     # but CPU (should be within noise of 1).
     ratios["login_client_flooded / login_client"] = ratio("login_client_flooded",
@@ -114,7 +132,11 @@ def report(b: Bench, elapsed: float) -> dict:
     # so is the cached cluster's (its local cache holds --cached-sessions).
     rss_mb = max((v["vm_hwm_kb"] for k, v in b.rss.items()
                   if not k.startswith(("oauth-", "users-", "cached-"))), default=None)
+    browser = browser_costs(by)
     values = {
+        "ratio_cookie_bearer": ratios["nginx_tokengate_cookie_auth / nginx_tokengate_bearer_auth"],
+        "cpu_cookie_bearer": browser.get("tokengate_cpu_ratio"),
+        "cookie_evalsha": browser.get("cookie_evalsha"),
         "ratio_authenticate_ping": ratios["authenticate / ping"],
         "ratio_nginx": ratios["nginx_tokengate_auth / nginx_trivial_auth"],
         "authenticate_round_trips": b.costs.get("authenticate", {}).get("round_trips"),
@@ -136,6 +158,8 @@ def report(b: Bench, elapsed: float) -> dict:
     if b.o.profile == "dev":
         # The baseline is a release build's: a debug build's figures say nothing.
         values["strict_authenticate_us"] = values["strict_nginx_us"] = None
+        # Nor is a debug build's CPU a measure of the gates' costs.
+        values["cpu_cookie_bearer"] = None
     baseline_goals = {
         "strict_authenticate_us": round(STRICT_BASELINE_US["authenticate"] * STRICT_TOLERANCE, 1),
         "strict_nginx_us": round(STRICT_BASELINE_US["nginx_tokengate_auth"] * STRICT_TOLERANCE, 1),
@@ -183,8 +207,28 @@ def report(b: Bench, elapsed: float) -> dict:
         "argon2": b.argon2,
         "database_use": b.database_use,
         "local_cache": b.cached,
+        "browser": browser,
         "targets": targets,
     }
+
+
+def browser_costs(by: dict) -> dict:
+    """The cookie gate beside the Bearer gate on an identical nginx: CPU per
+    request of each process and their ratios, Redis commands per request."""
+    cookie, bearer = by.get("nginx_tokengate_cookie_auth"), by.get("nginx_tokengate_bearer_auth")
+    out: dict = {}
+    if cookie:
+        out["cookie_evalsha"] = cookie.get("redis_calls_per_request", {}).get("evalsha")
+    if cookie and bearer:
+        cu, bu = cookie["cpu_us_per_request"], bearer["cpu_us_per_request"]
+        out["cpu_us_per_request"] = {"cookie": cu, "bearer": bu}
+        out["cpu_ratio"] = {k: round(cu[k] / bu[k], 3) if cu.get(k) and bu.get(k) else None
+                            for k in cu}
+        out["tokengate_cpu_ratio"] = out["cpu_ratio"].get("tokengate")
+        out["redis_calls_per_request"] = {
+            "cookie": cookie.get("redis_calls_per_request"),
+            "bearer": bearer.get("redis_calls_per_request")}
+    return out
 
 
 def machine_info() -> dict:

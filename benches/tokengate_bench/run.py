@@ -7,7 +7,7 @@ import json
 import shutil
 import time
 
-from . import cached_cases, flood_cases, grpc_cases, http_cases, nginx_cases, user_cases
+from . import browser_cases, cached_cases, flood_cases, grpc_cases, http_cases, nginx_cases, user_cases
 from .harness import Bench
 from .render import render_text
 from .report import report
@@ -78,6 +78,8 @@ def strict_cases(b: Bench, want) -> None:
         flood_cases.ping_grpc_idle(b)
     http_cases.authenticate(b, want, token, api_token)
     nginx_cases.single_replica_cases(b, want, token, uds)
+    # Browser sessions (SPEC §15): the cookie gate beside the Bearer gate.
+    browser_cases.run(b, want, token)
     if want("login"):
         http_cases.login(b)
     refresh_pool = http_cases.costs(b, api_token)
