@@ -144,6 +144,8 @@ def cookie_front(port: int, tokengate_server: str, app_port: int) -> str:
             auth_request_set $tg_remote_user $upstream_http_remote_user;
             auth_request_set $tg_remote_email $upstream_http_remote_email;
             auth_request_set $redirect $upstream_http_location;
+            # A browser without a session: to the sign-in page (an absolute
+            # Location when tokengate trusts this nginx; never in the load run).
             error_page 401 =302 $redirect;
             proxy_set_header X-User-Id $tg_user;
             proxy_set_header X-Session-Id $tg_session;

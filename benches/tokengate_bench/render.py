@@ -84,7 +84,10 @@ def _browser(rep: dict, by: dict) -> list[str]:
         if not r:
             continue
         u = r["cpu_us_per_request"]
-        calls = ", ".join(f"{k} {v:g}" for k, v in (r.get("redis_calls_per_request") or {}).items())
+        # Commands under 0.001 per request are the replica's own (heartbeat
+        # PINGs, the expiry sweep), not the check's.
+        calls = ", ".join(f"{k} {v:g}" for k, v in sorted(
+            (r.get("redis_calls_per_request") or {}).items()) if v > 0)
         lines.append(f"  {name:30} {r['rps']:>9.0f} {r['latency_ms']['p99']:>7.2f}   {'':7} "
                      f"{us(u['tokengate']):>9} {us(u['redis']):>6} {us(u['nginx']):>6}   "
                      f"{calls or '-'}  ({where})")
