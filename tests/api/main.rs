@@ -39,5 +39,6 @@ mod session_events;
 mod sessions;
 mod slow_clients;
 mod stored_clients;
+mod totp_store;
 mod user_sessions;
 mod users;
