@@ -164,6 +164,17 @@ mod tests {
     }
 
     #[test]
+    fn the_checked_in_config_file_holds_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.yml");
+        let empty = config::Environment::with_prefix("TOKENGATE")
+            .source(Some(std::collections::HashMap::new()));
+        let s = super::super::Settings::load_from(Some(&path), empty).unwrap();
+        let d = TotpSettings::default();
+        assert_eq!(s.totp.key_file, d.key_file);
+        assert_eq!(s.totp.issuer, d.issuer);
+    }
+
+    #[test]
     fn the_key_is_redacted_in_debug_output() {
         let printed = format!("{:?}", TotpKey([42; 32]));
         assert_eq!(printed, "[redacted]");
