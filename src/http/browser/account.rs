@@ -173,5 +173,5 @@ pub(super) async fn totp_action(
 /// A refused code, told the user on the page (a throttle or an outage is
 /// the error page's).
 fn is_wrong_code(error: &ServiceError) -> bool {
-    matches!(error, ServiceError::InvalidCredentials)
+    matches!(error, ServiceError::InvalidCode)
 }

@@ -98,7 +98,9 @@ pub(super) async fn submit(
         Ok(handle) => handle,
         Err(error) => {
             let (status, message) = match &error {
-                ServiceError::InvalidCredentials => (StatusCode::BAD_REQUEST, WRONG.to_owned()),
+                ServiceError::InvalidCredentials | ServiceError::InvalidCode => {
+                    (StatusCode::BAD_REQUEST, WRONG.to_owned())
+                }
                 ServiceError::TooManyAttempts(seconds) => (
                     StatusCode::TOO_MANY_REQUESTS,
                     format!("Too many failed attempts. Try again in {seconds} seconds."),
