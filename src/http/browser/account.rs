@@ -134,6 +134,14 @@ pub(super) async fn totp_action(
     let code = params.get("code")?.unwrap_or("");
     match params.require("action")? {
         "begin" => {
+            let password = params.get("password")?.unwrap_or("");
+            match gate.confirm_password(&identity, password, who).await {
+                Ok(()) => {}
+                Err(ServiceError::InvalidCredentials) => {
+                    return Ok(pages::totp_off(&token, Some("Wrong password.")));
+                }
+                Err(other) => return Err(other.into()),
+            }
             let email = identity.subject.email.as_deref().unwrap_or("");
             let enrolment = gate.totp_begin(user, email)?;
             Ok(pages::totp_enrol(

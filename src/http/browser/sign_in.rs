@@ -98,14 +98,16 @@ pub(super) async fn submit(
         Ok(handle) => handle,
         Err(error) => {
             let (status, message) = match &error {
-                ServiceError::InvalidCredentials | ServiceError::InvalidCode => {
-                    (StatusCode::BAD_REQUEST, WRONG.to_owned())
-                }
+                ServiceError::InvalidCredentials => (StatusCode::BAD_REQUEST, WRONG.to_owned()),
                 ServiceError::TooManyAttempts(seconds) => (
                     StatusCode::TOO_MANY_REQUESTS,
                     format!("Too many failed attempts. Try again in {seconds} seconds."),
                 ),
+                // TotpNotConfigured: an account with TOTP on, and no
+                // totp.key_file to check its codes with (recovery codes
+                // still work).
                 ServiceError::Busy
+                | ServiceError::TotpNotConfigured
                 | ServiceError::StoreUnavailable(_)
                 | ServiceError::DatabaseUnavailable(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
