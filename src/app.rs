@@ -171,6 +171,7 @@ pub fn with_store(settings: &Settings, store: Store) -> Result<Gate, BuildError>
         api_tokens,
         admin,
         identity_headers: settings.authenticate.identity_headers.clone(),
+        cookie: settings.cookie.clone(),
         jwks: Bytes::from(jwks),
         issuer: auth.issuer.clone(),
         public_url: settings.oauth.public_url.trim_end_matches('/').to_owned(),

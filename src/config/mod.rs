@@ -19,6 +19,7 @@ mod api_tokens;
 mod auth;
 mod cache;
 mod clients;
+mod cookie;
 mod events;
 mod gate;
 mod grpc;
@@ -34,6 +35,8 @@ use clients::validate_clients;
 pub use clients::{
     LoginClient, LoginSettings, OAuthClient, OAuthSettings, ThrottleSettings, is_client_id,
 };
+pub use cookie::CookieSettings;
+pub(crate) use cookie::is_host;
 pub use events::{EventSettings, KafkaSasl, KafkaSettings, KafkaTls, WebhookSettings};
 pub use gate::{AuthenticateSettings, IdentityHeader};
 pub use grpc::GrpcSettings;
@@ -67,6 +70,7 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub authenticate: AuthenticateSettings,
     pub api_tokens: ApiTokenSettings,
+    pub cookie: CookieSettings,
 }
 
 /// A configuration value that must never reach a log line.
@@ -205,6 +209,7 @@ impl Settings {
         self.database.validate()?;
         self.users.validate()?;
         self.events.validate()?;
+        self.cookie.validate()?;
         if self.server.max_connections == 0 {
             return Err(ConfigError::new(
                 "server.max_connections",

@@ -21,7 +21,9 @@ pub fn from_service_error(error: &ServiceError) -> Status {
         | E::InvalidClient(_)
         | E::InvalidCredentials
         | E::InvalidAdminToken => Code::Unauthenticated,
-        E::InsufficientScope(_) | E::AdminDisabled => Code::PermissionDenied,
+        E::InsufficientScope(_) | E::SecondFactorRequired | E::AdminDisabled => {
+            Code::PermissionDenied
+        }
         E::NotFound(_) => Code::NotFound,
         E::EmailTaken => Code::AlreadyExists,
         E::RateLimited(_) | E::TooManyAttempts(_) => Code::ResourceExhausted,

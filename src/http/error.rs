@@ -75,7 +75,9 @@ fn status_of(error: &ServiceError) -> StatusCode {
         | E::RefreshReuse
         | E::InvalidClient(_)
         | E::InvalidAdminToken => StatusCode::UNAUTHORIZED,
-        E::InsufficientScope(_) | E::AdminDisabled => StatusCode::FORBIDDEN,
+        E::InsufficientScope(_) | E::SecondFactorRequired | E::AdminDisabled => {
+            StatusCode::FORBIDDEN
+        }
         E::RateLimited(_) | E::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
         E::NotFound(_) => StatusCode::NOT_FOUND,
         E::StoreUnavailable(_) | E::DatabaseUnavailable(_) | E::Busy => {

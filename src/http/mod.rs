@@ -8,6 +8,7 @@
 mod admin;
 mod authenticate;
 mod body;
+mod browser;
 mod deadline;
 mod discovery;
 pub mod error;
@@ -118,6 +119,12 @@ async fn route(
     let path = request.uri().path();
     if let Err(refused) = route::check_path(path) {
         return ("other", Err(refused.into()));
+    }
+    if let Some(page) = browser::Page::find(path) {
+        if listener != Listener::Public {
+            return ("other", Err(ApiError::NotFound));
+        }
+        return (page.name(), browser::handle(gate, page, request).await);
     }
     let Some(route) = Route::find(path, listener) else {
         return ("other", Err(ApiError::NotFound));

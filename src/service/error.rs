@@ -74,6 +74,10 @@ pub enum ServiceError {
     EmailTaken,
     #[error("unknown email or wrong password")]
     InvalidCredentials,
+    /// A browser session signed in without the second factor a location
+    /// demands (`/oauth2/auth?require=otp`).
+    #[error("this page needs a session signed in with a one-time code")]
+    SecondFactorRequired,
     #[error("{}", AdminError::Disabled)]
     AdminDisabled,
     #[error("admin token refused")]
@@ -195,6 +199,7 @@ impl ServiceError {
             Self::InvalidGrant | Self::RefreshReuse => "invalid_grant",
             Self::InvalidClient(_) => "invalid_client",
             Self::InsufficientScope(_) => "insufficient_scope",
+            Self::SecondFactorRequired => "second_factor_required",
             Self::OAuth { code, .. } => code.as_str(),
             Self::RateLimited(_) => "rate_limited",
             Self::TooManyAttempts(_) => "too_many_attempts",
@@ -241,6 +246,7 @@ impl ServiceError {
             Self::InvalidAdminToken => "invalid_admin_token",
             Self::TooManyAttempts(_) => "throttled",
             Self::InsufficientScope(_) => "insufficient_scope",
+            Self::SecondFactorRequired => "second_factor_required",
             _ => return None,
         })
     }

@@ -18,6 +18,7 @@
 mod admin;
 mod api_tokens;
 mod authenticate;
+mod browser;
 mod error;
 mod health;
 mod lifecycle;
@@ -37,7 +38,7 @@ use tokio::sync::Notify;
 use crate::admin::Admin;
 use crate::api_tokens::ApiTokens;
 use crate::clients::ClientSecrets;
-use crate::config::{EventSettings, GrpcSettings, ServerSettings};
+use crate::config::{CookieSettings, EventSettings, GrpcSettings, ServerSettings};
 use crate::db::Database;
 use crate::events::RelayStatus;
 use crate::metrics::Metrics;
@@ -54,6 +55,7 @@ pub use crate::clients::{Attempt, ClientError, parse_basic};
 pub use crate::config::IdentityHeader;
 pub use crate::proxies::Peer;
 pub use crate::session::TokenPair;
+pub use crate::session::browser::{Amr, BrowserHandle, BrowserIdentity};
 pub use crate::session_feed::PAGE as ENDED_PAGE;
 pub use crate::store::{Cursor, EndedSession, LogStart};
 pub use crate::tokens::api::is_api_token;
@@ -104,6 +106,8 @@ pub struct Gate {
     pub(crate) api_tokens: ApiTokens,
     /// The token of the management API.
     pub(crate) admin: Admin,
+    /// The browser sessions' cookie (SPEC §15).
+    pub(crate) cookie: CookieSettings,
     /// Extra headers of a valid `/authenticate` answer.
     pub(crate) identity_headers: Vec<IdentityHeader>,
     /// The public keys as served at `/.well-known/jwks.json`.

@@ -19,8 +19,10 @@ pub struct SessionView {
     pub last_active: u64,
     /// The OAuth client it was issued to; `null` for `/login` sessions.
     pub client_id: Option<String>,
-    /// Whether it is the session of the token that asked.
+    /// Whether it is the session of the token (or browser) that asked.
     pub current: bool,
+    /// A browser's session (SPEC §15), not a token holder's.
+    pub browser: bool,
 }
 
 impl SessionView {
@@ -31,6 +33,7 @@ impl SessionView {
             last_active: session.last_active / 1000,
             client_id: session.client.clone(),
             current: current == Some(session.sid),
+            browser: session.browser,
         }
     }
 }

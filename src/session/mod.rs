@@ -12,6 +12,7 @@
 //! [`per_user`] (a user's sessions: list, end one, end all) and
 //! [`local_cache`] (SPEC §10, opt-in: authenticate from memory).
 
+pub mod browser;
 mod introspection;
 mod limits;
 pub mod local_cache;
@@ -120,6 +121,11 @@ impl<S: SessionStore> Sessions<S> {
         self.local.as_ref()
     }
 
+    /// The session lifetimes (`auth.*`).
+    pub fn timing(&self) -> &Timing {
+        &self.timing
+    }
+
     pub fn store(&self) -> &S {
         &self.store
     }
@@ -217,6 +223,7 @@ impl<S: SessionStore> Sessions<S> {
                 ends_at,
                 max_ends_at,
                 max_sessions,
+                browser: None,
                 now,
             })
             .await?;

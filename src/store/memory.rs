@@ -24,8 +24,9 @@ use super::event_log::NewEvent;
 use super::rotation::{self, Current, Verdict};
 use super::session_events::{self, EndReason};
 use super::{
-    Admission, CacheEntry, CacheLookup, Counter, NewSession, RefreshState, Revocation, Rotation,
-    RotationOutcome, SessionInfo, SessionStore, StoreError, Subject, Successor, Timing,
+    Admission, BrowserLogin, BrowserSession, CacheEntry, CacheLookup, Counter, NewSession,
+    RefreshState, Revocation, Rotation, RotationOutcome, SessionInfo, SessionStore, StoreError,
+    Subject, Successor, Timing,
 };
 use crate::time::Millis;
 use crate::tokens::SecretHash;
@@ -47,6 +48,7 @@ struct Record {
     expires_at: Millis,
     created_at: Millis,
     last_active: Millis,
+    browser: Option<BrowserLogin>,
 }
 
 impl Record {
@@ -289,6 +291,7 @@ impl SessionStore for MemoryStore {
                 expires_at: s.now + self.timing.ttl(s.ends_at, s.now),
                 created_at: s.now,
                 last_active: s.now,
+                browser: s.browser.clone(),
             },
         );
         Ok(())
@@ -305,6 +308,31 @@ impl SessionStore for MemoryStore {
         record.expires_at = now + self.timing.ttl(record.ends_at, now);
         record.last_active = now;
         Ok(true)
+    }
+
+    async fn authenticate_browser(
+        &self,
+        sid: Uuid,
+        handle_hash: SecretHash,
+        now: Millis,
+    ) -> Result<Option<BrowserSession>, StoreError> {
+        let mut sessions = self.lock();
+        let Some(record) = sessions.live(sid, now) else {
+            return Ok(None);
+        };
+        let Some(browser) = &record.browser else {
+            return Ok(None);
+        };
+        if browser.handle_hash != handle_hash {
+            return Ok(None);
+        }
+        let session = BrowserSession {
+            subject: record.subject.clone(),
+            amr: browser.amr.clone(),
+        };
+        record.expires_at = now + self.timing.ttl(record.ends_at, now);
+        record.last_active = now;
+        Ok(Some(session))
     }
 
     async fn rotate(&self, r: &Rotation) -> Result<RotationOutcome, StoreError> {
@@ -407,6 +435,7 @@ impl SessionStore for MemoryStore {
                 client: r.subject.client.clone(),
                 created_at: r.created_at,
                 last_active: r.last_active,
+                browser: r.browser.is_some(),
             })
             .collect())
     }
@@ -588,6 +617,7 @@ mod tests {
             ends_at: now + TIMING.refresh_lifetime,
             max_ends_at: now + TIMING.max_session,
             max_sessions: 0,
+            browser: None,
             now,
         };
         store.create(&session).await.unwrap();
@@ -683,6 +713,7 @@ mod tests {
             ends_at: T0 + 90_000,
             max_ends_at: T0 + 90_000,
             max_sessions: 0,
+            browser: None,
             now: T0,
         };
         store.create(&session).await.unwrap();
@@ -881,6 +912,7 @@ mod tests {
             ends_at: T0 + TIMING.refresh_lifetime,
             max_ends_at: T0 + TIMING.max_session,
             max_sessions: 0,
+            browser: None,
             now: T0,
         };
         store.create(&session).await.unwrap();

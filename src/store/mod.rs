@@ -119,7 +119,27 @@ pub struct NewSession {
     /// Most live sessions its owner keeps (`auth.max_sessions_per_user`, 0 =
     /// no limit): beyond, this login ends the oldest in the same atomic step.
     pub max_sessions: u32,
+    /// Set for a browser's session (SPEC §15): opened by its cookie, not by
+    /// tokens.
+    pub browser: Option<BrowserLogin>,
     pub now: Millis,
+}
+
+/// What makes a session a browser's (SPEC §15): the hash of the handle its
+/// cookie carries (the handle itself is never stored), and how the user
+/// proved who they are (`amr`, RFC 8176 values, space-separated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrowserLogin {
+    pub handle_hash: SecretHash,
+    pub amr: String,
+}
+
+/// A live browser session, as its cookie opens it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrowserSession {
+    pub subject: Subject,
+    /// As [`BrowserLogin::amr`].
+    pub amr: String,
 }
 
 /// A presented refresh token and the successor that replaces it if it is
@@ -190,6 +210,8 @@ pub struct SessionInfo {
     pub created_at: Millis,
     /// Its last login, refresh or authenticate.
     pub last_active: Millis,
+    /// A browser's session (cookie), not a token holder's.
+    pub browser: bool,
 }
 
 /// What [`SessionStore::admit_attempt`] decided.
@@ -239,6 +261,15 @@ pub trait SessionStore {
     /// True if `jti` is the session's current access token; if so, restarts
     /// its idle clock (`/authenticate`).
     async fn authenticate(&self, sid: Uuid, jti: Uuid, now: Millis) -> Result<bool, StoreError>;
+
+    /// The browser session whose cookie handle hashes to `handle_hash`, if
+    /// it is live; restarts its idle clock (`/oauth2/auth`).
+    async fn authenticate_browser(
+        &self,
+        sid: Uuid,
+        handle_hash: SecretHash,
+        now: Millis,
+    ) -> Result<Option<BrowserSession>, StoreError>;
 
     /// Rotates, replays or ends the session, atomically (`/refresh`).
     async fn rotate(&self, rotation: &Rotation) -> Result<RotationOutcome, StoreError>;
@@ -390,6 +421,15 @@ impl SessionStore for Store {
 
     async fn authenticate(&self, sid: Uuid, jti: Uuid, now: Millis) -> Result<bool, StoreError> {
         dispatch!(self, s => s.authenticate(sid, jti, now))
+    }
+
+    async fn authenticate_browser(
+        &self,
+        sid: Uuid,
+        handle_hash: SecretHash,
+        now: Millis,
+    ) -> Result<Option<BrowserSession>, StoreError> {
+        dispatch!(self, s => s.authenticate_browser(sid, handle_hash, now))
     }
 
     async fn rotate(&self, rotation: &Rotation) -> Result<RotationOutcome, StoreError> {

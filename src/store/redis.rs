@@ -14,7 +14,8 @@
 //! lifetime; the owner is a user's `sub`, or `client:<id>` for an OAuth
 //! client's sessions; `scripts/sessions.lua` and `logout_all.lua` read it).
 //! Fields `x` and `v` hold a password login's email and whether it is
-//! verified. The revocation feed's log is the stream `tg:ended`, with
+//! verified; `h` the hash of a browser session's cookie handle and `f` how
+//! its user signed in (`scripts/browser.lua`, SPEC §15). The revocation feed's log is the stream `tg:ended`, with
 //! `tg:expiry` (which watches every session's expiry, for the
 //! `SessionEnded` events of idle and max_session ends too) and `tg:epoch`
 //! (see [`ended`]). The scripts that log in or end sessions append their
@@ -62,9 +63,9 @@ use deadpool_redis::redis::{
 use uuid::Uuid;
 
 use super::{
-    Admission, CacheEntry, CacheLookup, Counter, EndReason, LogPage, LogStart, NewSession,
-    RefreshState, Revocation, Rotation, RotationOutcome, SessionInfo, SessionStore, StoreError,
-    Timing,
+    Admission, BrowserSession, CacheEntry, CacheLookup, Counter, EndReason, LogPage, LogStart,
+    NewSession, RefreshState, Revocation, Rotation, RotationOutcome, SessionInfo, SessionStore,
+    StoreError, Timing,
 };
 use crate::config::CacheSettings;
 use crate::store::event_log::{EventStream, NewEvent};
@@ -73,6 +74,7 @@ use crate::tokens::SecretHash;
 use crate::tokens::api::TokenHash;
 
 mod api_token_cache;
+mod browser;
 mod connections;
 mod ended;
 mod event_log;
@@ -135,6 +137,7 @@ pub struct RedisStore {
     events: Arc<EventStream>,
     login: Script,
     authenticate: Script,
+    browser: Script,
     rotate: Script,
     revoke: Script,
     inspect: Script,
@@ -186,6 +189,7 @@ impl RedisStore {
             events: Arc::new(EventStream::default()),
             login: with_feed(include_str!("scripts/login.lua")),
             authenticate: Script::new(include_str!("scripts/authenticate.lua")),
+            browser: Script::new(include_str!("scripts/browser.lua")),
             rotate: with_feed(include_str!("scripts/rotate.lua")),
             revoke: with_feed(include_str!("scripts/revoke.lua")),
             inspect: Script::new(include_str!("scripts/inspect.lua")),
@@ -338,6 +342,10 @@ impl SessionStore for RedisStore {
             text(s.subject.email.as_deref()),
             flag(s.subject.email_verified),
             num(u64::from(s.max_sessions)),
+            s.browser
+                .as_ref()
+                .map_or_else(Vec::new, |b| b.handle_hash.to_vec()),
+            text(s.browser.as_ref().map(|b| b.amr.as_str())),
         ];
         let args = [&args[..], &self.feed_args(s.now)].concat();
         // A repeat rewrites the same fields of the same new session (and
@@ -362,6 +370,19 @@ impl SessionStore for RedisStore {
             .eval(Repeat::Safe, &self.authenticate, key, &args)
             .await?;
         Ok(current == 1)
+    }
+
+    async fn authenticate_browser(
+        &self,
+        sid: Uuid,
+        handle_hash: SecretHash,
+        now: Millis,
+    ) -> Result<Option<BrowserSession>, StoreError> {
+        let args = [handle_hash.to_vec(), num(now), num(self.timing.idle)];
+        let reply: Option<Vec<Vec<u8>>> = self
+            .eval(Repeat::Safe, &self.browser, session_key(sid), &args)
+            .await?;
+        reply.map(browser::session).transpose()
     }
 
     async fn rotate(&self, r: &Rotation) -> Result<RotationOutcome, StoreError> {
@@ -440,16 +461,18 @@ impl SessionStore for RedisStore {
             .eval(Repeat::Safe, &self.sessions, user_key(owner), &args)
             .await?;
         let reply = Reply(&reply);
-        (0..reply.0.len() / 4)
+        (0..reply.0.len() / 5)
             .map(|i| {
-                let sid: String = reply.get(4 * i)?;
-                let client: String = reply.get(4 * i + 3)?;
+                let sid: String = reply.get(5 * i)?;
+                let client: String = reply.get(5 * i + 3)?;
+                let browser: String = reply.get(5 * i + 4)?;
                 Ok(SessionInfo {
                     sid: Uuid::parse_str(&sid)
                         .map_err(|_| StoreError::Protocol(format!("index member {sid:?}")))?,
-                    created_at: reply.get(4 * i + 1)?,
-                    last_active: reply.get(4 * i + 2)?,
+                    created_at: reply.get(5 * i + 1)?,
+                    last_active: reply.get(5 * i + 2)?,
                     client: (!client.is_empty()).then_some(client),
+                    browser: !browser.is_empty(),
                 })
             })
             .collect()

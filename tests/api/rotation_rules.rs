@@ -199,6 +199,7 @@ async fn rotated_once(store: &Store, sid: Uuid) -> RotationOutcome {
         ends_at: T0 + TIMING.refresh_lifetime,
         max_ends_at: T0 + TIMING.max_session,
         max_sessions: 0,
+        browser: None,
         now: T0,
     };
     store.create(&session).await.unwrap();

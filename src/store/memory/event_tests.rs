@@ -38,6 +38,7 @@ async fn login(store: &MemoryStore, sub: &str, max_sessions: u32, now: Millis) -
             ends_at: now + TIMING.refresh_lifetime.min(TIMING.max_session),
             max_ends_at: now + TIMING.max_session,
             max_sessions,
+            browser: None,
             now,
         })
         .await

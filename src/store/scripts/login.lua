@@ -5,7 +5,9 @@
 -- ARGV: sub, access jti (16 bytes), refresh hash (16 bytes), end (ms),
 --       ttl (ms), client ('' = none), scope ('' = none), absolute end (ms),
 --       now (ms), sid (text), email ('' = none), email verified ('1' or ''),
---       most sessions the owner keeps (0 = no limit), then ended.lua's four
+--       most sessions the owner keeps (0 = no limit), browser handle hash
+--       ('' = not a browser's session), amr (browser sessions), then
+--       ended.lua's four
 -- Appends UserLoggedIn, and SessionEnded (evicted) for each session the
 -- cap ends. Returns how many older sessions the cap ended.
 redis.call('HSET', KEYS[1], 's', ARGV[1], 'a', ARGV[2], 'r', ARGV[3], 'g', 0,
@@ -21,6 +23,9 @@ if ARGV[11] ~= '' then
 end
 if ARGV[12] ~= '' then
   redis.call('HSET', KEYS[1], 'v', ARGV[12])
+end
+if ARGV[14] ~= '' then
+  redis.call('HSET', KEYS[1], 'h', ARGV[14], 'f', ARGV[15])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 watch_expiry(ARGV[10], ARGV[1], ARGV[8], FEED_NOW + tonumber(ARGV[5]), FEED_NOW)

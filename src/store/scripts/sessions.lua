@@ -2,17 +2,19 @@
 -- KEYS[1] the owner's index; ARGV: owner, now (ms), most to list
 -- Session keys are named here from the index's members (tg:s:<sid>), so
 -- this script, like logout_all.lua, needs one Redis, not a Cluster.
--- Replies {sid, created (ms), last activity (ms), client ('' = none), ...};
+-- Replies {sid, created (ms), last activity (ms), client ('' = none),
+-- browser ('1' or ''), ...};
 -- entries of sessions that ended (logout, idle, theft) are dropped on the way.
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
 local out = {}
 for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)) do
-  local v = redis.call('HMGET', 'tg:s:' .. sid, 's', 'k', 'l', 'c')
+  local v = redis.call('HMGET', 'tg:s:' .. sid, 's', 'k', 'l', 'c', 'h')
   if v[1] and owner(v[1], v[4]) == ARGV[1] then
     out[#out + 1] = sid
     out[#out + 1] = v[2] or '0'
     out[#out + 1] = v[3] or v[2] or '0'
     out[#out + 1] = v[4] or ''
+    out[#out + 1] = v[5] and '1' or ''
   else
     redis.call('ZREM', KEYS[1], sid)
   end
