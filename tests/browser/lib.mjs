@@ -91,9 +91,11 @@ export async function submit(page, button, action, scope = page) {
     const answered = page.waitForResponse(
         (r) => r.request().method() === 'POST' && new URL(r.url()).pathname === action,
     );
+    // The page the answer leads to (after a 303, the one it names), loaded.
+    const loaded = page.waitForEvent('load');
     await scope.getByRole('button', { name: button, exact: true }).click();
     const response = await answered;
-    await page.waitForLoadState('load');
+    await loaded;
     return response.status();
 }
 
@@ -125,11 +127,13 @@ export async function pageText(page) {
 }
 
 /// Submits a form built on whatever page `page` shows (another origin, for
-/// CSRF), POSTing `fields` to `action`; returns the answer's status.
+/// CSRF), POSTing `fields` to `action`; returns the answer's status and
+/// Location.
 export async function postFormFrom(page, action, fields) {
     const answered = page.waitForResponse(
         (r) => r.request().method() === 'POST' && r.url() === action,
     );
+    const loaded = page.waitForEvent('load');
     await page.evaluate(
         ({ action, fields }) => {
             const form = document.createElement('form');
@@ -148,8 +152,8 @@ export async function postFormFrom(page, action, fields) {
         { action, fields },
     );
     const response = await answered;
-    await page.waitForLoadState('load');
-    return response.status();
+    await loaded;
+    return { status: response.status(), location: response.headers().location };
 }
 
 // --- TOTP (RFC 6238: HMAC-SHA1, 30 s steps, 6 digits) -------------------------

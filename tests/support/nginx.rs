@@ -784,7 +784,12 @@ fn write_browser_files(prefix: &Path) -> Result<(), String> {
     let files = BROWSER_SITE
         .iter()
         .map(|(path, content)| (prefix.join("site").join(path), *content))
-        .chain([(prefix.join("elsewhere/blank.html"), ELSEWHERE_PAGE)]);
+        .chain([
+            (prefix.join("elsewhere/blank.html"), ELSEWHERE_PAGE),
+            // Browsers ask for one on every site: found, not logged as missing.
+            (prefix.join("site/favicon.ico"), ""),
+            (prefix.join("elsewhere/favicon.ico"), ""),
+        ]);
     for (path, content) in files {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
