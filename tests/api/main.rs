@@ -9,6 +9,7 @@ mod helpers;
 mod api_token_misses;
 mod api_tokens;
 mod bounded_state;
+mod browser_sessions;
 mod durable_store;
 mod endpoints;
 mod event_log;
