@@ -317,7 +317,7 @@ async fn a_browser_session_ends_when_idle_and_when_too_old() {
     };
     let keys = KeyDir::new();
     let options = browser_options(&keys.0)
-        .env("TOKENGATE__AUTH__AUTO_LOGOUT", "3s")
+        .env("TOKENGATE__AUTH__AUTO_LOGOUT", "4s")
         // No access token may outlive its session (a config rule).
         .env("TOKENGATE__AUTH__ACCESS_LIFETIME", "4s")
         .env("TOKENGATE__AUTH__MAX_SESSION", "8s");
@@ -328,7 +328,7 @@ async fn a_browser_session_ends_when_idle_and_when_too_old() {
     }
     // touch_ms: the idle clock is written at most this often (auth.touch_interval,
     // auto_logout / 100 but at least 1 s), so it may lag that much.
-    let timeouts = json!({ "auto_logout_ms": 3000, "touch_ms": 1000, "max_session_ms": 8000 });
+    let timeouts = json!({ "auto_logout_ms": 4000, "touch_ms": 1000, "max_session_ms": 8000 });
     run_scenarios(
         &browser,
         &cluster,
