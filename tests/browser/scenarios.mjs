@@ -104,8 +104,18 @@ async function signInAndOut(browser) {
     const visible = await page.evaluate(() => document.cookie);
     assert.ok(!visible.includes(COOKIE), `not readable by scripts: ${visible}`);
 
-    // The app learns who the user is, and does not get the cookie.
+    // The app learns who the user is (whatever the browser claims), and does
+    // not get the cookie.
+    await page.setExtraHTTPHeaders({
+        'x-user-id': 'admin',
+        'x-auth-request-user': 'admin',
+        'x-auth-request-email': 'boss@example.com',
+        'remote-user': 'admin',
+        'x-auth-request-amr': 'pwd otp',
+        'x-session-id': 'forged',
+    });
     const seen = await appSees(page, base, '/app/orders?id=7');
+    await page.setExtraHTTPHeaders({});
     assert.ok(seen, 'the app is reachable once signed in');
     assert.equal(seen.user_id, user.user_id, 'X-User-Id');
     assert.equal(seen.auth_request_user, user.user_id, 'X-Auth-Request-User');

@@ -272,7 +272,7 @@ async fn a_browser_signs_in_through_nginx_and_its_session_follows_the_rules() {
         return;
     };
     let keys = KeyDir::new();
-    let cluster = start(browser_options(&keys.0));
+    let mut cluster = start(browser_options(&keys.0));
     check_http(&cluster).await;
 
     let mut users = json!({});
@@ -304,6 +304,22 @@ async fn a_browser_signs_in_through_nginx_and_its_session_follows_the_rules() {
         eprintln!("SKIPPED the totp scenario: config.yml has no `totp:` section yet");
     }
     run_scenarios(&browser, &cluster, &users, &scenarios, &json!({}));
+
+    // Fail closed: with no replica to ask, the site is nginx's 503 page (for a
+    // person: HTML), never the content and never a redirect loop.
+    cluster.kill_replica(0);
+    cluster.kill_replica(1);
+    for path in ["/", "/app/x", "/oauth2/sign_in"] {
+        let reply = get(&cluster, path, &[]).await;
+        assert_eq!(reply.status, 503, "{path} with no replica: {reply:?}");
+        assert!(
+            reply
+                .header("content-type")
+                .is_some_and(|t| t.starts_with("text/html")),
+            "{path}: {reply:?}"
+        );
+        assert_eq!(reply.header("retry-after"), Some("1"), "{path}: {reply:?}");
+    }
 }
 
 /// `auth.auto_logout` ends a browser session nobody used (activity keeps it
