@@ -323,6 +323,11 @@ async function totp(browser) {
     const page = await newPage(browser);
     await signIn(page, base, user);
     await page.goto(`${base}/oauth2/totp`);
+    // Turning it on asks for the password again: a wrong one changes nothing.
+    await page.getByLabel('Your password').fill('not the password');
+    assert.equal(await submit(page, 'Set up', '/oauth2/totp'), 200, await pageText(page));
+    assert.match(await page.getByRole('alert').innerText(), /Wrong password/);
+    await page.getByLabel('Your password').fill(user.password);
     assert.equal(await submit(page, 'Set up', '/oauth2/totp'), 200, await pageText(page));
     await page.locator('#totp-qr svg').waitFor();
     const secret = (await page.locator('code#totp-secret').innerText()).trim();

@@ -44,11 +44,7 @@ fn browser_options(dir: &Path) -> ClusterOptions {
     )
     .expect("write the TOTP key");
     let web_hash = tokengate::clients::hash_secret(WEB_SECRET.as_bytes()).expect("hash");
-    let totp = if server_has_totp() {
-        format!("totp:\n  key_file: {}\n", key_file.display())
-    } else {
-        String::new()
-    };
+    let totp = format!("totp:\n  key_file: {}\n", key_file.display());
     let config = format!(
         "server:\n  trusted_proxies: [127.0.0.1]\n\
          cookie:\n  secure: true\n\
@@ -62,15 +58,6 @@ fn browser_options(dir: &Path) -> ClusterOptions {
     options.nginx.workers = Some(2);
     options.nginx.browser = true;
     options
-}
-
-/// Whether this build knows `totp:` (its config.yml documents every key, and
-/// the config refuses unknown ones). Until it does, the TOTP scenario is left
-/// out, saying so.
-fn server_has_totp() -> bool {
-    include_str!("../../config.yml")
-        .lines()
-        .any(|line| line.starts_with("totp:"))
 }
 
 /// A directory for the TOTP key, removed when dropped.
@@ -292,17 +279,13 @@ async fn a_browser_signs_in_through_nginx_and_its_session_follows_the_rules() {
     users["multi"]["api_access"] = json!(reply.field("access"));
     users["multi"]["api_session_id"] = json!(reply.field("session_id"));
 
-    let mut scenarios = vec![
+    let scenarios = [
         "sign_in_and_out",
         "sign_out_everywhere",
         "open_redirect",
         "csrf",
+        "totp",
     ];
-    if server_has_totp() {
-        scenarios.push("totp");
-    } else {
-        eprintln!("SKIPPED the totp scenario: config.yml has no `totp:` section yet");
-    }
     run_scenarios(&browser, &cluster, &users, &scenarios, &json!({}));
 
     // Fail closed: with no replica to ask, the site is nginx's 503 page (for a
