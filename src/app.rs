@@ -119,6 +119,9 @@ pub fn with_store(settings: &Settings, store: Store) -> Result<Gate, BuildError>
         verifier.clone(),
     )
     .map_err(BuildError)?;
+    let totp =
+        crate::users::totp::Totp::new(&settings.totp, Throttle::for_users(&settings.users, limits))
+            .map_err(BuildError)?;
     let admin = Admin::new(
         &settings.admin,
         verifier.clone(),
@@ -164,6 +167,7 @@ pub fn with_store(settings: &Settings, store: Store) -> Result<Gate, BuildError>
         clients_refresh: settings.database.clients_refresh,
         database,
         users,
+        totp,
         events_wake,
         events: settings.events.clone(),
         relay,

@@ -27,6 +27,7 @@ mod identity;
 mod local_cache;
 mod sentinel;
 mod server;
+mod totp;
 pub use admin::AdminSettings;
 pub use api_tokens::ApiTokenSettings;
 pub use auth::{AuthSettings, SigningAlgorithm, SigningKeySettings};
@@ -46,6 +47,7 @@ pub use identity::{
 pub use local_cache::{LocalCacheSettings, touch_interval};
 pub use sentinel::SentinelSettings;
 pub use server::{LogMode, LoggingSettings, ServerSettings};
+pub use totp::{TOTP_KEY_BYTES, TotpKey, TotpSettings};
 
 /// The file read when no `--config` is given; missing is fine.
 pub const DEFAULT_CONFIG_FILE: &str = "config.yml";
@@ -65,6 +67,7 @@ pub struct Settings {
     pub throttle: ThrottleSettings,
     pub database: DatabaseSettings,
     pub users: UserSettings,
+    pub totp: TotpSettings,
     pub events: EventSettings,
     pub grpc: GrpcSettings,
     pub admin: AdminSettings,
@@ -195,6 +198,7 @@ impl Settings {
         }
         self.cache.read_files()?;
         self.admin.resolve()?;
+        self.totp.resolve()?;
         self.database.read_password_file()?;
         self.events.read_files()?;
         self.validate()?;
@@ -208,6 +212,7 @@ impl Settings {
         self.cache.validate()?;
         self.database.validate()?;
         self.users.validate()?;
+        self.totp.validate()?;
         self.events.validate()?;
         self.cookie.validate()?;
         if self.server.max_connections == 0 {

@@ -1,7 +1,8 @@
-//! Durable records (SPEC §7, §9): user accounts, clients kept in the
-//! database, API tokens and the outbox of events, behind the [`DurableStore`] trait with two
-//! implementations over sqlx — [`sqlite::SqliteStore`] (embedded, one host)
-//! and [`postgres::PostgresStore`] (any number of replicas).
+//! Durable records (SPEC §7, §9, §15): user accounts and their TOTP,
+//! clients kept in the database, API tokens and the outbox of events,
+//! behind the [`DurableStore`] trait with two implementations over sqlx —
+//! [`sqlite::SqliteStore`] (embedded, one host) and
+//! [`postgres::PostgresStore`] (any number of replicas).
 //!
 //! Sessions stay in the session store (Redis); nothing on the
 //! `/authenticate` path reads this one. Each method is one transaction, so
@@ -14,6 +15,7 @@
 pub mod events;
 pub mod postgres;
 pub mod sqlite;
+pub mod totp;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,6 +25,7 @@ use uuid::Uuid;
 
 use crate::config::DatabaseSettings;
 use crate::time::Millis;
+pub use totp::{NewTotp, TotpRecord};
 
 /// An account about to be created. `email` is already normalized (trimmed,
 /// ASCII lower case): the unique index compares it as stored.
@@ -283,6 +286,25 @@ pub trait DurableStore: Send + Sync {
 
     /// Sets `last_used_at` to `now` unless it is already later.
     async fn touch_api_token(&self, id: Uuid, now: Millis) -> Result<(), DbError>;
+
+    /// The account's TOTP, if it has one.
+    async fn totp(&self, user: Uuid) -> Result<Option<TotpRecord>, DbError>;
+
+    /// Stores an enrolment and its recovery codes in one transaction;
+    /// `false`, and nothing written, if the account has TOTP already.
+    async fn enable_totp(&self, totp: &NewTotp) -> Result<bool, DbError>;
+
+    /// Moves the account's `last_step` to `step` if it is earlier: whether
+    /// it did, i.e. whether a code of `step` is used now and for the first
+    /// time (one statement, so two replicas never both accept it).
+    async fn use_totp_step(&self, user: Uuid, step: u64) -> Result<bool, DbError>;
+
+    /// Deletes the account's recovery code with this hash: whether there
+    /// was one (so each is accepted once).
+    async fn use_recovery_code(&self, user: Uuid, code_hash: &str) -> Result<bool, DbError>;
+
+    /// Deletes the account's TOTP and recovery codes: whether it had TOTP.
+    async fn disable_totp(&self, user: Uuid) -> Result<bool, DbError>;
 }
 
 /// The configured database, with a deadline on every call. An enum rather
@@ -415,6 +437,26 @@ impl DurableStore for Database {
 
     async fn touch_api_token(&self, id: Uuid, now: Millis) -> Result<(), DbError> {
         dispatch!(self, s => s.touch_api_token(id, now))
+    }
+
+    async fn totp(&self, user: Uuid) -> Result<Option<TotpRecord>, DbError> {
+        dispatch!(self, s => s.totp(user))
+    }
+
+    async fn enable_totp(&self, totp: &NewTotp) -> Result<bool, DbError> {
+        dispatch!(self, s => s.enable_totp(totp))
+    }
+
+    async fn use_totp_step(&self, user: Uuid, step: u64) -> Result<bool, DbError> {
+        dispatch!(self, s => s.use_totp_step(user, step))
+    }
+
+    async fn use_recovery_code(&self, user: Uuid, code_hash: &str) -> Result<bool, DbError> {
+        dispatch!(self, s => s.use_recovery_code(user, code_hash))
+    }
+
+    async fn disable_totp(&self, user: Uuid) -> Result<bool, DbError> {
+        dispatch!(self, s => s.disable_totp(user))
     }
 }
 

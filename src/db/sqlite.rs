@@ -8,15 +8,16 @@
 //! service's user ([`files`]).
 
 mod files;
+mod totp;
 
 use std::str::FromStr;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use super::{
-    ApiTokenRecord, ApiTokenRow, ClientRow, DbError, DurableStore, EventSink, NewUser, OutboxEvent,
-    OutboxRow, StoredClient, UserLogin, UserRow, events, is_unique_violation, join_scopes,
-    to_db_millis,
+    ApiTokenRecord, ApiTokenRow, ClientRow, DbError, DurableStore, EventSink, NewTotp, NewUser,
+    OutboxEvent, OutboxRow, StoredClient, TotpRecord, UserLogin, UserRow, events,
+    is_unique_violation, join_scopes, to_db_millis,
 };
 use uuid::Uuid;
 
@@ -324,6 +325,26 @@ impl DurableStore for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn totp(&self, user: Uuid) -> Result<Option<TotpRecord>, DbError> {
+        totp::totp(&self.pool, user).await
+    }
+
+    async fn enable_totp(&self, new: &NewTotp) -> Result<bool, DbError> {
+        totp::enable_totp(&self.pool, new).await
+    }
+
+    async fn use_totp_step(&self, user: Uuid, step: u64) -> Result<bool, DbError> {
+        totp::use_totp_step(&self.pool, user, step).await
+    }
+
+    async fn use_recovery_code(&self, user: Uuid, code_hash: &str) -> Result<bool, DbError> {
+        totp::use_recovery_code(&self.pool, user, code_hash).await
+    }
+
+    async fn disable_totp(&self, user: Uuid) -> Result<bool, DbError> {
+        totp::disable_totp(&self.pool, user).await
     }
 }
 

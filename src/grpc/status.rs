@@ -20,12 +20,14 @@ pub fn from_service_error(error: &ServiceError) -> Status {
         | E::RefreshReuse
         | E::InvalidClient(_)
         | E::InvalidCredentials
+        | E::InvalidCode
         | E::InvalidAdminToken => Code::Unauthenticated,
         E::InsufficientScope(_) | E::SecondFactorRequired | E::AdminDisabled => {
             Code::PermissionDenied
         }
+        E::TotpNotConfigured => Code::FailedPrecondition,
         E::NotFound(_) => Code::NotFound,
-        E::EmailTaken => Code::AlreadyExists,
+        E::EmailTaken | E::TotpAlreadyEnabled => Code::AlreadyExists,
         E::RateLimited(_) | E::TooManyAttempts(_) => Code::ResourceExhausted,
         E::StoreUnavailable(_) | E::DatabaseUnavailable(_) | E::Busy => Code::Unavailable,
         E::Internal(_) => Code::Internal,

@@ -67,17 +67,19 @@ fn status_of(error: &ServiceError) -> StatusCode {
         E::InvalidRequest(_) | E::InvalidEmail(_) | E::InvalidPassword(_) | E::OAuth { .. } => {
             StatusCode::BAD_REQUEST
         }
-        E::EmailTaken => StatusCode::CONFLICT,
+        E::EmailTaken | E::TotpAlreadyEnabled => StatusCode::CONFLICT,
         E::MissingToken
         | E::InvalidCredentials
+        | E::InvalidCode
         | E::InvalidToken(_)
         | E::InvalidGrant
         | E::RefreshReuse
         | E::InvalidClient(_)
         | E::InvalidAdminToken => StatusCode::UNAUTHORIZED,
-        E::InsufficientScope(_) | E::SecondFactorRequired | E::AdminDisabled => {
-            StatusCode::FORBIDDEN
-        }
+        E::InsufficientScope(_)
+        | E::SecondFactorRequired
+        | E::AdminDisabled
+        | E::TotpNotConfigured => StatusCode::FORBIDDEN,
         E::RateLimited(_) | E::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
         E::NotFound(_) => StatusCode::NOT_FOUND,
         E::StoreUnavailable(_) | E::DatabaseUnavailable(_) | E::Busy => {

@@ -21,6 +21,9 @@ pub(super) struct SessionsBody<'a> {
 // Fields in alphabetical order: the order clients have always seen.
 #[derive(Serialize, ToSchema)]
 pub(super) struct SessionBody<'a> {
+    /// A browser's session (a cookie from `/oauth2/sign_in`), not a token
+    /// holder's.
+    browser: bool,
     /// The OAuth client it was issued to; `null` for `/login` sessions.
     #[schema(required = true)]
     client_id: Option<&'a str>,
@@ -34,6 +37,7 @@ pub(super) struct SessionBody<'a> {
 impl<'a> From<&'a SessionView> for SessionBody<'a> {
     fn from(view: &'a SessionView) -> Self {
         Self {
+            browser: view.browser,
             client_id: view.client_id.as_deref(),
             created_at: view.created_at,
             current: view.current,

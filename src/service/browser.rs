@@ -78,8 +78,39 @@ impl Gate {
         if code.trim().is_empty() {
             return Err(ServiceError::InvalidCredentials);
         }
-        self.totp_verify(user, code, caller).await?;
-        Ok(Amr::PasswordAndOtp)
+        match self.totp_verify(user, code, caller).await {
+            Ok(()) => Ok(Amr::PasswordAndOtp),
+            // Said like a wrong password: nothing tells a guesser that the
+            // password was right.
+            Err(ServiceError::InvalidCode) => Err(ServiceError::InvalidCredentials),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// The browser user's password again, before a change that could lock
+    /// them out (turning TOTP on): a stolen session alone cannot. Checked
+    /// and throttled as a sign-in is; starts no session.
+    pub async fn confirm_password(
+        &self,
+        identity: &BrowserIdentity,
+        password: &str,
+        caller: Attempt,
+    ) -> Result<(), ServiceError> {
+        let email = identity.subject.email.as_deref().unwrap_or("");
+        let account = self
+            .users
+            .login(
+                &self.database,
+                self.sessions.store(),
+                email,
+                password,
+                caller,
+            )
+            .await?;
+        if account.id.to_string() != identity.subject.sub {
+            return Err(ServiceError::InvalidCredentials);
+        }
+        Ok(())
     }
 
     /// The gate for a browser (`/oauth2/auth`): the live session its cookie
@@ -149,55 +180,5 @@ impl Gate {
             "every session of a user ended by the user, from a browser"
         );
         Ok(ended)
-    }
-}
-
-// TEMPORARY until the TOTP service lands (service/totp.rs): no account has
-// TOTP on.
-impl Gate {
-    pub async fn totp_enabled(&self, _user: Uuid) -> Result<bool, ServiceError> {
-        Ok(false)
-    }
-
-    async fn totp_verify(
-        &self,
-        _user: Uuid,
-        _code: &str,
-        _caller: Attempt,
-    ) -> Result<(), ServiceError> {
-        Err(ServiceError::InvalidCredentials)
-    }
-}
-
-/// TEMPORARY until the TOTP service lands.
-pub struct TotpEnrolment {
-    pub secret: String,
-    pub uri: String,
-    pub qr_svg: String,
-    pub sealed: String,
-}
-
-impl Gate {
-    pub fn totp_begin(&self, _user: Uuid, _email: &str) -> Result<TotpEnrolment, ServiceError> {
-        Err(ServiceError::Internal("TOTP is not built yet".into()))
-    }
-
-    pub async fn totp_confirm(
-        &self,
-        _user: Uuid,
-        _sealed: &str,
-        _code: &str,
-        _caller: Attempt,
-    ) -> Result<Vec<String>, ServiceError> {
-        Err(ServiceError::InvalidCredentials)
-    }
-
-    pub async fn totp_disable(
-        &self,
-        _user: Uuid,
-        _code: &str,
-        _caller: Attempt,
-    ) -> Result<(), ServiceError> {
-        Err(ServiceError::InvalidCredentials)
     }
 }

@@ -12,6 +12,7 @@ use crate::session::SessionError;
 use crate::store::StoreError;
 use crate::tokens::Rejection;
 use crate::users::UserError;
+use crate::users::totp::TotpError;
 use crate::verifier::VerifyError;
 
 /// RFC 6749 §5.2 error codes of the OAuth endpoints that have no variant of
@@ -82,6 +83,15 @@ pub enum ServiceError {
     AdminDisabled,
     #[error("admin token refused")]
     InvalidAdminToken,
+    /// TOTP (SPEC §15): no `totp.key_file`, so nobody can enrol.
+    #[error("{}", TotpError::NotConfigured)]
+    TotpNotConfigured,
+    /// A TOTP or recovery code that is wrong, used before or expired, or
+    /// a sealed enrolment that is not this user's or too old: one answer.
+    #[error("invalid code")]
+    InvalidCode,
+    #[error("{}", TotpError::AlreadyEnabled)]
+    TotpAlreadyEnabled,
     #[error(transparent)]
     StoreUnavailable(#[from] StoreError),
     #[error(transparent)]
@@ -154,6 +164,20 @@ impl From<UserError> for ServiceError {
     }
 }
 
+impl From<TotpError> for ServiceError {
+    fn from(error: TotpError) -> Self {
+        match error {
+            TotpError::NotConfigured => Self::TotpNotConfigured,
+            TotpError::InvalidCode => Self::InvalidCode,
+            TotpError::AlreadyEnabled => Self::TotpAlreadyEnabled,
+            TotpError::Throttled(seconds) => Self::TooManyAttempts(seconds),
+            TotpError::Database(e) => e.into(),
+            TotpError::Store(e) => Self::StoreUnavailable(e),
+            TotpError::Internal(e) => Self::Internal(e),
+        }
+    }
+}
+
 impl From<SessionError> for ServiceError {
     fn from(error: SessionError) -> Self {
         let description = error.to_string();
@@ -196,6 +220,9 @@ impl ServiceError {
             Self::InvalidCredentials => "invalid_credentials",
             Self::MissingToken | Self::InvalidToken(_) | Self::InvalidAdminToken => "invalid_token",
             Self::AdminDisabled => "admin_disabled",
+            Self::TotpNotConfigured => "totp_not_configured",
+            Self::InvalidCode => "invalid_code",
+            Self::TotpAlreadyEnabled => "totp_already_enabled",
             Self::InvalidGrant | Self::RefreshReuse => "invalid_grant",
             Self::InvalidClient(_) => "invalid_client",
             Self::InsufficientScope(_) => "insufficient_scope",
@@ -244,6 +271,7 @@ impl ServiceError {
             Self::InvalidClient(_) => "invalid_client",
             Self::InvalidCredentials => "invalid_credentials",
             Self::InvalidAdminToken => "invalid_admin_token",
+            Self::InvalidCode => "invalid_code",
             Self::TooManyAttempts(_) => "throttled",
             Self::InsufficientScope(_) => "insufficient_scope",
             Self::SecondFactorRequired => "second_factor_required",
@@ -283,6 +311,10 @@ impl ServiceError {
             Self::InvalidCredentials => tracing::warn!(method, path, "password login refused"),
             Self::InvalidAdminToken => tracing::warn!(method, path, "admin token refused"),
             Self::AdminDisabled => tracing::warn!(method, path, "admin API is off"),
+            Self::InvalidCode => tracing::warn!(method, path, "TOTP or recovery code refused"),
+            Self::TotpNotConfigured => {
+                tracing::warn!(method, path, "TOTP asked for, but totp.key_file is not set");
+            }
             Self::StoreUnavailable(e) => {
                 tracing::error!(method, path, error = %e, "failing closed");
             }

@@ -26,6 +26,7 @@ mod login;
 mod oauth;
 mod session_feed;
 mod sessions;
+mod totp;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -71,6 +72,7 @@ pub use login::Registration;
 pub use oauth::{ClientCredentials, Grant, Introspected, Issued};
 pub use session_feed::{WATCH_SCOPE, Watch};
 pub use sessions::{Logout, SessionView};
+pub use totp::TotpEnrolment;
 
 /// The largest request either transport reads (SPEC §2: 16 KiB); no use
 /// case needs more.
@@ -94,6 +96,8 @@ pub struct Gate {
     /// Users, stored clients and the outbox (SPEC §7).
     pub(crate) database: Database,
     pub(crate) users: Users,
+    /// TOTP as a second factor of password accounts (SPEC §15).
+    pub(crate) totp: crate::users::totp::Totp,
     /// Wakes the background event relay when a request could not deliver
     /// its event itself.
     pub(crate) events_wake: Arc<Notify>,

@@ -17,6 +17,7 @@
 
 pub mod login_failed;
 pub mod rules;
+pub mod totp;
 
 use std::net::IpAddr;
 use std::sync::Arc;

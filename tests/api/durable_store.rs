@@ -55,7 +55,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One empty database, opened like the service opens it: by URL, once per
 /// replica.
-struct TestDb {
+pub(crate) struct TestDb {
     settings: DatabaseSettings,
     /// SQLite: the directory of its file, removed on drop.
     dir: Option<PathBuf>,
@@ -65,7 +65,7 @@ struct TestDb {
 
 impl TestDb {
     /// A fresh database; Postgres on the process's shared server.
-    fn new(db: Db) -> Self {
+    pub(crate) fn new(db: Db) -> Self {
         match db {
             Db::Sqlite => {
                 let dir = std::env::temp_dir().join(format!("tokengate-sqlite-{}", Uuid::new_v4()));
@@ -103,7 +103,7 @@ impl TestDb {
     }
 
     /// A replica's handle on the migrated database.
-    async fn migrated(&self) -> Database {
+    pub(crate) async fn migrated(&self) -> Database {
         let database = self.open();
         database.migrate().await.expect("migrate");
         database
@@ -123,7 +123,7 @@ impl Drop for TestDb {
 }
 
 /// A user with a normalized email, and its `UserRegistered` event.
-fn registration(email: &str) -> (NewUser, OutboxEvent) {
+pub(crate) fn registration(email: &str) -> (NewUser, OutboxEvent) {
     let user = NewUser {
         id: Uuid::now_v7(),
         email: email.to_owned(),

@@ -39,5 +39,7 @@ mod session_events;
 mod sessions;
 mod slow_clients;
 mod stored_clients;
+mod totp;
+mod totp_store;
 mod user_sessions;
 mod users;

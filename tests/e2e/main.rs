@@ -21,11 +21,15 @@
 //! endpoint that never answers.
 //! `events_kafka`: events to a real Kafka-protocol broker (tansu), read by
 //! kafka-python, through a broker outage and a missing topic.
+//! `browser`: browser sessions (cookie gate, sign-in page, TOTP, the sessions
+//! page) in headless Chromium driven by Playwright, through nginx's browser
+//! setup (`nginx/browser/`) in front of two replicas.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod api_tokens;
+mod browser;
 mod events_kafka;
 mod events_webhooks;
 mod faults;

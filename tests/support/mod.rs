@@ -2,6 +2,7 @@
 //! real servers on free loopback ports, and a minimal HTTP client.
 #![allow(dead_code)] // each binary uses its own subset
 
+pub mod browser;
 pub mod client;
 pub mod cluster;
 pub mod load;

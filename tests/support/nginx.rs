@@ -34,6 +34,29 @@
 //! `upstream tokengate` lists the replicas' TCP ports, or, with
 //! [`NginxOptions::upstream_sockets`], their Unix sockets (`server unix:PATH;`,
 //! the one-host setup of nginx/README.md).
+//!
+//! With [`NginxOptions::browser`], also the browser setup of `nginx/browser/`
+//! (SPEC §15), its shared files included as `nginx/browser/nginx.conf` includes
+//! them, on `127.0.0.1:<browser>` (a browser reaches it as
+//! `http://localhost:<browser>`, a secure context, so `Secure` cookies work):
+//!   * `/oauth2/...` and the internal cookie gate, from tokengate.browser.conf,
+//!     and the Bearer API beside them (tokengate.locations.conf);
+//!   * `/` — a static site ([`BROWSER_SITE`]), behind the cookie gate;
+//!   * `/app/` — the echo app's `/whoami/`, behind the cookie gate, which answers
+//!     what a browser app learns: `{"app":"whoami","path":..,"user_id":..,
+//!     "session_id":..,"scope":..,"amr":..,"auth_request_user":..,
+//!     "auth_request_email":..,"remote_user":..,"remote_email":..,
+//!     "tokengate_cookie":"present"|"absent","probe_cookie":..}` (the last the
+//!     value of a cookie named `probe`, to show other cookies pass);
+//!     `/app/admin/` the same for sessions with the second factor
+//!     (`$tokengate_require otp`);
+//!   * `/api/` — the echo app behind the Bearer gate (tokengate.protect.conf), as
+//!     a program would call it on the same server.
+//!
+//! And on `127.0.0.1:<elsewhere>`, another origin with no tokengate at all: a
+//! blank page, `/blank.html`, for tests that play a hostile site
+//! (`http://127.0.0.1:<elsewhere>` is cross-site to `http://localhost:<browser>`,
+//! `http://localhost:<elsewhere>` same-site but cross-origin).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -101,7 +124,23 @@ pub struct NginxOptions {
     /// nginx's default `nobody`, which could not connect: the "nginx in the
     /// socket's group" of nginx/README.md, on one host.
     pub upstream_sockets: Vec<PathBuf>,
+    /// Also serve the browser setup of `nginx/browser/` and the "elsewhere"
+    /// origin (see the module's doc).
+    pub browser: bool,
 }
+
+/// The static site behind the cookie gate: `(path, content)`.
+pub const BROWSER_SITE: [(&str, &str); 2] = [
+    ("index.html", include_str!("../browser/site/index.html")),
+    (
+        "docs/page.html",
+        include_str!("../browser/site/docs/page.html"),
+    ),
+];
+
+/// The hostile origin's blank page.
+const ELSEWHERE_PAGE: &str =
+    "<!doctype html>\n<meta charset=\"utf-8\">\n<title>Elsewhere</title>\n<p>Another site.</p>\n";
 
 impl Default for NginxOptions {
     fn default() -> Self {
@@ -112,6 +151,7 @@ impl Default for NginxOptions {
             front_port: None,
             grpc_port: None,
             upstream_sockets: Vec::new(),
+            browser: false,
         }
     }
 }
@@ -123,6 +163,9 @@ pub struct Nginx {
     front_port: u16,
     grpc_port: u16,
     app_port: u16,
+    /// The browser site and the other origin (0 without `browser`).
+    browser_port: u16,
+    elsewhere_port: u16,
     child: Option<Child>,
 }
 
@@ -140,15 +183,25 @@ impl Nginx {
     ) -> Result<Self, String> {
         std::fs::create_dir_all(prefix.join("tmp"))
             .map_err(|e| format!("create {}: {e}", prefix.display()))?;
+        if options.browser {
+            write_browser_files(prefix)?;
+        }
         let mut last_error = String::new();
         for _ in 0..5 {
             let front_port = options.front_port.unwrap_or_else(free_port);
             let grpc_port = options.grpc_port.unwrap_or_else(free_port);
             let app_port = free_port();
+            let (browser_port, elsewhere_port) = if options.browser {
+                (free_port(), free_port())
+            } else {
+                (0, 0)
+            };
             let ports = Ports {
                 front: front_port,
                 grpc: grpc_port,
                 app: app_port,
+                browser: browser_port,
+                elsewhere: elsewhere_port,
             };
             let conf = render(prefix, upstreams, grpc_upstreams, ports, options);
             let conf_path = prefix.join("nginx.conf");
@@ -160,6 +213,8 @@ impl Nginx {
                 front_port,
                 grpc_port,
                 app_port,
+                browser_port,
+                elsewhere_port,
                 child: None,
             };
             match nginx.spawn() {
@@ -242,6 +297,25 @@ impl Nginx {
 
     pub fn app_port(&self) -> u16 {
         self.app_port
+    }
+
+    /// The browser site's port (`NginxOptions::browser`); reach it as
+    /// `http://localhost:<port>`.
+    pub fn browser_port(&self) -> u16 {
+        assert!(
+            self.browser_port != 0,
+            "nginx was started without `browser`"
+        );
+        self.browser_port
+    }
+
+    /// The other origin's port (`NginxOptions::browser`).
+    pub fn elsewhere_port(&self) -> u16 {
+        assert!(
+            self.elsewhere_port != 0,
+            "nginx was started without `browser`"
+        );
+        self.elsewhere_port
     }
 
     pub fn prefix(&self) -> &Path {
@@ -364,6 +438,9 @@ pub struct Ports {
     pub front: u16,
     pub grpc: u16,
     pub app: u16,
+    /// The browser site and the other origin; unused without `browser`.
+    pub browser: u16,
+    pub elsewhere: u16,
 }
 
 /// The native nginx.conf. Includes the shared files by absolute path.
@@ -378,6 +455,7 @@ pub fn render(
         front: front_port,
         grpc: grpc_port,
         app: app_port,
+        ..
     } = ports;
     let p = prefix.display();
     let dir = options.conf_dir.display();
@@ -432,6 +510,14 @@ pub fn render(
         )
     } else {
         "access_log off;".to_owned()
+    };
+    let (browser, browser_app) = if options.browser {
+        (
+            render_browser(prefix, ports, options),
+            BROWSER_APP.to_owned(),
+        )
+    } else {
+        (String::new(), String::new())
     };
     format!(
         r#"# Generated by tests/support/nginx.rs for a native tokengate cluster on loopback.
@@ -575,10 +661,142 @@ http {{
             add_header X-Echo-Authorization $http_authorization;
             return 200 '{{"app":"echo","method":"$request_method","user_id":"$echo_user_id","session_id":"$echo_session_id","token_id":"$echo_token_id","scope":"$echo_scope"}}\n';
         }}
-    }}
-}}
+{browser_app}    }}
+{browser}}}
 "#
     )
+}
+
+/// The echo app's answer to a browser app's request (`/app/` of the browser
+/// site arrives as `/whoami/...`): what nginx told it, JSON-safe values only.
+const BROWSER_APP: &str = r#"
+        location /whoami/ {
+            add_header Cache-Control no-store;
+            return 200 '{"app":"whoami","path":"$echo_path","user_id":"$echo_user_id","session_id":"$echo_session_id","scope":"$echo_scope","amr":"$echo_amr","auth_request_user":"$echo_ar_user","auth_request_email":"$echo_ar_email","remote_user":"$echo_remote_user","remote_email":"$echo_remote_email","tokengate_cookie":"$echo_tokengate_cookie","probe_cookie":"$echo_probe_cookie"}\n';
+        }
+"#;
+
+/// The browser site (nginx/browser/, as its nginx.conf includes it), the echo
+/// maps of its app, and the other origin; inside `http`.
+fn render_browser(prefix: &Path, ports: Ports, options: &NginxOptions) -> String {
+    let p = prefix.display();
+    let dir = options.conf_dir.display();
+    let Ports {
+        browser: browser_port,
+        elsewhere: elsewhere_port,
+        ..
+    } = ports;
+    format!(
+        r#"
+    # The browser setup of nginx/browser/ (SPEC §15).
+    include {dir}/browser/tokengate.browser.http.conf;
+
+    server {{
+        listen 127.0.0.1:{browser_port} backlog=4096;
+        types {{
+            text/html html;
+        }}
+
+        include {dir}/browser/tokengate.browser.conf;
+        include {dir}/tokengate.locations.conf;
+
+        location / {{
+            auth_request /oauth2/auth;
+            include {dir}/browser/tokengate.browser.protect.conf;
+            root {p}/site;
+            index index.html;
+        }}
+
+        location /app/ {{
+            auth_request /oauth2/auth;
+            include {dir}/browser/tokengate.browser.protect.conf;
+            proxy_pass http://app/whoami/;
+        }}
+
+        location /app/admin/ {{
+            set $tokengate_require otp;
+            auth_request /oauth2/auth;
+            include {dir}/browser/tokengate.browser.protect.conf;
+            proxy_pass http://app/whoami/admin/;
+        }}
+
+        location /api/ {{
+            include {dir}/tokengate.protect.conf;
+            proxy_pass http://app/whoami/api/;
+        }}
+    }}
+
+    # Another origin, no tokengate: what a hostile page is served from.
+    server {{
+        listen 127.0.0.1:{elsewhere_port};
+        access_log off;
+        types {{
+            text/html html;
+        }}
+        root {p}/elsewhere;
+    }}
+
+    map $request_uri $echo_path {{
+        "~^[-A-Za-z0-9._~/?=&%]+$" $request_uri;
+        default                    "(not shown: not JSON-safe)";
+    }}
+    map $http_x_auth_request_amr $echo_amr {{
+        ""               "";
+        "~^[a-z ]+$"     $http_x_auth_request_amr;
+        default          "(not shown: not JSON-safe)";
+    }}
+    map $http_x_auth_request_user $echo_ar_user {{
+        ""                        "";
+        "~^[-A-Za-z0-9._@:+=/]+$" $http_x_auth_request_user;
+        default                   "(not shown: not JSON-safe)";
+    }}
+    map $http_x_auth_request_email $echo_ar_email {{
+        ""                        "";
+        "~^[-A-Za-z0-9._@+]+$"    $http_x_auth_request_email;
+        default                   "(not shown: not JSON-safe)";
+    }}
+    map $http_remote_user $echo_remote_user {{
+        ""                        "";
+        "~^[-A-Za-z0-9._@:+=/]+$" $http_remote_user;
+        default                   "(not shown: not JSON-safe)";
+    }}
+    map $http_remote_email $echo_remote_email {{
+        ""                        "";
+        "~^[-A-Za-z0-9._@+]+$"    $http_remote_email;
+        default                   "(not shown: not JSON-safe)";
+    }}
+    map $http_cookie $echo_tokengate_cookie {{
+        "~(?:^|;)\s*__Host-tokengate=" "present";
+        default                        "absent";
+    }}
+    map $cookie_probe $echo_probe_cookie {{
+        ""                  "";
+        "~^[A-Za-z0-9]+$"   $cookie_probe;
+        default             "(not shown: not JSON-safe)";
+    }}
+"#
+    )
+}
+
+/// The static site and the other origin's page, into nginx's prefix (which its
+/// workers, `nobody` under root, can read; a checkout may not be).
+fn write_browser_files(prefix: &Path) -> Result<(), String> {
+    let files = BROWSER_SITE
+        .iter()
+        .map(|(path, content)| (prefix.join("site").join(path), *content))
+        .chain([
+            (prefix.join("elsewhere/blank.html"), ELSEWHERE_PAGE),
+            // Browsers ask for one on every site: found, not logged as missing.
+            (prefix.join("site/favicon.ico"), ""),
+            (prefix.join("elsewhere/favicon.ico"), ""),
+        ]);
+    for (path, content) in files {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        }
+        std::fs::write(&path, content).map_err(|e| format!("write {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Whether this process runs as root (its `/proc/self` is root's).

@@ -39,6 +39,12 @@ async fn posted(
     form: Form,
 ) -> Result<Result<(BrowserIdentity, Params), Response>, ApiError> {
     let headers: HeaderMap = request.headers().clone();
+    let refused = || pages::message(StatusCode::FORBIDDEN, "Nothing changed", EXPIRED);
+    // First: a post from elsewhere changes nothing, whatever it carries.
+    if !csrf::same_origin(&headers) {
+        tracing::warn!("account form refused: posted from another site");
+        return Ok(Err(refused()));
+    }
     let back = if matches!(form, Form::Totp) {
         TOTP
     } else {
@@ -49,10 +55,9 @@ async fn posted(
     };
     let params = read_params(request).await?;
     let token = params.get("csrf").ok().flatten().unwrap_or("");
-    if !(csrf::same_origin(&headers) && csrf::verify(&identity.binding_key(), form, token)) {
-        tracing::warn!("account form refused: cross-site or without its CSRF token");
-        let page = pages::message(StatusCode::FORBIDDEN, "Nothing changed", EXPIRED);
-        return Ok(Err(page));
+    if !csrf::verify(&identity.binding_key(), form, token) {
+        tracing::warn!("account form refused: without its CSRF token");
+        return Ok(Err(refused()));
     }
     Ok(Ok((identity, params)))
 }
@@ -129,6 +134,14 @@ pub(super) async fn totp_action(
     let code = params.get("code")?.unwrap_or("");
     match params.require("action")? {
         "begin" => {
+            let password = params.get("password")?.unwrap_or("");
+            match gate.confirm_password(&identity, password, who).await {
+                Ok(()) => {}
+                Err(ServiceError::InvalidCredentials) => {
+                    return Ok(pages::totp_off(&token, Some("Wrong password.")));
+                }
+                Err(other) => return Err(other.into()),
+            }
             let email = identity.subject.email.as_deref().unwrap_or("");
             let enrolment = gate.totp_begin(user, email)?;
             Ok(pages::totp_enrol(
@@ -168,5 +181,5 @@ pub(super) async fn totp_action(
 /// A refused code, told the user on the page (a throttle or an outage is
 /// the error page's).
 fn is_wrong_code(error: &ServiceError) -> bool {
-    matches!(error, ServiceError::InvalidCredentials)
+    matches!(error, ServiceError::InvalidCode)
 }

@@ -203,18 +203,19 @@ fn time(secs: u64) -> String {
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}")
 }
 
-/// TOTP is off: offer to set it up.
+/// TOTP is off: offer to set it up, the password asked again (a stolen
+/// session alone must not lock the owner out).
 pub(super) fn totp_off(csrf: &str, message: Option<&str>) -> Response {
     let body = format!(
         "{}<p>Two-factor authentication is <strong>off</strong>. With it on, signing in \
-         also asks for a code from an authenticator app.</p>{}{}",
+         also asks for a code from an authenticator app.</p>\
+         <form method=\"post\" action=\"/oauth2/totp\">{}{}\
+         <label for=\"password\">Your password</label>\
+         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+         <button type=\"submit\">Set up</button></form>{}",
         alert(message),
-        button_form(
-            "/oauth2/totp",
-            &[("csrf", csrf), ("action", "begin")],
-            "Set up",
-            ""
-        ),
+        hidden("csrf", csrf),
+        hidden("action", "begin"),
         back(),
     );
     page(StatusCode::OK, "Two-factor authentication", &body)

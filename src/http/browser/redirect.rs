@@ -69,8 +69,9 @@ pub(super) fn sign_in_location(settings: &CookieSettings, original: Option<&str>
 }
 
 /// Where a sign-in (or sign-out) sends the browser on: `rd` if it is a
-/// path of this site or a URL on `page_host` (the host the page was reached
-/// on) or a host `cookie.redirect_domains` allows; `None` otherwise.
+/// path of this site, a URL on `page_host` (the `host[:port]` the page was
+/// reached on) or on a host `cookie.redirect_domains` allows (any port);
+/// `None` otherwise.
 pub(super) fn checked_rd(
     rd: &str,
     page_host: Option<&str>,
@@ -91,7 +92,8 @@ pub(super) fn checked_rd(
         return None;
     }
     let host = host_of(authority)?;
-    let own = page_host.and_then(host_of).is_some_and(|own| own == host);
+    // The page's own origin: host and port, as the browser reached it.
+    let own = page_host.is_some_and(|own| own.eq_ignore_ascii_case(authority));
     let allowed = own
         || settings.redirect_domains.iter().any(|domain| {
             let domain = domain.to_ascii_lowercase();
@@ -199,7 +201,7 @@ mod tests {
         let allowed = [
             "/app/?x=1",
             "http://localhost:8080/app/",
-            "http://LOCALHOST:9999/",
+            "http://LOCALHOST:8080/",
             "https://example.com",
             "https://app.example.com/x",
             "https://a.b.example.com:8443/x?y#z",
@@ -223,6 +225,8 @@ mod tests {
             "https://evil.example\t/",
             "ftp://app.example.com/",
             "https://app.example.comevil/",
+            "http://localhost:9999/",
+            "http://localhost/",
         ];
         for rd in refused {
             assert_eq!(checked_rd(rd, page, &s), None, "{rd:?}");

@@ -103,7 +103,11 @@ pub(super) async fn submit(
                     StatusCode::TOO_MANY_REQUESTS,
                     format!("Too many failed attempts. Try again in {seconds} seconds."),
                 ),
+                // TotpNotConfigured: an account with TOTP on, and no
+                // totp.key_file to check its codes with (recovery codes
+                // still work).
                 ServiceError::Busy
+                | ServiceError::TotpNotConfigured
                 | ServiceError::StoreUnavailable(_)
                 | ServiceError::DatabaseUnavailable(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -156,24 +160,30 @@ pub(super) async fn sign_out(
     request: Request<impl RequestBody>,
 ) -> Result<Response, ApiError> {
     let headers = request.headers().clone();
+    let refused = || pages::message(StatusCode::FORBIDDEN, "Not signed out", EXPIRED);
+    // First: a post from elsewhere arrives without the cookie (SameSite)
+    // and must not clear it either.
+    if !csrf::same_origin(&headers) {
+        tracing::warn!("sign-out refused: posted from another site");
+        return Ok(refused());
+    }
     let identity = signed_in(gate, &request).await?;
     let params = read_params(request).await?;
     let field = |name| params.get(name).ok().flatten().unwrap_or("");
     if let Some(identity) = &identity {
-        let token_ok = csrf::verify(&identity.binding_key(), Form::SignOut, field("csrf"));
-        if !(csrf::same_origin(&headers) && token_ok) {
-            tracing::warn!("sign-out refused: cross-site or without its CSRF token");
-            return Ok(pages::message(
-                StatusCode::FORBIDDEN,
-                "Not signed out",
-                EXPIRED,
-            ));
+        if !csrf::verify(&identity.binding_key(), Form::SignOut, field("csrf")) {
+            tracing::warn!("sign-out refused: without its CSRF token");
+            return Ok(refused());
         }
         gate.browser_sign_out(identity).await?;
     }
     let mut response = see_other(&onward(gate, &headers, field("rd"), &sign_in_url("")));
-    response
-        .headers_mut()
-        .append(SET_COOKIE, cookie::clear_session(gate.cookie_settings()));
+    // A dead session's cookie goes too; a browser that sent none keeps
+    // whatever it has.
+    if cookie::session(&headers, gate.cookie_settings()).is_some() {
+        response
+            .headers_mut()
+            .append(SET_COOKIE, cookie::clear_session(gate.cookie_settings()));
+    }
     Ok(response)
 }
