@@ -32,8 +32,8 @@ CSRF_COOKIE_NAME = COOKIE_NAME + "-csrf"
 BROWSER_CASES = ["nginx_tokengate_bearer_auth", "nginx_tokengate_cookie_auth"]
 BROWSER_EXPLAINED = (
     "nginx_tokengate_cookie_auth: GET /app/ with the browser cookie on an extra nginx whose "
-    "/app/ is auth_request /oauth2/auth (the cookie gate: one EVALSHA of browser.lua, no JWT), "
-    "identity headers passed to the cluster's echo app. nginx_tokengate_bearer_auth: "
+    "/app/ is auth_request /oauth2/auth with the shipped nginx/browser/ files (the cookie gate: "
+    "one EVALSHA of browser.lua, no JWT), identity headers passed to the cluster's echo app. nginx_tokengate_bearer_auth: "
     "nginx_tokengate_auth's shipped config (HEAD /authenticate, Bearer JWT) on an extra nginx "
     "built the same way (same workers, upstream keepalive 64, same app), run just before it: "
     "the pair the target compares, since the cluster's own nginx also serves the echo app in "
@@ -100,11 +100,16 @@ def sign_in(b: Bench, port: int) -> tuple[str, str]:
 
 def cookie_front(port: int, tokengate_server: str, app_port: int) -> str:
     """nginx_tokengate_cookie_auth's front: shipped_front's nginx (the same
-    upstreams, keepalive, tokengate.locations.conf for the API beside it),
-    whose /app/ asks the cookie gate instead: the internal /oauth2/auth
-    location and the protected location of nginx/browser's example, inline."""
+    upstreams and keepalive, tokengate.locations.conf for the API beside
+    it), whose /app/ asks the cookie gate instead, with the shipped browser
+    files: nginx/browser/tokengate.browser.http.conf (the map that keeps
+    tokengate's cookie from the app), tokengate.browser.conf (the internal
+    /oauth2/auth and the pages) and tokengate.browser.protect.conf (the
+    identity headers, `error_page 401 =302` to the sign-in page)."""
     shared = NGINX_CONF_DIR
-    return f"""    upstream tokengate {{
+    browser = shared / "browser"
+    return f"""    include {browser}/tokengate.browser.http.conf;
+    upstream tokengate {{
         server {tokengate_server} max_fails=1 fail_timeout=2s;
         keepalive 64;
         keepalive_timeout 5s;
@@ -114,50 +119,10 @@ def cookie_front(port: int, tokengate_server: str, app_port: int) -> str:
         listen 127.0.0.1:{port} backlog=4096;
         keepalive_requests 100000;
         include {shared}/tokengate.locations.conf;
-        # The cookie gate (SPEC §15): GET, no body either way (tokengate
-        # answers 200 and 401 with Content-Length 0 or a small JSON it reads
-        # whole), so the upstream connection stays in the keepalive pool.
-        location = /oauth2/auth {{
-            internal;
-            proxy_pass http://tokengate;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
-            proxy_set_header X-Request-Id $request_id;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_connect_timeout 1s;
-            proxy_send_timeout 5s;
-            proxy_read_timeout 5s;
-            proxy_next_upstream error timeout;
-            proxy_next_upstream_tries 0;
-            proxy_next_upstream_timeout 5s;
-        }}
+        include {browser}/tokengate.browser.conf;
         location /app/ {{
             auth_request /oauth2/auth;
-            auth_request_set $tg_user $upstream_http_x_user_id;
-            auth_request_set $tg_session $upstream_http_x_session_id;
-            auth_request_set $tg_scope $upstream_http_x_scope;
-            auth_request_set $tg_amr $upstream_http_x_auth_request_amr;
-            auth_request_set $tg_ar_user $upstream_http_x_auth_request_user;
-            auth_request_set $tg_ar_email $upstream_http_x_auth_request_email;
-            auth_request_set $tg_remote_user $upstream_http_remote_user;
-            auth_request_set $tg_remote_email $upstream_http_remote_email;
-            auth_request_set $redirect $upstream_http_location;
-            # A browser without a session: to the sign-in page (an absolute
-            # Location when tokengate trusts this nginx; never in the load run).
-            error_page 401 =302 $redirect;
-            proxy_set_header X-User-Id $tg_user;
-            proxy_set_header X-Session-Id $tg_session;
-            proxy_set_header X-Scope $tg_scope;
-            proxy_set_header X-Auth-Request-Amr $tg_amr;
-            proxy_set_header X-Auth-Request-User $tg_ar_user;
-            proxy_set_header X-Auth-Request-Email $tg_ar_email;
-            proxy_set_header Remote-User $tg_remote_user;
-            proxy_set_header Remote-Email $tg_remote_email;
-            proxy_set_header X-Request-Id $request_id;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            include {browser}/tokengate.browser.protect.conf;
             proxy_pass http://app;
         }}
     }}"""
