@@ -2,7 +2,8 @@
 
 use crate::store::{BrowserSession, StoreError, Subject};
 
-/// `{sub, email, email verified, amr, scope}`, empty strings for none.
+/// `{sub, email, email verified, amr}`, empty strings for none; a browser
+/// session has no scope.
 pub(super) fn session(reply: Vec<Vec<u8>>) -> Result<BrowserSession, StoreError> {
     let mut fields = reply.into_iter().map(|field| {
         String::from_utf8(field)
@@ -20,12 +21,11 @@ pub(super) fn session(reply: Vec<Vec<u8>>) -> Result<BrowserSession, StoreError>
     let email = given(next()?);
     let email_verified = !next()?.is_empty();
     let amr = next()?;
-    let scope = given(next()?);
     Ok(BrowserSession {
         subject: Subject {
             sub,
             client: None,
-            scope,
+            scope: None,
             email,
             email_verified,
         },
@@ -39,7 +39,7 @@ mod tests {
 
     #[test]
     fn a_reply_names_the_user_and_how_they_signed_in() {
-        let reply = ["ada", "ada@example.com", "1", "pwd otp", ""].map(|f| f.as_bytes().to_vec());
+        let reply = ["ada", "ada@example.com", "1", "pwd otp"].map(|f| f.as_bytes().to_vec());
         let session = session(reply.to_vec()).unwrap();
         assert_eq!(session.subject.sub, "ada");
         assert_eq!(session.subject.email.as_deref(), Some("ada@example.com"));

@@ -4,8 +4,9 @@
 -- are SHA-256 digests of secrets no caller chooses, so timing tells nothing.
 -- KEYS[1] session key
 -- ARGV: handle hash (16 bytes), now (ms), idle (ms)
--- Returns {sub, email, email verified ('1' or ''), amr, scope} or false.
-local v = redis.call('HMGET', KEYS[1], 'h', 'e', 's', 'x', 'v', 'f', 'p')
+-- Returns {sub, email, email verified ('1' or ''), amr} or false (a browser
+-- session has no scope).
+local v = redis.call('HMGET', KEYS[1], 'h', 'e', 's', 'x', 'v', 'f')
 if not v[1] or v[1] ~= ARGV[1] then
   return false
 end
@@ -16,4 +17,4 @@ if ttl <= 0 then
 end
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('HSET', KEYS[1], 'l', ARGV[2])
-return {v[3], v[4] or '', v[5] or '', v[6] or '', v[7] or ''}
+return {v[3], v[4] or '', v[5] or '', v[6] or ''}
