@@ -460,22 +460,7 @@ impl SessionStore for RedisStore {
         let reply: Vec<Value> = self
             .eval(Repeat::Safe, &self.sessions, user_key(owner), &args)
             .await?;
-        let reply = Reply(&reply);
-        (0..reply.0.len() / 5)
-            .map(|i| {
-                let sid: String = reply.get(5 * i)?;
-                let client: String = reply.get(5 * i + 3)?;
-                let browser: String = reply.get(5 * i + 4)?;
-                Ok(SessionInfo {
-                    sid: Uuid::parse_str(&sid)
-                        .map_err(|_| StoreError::Protocol(format!("index member {sid:?}")))?,
-                    created_at: reply.get(5 * i + 1)?,
-                    last_active: reply.get(5 * i + 2)?,
-                    client: (!client.is_empty()).then_some(client),
-                    browser: !browser.is_empty(),
-                })
-            })
-            .collect()
+        replies::sessions(&reply)
     }
 
     /// One batch of [`LOGOUT_ALL_BATCH`] sessions per script run, so a

@@ -4,7 +4,8 @@ use deadpool_redis::redis::{FromRedisValue, Value};
 use uuid::Uuid;
 
 use crate::store::{
-    CacheLookup, CachedToken, Rotation, RotationOutcome, StoreError, Subject, Successor,
+    CacheLookup, CachedToken, Rotation, RotationOutcome, SessionInfo, StoreError, Subject,
+    Successor,
 };
 use crate::tokens::Rejection;
 
@@ -35,6 +36,26 @@ impl Reply<'_> {
             email_verified: self.get::<String>(email + 1)? == "1",
         })
     }
+}
+
+/// `sessions.lua`'s reply: five fields per session.
+pub(super) fn sessions(reply: &[Value]) -> Result<Vec<SessionInfo>, StoreError> {
+    let reply = Reply(reply);
+    (0..reply.0.len() / 5)
+        .map(|i| {
+            let sid: String = reply.get(5 * i)?;
+            let client: String = reply.get(5 * i + 3)?;
+            let browser: String = reply.get(5 * i + 4)?;
+            Ok(SessionInfo {
+                sid: Uuid::parse_str(&sid)
+                    .map_err(|_| StoreError::Protocol(format!("index member {sid:?}")))?,
+                created_at: reply.get(5 * i + 1)?,
+                last_active: reply.get(5 * i + 2)?,
+                client: (!client.is_empty()).then_some(client),
+                browser: !browser.is_empty(),
+            })
+        })
+        .collect()
 }
 
 pub(super) fn parse_api_token(reply: &[Value]) -> Result<CacheLookup, StoreError> {
