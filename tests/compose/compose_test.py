@@ -322,7 +322,8 @@ def postgres_restart(d: Deployment, port: int, basic: str, register) -> None:
 
 def scale_under_traffic(d: Deployment, port: int, basic: str) -> None:
     """Scaling under traffic: logins and authentications, 3 -> 5 -> 2."""
-    access = request(port, "POST", "/login", {"Authorization": basic}, {"user_id": "scale"})[2].get("access")
+    # Its own user: the logins below (user "scale") may end that user's older sessions.
+    access = request(port, "POST", "/login", {"Authorization": basic}, {"user_id": "scale-auth"})[2].get("access")
     steps = [("GET", "/authenticate", f"Bearer {access}", None, 200),
              ("POST", "/login", basic, {"user_id": "scale"}, 200)]
     with Traffic(port, steps) as traffic:
