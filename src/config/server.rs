@@ -17,8 +17,10 @@ pub struct ServerSettings {
     pub shutdown_timeout: Duration,
     /// How long after SIGTERM the process stays up, refusing connections,
     /// before it exits: a proxy that finds replicas by DNS keeps the address
-    /// until it re-resolves, and a refused connection moves on at once where
-    /// a vanished address costs a connect timeout.
+    /// until it re-resolves, and a refused connection moves on at once (and
+    /// marks the replica down) where a vanished address costs a connect
+    /// timeout. Docker's DNS drops the address only at exit, so the proxy's
+    /// down mark must outlast linger + its re-resolve interval (compose.yaml).
     #[serde(deserialize_with = "duration")]
     pub shutdown_linger: Duration,
     /// Open client connections per replica. At the cap a new connection

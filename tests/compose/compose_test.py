@@ -20,7 +20,11 @@ free loopback ports through an override and nothing made beforehand:
  10. compose.secrets.yaml with files from scripts/init-secrets: the replicas use them.
 
 Everything runs under one project name and ends with `down -v` whatever happens.
-Exit status 0 only if every check passed. Usage: compose_test.py [--keep-tree]
+Exit status 0 only if every check passed. Usage: compose_test.py [--keep-tree] [--only CHECK,...]
+
+--only (or COMPOSE_TEST_ONLY) runs step 1 and then only the named checks, in the order
+above: load, kill, redis, postgres, scale, cli, restart, uds, secrets. E.g.
+`COMPOSE_TEST_ONLY=scale scripts/compose-test` to chase the scaling check alone.
 """
 from __future__ import annotations
 
@@ -53,6 +57,8 @@ JSON = {"Content-Type": "application/json"}
 
 failures: list[str] = []
 figures: list[str] = []
+# The checks after step 1, in the order they run; --only picks some of them.
+CHECKS = ("load", "kill", "redis", "postgres", "scale", "cli", "restart", "uds", "secrets")
 
 
 def log(msg: str) -> None:
@@ -243,7 +249,8 @@ def load_flow(port: int, basic: str) -> None:
          f"the original load flow through nginx: 0 failed {stats.samples[:5] or ''}")
 
 
-def scenario(d: Deployment, port: int) -> None:
+def scenario(d: Deployment, port: int, only: frozenset[str] = frozenset()) -> None:
+    want = lambda check: not only or check in only
     seconds = d.up("--build", "--scale", "jwt=3")
     figure(f"`up --build --scale jwt=3` on a fresh tree: healthy in {seconds:.0f} s")
     replicas = d.ids("jwt")
@@ -256,19 +263,39 @@ def scenario(d: Deployment, port: int) -> None:
     status, _, _ = request(port, "GET", "/openapi.json")
     need(status == 200, f"/openapi.json is public through nginx ({status})")
     least_privilege(d)
+    register = lambda email: request(port, "POST", "/register", {"Authorization": basic},
+                                     {"email": email, "password": "correct horse battery"})[0]
 
-    load_flow(port, basic)
+    if want("load"):
+        load_flow(port, basic)
 
-    # A replica killed under /authenticate traffic.
-    access = request(port, "POST", "/login", {"Authorization": basic}, {"user_id": "kill"})[2].get("access")
-    with Traffic(port, [("GET", "/authenticate", f"Bearer {access}", None, 200)]) as traffic:
-        time.sleep(2)
-        subprocess.run(["docker", "kill", replicas[0]], check=True, capture_output=True)
-        time.sleep(8)
-    traffic.verdict("a replica killed (docker kill) under /authenticate traffic")
-    d.up("--scale", "jwt=3")
+    if want("kill"):
+        # A replica killed under /authenticate traffic.
+        access = request(port, "POST", "/login", {"Authorization": basic}, {"user_id": "kill"})[2].get("access")
+        with Traffic(port, [("GET", "/authenticate", f"Bearer {access}", None, 200)]) as traffic:
+            time.sleep(2)
+            subprocess.run(["docker", "kill", replicas[0]], check=True, capture_output=True)
+            time.sleep(8)
+        traffic.verdict("a replica killed (docker kill) under /authenticate traffic")
+        d.up("--scale", "jwt=3")
 
-    # Redis down and back: 503 while down, then the same replicas serve again.
+    if want("redis"):
+        redis_restart(d, port, basic)
+    if want("postgres"):
+        postgres_restart(d, port, basic, register)
+    if want("scale"):
+        scale_under_traffic(d, port, basic)
+    token = cli_token(d, port) if want("cli") else None
+    if want("restart"):
+        down_up(d, port, secret, token, register)
+    if want("uds"):
+        uds(d, port, basic)
+    if want("secrets"):
+        own_secrets(d, port, secret, basic)
+
+
+def redis_restart(d: Deployment, port: int, basic: str) -> None:
+    """Redis down and back: 503 while down, then the same replicas serve again."""
     before = d.started_at(d.ids("jwt"))
     d.compose("stop", "cache")
     login = lambda: request(port, "POST", "/login", {"Authorization": basic}, {"user_id": "redis"})[0]
@@ -279,10 +306,10 @@ def scenario(d: Deployment, port: int) -> None:
         figure(f"Redis restarted: /login answered 200 again {time.monotonic() - t0:.1f} s after start")
     need(d.started_at(d.ids("jwt")) == before, "no replica restarted for Redis' restart")
 
-    # PostgreSQL down and back: registrations 503, sessions unaffected.
+
+def postgres_restart(d: Deployment, port: int, basic: str, register) -> None:
+    """PostgreSQL down and back: registrations 503, sessions unaffected."""
     access = request(port, "POST", "/login", {"Authorization": basic}, {"user_id": "pg"})[2].get("access")
-    register = lambda email: request(port, "POST", "/register", {"Authorization": basic},
-                                     {"email": email, "password": "correct horse battery"})[0]
     d.compose("stop", "db")
     poll(lambda: register("down@example.com") == 503, "/register answers 503 while PostgreSQL is down", 30)
     status = request(port, "GET", "/authenticate", {"Authorization": f"Bearer {access}"})[0]
@@ -292,7 +319,11 @@ def scenario(d: Deployment, port: int) -> None:
     if poll(lambda: register("back@example.com") == 201, "/register answers 201 once PostgreSQL is back", 90):
         figure(f"PostgreSQL restarted: /register answered 201 again {time.monotonic() - t0:.1f} s after start")
 
-    # Scaling under traffic: logins and authentications, 3 -> 5 -> 2.
+
+def scale_under_traffic(d: Deployment, port: int, basic: str) -> None:
+    """Scaling under traffic: logins and authentications, 3 -> 5 -> 2."""
+    # Its own user: the logins below (user "scale") may end that user's older sessions.
+    access = request(port, "POST", "/login", {"Authorization": basic}, {"user_id": "scale-auth"})[2].get("access")
     steps = [("GET", "/authenticate", f"Bearer {access}", None, 200),
              ("POST", "/login", basic, {"user_id": "scale"}, 200)]
     with Traffic(port, steps) as traffic:
@@ -304,15 +335,20 @@ def scenario(d: Deployment, port: int) -> None:
     traffic.verdict("--scale jwt=5 then jwt=2 under /authenticate and /login traffic")
     need(len(d.ids("jwt")) == 2, "2 replicas after scaling down")
 
-    # The CLI in a replica's container.
+
+def cli_token(d: Deployment, port: int) -> str | None:
+    """The CLI in a replica's container: the API token it made, for `restart`."""
     out = d.compose("exec", "-T", "jwt", "tokengate", "token", "create", "compose-test",
                     "--scopes", "reports:read").stdout
     token = (re.search(r"tg_live_[A-Za-z0-9_-]+", out) or [None])[0]
     status, headers, _ = request(port, "GET", "/authenticate?scope=reports:read", {"Authorization": f"Bearer {token}"})
     need(token and status == 200 and headers.get("x-user-id") == "token:compose-test",
          f"`docker compose exec jwt tokengate token create` makes a token nginx lets through ({status})")
+    return token
 
-    # down + up: the volumes keep users, API tokens and secrets.
+
+def down_up(d: Deployment, port: int, secret: str, token: str | None, register) -> None:
+    """down + up: the volumes keep users, API tokens and secrets (the token if `cli` made one)."""
     need(register("kept@example.com") == 201, "a user registers before `down`")
     d.compose("down", timeout=300)
     seconds = d.up("--scale", "jwt=2")
@@ -320,10 +356,13 @@ def scenario(d: Deployment, port: int) -> None:
     need(d.secret("login_client_secret") == secret, "the secrets survive `down` + `up`")
     status = request(port, "POST", "/login", {}, {"email": "kept@example.com", "password": "correct horse battery"})[0]
     need(status == 200, f"a user registered before `down` logs in after `up` ({status})")
-    status = request(port, "GET", "/authenticate?scope=reports:read", {"Authorization": f"Bearer {token}"})[0]
-    need(status == 200, f"the API token made before `down` still passes ({status})")
+    if token:
+        status = request(port, "GET", "/authenticate?scope=reports:read", {"Authorization": f"Bearer {token}"})[0]
+        need(status == 200, f"the API token made before `down` still passes ({status})")
 
-    # One host, one replica on a Unix socket.
+
+def uds(d: Deployment, port: int, basic: str) -> None:
+    """One host, one replica on a Unix socket."""
     d.compose("down", timeout=300)
     seconds = d.up("--build", files=UDS)
     figure(f"compose.uds.yaml: healthy in {seconds:.0f} s")
@@ -333,7 +372,9 @@ def scenario(d: Deployment, port: int) -> None:
     status = request(port, "GET", "/authenticate", {"Authorization": f"Bearer {doc.get('access')}"})[0]
     need(status == 200, f"/authenticate through nginx over the Unix socket ({status})")
 
-    # Operators' own files (a fresh database: PostgreSQL keeps the passwords of its first start).
+
+def own_secrets(d: Deployment, port: int, secret: str, basic: str) -> None:
+    """Operators' own files (a fresh database: PostgreSQL keeps the passwords of its first start)."""
     d.compose("down", "-v", files=UDS, timeout=300)
     subprocess.run([str(d.tree / "scripts" / "init-secrets")], check=True, capture_output=True)
     own = (d.tree / "secrets" / "login_client_secret").read_text()
@@ -349,7 +390,12 @@ def scenario(d: Deployment, port: int) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--keep-tree", action="store_true", help="leave the copied tree (its path is printed)")
+    p.add_argument("--only", default=os.environ.get("COMPOSE_TEST_ONLY", ""), metavar="CHECK,...",
+                   help=f"after step 1, run only these checks (default: all; env COMPOSE_TEST_ONLY): {', '.join(CHECKS)}")
     o = p.parse_args()
+    only = frozenset(filter(None, (c.strip() for c in o.only.split(","))))
+    if only - set(CHECKS):
+        p.error(f"--only: no check {', '.join(sorted(only - set(CHECKS)))}; the checks are {', '.join(CHECKS)}")
     os.environ["DOCKER_BUILDKIT"] = "0"  # BuildKit fetches the `# syntax=` frontend from a registry
     tree = Path(tempfile.mkdtemp(prefix="tokengate-compose-"))
     copy_tree(tree)
@@ -363,7 +409,7 @@ def main() -> int:
     # What an interrupted earlier run left: compose.uds.yaml names every service and volume.
     d.compose("down", "-v", "--remove-orphans", files=UDS, check=False, quiet=True)
     try:
-        scenario(d, port)
+        scenario(d, port, only)
     except Exception as e:  # a broken step is a failed run, with its reason
         need(False, f"{type(e).__name__}: {e}")
         logs = d.compose("logs", "--tail", "30", "--no-color", files=UDS, check=False, quiet=True)
