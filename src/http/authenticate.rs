@@ -151,16 +151,7 @@ pub async fn handle<B>(gate: &Gate, request: &Request<B>) -> Result<Response, Ap
         .verified_email()
         .and_then(|email| HeaderValue::from_str(email).ok());
     let out = response.headers_mut();
-    for header in gate.identity_headers() {
-        let value = if header.is_email() {
-            email.as_ref()
-        } else {
-            Some(&user)
-        };
-        if let Some(value) = value {
-            out.insert(header.name(), value.clone());
-        }
-    }
+    identity_headers(out, gate, &user, email.as_ref());
     match &identity {
         Identity::Session(claims) => {
             let session = HeaderValue::try_from(claims.sid.to_string()).map_err(malformed)?;
@@ -174,6 +165,22 @@ pub async fn handle<B>(gate: &Gate, request: &Request<B>) -> Result<Response, Ap
     out.insert("x-user-id", user);
     out.insert("x-scope", scope);
     Ok(response)
+}
+
+/// The `authenticate.identity_headers` configured: the user's, and the
+/// email ones only with a verified `email`. The cookie gate sends them too.
+pub(super) fn identity_headers(
+    out: &mut http::HeaderMap,
+    gate: &Gate,
+    user: &HeaderValue,
+    email: Option<&HeaderValue>,
+) {
+    for header in gate.identity_headers() {
+        let value = if header.is_email() { email } else { Some(user) };
+        if let Some(value) = value {
+            out.insert(header.name(), value.clone());
+        }
+    }
 }
 
 impl<'a> ApiTokenIdentity<'a> {

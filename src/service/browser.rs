@@ -42,16 +42,7 @@ impl Gate {
         code: &str,
         caller: Attempt,
     ) -> Result<BrowserHandle, ServiceError> {
-        let account = self
-            .users
-            .login(
-                &self.database,
-                self.sessions.store(),
-                email,
-                password,
-                caller,
-            )
-            .await?;
+        let account = self.account(email, password, caller).await?;
         let amr = self.second_factor(account.id, code, caller).await?;
         let subject = Subject {
             sub: account.id.to_string(),
@@ -97,16 +88,7 @@ impl Gate {
         caller: Attempt,
     ) -> Result<(), ServiceError> {
         let email = identity.subject.email.as_deref().unwrap_or("");
-        let account = self
-            .users
-            .login(
-                &self.database,
-                self.sessions.store(),
-                email,
-                password,
-                caller,
-            )
-            .await?;
+        let account = self.account(email, password, caller).await?;
         if account.id.to_string() != identity.subject.sub {
             return Err(ServiceError::InvalidCredentials);
         }

@@ -8,7 +8,7 @@ use super::{Gate, ServiceError};
 use crate::clients::{Attempt, ClientError};
 use crate::config::Registration as RegistrationPolicy;
 use crate::session::TokenPair;
-use crate::users::Registrant;
+use crate::users::{Account, Registrant};
 
 /// Longest accepted user id; it travels in every token and header.
 const MAX_USER_ID_BYTES: usize = 255;
@@ -30,16 +30,7 @@ impl Gate {
         password: &str,
         caller: Attempt,
     ) -> Result<TokenPair, ServiceError> {
-        let account = self
-            .users
-            .login(
-                &self.database,
-                self.sessions.store(),
-                email,
-                password,
-                caller,
-            )
-            .await?;
+        let account = self.account(email, password, caller).await?;
         let sub = account.id.to_string();
         Ok(self
             .sessions
@@ -109,6 +100,26 @@ impl Gate {
         // account, so before that user's first UserLoggedIn.
         self.deliver_events().await;
         Ok(user_id)
+    }
+
+    /// The account an email and password name, if the password is right;
+    /// checked and throttled as every password is (SPEC §7, §11).
+    pub(super) async fn account(
+        &self,
+        email: &str,
+        password: &str,
+        caller: Attempt,
+    ) -> Result<Account, ServiceError> {
+        Ok(self
+            .users
+            .login(
+                &self.database,
+                self.sessions.store(),
+                email,
+                password,
+                caller,
+            )
+            .await?)
     }
 
     /// Checks a login client's HTTP Basic credentials.

@@ -19,9 +19,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{SessionError, Sessions};
-use crate::store::{
-    BrowserLogin, EndReason, NewSession, Revocation, SessionInfo, SessionStore, Subject,
-};
+use crate::store::{BrowserLogin, EndReason, NewSession, SessionInfo, SessionStore, Subject};
 use crate::time::Millis;
 use crate::tokens::{Rejection, SecretHash};
 
@@ -226,15 +224,7 @@ impl<S: SessionStore> Sessions<S> {
         sid: Uuid,
         now: Millis,
     ) -> Result<(), SessionError> {
-        let owner = identity.subject.owner();
-        match self
-            .store
-            .end_owned(sid, &owner, EndReason::Logout, now)
-            .await?
-        {
-            Revocation::Ended => Ok(()),
-            Revocation::Unknown | Revocation::NotOwner => Err(SessionError::UnknownSession),
-        }
+        self.end_owned(&identity.subject.owner(), sid, now).await
     }
 
     /// Ends every session of the browser user, on every replica.

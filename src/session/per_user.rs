@@ -42,9 +42,20 @@ impl<S: SessionStore> Sessions<S> {
         now: Millis,
     ) -> Result<(), SessionError> {
         let claims = self.authenticate(token, now).await?;
+        self.end_owned(&claims.owner(), sid, now).await
+    }
+
+    /// Ends `owner`'s session `sid`; `UnknownSession` if it is not theirs or
+    /// not live.
+    pub(super) async fn end_owned(
+        &self,
+        owner: &str,
+        sid: Uuid,
+        now: Millis,
+    ) -> Result<(), SessionError> {
         match self
             .store
-            .end_owned(sid, &claims.owner(), EndReason::Logout, now)
+            .end_owned(sid, owner, EndReason::Logout, now)
             .await?
         {
             Revocation::Ended => Ok(()),

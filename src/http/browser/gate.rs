@@ -47,16 +47,7 @@ pub(super) async fn auth<B>(gate: &Gate, request: &Request<B>) -> Result<Respons
         .filter(|_| identity.subject.email_verified)
         .and_then(|email| HeaderValue::try_from(email).ok());
     let out = response.headers_mut();
-    for header in gate.identity_headers() {
-        let value = if header.is_email() {
-            email.as_ref()
-        } else {
-            Some(&user)
-        };
-        if let Some(value) = value {
-            out.insert(header.name(), value.clone());
-        }
-    }
+    crate::http::authenticate::identity_headers(out, gate, &user, email.as_ref());
     let sid = HeaderValue::try_from(identity.sid.to_string()).map_err(malformed)?;
     out.insert("x-session-id", sid);
     out.insert("x-user-id", user);
