@@ -18,6 +18,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::local_cache::BrowserAnswer;
 use super::{SessionError, Sessions};
 use crate::store::{BrowserLogin, EndReason, NewSession, SessionInfo, SessionStore, Subject};
 use crate::time::Millis;
@@ -173,8 +174,8 @@ impl<S: SessionStore> Sessions<S> {
     }
 
     /// The live browser session a cookie value opens; counts as activity
-    /// (its idle clock restarts). One store round trip; a value that is no
-    /// handle costs none.
+    /// (its idle clock restarts). One store round trip, or none from the
+    /// local cache (SPEC §10); a value that is no handle costs none.
     pub async fn authenticate_browser(
         &self,
         cookie: &str,
@@ -182,11 +183,16 @@ impl<S: SessionStore> Sessions<S> {
     ) -> Result<BrowserIdentity, SessionError> {
         let handle =
             BrowserHandle::parse(cookie).ok_or(SessionError::InvalidToken(Rejection::Malformed))?;
-        let session = self
-            .store
-            .authenticate_browser(handle.sid, handle.hash(), now)
-            .await?
-            .ok_or(SessionError::InvalidToken(Rejection::Revoked))?;
+        let (sid, hash) = (handle.sid, handle.hash());
+        let local = match &self.local {
+            Some(cache) => cache.authenticate_browser(sid, hash, now).await,
+            None => BrowserAnswer::Bypass,
+        };
+        let found = match local {
+            BrowserAnswer::Decided(found) => found?,
+            BrowserAnswer::Bypass => self.store.authenticate_browser(sid, hash, now).await?,
+        };
+        let session = found.ok_or(SessionError::InvalidToken(Rejection::Revoked))?;
         Ok(BrowserIdentity {
             sid: handle.sid,
             subject: session.subject,

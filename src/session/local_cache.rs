@@ -1,7 +1,10 @@
 //! `/authenticate` from memory (SPEC §10, `auth.local_cache`, off by
 //! default): a replica remembers `sid → current jti` learned from Redis and
 //! answers from it, with no round trip, for as long as Redis has not said
-//! the session changed.
+//! the session changed. The cookie gate (`/oauth2/auth`, SPEC §15) uses the
+//! same entries: a browser session's also holds the hash of its cookie's
+//! handle and who it is, learned by `peek_browser.lua`, and its touches
+//! name the session by its (never shown) access jti, as a token's do.
 //!
 //! Three rules keep it from ever accepting what Redis would refuse:
 //!
@@ -59,9 +62,10 @@ use tokio::task::AbortHandle;
 use uuid::Uuid;
 
 use crate::config::{Settings, touch_interval};
-use crate::store::StoreError;
 use crate::store::redis::{Peek, RedisStore, Tracking, tracked_sid};
+use crate::store::{BrowserSession, StoreError};
 use crate::time::{Millis, millis};
+use crate::tokens::SecretHash;
 
 /// How often the tracking connection is asked for a `PING`.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -77,13 +81,32 @@ pub enum Answer {
     Bypass,
 }
 
+/// The cache's answer for a browser's cookie, when it has one.
+#[derive(Debug)]
+pub enum BrowserAnswer {
+    /// Decided here: the session, or `None` if the handle opens none.
+    Decided(Result<Option<BrowserSession>, StoreError>),
+    /// Ask Redis as SPEC §3 says.
+    Bypass,
+}
+
 enum Slot {
     /// A look-up is on its way; only the holder of this ticket may fill.
     Pending(u64),
     Ready {
         jti: Uuid,
         deadline: Millis,
+        /// A browser session's: what its cookie opens (SPEC §15).
+        browser: Option<Arc<BrowserEntry>>,
     },
+}
+
+/// A browser session as the cache knows it: the hash of its cookie's
+/// handle and who it is.
+#[derive(Debug, PartialEq, Eq)]
+struct BrowserEntry {
+    handle_hash: SecretHash,
+    session: BrowserSession,
 }
 
 struct Entries {
@@ -121,10 +144,41 @@ impl Entries {
             Some(Slot::Ready {
                 jti: current,
                 deadline,
-            }) if *current == jti && now + margin < *deadline => return Begin::Hit,
-            Some(_) => {}
-            None if self.map.len() >= max => return Begin::Bypass,
-            None => {}
+                ..
+            }) if *current == jti && now + margin < *deadline => Begin::Hit,
+            _ => self.ask(sid, max),
+        }
+    }
+
+    /// [`Entries::begin`] for a browser's cookie: on a hit, the session's
+    /// jti (for its touch) and who it is.
+    fn begin_browser(
+        &mut self,
+        sid: Uuid,
+        handle_hash: &SecretHash,
+        now: Millis,
+        margin: Millis,
+        max: usize,
+    ) -> Result<(Uuid, Arc<BrowserEntry>), Begin> {
+        if !self.up {
+            return Err(Begin::Bypass);
+        }
+        match self.map.get(&sid) {
+            Some(Slot::Ready {
+                jti,
+                deadline,
+                browser: Some(entry),
+            }) if entry.handle_hash == *handle_hash && now + margin < *deadline => {
+                Ok((*jti, entry.clone()))
+            }
+            _ => Err(self.ask(sid, max)),
+        }
+    }
+
+    /// A pending slot for a look-up of `sid`, unless there is no room.
+    fn ask(&mut self, sid: Uuid, max: usize) -> Begin {
+        if !self.map.contains_key(&sid) && self.map.len() >= max {
+            return Begin::Bypass;
         }
         self.next_ticket += 1;
         self.map.insert(sid, Slot::Pending(self.next_ticket));
@@ -134,14 +188,27 @@ impl Entries {
     /// Applies the look-up begun with `ticket` at `now`: fills the slot if
     /// the ticket still holds it (nothing invalidated or flushed since),
     /// else leaves whatever is there.
-    fn finish(&mut self, sid: Uuid, ticket: u64, jti: Uuid, now: Millis, peek: Option<Peek>) {
+    fn finish(
+        &mut self,
+        sid: Uuid,
+        ticket: u64,
+        jti: Uuid,
+        now: Millis,
+        peek: Option<Peek>,
+        browser: Option<Arc<BrowserEntry>>,
+    ) {
         if !matches!(self.map.get(&sid), Some(Slot::Pending(t)) if *t == ticket) {
             return;
         }
         match peek {
             Some(Peek::Live(left)) => {
                 let deadline = now + left;
-                self.map.insert(sid, Slot::Ready { jti, deadline });
+                let ready = Slot::Ready {
+                    jti,
+                    deadline,
+                    browser,
+                };
+                self.map.insert(sid, ready);
             }
             _ => {
                 self.map.remove(&sid);
@@ -301,7 +368,7 @@ impl LocalCache {
         };
         inner.counts.lookups.inc();
         let peek = inner.store.peek(sid, jti, inner.margin, now).await;
-        lock(&inner.entries).finish(sid, ticket, jti, now, peek.as_ref().ok().copied());
+        lock(&inner.entries).finish(sid, ticket, jti, now, peek.as_ref().ok().copied(), None);
         match peek {
             Ok(Peek::Live(_)) => {
                 // This request's activity, written behind like a hit's.
@@ -312,6 +379,70 @@ impl LocalCache {
             Ok(Peek::NotCurrent) => Answer::Decided(Ok(false)),
             Err(e) => Answer::Decided(Err(e)),
         }
+    }
+
+    /// The live browser session `handle_hash` opens (SPEC §15), from
+    /// memory when possible, by the same rules as a token: learned only
+    /// from Redis, forgotten on any change to the session, touched behind
+    /// (the session's own jti names it to `authenticate.lua`).
+    pub async fn authenticate_browser(
+        &self,
+        sid: Uuid,
+        handle_hash: SecretHash,
+        now: Millis,
+    ) -> BrowserAnswer {
+        let inner = &self.inner;
+        if !inner.up.load(Ordering::Acquire) {
+            inner.counts.bypasses.inc();
+            return BrowserAnswer::Bypass;
+        }
+        let begun = lock(&inner.entries).begin_browser(
+            sid,
+            &handle_hash,
+            now,
+            inner.margin,
+            inner.max_entries,
+        );
+        let ticket = match begun {
+            Ok((jti, entry)) => {
+                inner.counts.hits.inc();
+                inner.note_touch(sid, jti);
+                return BrowserAnswer::Decided(Ok(Some(entry.session.clone())));
+            }
+            Err(Begin::Ask(ticket)) => ticket,
+            Err(_) => {
+                inner.counts.bypasses.inc();
+                return BrowserAnswer::Bypass;
+            }
+        };
+        inner.counts.lookups.inc();
+        let peeked = inner
+            .store
+            .peek_browser(sid, handle_hash, inner.margin, now)
+            .await;
+        let found = match peeked {
+            Ok(found) => found,
+            Err(e) => {
+                lock(&inner.entries).finish(sid, ticket, Uuid::nil(), now, None, None);
+                return BrowserAnswer::Decided(Err(e));
+            }
+        };
+        let Some(found) = found else {
+            let gone = Some(Peek::NotCurrent);
+            lock(&inner.entries).finish(sid, ticket, Uuid::nil(), now, gone, None);
+            return BrowserAnswer::Decided(Ok(None));
+        };
+        let entry = Arc::new(BrowserEntry {
+            handle_hash,
+            session: found.session,
+        });
+        let learned = Some(entry.clone());
+        lock(&inner.entries).finish(sid, ticket, found.jti, now, Some(found.peek), learned);
+        if let Peek::Live(_) = found.peek {
+            // This request's activity, written behind like a hit's.
+            inner.note_touch(sid, found.jti);
+        }
+        BrowserAnswer::Decided(Ok(Some(entry.session.clone())))
     }
 
     /// Whether requests are answered from memory now (for tests and logs).
@@ -540,7 +671,7 @@ mod tests {
         let Begin::Ask(ticket) = entries.begin(sid, jti, 0, MARGIN, MAX) else {
             panic!("a first request asks Redis");
         };
-        entries.finish(sid, ticket, jti, 0, Some(Peek::Live(1_000)));
+        entries.finish(sid, ticket, jti, 0, Some(Peek::Live(1_000)), None);
     }
 
     #[test]
@@ -576,7 +707,7 @@ mod tests {
             panic!()
         };
         entries.invalidate(&[Value::Array(vec![key(sid)])]);
-        entries.finish(sid, ticket, jti, 0, Some(Peek::Live(1_000)));
+        entries.finish(sid, ticket, jti, 0, Some(Peek::Live(1_000)), None);
         assert!(matches!(
             entries.begin(sid, jti, 1, MARGIN, MAX),
             Begin::Ask(_)
@@ -598,7 +729,7 @@ mod tests {
                 panic!()
             };
             interruption(&mut entries);
-            entries.finish(sid, ticket, jti, 0, Some(Peek::Live(1_000)));
+            entries.finish(sid, ticket, jti, 0, Some(Peek::Live(1_000)), None);
             assert!(entries.map.is_empty());
         }
     }
@@ -613,9 +744,9 @@ mod tests {
         let Begin::Ask(second) = entries.begin(sid, jti, 0, MARGIN, MAX) else {
             panic!()
         };
-        entries.finish(sid, first, jti, 0, Some(Peek::Live(1_000)));
+        entries.finish(sid, first, jti, 0, Some(Peek::Live(1_000)), None);
         assert!(matches!(entries.map.get(&sid), Some(Slot::Pending(t)) if *t == second));
-        entries.finish(sid, second, jti, 0, Some(Peek::NotCurrent));
+        entries.finish(sid, second, jti, 0, Some(Peek::NotCurrent), None);
         assert!(entries.map.is_empty());
     }
 

@@ -90,7 +90,7 @@ pub use keys::session_key;
 use keys::{api_token_key, failure_counters, flag, num, text, user_key};
 use replies::{Reply, parse_api_token, parse_rotation};
 use sentinel::Sentinels;
-pub use tracking::{Peek, TRACKING_NAME, Tracking, tracked_sid};
+pub use tracking::{BrowserPeek, Peek, TRACKING_NAME, Tracking, tracked_sid};
 
 const KEY_PREFIX: &str = "tg:s:";
 const RATE_PREFIX: &str = "tg:rl:";

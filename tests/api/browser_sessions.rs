@@ -445,3 +445,63 @@ async fn wrong_passwords_and_hostile_input_get_a_page_and_no_session() {
     assert_eq!(otp.status, 403);
     assert_eq!(otp.error(), "second_factor_required");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_local_cache_the_cookie_gate_asks_redis_nothing_until_the_session_changes() {
+    let c = cluster(|s| {
+        s.auth.local_cache.enabled = true;
+        // Touches are writes, which invalidate: keep them out of the way.
+        s.auth.touch_interval = Some(Duration::from_secs(10));
+    })
+    .await;
+    let up = eventually(Duration::from_secs(5), || async {
+        crate::local_cache::tracking_clients(c.redis()).len() == 2
+    })
+    .await;
+    assert!(up, "tracking connections up");
+    let mut browser = Browser::default();
+    browser.sign_in(c.a(), PASSWORD).await;
+    // Learned once (tracking may switch on a moment after the name is set).
+    let learned = eventually(Duration::from_secs(5), || async {
+        browser.gate(c.b()).await.status == 200
+            && c.b().metric("tokengate_local_cache_hits_total").await > 0.0
+    })
+    .await;
+    assert!(learned, "the session is answered from memory");
+    let evalsha = |redis: &crate::support::redis::RedisServer| -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut redis.connection())
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_evalsha:"))
+            .and_then(|s| s.split(',').find_map(|kv| kv.strip_prefix("calls=")))
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    let before = evalsha(c.redis());
+    for _ in 0..10 {
+        let gate = browser.gate(c.b()).await;
+        assert_eq!(gate.status, 200);
+        assert_eq!(gate.header("x-auth-request-amr"), Some("pwd"));
+        assert!(gate.header("x-user-id").is_some());
+    }
+    // Other replicas' background scripts may run meanwhile; ten requests
+    // answered by Redis would be ten at least.
+    assert!(evalsha(c.redis()) - before < 5, "answered from memory");
+    // Signed out on the other replica: refused at once, however cached.
+    let value = browser.cookies[COOKIE].clone();
+    let page = browser.get(c.a(), "/oauth2/sign_out").await;
+    let token = csrf(&page);
+    let out = browser
+        .post(c.a(), "/oauth2/sign_out", &[("csrf", &token)])
+        .await;
+    assert_eq!(out.status, 303);
+    let stale = Browser {
+        cookies: HashMap::from([(COOKIE.to_owned(), value)]),
+    };
+    let refused = eventually(Duration::from_secs(2), || async {
+        stale.gate(c.b()).await.status == 401
+    })
+    .await;
+    assert!(refused, "the invalidation reached the other replica");
+}

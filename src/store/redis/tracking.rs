@@ -57,14 +57,28 @@ use uuid::Uuid;
 
 use super::sentinel::MasterWatch;
 use super::{KEY_PREFIX, RedisStore, Repeat, Target, num, session_key};
-use crate::store::StoreError;
+use crate::store::{BrowserSession, StoreError};
 use crate::time::Millis;
+use crate::tokens::SecretHash;
 
 /// `CLIENT SETNAME` of the tracking connection (operators and tests find it
 /// in `CLIENT LIST`).
 pub const TRACKING_NAME: &str = "tokengate-tracking";
 
 static PEEK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../scripts/peek.lua")));
+static PEEK_BROWSER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../scripts/peek_browser.lua")));
+
+/// What `scripts/peek_browser.lua` found of a live browser session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrowserPeek {
+    /// [`Peek::Live`] or [`Peek::Touched`].
+    pub peek: Peek,
+    /// The session's access jti, never shown to anyone: what the cache's
+    /// touches name it by (`authenticate.lua`).
+    pub jti: Uuid,
+    pub session: BrowserSession,
+}
 
 /// What `scripts/peek.lua` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +116,27 @@ impl RedisStore {
             n if n > 0 => Peek::Live(n.unsigned_abs()),
             _ => Peek::NotCurrent,
         })
+    }
+
+    /// [`RedisStore::peek`] for a browser's cookie handle (its hash):
+    /// `None` if it opens no live session.
+    pub async fn peek_browser(
+        &self,
+        sid: Uuid,
+        handle_hash: SecretHash,
+        margin: Millis,
+        now: Millis,
+    ) -> Result<Option<BrowserPeek>, StoreError> {
+        let args = [
+            handle_hash.to_vec(),
+            num(margin),
+            num(now),
+            num(self.timing.idle),
+        ];
+        let reply: Option<Vec<redis::Value>> = self
+            .eval(Repeat::Safe, &PEEK_BROWSER, session_key(sid), &args)
+            .await?;
+        reply.map(browser_peek).transpose()
     }
 
     /// Restarts the idle clock of every `(sid, jti)` whose token is still
@@ -239,4 +274,29 @@ impl RedisStore {
 pub fn tracked_sid(key: &[u8]) -> Option<Uuid> {
     let rest = key.strip_prefix(KEY_PREFIX.as_bytes())?;
     Uuid::try_parse_ascii(rest).ok()
+}
+
+/// `peek_browser.lua`'s `{left, jti, sub, email, verified, amr}`.
+fn browser_peek(reply: Vec<redis::Value>) -> Result<BrowserPeek, StoreError> {
+    let bad = || StoreError::Protocol("peek_browser.lua replied something else".into());
+    let mut fields = reply.into_iter();
+    let left = match fields.next() {
+        Some(redis::Value::Int(left)) => left,
+        _ => return Err(bad()),
+    };
+    let mut bytes = fields.map(|field| match field {
+        redis::Value::BulkString(bytes) => Ok(bytes),
+        _ => Err(bad()),
+    });
+    let jti = Uuid::from_slice(&bytes.next().ok_or_else(bad)??).map_err(|_| bad())?;
+    let session = super::browser::session(bytes.collect::<Result<_, _>>()?)?;
+    Ok(BrowserPeek {
+        peek: if left > 0 {
+            Peek::Live(left.unsigned_abs())
+        } else {
+            Peek::Touched
+        },
+        jti,
+        session,
+    })
 }
