@@ -12,7 +12,8 @@ use http::{HeaderValue, Request, StatusCode};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{cookie, query_param, redirect, sign_in_url};
+use super::redirect::{original_url, sign_in_location};
+use super::{cookie, query_param, sign_in_url, to};
 use crate::http::{ApiError, Response, caller, json_bytes_response, json_response};
 use crate::service::{Gate, Peer, ServiceError};
 
@@ -32,7 +33,9 @@ pub(super) async fn auth<B>(gate: &Gate, request: &Request<B>) -> Result<Respons
     };
     let identity = match answer {
         Ok(identity) => identity,
-        Err(ServiceError::MissingToken | ServiceError::InvalidToken(_)) => {
+        Err(refused @ (ServiceError::MissingToken | ServiceError::InvalidToken(_))) => {
+            // Counted as /authenticate counts its refusals.
+            gate.count_failure(&refused);
             return Ok(to_sign_in(gate, request));
         }
         Err(other) => return Err(other.into()),
@@ -65,8 +68,8 @@ fn to_sign_in<B>(gate: &Gate, request: &Request<B>) -> Response {
     let peer = request.extensions().get::<Peer>().map(|peer| peer.0.ip());
     let original = peer
         .filter(|peer| gate.is_trusted_proxy(*peer))
-        .and_then(|_| super::redirect::original_url(request.headers()));
-    let location = super::redirect::sign_in_location(gate.cookie_settings(), original.as_deref());
+        .and_then(|_| original_url(request.headers()));
+    let location = sign_in_location(gate.cookie_settings(), original.as_deref());
     let mut response = json_response(
         StatusCode::UNAUTHORIZED,
         &serde_json::json!({
@@ -110,5 +113,5 @@ pub(super) async fn userinfo<B>(gate: &Gate, request: &Request<B>) -> Result<Res
 /// `/oauth2/start?rd=`: on to the sign-in page, `rd` kept (checked there).
 pub(super) fn start<B>(request: &Request<B>) -> Response {
     let rd = query_param(request.uri(), "rd").unwrap_or_default();
-    redirect(StatusCode::FOUND, &sign_in_url(&rd))
+    to(StatusCode::FOUND, &sign_in_url(&rd))
 }

@@ -144,10 +144,11 @@ fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
 
 /// `303 See Other`: after a form, the browser GETs `location`.
 fn see_other(location: &str) -> Response {
-    redirect(StatusCode::SEE_OTHER, location)
+    to(StatusCode::SEE_OTHER, location)
 }
 
-fn redirect(status: StatusCode, location: &str) -> Response {
+/// A redirect: `status` and `Location`.
+fn to(status: StatusCode, location: &str) -> Response {
     let mut response = http::Response::new(Full::new(Bytes::new()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
