@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from .clients import http_request
 from .common import NGINX_CONF_DIR, BenchError, log
-from .nginx_cases import measure_on_front, shipped_front
+from .nginx_cases import front, measure_on_front, shipped_front
 from .user_cases import USER_PASSWORD
 
 if TYPE_CHECKING:
@@ -106,26 +106,12 @@ def cookie_front(port: int, tokengate_server: str, app_port: int) -> str:
     tokengate's cookie from the app), tokengate.browser.conf (the internal
     /oauth2/auth and the pages) and tokengate.browser.protect.conf (the
     identity headers, `error_page 401 =302` to the sign-in page)."""
-    shared = NGINX_CONF_DIR
-    browser = shared / "browser"
-    return f"""    include {browser}/tokengate.browser.http.conf;
-    upstream tokengate {{
-        server {tokengate_server} max_fails=1 fail_timeout=2s;
-        keepalive 64;
-        keepalive_timeout 5s;
-    }}
-    upstream app {{ server 127.0.0.1:{app_port}; keepalive 64; keepalive_timeout 5s; }}
-    server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        keepalive_requests 100000;
-        include {shared}/tokengate.locations.conf;
-        include {browser}/tokengate.browser.conf;
-        location /app/ {{
-            auth_request /oauth2/auth;
-            include {browser}/tokengate.browser.protect.conf;
-            proxy_pass http://app;
-        }}
-    }}"""
+    browser = NGINX_CONF_DIR / "browser"
+    return front(
+        port, tokengate_server, app_port,
+        f"auth_request /oauth2/auth;\n            include {browser}/tokengate.browser.protect.conf;",
+        http_extra=f"    include {browser}/tokengate.browser.http.conf;\n",
+        server_extra=f"        include {browser}/tokengate.browser.conf;\n")
 
 
 def echo_check(port: int, headers: dict[str, str], user_id: str):

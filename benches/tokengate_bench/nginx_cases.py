@@ -38,8 +38,17 @@ def shipped_front(port: int, tokengate_server: str, app_port: int) -> str:
     """nginx_tokengate_auth's front, as the cluster's nginx has it (the
     shared tokengate.locations.conf / tokengate.protect.conf, /app/ to the
     cluster's echo app), with `upstream tokengate` at `tokengate_server`."""
+    return front(port, tokengate_server, app_port,
+                 f"include {NGINX_CONF_DIR}/tokengate.protect.conf;")
+
+
+def front(port: int, tokengate_server: str, app_port: int, protect: str,
+          http_extra: str = "", server_extra: str = "") -> str:
+    """The fronts' common nginx: `upstream tokengate` at `tokengate_server`,
+    the echo app, tokengate.locations.conf for the API, and /app/ protected
+    by the `protect` lines."""
     shared = NGINX_CONF_DIR
-    return f"""    upstream tokengate {{
+    return f"""{http_extra}    upstream tokengate {{
         server {tokengate_server} max_fails=1 fail_timeout=2s;
         keepalive 64;
         keepalive_timeout 5s;
@@ -49,8 +58,8 @@ def shipped_front(port: int, tokengate_server: str, app_port: int) -> str:
         listen 127.0.0.1:{port} backlog=4096;
         keepalive_requests 100000;
         include {shared}/tokengate.locations.conf;
-        location /app/ {{
-            include {shared}/tokengate.protect.conf;
+{server_extra}        location /app/ {{
+            {protect}
             proxy_pass http://app;
         }}
     }}"""
