@@ -109,13 +109,13 @@ pub async fn deliver_now(
     metrics: &EventMetrics,
 ) {
     for _ in 0..ROUNDS_NOW {
-        let round = db.relay_events(sink, BATCH).await;
-        if let Ok(delivered) = round {
-            metrics.delivered(STREAM, delivered);
-        }
-        match round {
-            Ok(delivered) if delivered < BATCH as usize => return,
-            Ok(_) => {}
+        match db.relay_events(sink, BATCH).await {
+            Ok(delivered) => {
+                metrics.delivered(STREAM, delivered);
+                if delivered < BATCH as usize {
+                    return;
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e,
                     "event relay: cannot deliver now; the event stays in the outbox and is retried");

@@ -147,11 +147,8 @@ pub async fn handle<B>(gate: &Gate, request: &Request<B>) -> Result<Response, Ap
             ),
         }
     };
-    let email = identity
-        .verified_email()
-        .and_then(|email| HeaderValue::from_str(email).ok());
     let out = response.headers_mut();
-    identity_headers(out, gate, &user, email.as_ref());
+    identity_headers(out, gate, &user, identity.verified_email());
     match &identity {
         Identity::Session(claims) => {
             let session = HeaderValue::try_from(claims.sid.to_string()).map_err(malformed)?;
@@ -173,10 +170,15 @@ pub(super) fn identity_headers(
     out: &mut http::HeaderMap,
     gate: &Gate,
     user: &HeaderValue,
-    email: Option<&HeaderValue>,
+    verified_email: Option<&str>,
 ) {
+    let email = verified_email.and_then(|email| HeaderValue::from_str(email).ok());
     for header in gate.identity_headers() {
-        let value = if header.is_email() { email } else { Some(user) };
+        let value = if header.is_email() {
+            email.as_ref()
+        } else {
+            Some(user)
+        };
         if let Some(value) = value {
             out.insert(header.name(), value.clone());
         }

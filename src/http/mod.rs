@@ -260,12 +260,17 @@ fn public_base(headers: &HeaderMap) -> String {
 /// Who asks: the client's address (the peer, or what a trusted proxy
 /// says) and the time.
 fn caller<B>(gate: &Gate, request: &Request<B>) -> Attempt {
-    let peer = request
+    let forwarded = request.headers().get_all(X_FORWARDED_FOR);
+    gate.caller(peer(request), forwarded.iter().map(HeaderValue::as_bytes))
+}
+
+/// The connection's peer, as the server noted it (unspecified in tests
+/// that drive the router without a connection).
+fn peer<B>(request: &Request<B>) -> IpAddr {
+    request
         .extensions()
         .get::<Peer>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |peer| peer.0.ip());
-    let forwarded = request.headers().get_all(X_FORWARDED_FOR);
-    gate.caller(peer, forwarded.iter().map(HeaderValue::as_bytes))
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |peer| peer.0.ip())
 }
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";

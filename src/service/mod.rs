@@ -56,7 +56,7 @@ pub use crate::clients::{Attempt, ClientError, parse_basic};
 pub use crate::config::IdentityHeader;
 pub use crate::proxies::Peer;
 pub use crate::session::TokenPair;
-pub use crate::session::browser::{Amr, BrowserHandle, BrowserIdentity};
+pub use crate::session::browser::{BrowserHandle, BrowserIdentity};
 pub use crate::session_feed::PAGE as ENDED_PAGE;
 pub use crate::store::{Cursor, EndedSession, LogStart};
 pub use crate::tokens::api::is_api_token;

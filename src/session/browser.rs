@@ -72,17 +72,9 @@ impl BrowserHandle {
         B64.encode(raw)
     }
 
-    pub fn sid(&self) -> Uuid {
-        self.sid
-    }
-
-    /// What the store keeps: SHA-256 of the secret, truncated to 128 bits,
-    /// as for refresh tokens.
+    /// What the store keeps, as for refresh tokens.
     fn hash(&self) -> SecretHash {
-        let digest = Sha256::digest(self.secret);
-        let mut hash = [0u8; 16];
-        hash.copy_from_slice(&digest[..16]);
-        hash
+        crate::tokens::refresh::secret_hash(&self.secret)
     }
 
     /// A key only this browser's cookie yields, for tokens bound to its
@@ -328,7 +320,7 @@ mod tests {
             .await
             .unwrap();
         let mut store = MockSessionStore::new();
-        let (sid, hash) = (handle.sid(), handle.hash());
+        let (sid, hash) = (handle.sid, handle.hash());
         store
             .expect_authenticate_browser()
             .with(eq(sid), eq(hash), eq(NOW + 1))

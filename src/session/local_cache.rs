@@ -421,16 +421,12 @@ impl LocalCache {
             .peek_browser(sid, handle_hash, inner.margin, now)
             .await;
         let found = match peeked {
-            Ok(found) => found,
-            Err(e) => {
+            Ok(Some(found)) => found,
+            // No session, or no answer: nothing learned (the slot goes).
+            other => {
                 lock(&inner.entries).finish(sid, ticket, Uuid::nil(), now, None, None);
-                return BrowserAnswer::Decided(Err(e));
+                return BrowserAnswer::Decided(other.map(|_| None));
             }
-        };
-        let Some(found) = found else {
-            let gone = Some(Peek::NotCurrent);
-            lock(&inner.entries).finish(sid, ticket, Uuid::nil(), now, gone, None);
-            return BrowserAnswer::Decided(Ok(None));
         };
         let entry = Arc::new(BrowserEntry {
             handle_hash,

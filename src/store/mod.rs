@@ -95,6 +95,12 @@ impl Subject {
         crate::tokens::owner(&self.sub, self.client.as_deref())
     }
 
+    /// The email, if it is verified: the only one asserted to apps (SPEC
+    /// §11).
+    pub fn verified_email(&self) -> Option<&str> {
+        self.email.as_deref().filter(|_| self.email_verified)
+    }
+
     /// Whether [`Subject::owner`] is `owner`, without building it.
     pub fn is_owned_by(&self, owner: &str) -> bool {
         match &self.client {

@@ -65,14 +65,20 @@ impl RefreshToken {
         }
     }
 
-    /// What the store keeps: SHA-256 of the secret, truncated to 128 bits
-    /// (preimage resistance, not collision resistance, is what matters here).
+    /// What the store keeps: see [`secret_hash`].
     pub fn secret_hash(&self) -> SecretHash {
-        let digest = Sha256::digest(self.secret);
-        let mut hash = [0u8; 16];
-        hash.copy_from_slice(&digest[..16]);
-        hash
+        secret_hash(&self.secret)
     }
+}
+
+/// What the store keeps in place of a secret (a refresh token's, a browser
+/// cookie's): SHA-256, truncated to 128 bits (preimage resistance, not
+/// collision resistance, is what matters here).
+pub fn secret_hash(secret: &[u8]) -> SecretHash {
+    let digest = Sha256::digest(secret);
+    let mut hash = [0u8; 16];
+    hash.copy_from_slice(&digest[..16]);
+    hash
 }
 
 /// Mints, authenticates and derives refresh tokens under one server key.

@@ -9,14 +9,13 @@ use http::{HeaderMap, Request, StatusCode};
 use uuid::Uuid;
 
 use super::csrf::{self, Form};
-use super::{cookie, pages, see_other, sign_in_url, signed_in};
+use super::{EXPIRED, cookie, field, pages, see_other, sign_in_url, signed_in};
 use crate::http::body::{Params, read_params};
 use crate::http::{ApiError, RequestBody, Response, caller};
 use crate::service::{BrowserIdentity, Gate, ServiceError};
 
 const SESSIONS: &str = "/oauth2/sessions";
 const TOTP: &str = "/oauth2/totp";
-const EXPIRED: &str = "This form expired or came from another site. Please try again.";
 
 pub(super) async fn sessions<B>(gate: &Gate, request: &Request<B>) -> Result<Response, ApiError> {
     let Some(identity) = signed_in(gate, request).await? else {
@@ -54,7 +53,7 @@ async fn posted(
         return Ok(Err(see_other(&sign_in_url(back))));
     };
     let params = read_params(request).await?;
-    let token = params.get("csrf").ok().flatten().unwrap_or("");
+    let token = field(&params, "csrf");
     if !csrf::verify(&identity.binding_key(), form, token) {
         tracing::warn!("account form refused: without its CSRF token");
         return Ok(Err(refused()));

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::redirect::{original_url, sign_in_location};
 use super::{cookie, query_param, sign_in_url, to};
 use crate::http::{ApiError, Response, caller, json_bytes_response, json_response};
-use crate::service::{Gate, Peer, ServiceError};
+use crate::service::{Gate, ServiceError};
 
 /// The gate. `?require=otp`: only a session signed in with a one-time code
 /// passes (`403 second_factor_required` otherwise).
@@ -43,14 +43,9 @@ pub(super) async fn auth<B>(gate: &Gate, request: &Request<B>) -> Result<Respons
     let malformed = |_| ServiceError::Internal("an identity is not header-safe".into());
     let user = HeaderValue::try_from(identity.subject.sub.as_str()).map_err(malformed)?;
     let mut response = json_bytes_response(StatusCode::OK, Bytes::new());
-    let email = identity
-        .subject
-        .email
-        .as_deref()
-        .filter(|_| identity.subject.email_verified)
-        .and_then(|email| HeaderValue::try_from(email).ok());
     let out = response.headers_mut();
-    crate::http::authenticate::identity_headers(out, gate, &user, email.as_ref());
+    let email = identity.subject.verified_email();
+    crate::http::authenticate::identity_headers(out, gate, &user, email);
     let sid = HeaderValue::try_from(identity.sid.to_string()).map_err(malformed)?;
     out.insert("x-session-id", sid);
     out.insert("x-user-id", user);
@@ -65,10 +60,10 @@ pub(super) async fn auth<B>(gate: &Gate, request: &Request<B>) -> Result<Respons
 /// `401` with where to sign in: the original URL (from a trusted proxy
 /// only) as `rd`.
 fn to_sign_in<B>(gate: &Gate, request: &Request<B>) -> Response {
-    let peer = request.extensions().get::<Peer>().map(|peer| peer.0.ip());
-    let original = peer
-        .filter(|peer| gate.is_trusted_proxy(*peer))
-        .and_then(|_| original_url(request.headers()));
+    let original = gate
+        .is_trusted_proxy(crate::http::peer(request))
+        .then(|| original_url(request.headers()))
+        .flatten();
     let location = sign_in_location(gate.cookie_settings(), original.as_deref());
     let mut response = json_response(
         StatusCode::UNAUTHORIZED,

@@ -22,6 +22,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use http_body_util::Full;
 
+use super::body::Params;
 use super::{ApiError, RequestBody, Response, caller};
 use crate::service::{BrowserIdentity, Gate, ServiceError};
 
@@ -133,6 +134,14 @@ async fn signed_in<B>(
 /// passes it (`proxy_set_header Host $host`).
 fn page_host(headers: &HeaderMap) -> Option<&str> {
     headers.get(http::header::HOST)?.to_str().ok()
+}
+
+/// What a refused form's page says: forged, or simply old.
+const EXPIRED: &str = "This form expired or came from another site. Please try again.";
+
+/// A form field's value; absent, empty or repeated: `""`.
+fn field<'a>(params: &'a Params, name: &str) -> &'a str {
+    params.get(name).ok().flatten().unwrap_or("")
 }
 
 /// The value of a query parameter.

@@ -186,21 +186,11 @@ pub(super) fn sessions(
     page(StatusCode::OK, "Your sessions", &body)
 }
 
-/// Seconds since the epoch as `YYYY-MM-DD HH:MM`.
+/// Seconds since the epoch as `YYYY-MM-DD HH:MM` (UTC): the RFC 3339 time
+/// the API writes, to the minute.
 fn time(secs: u64) -> String {
-    let days = secs / 86_400;
-    let (h, m) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
-    // Civil from days (Howard Hinnant's algorithm), for dates after 1970.
-    let z = days as i64 + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}")
+    let text = crate::time::rfc3339_seconds(secs.saturating_mul(1000));
+    text.get(..16).unwrap_or(&text).replacen('T', " ", 1)
 }
 
 /// TOTP is off: offer to set it up, the password asked again (a stolen

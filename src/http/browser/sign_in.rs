@@ -8,13 +8,14 @@ use http::{HeaderValue, Request, StatusCode};
 
 use super::csrf::{self, Form};
 use super::redirect::checked_rd;
-use super::{cookie, page_host, pages, query_param, see_other, sign_in_url, signed_in};
+use super::{
+    EXPIRED, cookie, field, page_host, pages, query_param, see_other, sign_in_url, signed_in,
+};
 use crate::http::body::read_params;
 use crate::http::{ApiError, RequestBody, Response, caller};
 use crate::service::{Gate, ServiceError};
 
 const WRONG: &str = "Wrong email, password or code.";
-const EXPIRED: &str = "This form expired or came from another site. Please try again.";
 
 /// The sign-in form, with a CSRF cookie of its own (kept if it has one).
 /// A browser already signed in goes straight on to `rd`.
@@ -64,7 +65,7 @@ pub(super) async fn submit(
     let headers = request.headers().clone();
     let who = caller(gate, &request);
     let params = read_params(request).await?;
-    let field = |name| params.get(name).ok().flatten().unwrap_or("");
+    let field = |name| field(&params, name);
     let (email, rd) = (field("email"), field("rd"));
     let csrf_ok = csrf::same_origin(&headers)
         && cookie::csrf(&headers, gate.cookie_settings())
@@ -169,7 +170,7 @@ pub(super) async fn sign_out(
     }
     let identity = signed_in(gate, &request).await?;
     let params = read_params(request).await?;
-    let field = |name| params.get(name).ok().flatten().unwrap_or("");
+    let field = |name| field(&params, name);
     if let Some(identity) = &identity {
         if !csrf::verify(&identity.binding_key(), Form::SignOut, field("csrf")) {
             tracing::warn!("sign-out refused: without its CSRF token");
