@@ -18,7 +18,6 @@ use oracle::{
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use tokengate::tokens::refresh::ENCODED_LEN;
 use tokengate::tokens::{RefreshToken, RefreshTokens};
 use uuid::Uuid;
 
@@ -36,13 +35,18 @@ fn config() -> ProptestConfig {
 }
 
 fn wire_token() -> impl Strategy<Value = WireToken> {
-    (any::<[u8; 16]>(), any::<u32>(), any::<[u8; 32]>()).prop_map(|(sid, generation, secret)| {
-        WireToken {
+    (
+        any::<[u8; 16]>(),
+        any::<u32>(),
+        any::<[u8; 32]>(),
+        "(client:)?[^\\x00]{1,40}",
+    )
+        .prop_map(|(sid, generation, secret, owner)| WireToken {
             sid,
             generation,
             secret,
-        }
-    })
+            owner,
+        })
 }
 
 /// The base64url alphabet the token is written in.
@@ -127,12 +131,11 @@ proptest! {
     #[test]
     fn refresh_tokens_round_trip(sid in any::<u128>(), depth in 0usize..4) {
         let t = tokens();
-        let mut token = RefreshToken::first(Uuid::from_u128(sid));
+        let mut token = RefreshToken::first("alice", Uuid::from_u128(sid));
         for _ in 0..depth {
             token = t.successor(&token).expect("far from 2^32 rotations");
         }
         let text = t.encode(&token);
-        prop_assert_eq!(text.len(), ENCODED_LEN);
         prop_assert_eq!(t.decode(&text), Some(token.clone()));
         prop_assert_eq!(t.encode(&t.decode(&text).unwrap()), text);
     }
@@ -156,12 +159,12 @@ proptest! {
     #[test]
     fn truncated_or_extended_tokens_are_refused(
         wire in wire_token(),
-        keep in 0..ENCODED_LEN,
+        keep in any::<prop::sample::Index>(),
         extra in "[A-Za-z0-9_=.-]{1,8}",
     ) {
         let text = wire.encode(SECRET.as_bytes());
         let t = tokens();
-        prop_assert_eq!(t.decode(&text[..keep]), None);
+        prop_assert_eq!(t.decode(&text[..keep.index(text.len())]), None);
         prop_assert_eq!(t.decode(&format!("{text}{extra}")), None);
         prop_assert_eq!(t.decode(&format!("{extra}{text}")), None);
     }
@@ -189,7 +192,7 @@ proptest! {
 
     #[test]
     fn the_decoder_takes_any_base64url_of_the_right_length(
-        chars in prop::collection::vec(prop::sample::select(B64URL), ENCODED_LEN),
+        chars in prop::collection::vec(prop::sample::select(B64URL), 90..130),
     ) {
         let text = String::from_utf8(chars).unwrap();
         prop_assert_eq!(tokens().decode(&text), None);

@@ -65,29 +65,38 @@ fn successor_key(root: &[u8]) -> [u8; 32] {
 }
 
 /// The fields of a refresh token, as the harness builds them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WireToken {
     pub sid: [u8; 16],
     pub generation: u32,
     pub secret: [u8; 32],
+    /// Whose session (1 to 512 bytes of UTF-8).
+    pub owner: String,
 }
 
 impl WireToken {
-    /// Reads the fields from (at least) 52 bytes of input; `None` if shorter.
+    /// Reads the fields from (at least) 53 bytes of input, the owner from
+    /// the rest; `None` if shorter, or the rest is no owner.
     pub fn from_bytes(data: &[u8]) -> Option<Self> {
+        let owner = std::str::from_utf8(data.get(52..)?).ok()?;
+        if owner.is_empty() || owner.len() > 512 {
+            return None;
+        }
         Some(Self {
             sid: data.get(..16)?.try_into().ok()?,
             generation: u32::from_be_bytes(data.get(16..20)?.try_into().ok()?),
             secret: data.get(20..52)?.try_into().ok()?,
+            owner: owner.to_owned(),
         })
     }
 
     /// The token text a server with `root` would hand out.
     pub fn encode(&self, root: &[u8]) -> String {
-        let mut raw = Vec::with_capacity(68);
+        let mut raw = Vec::with_capacity(68 + self.owner.len());
         raw.extend_from_slice(&self.sid);
         raw.extend_from_slice(&self.generation.to_be_bytes());
         raw.extend_from_slice(&self.secret);
+        raw.extend_from_slice(self.owner.as_bytes());
         let tag = hmac(&tag_key(root), &[&raw]);
         raw.extend_from_slice(&tag[..16]);
         URL_SAFE_NO_PAD.encode(raw)
@@ -96,6 +105,7 @@ impl WireToken {
     /// The documented successor: same sid, next generation, derived secret.
     pub fn successor(&self, root: &[u8]) -> Option<Self> {
         Some(Self {
+            owner: self.owner.clone(),
             sid: self.sid,
             generation: self.generation.checked_add(1)?,
             secret: hmac(
@@ -118,12 +128,12 @@ impl WireToken {
 /// same text), and its successor is the documented one.
 pub fn check_minted(tokens: &RefreshTokens, root: &[u8], wire: WireToken) -> String {
     let text = wire.encode(root);
-    assert_eq!(text.len(), tokengate::tokens::refresh::ENCODED_LEN);
     let decoded = tokens
         .decode(&text)
         .unwrap_or_else(|| panic!("a correctly minted token is refused: {text}"));
     assert_eq!(decoded.sid.as_bytes(), &wire.sid);
     assert_eq!(decoded.generation, wire.generation);
+    assert_eq!(decoded.owner, wire.owner);
     assert_eq!(decoded.secret_hash(), wire.secret_hash());
     assert_eq!(
         tokens.encode(&decoded),

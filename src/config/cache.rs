@@ -1,11 +1,13 @@
 //! `cache.*`: where sessions live — a Redis URL (with TLS files and a
-//! password file) or Sentinel; empty, the embedded store.
+//! password file), Sentinel or a Redis Cluster; empty, the embedded store.
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, Secret, SentinelSettings, duration, positive, read_secret_file};
+use super::{
+    ClusterSettings, ConfigError, Secret, SentinelSettings, duration, positive, read_secret_file,
+};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -31,6 +33,8 @@ pub struct CacheSettings {
     /// Find the master through Redis Sentinel instead of `url` (see
     /// [`SentinelSettings`]).
     pub sentinel: Option<SentinelSettings>,
+    /// A Redis Cluster instead of `url` (see [`ClusterSettings`]).
+    pub cluster: Option<ClusterSettings>,
     /// The files' contents, read by [`Settings::resolved`](super::Settings::resolved).
     #[serde(skip)]
     pub tls_ca_pem: Option<String>,
@@ -51,6 +55,7 @@ impl Default for CacheSettings {
             tls_cert_file: None,
             tls_key_file: None,
             sentinel: None,
+            cluster: None,
             tls_ca_pem: None,
             tls_cert_pem: None,
             tls_key_pem: None,
@@ -70,8 +75,10 @@ impl CacheSettings {
     /// Reads `password_file`, the sentinel's passwords and the `tls_*` files.
     pub(super) fn read_files(&mut self) -> Result<(), ConfigError> {
         self.resolve_sentinel()?;
+        self.resolve_cluster()?;
         if let Some(path) = &self.password_file
             && self.sentinel.is_none()
+            && self.cluster.is_none()
         {
             let password = read_secret_file("cache.password_file", path)?;
             self.url = Secret(with_redis_password(self.url.expose(), &password)?);
@@ -82,6 +89,7 @@ impl CacheSettings {
     /// Checks the section, its files read.
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         self.validate_sentinel()?;
+        self.validate_cluster()?;
         if !self.url.is_empty() {
             let client = deadpool_redis::redis::Client::open(self.url.expose()).map_err(|_| {
                 ConfigError::new(
@@ -129,8 +137,10 @@ impl CacheSettings {
     /// TLS files only with a `rediss://` URL; a client certificate and its
     /// key together or not at all.
     fn check_tls_combination(&self) -> Result<(), ConfigError> {
+        let cluster_tls = self.cluster.as_ref().is_some_and(|c| c.tls);
         if let Some((key, _)) = self.tls_files().next()
             && self.uses_tls() != Some(true)
+            && !cluster_tls
         {
             return Err(ConfigError::new(
                 key,

@@ -10,6 +10,14 @@ use serde::Deserialize;
 use super::sentinel::nodes;
 use super::{ConfigError, Secret, duration, non_empty, positive, read_secret_file};
 
+/// `events.stream` unless set.
+pub const DEFAULT_STREAM: &str = "tg:events";
+/// The hash tag of the feed's keys on a Redis Cluster (store/redis/feed.rs):
+/// the events stream must carry it.
+pub const FEED_TAG: &str = "{feed}";
+/// `events.stream` on a Redis Cluster unless set.
+pub const CLUSTER_STREAM: &str = "tg:{feed}:events";
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EventSettings {
@@ -56,7 +64,7 @@ fn webhooks<'de, D: serde::Deserializer<'de>>(
 impl Default for EventSettings {
     fn default() -> Self {
         Self {
-            stream: "tg:events".into(),
+            stream: DEFAULT_STREAM.into(),
             max_len: 100_000,
             relay_interval: Duration::from_secs(1),
             kafka: None,

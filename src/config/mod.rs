@@ -25,6 +25,7 @@ mod gate;
 mod grpc;
 mod identity;
 mod local_cache;
+mod redis_cluster;
 mod sentinel;
 mod server;
 mod totp;
@@ -45,6 +46,7 @@ pub use identity::{
     DEFAULT_DATABASE_URL, DatabaseSettings, MAX_PASSWORD_BYTES, Registration, UserSettings,
 };
 pub use local_cache::{LocalCacheSettings, touch_interval};
+pub use redis_cluster::ClusterSettings;
 pub use sentinel::SentinelSettings;
 pub use server::{LogMode, LoggingSettings, ServerSettings};
 pub use totp::{TOTP_KEY_BYTES, TotpKey, TotpSettings};
@@ -201,6 +203,9 @@ impl Settings {
         self.totp.resolve()?;
         self.database.read_password_file()?;
         self.events.read_files()?;
+        if self.cache.cluster.is_some() && self.events.stream == events::DEFAULT_STREAM {
+            self.events.stream = events::CLUSTER_STREAM.into();
+        }
         self.validate()?;
         Ok(self)
     }
@@ -214,6 +219,17 @@ impl Settings {
         self.users.validate()?;
         self.totp.validate()?;
         self.events.validate()?;
+        if self.cache.cluster.is_some() && !self.events.stream.contains(events::FEED_TAG) {
+            return Err(ConfigError::new(
+                "events.stream",
+                format!(
+                    "must contain the hash tag {} with cache.cluster: events are appended \
+                     with the rest of the feed, in one slot (e.g. {})",
+                    events::FEED_TAG,
+                    events::CLUSTER_STREAM
+                ),
+            ));
+        }
         self.cookie.validate()?;
         if self.server.max_connections == 0 {
             return Err(ConfigError::new(
@@ -234,7 +250,7 @@ impl Settings {
         if secret_len == 0 && self.uses_redis() {
             return Err(ConfigError::new(
                 "auth.secret",
-                "required with Redis (cache.url or cache.sentinel): every replica must sign and verify with the same key \
+                "required with Redis (cache.url, cache.sentinel or cache.cluster): every replica must sign and verify with the same key \
                  (set auth.secret or auth.secret_file)",
             ));
         }
@@ -272,7 +288,7 @@ impl Settings {
     }
 
     pub fn uses_redis(&self) -> bool {
-        !self.cache.url.is_empty() || self.cache.sentinel.is_some()
+        !self.cache.url.is_empty() || self.cache.sentinel.is_some() || self.cache.cluster.is_some()
     }
 }
 

@@ -62,7 +62,7 @@ impl SentinelSettings {
 }
 
 /// `host:port`, `[v6]:port`; the port not 0.
-fn address(node: &str) -> Option<(String, u16)> {
+pub(super) fn address(node: &str) -> Option<(String, u16)> {
     let (host, port) = node.trim().rsplit_once(':')?;
     let host = match host.strip_prefix('[') {
         Some(v6) => v6.strip_suffix(']')?,

@@ -1,11 +1,12 @@
 //! Browser sessions (SPEC §15): a session a cookie opens, not a token pair.
 //!
 //! The cookie carries an opaque handle, base64url of `sid (16) ‖ secret
-//! (32)`: 256 bits from the OS CSPRNG, never a JWT. The store keeps only the
-//! secret's SHA-256 (like a refresh token's), in the session's own record:
-//! the handle names its session, so the gate is one look-up of one key — the
-//! same single round trip as `/authenticate`, and a key a Redis Cluster can
-//! route. A stolen Redis dump opens no browser.
+//! (32) ‖ owner`: 256 bits from the OS CSPRNG, never a JWT. The store keeps
+//! only the secret's SHA-256 (like a refresh token's), in the session's own
+//! record: the handle names its session's key (the owner is its hash tag),
+//! so the gate is one look-up of one key — the same single round trip as
+//! `/authenticate`, on the right slot of a Redis Cluster. A stolen Redis dump
+//! opens no browser.
 //!
 //! The session is an ordinary one otherwise: the same idle clock and
 //! absolute end (`auth.auto_logout`, `auth.max_session`), listed and ended
@@ -22,16 +23,19 @@ use super::local_cache::BrowserAnswer;
 use super::{SessionError, Sessions};
 use crate::store::{BrowserLogin, EndReason, NewSession, SessionInfo, SessionStore, Subject};
 use crate::time::Millis;
+use crate::tokens::refresh::MAX_OWNER;
 use crate::tokens::{Rejection, SecretHash};
 
 const SID_LEN: usize = 16;
 const SECRET_LEN: usize = 32;
-/// Length of an encoded handle: cheap rejection of anything else.
-const ENCODED_LEN: usize = ((SID_LEN + SECRET_LEN) * 8).div_ceil(6);
+/// Bounds of an encoded handle: cheap rejection of anything else.
+const MIN_ENCODED: usize = ((SID_LEN + SECRET_LEN + 1) * 8).div_ceil(6);
+const MAX_ENCODED: usize = ((SID_LEN + SECRET_LEN + MAX_OWNER) * 8).div_ceil(6);
 
 /// What a browser's cookie holds. Its `Debug` hides the secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BrowserHandle {
+    owner: String,
     sid: Uuid,
     secret: [u8; SECRET_LEN],
 }
@@ -45,20 +49,26 @@ impl std::fmt::Debug for BrowserHandle {
 }
 
 impl BrowserHandle {
-    fn new(sid: Uuid) -> Self {
+    fn new(owner: &str, sid: Uuid) -> Self {
         let mut secret = [0u8; SECRET_LEN];
         rand::fill(&mut secret);
-        Self { sid, secret }
+        Self {
+            owner: owner.to_owned(),
+            sid,
+            secret,
+        }
     }
 
     /// The handle a cookie value encodes; `None` for anything else.
     pub fn parse(value: &str) -> Option<Self> {
-        if value.len() != ENCODED_LEN {
+        if !(MIN_ENCODED..=MAX_ENCODED).contains(&value.len()) {
             return None;
         }
         let raw = B64.decode(value).ok()?;
-        let (sid, secret) = raw.split_at_checked(SID_LEN)?;
+        let (sid, rest) = raw.split_at_checked(SID_LEN)?;
+        let (secret, owner) = rest.split_at_checked(SECRET_LEN)?;
         Some(Self {
+            owner: std::str::from_utf8(owner).ok()?.to_owned(),
             sid: Uuid::from_slice(sid).ok()?,
             secret: secret.try_into().ok()?,
         })
@@ -66,9 +76,10 @@ impl BrowserHandle {
 
     /// The cookie's value.
     pub fn encode(&self) -> String {
-        let mut raw = [0u8; SID_LEN + SECRET_LEN];
-        raw[..SID_LEN].copy_from_slice(self.sid.as_bytes());
-        raw[SID_LEN..].copy_from_slice(&self.secret);
+        let mut raw = Vec::with_capacity(SID_LEN + SECRET_LEN + self.owner.len());
+        raw.extend_from_slice(self.sid.as_bytes());
+        raw.extend_from_slice(&self.secret);
+        raw.extend_from_slice(self.owner.as_bytes());
         B64.encode(raw)
     }
 
@@ -142,7 +153,7 @@ impl<S: SessionStore> Sessions<S> {
         amr: Amr,
         now: Millis,
     ) -> Result<BrowserHandle, SessionError> {
-        let handle = BrowserHandle::new(Uuid::now_v7());
+        let handle = BrowserHandle::new(&subject.owner(), Uuid::now_v7());
         let mut unused = [0u8; 16];
         rand::fill(&mut unused);
         let ends_at = now + self.timing.max_session;
@@ -175,14 +186,18 @@ impl<S: SessionStore> Sessions<S> {
     ) -> Result<BrowserIdentity, SessionError> {
         let handle =
             BrowserHandle::parse(cookie).ok_or(SessionError::InvalidToken(Rejection::Malformed))?;
-        let (sid, hash) = (handle.sid, handle.hash());
+        let (owner, sid, hash) = (handle.owner.as_str(), handle.sid, handle.hash());
         let local = match &self.local {
-            Some(cache) => cache.authenticate_browser(sid, hash, now).await,
+            Some(cache) => cache.authenticate_browser(owner, sid, hash, now).await,
             None => BrowserAnswer::Bypass,
         };
         let found = match local {
             BrowserAnswer::Decided(found) => found?,
-            BrowserAnswer::Bypass => self.store.authenticate_browser(sid, hash, now).await?,
+            BrowserAnswer::Bypass => {
+                self.store
+                    .authenticate_browser(owner, sid, hash, now)
+                    .await?
+            }
         };
         let session = found.ok_or(SessionError::InvalidToken(Rejection::Revoked))?;
         Ok(BrowserIdentity {
@@ -199,7 +214,11 @@ impl<S: SessionStore> Sessions<S> {
         identity: &BrowserIdentity,
         now: Millis,
     ) -> Result<(), SessionError> {
-        Ok(self.store.end(identity.sid, EndReason::Logout, now).await?)
+        let owner = identity.subject.owner();
+        Ok(self
+            .store
+            .end(&owner, identity.sid, EndReason::Logout, now)
+            .await?)
     }
 
     /// The browser user's live sessions, browser and token ones alike.
@@ -279,16 +298,15 @@ mod tests {
 
     #[test]
     fn a_handle_survives_its_cookie_and_nothing_else_parses() {
-        let handle = BrowserHandle::new(Uuid::now_v7());
+        let handle = BrowserHandle::new("client:billing", Uuid::now_v7());
         let value = handle.encode();
-        assert_eq!(value.len(), ENCODED_LEN);
         assert_eq!(BrowserHandle::parse(&value), Some(handle.clone()));
         assert!(!format!("{handle:?}").contains(&value[22..]));
         for bad in [
             "",
             "x",
-            &value[1..],
-            &format!("{value}A"),
+            &value[..value.len() - 1],
+            &"A".repeat(MAX_ENCODED + 1),
             &value.replace('A', "*"),
         ] {
             if bad != value {
@@ -296,7 +314,7 @@ mod tests {
             }
         }
         // Two handles never share a secret, nor a binding key.
-        let other = BrowserHandle::new(handle.sid);
+        let other = BrowserHandle::new(&handle.owner, handle.sid);
         assert_ne!(other.hash(), handle.hash());
         assert_ne!(other.binding_key(), handle.binding_key());
     }
@@ -323,9 +341,9 @@ mod tests {
         let (sid, hash) = (handle.sid, handle.hash());
         store
             .expect_authenticate_browser()
-            .with(eq(sid), eq(hash), eq(NOW + 1))
+            .with(eq("ada"), eq(sid), eq(hash), eq(NOW + 1))
             .times(1)
-            .returning(|_, _, _| {
+            .returning(|_, _, _, _| {
                 Ok(Some(BrowserSession {
                     subject: ada(),
                     amr: "pwd otp".into(),
@@ -345,11 +363,11 @@ mod tests {
         let mut store = MockSessionStore::new();
         store
             .expect_authenticate_browser()
-            .with(always(), always(), always())
+            .with(always(), always(), always(), always())
             .times(1)
-            .returning(|_, _, _| Ok(None));
+            .returning(|_, _, _, _| Ok(None));
         let s = sessions(store);
-        let handle = BrowserHandle::new(Uuid::now_v7()).encode();
+        let handle = BrowserHandle::new("ada", Uuid::now_v7()).encode();
         assert!(matches!(
             s.authenticate_browser(&handle, NOW).await,
             Err(SessionError::InvalidToken(Rejection::Revoked))

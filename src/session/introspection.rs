@@ -10,20 +10,20 @@ impl<S: SessionStore> Sessions<S> {
     /// access or refresh token issued to `client`. A token that is invalid,
     /// expired or already ended needs nothing and is not an error.
     pub async fn revoke(&self, token: &str, client: &str, now: Millis) -> Result<(), SessionError> {
-        let sid = if let Some(refresh) = self.refresh.decode(token) {
-            refresh.sid
+        let (owner, sid) = if let Some(refresh) = self.refresh.decode(token) {
+            (refresh.owner, refresh.sid)
         } else {
             match self.access.verify(token, secs(now)) {
                 Ok(claims) if claims.client_id.as_deref() != Some(client) => {
                     return Err(SessionError::NotOwner);
                 }
-                Ok(claims) => claims.sid,
+                Ok(claims) => (claims.owner().into_owned(), claims.sid),
                 Err(_) => return Ok(()),
             }
         };
         match self
             .store
-            .revoke(sid, client, EndReason::Logout, now)
+            .revoke(&owner, sid, client, EndReason::Logout, now)
             .await?
         {
             Revocation::Ended | Revocation::Unknown => Ok(()),
@@ -42,7 +42,13 @@ impl<S: SessionStore> Sessions<S> {
         if let Some(refresh) = self.refresh.decode(token) {
             let state = self
                 .store
-                .inspect_refresh(refresh.sid, refresh.generation, refresh.secret_hash(), now)
+                .inspect_refresh(
+                    &refresh.owner,
+                    refresh.sid,
+                    refresh.generation,
+                    refresh.secret_hash(),
+                    now,
+                )
                 .await?;
             return Ok(state.map(|state| Introspection::Refresh {
                 sid: refresh.sid,

@@ -62,7 +62,7 @@ use tokio::task::AbortHandle;
 use uuid::Uuid;
 
 use crate::config::{Settings, touch_interval};
-use crate::store::redis::{Peek, RedisStore, Tracking, tracked_sid};
+use crate::store::redis::{Peek, RedisStore, Touch, Tracking, TrackingLinks, session_of_key};
 use crate::store::{BrowserSession, StoreError};
 use crate::time::{Millis, millis};
 use crate::tokens::SecretHash;
@@ -230,7 +230,7 @@ impl Entries {
                 Value::Nil => self.map.clear(),
                 Value::Array(keys) | Value::Set(keys) => self.invalidate(keys),
                 Value::BulkString(key) => {
-                    if let Some(sid) = tracked_sid(key) {
+                    if let Some(sid) = session_of_key(key) {
                         self.map.remove(&sid);
                     }
                 }
@@ -284,10 +284,11 @@ struct Inner {
     entries: Mutex<Entries>,
     /// Mirrors `entries.up` for the lock-free bypass check.
     up: AtomicBool,
-    /// Sessions answered since the last drain, with the token seen.
-    touches: Mutex<HashMap<Uuid, Uuid>>,
-    /// The tracking connection while it is up (touches go on it).
-    tracking: Mutex<Option<MultiplexedConnection>>,
+    /// Sessions answered since the last drain, with their owner and the
+    /// token seen.
+    touches: Mutex<HashMap<Uuid, (String, Uuid)>>,
+    /// The tracking connections while they are up (touches go on them).
+    tracking: Mutex<Option<TrackingLinks>>,
     max_entries: usize,
     /// A hit needs the session's deadline at least this far away.
     margin: Millis,
@@ -347,7 +348,7 @@ impl LocalCache {
     }
 
     /// Is `jti` the current token of `sid`? From memory when possible.
-    pub async fn authenticate(&self, sid: Uuid, jti: Uuid, now: Millis) -> Answer {
+    pub async fn authenticate(&self, owner: &str, sid: Uuid, jti: Uuid, now: Millis) -> Answer {
         let inner = &self.inner;
         if !inner.up.load(Ordering::Acquire) {
             inner.counts.bypasses.inc();
@@ -357,7 +358,7 @@ impl LocalCache {
         let ticket = match begun {
             Begin::Hit => {
                 inner.counts.hits.inc();
-                inner.note_touch(sid, jti);
+                inner.note_touch(owner, sid, jti);
                 return Answer::Decided(Ok(true));
             }
             Begin::Bypass => {
@@ -367,12 +368,12 @@ impl LocalCache {
             Begin::Ask(ticket) => ticket,
         };
         inner.counts.lookups.inc();
-        let peek = inner.store.peek(sid, jti, inner.margin, now).await;
+        let peek = inner.store.peek(owner, sid, jti, inner.margin, now).await;
         lock(&inner.entries).finish(sid, ticket, jti, now, peek.as_ref().ok().copied(), None);
         match peek {
             Ok(Peek::Live(_)) => {
                 // This request's activity, written behind like a hit's.
-                inner.note_touch(sid, jti);
+                inner.note_touch(owner, sid, jti);
                 Answer::Decided(Ok(true))
             }
             Ok(Peek::Touched) => Answer::Decided(Ok(true)),
@@ -387,6 +388,7 @@ impl LocalCache {
     /// (the session's own jti names it to `authenticate.lua`).
     pub async fn authenticate_browser(
         &self,
+        owner: &str,
         sid: Uuid,
         handle_hash: SecretHash,
         now: Millis,
@@ -406,7 +408,7 @@ impl LocalCache {
         let ticket = match begun {
             Ok((jti, entry)) => {
                 inner.counts.hits.inc();
-                inner.note_touch(sid, jti);
+                inner.note_touch(owner, sid, jti);
                 return BrowserAnswer::Decided(Ok(Some(entry.session.clone())));
             }
             Err(Begin::Ask(ticket)) => ticket,
@@ -418,7 +420,7 @@ impl LocalCache {
         inner.counts.lookups.inc();
         let peeked = inner
             .store
-            .peek_browser(sid, handle_hash, inner.margin, now)
+            .peek_browser(owner, sid, handle_hash, inner.margin, now)
             .await;
         let found = match peeked {
             Ok(Some(found)) => found,
@@ -436,7 +438,7 @@ impl LocalCache {
         lock(&inner.entries).finish(sid, ticket, found.jti, now, Some(found.peek), learned);
         if let Peek::Live(_) = found.peek {
             // This request's activity, written behind like a hit's.
-            inner.note_touch(sid, found.jti);
+            inner.note_touch(owner, sid, found.jti);
         }
         BrowserAnswer::Decided(Ok(Some(entry.session.clone())))
     }
@@ -467,8 +469,10 @@ impl LocalCache {
 }
 
 impl Inner {
-    fn note_touch(&self, sid: Uuid, jti: Uuid) {
-        lock(&self.touches).entry(sid).or_insert(jti);
+    fn note_touch(&self, owner: &str, sid: Uuid, jti: Uuid) {
+        lock(&self.touches)
+            .entry(sid)
+            .or_insert_with(|| (owner.to_owned(), jti));
     }
 
     fn set_up(&self, up: bool) {
@@ -520,7 +524,7 @@ async fn follow(inner: Weak<Inner>, store: RedisStore, timeout: Duration) {
         match inner.upgrade() {
             Some(inner) => {
                 inner.set_up(true);
-                *lock(&inner.tracking) = Some(tracking.connection.clone());
+                *lock(&inner.tracking) = Some(tracking.links.clone());
             }
             None => return,
         }
@@ -590,7 +594,7 @@ async fn watch(
                 None => return Lost::Closed,
             },
             _ = heartbeat.tick(), if pong.is_terminated() => {
-                pong.set(ping(tracking.connection.clone(), timeout).fuse());
+                pong.set(ping(tracking.links.connections.clone(), timeout).fuse());
             }
             answered = &mut pong => if !answered {
                 return Lost::Heartbeat;
@@ -600,11 +604,14 @@ async fn watch(
     }
 }
 
-/// Whether `PONG` came back within `timeout`.
-async fn ping(mut conn: MultiplexedConnection, timeout: Duration) -> bool {
-    let ping = redis::cmd("PING");
-    let pong = ping.query_async::<String>(&mut conn);
-    matches!(tokio::time::timeout(timeout, pong).await, Ok(Ok(_)))
+/// Whether every connection's `PONG` came back within `timeout`.
+async fn ping(connections: Vec<MultiplexedConnection>, timeout: Duration) -> bool {
+    let pongs = connections.into_iter().map(|mut conn| async move {
+        let ping = redis::cmd("PING");
+        ping.query_async::<String>(&mut conn).await.is_ok()
+    });
+    let all = futures_util::future::join_all(pongs);
+    matches!(tokio::time::timeout(timeout, all).await, Ok(answers) if answers.iter().all(|ok| *ok))
 }
 
 /// Writes behind, every `interval`, the idle clocks of the sessions
@@ -619,7 +626,10 @@ async fn drain(inner: Weak<Inner>, interval: Duration) {
         lock(&inner.entries)
             .map
             .retain(|_, slot| !matches!(slot, Slot::Ready { deadline, .. } if *deadline <= now));
-        let touches: Vec<(Uuid, Uuid)> = lock(&inner.touches).drain().collect();
+        let touches: Vec<Touch> = lock(&inner.touches)
+            .drain()
+            .map(|(sid, (owner, jti))| (owner, sid, jti))
+            .collect();
         if touches.is_empty() {
             continue;
         }
@@ -627,7 +637,7 @@ async fn drain(inner: Weak<Inner>, interval: Duration) {
         match inner.store.touch_all(tracking, &touches, now).await {
             Ok(touched) => {
                 let mut entries = lock(&inner.entries);
-                for ((sid, _), alive) in touches.iter().zip(touched) {
+                for ((_, sid, _), alive) in touches.iter().zip(touched) {
                     if !alive {
                         entries.map.remove(sid);
                     }
@@ -638,7 +648,7 @@ async fn drain(inner: Weak<Inner>, interval: Duration) {
                 // their next requests ask Redis.
                 tracing::warn!(error = %e, sessions = touches.len(), "local cache: touches failed");
                 let mut entries = lock(&inner.entries);
-                for (sid, _) in &touches {
+                for (_, sid, _) in &touches {
                     entries.map.remove(sid);
                 }
             }
@@ -654,7 +664,7 @@ mod tests {
     const MAX: usize = 10;
 
     fn key(sid: Uuid) -> Value {
-        Value::BulkString(format!("tg:s:{sid}").into_bytes())
+        Value::BulkString(crate::store::redis::session_key("alice", sid).into_bytes())
     }
 
     fn up() -> Entries {
@@ -754,7 +764,7 @@ mod tests {
         learned(&mut entries, b, jti);
         entries.invalidate(&[Value::Array(vec![
             key(a),
-            Value::BulkString(b"tg:u:someone".to_vec()),
+            Value::BulkString(b"tg:{u:someone}:idx".to_vec()),
         ])]);
         assert!(!entries.map.contains_key(&a));
         assert!(entries.map.contains_key(&b));

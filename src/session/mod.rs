@@ -191,7 +191,7 @@ impl<S: SessionStore> Sessions<S> {
         // Time-ordered: a downstream service tells a session begun before
         // the store's epoch (one its Redis lost) by its id (SPEC §13).
         let sid = Uuid::now_v7();
-        let refresh = RefreshToken::first(sid);
+        let refresh = RefreshToken::first(&subject.owner(), sid);
         let access = self.access.sign(
             &subject.sub,
             sid,
@@ -237,7 +237,9 @@ impl<S: SessionStore> Sessions<S> {
             .access
             .verify(token, secs(now))
             .map_err(SessionError::InvalidToken)?;
-        self.store.end(claims.sid, EndReason::Logout, now).await?;
+        self.store
+            .end(&claims.owner(), claims.sid, EndReason::Logout, now)
+            .await?;
         Ok(())
     }
 
@@ -251,7 +253,9 @@ impl<S: SessionStore> Sessions<S> {
             .refresh
             .decode(presented)
             .ok_or(SessionError::InvalidGrant)?;
-        self.store.end(token.sid, EndReason::Logout, now).await?;
+        self.store
+            .end(&token.owner, token.sid, EndReason::Logout, now)
+            .await?;
         Ok(())
     }
 
@@ -264,14 +268,17 @@ impl<S: SessionStore> Sessions<S> {
         now: Millis,
     ) -> Result<Arc<AccessClaims>, SessionError> {
         let claims = self.verify(token, now)?;
+        let owner = claims.owner();
         let local = match &self.local {
-            Some(cache) => cache.authenticate(claims.sid, claims.jti, now).await,
+            Some(cache) => cache.authenticate(&owner, claims.sid, claims.jti, now).await,
             None => local_cache::Answer::Bypass,
         };
         let current = match local {
             local_cache::Answer::Decided(current) => current?,
             local_cache::Answer::Bypass => {
-                self.store.authenticate(claims.sid, claims.jti, now).await?
+                self.store
+                    .authenticate(&owner, claims.sid, claims.jti, now)
+                    .await?
             }
         };
         if current {
@@ -458,7 +465,7 @@ mod tests {
             .returning(|_| Err(StoreError::Timeout));
         store
             .expect_authenticate()
-            .returning(|_, _, _| Err(StoreError::Unavailable("down".into())));
+            .returning(|_, _, _, _| Err(StoreError::Unavailable("down".into())));
         let s = sessions(store);
         assert!(matches!(
             s.login("7", NOW).await,
@@ -480,9 +487,9 @@ mod tests {
         let mut store = MockSessionStore::new();
         store
             .expect_authenticate()
-            .with(eq(claims.sid), eq(claims.jti), eq(NOW + 1))
+            .with(eq("7"), eq(claims.sid), eq(claims.jti), eq(NOW + 1))
             .times(1)
-            .returning(|_, _, _| Ok(true));
+            .returning(|_, _, _, _| Ok(true));
         let got = sessions(store).authenticate(&pair.access, NOW + 1).await;
         assert_eq!(*got.unwrap(), claims);
     }
@@ -494,7 +501,7 @@ mod tests {
         store
             .expect_authenticate()
             .times(3)
-            .returning(|_, _, at| Ok(at != NOW + 2));
+            .returning(|_, _, _, at| Ok(at != NOW + 2));
         let s = sessions(store).remembering_verified(10);
         assert!(s.authenticate(&pair.access, NOW).await.is_ok());
         assert_eq!(s.verified.as_ref().map(VerifiedTokens::len), Some(1));
@@ -525,7 +532,7 @@ mod tests {
     async fn authenticate_refuses_a_superseded_token() {
         let pair = logged_in().await;
         let mut store = MockSessionStore::new();
-        store.expect_authenticate().returning(|_, _, _| Ok(false));
+        store.expect_authenticate().returning(|_, _, _, _| Ok(false));
         let got = sessions(store).authenticate(&pair.access, NOW).await;
         assert!(matches!(
             got,
@@ -682,9 +689,9 @@ mod tests {
         let mut store = MockSessionStore::new();
         store
             .expect_end()
-            .with(eq(pair.session_id), eq(EndReason::Logout), eq(NOW))
+            .with(eq("7"), eq(pair.session_id), eq(EndReason::Logout), eq(NOW))
             .times(2)
-            .returning(|_, _, _| Ok(()));
+            .returning(|_, _, _, _| Ok(()));
         let s = sessions(store);
         s.logout_with_access(&pair.access, NOW).await.unwrap();
         s.logout_with_refresh(&pair.refresh, NOW).await.unwrap();
@@ -770,8 +777,14 @@ mod tests {
         store.expect_create().returning(|_| Ok(()));
         store
             .expect_revoke()
-            .with(always(), eq("billing"), eq(EndReason::Logout), always())
-            .returning(|_, _, _, _| Ok(Revocation::Ended));
+            .with(
+                eq("client:billing"),
+                always(),
+                eq("billing"),
+                eq(EndReason::Logout),
+                always(),
+            )
+            .returning(|_, _, _, _, _| Ok(Revocation::Ended));
         let s = sessions(store);
         let mine = s
             .client_credentials("billing", None, true, NOW)
@@ -791,8 +804,8 @@ mod tests {
     async fn introspection_reports_live_tokens_only() {
         let pair = logged_in().await;
         let mut store = MockSessionStore::new();
-        store.expect_authenticate().return_once(|_, _, _| Ok(true));
-        store.expect_inspect_refresh().return_once(|_, _, _, _| {
+        store.expect_authenticate().return_once(|_, _, _, _| Ok(true));
+        store.expect_inspect_refresh().return_once(|_, _, _, _, _| {
             Ok(Some(RefreshState {
                 subject: user("7"),
                 ends_at: NOW + 1000,

@@ -88,7 +88,13 @@ impl<S: SessionStore> Sessions<S> {
             .ok_or(SessionError::InvalidGrant)?;
         let state = self
             .store
-            .inspect_refresh(refresh.sid, refresh.generation, refresh.secret_hash(), now)
+            .inspect_refresh(
+                    &refresh.owner,
+                    refresh.sid,
+                    refresh.generation,
+                    refresh.secret_hash(),
+                    now,
+                )
             .await?
             .ok_or(SessionError::InvalidGrant)?;
         Ok(self

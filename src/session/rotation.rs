@@ -36,6 +36,7 @@ impl<S: SessionStore> Sessions<S> {
             .successor(&token)
             .ok_or(SessionError::InvalidGrant)?;
         let rotation = Rotation {
+            owner: token.owner.clone(),
             sid: token.sid,
             client: client.map(|c| c.id.clone()),
             presented_generation: token.generation,

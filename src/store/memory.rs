@@ -2,7 +2,9 @@
 //!
 //! For `cargo run` and single-replica development only — another replica
 //! cannot see these sessions. It implements exactly the rules of the Redis
-//! scripts (see `scripts/*.lua`), so one behaviour suite runs against both.
+//! scripts (see `scripts/*.lua`), so one behaviour suite runs against both;
+//! sessions are found by sid alone (the owner a caller passes only names a
+//! Redis key, and comes from a token we signed).
 //! Expiry is lazy (checked on access) plus a sweep at most once a minute, so
 //! abandoned sessions do not accumulate. Every end, an expiry included,
 //! goes through [`Sessions::remove`], which logs it for the revocation feed
@@ -297,7 +299,13 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn authenticate(&self, sid: Uuid, jti: Uuid, now: Millis) -> Result<bool, StoreError> {
+    async fn authenticate(
+        &self,
+        _owner: &str,
+        sid: Uuid,
+        jti: Uuid,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
         let mut sessions = self.lock();
         let Some(record) = sessions.live(sid, now) else {
             return Ok(false);
@@ -312,6 +320,7 @@ impl SessionStore for MemoryStore {
 
     async fn authenticate_browser(
         &self,
+        _owner: &str,
         sid: Uuid,
         handle_hash: SecretHash,
         now: Millis,
@@ -375,7 +384,13 @@ impl SessionStore for MemoryStore {
         })
     }
 
-    async fn end(&self, sid: Uuid, reason: EndReason, now: Millis) -> Result<(), StoreError> {
+    async fn end(
+        &self,
+        _owner: &str,
+        sid: Uuid,
+        reason: EndReason,
+        now: Millis,
+    ) -> Result<(), StoreError> {
         let mut sessions = self.lock();
         if sessions.live(sid, now).is_some() {
             self.end_each(&mut sessions, &[sid], reason, now);
@@ -385,6 +400,7 @@ impl SessionStore for MemoryStore {
 
     async fn revoke(
         &self,
+        _owner: &str,
         sid: Uuid,
         client: &str,
         reason: EndReason,
@@ -458,6 +474,7 @@ impl SessionStore for MemoryStore {
 
     async fn inspect_refresh(
         &self,
+        _owner: &str,
         sid: Uuid,
         generation: u32,
         hash: SecretHash,
@@ -626,6 +643,7 @@ mod tests {
 
     fn rotation(sid: Uuid, generation: u32, presented: u8, now: Millis) -> Rotation {
         Rotation {
+            owner: "ada".into(),
             sid,
             client: None,
             narrow: Vec::new(),
@@ -642,12 +660,12 @@ mod tests {
     async fn idle_sessions_expire_and_activity_extends_them() {
         let store = MemoryStore::new(TIMING);
         let (sid, jti) = new_session(&store, T0).await;
-        assert!(store.authenticate(sid, jti, T0 + 59_000).await.unwrap());
+        assert!(store.authenticate("ada", sid, jti, T0 + 59_000).await.unwrap());
         assert!(
-            store.authenticate(sid, jti, T0 + 118_000).await.unwrap(),
+            store.authenticate("ada", sid, jti, T0 + 118_000).await.unwrap(),
             "activity restarted the clock"
         );
-        assert!(!store.authenticate(sid, jti, T0 + 178_000).await.unwrap());
+        assert!(!store.authenticate("ada", sid, jti, T0 + 178_000).await.unwrap());
         assert_eq!(store.sweep_ended(T0 + 178_000).await.unwrap(), 1);
         assert!(store.is_empty(), "an expired session is dropped");
     }
@@ -659,15 +677,15 @@ mod tests {
         let (expired, _) = new_session(&store, T0).await;
         let (too_late, _) = new_session(&store, T0).await;
         store
-            .end(ended_by_logout, EndReason::Logout, T0 + 1_000)
+            .end("ada", ended_by_logout, EndReason::Logout, T0 + 1_000)
             .await
             .unwrap();
         store
-            .end(ended_by_logout, EndReason::Logout, T0 + 2_000)
+            .end("ada", ended_by_logout, EndReason::Logout, T0 + 2_000)
             .await
             .unwrap();
         store
-            .end(Uuid::new_v4(), EndReason::Logout, T0 + 2_000)
+            .end("ada", Uuid::new_v4(), EndReason::Logout, T0 + 2_000)
             .await
             .unwrap();
         // Idle past 60 s: the sweep logs it.
@@ -686,7 +704,7 @@ mod tests {
         // An end after the last access token expired is not logged.
         let (late, _) = new_session(&store, T0 + 100_000).await;
         store
-            .end(late, EndReason::Logout, T0 + 100_000 + 900_001)
+            .end("ada", late, EndReason::Logout, T0 + 100_000 + 900_001)
             .await
             .unwrap();
         let after = store
@@ -717,10 +735,10 @@ mod tests {
             now: T0,
         };
         store.create(&session).await.unwrap();
-        assert!(store.authenticate(sid, jti, T0 + 50_000).await.unwrap());
-        assert!(store.authenticate(sid, jti, T0 + 89_000).await.unwrap());
+        assert!(store.authenticate("ada", sid, jti, T0 + 50_000).await.unwrap());
+        assert!(store.authenticate("ada", sid, jti, T0 + 89_000).await.unwrap());
         assert!(
-            !store.authenticate(sid, jti, T0 + 90_000).await.unwrap(),
+            !store.authenticate("ada", sid, jti, T0 + 90_000).await.unwrap(),
             "refresh lifetime is over"
         );
     }
@@ -729,10 +747,10 @@ mod tests {
     async fn only_the_current_access_token_authenticates() {
         let store = MemoryStore::new(TIMING);
         let (sid, jti) = new_session(&store, T0).await;
-        assert!(!store.authenticate(sid, Uuid::new_v4(), T0).await.unwrap());
-        assert!(!store.authenticate(Uuid::new_v4(), jti, T0).await.unwrap());
-        store.end(sid, EndReason::Logout, T0).await.unwrap();
-        assert!(!store.authenticate(sid, jti, T0).await.unwrap());
+        assert!(!store.authenticate("ada", sid, Uuid::new_v4(), T0).await.unwrap());
+        assert!(!store.authenticate("ada", Uuid::new_v4(), jti, T0).await.unwrap());
+        store.end("ada", sid, EndReason::Logout, T0).await.unwrap();
+        assert!(!store.authenticate("ada", sid, jti, T0).await.unwrap());
     }
 
     #[tokio::test]
@@ -793,14 +811,14 @@ mod tests {
         );
         assert_eq!(
             store
-                .revoke(sid, "billing", EndReason::Logout, T0)
+                .revoke("ada", sid, "billing", EndReason::Logout, T0)
                 .await
                 .unwrap(),
             Revocation::NotOwner
         );
         assert_eq!(
             store
-                .revoke(Uuid::new_v4(), "billing", EndReason::Logout, T0)
+                .revoke("ada", Uuid::new_v4(), "billing", EndReason::Logout, T0)
                 .await
                 .unwrap(),
             Revocation::Unknown
@@ -813,11 +831,11 @@ mod tests {
     async fn inspecting_a_refresh_token_sees_only_the_current_one() {
         let store = MemoryStore::new(TIMING);
         let (sid, _) = new_session(&store, T0).await;
-        let live = store.inspect_refresh(sid, 0, [1; 16], T0).await.unwrap();
+        let live = store.inspect_refresh("ada", sid, 0, [1; 16], T0).await.unwrap();
         assert_eq!(live.unwrap().ends_at, T0 + TIMING.refresh_lifetime);
         assert!(
             store
-                .inspect_refresh(sid, 0, [2; 16], T0)
+                .inspect_refresh("ada", sid, 0, [2; 16], T0)
                 .await
                 .unwrap()
                 .is_none()
@@ -825,14 +843,14 @@ mod tests {
         store.rotate(&rotation(sid, 0, 1, T0)).await.unwrap();
         assert!(
             store
-                .inspect_refresh(sid, 0, [1; 16], T0)
+                .inspect_refresh("ada", sid, 0, [1; 16], T0)
                 .await
                 .unwrap()
                 .is_none()
         );
         assert!(
             store
-                .inspect_refresh(sid, 1, [2; 16], T0)
+                .inspect_refresh("ada", sid, 1, [2; 16], T0)
                 .await
                 .unwrap()
                 .is_some()

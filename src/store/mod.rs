@@ -152,6 +152,8 @@ pub struct BrowserSession {
 /// the current one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rotation {
+    /// Whose session (its key's tag, see `store::redis::keys`).
+    pub owner: String,
     pub sid: Uuid,
     /// Only sessions of this client rotate (`None`: `/login` sessions).
     pub client: Option<String>,
@@ -266,12 +268,19 @@ pub trait SessionStore {
 
     /// True if `jti` is the session's current access token; if so, restarts
     /// its idle clock (`/authenticate`).
-    async fn authenticate(&self, sid: Uuid, jti: Uuid, now: Millis) -> Result<bool, StoreError>;
+    async fn authenticate(
+        &self,
+        owner: &str,
+        sid: Uuid,
+        jti: Uuid,
+        now: Millis,
+    ) -> Result<bool, StoreError>;
 
     /// The browser session whose cookie handle hashes to `handle_hash`, if
     /// it is live; restarts its idle clock (`/oauth2/auth`).
     async fn authenticate_browser(
         &self,
+        owner: &str,
         sid: Uuid,
         handle_hash: SecretHash,
         now: Millis,
@@ -282,11 +291,18 @@ pub trait SessionStore {
 
     /// Ends the session; ending an unknown one is not an error (`/logout`).
     /// Every end appends `SessionEnded` for `reason` to the log of events.
-    async fn end(&self, sid: Uuid, reason: EndReason, now: Millis) -> Result<(), StoreError>;
+    async fn end(
+        &self,
+        owner: &str,
+        sid: Uuid,
+        reason: EndReason,
+        now: Millis,
+    ) -> Result<(), StoreError>;
 
     /// Ends the session only if it was issued to `client` (RFC 7009).
     async fn revoke(
         &self,
+        owner: &str,
         sid: Uuid,
         client: &str,
         reason: EndReason,
@@ -319,6 +335,7 @@ pub trait SessionStore {
     /// changes nothing (token introspection).
     async fn inspect_refresh(
         &self,
+        owner: &str,
         sid: Uuid,
         generation: u32,
         hash: SecretHash,
@@ -425,35 +442,49 @@ impl SessionStore for Store {
         dispatch!(self, s => s.create(session))
     }
 
-    async fn authenticate(&self, sid: Uuid, jti: Uuid, now: Millis) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.authenticate(sid, jti, now))
+    async fn authenticate(
+        &self,
+        owner: &str,
+        sid: Uuid,
+        jti: Uuid,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.authenticate(owner, sid, jti, now))
     }
 
     async fn authenticate_browser(
         &self,
+        owner: &str,
         sid: Uuid,
         handle_hash: SecretHash,
         now: Millis,
     ) -> Result<Option<BrowserSession>, StoreError> {
-        dispatch!(self, s => s.authenticate_browser(sid, handle_hash, now))
+        dispatch!(self, s => s.authenticate_browser(owner, sid, handle_hash, now))
     }
 
     async fn rotate(&self, rotation: &Rotation) -> Result<RotationOutcome, StoreError> {
         dispatch!(self, s => s.rotate(rotation))
     }
 
-    async fn end(&self, sid: Uuid, reason: EndReason, now: Millis) -> Result<(), StoreError> {
-        dispatch!(self, s => s.end(sid, reason, now))
+    async fn end(
+        &self,
+        owner: &str,
+        sid: Uuid,
+        reason: EndReason,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.end(owner, sid, reason, now))
     }
 
     async fn revoke(
         &self,
+        owner: &str,
         sid: Uuid,
         client: &str,
         reason: EndReason,
         now: Millis,
     ) -> Result<Revocation, StoreError> {
-        dispatch!(self, s => s.revoke(sid, client, reason, now))
+        dispatch!(self, s => s.revoke(owner, sid, client, reason, now))
     }
 
     async fn end_owned(
@@ -481,12 +512,13 @@ impl SessionStore for Store {
 
     async fn inspect_refresh(
         &self,
+        owner: &str,
         sid: Uuid,
         generation: u32,
         hash: SecretHash,
         now: Millis,
     ) -> Result<Option<RefreshState>, StoreError> {
-        dispatch!(self, s => s.inspect_refresh(sid, generation, hash, now))
+        dispatch!(self, s => s.inspect_refresh(owner, sid, generation, hash, now))
     }
 
     async fn count_request(

@@ -56,7 +56,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use deadpool::managed::{self, Object, PoolConfig, QueueMode, Timeouts};
-use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{
     self, AsyncConnectionConfig, FromRedisValue, RedisError, Script, Value,
 };
@@ -75,29 +74,33 @@ use crate::tokens::api::TokenHash;
 
 mod api_token_cache;
 mod browser;
+mod cluster;
 mod connections;
 mod ended;
 mod event_log;
+mod feed;
 mod keys;
 mod replies;
 mod sentinel;
 mod tracking;
-pub use connections::Link;
-use connections::{Connections, Pool, Target, Watcher, answered, client, not_the_master};
+pub use connections::{Conn, Link};
+use connections::{
+    Connections, Pool, Target, Watcher, answered, client, cluster_client, not_the_master,
+};
 pub use ended::EndedTail;
 use ended::with_feed;
-pub use keys::session_key;
+use feed::Feed;
+pub use keys::{OWNER_PREFIX, session_key, session_of_key};
 use keys::{api_token_key, failure_counters, flag, num, text, user_key};
 use replies::{Reply, parse_api_token, parse_rotation};
 use sentinel::Sentinels;
-pub use tracking::{BrowserPeek, Peek, TRACKING_NAME, Tracking, tracked_sid};
+pub use tracking::{BrowserPeek, Peek, TRACKING_NAME, Touch, Tracking, TrackingLinks};
 
-const KEY_PREFIX: &str = "tg:s:";
 const RATE_PREFIX: &str = "tg:rl:";
-const FAILURE_PREFIX: &str = "tg:fail:";
+/// One tag for the counters of one credential check (`admit.lua` reads
+/// them together).
+const FAILURE_PREFIX: &str = "tg:{fail}:";
 const API_TOKEN_PREFIX: &str = "tg:at:";
-/// An owner's index of sessions; `scripts/*.lua` name it too.
-const USER_PREFIX: &str = "tg:u:";
 /// Index entries one run of `logout_all.lua` looks at: a few ms of Redis
 /// (each end appends two stream entries, one of them a JSON event).
 const LOGOUT_ALL_BATCH: u64 = 200;
@@ -119,7 +122,7 @@ pub enum SetupError {
     #[error("cache.pool_size: {0}")]
     Pool(managed::BuildError),
     #[error("{}: {}", .0.key, .0.message)]
-    Sentinel(crate::config::ConfigError),
+    Config(crate::config::ConfigError),
 }
 
 /// A handle on the pool; clones share its connections and its watcher (the
@@ -135,6 +138,10 @@ pub struct RedisStore {
     timing: Timing,
     /// The log of events (`events.stream`).
     events: Arc<EventStream>,
+    /// On a Redis Cluster, the writer of the feed behind the requests (see
+    /// [`feed`]); `None` on one Redis, whose scripts write it themselves.
+    feed: Option<Arc<Feed>>,
+    feed_script: Script,
     login: Script,
     authenticate: Script,
     browser: Script,
@@ -157,12 +164,14 @@ impl RedisStore {
     /// is still coming up (requests fail closed until it is there).
     pub fn new(cache: &CacheSettings, timing: Timing) -> Result<Self, SetupError> {
         let timeout = cache.timeout;
-        let target = match &cache.sentinel {
-            Some(sentinel) => {
-                Target::Sentinel(Sentinels::new(sentinel, timeout).map_err(SetupError::Sentinel)?)
+        let target = match (&cache.sentinel, &cache.cluster) {
+            (Some(sentinel), _) => {
+                Target::Sentinel(Sentinels::new(sentinel, timeout).map_err(SetupError::Config)?)
             }
-            None => Target::Url(client(cache)?),
+            (None, Some(cluster)) => Target::Cluster(cluster_client(cache, cluster)?),
+            (None, None) => Target::Url(client(cache)?),
         };
+        let feed = matches!(target, Target::Cluster(_)).then(|| Arc::new(Feed::default()));
         // One deadline, ours (see `with_connection`); a second one inside the
         // client would race it.
         let config = AsyncConnectionConfig::new()
@@ -187,6 +196,8 @@ impl RedisStore {
             timeout,
             timing,
             events: Arc::new(EventStream::default()),
+            feed,
+            feed_script: with_feed(include_str!("scripts/feed.lua")),
             login: with_feed(include_str!("scripts/login.lua")),
             authenticate: Script::new(include_str!("scripts/authenticate.lua")),
             browser: Script::new(include_str!("scripts/browser.lua")),
@@ -225,7 +236,7 @@ impl RedisStore {
     /// authenticates per second and half of Redis's CPU per request.
     async fn with_connection<T, F, Fut>(&self, repeat: Repeat, op: F) -> Result<T, StoreError>
     where
-        F: Fn(MultiplexedConnection) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         self.follow_sentinels();
@@ -283,8 +294,13 @@ impl RedisStore {
     /// (and nothing more is queued behind a stalled command).
     /// A broken socket breaks every clone of it at once, and usually means
     /// Redis went away; requests still holding a clone finish on their own.
+    ///
+    /// A cluster's connection stays: it reconnects to each node by itself,
+    /// and dropping it would cut every slot off for one node's failure.
     fn forget_connections(&self) {
-        self.pool.retain(|_, _| false);
+        if !matches!(self.pool.manager().target, Target::Cluster(_)) {
+            self.pool.retain(|_, _| false);
+        }
     }
 
     /// Invokes a script with one key and the given arguments.
@@ -350,9 +366,10 @@ impl SessionStore for RedisStore {
         let args = [&args[..], &self.feed_args(s.now)].concat();
         // A repeat rewrites the same fields of the same new session (and
         // finds the cap already enforced).
-        let keys = [session_key(s.sid), user_key(&s.subject.owner())];
+        let owner = s.subject.owner();
+        let keys = [session_key(&owner, s.sid), user_key(&owner)];
         let ended: u64 = self
-            .eval_keys(Repeat::Safe, &self.login, &keys, &args)
+            .eval_feed(Repeat::Safe, &self.login, &keys, &args)
             .await?;
         if ended > 0 {
             tracing::info!(
@@ -363,9 +380,15 @@ impl SessionStore for RedisStore {
         Ok(())
     }
 
-    async fn authenticate(&self, sid: Uuid, jti: Uuid, now: Millis) -> Result<bool, StoreError> {
+    async fn authenticate(
+        &self,
+        owner: &str,
+        sid: Uuid,
+        jti: Uuid,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
         let args = [jti.as_bytes().to_vec(), num(now), num(self.timing.idle)];
-        let key = session_key(sid);
+        let key = session_key(owner, sid);
         let current: i64 = self
             .eval(Repeat::Safe, &self.authenticate, key, &args)
             .await?;
@@ -374,13 +397,14 @@ impl SessionStore for RedisStore {
 
     async fn authenticate_browser(
         &self,
+        owner: &str,
         sid: Uuid,
         handle_hash: SecretHash,
         now: Millis,
     ) -> Result<Option<BrowserSession>, StoreError> {
         let args = [handle_hash.to_vec(), num(now), num(self.timing.idle)];
         let reply: Option<Vec<Vec<u8>>> = self
-            .eval(Repeat::Safe, &self.browser, session_key(sid), &args)
+            .eval(Repeat::Safe, &self.browser, session_key(owner, sid), &args)
             .await?;
         reply.map(browser::session).transpose()
     }
@@ -413,31 +437,38 @@ impl SessionStore for RedisStore {
         } else {
             Repeat::Unsafe
         };
-        let key = session_key(r.sid);
-        let reply: Vec<Value> = self.eval(repeat, &self.rotate, key, &args).await?;
+        let keys = [session_key(&r.owner, r.sid), user_key(&r.owner)];
+        let reply: Vec<Value> = self.eval_feed(repeat, &self.rotate, &keys, &args).await?;
         parse_rotation(&reply, r)
     }
 
-    async fn end(&self, sid: Uuid, reason: EndReason, now: Millis) -> Result<(), StoreError> {
+    async fn end(
+        &self,
+        owner: &str,
+        sid: Uuid,
+        reason: EndReason,
+        now: Millis,
+    ) -> Result<(), StoreError> {
         let args = [
             sid.to_string().into_bytes(),
             reason.as_str().as_bytes().to_vec(),
         ];
         let args = [&args[..], &self.feed_args(now)].concat();
-        let _: i64 = self
-            .eval(Repeat::Safe, &self.end, session_key(sid), &args)
-            .await?;
+        let keys = [session_key(owner, sid), user_key(owner)];
+        let _: i64 = self.eval_feed(Repeat::Safe, &self.end, &keys, &args).await?;
         Ok(())
     }
 
     async fn revoke(
         &self,
+        owner: &str,
         sid: Uuid,
         client: &str,
         reason: EndReason,
         now: Millis,
     ) -> Result<Revocation, StoreError> {
-        self.end_if_owner(sid, client, "c", reason, now).await
+        self.end_if_owner(owner, sid, client, "c", reason, now)
+            .await
     }
 
     async fn end_owned(
@@ -447,7 +478,8 @@ impl SessionStore for RedisStore {
         reason: EndReason,
         now: Millis,
     ) -> Result<Revocation, StoreError> {
-        self.end_if_owner(sid, owner, "s", reason, now).await
+        self.end_if_owner(owner, sid, owner, "s", reason, now)
+            .await
     }
 
     async fn sessions_of(
@@ -479,13 +511,13 @@ impl SessionStore for RedisStore {
             reason.as_str().as_bytes().to_vec(),
         ];
         let args = [&args[..], &self.feed_args(now)].concat();
-        let key = user_key(owner);
+        let key = [user_key(owner)];
         let mut ended = 0;
         let mut runs_left: Option<u64> = None;
         loop {
             // Ending what is already ended changes nothing.
             let (batch, left): (u64, u64) = self
-                .eval(Repeat::Safe, &self.logout_all, key.clone(), &args)
+                .eval_feed(Repeat::Safe, &self.logout_all, &key, &args)
                 .await?;
             ended += batch;
             let runs = runs_left.get_or_insert(left.div_ceil(LOGOUT_ALL_BATCH) + 1);
@@ -498,13 +530,14 @@ impl SessionStore for RedisStore {
 
     async fn inspect_refresh(
         &self,
+        owner: &str,
         sid: Uuid,
         generation: u32,
         hash: SecretHash,
         now: Millis,
     ) -> Result<Option<RefreshState>, StoreError> {
         let args = [num(u64::from(generation)), hash.to_vec(), num(now)];
-        let key = session_key(sid);
+        let key = session_key(owner, sid);
         let reply: Vec<Value> = self.eval(Repeat::Safe, &self.inspect, key, &args).await?;
         let reply = Reply(&reply);
         if reply.code()? == 0 {

@@ -147,6 +147,7 @@ mod tests {
 
     fn rotation(generation: u32, hash: u8, narrow: &[&str], now: Millis) -> Rotation {
         Rotation {
+            owner: "ada".into(),
             sid: Uuid::nil(),
             client: None,
             presented_generation: generation,

@@ -1,9 +1,13 @@
 //! Opaque refresh tokens.
 //!
 //! Wire form: base64url (no padding) of
-//! `sid (16) ‖ generation (4, big-endian) ‖ secret (32) ‖ tag (16)`, 91
-//! characters, no dots — it can never be mistaken for a JWT, nor a JWT for it.
+//! `sid (16) ‖ generation (4, big-endian) ‖ secret (32) ‖ owner ‖ tag (16)`,
+//! no dots — it can never be mistaken for a JWT, nor a JWT for it.
 //!
+//! * `owner` (1 to [`MAX_OWNER`] bytes of UTF-8: the user's sub, or
+//!   `client:<id>`) names the session's key, whose hash tag it is: on a
+//!   Redis Cluster any replica finds the session's slot without a look-up
+//!   (SPEC §16). It is no secret (the access token says it too).
 //! * `secret` carries the entropy: 256 bits from the OS CSPRNG at login. The
 //!   store keeps only a hash of it.
 //! * `tag` = HMAC-SHA256 over the rest under a server key, truncated to 128
@@ -29,9 +33,14 @@ const SID_LEN: usize = 16;
 const GEN_LEN: usize = 4;
 const SECRET_LEN: usize = 32;
 const TAG_LEN: usize = 16;
-const RAW_LEN: usize = SID_LEN + GEN_LEN + SECRET_LEN + TAG_LEN;
-/// Length of the encoded token, handy for cheap rejection of garbage.
-pub const ENCODED_LEN: usize = (RAW_LEN * 8).div_ceil(6);
+/// The fixed part of a token: all but its owner.
+const FIXED_LEN: usize = SID_LEN + GEN_LEN + SECRET_LEN + TAG_LEN;
+/// The longest owner a token carries (a sub is at most 255 bytes, and
+/// `client:` goes before a client's).
+pub const MAX_OWNER: usize = 512;
+/// Bounds of the encoded token, for cheap rejection of garbage.
+const MIN_ENCODED: usize = ((FIXED_LEN + 1) * 8).div_ceil(6);
+const MAX_ENCODED: usize = ((FIXED_LEN + MAX_OWNER) * 8).div_ceil(6);
 
 /// The hash the store keeps in place of a refresh secret.
 pub type SecretHash = [u8; 16];
@@ -39,6 +48,8 @@ pub type SecretHash = [u8; 16];
 /// A decoded, authenticated refresh token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RefreshToken {
+    /// Whose session: its key's hash tag (`tokens::owner`).
+    pub owner: String,
     pub sid: Uuid,
     pub generation: u32,
     secret: [u8; SECRET_LEN],
@@ -47,6 +58,7 @@ pub struct RefreshToken {
 impl std::fmt::Debug for RefreshToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RefreshToken")
+            .field("owner", &self.owner)
             .field("sid", &self.sid)
             .field("generation", &self.generation)
             .finish_non_exhaustive()
@@ -54,11 +66,12 @@ impl std::fmt::Debug for RefreshToken {
 }
 
 impl RefreshToken {
-    /// The first token of a new session: a fresh random secret.
-    pub fn first(sid: Uuid) -> Self {
+    /// The first token of `owner`'s new session: a fresh random secret.
+    pub fn first(owner: &str, sid: Uuid) -> Self {
         let mut secret = [0u8; SECRET_LEN];
         rand::fill(&mut secret);
         Self {
+            owner: owner.to_owned(),
             sid,
             generation: 0,
             secret,
@@ -99,36 +112,35 @@ impl RefreshTokens {
     }
 
     pub fn encode(&self, token: &RefreshToken) -> String {
-        let mut raw = [0u8; RAW_LEN];
-        raw[..SID_LEN].copy_from_slice(token.sid.as_bytes());
-        raw[SID_LEN..SID_LEN + GEN_LEN].copy_from_slice(&token.generation.to_be_bytes());
-        raw[SID_LEN + GEN_LEN..RAW_LEN - TAG_LEN].copy_from_slice(&token.secret);
-        let tag = self.tag(&raw[..RAW_LEN - TAG_LEN]);
-        raw[RAW_LEN - TAG_LEN..].copy_from_slice(&tag);
+        let mut raw = Vec::with_capacity(FIXED_LEN + token.owner.len());
+        raw.extend_from_slice(token.sid.as_bytes());
+        raw.extend_from_slice(&token.generation.to_be_bytes());
+        raw.extend_from_slice(&token.secret);
+        raw.extend_from_slice(token.owner.as_bytes());
+        let tag = self.tag(&raw);
+        raw.extend_from_slice(&tag);
         B64.encode(raw)
     }
 
     /// Decodes a presented token; `None` unless it is one we minted.
     pub fn decode(&self, text: &str) -> Option<RefreshToken> {
-        if text.len() != ENCODED_LEN {
+        if !(MIN_ENCODED..=MAX_ENCODED).contains(&text.len()) {
             return None;
         }
-        let mut raw = [0u8; RAW_LEN];
-        let written = B64.decode_slice(text, &mut raw).ok()?;
-        if written != RAW_LEN {
-            return None;
-        }
-        let (body, tag) = raw.split_at(RAW_LEN - TAG_LEN);
+        let raw = B64.decode(text).ok()?;
+        let (body, tag) = raw.split_at_checked(raw.len().checked_sub(TAG_LEN)?)?;
         if !bool::from(self.tag(body).ct_eq(tag)) {
             return None;
         }
-        let sid = Uuid::from_slice(&body[..SID_LEN]).ok()?;
-        let generation = u32::from_be_bytes(body[SID_LEN..SID_LEN + GEN_LEN].try_into().ok()?);
-        let secret = body[SID_LEN + GEN_LEN..].try_into().ok()?;
+        let (sid, rest) = body.split_at_checked(SID_LEN)?;
+        let (generation, rest) = rest.split_at_checked(GEN_LEN)?;
+        let (secret, owner) = rest.split_at_checked(SECRET_LEN)?;
+        let owner = std::str::from_utf8(owner).ok().filter(|o| !o.is_empty())?;
         Some(RefreshToken {
-            sid,
-            generation,
-            secret,
+            owner: owner.to_owned(),
+            sid: Uuid::from_slice(sid).ok()?,
+            generation: u32::from_be_bytes(generation.try_into().ok()?),
+            secret: secret.try_into().ok()?,
         })
     }
 
@@ -139,6 +151,7 @@ impl RefreshTokens {
         mac.update(&token.generation.to_be_bytes());
         mac.update(&token.secret);
         Some(RefreshToken {
+            owner: token.owner.clone(),
             sid: token.sid,
             generation: token.generation.checked_add(1)?,
             secret: mac.finalize().into_bytes().into(),
@@ -177,29 +190,30 @@ mod tests {
     #[test]
     fn round_trip() {
         let t = tokens();
-        let token = RefreshToken::first(Uuid::new_v4());
-        let text = t.encode(&token);
-        assert_eq!(text.len(), ENCODED_LEN);
-        assert!(!text.contains('.'));
-        assert_eq!(t.decode(&text), Some(token));
+        for owner in ["alice", "client:billing", &"é".repeat(MAX_OWNER / 2)] {
+            let token = RefreshToken::first(owner, Uuid::new_v4());
+            let text = t.encode(&token);
+            assert!(!text.contains('.'));
+            assert_eq!(t.decode(&text), Some(token));
+        }
     }
 
     #[test]
     fn first_tokens_are_random() {
         let sid = Uuid::new_v4();
         assert_ne!(
-            RefreshToken::first(sid).secret_hash(),
-            RefreshToken::first(sid).secret_hash()
+            RefreshToken::first("alice", sid).secret_hash(),
+            RefreshToken::first("alice", sid).secret_hash()
         );
     }
 
     #[test]
     fn successor_is_deterministic_and_new() {
         let t = tokens();
-        let first = RefreshToken::first(Uuid::new_v4());
+        let first = RefreshToken::first("alice", Uuid::new_v4());
         let next = t.successor(&first).unwrap();
         assert_eq!(next.generation, 1);
-        assert_eq!(next.sid, first.sid);
+        assert_eq!((next.sid, &next.owner), (first.sid, &first.owner));
         assert_eq!(Some(next.clone()), t.successor(&first));
         assert_ne!(next.secret_hash(), first.secret_hash());
         assert_ne!(t.encode(&next), t.encode(&first));
@@ -208,7 +222,7 @@ mod tests {
     #[test]
     fn any_change_breaks_the_tag() {
         let t = tokens();
-        let text = t.encode(&RefreshToken::first(Uuid::new_v4()));
+        let text = t.encode(&RefreshToken::first("alice", Uuid::new_v4()));
         for i in 0..text.len() {
             let mut bytes = text.clone().into_bytes();
             bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
@@ -219,7 +233,7 @@ mod tests {
 
     #[test]
     fn another_key_does_not_accept_it() {
-        let text = tokens().encode(&RefreshToken::first(Uuid::new_v4()));
+        let text = tokens().encode(&RefreshToken::first("alice", Uuid::new_v4()));
         let other = RefreshTokens::new(b"another key, also thirty-two bytes!");
         assert_eq!(other.decode(&text), None);
     }
@@ -231,7 +245,8 @@ mod tests {
         for garbage in [
             "",
             "x",
-            &"A".repeat(ENCODED_LEN),
+            &"A".repeat(MIN_ENCODED),
+            &"A".repeat(MAX_ENCODED + 1),
             &jwt_like,
             &"é".repeat(46),
         ] {

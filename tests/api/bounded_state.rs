@@ -53,12 +53,12 @@ async fn a_flood_of_logins_by_one_account_keeps_its_sessions_bounded() {
     let redis = c.redis();
     let mut conn = redis.connection();
     let indexed: u64 = r::cmd("ZCARD")
-        .arg("tg:u:mallory")
+        .arg("tg:{u:mallory}:idx")
         .query(&mut conn)
         .unwrap();
     assert_eq!(indexed, 20);
     assert_eq!(
-        redis.keys("tg:s:*").len(),
+        redis.keys("tg:{u:*}:s:*").len(),
         20,
         "no more sessions than the cap"
     );
@@ -80,13 +80,13 @@ async fn logout_all_over_a_huge_index_never_blocks_redis_for_long() {
         local far = tonumber(ARGV[2])
         for i = 1, tonumber(ARGV[1]) do
           local sid = 'seeded-' .. i
-          redis.call('HSET', 'tg:s:' .. sid, 's', 'hoarder', 'g', 0, 'e', far, 'k', 1)
+          redis.call('HSET', 'tg:{u:hoarder}:s:' .. sid, 's', 'hoarder', 'g', 0, 'e', far, 'k', 1)
           redis.call('ZADD', KEYS[1], far, sid)
         end
         return redis.call('ZCARD', KEYS[1])
         ",
     )
-    .key("tg:u:hoarder")
+    .key("tg:{u:hoarder}:idx")
     .arg(SESSIONS)
     .arg(4_000_000_000_000u64)
     .invoke(&mut conn)
@@ -110,8 +110,8 @@ async fn logout_all_over_a_huge_index_never_blocks_redis_for_long() {
     )
     .await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
-    assert!(redis.keys("tg:s:*").is_empty(), "every session ended");
-    assert!(redis.keys("tg:u:*").is_empty(), "and the index with them");
+    assert!(redis.keys("tg:{u:*}:s:*").is_empty(), "every session ended");
+    assert!(redis.keys("tg:{u:*}:idx").is_empty(), "and the index with them");
     let slow: Vec<r::Value> = r::cmd("SLOWLOG")
         .arg("GET")
         .arg(10)

@@ -231,7 +231,7 @@ async fn an_invalidation_lost_with_the_tracking_connection_is_never_trusted() {
     let c = cluster(3, |_| {}).await;
     let pair = c.a().login(json!(1)).await;
     warm(&c, &pair.access).await;
-    let session = format!("tg:s:{}", pair.session_id);
+    let session = c.redis().session_key(&pair.session_id);
 
     // Kill the tracking connections and end the session in one atomic
     // step: the invalidation is never delivered, so only flushing the cache
@@ -317,8 +317,8 @@ async fn touches_keep_active_sessions_alive_and_idle_ones_die_on_time() {
             "idle session lives on"
         );
     }
-    assert_eq!(c.redis().pttl(&format!("tg:s:{}", quiet.session_id)), -2);
-    assert!(c.redis().pttl(&format!("tg:s:{}", active.session_id)) > 0);
+    assert_eq!(c.redis().pttl(&c.redis().session_key(&quiet.session_id)), -2);
+    assert!(c.redis().pttl(&c.redis().session_key(&active.session_id)) > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,7 +359,7 @@ async fn a_session_close_to_its_idle_end_is_touched_by_the_request_itself() {
     })
     .await;
     let pair = c.a().login(json!(1)).await;
-    let key = format!("tg:s:{}", pair.session_id);
+    let key = c.redis().session_key(&pair.session_id);
     // Idle until less than the margin (500 ms + 500 ms) is left.
     tokio::time::sleep(Duration::from_millis(2_200)).await;
     assert!(c.redis().pttl(&key) < 1_000);

@@ -477,7 +477,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     let status = wait_for_exit(&mut p.child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0));
     assert_eq!(
-        redis.keys("tg:s:*").len(),
+        redis.keys("tg:{u:*}:s:*").len(),
         1,
         "the in-flight login completed"
     );

@@ -95,8 +95,8 @@ async fn login_authenticate_refresh_logout_over_tls_across_replicas() {
 
     let pair = c.a().login(json!("alice")).await;
     assert!(c.b().accepts(&pair.access).await);
-    let key = format!("tg:s:{}", pair.session_id);
-    assert_eq!(c.redis().keys("tg:s:*"), [key], "stored in the TLS Redis");
+    let key = format!("tg:{{u:alice}}:s:{}", pair.session_id);
+    assert_eq!(c.redis().keys("tg:{u:*}:s:*"), [key], "stored in the TLS Redis");
 
     let rotated = c.b().refresh(&pair.refresh).await;
     assert_eq!(rotated.status, 200, "refresh: {:?}", rotated.body);
@@ -106,7 +106,7 @@ async fn login_authenticate_refresh_logout_over_tls_across_replicas() {
 
     assert_eq!(c.a().logout(&next).await.status, 200);
     assert!(!c.b().accepts(&next).await, "logged out everywhere");
-    assert!(c.redis().keys("tg:s:*").is_empty());
+    assert!(c.redis().keys("tg:{u:*}:s:*").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,7 +161,7 @@ async fn redis_demanding_client_certificates_admits_only_replicas_with_one() {
     .await;
     assert_fails_closed(&without, &pair.access, &pair.refresh).await;
     // Still the only session: the refused replica wrote nothing.
-    assert_eq!(c.redis().keys("tg:s:*").len(), 1);
+    assert_eq!(c.redis().keys("tg:{u:*}:s:*").len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -219,6 +219,7 @@ fn rotation(
 ) -> Rotation {
     let owned = |scopes: &[&str]| scopes.iter().map(|s| (*s).to_owned()).collect();
     Rotation {
+        owner: "client:billing".into(),
         sid,
         client: Some("billing".into()),
         presented_generation: generation,

@@ -27,7 +27,7 @@ use http::Method;
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::json;
 use tokengate::config::{Secret, SentinelSettings, Settings};
-use tokengate::store::redis::{RedisStore, session_key};
+use tokengate::store::redis::RedisStore;
 use tokengate::store::{Store, Timing};
 
 use crate::helpers::{Backend, Cluster, Pair, Replica, SECRET, eventually};
@@ -428,9 +428,8 @@ async fn writes_to(replica: &Replica, node: &RedisServer) -> bool {
 }
 
 fn has_session(server: &RedisServer, pair: &Pair) -> bool {
-    let sid = uuid::Uuid::parse_str(&pair.session_id).expect("a session id");
     let mut exists = redis::cmd("EXISTS");
-    exists.arg(session_key(sid));
+    exists.arg(server.session_key(&pair.session_id));
     query::<i64>(server, &exists) == Some(1)
 }
 

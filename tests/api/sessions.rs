@@ -246,7 +246,7 @@ async fn auto_logout_ends_idle_sessions_everywhere(backend: Backend) {
 /// Whether the store still holds the session, without counting as activity.
 async fn session_alive(c: &Cluster, pair: &Pair) -> bool {
     match &c.redis {
-        Some(redis) => redis.pttl(&format!("tg:s:{}", pair.session_id)) > 0,
+        Some(redis) => redis.pttl(&redis.session_key(&pair.session_id)) > 0,
         // The memory store has no side door: wait out the idle time instead.
         None => {
             tokio::time::sleep(c.settings.auth.auto_logout + Duration::from_millis(50)).await;

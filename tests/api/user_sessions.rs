@@ -234,9 +234,9 @@ async fn concurrent_logins_then_logout_everywhere_leave_nothing() {
     let c = Cluster::start(Backend::Redis, 2).await;
     let logins = (0..16).map(|i| c.replicas[i % 2].login(json!("ada")));
     let pairs = futures_util::future::join_all(logins).await;
-    let index = c.redis().keys("tg:u:*");
-    assert_eq!(index, ["tg:u:ada"]);
-    let ttl = c.redis().pttl("tg:u:ada");
+    let index = c.redis().keys("tg:{u:*}:idx");
+    assert_eq!(index, ["tg:{u:ada}:idx"]);
+    let ttl = c.redis().pttl("tg:{u:ada}:idx");
     let refresh_lifetime = c.settings.auth.refresh_lifetime.as_millis() as i64;
     assert!(ttl > 0 && ttl <= refresh_lifetime, "index TTL {ttl}");
     assert_eq!(listed(c.b(), &pairs[3].access).await.0.len(), 16);
@@ -257,7 +257,7 @@ async fn concurrent_logins_then_logout_everywhere_leave_nothing() {
     left.sort();
     assert_eq!(
         left,
-        ["tg:ended", "tg:epoch", "tg:events"],
+        ["tg:events", "tg:{feed}:ended", "tg:{feed}:epoch"],
         "only the revocation feed's and the events"
     );
 }
@@ -272,14 +272,14 @@ async fn the_index_forgets_sessions_that_ended_by_themselves() {
     let mut redis = c.redis().connection();
     let members = |redis: &mut deadpool_redis::redis::Connection| -> u64 {
         deadpool_redis::redis::cmd("ZCARD")
-            .arg("tg:u:ada")
+            .arg("tg:{u:ada}:idx")
             .query(redis)
             .unwrap()
     };
     assert_eq!(members(&mut redis), 1);
     assert!(
         crate::helpers::eventually(Duration::from_secs(5), || async {
-            c.redis().keys("tg:s:*").is_empty()
+            c.redis().keys("tg:{u:*}:s:*").is_empty()
         })
         .await,
         "the idle session expires"

@@ -149,7 +149,7 @@ async fn auto_logout_through_nginx() {
     let addr = cluster.addr();
 
     let pair = login(addr, "dave").await;
-    let key = format!("tg:s:{}", pair.session_id);
+    let key = format!("tg:{{u:dave}}:s:{}", pair.session_id);
     let ttl = cluster.redis().pttl(&key);
     assert!(
         0 < ttl && ttl <= 2000,

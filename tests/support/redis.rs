@@ -208,6 +208,19 @@ impl RedisServer {
             .expect("KEYS")
     }
 
+    /// The key of session `sid`, whoever owns it (`tg:{u:<owner>}:s:<sid>`);
+    /// one that names no key when there is none.
+    pub fn session_key(&self, sid: &str) -> String {
+        let pattern = format!("tg:{{u:*}}:s:{sid}");
+        let found: Option<Vec<String>> = self
+            .try_connection()
+            .and_then(|mut c| redis::cmd("KEYS").arg(&pattern).query(&mut c))
+            .ok();
+        found
+            .and_then(|mut keys| keys.pop())
+            .unwrap_or_else(|| format!("tg:{{u:?}}:s:{sid}"))
+    }
+
     /// `PTTL` of a key in milliseconds (-1: no TTL, -2: no key).
     pub fn pttl(&self, key: &str) -> i64 {
         redis::cmd("PTTL")

@@ -77,8 +77,8 @@ async fn a_login_and_every_end_are_events_with_their_reason() {
             serde_json::json!({"sid": sid.to_string(), "client_id": null, "scope": null})
         )]
     );
-    store.end(sid, EndReason::Logout, T0 + 1).await.unwrap();
-    store.end(sid, EndReason::Logout, T0 + 2).await.unwrap();
+    store.end("ada", sid, EndReason::Logout, T0 + 1).await.unwrap();
+    store.end("ada", sid, EndReason::Logout, T0 + 2).await.unwrap();
     assert_eq!(drain(&store), [ended(sid, "7", "logout")], "once");
 
     let (a, b) = (
@@ -99,6 +99,7 @@ async fn a_login_and_every_end_are_events_with_their_reason() {
     assert_eq!(got[1].0, "UserLoggedIn", "the login, then what it ended");
     assert_eq!(got[2], ended(first, "9", "evicted"), "{got:?}");
     let r = |generation, presented: u8, now| Rotation {
+        owner: "ada".into(),
         sid: second,
         client: None,
         narrow: Vec::new(),
@@ -125,7 +126,7 @@ async fn expiries_are_idle_or_max_session_ends_at_the_next_sweep() {
     while now + 50_000 < T0 + TIMING.max_session {
         now += 50_000;
         let jti = store.lock().by_sid[&kept].access_jti;
-        assert!(store.authenticate(kept, jti, now).await.unwrap());
+        assert!(store.authenticate("ada", kept, jti, now).await.unwrap());
     }
     assert_eq!(store.sweep_ended(T0 + 60_000).await.unwrap(), 1);
     assert_eq!(drain(&store), [ended(idle, "7", "idle")]);

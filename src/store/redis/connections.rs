@@ -1,16 +1,21 @@
 //! How the pool makes connections: to `cache.url` (TLS with rustls when
-//! `rediss://`), or to whichever master the sentinels name; and how a reply
-//! tells a broken connection, or a node that is no serving master, apart
-//! from an answer.
+//! `rediss://`), to whichever master the sentinels name, or to a Redis
+//! Cluster (one client that routes each command to its slot's master and
+//! follows `MOVED`/`ASK` and failovers by itself); and how a reply tells a
+//! broken connection, or a node that is no serving master, apart from an
+//! answer.
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult, WeakPool};
-use deadpool_redis::redis::aio::MultiplexedConnection;
+use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
+use deadpool_redis::redis::cluster::ClusterClient;
+use deadpool_redis::redis::cluster_async::ClusterConnection;
 use deadpool_redis::redis::{
-    AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ErrorKind, ProtocolVersion,
-    RedisError, ServerErrorKind, TlsCertificates,
+    AsyncConnectionConfig, Client, ClientTlsConfig, Cmd, ConnectionAddr, ErrorKind, Pipeline,
+    ProtocolVersion, RedisError, RedisFuture, ServerErrorKind, TlsCertificates, Value,
 };
 
 use super::SetupError;
+use super::cluster::ClusterTarget;
 use super::sentinel::{self, Sentinels};
 use crate::config::CacheSettings;
 
@@ -23,17 +28,56 @@ pub struct Connections {
 }
 
 /// Where connections go.
+#[allow(clippy::large_enum_variant)] // one per store
 pub(super) enum Target {
     /// `cache.url`.
     Url(Client),
     /// The master `cache.sentinel` names at the time.
     Sentinel(Sentinels),
+    /// `cache.cluster`.
+    Cluster(ClusterTarget),
 }
 
 /// A pooled connection, and with Sentinel the master it goes to.
 pub struct Link {
-    pub(super) connection: MultiplexedConnection,
+    pub(super) connection: Conn,
     master: Option<sentinel::Address>,
+}
+
+/// A connection to one Redis, or to a whole Redis Cluster; both multiplexed
+/// and cheap to clone.
+#[derive(Clone)]
+pub enum Conn {
+    One(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::One(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::One(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::One(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 impl Connections {
@@ -56,14 +100,18 @@ impl managed::Manager for Connections {
                 let connection = client
                     .get_multiplexed_async_connection_with_config(&self.config)
                     .await?;
-                (connection, None)
+                (Conn::One(connection), None)
             }
             Target::Sentinel(sentinels) => {
                 let (connection, master) = sentinels
                     .connect(&self.config, ProtocolVersion::RESP2)
                     .await?;
-                (connection, Some(master))
+                (Conn::One(connection), Some(master))
             }
+            Target::Cluster(cluster) => (
+                Conn::Cluster(cluster.client.get_async_connection().await?),
+                None,
+            ),
         };
         Ok(Link { connection, master })
     }
@@ -106,6 +154,70 @@ pub(super) fn client(cache: &CacheSettings) -> Result<Client, SetupError> {
         root_cert,
     };
     Client::build_with_tls(url, certificates).map_err(SetupError::Tls)
+}
+
+/// The client for `cache.cluster`: the seeds, the password, TLS. It
+/// retries a command while a slot's master is being replaced; our own
+/// deadline (`cache.timeout`) bounds that, so a request to a slot without a
+/// master fails closed in time while other slots answer.
+pub(super) fn cluster_client(
+    cache: &CacheSettings,
+    cluster: &crate::config::ClusterSettings,
+) -> Result<ClusterTarget, SetupError> {
+    let scheme = if cluster.tls { "rediss" } else { "redis" };
+    let seeds = cluster
+        .addresses()
+        .map_err(SetupError::Config)?
+        .into_iter()
+        .map(|(host, port)| match host.contains(':') {
+            true => format!("{scheme}://[{host}]:{port}"),
+            false => format!("{scheme}://{host}:{port}"),
+        })
+        .collect::<Vec<_>>();
+    let mut builder = ClusterClient::builder(seeds)
+        .connection_timeout(cache.timeout)
+        .retries(cluster_retries(cache.timeout))
+        .min_retry_wait(CLUSTER_RETRY_WAIT_MS)
+        .max_retry_wait(CLUSTER_RETRY_WAIT_MS * 4);
+    let password = cluster.password.as_ref().map(|p| p.expose().to_owned());
+    if let Some(password) = &password {
+        builder = builder.password(password);
+    }
+    let tls = cluster.tls.then(|| {
+        install_crypto_provider();
+        let client_tls = match (&cache.tls_cert_pem, &cache.tls_key_pem) {
+            (Some(cert), Some(key)) => Some(ClientTlsConfig {
+                client_cert: cert.as_bytes().to_vec(),
+                client_key: key.expose().as_bytes().to_vec(),
+            }),
+            _ => None,
+        };
+        let root_cert = cache.tls_ca_pem.as_ref().map(|pem| pem.as_bytes().to_vec());
+        TlsCertificates {
+            client_tls,
+            root_cert,
+        }
+    });
+    if let Some(certs) = &tls {
+        builder = builder
+            .tls(deadpool_redis::redis::cluster::TlsMode::Secure)
+            .certs(certs.clone());
+    }
+    Ok(ClusterTarget {
+        client: builder.build().map_err(SetupError::Url)?,
+        password,
+        tls,
+    })
+}
+
+/// The shortest wait between two tries of a command on a cluster (ms).
+const CLUSTER_RETRY_WAIT_MS: u64 = 25;
+
+/// Tries that fit in `timeout` at about [`CLUSTER_RETRY_WAIT_MS`] apart:
+/// enough to ride out a failover the deadline allows, no more.
+fn cluster_retries(timeout: std::time::Duration) -> u32 {
+    let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    u32::try_from(ms / CLUSTER_RETRY_WAIT_MS).unwrap_or(u32::MAX).clamp(2, 64)
 }
 
 /// rustls needs one process-wide crypto provider, which redis's TLS uses

@@ -11,7 +11,8 @@ use deadpool_redis::redis::{self, Script, Value};
 use uuid::Uuid;
 
 use super::replies::Reply;
-use super::{Link, Pool, RedisStore, Repeat, num, session_key};
+use super::keys::{FEED_ENDED, FEED_EPOCH};
+use super::{Link, Pool, RedisStore, Repeat, num, session_key, user_key};
 use crate::store::{EndReason, EndedSession, LogId, LogPage, LogStart, Revocation, StoreError};
 use crate::time::Millis;
 
@@ -25,21 +26,10 @@ const SWEEP_BATCH: u64 = 200;
 const SWEEP_RUNS: u32 = 50;
 
 impl RedisStore {
-    /// The arguments `scripts/ended.lua` takes from the end of every
-    /// script that logs in or ends sessions: the events stream, its cap,
-    /// now and the access-token lifetime.
-    pub(super) fn feed_args(&self, now: Millis) -> [Vec<u8>; 4] {
-        [
-            self.events.key.as_bytes().to_vec(),
-            num(self.events.max_len),
-            num(now),
-            num(self.timing.access),
-        ]
-    }
-
     /// Ends the session if its `field` (`c` client, `s` sub) is `owner`.
     pub(super) async fn end_if_owner(
         &self,
+        key_owner: &str,
         sid: Uuid,
         owner: &str,
         field: &str,
@@ -53,8 +43,10 @@ impl RedisStore {
             reason.as_str().as_bytes().to_vec(),
         ];
         let args = [&args[..], &self.feed_args(now)].concat();
-        let key = session_key(sid);
-        let code: i64 = self.eval(Repeat::Safe, &self.revoke, key, &args).await?;
+        let keys = [session_key(key_owner, sid), user_key(key_owner)];
+        let code: i64 = self
+            .eval_feed(Repeat::Safe, &self.revoke, &keys, &args)
+            .await?;
         Ok(match code {
             1 => Revocation::Ended,
             2 => Revocation::NotOwner,
@@ -68,9 +60,12 @@ impl RedisStore {
         let mut logged = 0;
         for _ in 0..SWEEP_RUNS {
             // A repeat finds the ends already logged.
-            let (ended, looked): (u32, u64) = self
-                .eval_keys(Repeat::Safe, &self.sweep, &[], &args)
-                .await?;
+            let (ended, looked): (u32, u64) = if self.feed.is_some() {
+                self.sweep_cluster(SWEEP_BATCH, now).await?
+            } else {
+                self.eval_keys(Repeat::Safe, &self.sweep, &[], &args)
+                    .await?
+            };
             logged += ended;
             if looked < SWEEP_BATCH {
                 break;
@@ -96,7 +91,8 @@ impl RedisStore {
             num(now),
             num(keep),
         ];
-        let reply: Vec<Value> = self.eval_keys(Repeat::Safe, &READ, &[], &args).await?;
+        let keys = [FEED_ENDED.to_owned(), FEED_EPOCH.to_owned()];
+        let reply: Vec<Value> = self.eval_keys(Repeat::Safe, &READ, &keys, &args).await?;
         parse_page(&reply)
     }
 
@@ -116,14 +112,18 @@ impl RedisStore {
 }
 
 /// A script that may log in or end sessions: `scripts/owner.lua` and
-/// `scripts/ended.lua` before it; its last four arguments are
+/// `scripts/ended.lua` before it; its last five arguments are
 /// [`RedisStore::feed_args`].
 pub(super) fn with_feed(script: &str) -> Script {
     Script::new(
         &[
             include_str!("../scripts/owner.lua"),
             include_str!("../scripts/ended.lua"),
+            "local function main()\n",
             script,
+            "\nend\nlocal result = main()\n",
+            // On a cluster, the feed's writes go back with the reply.
+            "if FEED_DEFER then\n  return {result, FEED_OPS}\nend\nreturn result\n",
         ]
         .concat(),
     )
@@ -154,7 +154,7 @@ impl EndedTail {
             .arg("BLOCK")
             .arg(block)
             .arg("STREAMS")
-            .arg("tg:ended")
+            .arg(FEED_ENDED)
             .arg(after.to_string());
         let read = command.query_async::<Value>(&mut self.link.connection);
         let reply = tokio::time::timeout(wait + self.timeout, read)

@@ -3,7 +3,7 @@
 //! clocks, and a connection on which Redis pushes every change to a session.
 //!
 //! Invalidation is Redis's client-side caching, `CLIENT TRACKING ON BCAST
-//! PREFIX tg:s:` on a RESP3 connection, rather than a `PUBLISH` from the
+//! PREFIX tg:{u:` on a RESP3 connection, rather than a `PUBLISH` from the
 //! scripts: Redis then reports *every* change to a session key — logout,
 //! rotation, theft, logout everywhere, revocation, and also TTL expiry,
 //! eviction, `FLUSHALL` and writes by scripts yet to be written — with no
@@ -36,6 +36,13 @@
 //! (RESP3 delivers them in-band), so a lost connection is a lost channel: the
 //! caller sees `PushKind::Disconnection` and must forget everything.
 //!
+//! On a Redis Cluster (`cache.cluster`) there is one such connection per
+//! master, all pushing to the same channel, made for the slot map
+//! `CLUSTER SLOTS` gave; any of them lost is the channel lost, and once the
+//! map changes (a failover, a slot moved) [`Tracking::superseded`] returns:
+//! the caller forgets everything and connects again for the new map.
+//! Touches go to each session's master on its own tracking connection.
+//!
 //! With `cache.sentinel` the connection goes where the pool's do: to the
 //! master the sentinels name, found by the same [`Sentinels`] and checked
 //! with `ROLE`. Once they name another master — the pool's watcher asks
@@ -45,9 +52,9 @@
 //!
 //! [`Sentinels`]: super::sentinel::Sentinels
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
-use deadpool_redis::redis::aio::MultiplexedConnection;
+use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
 use deadpool_redis::redis::{
     self, AsyncConnectionConfig, Client, ErrorKind, ProtocolVersion, PushInfo, Script,
     ServerErrorKind,
@@ -55,8 +62,9 @@ use deadpool_redis::redis::{
 use tokio::sync::mpsc::UnboundedSender;
 use uuid::Uuid;
 
-use super::sentinel::MasterWatch;
-use super::{KEY_PREFIX, RedisStore, Repeat, Target, num, session_key};
+use super::cluster::SlotMap;
+use super::sentinel::{CHECK_EVERY, MasterWatch};
+use super::{Conn, OWNER_PREFIX, RedisStore, Repeat, Target, num, session_key};
 use crate::store::{BrowserSession, StoreError};
 use crate::time::Millis;
 use crate::tokens::SecretHash;
@@ -80,6 +88,10 @@ pub struct BrowserPeek {
     pub session: BrowserSession,
 }
 
+/// A session whose idle clock the local cache restarts: owner, sid and
+/// the access jti it saw.
+pub type Touch = (String, Uuid, Uuid);
+
 /// What `scripts/peek.lua` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peek {
@@ -97,6 +109,7 @@ impl RedisStore {
     /// the session is within `margin` of its end (see `scripts/peek.lua`).
     pub async fn peek(
         &self,
+        owner: &str,
         sid: Uuid,
         jti: Uuid,
         margin: Millis,
@@ -109,7 +122,7 @@ impl RedisStore {
             num(self.timing.idle),
         ];
         let left: i64 = self
-            .eval(Repeat::Safe, &PEEK, session_key(sid), &args)
+            .eval(Repeat::Safe, &PEEK, session_key(owner, sid), &args)
             .await?;
         Ok(match left {
             -1 => Peek::Touched,
@@ -122,6 +135,7 @@ impl RedisStore {
     /// `None` if it opens no live session.
     pub async fn peek_browser(
         &self,
+        owner: &str,
         sid: Uuid,
         handle_hash: SecretHash,
         margin: Millis,
@@ -134,62 +148,148 @@ impl RedisStore {
             num(self.timing.idle),
         ];
         let reply: Option<Vec<redis::Value>> = self
-            .eval(Repeat::Safe, &PEEK_BROWSER, session_key(sid), &args)
+            .eval(Repeat::Safe, &PEEK_BROWSER, session_key(owner, sid), &args)
             .await?;
         reply.map(browser_peek).transpose()
     }
 
-    /// Restarts the idle clock of every `(sid, jti)` whose token is still
-    /// current, in one pipeline of `authenticate.lua`; true for each touched.
+    /// Restarts the idle clock of every `(owner, sid, jti)` whose token is
+    /// still current, in one pipeline of `authenticate.lua` per master;
+    /// true for each touched.
     ///
-    /// Sent on `tracking` (the connection from [`Self::tracking_connection`]) when
-    /// given: its `NOLOOP` keeps Redis from invalidating the sender's own
-    /// entries for its own touches. Else on a pooled connection.
+    /// Sent on `tracking` (the connections from [`Self::tracking_connection`])
+    /// when given: their `NOLOOP` keeps Redis from invalidating the sender's
+    /// own entries for its own touches. Else on a pooled connection.
     pub async fn touch_all(
         &self,
-        tracking: Option<MultiplexedConnection>,
-        touches: &[(Uuid, Uuid)],
+        tracking: Option<TrackingLinks>,
+        touches: &[Touch],
         now: Millis,
     ) -> Result<Vec<bool>, StoreError> {
+        let keys: Vec<String> = touches
+            .iter()
+            .map(|(owner, sid, _)| session_key(owner, *sid))
+            .collect();
+        // Which tracking connection each goes on; `None`: a pooled one.
+        let route = |key: &String| tracking.as_ref().and_then(|links| links.route(key));
+        let mut groups: Vec<(Option<usize>, Vec<usize>)> = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let to = route(key);
+            match groups.iter_mut().find(|(at, _)| *at == to) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((to, vec![i])),
+            }
+        }
+        let tracking = &tracking;
+        let sends = groups.iter().map(|(to, members)| {
+            let pipe = self.touch_pipe(members.iter().map(|&i| (&keys[i], &touches[i].2)), now);
+            async move {
+                let codes = match (to, tracking) {
+                    (Some(at), Some(links)) => {
+                        let conn = links.connections[*at].clone();
+                        tokio::time::timeout(self.timeout, self.send_touches(conn, &pipe, false))
+                            .await
+                            .map_err(|_| StoreError::Timeout)?
+                            .map_err(|e| StoreError::Unavailable(e.to_string()))?
+                    }
+                    // Touching twice restarts the same clock twice.
+                    _ => {
+                        self.with_connection(Repeat::Safe, |conn| {
+                            let each = matches!(conn, Conn::Cluster(_));
+                            self.send_touches(conn, &pipe, each)
+                        })
+                        .await?
+                    }
+                };
+                Ok::<_, StoreError>(members.iter().copied().zip(codes).collect::<Vec<_>>())
+            }
+        });
+        let mut touched = vec![false; touches.len()];
+        for group in futures_util::future::join_all(sends).await {
+            for (i, code) in group? {
+                touched[i] = code == 1;
+            }
+        }
+        Ok(touched)
+    }
+
+    /// `authenticate.lua` for each `(key, jti)`, as one pipeline (all of
+    /// one slot's master on a cluster, or sent one by one through the
+    /// cluster client, which cannot pipeline across slots).
+    fn touch_pipe<'a>(
+        &self,
+        touches: impl Iterator<Item = (&'a String, &'a Uuid)>,
+        now: Millis,
+    ) -> redis::Pipeline {
         let mut pipe = redis::pipe();
-        for (sid, jti) in touches {
+        for (key, jti) in touches {
             pipe.cmd("EVALSHA")
                 .arg(self.authenticate.get_hash())
                 .arg(1)
-                .arg(session_key(*sid))
+                .arg(key)
                 .arg(jti.as_bytes())
                 .arg(now)
                 .arg(self.timing.idle);
         }
+        pipe
+    }
+
+    /// Sends touches, `each` on its own (through a cluster client); a
+    /// restarted Redis has forgotten the script.
+    async fn send_touches<C: ConnectionLike + Clone + Send>(
+        &self,
+        mut conn: C,
+        pipe: &redis::Pipeline,
+        each: bool,
+    ) -> redis::RedisResult<Vec<i64>> {
         let script = &self.authenticate;
-        let pipe = &pipe;
-        let send = |mut conn: MultiplexedConnection| async move {
-            match pipe.query_async::<Vec<i64>>(&mut conn).await {
-                // A restarted Redis has forgotten the script.
-                Err(e) if matches!(e.kind(), ErrorKind::Server(ServerErrorKind::NoScript)) => {
-                    script.load_async(&mut conn).await?;
-                    pipe.query_async(&mut conn).await
-                }
-                other => other,
+        let send = |mut conn: C| async move {
+            if each {
+                let each = pipe.cmd_iter().map(|cmd| {
+                    let mut conn = conn.clone();
+                    async move { cmd.query_async::<i64>(&mut conn).await }
+                });
+                futures_util::future::join_all(each).await.into_iter().collect()
+            } else {
+                pipe.query_async::<Vec<i64>>(&mut conn).await
             }
         };
-        let codes = match tracking {
-            Some(conn) => tokio::time::timeout(self.timeout, send(conn))
-                .await
-                .map_err(|_| StoreError::Timeout)?
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?,
-            // Touching twice restarts the same clock twice.
-            None => self.with_connection(Repeat::Safe, send).await?,
-        };
-        Ok(codes.into_iter().map(|code| code == 1).collect())
+        match send(conn.clone()).await {
+            Err(e) if matches!(e.kind(), ErrorKind::Server(ServerErrorKind::NoScript)) => {
+                script.load_async(&mut conn).await?;
+                send(conn).await
+            }
+            other => other,
+        }
     }
 }
 
-/// The connection from [`RedisStore::tracking_connection`], and with
-/// Sentinel the master it goes to.
+/// The tracking connections, cheap to clone: touches go on them.
+#[derive(Clone)]
+pub struct TrackingLinks {
+    /// One per master: one with `cache.url` or Sentinel.
+    pub connections: Vec<MultiplexedConnection>,
+    /// On a cluster, the slot map the connections were made for.
+    slots: Option<Arc<SlotMap>>,
+}
+
+impl TrackingLinks {
+    /// The connection to the master of `key`'s slot.
+    fn route(&self, key: &str) -> Option<usize> {
+        match &self.slots {
+            Some(map) => map.master_of(key.as_bytes()),
+            None => Some(0),
+        }
+    }
+}
+
+/// The connections from [`RedisStore::tracking_connection`], and with
+/// Sentinel the master they go to, or on a cluster the slot map.
 pub struct Tracking {
-    pub connection: MultiplexedConnection,
+    pub links: TrackingLinks,
     master: Option<MasterWatch>,
+    /// On a cluster: the store that asks for the slot map now.
+    topology: Option<RedisStore>,
 }
 
 impl Tracking {
@@ -200,20 +300,39 @@ impl Tracking {
     }
 
     /// Returns once the sentinels name another master than this
-    /// connection's; never with `cache.url`.
+    /// connection's, or the cluster's slot map is no longer the one the
+    /// connections were made for; never with `cache.url`.
     pub async fn superseded(&mut self) {
-        match &mut self.master {
-            Some(master) => master.superseded().await,
-            None => std::future::pending().await,
+        match (&mut self.master, &self.topology, &self.links.slots) {
+            (Some(master), _, _) => master.superseded().await,
+            (None, Some(store), Some(made_for)) => loop {
+                tokio::time::sleep(CHECK_EVERY).await;
+                // No answer says nothing: a lost master closes its own
+                // tracking connection.
+                if let Ok(now) = store.slot_map().await
+                    && now != **made_for
+                {
+                    return;
+                }
+            },
+            _ => std::future::pending().await,
         }
     }
 }
 
 impl RedisStore {
-    /// A RESP3 connection named [`TRACKING_NAME`] on which Redis pushes an
+    /// The cluster's slot map, as any node says it now.
+    pub(super) async fn slot_map(&self) -> Result<SlotMap, StoreError> {
+        self.with_connection(Repeat::Safe, |mut conn| async move {
+            SlotMap::fetch(&mut conn).await
+        })
+        .await
+    }
+
+    /// RESP3 connections named [`TRACKING_NAME`] on which Redis pushes an
     /// invalidation for every change to a session key to `pushes` (and the
-    /// client a `Disconnection` when it closes): to `cache.url`, or to the
-    /// master the sentinels name.
+    /// client a `Disconnection` when one closes): to `cache.url`, to the
+    /// master the sentinels name, or to every master of the cluster.
     pub async fn tracking_connection(
         &self,
         pushes: UnboundedSender<PushInfo>,
@@ -224,56 +343,75 @@ impl RedisStore {
             .set_response_timeout(Some(self.timeout))
             .set_push_sender(pushes);
         let connect = async {
-            let (mut conn, master) = match &self.pool.manager().target {
+            let (connections, master, slots) = match &self.pool.manager().target {
                 Target::Url(client) => {
                     let info = client.get_connection_info().clone();
                     let resp3 = info
                         .redis_settings()
                         .clone()
                         .set_protocol(ProtocolVersion::RESP3);
-                    let conn = Client::open(info.set_redis_settings(resp3))?
+                    let conn = Client::open(info.set_redis_settings(resp3))
+                        .map_err(unavailable)?
                         .get_multiplexed_async_connection_with_config(&config)
-                        .await?;
-                    (conn, None)
+                        .await
+                        .map_err(unavailable)?;
+                    (vec![conn], None, None)
                 }
                 Target::Sentinel(sentinels) => {
                     // Failovers are noticed by the pool's watcher.
                     self.follow_sentinels();
-                    let (conn, address) =
-                        sentinels.connect(&config, ProtocolVersion::RESP3).await?;
-                    (conn, Some(sentinels.watch(address)))
+                    let (conn, address) = sentinels
+                        .connect(&config, ProtocolVersion::RESP3)
+                        .await
+                        .map_err(unavailable)?;
+                    (vec![conn], Some(sentinels.watch(address)), None)
+                }
+                Target::Cluster(cluster) => {
+                    let map = self.slot_map().await?;
+                    let mut connections = Vec::with_capacity(map.masters().len());
+                    for master in map.masters() {
+                        connections.push(
+                            cluster
+                                .connect_node(master, &config)
+                                .await
+                                .map_err(unavailable)?,
+                        );
+                    }
+                    (connections, None, Some(Arc::new(map)))
                 }
             };
-            redis::cmd("CLIENT")
-                .arg("SETNAME")
-                .arg(TRACKING_NAME)
-                .query_async::<()>(&mut conn)
-                .await?;
-            redis::cmd("CLIENT")
-                .arg("TRACKING")
-                .arg("ON")
-                .arg("BCAST")
-                .arg("PREFIX")
-                .arg(KEY_PREFIX)
-                .arg("NOLOOP")
-                .query_async::<()>(&mut conn)
-                .await?;
+            for conn in &connections {
+                start_tracking(conn.clone()).await.map_err(unavailable)?;
+            }
+            let topology = slots.is_some().then(|| self.clone());
             Ok(Tracking {
-                connection: conn,
+                links: TrackingLinks { connections, slots },
                 master,
+                topology,
             })
         };
         tokio::time::timeout(self.timeout, connect)
             .await
             .map_err(|_| StoreError::Timeout)?
-            .map_err(unavailable)
     }
 }
 
-/// The session a tracked key names, if it is one (`tg:s:<sid>`).
-pub fn tracked_sid(key: &[u8]) -> Option<Uuid> {
-    let rest = key.strip_prefix(KEY_PREFIX.as_bytes())?;
-    Uuid::try_parse_ascii(rest).ok()
+/// Names the connection and turns tracking on, for every session key.
+async fn start_tracking(mut conn: MultiplexedConnection) -> redis::RedisResult<()> {
+    redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg(TRACKING_NAME)
+        .query_async::<()>(&mut conn)
+        .await?;
+    redis::cmd("CLIENT")
+        .arg("TRACKING")
+        .arg("ON")
+        .arg("BCAST")
+        .arg("PREFIX")
+        .arg(OWNER_PREFIX)
+        .arg("NOLOOP")
+        .query_async::<()>(&mut conn)
+        .await
 }
 
 /// `peek_browser.lua`'s `{left, jti, sub, email, verified, amr}`.

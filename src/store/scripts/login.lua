@@ -1,13 +1,13 @@
 -- Creates a session (see store/mod.rs for the record) and lists it in its
 -- owner's index, ending the owner's oldest sessions beyond the cap.
--- KEYS[1] session key, KEYS[2] the owner's index (sorted set: sid → end of
+-- KEYS[1] session key, KEYS[2] the owner's index (same hash tag) (sorted set: sid → end of
 -- its refresh lifetime, which rotate.lua moves)
 -- ARGV: sub, access jti (16 bytes), refresh hash (16 bytes), end (ms),
 --       ttl (ms), client ('' = none), scope ('' = none), absolute end (ms),
 --       now (ms), sid (text), email ('' = none), email verified ('1' or ''),
 --       most sessions the owner keeps (0 = no limit), browser handle hash
 --       ('' = not a browser's session), amr (browser sessions), then
---       ended.lua's four
+--       ended.lua's five
 -- Appends UserLoggedIn, and SessionEnded (evicted) for each session the
 -- cap ends. Returns how many older sessions the cap ended.
 redis.call('HSET', KEYS[1], 's', ARGV[1], 'a', ARGV[2], 'r', ARGV[3], 'g', 0,
@@ -28,7 +28,7 @@ if ARGV[14] ~= '' then
   redis.call('HSET', KEYS[1], 'h', ARGV[14], 'f', ARGV[15])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-watch_expiry(ARGV[10], ARGV[1], ARGV[8], FEED_NOW + tonumber(ARGV[5]), FEED_NOW)
+watch_expiry(ARGV[10], owner(ARGV[1], ARGV[6]), ARGV[8], FEED_NOW + tonumber(ARGV[5]), FEED_NOW)
 local function given(text)
   if text == '' then
     return cjson.null
@@ -39,10 +39,7 @@ emit('UserLoggedIn', ARGV[1], {sid = ARGV[10], client_id = given(ARGV[6]),
   scope = given(ARGV[7])})
 -- Since when this Redis has kept sessions (store/ended.rs): kept while a
 -- session or its last access token may live.
-local epoch_ttl = tonumber(ARGV[8]) - FEED_NOW + FEED_ACCESS
-if not redis.call('SET', 'tg:epoch', ARGV[9], 'NX', 'PX', epoch_ttl) then
-  redis.call('PEXPIRE', 'tg:epoch', epoch_ttl)
-end
+keep_epoch(ARGV[9], tonumber(ARGV[8]) - FEED_NOW + FEED_ACCESS)
 -- No session outlives its refresh lifetime, so neither does its entry: the
 -- index forgets those here, and itself after its last session's end. Of
 -- the entries whose session ended sooner (logout, idle, theft), the two
@@ -52,7 +49,7 @@ redis.call('ZADD', KEYS[2], ARGV[4], ARGV[10])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[9])
 local me = owner(ARGV[1], ARGV[6])
 local function live(sid)
-  local v = redis.call('HMGET', 'tg:s:' .. sid, 's', 'c')
+  local v = redis.call('HMGET', session_key_beside(KEYS[2], sid), 's', 'c')
   return v[1] and owner(v[1], v[2]) == me
 end
 for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, 1)) do
@@ -76,10 +73,10 @@ if cap > 0 and redis.call('ZCARD', KEYS[2]) > cap then
     end
   end
   for i = 1, #older + 1 - cap do
-    local key = 'tg:s:' .. older[i]
+    local key = session_key_beside(KEYS[2], older[i])
     local o = redis.call('HMGET', key, 's', 'k', 't', 'm')
     redis.call('DEL', key)
-    session_ended(older[i], o[1], last_issued(o[2], o[3]), 'evicted', o[4])
+    session_ended(older[i], me, last_issued(o[2], o[3]), 'evicted', o[4])
     redis.call('ZREM', KEYS[2], older[i])
     ended = ended + 1
   end

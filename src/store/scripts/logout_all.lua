@@ -2,15 +2,15 @@
 -- /admin/users/{sub}/logout); the caller repeats it until the index is
 -- empty, so that a huge index never holds Redis for more than one batch.
 -- KEYS[1] the owner's index; ARGV: owner, batch size, reason (SessionEnded's:
--- logout_all or admin), then ended.lua's four
+-- logout_all or admin), then ended.lua's five
 -- Returns {live sessions ended, entries left in the index}.
 local ended = 0
 for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
-  local key = 'tg:s:' .. sid
+  local key = session_key_beside(KEYS[1], sid)
   local v = redis.call('HMGET', key, 's', 'c', 'k', 't', 'm')
   if v[1] and owner(v[1], v[2]) == ARGV[1] then
     redis.call('DEL', key)
-    session_ended(sid, v[1], last_issued(v[3], v[4]), ARGV[3], v[5])
+    session_ended(sid, ARGV[1], last_issued(v[3], v[4]), ARGV[3], v[5])
     ended = ended + 1
   end
   redis.call('ZREM', KEYS[1], sid)

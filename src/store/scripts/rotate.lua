@@ -3,14 +3,14 @@
 -- tests/api/rotation_rules.rs holds both to one table). The replica has
 -- already authenticated the presented token (its MAC), so a presented
 -- generation is genuine.
--- KEYS[1] session key
+-- KEYS[1] session key, KEYS[2] its owner's index (same hash tag)
 -- ARGV: presented generation, presented hash, successor hash,
 --       successor jti, now (ms), grace (ms), idle (ms), refresh lifetime (ms),
 --       client ('' = a /login session), scopes asked for ('' = none named),
---       sid (text: the member of its owner's index tg:u:<owner>, which is
---       named here from the session's sub and client and moved to the new end),
+--       sid (text: the session's member of its owner's index, moved to the
+--       new end),
 --       '1' if the client's scopes now bound the session's (else ''), those scopes,
---       then ended.lua's four
+--       then ended.lua's five
 -- Returns {1, sub, client, scope, end, email, verified}                   rotated: the successor is current
 --         {2, sub, client, scope, end, jti, rotated_at, email, verified}  replayed: answer the same successor
 --         {3}                                            reused: the session is ended
@@ -46,7 +46,7 @@ if ends <= now then
   redis.call('DEL', KEYS[1])
   return {0}
 end
-local index = 'tg:u:' .. owner(v[6], client)
+local me = owner(v[6], client)
 if presented == generation then
   if v[2] ~= ARGV[2] then
     return {0}
@@ -80,12 +80,11 @@ if presented == generation then
   local ttl = math.min(idle, new_ends - now)
   redis.call('PEXPIRE', KEYS[1], ttl)
   -- Watched for the previous access token: now for this one.
-  redis.call('ZREM', 'tg:expiry', expiry_member(ARGV[11], v[6], v[10], last_issued(v[13], v[4])),
-    ARGV[11] .. ' ' .. v[6])
-  watch_expiry(ARGV[11], v[6], v[10], now + ttl, now)
-  redis.call('ZADD', index, new_ends, ARGV[11])
-  if redis.call('PTTL', index) < new_ends - now then
-    redis.call('PEXPIRE', index, new_ends - now)
+  unwatch(expiry_member(ARGV[11], me, v[10], last_issued(v[13], v[4])))
+  watch_expiry(ARGV[11], me, v[10], now + ttl, now)
+  redis.call('ZADD', KEYS[2], new_ends, ARGV[11])
+  if redis.call('PTTL', KEYS[2]) < new_ends - now then
+    redis.call('PEXPIRE', KEYS[2], new_ends - now)
   end
   return {1, v[6], client, granted, new_ends, email, verified}
 end
@@ -100,8 +99,8 @@ if presented == generation - 1 and now < tonumber(v[4]) + tonumber(ARGV[6]) then
 end
 if presented < generation then
   redis.call('DEL', KEYS[1])
-  redis.call('ZREM', index, ARGV[11])
-  session_ended(ARGV[11], v[6], last_issued(v[13], v[4]), 'reuse', v[10])
+  redis.call('ZREM', KEYS[2], ARGV[11])
+  session_ended(ARGV[11], me, last_issued(v[13], v[4]), 'reuse', v[10])
   return {3}
 end
 return {0}
