@@ -270,7 +270,11 @@ impl<S: SessionStore> Sessions<S> {
         let claims = self.verify(token, now)?;
         let owner = claims.owner();
         let local = match &self.local {
-            Some(cache) => cache.authenticate(&owner, claims.sid, claims.jti, now).await,
+            Some(cache) => {
+                cache
+                    .authenticate(&owner, claims.sid, claims.jti, now)
+                    .await
+            }
             None => local_cache::Answer::Bypass,
         };
         let current = match local {
@@ -532,7 +536,9 @@ mod tests {
     async fn authenticate_refuses_a_superseded_token() {
         let pair = logged_in().await;
         let mut store = MockSessionStore::new();
-        store.expect_authenticate().returning(|_, _, _, _| Ok(false));
+        store
+            .expect_authenticate()
+            .returning(|_, _, _, _| Ok(false));
         let got = sessions(store).authenticate(&pair.access, NOW).await;
         assert!(matches!(
             got,
@@ -804,7 +810,9 @@ mod tests {
     async fn introspection_reports_live_tokens_only() {
         let pair = logged_in().await;
         let mut store = MockSessionStore::new();
-        store.expect_authenticate().return_once(|_, _, _, _| Ok(true));
+        store
+            .expect_authenticate()
+            .return_once(|_, _, _, _| Ok(true));
         store.expect_inspect_refresh().return_once(|_, _, _, _, _| {
             Ok(Some(RefreshState {
                 subject: user("7"),

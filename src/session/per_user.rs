@@ -89,12 +89,12 @@ impl<S: SessionStore> Sessions<S> {
         let state = self
             .store
             .inspect_refresh(
-                    &refresh.owner,
-                    refresh.sid,
-                    refresh.generation,
-                    refresh.secret_hash(),
-                    now,
-                )
+                &refresh.owner,
+                refresh.sid,
+                refresh.generation,
+                refresh.secret_hash(),
+                now,
+            )
             .await?
             .ok_or(SessionError::InvalidGrant)?;
         Ok(self

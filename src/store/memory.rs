@@ -660,12 +660,25 @@ mod tests {
     async fn idle_sessions_expire_and_activity_extends_them() {
         let store = MemoryStore::new(TIMING);
         let (sid, jti) = new_session(&store, T0).await;
-        assert!(store.authenticate("ada", sid, jti, T0 + 59_000).await.unwrap());
         assert!(
-            store.authenticate("ada", sid, jti, T0 + 118_000).await.unwrap(),
+            store
+                .authenticate("ada", sid, jti, T0 + 59_000)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .authenticate("ada", sid, jti, T0 + 118_000)
+                .await
+                .unwrap(),
             "activity restarted the clock"
         );
-        assert!(!store.authenticate("ada", sid, jti, T0 + 178_000).await.unwrap());
+        assert!(
+            !store
+                .authenticate("ada", sid, jti, T0 + 178_000)
+                .await
+                .unwrap()
+        );
         assert_eq!(store.sweep_ended(T0 + 178_000).await.unwrap(), 1);
         assert!(store.is_empty(), "an expired session is dropped");
     }
@@ -735,10 +748,23 @@ mod tests {
             now: T0,
         };
         store.create(&session).await.unwrap();
-        assert!(store.authenticate("ada", sid, jti, T0 + 50_000).await.unwrap());
-        assert!(store.authenticate("ada", sid, jti, T0 + 89_000).await.unwrap());
         assert!(
-            !store.authenticate("ada", sid, jti, T0 + 90_000).await.unwrap(),
+            store
+                .authenticate("ada", sid, jti, T0 + 50_000)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .authenticate("ada", sid, jti, T0 + 89_000)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .authenticate("ada", sid, jti, T0 + 90_000)
+                .await
+                .unwrap(),
             "refresh lifetime is over"
         );
     }
@@ -747,8 +773,18 @@ mod tests {
     async fn only_the_current_access_token_authenticates() {
         let store = MemoryStore::new(TIMING);
         let (sid, jti) = new_session(&store, T0).await;
-        assert!(!store.authenticate("ada", sid, Uuid::new_v4(), T0).await.unwrap());
-        assert!(!store.authenticate("ada", Uuid::new_v4(), jti, T0).await.unwrap());
+        assert!(
+            !store
+                .authenticate("ada", sid, Uuid::new_v4(), T0)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .authenticate("ada", Uuid::new_v4(), jti, T0)
+                .await
+                .unwrap()
+        );
         store.end("ada", sid, EndReason::Logout, T0).await.unwrap();
         assert!(!store.authenticate("ada", sid, jti, T0).await.unwrap());
     }
@@ -831,7 +867,10 @@ mod tests {
     async fn inspecting_a_refresh_token_sees_only_the_current_one() {
         let store = MemoryStore::new(TIMING);
         let (sid, _) = new_session(&store, T0).await;
-        let live = store.inspect_refresh("ada", sid, 0, [1; 16], T0).await.unwrap();
+        let live = store
+            .inspect_refresh("ada", sid, 0, [1; 16], T0)
+            .await
+            .unwrap();
         assert_eq!(live.unwrap().ends_at, T0 + TIMING.refresh_lifetime);
         assert!(
             store

@@ -455,7 +455,9 @@ impl SessionStore for RedisStore {
         ];
         let args = [&args[..], &self.feed_args(now)].concat();
         let keys = [session_key(owner, sid), user_key(owner)];
-        let _: i64 = self.eval_feed(Repeat::Safe, &self.end, &keys, &args).await?;
+        let _: i64 = self
+            .eval_feed(Repeat::Safe, &self.end, &keys, &args)
+            .await?;
         Ok(())
     }
 
@@ -478,8 +480,7 @@ impl SessionStore for RedisStore {
         reason: EndReason,
         now: Millis,
     ) -> Result<Revocation, StoreError> {
-        self.end_if_owner(owner, sid, owner, "s", reason, now)
-            .await
+        self.end_if_owner(owner, sid, owner, "s", reason, now).await
     }
 
     async fn sessions_of(

@@ -111,7 +111,10 @@ async fn logout_all_over_a_huge_index_never_blocks_redis_for_long() {
     .await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     assert!(redis.keys("tg:{u:*}:s:*").is_empty(), "every session ended");
-    assert!(redis.keys("tg:{u:*}:idx").is_empty(), "and the index with them");
+    assert!(
+        redis.keys("tg:{u:*}:idx").is_empty(),
+        "and the index with them"
+    );
     let slow: Vec<r::Value> = r::cmd("SLOWLOG")
         .arg("GET")
         .arg(10)

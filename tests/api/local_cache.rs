@@ -317,7 +317,10 @@ async fn touches_keep_active_sessions_alive_and_idle_ones_die_on_time() {
             "idle session lives on"
         );
     }
-    assert_eq!(c.redis().pttl(&c.redis().session_key(&quiet.session_id)), -2);
+    assert_eq!(
+        c.redis().pttl(&c.redis().session_key(&quiet.session_id)),
+        -2
+    );
     assert!(c.redis().pttl(&c.redis().session_key(&active.session_id)) > 0);
 }
 

@@ -96,7 +96,11 @@ async fn login_authenticate_refresh_logout_over_tls_across_replicas() {
     let pair = c.a().login(json!("alice")).await;
     assert!(c.b().accepts(&pair.access).await);
     let key = format!("tg:{{u:alice}}:s:{}", pair.session_id);
-    assert_eq!(c.redis().keys("tg:{u:*}:s:*"), [key], "stored in the TLS Redis");
+    assert_eq!(
+        c.redis().keys("tg:{u:*}:s:*"),
+        [key],
+        "stored in the TLS Redis"
+    );
 
     let rotated = c.b().refresh(&pair.refresh).await;
     assert_eq!(rotated.status, 200, "refresh: {:?}", rotated.body);

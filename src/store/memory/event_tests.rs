@@ -77,8 +77,14 @@ async fn a_login_and_every_end_are_events_with_their_reason() {
             serde_json::json!({"sid": sid.to_string(), "client_id": null, "scope": null})
         )]
     );
-    store.end("ada", sid, EndReason::Logout, T0 + 1).await.unwrap();
-    store.end("ada", sid, EndReason::Logout, T0 + 2).await.unwrap();
+    store
+        .end("ada", sid, EndReason::Logout, T0 + 1)
+        .await
+        .unwrap();
+    store
+        .end("ada", sid, EndReason::Logout, T0 + 2)
+        .await
+        .unwrap();
     assert_eq!(drain(&store), [ended(sid, "7", "logout")], "once");
 
     let (a, b) = (

@@ -137,7 +137,10 @@ impl ClusterTarget {
             None => ConnectionAddr::Tcp(host.clone(), *port),
         };
         let info: ConnectionInfo = addr.into_connection_info()?;
-        let mut settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+        let mut settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
         if let Some(password) = &self.password {
             settings = settings.set_password(password.clone());
         }
@@ -146,7 +149,9 @@ impl ClusterTarget {
             Some(certs) => Client::build_with_tls(info, certs.clone())?,
             None => Client::open(info)?,
         };
-        client.get_multiplexed_async_connection_with_config(config).await
+        client
+            .get_multiplexed_async_connection_with_config(config)
+            .await
     }
 }
 
@@ -174,7 +179,12 @@ mod tests {
             ])
         };
         let range = |first, last, port| {
-            Value::Array(vec![Value::Int(first), Value::Int(last), node(port), node(port + 3)])
+            Value::Array(vec![
+                Value::Int(first),
+                Value::Int(last),
+                node(port),
+                node(port + 3),
+            ])
         };
         let map = SlotMap::parse(&Value::Array(vec![
             range(10923, 16383, 7002),
@@ -185,7 +195,10 @@ mod tests {
         assert_eq!(map.masters().len(), 3);
         let port = |key: &[u8]| map.masters()[map.master_of(key).unwrap()].1;
         assert_eq!(port(b"foo"), 7002); // slot 12182
-        assert_eq!(port(b"{a}x"), 7000 + u16::from(slot_of(b"a") > 5460) + u16::from(slot_of(b"a") > 10922));
+        assert_eq!(
+            port(b"{a}x"),
+            7000 + u16::from(slot_of(b"a") > 5460) + u16::from(slot_of(b"a") > 10922)
+        );
         assert!(SlotMap::parse(&Value::Int(1)).is_none());
     }
 }

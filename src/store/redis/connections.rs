@@ -217,7 +217,9 @@ const CLUSTER_RETRY_WAIT_MS: u64 = 25;
 /// enough to ride out a failover the deadline allows, no more.
 fn cluster_retries(timeout: std::time::Duration) -> u32 {
     let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-    u32::try_from(ms / CLUSTER_RETRY_WAIT_MS).unwrap_or(u32::MAX).clamp(2, 64)
+    u32::try_from(ms / CLUSTER_RETRY_WAIT_MS)
+        .unwrap_or(u32::MAX)
+        .clamp(2, 64)
 }
 
 /// rustls needs one process-wide crypto provider, which redis's TLS uses

@@ -10,8 +10,8 @@ use deadpool::managed::Manager;
 use deadpool_redis::redis::{self, Script, Value};
 use uuid::Uuid;
 
-use super::replies::Reply;
 use super::keys::{FEED_ENDED, FEED_EPOCH};
+use super::replies::Reply;
 use super::{Link, Pool, RedisStore, Repeat, num, session_key, user_key};
 use crate::store::{EndReason, EndedSession, LogId, LogPage, LogStart, Revocation, StoreError};
 use crate::time::Millis;

@@ -155,7 +155,11 @@ impl RedisStore {
 
     /// One batch of the sweep across slots (see the module's doc): returns
     /// the ends it logged and the watches it looked at.
-    pub(super) async fn sweep_cluster(&self, batch: u64, now: Millis) -> Result<(u32, u64), StoreError> {
+    pub(super) async fn sweep_cluster(
+        &self,
+        batch: u64,
+        now: Millis,
+    ) -> Result<(u32, u64), StoreError> {
         let due: Vec<(Vec<u8>, f64)> = self
             .with_connection(Repeat::Safe, |mut conn| async move {
                 redis::cmd("ZRANGEBYSCORE")
@@ -173,8 +177,8 @@ impl RedisStore {
         if due.is_empty() {
             return Ok((0, 0));
         }
-        let lefts = futures_util::future::join_all(due.iter().map(|(member, _)| self.left(member)))
-            .await;
+        let lefts =
+            futures_util::future::join_all(due.iter().map(|(member, _)| self.left(member))).await;
         let mut ops = Vec::with_capacity(due.len() * 5);
         for ((member, expires), left) in due.iter().zip(lefts) {
             // A key whose slot did not answer is looked at next time.
@@ -187,7 +191,11 @@ impl RedisStore {
                 left.to_string().into_bytes(),
             ]);
         }
-        let logged = if ops.is_empty() { 0 } else { self.apply_feed(&ops, now).await? };
+        let logged = if ops.is_empty() {
+            0
+        } else {
+            self.apply_feed(&ops, now).await?
+        };
         Ok((logged, due.len() as u64))
     }
 

@@ -249,7 +249,10 @@ impl RedisStore {
                     let mut conn = conn.clone();
                     async move { cmd.query_async::<i64>(&mut conn).await }
                 });
-                futures_util::future::join_all(each).await.into_iter().collect()
+                futures_util::future::join_all(each)
+                    .await
+                    .into_iter()
+                    .collect()
             } else {
                 pipe.query_async::<Vec<i64>>(&mut conn).await
             }
