@@ -12,4 +12,5 @@ pub mod postgres;
 pub mod procs;
 pub mod python;
 pub mod redis;
+pub mod redis_cluster;
 pub mod tansu;
