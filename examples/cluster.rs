@@ -1,5 +1,5 @@
-//! A native tokengate cluster on loopback: redis-server + a database + N
-//! replicas + nginx.
+//! A native tokengate cluster on loopback: redis-server (or a Redis Cluster) +
+//! a database + N replicas + nginx.
 //! The same code the e2e tests use (`tests/support/cluster.rs`); `scripts/cluster`
 //! builds this in release mode and runs it. See USAGE.
 
@@ -20,7 +20,8 @@ usage:
   cluster up --dir DIR [OPTIONS]    start; write DIR/cluster.json and DIR/cluster.env;
                                     exit 0 once everything answers (it keeps running)
   cluster down --dir DIR            stop the cluster DIR/cluster.json describes
-                                    (nginx, replicas with SIGTERM, redis, postgres);
+                                    (nginx, replicas with SIGTERM, redis or every
+                                    Redis Cluster node, postgres);
                                     exit 0 if there is none
   cluster status --dir DIR          which of its processes run; exit 1 if any does not
 
@@ -32,6 +33,15 @@ options (run, up):
                      with it; needs PostgreSQL's server tools on PATH or in
                      /usr/lib/postgresql/*/bin (Debian: postgresql). Default: one
                      SQLite file, DIR/tokengate.db, that every replica opens
+  --redis-cluster    a Redis Cluster instead of one redis-server: 6 nodes (3
+                     masters, 3 replicas; redis-server --cluster-enabled yes,
+                     redis-cli --cluster create), each on a free loopback port
+                     with its directory in DIR/redis-cluster/redis-PORT. The
+                     replicas get every node as cache.cluster.nodes in
+                     DIR/config.yml (merged into --config's) and no cache.url.
+                     Listed in cluster.json (redis_cluster.nodes) and cluster.env
+                     (TG_REDIS_CLUSTER_NODES, comma-separated;
+                     TG_REDIS_CLUSTER_PORTS, TG_REDIS_CLUSTER_PIDS)
   --binary PATH      tokengate binary (default: `tokengate` in this program's
                      target directory, e.g. target/release/tokengate)
   --nginx PATH       nginx (default: $TOKENGATE_NGINX, /usr/sbin/nginx, PATH)
@@ -79,6 +89,7 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
                 options.replicas = number(&value("--replicas")?, "--replicas")?;
             }
             "--postgres" => options.database = Database::Postgres,
+            "--redis-cluster" => options.redis_cluster = true,
             "--binary" => options.binary = PathBuf::from(value("--binary")?),
             "--nginx" => options.nginx_binary = Some(PathBuf::from(value("--nginx")?)),
             "--nginx-workers" => {
@@ -165,10 +176,14 @@ fn main() -> ExitCode {
 fn describe(state: &ClusterState) -> String {
     let database = state.database.as_ref();
     let mut out = format!(
-        "tokengate cluster: {} replica(s) behind nginx, one Redis, one {} database\n\
+        "tokengate cluster: {} replica(s) behind nginx, {}, one {} database\n\
          \x20 URL       {}   (nginx: /login /register /refresh /logout /ping /health; protected app under {})\n\
          \x20 gRPC      {}   (nginx, HTTP/2 cleartext: realchat.auth.v1.AuthApi, health, reflection)\n",
         state.replicas.len(),
+        match &state.redis_cluster {
+            Some(c) => format!("a Redis Cluster of {} nodes", c.nodes.len()),
+            None => "one Redis".to_owned(),
+        },
         database.map_or("?", |d| match d.kind.as_str() {
             "postgres" => "PostgreSQL",
             _ => "SQLite",
@@ -187,13 +202,27 @@ fn describe(state: &ClusterState) -> String {
             r.pid.map_or_else(|| "-".to_owned(), |p| p.to_string())
         ));
     }
+    match &state.redis_cluster {
+        Some(c) => {
+            for node in &c.nodes {
+                out.push_str(&format!(
+                    "  redis     {} (cluster node)   pid {}\n",
+                    node.node,
+                    node.pid.map_or_else(|| "-".to_owned(), |p| p.to_string())
+                ));
+            }
+        }
+        None => out.push_str(&format!(
+            "  redis     {}   pid {}\n",
+            state.redis.url,
+            state
+                .redis
+                .pid
+                .map_or_else(|| "-".to_owned(), |p| p.to_string()),
+        )),
+    }
     out.push_str(&format!(
-        "  redis     {}   pid {}\n  nginx     pid {}, config {}\n  logs      {}\n",
-        state.redis.url,
-        state
-            .redis
-            .pid
-            .map_or_else(|| "-".to_owned(), |p| p.to_string()),
+        "  nginx     pid {}, config {}\n  logs      {}\n",
         state
             .nginx
             .pid
@@ -327,10 +356,20 @@ fn running(state: &ClusterState) -> Vec<(String, bool)> {
             alive(r.pid, r.start_time),
         ));
     }
-    out.push((
-        format!("redis {}", state.redis.url),
-        alive(state.redis.pid, state.redis.start_time),
-    ));
+    match &state.redis_cluster {
+        Some(c) => {
+            for node in &c.nodes {
+                out.push((
+                    format!("redis cluster node {}", node.node),
+                    alive(node.pid, node.start_time),
+                ));
+            }
+        }
+        None => out.push((
+            format!("redis {}", state.redis.url),
+            alive(state.redis.pid, state.redis.start_time),
+        )),
+    }
     if let Some(db) = state.database.as_ref().filter(|d| d.pid.is_some()) {
         out.push((format!("postgres {}", db.url), alive(db.pid, db.start_time)));
     }

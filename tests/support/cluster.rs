@@ -3,6 +3,9 @@
 //! them with the shared `nginx/*.conf` files (see [`super::nginx`]). The
 //! database is a SQLite file in the cluster directory that every replica opens,
 //! or a PostgreSQL server of the cluster's own ([`Database`], see [`database`]).
+//! With [`ClusterOptions::redis_cluster`], a Redis Cluster of 3 masters and 3
+//! replicas ([`RedisCluster`]) instead of the one `redis-server`: the replicas
+//! get its nodes as `cache.cluster.nodes` in their `config.yml`.
 //! Every port is a free loopback port; every process is stopped when the
 //! [`Cluster`] is dropped (also when a test panics), unless it was
 //! [`Cluster::detach`]ed.
@@ -19,6 +22,8 @@
 //! cluster.kill_replica(1);       // SIGKILL; terminate_replica = SIGTERM + wait
 //! cluster.restart_replica(1)?;   // same port, so nginx finds it again
 //! cluster.kill_redis(); cluster.restart_redis();   // same port, empty
+//! // ClusterOptions::new(..).redis_cluster(): a Redis Cluster instead
+//! cluster.redis_cluster_mut().failover(master);
 //! ```
 //!
 //! A detached cluster is described by `<dir>/cluster.json` ([`ClusterState`])
@@ -42,6 +47,7 @@ use super::nginx::{Nginx, NginxOptions, find_nginx};
 use super::ports::free_port;
 use super::procs;
 use super::redis::RedisServer;
+use super::redis_cluster::{RedisCluster, RedisClusterOptions};
 
 /// The protected echo app and the trivial-auth ceiling, behind nginx.
 pub const PROTECTED_PATH: &str = "/app/";
@@ -83,6 +89,11 @@ pub struct ClusterOptions {
     /// (`server.unix_socket`), and nginx reaches their HTTP over those instead
     /// of TCP (nginx/README.md, "One host: a Unix socket"). gRPC stays on TCP.
     pub unix_sockets: bool,
+    /// A Redis Cluster (3 masters, 3 replicas; [`RedisCluster`]) instead of
+    /// one `redis-server`: the replicas get `cache.cluster.nodes` (every
+    /// node) in the `config.yml` of the cluster directory, merged into
+    /// [`Self::config`]'s, and no `cache.url`.
+    pub redis_cluster: bool,
 }
 
 impl ClusterOptions {
@@ -99,7 +110,14 @@ impl ClusterOptions {
             config: None,
             database: Database::Sqlite,
             unix_sockets: false,
+            redis_cluster: false,
         }
+    }
+
+    /// A Redis Cluster instead of one `redis-server` (see `redis_cluster`).
+    pub fn redis_cluster(mut self) -> Self {
+        self.redis_cluster = true;
+        self
     }
 
     /// nginx → replicas over Unix sockets instead of TCP (see `unix_sockets`).
@@ -153,7 +171,9 @@ pub struct Cluster {
     secret: String,
     nginx: Option<Nginx>,
     replicas: Vec<Replica>,
+    /// The one Redis, unless the cluster has a Redis Cluster.
     redis: Option<RedisServer>,
+    redis_cluster: Option<RedisCluster>,
     database: Option<ClusterDatabase>,
 }
 
@@ -195,6 +215,10 @@ impl Cluster {
             let path = dir.join("config.yml");
             std::fs::write(&path, yaml).map_err(|e| format!("write {}: {e}", path.display()))?;
         }
+        // Checked before anything starts: a config that names its own Redis.
+        if options.redis_cluster {
+            with_cluster_nodes(options.config.as_deref(), &[])?;
+        }
         let secret = options.secret.clone().unwrap_or_else(|| {
             format!(
                 "{}{}",
@@ -211,10 +235,22 @@ impl Cluster {
             nginx: None,
             replicas: Vec::new(),
             redis: None,
+            redis_cluster: None,
             database: None,
         };
         // From here on, Drop cleans up whatever was started if a step fails.
-        cluster.redis = Some(RedisServer::start());
+        if cluster.options.redis_cluster {
+            let redis_cluster = RedisClusterOptions::default()
+                .dir(cluster.dir.join("redis-cluster"))
+                .start();
+            let config =
+                with_cluster_nodes(cluster.options.config.as_deref(), &redis_cluster.nodes())?;
+            let path = cluster.dir.join("config.yml");
+            std::fs::write(&path, config).map_err(|e| format!("write {}: {e}", path.display()))?;
+            cluster.redis_cluster = Some(redis_cluster);
+        } else {
+            cluster.redis = Some(RedisServer::start());
+        }
         cluster.database = Some(ClusterDatabase::start(
             cluster.options.database,
             &cluster.dir,
@@ -273,7 +309,9 @@ impl Cluster {
         index: usize,
         ports: Option<(u16, u16, u16)>,
     ) -> Result<(), String> {
-        let redis_url = self.redis().url();
+        // With a Redis Cluster, its nodes are in config.yml, and cache.url
+        // stays empty.
+        let redis_url = self.redis.as_ref().map(RedisServer::url);
         let database_env = self.database().env();
         let fixed = ports.is_some();
         let tries = if fixed { 50 } else { 5 };
@@ -295,9 +333,12 @@ impl Cluster {
             if let Some(socket) = &socket {
                 command.env("TOKENGATE__SERVER__UNIX_SOCKET", socket);
             }
+            if let Some(url) = &redis_url {
+                command.env("TOKENGATE__CACHE__URL", url);
+            }
             command
-                // config.yml there only from ClusterOptions::config; else built-in
-                // defaults + the environment below.
+                // config.yml there only from ClusterOptions::config (and
+                // redis_cluster); else built-in defaults + the environment below.
                 .current_dir(&self.dir)
                 .env("TOKENGATE__SERVER__HOST", "127.0.0.1")
                 .env("TOKENGATE__SERVER__PORT", port.to_string())
@@ -308,7 +349,6 @@ impl Cluster {
                     "TOKENGATE__ADMIN__LISTEN",
                     format!("127.0.0.1:{admin_port}"),
                 )
-                .env("TOKENGATE__CACHE__URL", &redis_url)
                 .env("TOKENGATE__AUTH__SECRET", &self.secret)
                 // A loopback-only cluster: its own tests are the only callers.
                 .env("TOKENGATE__LOGIN__OPEN", "true")
@@ -443,8 +483,26 @@ impl Cluster {
         std::fs::read_to_string(&self.replicas[index].log).unwrap_or_default()
     }
 
+    /// The one Redis. Panics in a cluster with a Redis Cluster.
     pub fn redis(&self) -> &RedisServer {
-        self.redis.as_ref().expect("redis is running")
+        self.redis
+            .as_ref()
+            .expect("redis is running (this cluster has a Redis Cluster: redis_cluster())")
+    }
+
+    /// The Redis Cluster ([`ClusterOptions::redis_cluster`]). Panics in a
+    /// cluster with one Redis.
+    pub fn redis_cluster(&self) -> &RedisCluster {
+        self.redis_cluster
+            .as_ref()
+            .expect("a cluster with a Redis Cluster (ClusterOptions::redis_cluster)")
+    }
+
+    /// The Redis Cluster, to kill, restart or fail over its nodes.
+    pub fn redis_cluster_mut(&mut self) -> &mut RedisCluster {
+        self.redis_cluster
+            .as_mut()
+            .expect("a cluster with a Redis Cluster (ClusterOptions::redis_cluster)")
     }
 
     fn database(&self) -> &ClusterDatabase {
@@ -505,6 +563,7 @@ impl Cluster {
     }
 
     /// SIGKILL Redis (a crash). Requests fail closed until [`Self::restart_redis`].
+    /// Nothing with a Redis Cluster: kill its nodes ([`Self::redis_cluster_mut`]).
     pub fn kill_redis(&mut self) {
         if let Some(redis) = self.redis.as_mut() {
             redis.kill();
@@ -525,7 +584,31 @@ impl Cluster {
     pub fn state(&self) -> ClusterState {
         let nginx = self.nginx();
         let prefix = nginx.prefix();
-        let redis = self.redis();
+        let redis = self
+            .redis
+            .as_ref()
+            .map_or_else(RedisState::default, |redis| RedisState {
+                port: redis.port(),
+                url: redis.url(),
+                pid: redis.pid(),
+                start_time: redis.pid().and_then(procs::start_time),
+            });
+        let redis_cluster = self.redis_cluster.as_ref().map(|c| RedisClusterState {
+            nodes: c
+                .ports()
+                .into_iter()
+                .map(|port| {
+                    let pid = c.pid(port);
+                    RedisNodeState {
+                        port,
+                        node: format!("127.0.0.1:{port}"),
+                        pid,
+                        start_time: pid.and_then(procs::start_time),
+                    }
+                })
+                .collect(),
+            dir: c.dir().to_path_buf(),
+        });
         ClusterState {
             version: 1,
             dir: self.dir.clone(),
@@ -547,12 +630,8 @@ impl Cluster {
                     .then(|| prefix.join("access.log")),
                 error_log: prefix.join("error.log"),
             },
-            redis: RedisState {
-                port: redis.port(),
-                url: redis.url(),
-                pid: redis.pid(),
-                start_time: redis.pid().and_then(procs::start_time),
-            },
+            redis,
+            redis_cluster,
             replicas: self
                 .replicas
                 .iter()
@@ -601,6 +680,7 @@ impl Cluster {
             })
             .collect();
         self.redis = None;
+        self.redis_cluster = None;
         if let Some(mut database) = self.database.take() {
             database.stop();
         }
@@ -623,6 +703,9 @@ impl Cluster {
         if let Some(redis) = self.redis.take() {
             redis.detach();
         }
+        if let Some(redis_cluster) = self.redis_cluster.take() {
+            redis_cluster.detach();
+        }
         if let Some(database) = self.database.take() {
             database.detach();
         }
@@ -639,6 +722,7 @@ impl Drop for Cluster {
             self.kill_replica(index);
         }
         self.redis = None;
+        self.redis_cluster = None;
         self.database = None;
         if self.remove_dir {
             if std::thread::panicking() {
@@ -648,6 +732,53 @@ impl Drop for Cluster {
             }
         }
     }
+}
+
+/// The replicas' `config.yml` with a Redis Cluster: the `--config` file
+/// (`user`), if any, with `cache.cluster.nodes` set to `nodes`. Without one,
+/// a YAML of that key alone; with one, the file as JSON (which is YAML) with
+/// the key added. An error if the file picks a Redis of its own
+/// (`cache.url`, `cache.sentinel` or `cache.cluster`).
+fn with_cluster_nodes(user: Option<&str>, nodes: &[String]) -> Result<String, String> {
+    use serde_json::Value;
+    let Some(yaml) = user else {
+        let quoted: Vec<String> = nodes.iter().map(|n| format!("\"{n}\"")).collect();
+        return Ok(format!(
+            "# Written by the native cluster (--redis-cluster): its Redis Cluster's nodes.\n\
+             cache:\n  cluster:\n    nodes: [{}]\n",
+            quoted.join(", ")
+        ));
+    };
+    let mut value: Value = ::config::Config::builder()
+        .add_source(::config::File::from_str(yaml, ::config::FileFormat::Yaml))
+        .build()
+        .and_then(::config::Config::try_deserialize)
+        .map_err(|e| format!("--config: {e}"))?;
+    let root = value.as_object_mut().ok_or("--config: not a map")?;
+    let cache = root
+        .entry("cache")
+        .or_insert_with(|| Value::Object(Default::default()))
+        .as_object_mut()
+        .ok_or("--config: cache is not a map")?;
+    for key in ["url", "sentinel", "cluster"] {
+        let set = match cache.get(key) {
+            None | Some(Value::Null) => false,
+            Some(Value::String(text)) => !text.is_empty(),
+            Some(_) => true,
+        };
+        if set {
+            return Err(format!(
+                "--redis-cluster: the --config file sets cache.{key}; leave it out, the \
+                 cluster sets cache.cluster.nodes itself"
+            ));
+        }
+    }
+    cache.insert("cluster".to_owned(), serde_json::json!({ "nodes": nodes }));
+    let json = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "# The --config file, with cache.cluster.nodes added by the native cluster\n\
+         # (--redis-cluster); in JSON, which is YAML.\n{json}\n"
+    ))
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, String> {
@@ -669,7 +800,12 @@ pub struct ClusterState {
     #[serde(default)]
     pub grpc_url: String,
     pub nginx: NginxState,
+    /// The one Redis; all empty (port 0, no pid) when the cluster has a
+    /// Redis Cluster instead (`redis_cluster`).
     pub redis: RedisState,
+    /// The Redis Cluster, if the cluster has one (`--redis-cluster`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_cluster: Option<RedisClusterState>,
     pub replicas: Vec<ReplicaState>,
     /// The database the replicas share. `None` in a file written before
     /// clusters had one.
@@ -701,12 +837,37 @@ pub struct NginxState {
     pub error_log: PathBuf,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RedisState {
     pub port: u16,
     pub url: String,
     pub pid: Option<u32>,
     pub start_time: Option<u64>,
+}
+
+/// A Redis Cluster's nodes (masters and replicas: their roles change with
+/// failovers, so ask a node, e.g. `redis-cli -p PORT cluster nodes`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RedisClusterState {
+    pub nodes: Vec<RedisNodeState>,
+    /// Each node's directory (`redis-<port>/`: nodes.conf, redis.log).
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RedisNodeState {
+    pub port: u16,
+    /// `127.0.0.1:<port>`, as `cache.cluster.nodes` lists it.
+    pub node: String,
+    pub pid: Option<u32>,
+    pub start_time: Option<u64>,
+}
+
+impl RedisClusterState {
+    /// `cache.cluster.nodes`: every node, `host:port`.
+    pub fn nodes(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.node.clone()).collect()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -782,6 +943,32 @@ impl ClusterState {
             ("TG_REDIS_PORT", self.redis.port.to_string()),
             ("TG_REDIS_URL", self.redis.url.clone()),
             ("TG_REDIS_PID", pid(self.redis.pid)),
+            // Comma-separated, as TOKENGATE__CACHE__CLUSTER__NODES takes them.
+            (
+                "TG_REDIS_CLUSTER_NODES",
+                self.redis_cluster
+                    .as_ref()
+                    .map(|c| c.nodes().join(","))
+                    .unwrap_or_default(),
+            ),
+            (
+                "TG_REDIS_CLUSTER_PORTS",
+                join(
+                    self.redis_cluster
+                        .iter()
+                        .flat_map(|c| c.nodes.iter().map(|n| n.port.to_string()))
+                        .collect(),
+                ),
+            ),
+            (
+                "TG_REDIS_CLUSTER_PIDS",
+                join(
+                    self.redis_cluster
+                        .iter()
+                        .flat_map(|c| c.nodes.iter().map(|n| pid(n.pid)))
+                        .collect(),
+                ),
+            ),
             ("TG_REPLICAS", self.replicas.len().to_string()),
             (
                 "TG_REPLICA_PORTS",
@@ -848,7 +1035,7 @@ impl ClusterState {
     }
 
     /// Stops every process listed (nginx, then the replicas with SIGTERM, then
-    /// Redis, then PostgreSQL with SIGINT, its fast shutdown), each only if its
+    /// Redis or every Redis Cluster node, then PostgreSQL with SIGINT, its fast shutdown), each only if its
     /// pid still names the process that was started (same start time).
     /// Bounded: SIGKILL after a grace period. Removes the state files; keeps
     /// the logs and the database. Returns what it did, a line per process.
@@ -895,13 +1082,24 @@ impl ClusterState {
                 Duration::from_secs(20),
             );
         }
-        stop_with(
-            "TERM",
-            "redis".to_owned(),
-            self.redis.pid,
-            self.redis.start_time,
-            Duration::from_secs(5),
-        );
+        if self.redis_cluster.is_none() || self.redis.pid.is_some() {
+            stop_with(
+                "TERM",
+                "redis".to_owned(),
+                self.redis.pid,
+                self.redis.start_time,
+                Duration::from_secs(5),
+            );
+        }
+        for node in self.redis_cluster.iter().flat_map(|c| &c.nodes) {
+            stop_with(
+                "TERM",
+                format!("redis cluster node {}", node.node),
+                node.pid,
+                node.start_time,
+                Duration::from_secs(5),
+            );
+        }
         // SQLite has no process; PostgreSQL's SIGTERM would wait for every
         // client to leave (smart shutdown).
         if let Some(db) = self.database.as_ref().filter(|d| d.pid.is_some()) {
