@@ -39,7 +39,9 @@ pub use clients::{
 };
 pub use cookie::CookieSettings;
 pub(crate) use cookie::is_host;
-pub use events::{EventSettings, KafkaSasl, KafkaSettings, KafkaTls, WebhookSettings};
+pub use events::{
+    CLUSTER_STREAM, EventSettings, FEED_TAG, KafkaSasl, KafkaSettings, KafkaTls, WebhookSettings,
+};
 pub use gate::{AuthenticateSettings, IdentityHeader};
 pub use grpc::GrpcSettings;
 pub use identity::{

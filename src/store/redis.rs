@@ -195,7 +195,14 @@ impl RedisStore {
             watcher: Arc::new(OnceLock::new()),
             timeout,
             timing,
-            events: Arc::new(EventStream::default()),
+            events: Arc::new(match feed {
+                // Its writes go with the rest of the feed, on its slot.
+                Some(_) => EventStream {
+                    key: crate::config::CLUSTER_STREAM.into(),
+                    ..EventStream::default()
+                },
+                None => EventStream::default(),
+            }),
             feed,
             feed_script: with_feed(include_str!("scripts/feed.lua")),
             login: with_feed(include_str!("scripts/login.lua")),

@@ -16,8 +16,8 @@ use serde_json::json;
 use tokengate::config::{LoginClient, Settings};
 
 use crate::helpers::{Backend, Cluster, Replica};
-use crate::on_both_stores;
 use crate::support::client::{Reply, json_body, request};
+use crate::{on_both_stores, on_redis_cluster};
 
 on_both_stores!(
     failures_are_throttled_before_hashing_on_every_replica,
@@ -25,6 +25,8 @@ on_both_stores!(
     forwarded_for_counts_only_from_trusted_proxies,
     a_full_hash_queue_answers_503_fast,
 );
+
+on_redis_cluster!(failures_are_throttled_before_hashing_on_every_replica);
 
 const SECRET: &str = "web-client-secret";
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::Full;
 use serde_json::{Value, json};
-use tokengate::config::{Secret, Settings};
+use tokengate::config::{ClusterSettings, Secret, Settings};
 use tokengate::server::Listeners;
 use tokengate::store::memory::MemoryStore;
 use tokengate::store::redis::RedisStore;
@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use crate::support::client::{self, Reply};
 use crate::support::postgres::PostgresServer;
 use crate::support::redis::RedisServer;
+use crate::support::redis_cluster::RedisCluster;
 
 /// The shared HS256 key of test clusters (≥ 32 bytes).
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
@@ -48,6 +49,8 @@ impl Db {
 pub enum Backend {
     Redis,
     Memory,
+    /// A 6-node Redis Cluster (3 masters, 3 replicas; SPEC §16).
+    RedisCluster,
 }
 
 /// Replicas sharing one store, as in production.
@@ -55,6 +58,7 @@ pub struct Cluster {
     /// Holds the SQLite database; removed on drop.
     dir: std::path::PathBuf,
     pub redis: Option<RedisServer>,
+    pub redis_cluster: Option<RedisCluster>,
     pub replicas: Vec<Replica>,
     pub settings: Settings,
     memory: MemoryStore,
@@ -84,6 +88,8 @@ impl Cluster {
         configure: impl FnOnce(&mut Settings),
     ) -> Self {
         let redis = (backend == Backend::Redis).then(RedisServer::start);
+        let redis_cluster = (backend == Backend::RedisCluster)
+            .then(|| tokio::task::block_in_place(RedisCluster::start));
         let mut settings = Settings::default();
         settings.auth.secret = Secret::new(SECRET);
         // Replicas share one SQLite file unless a test gives a Postgres URL.
@@ -95,6 +101,14 @@ impl Cluster {
         ));
         if let Some(redis) = &redis {
             settings.cache.url = Secret::new(redis.url());
+        }
+        if let Some(cluster) = &redis_cluster {
+            settings.cache.cluster = Some(ClusterSettings {
+                nodes: cluster.nodes(),
+                ..ClusterSettings::default()
+            });
+        }
+        if backend != Backend::Memory {
             // Tests are the only callers; tests of login clients set them.
             settings.login.open = true;
         }
@@ -107,6 +121,7 @@ impl Cluster {
         let mut cluster = Self {
             dir,
             redis,
+            redis_cluster,
             replicas: Vec::new(),
             memory: MemoryStore::new(timing),
             timing,
@@ -138,12 +153,10 @@ impl Cluster {
 
     /// A store handle on the cluster's sessions (own pool for Redis).
     pub fn new_store(&self) -> Store {
-        match &self.redis {
-            Some(_) => Store::Redis(
-                RedisStore::new(&self.settings.cache, self.timing).expect("redis store"),
-            ),
-            None => Store::Memory(self.memory.clone()),
+        if self.redis.is_none() && self.redis_cluster.is_none() {
+            return Store::Memory(self.memory.clone());
         }
+        Store::Redis(RedisStore::new(&self.settings.cache, self.timing).expect("redis store"))
     }
 
     pub fn a(&self) -> &Replica {
@@ -160,6 +173,18 @@ impl Cluster {
 
     pub fn redis_mut(&mut self) -> &mut RedisServer {
         self.redis.as_mut().expect("a Redis-backed cluster")
+    }
+
+    pub fn redis_cluster(&self) -> &RedisCluster {
+        self.redis_cluster
+            .as_ref()
+            .expect("a cluster on a Redis Cluster")
+    }
+
+    pub fn redis_cluster_mut(&mut self) -> &mut RedisCluster {
+        self.redis_cluster
+            .as_mut()
+            .expect("a cluster on a Redis Cluster")
     }
 }
 
@@ -361,6 +386,23 @@ macro_rules! on_both_stores {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name($crate::helpers::Backend::Memory).await
+                }
+            )*
+        }
+    };
+}
+
+/// Runs each listed scenario `async fn name(backend: Backend)` on a Redis
+/// Cluster too, as `redis_cluster::name` (SPEC §16: the behaviour suite on
+/// a real cluster); next to [`on_both_stores`] for the scenarios it lists.
+#[macro_export]
+macro_rules! on_redis_cluster {
+    ($($name:ident),* $(,)?) => {
+        mod redis_cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::RedisCluster).await
                 }
             )*
         }

@@ -31,6 +31,7 @@ mod oauth;
 mod openapi;
 mod pending_revocations;
 mod process;
+mod redis_cluster;
 mod redis_cluster_harness;
 mod redis_costs;
 mod redis_tls;

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use tokengate::config::{OAuthClient, Settings};
 
 use crate::helpers::{Backend, Cluster, Replica};
-use crate::on_both_stores;
 use crate::support::client::{Reply, json_body, request};
+use crate::{on_both_stores, on_redis_cluster};
 
 on_both_stores!(
     client_credentials_with_basic_form_and_json,
@@ -29,6 +29,13 @@ on_both_stores!(
     scopes_are_checked_at_the_gate,
     discovery_and_jwks,
     metrics_count_requests_and_failures,
+);
+
+on_redis_cluster!(
+    refresh_tokens_stay_with_their_client,
+    rate_limit_is_shared_by_replicas,
+    introspection_tells_the_truth_on_every_replica,
+    revocation_ends_sessions_everywhere,
 );
 
 const BILLING: (&str, &str) = ("billing", "billing secret:+/ü");

@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use serde_json::json;
 
 use crate::helpers::{Backend, Cluster, Pair, eventually};
-use crate::on_both_stores;
+use crate::{on_both_stores, on_redis_cluster};
 
 on_both_stores!(
     logout_on_one_replica_holds_on_the_other,
@@ -30,6 +30,17 @@ on_both_stores!(
     refresh_lifetime_ends_the_session,
     max_session_ends_a_session_however_often_it_rotates,
     unknown_session_or_token_is_refused,
+);
+
+on_redis_cluster!(
+    logout_on_one_replica_holds_on_the_other,
+    logout_with_the_refresh_token_ends_the_session,
+    refresh_on_b_kills_the_pair_issued_by_a,
+    concurrent_refreshes_get_exactly_one_successor,
+    retry_within_grace_gets_the_same_successor,
+    reuse_of_an_older_generation_ends_the_session,
+    auto_logout_ends_idle_sessions_everywhere,
+    max_session_ends_a_session_however_often_it_rotates,
 );
 
 async fn logout_on_one_replica_holds_on_the_other(backend: Backend) {
@@ -245,6 +256,14 @@ async fn auto_logout_ends_idle_sessions_everywhere(backend: Backend) {
 
 /// Whether the store still holds the session, without counting as activity.
 async fn session_alive(c: &Cluster, pair: &Pair) -> bool {
+    if let Some(cluster) = &c.redis_cluster {
+        let key = format!(
+            "tg:{{u:{}}}:s:{}",
+            pair.claims()["sub"].as_str().unwrap(),
+            pair.session_id
+        );
+        return cluster.pttl(&key) > 0;
+    }
     match &c.redis {
         Some(redis) => redis.pttl(&redis.session_key(&pair.session_id)) > 0,
         // The memory store has no side door: wait out the idle time instead.

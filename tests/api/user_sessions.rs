@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use tokengate::config::{LoginClient, Settings};
 
 use crate::helpers::{Backend, Cluster, Pair, Replica};
-use crate::on_both_stores;
 use crate::support::client::{self, Reply};
+use crate::{on_both_stores, on_redis_cluster};
 
 const ADMIN_TOKEN: &str = "admin-token-for-the-user-sessions-tests";
 
@@ -225,6 +225,12 @@ on_both_stores!(
     logout_everywhere_ends_every_session_of_the_user_only,
     one_session_is_ended_by_its_user_only,
     operators_list_and_end_a_users_sessions,
+);
+
+on_redis_cluster!(
+    listing_shows_sessions_made_on_either_replica,
+    logout_everywhere_ends_every_session_of_the_user_only,
+    one_session_is_ended_by_its_user_only,
 );
 
 /// Logins racing on both replicas, then logout everywhere: no session
