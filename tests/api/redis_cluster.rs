@@ -372,6 +372,9 @@ async fn a_killed_master_fails_its_slots_closed_and_the_rest_serve_on() {
             );
         }
     }
+    // One master down fails its slots, not the replicas: still ready.
+    let health = c.a().get("/health").await;
+    assert_eq!(health.status, 200, "{:?}", health.body);
     let promoted = tokio::task::block_in_place(|| c.redis_cluster().wait_for_failover_of(victim));
     let recovered = eventually(RECOVERS_WITHIN, || async {
         for replica in &c.replicas {
@@ -566,4 +569,75 @@ async fn the_local_cache_hears_every_master_and_forgets_on_a_failover() {
     })
     .await;
     assert!(forgotten, "the promoted master's pushes reach the cache");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_cli_reshard_while_traffic_flows_loses_no_session() {
+    let c = cluster(2, |_| {}).await;
+    let redis = c.redis_cluster();
+    let masters = redis.masters();
+    // redis-cli moves a master's lowest slots first: users in those.
+    const MOVED: u32 = 24;
+    let first = redis.slots_of(masters[0])[0].0;
+    let moving: Vec<String> = (0..)
+        .map(|i| format!("reshard-{i}"))
+        .filter(|user| {
+            let slot = crate::support::redis_cluster::key_slot(&format!("u:{user}"));
+            (first..first + MOVED as u16).contains(&slot)
+        })
+        .take(4)
+        .collect();
+    let staying = user_on(redis, masters[2], "staying");
+    let mut pairs = Vec::new();
+    for (i, user) in moving.iter().chain([&staying]).enumerate() {
+        pairs.push(c.replicas[i % 2].login(json!(user)).await);
+    }
+    let load = Load::new();
+    let addrs: Vec<_> = c.replicas.iter().map(|r| r.addr).collect();
+    let tokens: Vec<String> = pairs.iter().map(|p| p.access.clone()).collect();
+    let runners: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(load.clone().run(addrs.clone(), tokens.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let moved = tokio::task::block_in_place(|| redis.reshard(masters[0], masters[1], MOVED));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    load.stop.store(true, Ordering::Relaxed);
+    for runner in runners {
+        runner.await.unwrap();
+    }
+    println!(
+        "redis-cli --cluster reshard of {} slots {} → {} under load: {} accepted, {} failed \
+         closed, {} refused",
+        moved.len(),
+        masters[0],
+        masters[1],
+        load.accepted.load(Ordering::Relaxed),
+        load.unavailable.load(Ordering::Relaxed),
+        load.refused.load(Ordering::Relaxed),
+    );
+    for user in &moving {
+        let slot = redis.slot_of(&format!("u:{user}"));
+        assert!(
+            moved.contains(&slot),
+            "{user}'s slot {slot} did not move: {moved:?}"
+        );
+        assert_eq!(redis.master_of_slot(slot), masters[1]);
+    }
+    assert_eq!(
+        load.refused.load(Ordering::Relaxed),
+        0,
+        "a live session refused"
+    );
+    assert_eq!(
+        load.unavailable.load(Ordering::Relaxed),
+        0,
+        "a request failed while slots moved"
+    );
+    // Every session rotates and ends from either replica, wherever it is now.
+    for pair in &pairs {
+        let next = Pair::from_reply(&c.a().refresh(&pair.refresh).await);
+        assert!(c.b().accepts(&next.access).await);
+        assert_eq!(c.b().logout(&next.access).await.status, 200);
+        assert!(!c.a().accepts(&next.access).await);
+    }
 }

@@ -386,6 +386,15 @@ impl RedisStore {
             for conn in &connections {
                 start_tracking(conn.clone()).await.map_err(unavailable)?;
             }
+            // A slot that moved while we connected may be served by a master
+            // these connections do not hear: try again for the new map.
+            if let Some(made_for) = &slots
+                && self.slot_map().await? != **made_for
+            {
+                return Err(StoreError::Unavailable(
+                    "the cluster's slot map changed while tracking started".into(),
+                ));
+            }
             let topology = slots.is_some().then(|| self.clone());
             Ok(Tracking {
                 links: TrackingLinks { connections, slots },
