@@ -23,12 +23,13 @@ const PASSWORD: &str = "correct horse battery";
 type Entry = Vec<(String, String)>;
 
 fn entries(c: &Cluster) -> Vec<Entry> {
-    let reply: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg("tg:events")
-        .arg("-")
-        .arg("+")
-        .query(&mut c.redis().connection())
-        .unwrap();
+    let mut xrange = redis::cmd("XRANGE");
+    xrange.arg(&c.settings.events.stream).arg("-").arg("+");
+    let reply: Vec<(String, Vec<(String, String)>)> = match &c.redis_cluster {
+        Some(cluster) => cluster.route(&xrange),
+        None => xrange.query(&mut c.redis().connection()),
+    }
+    .unwrap();
     reply.into_iter().map(|(_, fields)| fields).collect()
 }
 
@@ -173,7 +174,17 @@ async fn reason_within(c: &Cluster, pair: &Pair, within: Duration) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiries_are_idle_or_max_session_ends_within_two_seconds() {
-    let c = Cluster::start_with(Backend::Redis, 2, |s| {
+    expiries_are_idle_or_max_session_ends(Backend::Redis).await;
+}
+
+/// On a cluster the sweep spans slots (store/redis/feed.rs): the same ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_expiries_are_idle_or_max_session_ends_too() {
+    expiries_are_idle_or_max_session_ends(Backend::RedisCluster).await;
+}
+
+async fn expiries_are_idle_or_max_session_ends(backend: Backend) {
+    let c = Cluster::start_with(backend, 2, |s| {
         s.auth.auto_logout = Duration::from_secs(1);
         s.auth.access_lifetime = Duration::from_secs(2);
         s.auth.max_session = Duration::from_secs(3);

@@ -138,6 +138,16 @@ pub(super) fn client(cache: &CacheSettings) -> Result<Client, SetupError> {
         return Ok(client);
     }
     install_crypto_provider();
+    let certificates = tls_certificates(cache);
+    if certificates.client_tls.is_none() && certificates.root_cert.is_none() {
+        return Ok(client); // the system's trust store, no client certificate
+    }
+    Client::build_with_tls(url, certificates).map_err(SetupError::Tls)
+}
+
+/// The `cache.tls_*` files as redis-rs takes them: the CA to trust (none:
+/// the system's store) and the client certificate with its key.
+fn tls_certificates(cache: &CacheSettings) -> TlsCertificates {
     let client_tls = match (&cache.tls_cert_pem, &cache.tls_key_pem) {
         (Some(cert), Some(key)) => Some(ClientTlsConfig {
             client_cert: cert.as_bytes().to_vec(),
@@ -145,15 +155,10 @@ pub(super) fn client(cache: &CacheSettings) -> Result<Client, SetupError> {
         }),
         _ => None,
     };
-    let root_cert = cache.tls_ca_pem.as_ref().map(|pem| pem.as_bytes().to_vec());
-    if client_tls.is_none() && root_cert.is_none() {
-        return Ok(client); // the system's trust store, no client certificate
-    }
-    let certificates = TlsCertificates {
+    TlsCertificates {
         client_tls,
-        root_cert,
-    };
-    Client::build_with_tls(url, certificates).map_err(SetupError::Tls)
+        root_cert: cache.tls_ca_pem.as_ref().map(|pem| pem.as_bytes().to_vec()),
+    }
 }
 
 /// The client for `cache.cluster`: the seeds, the password, TLS. It
@@ -185,18 +190,7 @@ pub(super) fn cluster_client(
     }
     let tls = cluster.tls.then(|| {
         install_crypto_provider();
-        let client_tls = match (&cache.tls_cert_pem, &cache.tls_key_pem) {
-            (Some(cert), Some(key)) => Some(ClientTlsConfig {
-                client_cert: cert.as_bytes().to_vec(),
-                client_key: key.expose().as_bytes().to_vec(),
-            }),
-            _ => None,
-        };
-        let root_cert = cache.tls_ca_pem.as_ref().map(|pem| pem.as_bytes().to_vec());
-        TlsCertificates {
-            client_tls,
-            root_cert,
-        }
+        tls_certificates(cache)
     });
     if let Some(certs) = &tls {
         builder = builder
