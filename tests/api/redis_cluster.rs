@@ -598,12 +598,50 @@ async fn a_redis_cli_reshard_while_traffic_flows_loses_no_session() {
     let runners: Vec<_> = (0..4)
         .map(|_| tokio::spawn(load.clone().run(addrs.clone(), tokens.clone())))
         .collect();
+    // Logins of a moving user meanwhile: each one made, or failed closed
+    // with nothing written (login.lua looks before it writes).
+    let logins = {
+        let (a, user, load) = (c.a().addr, moving[0].clone(), load.clone());
+        tokio::spawn(async move {
+            let mut made = Vec::new();
+            let mut refused = 0;
+            while !load.stop.load(Ordering::Relaxed) {
+                let reply = crate::support::client::send(
+                    a,
+                    crate::support::client::request(http::Method::POST, "/login")
+                        .header("content-type", "application/json")
+                        .body(crate::support::client::json_body(&json!({"user_id": user})))
+                        .unwrap(),
+                )
+                .await;
+                match reply.status.as_u16() {
+                    200 => made.push(Pair::from_reply(&reply)),
+                    503 => refused += 1,
+                    other => panic!("a login while slots moved: {other} {:?}", reply.body),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (made, refused)
+        })
+    };
     tokio::time::sleep(Duration::from_millis(200)).await;
     let moved = tokio::task::block_in_place(|| redis.reshard(masters[0], masters[1], MOVED));
     tokio::time::sleep(Duration::from_millis(200)).await;
     load.stop.store(true, Ordering::Relaxed);
     for runner in runners {
         runner.await.unwrap();
+    }
+    let (made, refused) = logins.await.unwrap();
+    println!(
+        "logins of a moving user meanwhile: {} made, {refused} failed closed",
+        made.len()
+    );
+    assert!(!made.is_empty());
+    for pair in &made {
+        assert!(
+            c.b().accepts(&pair.access).await,
+            "a login made while slots moved is lost"
+        );
     }
     println!(
         "redis-cli --cluster reshard of {} slots {} → {} under load: {} accepted, {} failed \

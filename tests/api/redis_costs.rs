@@ -77,6 +77,7 @@ async fn every_operation_is_one_round_trip() {
                 "zrange",
                 "hmget",
                 "zcard",
+                "zscore",
                 "pttl",
                 "set",
                 "xadd"
