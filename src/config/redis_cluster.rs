@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::sentinel::{address, nodes};
+use super::sentinel::{addresses, nodes};
 use super::{CacheSettings, ConfigError, Secret, read_secret_file};
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -34,24 +34,12 @@ pub struct ClusterSettings {
 impl ClusterSettings {
     /// The seeds' addresses; an error names the entry that is no `host:port`.
     pub fn addresses(&self) -> Result<Vec<(String, u16)>, ConfigError> {
-        if self.nodes.is_empty() {
-            return Err(ConfigError::new(
-                "cache.cluster.nodes",
-                "needs at least one node of the cluster, as host:port (e.g. [\"10.0.0.1:6379\"])",
-            ));
-        }
-        self.nodes
-            .iter()
-            .enumerate()
-            .map(|(i, node)| {
-                address(node).ok_or_else(|| {
-                    ConfigError::new(
-                        format!("cache.cluster.nodes[{i}]"),
-                        format!("{node:?} is not host:port (e.g. 10.0.0.1:6379 or [::1]:6379)"),
-                    )
-                })
-            })
-            .collect()
+        addresses(
+            "cache.cluster.nodes",
+            &self.nodes,
+            "node of the cluster",
+            6379,
+        )
     }
 }
 

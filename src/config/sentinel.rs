@@ -40,29 +40,40 @@ impl SentinelSettings {
     /// The sentinels' addresses; an error names the entry that is no
     /// `host:port`.
     pub fn addresses(&self) -> Result<Vec<(String, u16)>, ConfigError> {
-        if self.nodes.is_empty() {
-            return Err(ConfigError::new(
-                "cache.sentinel.nodes",
-                "needs at least one sentinel, as host:port (e.g. [\"10.0.0.1:26379\"])",
-            ));
-        }
-        self.nodes
-            .iter()
-            .enumerate()
-            .map(|(i, node)| {
-                address(node).ok_or_else(|| {
-                    ConfigError::new(
-                        format!("cache.sentinel.nodes[{i}]"),
-                        format!("{node:?} is not host:port (e.g. 10.0.0.1:26379 or [::1]:26379)"),
-                    )
-                })
-            })
-            .collect()
+        addresses("cache.sentinel.nodes", &self.nodes, "sentinel", 26379)
     }
 }
 
+/// `nodes` (the setting `key`), each `host:port`; an error names the entry
+/// that is not, or says that at least one `what` is needed.
+pub(super) fn addresses(
+    key: &str,
+    nodes: &[String],
+    what: &str,
+    port: u16,
+) -> Result<Vec<(String, u16)>, ConfigError> {
+    if nodes.is_empty() {
+        return Err(ConfigError::new(
+            key,
+            format!("needs at least one {what}, as host:port (e.g. [\"10.0.0.1:{port}\"])"),
+        ));
+    }
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            address(node).ok_or_else(|| {
+                ConfigError::new(
+                    format!("{key}[{i}]"),
+                    format!("{node:?} is not host:port (e.g. 10.0.0.1:{port} or [::1]:{port})"),
+                )
+            })
+        })
+        .collect()
+}
+
 /// `host:port`, `[v6]:port`; the port not 0.
-pub(super) fn address(node: &str) -> Option<(String, u16)> {
+fn address(node: &str) -> Option<(String, u16)> {
     let (host, port) = node.trim().rsplit_once(':')?;
     let host = match host.strip_prefix('[') {
         Some(v6) => v6.strip_suffix(']')?,

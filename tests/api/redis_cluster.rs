@@ -169,26 +169,60 @@ async fn api_tokens_are_cached_and_revoked_on_a_cluster() {
     assert!(refused_everywhere(&c, &created.token).await);
 }
 
-/// Authenticates `pairs` round-robin on every replica until `stop`;
-/// counts accepted, failed closed (503) and refused (401) answers, and
-/// notes the time of the last 503.
+/// Authenticates sessions round-robin on every replica until stopped;
+/// counts accepted, failed closed (503) and refused (401) answers.
 struct Load {
     accepted: AtomicU64,
     unavailable: AtomicU64,
     refused: AtomicU64,
-    last_unavailable: std::sync::Mutex<Option<Instant>>,
     stop: AtomicBool,
 }
 
+/// A [`Load`] under way: four clients.
+struct Running {
+    load: Arc<Load>,
+    runners: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// The counts and the stop flag, for another task.
+    fn shared(&self) -> Arc<Load> {
+        self.load.clone()
+    }
+
+    async fn stop(self) -> Arc<Load> {
+        self.load.stop.store(true, Ordering::Relaxed);
+        for runner in self.runners {
+            runner.await.unwrap();
+        }
+        self.load
+    }
+}
+
 impl Load {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
+    /// Starts authenticating `pairs`' access tokens on `c`'s replicas.
+    fn start(c: &Cluster, pairs: &[Pair]) -> Running {
+        let load = Arc::new(Self {
             accepted: AtomicU64::new(0),
             unavailable: AtomicU64::new(0),
             refused: AtomicU64::new(0),
-            last_unavailable: std::sync::Mutex::new(None),
             stop: AtomicBool::new(false),
-        })
+        });
+        let addrs: Vec<_> = c.replicas.iter().map(|r| r.addr).collect();
+        let tokens: Vec<String> = pairs.iter().map(|p| p.access.clone()).collect();
+        let runners = (0..4)
+            .map(|_| tokio::spawn(load.clone().run(addrs.clone(), tokens.clone())))
+            .collect();
+        Running { load, runners }
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "{} accepted, {} failed closed (503), {} refused under load",
+            self.accepted.load(Ordering::Relaxed),
+            self.unavailable.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+        )
     }
 
     async fn run(self: Arc<Self>, replicas: Vec<std::net::SocketAddr>, tokens: Vec<String>) {
@@ -208,10 +242,7 @@ impl Load {
             .as_u16();
             match status {
                 200 => self.accepted.fetch_add(1, Ordering::Relaxed),
-                503 => {
-                    *self.last_unavailable.lock().unwrap() = Some(Instant::now());
-                    self.unavailable.fetch_add(1, Ordering::Relaxed)
-                }
+                503 => self.unavailable.fetch_add(1, Ordering::Relaxed),
                 401 => self.refused.fetch_add(1, Ordering::Relaxed),
                 other => panic!("/authenticate answered {other} under load"),
             };
@@ -275,12 +306,7 @@ async fn none_accepted(replicas: &[Replica], pairs: &[Pair]) -> bool {
 async fn a_planned_failover_under_load_recovers_without_a_restart() {
     let c = cluster(2, |s| s.cache.timeout = Duration::from_millis(500)).await;
     let (live, ended) = sessions_on_every_master(&c, "planned").await;
-    let load = Load::new();
-    let addrs: Vec<_> = c.replicas.iter().map(|r| r.addr).collect();
-    let tokens: Vec<String> = live.iter().map(|p| p.access.clone()).collect();
-    let runners: Vec<_> = (0..4)
-        .map(|_| tokio::spawn(load.clone().run(addrs.clone(), tokens.clone())))
-        .collect();
+    let load = Load::start(&c, &live);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let redis = c.redis_cluster();
@@ -302,17 +328,11 @@ async fn a_planned_failover_under_load_recovers_without_a_restart() {
     })
     .await;
     let took = started.elapsed();
-    load.stop.store(true, Ordering::Relaxed);
-    for runner in runners {
-        runner.await.unwrap();
-    }
+    let load = load.stop().await;
     assert!(recovered, "not recovered after the failover");
     println!(
-        "CLUSTER FAILOVER of {old} → {new}: all sessions answered {took:?} after it began; \
-         {} accepted, {} failed closed (503), {} refused under load",
-        load.accepted.load(Ordering::Relaxed),
-        load.unavailable.load(Ordering::Relaxed),
-        load.refused.load(Ordering::Relaxed),
+        "CLUSTER FAILOVER of {old} → {new}: all sessions answered {took:?} after it began; {}",
+        load.summary()
     );
     assert_eq!(
         load.refused.load(Ordering::Relaxed),
@@ -338,12 +358,7 @@ async fn a_killed_master_fails_its_slots_closed_and_the_rest_serve_on() {
     let victim = owner_port(&live[0]);
     let others: Vec<Pair> = live[1..].to_vec();
 
-    let load = Load::new();
-    let addrs: Vec<_> = c.replicas.iter().map(|r| r.addr).collect();
-    let tokens: Vec<String> = live.iter().map(|p| p.access.clone()).collect();
-    let runners: Vec<_> = (0..4)
-        .map(|_| tokio::spawn(load.clone().run(addrs.clone(), tokens.clone())))
-        .collect();
+    let load = Load::start(&c, &live);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let killed_at = Instant::now();
@@ -386,17 +401,12 @@ async fn a_killed_master_fails_its_slots_closed_and_the_rest_serve_on() {
     })
     .await;
     let took = killed_at.elapsed();
-    load.stop.store(true, Ordering::Relaxed);
-    for runner in runners {
-        runner.await.unwrap();
-    }
+    let load = load.stop().await;
     assert!(recovered, "the killed master's sessions never came back");
     println!(
         "killed master {victim}, {promoted} promoted: its sessions answered again {took:?} after \
-         the kill; {} accepted, {} failed closed (503), {} refused under load",
-        load.accepted.load(Ordering::Relaxed),
-        load.unavailable.load(Ordering::Relaxed),
-        load.refused.load(Ordering::Relaxed),
+         the kill; {}",
+        load.summary()
     );
     assert!(
         load.unavailable.load(Ordering::Relaxed) > 0,
@@ -424,13 +434,8 @@ async fn a_slot_moved_while_traffic_flows_loses_no_session() {
     for i in 0..6 {
         pairs.push(c.replicas[i % 2].login(json!(user)).await);
     }
-    let load = Load::new();
-    let addrs: Vec<_> = c.replicas.iter().map(|r| r.addr).collect();
     // The first session rotates meanwhile; the others are authenticated.
-    let tokens: Vec<String> = pairs[1..].iter().map(|p| p.access.clone()).collect();
-    let runners: Vec<_> = (0..4)
-        .map(|_| tokio::spawn(load.clone().run(addrs.clone(), tokens.clone())))
-        .collect();
+    let load = Load::start(&c, &pairs[1..]);
     let churn = {
         let a = c.a().addr;
         let refresh = pairs[0].refresh.clone();
@@ -465,18 +470,13 @@ async fn a_slot_moved_while_traffic_flows_loses_no_session() {
     tokio::task::block_in_place(|| redis.migrate_slot(slot, masters[1]));
     assert_eq!(redis.master_of_slot(slot), masters[1]);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    load.stop.store(true, Ordering::Relaxed);
-    for runner in runners {
-        runner.await.unwrap();
-    }
+    let load = load.stop().await;
     assert_eq!(churn.await.unwrap(), 40);
     println!(
-        "slot {slot} moved {} → {} under load: {} accepted, {} failed closed, {} refused",
+        "slot {slot} moved {} → {}: {}",
         masters[0],
         masters[1],
-        load.accepted.load(Ordering::Relaxed),
-        load.unavailable.load(Ordering::Relaxed),
-        load.refused.load(Ordering::Relaxed),
+        load.summary()
     );
     // The first session rotated: its first access token is superseded.
     let live = &pairs[1..];
@@ -592,16 +592,11 @@ async fn a_redis_cli_reshard_while_traffic_flows_loses_no_session() {
     for (i, user) in moving.iter().chain([&staying]).enumerate() {
         pairs.push(c.replicas[i % 2].login(json!(user)).await);
     }
-    let load = Load::new();
-    let addrs: Vec<_> = c.replicas.iter().map(|r| r.addr).collect();
-    let tokens: Vec<String> = pairs.iter().map(|p| p.access.clone()).collect();
-    let runners: Vec<_> = (0..4)
-        .map(|_| tokio::spawn(load.clone().run(addrs.clone(), tokens.clone())))
-        .collect();
+    let load = Load::start(&c, &pairs);
     // Logins of a moving user meanwhile: each one made, or failed closed
     // with nothing written (login.lua looks before it writes).
     let logins = {
-        let (a, user, load) = (c.a().addr, moving[0].clone(), load.clone());
+        let (a, user, load) = (c.a().addr, moving[0].clone(), load.shared());
         tokio::spawn(async move {
             let mut made = Vec::new();
             let mut refused = 0;
@@ -627,10 +622,7 @@ async fn a_redis_cli_reshard_while_traffic_flows_loses_no_session() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let moved = tokio::task::block_in_place(|| redis.reshard(masters[0], masters[1], MOVED));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    load.stop.store(true, Ordering::Relaxed);
-    for runner in runners {
-        runner.await.unwrap();
-    }
+    let load = load.stop().await;
     let (made, refused) = logins.await.unwrap();
     println!(
         "logins of a moving user meanwhile: {} made, {refused} failed closed",
@@ -644,14 +636,11 @@ async fn a_redis_cli_reshard_while_traffic_flows_loses_no_session() {
         );
     }
     println!(
-        "redis-cli --cluster reshard of {} slots {} → {} under load: {} accepted, {} failed \
-         closed, {} refused",
+        "redis-cli --cluster reshard of {} slots {} → {}: {}",
         moved.len(),
         masters[0],
         masters[1],
-        load.accepted.load(Ordering::Relaxed),
-        load.unavailable.load(Ordering::Relaxed),
-        load.refused.load(Ordering::Relaxed),
+        load.summary()
     );
     for user in &moving {
         let slot = redis.slot_of(&format!("u:{user}"));
