@@ -668,3 +668,59 @@ async fn a_redis_cli_reshard_while_traffic_flows_loses_no_session() {
         assert!(!c.a().accepts(&next.access).await);
     }
 }
+
+/// Requests answered from a replica's memory still count as activity: its
+/// touches reach each session's own master, so sessions used only through
+/// the cache outlive the idle timeout on every master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_caches_touches_reach_each_sessions_master() {
+    let idle = Duration::from_secs(2);
+    let c = cluster(2, |s| {
+        s.auth.local_cache.enabled = true;
+        s.auth.auto_logout = idle;
+        s.auth.touch_interval = Some(Duration::from_millis(300));
+        s.cache.timeout = Duration::from_millis(300);
+    })
+    .await;
+    let redis = c.redis_cluster();
+    let up = eventually(Duration::from_secs(10), || async {
+        c.a().metric("tokengate_local_cache_up").await == 1.0
+    })
+    .await;
+    assert!(up, "the local cache never came up");
+    let users: Vec<String> = redis
+        .masters()
+        .iter()
+        .enumerate()
+        .map(|(i, &port)| user_on(redis, port, &format!("touched{i}")))
+        .collect();
+    let mut pairs = Vec::new();
+    for user in &users {
+        pairs.push(c.a().login(json!(user)).await);
+    }
+    let hits = c.a().metric("tokengate_local_cache_hits_total").await;
+    let started = Instant::now();
+    while started.elapsed() < idle * 2 {
+        for pair in &pairs {
+            assert!(c.a().accepts(&pair.access).await);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(c.a().metric("tokengate_local_cache_hits_total").await > hits + 10.0);
+    // The touches landed on each session's master: its last activity is
+    // at most about one touch interval old (a look-up's own touch comes
+    // only near the session's end, a second and more apart).
+    for (pair, user) in pairs.iter().zip(&users) {
+        let last: u64 = redis
+            .route(cmd("HGET").arg(session_key(user, pair)).arg("l"))
+            .unwrap();
+        let age = tokengate::time::now().saturating_sub(last);
+        assert!(age < 1_000, "last activity {age} ms ago");
+    }
+    for pair in &pairs {
+        assert!(
+            c.b().accepts(&pair.access).await,
+            "a session used through A's cache idled out on its master"
+        );
+    }
+}
