@@ -90,6 +90,42 @@ class Redis:
         return self.commandstats(info), int(info["total_writes_processed"])
 
 
+class ClusterRedis:
+    """A Redis Cluster's masters as one Redis, for what the harness asks:
+    commands counted over every master, and which master serves a key."""
+
+    def __init__(self, nodes: list[str]):
+        self.masters: dict[int, Redis] = {}
+        for node in nodes:
+            port = int(node.rsplit(":", 1)[1])
+            r = Redis(port)
+            if r.cmd("ROLE")[0] in (b"master", "master"):
+                self.masters[port] = r
+            else:
+                r.close()
+
+    def close(self) -> None:
+        for r in self.masters.values():
+            r.close()
+
+    def commandstats(self) -> dict[str, int]:
+        """Calls per command, summed over the masters."""
+        total: dict[str, int] = {}
+        for r in self.masters.values():
+            for cmd, calls in r.commandstats().items():
+                total[cmd] = total.get(cmd, 0) + calls
+        return total
+
+    def master_of(self, key: str) -> int:
+        """The port of the master serving `key`'s slot."""
+        any_master = next(iter(self.masters.values()))
+        slot = any_master.cmd("CLUSTER", "KEYSLOT", key)
+        for first, last, node, *_ in any_master.cmd("CLUSTER", "SLOTS"):
+            if first <= slot <= last:
+                return int(node[1])
+        raise BenchError(f"no master serves slot {slot}")
+
+
 def http_request(port: int, method: str, path: str, headers=None, body=None, conn=None):
     """One request; returns (status, body, connection) so callers can keep it alive."""
     conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)

@@ -30,10 +30,13 @@ class Cluster:
     `scripts/cluster up/down --dir DIR`, described by its cluster.json."""
 
     def __init__(self, directory: Path, replicas: int, binary: Path, nginx_workers: str,
-                 env: list[str] = (), config: str | None = None, postgres: bool = False):
+                 env: list[str] = (), config: str | None = None, postgres: bool = False,
+                 redis_cluster: bool = False):
         self.env = list(env)
         self.config = config
         self.postgres = postgres
+        # A 6-node Redis Cluster (3 masters) instead of one redis-server.
+        self.redis_cluster = redis_cluster
         self.dir = directory
         self.replicas = replicas
         self.binary = binary
@@ -53,6 +56,8 @@ class Cluster:
             cmd += ["--nginx-workers", self.nginx_workers]
         if self.postgres:
             cmd.append("--postgres")
+        if self.redis_cluster:
+            cmd.append("--redis-cluster")
         for pair in self.env:
             cmd += ["--env", pair]
         if self.config is not None:

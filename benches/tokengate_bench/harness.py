@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .clients import Redis, http_request
+from .clients import ClusterRedis, Redis, http_request
 from .cluster import Cluster
 from .common import BenchError, log
 from .measure import CpuMeter, children_ticks, finish_wrk, run_wrk, start_wrk, vm_kb, wrk_command
@@ -43,8 +43,17 @@ class Bench:
 
     # -- helpers --
 
-    def redis(self) -> Redis:
+    def redis(self) -> Redis | ClusterRedis:
+        """The cluster's Redis; on a Redis Cluster, its masters together."""
+        if self.state.get("redis_cluster"):
+            return ClusterRedis([n["node"] for n in self.state["redis_cluster"]["nodes"]])
         return Redis(self.state["redis"]["port"])
+
+    def redis_pids(self) -> list[int]:
+        """Every redis-server of the cluster (all six nodes of a Redis Cluster)."""
+        if self.state.get("redis_cluster"):
+            return [n["pid"] for n in self.state["redis_cluster"]["nodes"] if n.get("pid")]
+        return [self.state["redis"]["pid"]] if self.state["redis"].get("pid") else []
 
     def replica_port(self, i: int = 0) -> int:
         return self.state["replicas"][i]["port"]
@@ -59,7 +68,7 @@ class Bench:
     def meter(self) -> CpuMeter:
         groups = {
             "tokengate": [r["pid"] for r in self.state["replicas"] if r.get("pid")],
-            "redis": [self.state["redis"]["pid"]] if self.state["redis"].get("pid") else [],
+            "redis": self.redis_pids(),
             "nginx": ([self.state["nginx"]["pid"]] if self.state["nginx"].get("pid") else [])
             + list(self.extra_pids),
         }
@@ -79,10 +88,12 @@ class Bench:
         return check
 
     def start_cluster(self, replicas: int, name: str, config: str | None = None,
-                      env: list[str] = ()) -> None:
-        log(f"starting cluster '{name}': redis + {replicas} replica(s) + nginx (scripts/cluster)")
+                      env: list[str] = (), redis_cluster: bool = False) -> None:
+        redis = "a 6-node Redis Cluster" if redis_cluster else "redis"
+        log(f"starting cluster '{name}': {redis} + {replicas} replica(s) + nginx (scripts/cluster)")
         self.cluster = Cluster(self.work / name, replicas, self.o.binary, self.o.nginx_workers,
-                               list(self.o.env) + list(env), config, self.o.postgres)
+                               list(self.o.env) + list(env), config, self.o.postgres,
+                               redis_cluster)
         self.state = self.cluster.up()
 
     def stop_cluster(self) -> None:

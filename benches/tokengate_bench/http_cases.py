@@ -224,16 +224,16 @@ def session_memory(b: Bench, port: int, count: int) -> tuple[dict, Path]:
     pool = b.make_sessions(port, count, b.work / "sessions")
     time.sleep(0.2)
     after = int(r.info("memory")["used_memory"])
-    # Sessions, not keys: each session's user also has an index (tg:u:<sub>),
+    # Sessions, not keys: each session's user also has an index (tg:{u:<sub>}:idx),
     # one per session here, since every pool session has a user of its own —
     # the most the index can cost per session.
     count_keys = "return #redis.call('KEYS', ARGV[1])"
-    keys = r.cmd("EVAL", count_keys, "0", "tg:s:*")
-    index_keys = r.cmd("EVAL", count_keys, "0", "tg:u:*")
+    keys = r.cmd("EVAL", count_keys, "0", "tg:{u:*}:s:*")
+    index_keys = r.cmd("EVAL", count_keys, "0", "tg:{u:*}:idx")
     other_keys = r.cmd("DBSIZE") - keys_before - keys - index_keys
     first = pool.read_text().split("\n", 1)[0].split()
-    sid = json.loads(base64.urlsafe_b64decode(first[0].split(".")[1] + "=="))["sid"]
-    key = f"tg:s:{sid}"
+    claims = json.loads(base64.urlsafe_b64decode(first[0].split(".")[1] + "=="))
+    key = f"tg:{{u:{claims['sub']}}}:s:{claims['sid']}"
     usage = r.cmd("MEMORY", "USAGE", key, "SAMPLES", "0")
     encoding = r.cmd("OBJECT", "ENCODING", key)
     fields = r.cmd("HLEN", key)

@@ -41,8 +41,8 @@ def render_text(rep: dict) -> str:
         lines.append(f"  {r['case']:30} {u['tokengate']:>9} {u['redis']:>6} {u['nginx']:>6} {u['wrk']:>5}")
     lines.append("")
     by = {r["case"]: r for r in rep["cases"]}
-    for section in (_ping_grpc_idle, _browser, _oauth_floods, _login_floods, _users, _local_cache,
-                    _redis_and_rss, _targets_and_ratios):
+    for section in (_ping_grpc_idle, _browser, _redis_cluster, _oauth_floods, _login_floods,
+                    _users, _local_cache, _redis_and_rss, _targets_and_ratios):
         lines.extend(section(rep, by))
     return "\n".join(lines) + "\n"
 
@@ -61,6 +61,41 @@ def _ping_grpc_idle(rep: dict, by: dict) -> list[str]:
                 lines.append(f"  {name:16} {by[name]['rps']:>9.0f} req/s  p50 {lat['p50']:.2f} ms  "
                              f"p99 {lat['p99']:.2f} ms")
         lines.append("")
+    return lines
+
+
+def _redis_cluster(rep: dict, by: dict) -> list[str]:
+    """One Redis beside a 3-master Redis Cluster: rates, CPU and scripts per
+    request of /login, /refresh and /authenticate (strict), same run."""
+    lines: list[str] = []
+    ops = [op for op in ("login", "refresh", "authenticate")
+           if f"redis1_{op}" in by and f"cluster3_{op}" in by]
+    if not ops:
+        return lines
+    lines.append("Redis Cluster (SPEC §16): one Redis beside 3 masters + 3 replicas, one tokengate "
+                 "replica, same run; Redis CPU over every node, scripts over every master:")
+    lines.append(f"  {'op':14} {'req/s 1 node':>12} {'3 masters':>10} {'ratio':>6}   "
+                 f"{'tokengate µs/req':>16} {'redis µs/req':>16}   scripts/req 1 node, 3 masters")
+
+    def us(r, k):
+        v = r["cpu_us_per_request"][k]
+        return "-" if v is None else f"{v:.1f}"
+
+    def scripts(r):
+        calls = r.get("redis_calls_per_request") or {}
+        return calls.get("evalsha", 0) + calls.get("eval", 0)
+
+    for op in ops:
+        one, three = by[f"redis1_{op}"], by[f"cluster3_{op}"]
+        ratio = three["rps"] / one["rps"] if one["rps"] else 0
+        lines.append(
+            f"  {op:14} {one['rps']:>12.0f} {three['rps']:>10.0f} {ratio:>6.2f}   "
+            f"{us(one, 'tokengate'):>7} → {us(three, 'tokengate'):>6} "
+            f"{us(one, 'redis'):>7} → {us(three, 'redis'):>6}   "
+            f"{scripts(one):.3f}, {scripts(three):.3f}")
+    lines.append("  (on a cluster a request is still one script on its slot's master; what a login, "
+                 "rotation or logout adds is the feed's batched feed.lua on the {feed} master)")
+    lines.append("")
     return lines
 
 

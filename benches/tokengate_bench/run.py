@@ -7,7 +7,8 @@ import json
 import shutil
 import time
 
-from . import browser_cases, cached_cases, flood_cases, grpc_cases, http_cases, nginx_cases, user_cases
+from . import (browser_cases, cached_cases, flood_cases, grpc_cases, http_cases, nginx_cases,
+               redis_cluster_cases, user_cases)
 from .harness import Bench
 from .render import render_text
 from .report import report
@@ -59,6 +60,8 @@ def all_cases(b: Bench) -> None:
         user_cases.run(b, want)
     if want("nginx_tokengate_auth_3r") and o.replicas3:
         nginx_cases.three_replicas(b)
+    if any(want(name) for name in redis_cluster_cases.REDIS_CLUSTER_CASES):
+        redis_cluster_cases.run(b, want)
 
 
 def strict_cases(b: Bench, want) -> None:
