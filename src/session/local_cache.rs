@@ -62,7 +62,7 @@ use tokio::task::AbortHandle;
 use uuid::Uuid;
 
 use crate::config::{Settings, touch_interval};
-use crate::store::redis::{Peek, RedisStore, Touch, Tracking, TrackingLinks, session_of_key};
+use crate::store::redis::{Peek, RedisStore, Touch, Tracking, session_of_key};
 use crate::store::{BrowserSession, StoreError};
 use crate::time::{Millis, millis};
 use crate::tokens::SecretHash;
@@ -287,8 +287,6 @@ struct Inner {
     /// Sessions answered since the last drain, with their owner and the
     /// token seen.
     touches: Mutex<HashMap<Uuid, (String, Uuid)>>,
-    /// The tracking connections while they are up (touches go on them).
-    tracking: Mutex<Option<TrackingLinks>>,
     max_entries: usize,
     /// A hit needs the session's deadline at least this far away.
     margin: Millis,
@@ -328,7 +326,6 @@ impl LocalCache {
             entries: Mutex::new(Entries::new()),
             up: AtomicBool::new(false),
             touches: Mutex::new(HashMap::new()),
-            tracking: Mutex::new(None),
             max_entries: local.max_entries,
             // The touch may be sent up to one interval after the hit, and
             // take up to `cache.timeout` to land.
@@ -522,16 +519,12 @@ async fn follow(inner: Weak<Inner>, store: RedisStore, timeout: Duration) {
         backoff = Duration::from_millis(50);
         warned = false;
         match inner.upgrade() {
-            Some(inner) => {
-                inner.set_up(true);
-                *lock(&inner.tracking) = Some(tracking.links.clone());
-            }
+            Some(inner) => inner.set_up(true),
             None => return,
         }
         tracing::info!("local cache: invalidation channel up, answering from memory");
         let lost = watch(&inner, tracking, &mut rx, timeout).await;
         let Some(inner) = inner.upgrade() else { return };
-        *lock(&inner.tracking) = None;
         inner.set_up(false);
         inner.counts.losses.inc();
         tracing::warn!(
@@ -594,7 +587,7 @@ async fn watch(
                 None => return Lost::Closed,
             },
             _ = heartbeat.tick(), if pong.is_terminated() => {
-                pong.set(ping(tracking.links.connections.clone(), timeout).fuse());
+                pong.set(ping(tracking.connections.clone(), timeout).fuse());
             }
             answered = &mut pong => if !answered {
                 return Lost::Heartbeat;
@@ -633,8 +626,7 @@ async fn drain(inner: Weak<Inner>, interval: Duration) {
         if touches.is_empty() {
             continue;
         }
-        let tracking = lock(&inner.tracking).clone();
-        match inner.store.touch_all(tracking, &touches, now).await {
+        match inner.store.touch_all(&touches, now).await {
             Ok(touched) => {
                 let mut entries = lock(&inner.entries);
                 for ((_, sid, _), alive) in touches.iter().zip(touched) {

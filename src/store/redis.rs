@@ -84,7 +84,7 @@ use feed::Feed;
 pub use keys::{OWNER_PREFIX, session_key, session_of_key};
 use keys::{flag, num, user_key};
 use sentinel::Sentinels;
-pub use tracking::{BrowserPeek, Peek, TRACKING_NAME, Touch, Tracking, TrackingLinks};
+pub use tracking::{BrowserPeek, Peek, TRACKING_NAME, Touch, Tracking};
 
 const RATE_PREFIX: &str = "tg:rl:";
 /// One tag for the counters of one credential check (`admit.lua` reads

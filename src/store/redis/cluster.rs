@@ -1,6 +1,6 @@
 //! A Redis Cluster's topology as the local cache needs it (SPEC §16): which
-//! master serves which slots, a plain connection to each master for its
-//! tracking pushes, and the slot of a key. Requests themselves go through
+//! master serves which slots, and a plain connection to each master for its
+//! tracking pushes. Requests themselves go through
 //! redis-rs's cluster client (see [`super::connections`]), which keeps its
 //! own slot map.
 
@@ -27,12 +27,12 @@ pub struct ClusterTarget {
 /// A master's address.
 pub type Node = (String, u16);
 
-/// Which master serves each range of slots, as `CLUSTER SLOTS` says it.
+/// Which master serves each range of slots, as `CLUSTER SLOTS` says it,
+/// sorted: the same topology is an equal map, whatever the reply's order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotMap {
-    /// `(first, last, index into masters)`, sorted by `first`.
-    ranges: Vec<(u16, u16, usize)>,
-    masters: Vec<Node>,
+    /// `(first, last, master)`, by `first`.
+    ranges: Vec<(u16, u16, Node)>,
 }
 
 impl SlotMap {
@@ -52,71 +52,44 @@ impl SlotMap {
         let Value::Array(entries) = reply else {
             return None;
         };
-        let mut map = Self {
-            ranges: Vec::with_capacity(entries.len()),
-            masters: Vec::new(),
+        let slot = |v: &Value| match v {
+            Value::Int(n) => u16::try_from(*n).ok().filter(|n| *n < SLOTS),
+            _ => None,
         };
-        for entry in entries {
-            let Value::Array(fields) = entry else {
-                return None;
-            };
-            let slot = |v: &Value| match v {
-                Value::Int(n) => u16::try_from(*n).ok().filter(|n| *n < SLOTS),
-                _ => None,
-            };
-            let (first, last) = (slot(fields.first()?)?, slot(fields.get(1)?)?);
-            let Value::Array(node) = fields.get(2)? else {
-                return None;
-            };
-            let host = match node.first()? {
-                Value::BulkString(host) => String::from_utf8(host.clone()).ok()?,
-                _ => return None,
-            };
-            let port = match node.get(1)? {
-                Value::Int(port) => u16::try_from(*port).ok()?,
-                _ => return None,
-            };
-            let master = (host, port);
-            let index = match map.masters.iter().position(|m| *m == master) {
-                Some(index) => index,
-                None => {
-                    map.masters.push(master);
-                    map.masters.len() - 1
-                }
-            };
-            map.ranges.push((first, last, index));
+        let mut ranges = entries
+            .iter()
+            .map(|entry| {
+                let Value::Array(fields) = entry else {
+                    return None;
+                };
+                let Value::Array(node) = fields.get(2)? else {
+                    return None;
+                };
+                let host = match node.first()? {
+                    Value::BulkString(host) => String::from_utf8(host.clone()).ok()?,
+                    _ => return None,
+                };
+                let port = match node.get(1)? {
+                    Value::Int(port) => u16::try_from(*port).ok()?,
+                    _ => return None,
+                };
+                Some((slot(fields.first()?)?, slot(fields.get(1)?)?, (host, port)))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        ranges.sort_unstable();
+        Some(Self { ranges })
+    }
+
+    /// The masters, each once.
+    pub fn masters(&self) -> Vec<Node> {
+        let mut masters: Vec<Node> = Vec::new();
+        for (_, _, master) in &self.ranges {
+            if !masters.contains(master) {
+                masters.push(master.clone());
+            }
         }
-        map.ranges.sort_unstable();
-        Some(map)
+        masters
     }
-
-    /// The masters, in the order [`Self::master_of`] indexes them.
-    pub fn masters(&self) -> &[Node] {
-        &self.masters
-    }
-
-    /// The index of the master serving `key`'s slot.
-    pub fn master_of(&self, key: &[u8]) -> Option<usize> {
-        let slot = slot_of(key);
-        let at = self.ranges.partition_point(|&(first, _, _)| first <= slot);
-        let &(_, last, index) = self.ranges.get(at.checked_sub(1)?)?;
-        (slot <= last).then_some(index)
-    }
-}
-
-/// A key's hash slot: CRC16 (XMODEM) of its hash tag — the text between
-/// the first `{` and the next `}`, when not empty — else of the whole key.
-pub fn slot_of(key: &[u8]) -> u16 {
-    let tagged = key
-        .iter()
-        .position(|&b| b == b'{')
-        .and_then(|open| {
-            let rest = &key[open + 1..];
-            let close = rest.iter().position(|&b| b == b'}')?;
-            (close > 0).then(|| &rest[..close])
-        })
-        .unwrap_or(key);
-    crc16::State::<crc16::XMODEM>::calculate(tagged) % SLOTS
 }
 
 impl ClusterTarget {
@@ -160,17 +133,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slots_follow_the_hash_tag() {
-        // Values from `CLUSTER KEYSLOT` of Redis 7.
-        assert_eq!(slot_of(b"foo"), 12182);
-        assert_eq!(slot_of(b"{user1000}.following"), slot_of(b"user1000"));
-        assert_eq!(slot_of(b"tg:{u:alice}:idx"), slot_of(b"u:alice"));
-        assert_eq!(slot_of(b"foo{}{bar}"), slot_of(b"foo{}{bar}"));
-        assert_ne!(slot_of(b"foo{}{bar}"), slot_of(b"bar"));
-    }
-
-    #[test]
-    fn a_slot_map_names_the_master_of_each_slot() {
+    fn a_slot_map_is_equal_for_the_same_topology_only() {
         let node = |port: i64| {
             Value::Array(vec![
                 Value::BulkString(b"127.0.0.1".to_vec()),
@@ -192,13 +155,25 @@ mod tests {
             range(5461, 10922, 7001),
         ]))
         .unwrap();
-        assert_eq!(map.masters().len(), 3);
-        let port = |key: &[u8]| map.masters()[map.master_of(key).unwrap()].1;
-        assert_eq!(port(b"foo"), 7002); // slot 12182
         assert_eq!(
-            port(b"{a}x"),
-            7000 + u16::from(slot_of(b"a") > 5460) + u16::from(slot_of(b"a") > 10922)
+            map.masters(),
+            [7000, 7001, 7002].map(|port| ("127.0.0.1".to_owned(), port))
         );
+        // The same map in another order is the same map; another master is not.
+        let again = SlotMap::parse(&Value::Array(vec![
+            range(0, 5460, 7000),
+            range(5461, 10922, 7001),
+            range(10923, 16383, 7002),
+        ]))
+        .unwrap();
+        assert_eq!(again, map);
+        let failed_over = SlotMap::parse(&Value::Array(vec![
+            range(0, 5460, 7000),
+            range(5461, 10922, 7001),
+            range(10923, 16383, 7005),
+        ]))
+        .unwrap();
+        assert_ne!(failed_over, map);
         assert!(SlotMap::parse(&Value::Int(1)).is_none());
     }
 }

@@ -11,13 +11,13 @@
 //! logout_all, revoke, authenticate's expiry `DEL`) to publish, would miss
 //! expiry and eviction (keyspace notifications are a server setting we cannot
 //! count on), and one forgotten `PUBLISH` in a future script would be a
-//! stale accept. Its one advantage — touches, being writes, invalidate every
-//! *other* replica's entry under tracking (a replica's own touches travel on
-//! its tracking connection, whose `NOLOOP` spares its own entries), so each
-//! replica looks the session up again after another's touch — costs at most
-//! `n - 1` read-only `EVALSHA`s per session and replica per
-//! `auth.touch_interval` on `n` replicas, whatever the request rate, measured
-//! in tests/api/local_cache.rs.
+//! stale accept. Its one advantage — touches, being writes, invalidate the
+//! entries under tracking, so a replica looks the session up again after a
+//! touch — costs one read-only `EVALSHA` per active session and replica per
+//! `auth.touch_interval`, whatever the request rate. (A replica's own touches
+//! travel on its tracking connection, but `NOLOOP` does not cover writes made
+//! by a script — Redis 7.0 reports them as well — so its own touches count
+//! too.)
 //!
 //! Measured (`benches/channels.py`, Redis 7.0.15, 2 shared cores, the real
 //! `end.lua`, 1 and 3 listeners; benches/README.md): both deliver an
@@ -41,7 +41,6 @@
 //! `CLUSTER SLOTS` gave; any of them lost is the channel lost, and once the
 //! map changes (a failover, a slot moved) [`Tracking::superseded`] returns:
 //! the caller forgets everything and connects again for the new map.
-//! Touches go to each session's master on its own tracking connection.
 //!
 //! With `cache.sentinel` the connection goes where the pool's do: to the
 //! master the sentinels name, found by the same [`Sentinels`] and checked
@@ -52,9 +51,9 @@
 //!
 //! [`Sentinels`]: super::sentinel::Sentinels
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
-use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
+use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{
     self, AsyncConnectionConfig, Client, ErrorKind, ProtocolVersion, PushInfo, Script,
     ServerErrorKind,
@@ -154,142 +153,60 @@ impl RedisStore {
     }
 
     /// Restarts the idle clock of every `(owner, sid, jti)` whose token is
-    /// still current, in one pipeline of `authenticate.lua` per master;
-    /// true for each touched.
-    ///
-    /// Sent on `tracking` (the connections from [`Self::tracking_connection`])
-    /// when given: their `NOLOOP` keeps Redis from invalidating the sender's
-    /// own entries for its own touches. Else on a pooled connection.
-    pub async fn touch_all(
-        &self,
-        tracking: Option<TrackingLinks>,
-        touches: &[Touch],
-        now: Millis,
-    ) -> Result<Vec<bool>, StoreError> {
-        let keys: Vec<String> = touches
-            .iter()
-            .map(|(owner, sid, _)| session_key(owner, *sid))
-            .collect();
-        // Which tracking connection each goes on; `None`: a pooled one.
-        let route = |key: &String| tracking.as_ref().and_then(|links| links.route(key));
-        let mut groups: Vec<(Option<usize>, Vec<usize>)> = Vec::new();
-        for (i, key) in keys.iter().enumerate() {
-            let to = route(key);
-            match groups.iter_mut().find(|(at, _)| *at == to) {
-                Some((_, members)) => members.push(i),
-                None => groups.push((to, vec![i])),
-            }
-        }
-        let tracking = &tracking;
-        let sends = groups.iter().map(|(to, members)| {
-            let pipe = self.touch_pipe(members.iter().map(|&i| (&keys[i], &touches[i].2)), now);
-            async move {
-                let codes = match (to, tracking) {
-                    (Some(at), Some(links)) => {
-                        let conn = links.connections[*at].clone();
-                        tokio::time::timeout(self.timeout, self.send_touches(conn, &pipe, false))
-                            .await
-                            .map_err(|_| StoreError::Timeout)?
-                            .map_err(|e| StoreError::Unavailable(e.to_string()))?
-                    }
-                    // Touching twice restarts the same clock twice.
-                    _ => {
-                        self.with_connection(Repeat::Safe, |conn| {
-                            let each = matches!(conn, Conn::Cluster(_));
-                            self.send_touches(conn, &pipe, each)
-                        })
-                        .await?
-                    }
-                };
-                Ok::<_, StoreError>(members.iter().copied().zip(codes).collect::<Vec<_>>())
-            }
-        });
-        let mut touched = vec![false; touches.len()];
-        for group in futures_util::future::join_all(sends).await {
-            for (i, code) in group? {
-                touched[i] = code == 1;
-            }
-        }
-        Ok(touched)
-    }
-
-    /// `authenticate.lua` for each `(key, jti)`, as one pipeline (all of
-    /// one slot's master on a cluster, or sent one by one through the
-    /// cluster client, which cannot pipeline across slots).
-    fn touch_pipe<'a>(
-        &self,
-        touches: impl Iterator<Item = (&'a String, &'a Uuid)>,
-        now: Millis,
-    ) -> redis::Pipeline {
+    /// still current (`authenticate.lua`); true for each touched. One
+    /// pipeline on one Redis; on a cluster, which cannot pipeline across
+    /// slots, each on its own through the cluster client, all at once.
+    pub async fn touch_all(&self, touches: &[Touch], now: Millis) -> Result<Vec<bool>, StoreError> {
         let mut pipe = redis::pipe();
-        for (key, jti) in touches {
+        for (owner, sid, jti) in touches {
             pipe.cmd("EVALSHA")
                 .arg(self.authenticate.get_hash())
                 .arg(1)
-                .arg(key)
+                .arg(session_key(owner, *sid))
                 .arg(jti.as_bytes())
                 .arg(now)
                 .arg(self.timing.idle);
         }
-        pipe
-    }
-
-    /// Sends touches, `each` on its own (through a cluster client); a
-    /// restarted Redis has forgotten the script.
-    async fn send_touches<C: ConnectionLike + Clone + Send>(
-        &self,
-        mut conn: C,
-        pipe: &redis::Pipeline,
-        each: bool,
-    ) -> redis::RedisResult<Vec<i64>> {
         let script = &self.authenticate;
-        let send = |mut conn: C| async move {
-            if each {
-                let each = pipe.cmd_iter().map(|cmd| {
-                    let mut conn = conn.clone();
-                    async move { cmd.query_async::<i64>(&mut conn).await }
-                });
-                futures_util::future::join_all(each)
-                    .await
-                    .into_iter()
-                    .collect()
-            } else {
-                pipe.query_async::<Vec<i64>>(&mut conn).await
+        let pipe = &pipe;
+        let send = |conn: Conn| async move {
+            let each = matches!(conn, Conn::Cluster(_));
+            let send = |mut conn: Conn| async move {
+                if each {
+                    let each = pipe.cmd_iter().map(|cmd| {
+                        let mut conn = conn.clone();
+                        async move { cmd.query_async::<i64>(&mut conn).await }
+                    });
+                    futures_util::future::join_all(each)
+                        .await
+                        .into_iter()
+                        .collect()
+                } else {
+                    pipe.query_async::<Vec<i64>>(&mut conn).await
+                }
+            };
+            match send(conn.clone()).await {
+                // A restarted Redis has forgotten the script.
+                Err(e) if matches!(e.kind(), ErrorKind::Server(ServerErrorKind::NoScript)) => {
+                    script.load_async(&mut conn.clone()).await?;
+                    send(conn).await
+                }
+                other => other,
             }
         };
-        match send(conn.clone()).await {
-            Err(e) if matches!(e.kind(), ErrorKind::Server(ServerErrorKind::NoScript)) => {
-                script.load_async(&mut conn).await?;
-                send(conn).await
-            }
-            other => other,
-        }
-    }
-}
-
-/// The tracking connections, cheap to clone: touches go on them.
-#[derive(Clone)]
-pub struct TrackingLinks {
-    /// One per master: one with `cache.url` or Sentinel.
-    pub connections: Vec<MultiplexedConnection>,
-    /// On a cluster, the slot map the connections were made for.
-    slots: Option<Arc<SlotMap>>,
-}
-
-impl TrackingLinks {
-    /// The connection to the master of `key`'s slot.
-    fn route(&self, key: &str) -> Option<usize> {
-        match &self.slots {
-            Some(map) => map.master_of(key.as_bytes()),
-            None => Some(0),
-        }
+        // Touching twice restarts the same clock twice.
+        let codes = self.with_connection(Repeat::Safe, send).await?;
+        Ok(codes.into_iter().map(|code| code == 1).collect())
     }
 }
 
 /// The connections from [`RedisStore::tracking_connection`], and with
 /// Sentinel the master they go to, or on a cluster the slot map.
 pub struct Tracking {
-    pub links: TrackingLinks,
+    /// One per master: one with `cache.url` or Sentinel.
+    pub connections: Vec<MultiplexedConnection>,
+    /// On a cluster, the slot map the connections were made for.
+    slots: Option<SlotMap>,
     master: Option<MasterWatch>,
     /// On a cluster: the store that asks for the slot map now.
     topology: Option<RedisStore>,
@@ -306,14 +223,14 @@ impl Tracking {
     /// connection's, or the cluster's slot map is no longer the one the
     /// connections were made for; never with `cache.url`.
     pub async fn superseded(&mut self) {
-        match (&mut self.master, &self.topology, &self.links.slots) {
+        match (&mut self.master, &self.topology, &self.slots) {
             (Some(master), _, _) => master.superseded().await,
             (None, Some(store), Some(made_for)) => loop {
                 tokio::time::sleep(CHECK_EVERY).await;
                 // No answer says nothing: a lost master closes its own
                 // tracking connection.
                 if let Ok(now) = store.slot_map().await
-                    && now != **made_for
+                    && now != *made_for
                 {
                     return;
                 }
@@ -371,8 +288,9 @@ impl RedisStore {
                 }
                 Target::Cluster(cluster) => {
                     let map = self.slot_map().await?;
-                    let mut connections = Vec::with_capacity(map.masters().len());
-                    for master in map.masters() {
+                    let masters = map.masters();
+                    let mut connections = Vec::with_capacity(masters.len());
+                    for master in &masters {
                         connections.push(
                             cluster
                                 .connect_node(master, &config)
@@ -380,7 +298,7 @@ impl RedisStore {
                                 .map_err(unavailable)?,
                         );
                     }
-                    (connections, None, Some(Arc::new(map)))
+                    (connections, None, Some(map))
                 }
             };
             for conn in &connections {
@@ -389,7 +307,7 @@ impl RedisStore {
             // A slot that moved while we connected may be served by a master
             // these connections do not hear: try again for the new map.
             if let Some(made_for) = &slots
-                && self.slot_map().await? != **made_for
+                && self.slot_map().await? != *made_for
             {
                 return Err(StoreError::Unavailable(
                     "the cluster's slot map changed while tracking started".into(),
@@ -397,7 +315,8 @@ impl RedisStore {
             }
             let topology = slots.is_some().then(|| self.clone());
             Ok(Tracking {
-                links: TrackingLinks { connections, slots },
+                connections,
+                slots,
                 master,
                 topology,
             })
