@@ -15,9 +15,9 @@
 //! entries under tracking, so a replica looks the session up again after a
 //! touch — costs one read-only `EVALSHA` per active session and replica per
 //! `auth.touch_interval`, whatever the request rate. (A replica's own touches
-//! travel on its tracking connection, but `NOLOOP` does not cover writes made
-//! by a script — Redis 7.0 reports them as well — so its own touches count
-//! too.)
+//! count too: `NOLOOP` does not cover writes made by a script — Redis 7.0
+//! reports them as well — so touches go on pooled connections like any
+//! request.)
 //!
 //! Measured (`benches/channels.py`, Redis 7.0.15, 2 shared cores, the real
 //! `end.lua`, 1 and 3 listeners; benches/README.md): both deliver an
