@@ -2,8 +2,9 @@
 //! by token (RFC 7009 revocation).
 
 use super::{Introspection, SessionError, Sessions, secs};
-use crate::store::{EndReason, Revocation, SessionStore};
+use crate::store::{EndReason, RefreshState, Revocation, SessionStore};
 use crate::time::Millis;
+use crate::tokens::RefreshToken;
 
 impl<S: SessionStore> Sessions<S> {
     /// Revocation for an OAuth client (RFC 7009): ends the session of an
@@ -40,16 +41,7 @@ impl<S: SessionStore> Sessions<S> {
         now: Millis,
     ) -> Result<Option<Introspection>, SessionError> {
         if let Some(refresh) = self.refresh.decode(token) {
-            let state = self
-                .store
-                .inspect_refresh(
-                    &refresh.owner,
-                    refresh.sid,
-                    refresh.generation,
-                    refresh.secret_hash(),
-                    now,
-                )
-                .await?;
+            let state = self.inspect_refresh(&refresh, now).await?;
             return Ok(state.map(|state| Introspection::Refresh {
                 sid: refresh.sid,
                 state,
@@ -62,5 +54,24 @@ impl<S: SessionStore> Sessions<S> {
             Err(SessionError::InvalidToken(_)) => Ok(None),
             Err(other) => Err(other),
         }
+    }
+
+    /// The session behind `refresh` if it is its current token; changes
+    /// nothing.
+    pub(super) async fn inspect_refresh(
+        &self,
+        refresh: &RefreshToken,
+        now: Millis,
+    ) -> Result<Option<RefreshState>, SessionError> {
+        Ok(self
+            .store
+            .inspect_refresh(
+                &refresh.owner,
+                refresh.sid,
+                refresh.generation,
+                refresh.secret_hash(),
+                now,
+            )
+            .await?)
     }
 }

@@ -87,14 +87,7 @@ impl<S: SessionStore> Sessions<S> {
             .decode(presented)
             .ok_or(SessionError::InvalidGrant)?;
         let state = self
-            .store
-            .inspect_refresh(
-                &refresh.owner,
-                refresh.sid,
-                refresh.generation,
-                refresh.secret_hash(),
-                now,
-            )
+            .inspect_refresh(&refresh, now)
             .await?
             .ok_or(SessionError::InvalidGrant)?;
         Ok(self

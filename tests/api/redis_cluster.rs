@@ -291,6 +291,19 @@ async fn sessions_on_every_master(c: &Cluster, name: &str) -> (Vec<Pair>, Vec<Pa
     (live, ended)
 }
 
+/// No live session was refused under `load`, and no `ended` one is accepted.
+async fn nothing_stale(c: &Cluster, load: &Load, ended: &[Pair]) {
+    assert_eq!(
+        load.refused.load(Ordering::Relaxed),
+        0,
+        "a live session refused"
+    );
+    assert!(
+        none_accepted(&c.replicas, ended).await,
+        "a logged-out session accepted"
+    );
+}
+
 async fn none_accepted(replicas: &[Replica], pairs: &[Pair]) -> bool {
     for replica in replicas {
         for pair in pairs {
@@ -334,15 +347,7 @@ async fn a_planned_failover_under_load_recovers_without_a_restart() {
         "CLUSTER FAILOVER of {old} → {new}: all sessions answered {took:?} after it began; {}",
         load.summary()
     );
-    assert_eq!(
-        load.refused.load(Ordering::Relaxed),
-        0,
-        "a live session refused"
-    );
-    assert!(
-        none_accepted(&c.replicas, &ended).await,
-        "a logged-out session accepted"
-    );
+    nothing_stale(&c, &load, &ended).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -412,15 +417,7 @@ async fn a_killed_master_fails_its_slots_closed_and_the_rest_serve_on() {
         load.unavailable.load(Ordering::Relaxed) > 0,
         "the dead slots never failed closed"
     );
-    assert_eq!(
-        load.refused.load(Ordering::Relaxed),
-        0,
-        "a live session refused"
-    );
-    assert!(
-        none_accepted(&c.replicas, &ended).await,
-        "a logged-out session accepted"
-    );
+    nothing_stale(&c, &load, &ended).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
